@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command: installs redis-server from Debian's packages when it is
+# missing, then runs the whole suite with the race detector.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "redis-server not found; installing it from Debian's packages" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends redis-server
+fi
+
+go vet ./...
+go test -race -count=1 -timeout 12m ./...
