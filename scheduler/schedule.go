@@ -1,0 +1,258 @@
+package scheduler
+
+import (
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// starBit is robfig/cron's mark on a SpecSchedule field written as "*" or "?".
+const starBit = 1 << 63
+
+const (
+	allMinutes = 1<<60 - 1
+	allHours   = 1<<24 - 1
+	// maxScan bounds the candidates one Next call examines; robfig's own
+	// Next already gives up after five years.
+	maxScan = 1 << 17
+	// maxPrevSpan bounds how far back Prev looks for a slot.
+	maxPrevSpan = 6 * 366 * 24 * 3600
+	day         = 24 * 3600
+)
+
+type scheduleKind uint8
+
+const (
+	kindSpec scheduleKind = iota
+	kindEvery
+	kindOther
+)
+
+// Schedule gives a job's slots: the nominal instants its cron spec names, in
+// UTC with second precision, the same on every replica. Build it with
+// [NewSchedule]; the zero Schedule has no slots.
+//
+// Rules:
+//   - "@every D" slots are the multiples of D (whole seconds, at least 1s)
+//     since the Unix epoch, so replicas started at different times agree.
+//   - Other specs are read in the job's time zone.
+//   - Daylight saving follows Vixie cron. A fixed-time job (neither its minute
+//     nor its hour field is a wildcard) whose local time does not exist on a
+//     spring-forward day runs once, at the transition instant; one whose local
+//     time happens twice on a fall-back day runs once, at the first occurrence.
+//     A wildcard job (minute or hour field "*", or covering its whole range,
+//     e.g. "*/15 * * * *", "30 * * * *", @hourly) follows real time: it runs
+//     at every real instant whose local time matches, so "*/15 * * * *" runs
+//     every 15 real minutes across both transitions. robfig/cron marks "*/2"
+//     as a list, not a wildcard, so "0 */2 * * *" counts as fixed-time.
+//   - The zone is assumed to change its UTC offset at most once within any
+//     two days (true of every zone in the tz database since 1970).
+type Schedule struct {
+	kind  scheduleKind
+	valid bool
+	spec  cron.SpecSchedule // Location is UTC: robfig works on wall clock fields only
+	fixed bool
+	every int64 // seconds
+	other cron.Schedule
+	loc   *time.Location
+}
+
+// NewSchedule wraps a schedule parsed by robfig/cron/v3 (jobs.ParseSchedule)
+// for the zone loc (nil means UTC; a SpecSchedule's own Location is ignored).
+// It understands *cron.SpecSchedule and cron.ConstantDelaySchedule (value or
+// pointer); any other cron.Schedule is asked for its Next in loc, truncated to
+// the second, with no daylight-saving correction. A nil s has no slots.
+func NewSchedule(s cron.Schedule, loc *time.Location) Schedule {
+	if loc == nil {
+		loc = time.UTC
+	}
+	switch v := s.(type) {
+	case nil:
+		return Schedule{}
+	case *cron.SpecSchedule:
+		if v == nil {
+			return Schedule{}
+		}
+		return newSpec(*v, loc)
+	case *cron.ConstantDelaySchedule:
+		if v == nil {
+			return Schedule{}
+		}
+		return newEvery(v.Delay, loc)
+	case cron.ConstantDelaySchedule:
+		return newEvery(v.Delay, loc)
+	default:
+		return Schedule{kind: kindOther, valid: true, other: s, loc: loc}
+	}
+}
+
+func newSpec(s cron.SpecSchedule, loc *time.Location) Schedule {
+	s.Location = time.UTC
+	wild := func(field, all uint64) bool { return field&starBit != 0 || field&all == all }
+	return Schedule{
+		kind:  kindSpec,
+		valid: true,
+		spec:  s,
+		fixed: !wild(s.Minute, allMinutes) && !wild(s.Hour, allHours),
+		loc:   loc,
+	}
+}
+
+func newEvery(d time.Duration, loc *time.Location) Schedule {
+	sec := int64(d / time.Second)
+	if sec < 1 {
+		sec = 1
+	}
+	return Schedule{kind: kindEvery, valid: true, every: sec, loc: loc}
+}
+
+// Location is the zone the schedule is read in.
+func (s Schedule) Location() *time.Location {
+	if s.loc == nil {
+		return time.UTC
+	}
+	return s.loc
+}
+
+// FixedTime reports whether Vixie cron's fixed-time daylight-saving rule
+// applies (a spec whose minute and hour fields are not wildcards).
+func (s Schedule) FixedTime() bool { return s.kind == kindSpec && s.fixed }
+
+// Every is the period of an "@every" schedule, 0 for other kinds.
+func (s Schedule) Every() time.Duration {
+	if s.kind != kindEvery {
+		return 0
+	}
+	return time.Duration(s.every) * time.Second
+}
+
+// Next returns the first slot strictly after after, in UTC; the zero Time
+// when there is none within about five years.
+func (s Schedule) Next(after time.Time) time.Time {
+	if !s.valid {
+		return time.Time{}
+	}
+	a := after.Unix() // floor: a slot > a is > after, since slots are whole seconds
+	switch s.kind {
+	case kindEvery:
+		return unix(floorDiv(a, s.every)*s.every + s.every)
+	case kindOther:
+		t := s.other.Next(after.In(s.loc))
+		for i := 0; !t.IsZero() && t.Unix() <= a && i < 3; i++ {
+			t = s.other.Next(t)
+		}
+		if t.IsZero() || t.Unix() <= a {
+			return time.Time{}
+		}
+		return unix(t.Unix())
+	}
+	return s.nextSpec(a)
+}
+
+// nextSpec scans matching wall-clock times (robfig on UTC fields: no zone
+// trouble) from a lower bound, maps each to real instants in s.loc, and
+// returns the least instant after a.
+func (s Schedule) nextSpec(a int64) time.Time {
+	w := a + min(s.offset(a), s.offset(a+day)) // no candidate's wall time is earlier
+	best, found := int64(0), false
+	for range maxScan {
+		next := s.spec.Next(time.Unix(w, 0).UTC())
+		if next.IsZero() {
+			break
+		}
+		w = next.Unix()
+		inst, n, gap := s.resolve(w)
+		if s.fixed {
+			// Monotone in w: the first instant after a is the answer.
+			t := gap
+			if n > 0 {
+				t = inst[0] // first occurrence of a repeated time
+			}
+			if t > a {
+				return unix(t)
+			}
+			continue
+		}
+		// Wildcard: real instants only; a skipped wall time has none, a
+		// repeated one has two.
+		for _, t := range inst[:n] {
+			if t > a && (!found || t < best) {
+				best, found = t, true
+			}
+		}
+		if n > 0 && inst[0] > a {
+			break // later wall times only give later instants
+		}
+	}
+	if !found {
+		return time.Time{}
+	}
+	return unix(best)
+}
+
+// resolve maps wall time w (seconds, as if UTC) to its real instants in
+// s.loc, ascending: n == 1 normally, 2 when the time repeats (fall back),
+// 0 when it is skipped (spring forward), with gap the transition instant.
+func (s Schedule) resolve(w int64) (inst [2]int64, n int, gap int64) {
+	before, after := s.offset(w-day), s.offset(w+day)
+	for i, o := range [2]int64{before, after} {
+		if i == 1 && o == before {
+			break
+		}
+		if t := w - o; s.offset(t) == o {
+			inst[n] = t
+			n++
+		}
+	}
+	if n == 2 && inst[1] < inst[0] {
+		inst[0], inst[1] = inst[1], inst[0]
+	}
+	if n == 0 {
+		start, _ := time.Unix(w-before, 0).In(s.loc).ZoneBounds()
+		gap = start.Unix()
+	}
+	return inst, n, gap
+}
+
+// offset is s.loc's UTC offset in seconds at instant u.
+func (s Schedule) offset(u int64) int64 {
+	_, off := time.Unix(u, 0).In(s.loc).Zone()
+	return int64(off)
+}
+
+// Prev returns the latest slot at or before at, in UTC; the zero Time when
+// there is none within about six years. Catch-up uses it to find the most
+// recent missed slot.
+func (s Schedule) Prev(at time.Time) time.Time {
+	if !s.valid {
+		return time.Time{}
+	}
+	a := at.Unix()
+	if s.kind == kindEvery {
+		return unix(floorDiv(a, s.every) * s.every)
+	}
+	for span := int64(1); span <= maxPrevSpan; span *= 2 {
+		t := s.Next(time.Unix(a-span, 0))
+		if t.IsZero() || t.Unix() > a {
+			continue
+		}
+		for {
+			n := s.Next(t)
+			if n.IsZero() || n.Unix() > a {
+				return t
+			}
+			t = n
+		}
+	}
+	return time.Time{}
+}
+
+func unix(sec int64) time.Time { return time.Unix(sec, 0).UTC() }
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
