@@ -1,0 +1,59 @@
+// Command redcron is the replicated cron scheduler's binary: `run` a
+// jobs.yaml as one replica, `validate` it, or print the `version`.
+//
+// Exit codes: 0 ok, 2 bad usage or config, 1 runtime failure.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// Exit codes, part of the interface other tools rely on.
+const (
+	exitOK      = 0
+	exitFailure = 1 // runtime failure
+	exitUsage   = 2 // bad usage or bad config
+)
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `redcron: a replicated cron scheduler
+
+Usage:
+  redcron run      --config FILE [--redis URL] [--replica ID] [--http ADDR] [--log-level LEVEL]
+  redcron validate --config FILE
+  redcron version
+  redcron help
+
+Environment: REDCRON_REDIS_URL, REDCRON_REPLICA (default host-pid),
+REDCRON_CLOCK_OFFSET (fault-injection tests only).
+Exit codes: 0 ok, 2 bad usage or config, 1 runtime failure.
+Run "redcron COMMAND --help" for a command's flags.
+`
+
+// realMain runs the command line args (without the program name) and
+// returns the exit code.
+func realMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "run":
+		return runCommand(rest, stdout, stderr)
+	case "validate":
+		return validateCommand(rest, stdout, stderr)
+	case "version", "--version":
+		return versionCommand(rest, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "redcron: unknown command %q\n\n%s", cmd, usage)
+		return exitUsage
+	}
+}

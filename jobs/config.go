@@ -1,0 +1,87 @@
+package jobs
+
+import "time"
+
+// Built-in defaults, applied before the file's defaults: block.
+const (
+	DefaultLockTTL       = 30 * time.Second
+	DefaultCatchupWindow = time.Minute
+	DefaultShutdownGrace = 30 * time.Second
+	DefaultRetryAttempts = 1
+	DefaultRetryBackoff  = time.Second
+	DefaultRetryMax      = time.Minute
+	DefaultKillGrace     = 5 * time.Second
+	DefaultOutputLimit   = 64 << 10 // bytes of command output logged per run
+	DefaultHTTPTimeout   = 10 * time.Second
+	DefaultHTTPMethod    = "GET"
+	DefaultPrefix        = "redcron"
+	DefaultDialTimeout   = time.Second
+	DefaultReadTimeout   = 500 * time.Millisecond
+	DefaultWriteTimeout  = 500 * time.Millisecond
+	DefaultMaxClockSkew  = 2 * time.Second
+
+	// MinLockTTL is the shortest lock_ttl accepted: the watchdog renews at
+	// lock_ttl/3 and needs room for a round trip.
+	MinLockTTL = time.Second
+	// MaxNameLen is the longest job name accepted.
+	MaxNameLen = 64
+	// MinQuorum is the fewest masters accepted in quorum mode.
+	MinQuorum = 3
+)
+
+// Config is a decoded, validated jobs.yaml.
+type Config struct {
+	File          string
+	Redis         RedisConfig
+	ShutdownGrace time.Duration // top-level `shutdown_grace`, default 30s
+	Jobs          []*Job        // in file order
+	// Warnings are problems that do not stop the file from loading (an even
+	// quorum, a jitter not shorter than the schedule interval, a command not
+	// found in this machine's PATH). `redcron validate` prints them.
+	Warnings []*Problem
+}
+
+// Job returns the job named name, or nil.
+func (c *Config) Job(name string) *Job {
+	for _, j := range c.Jobs {
+		if j.Name == name {
+			return j
+		}
+	}
+	return nil
+}
+
+// RedisConfig is the `redis:` block. At most one of URL, Sentinel, Cluster and
+// Quorum is set; none means "no Redis configured" (redcron run may then start
+// an embedded server for a one-machine trial).
+type RedisConfig struct {
+	URL      string          // `url`: redis://, rediss:// or unix://
+	Sentinel *SentinelConfig // `sentinel: {master, addrs}`
+	Cluster  []string        // `cluster`: host:port seed addresses
+	Quorum   []string        // `quorum`: URLs of independent masters (odd count >= 3 recommended; >= 3 required)
+	Username string          // `username` (ACL)
+	Password string          // `password`; use ${VAR} to keep it out of the file
+	TLS      bool            // `tls`; implied by a rediss:// URL
+	Prefix   string          // `prefix`, default "redcron"; no braces or spaces
+
+	DialTimeout  time.Duration // `dial_timeout`, default 1s
+	ReadTimeout  time.Duration // `read_timeout`, default 500ms
+	WriteTimeout time.Duration // `write_timeout`, default 500ms
+	MaxClockSkew time.Duration // `max_clock_skew`, default 2s
+}
+
+// SentinelConfig is the `redis.sentinel:` block.
+type SentinelConfig struct {
+	Master string   // `master`: the monitored master's name
+	Addrs  []string // `addrs`: sentinel host:port addresses
+}
+
+func defaultRedis() RedisConfig {
+	return RedisConfig{
+		Prefix:       DefaultPrefix,
+		DialTimeout:  DefaultDialTimeout,
+		ReadTimeout:  DefaultReadTimeout,
+		WriteTimeout: DefaultWriteTimeout,
+		MaxClockSkew: DefaultMaxClockSkew,
+	}
+}

@@ -1,0 +1,10 @@
+// Package jobs holds redcron's job definitions: the strict decoder and
+// validator of jobs.yaml, the registry of Go job functions, and the built-in
+// command and HTTP jobs.
+//
+// A configuration is decoded from yaml.v3 nodes so that every problem can be
+// reported with its file and line; Load and Parse report every problem they
+// find, not only the first, as a *ConfigError (errors.Is(err,
+// ErrInvalidConfig) holds). A Job's Run executes one attempt; retries, claims,
+// leases and timing belong to the scheduler.
+package jobs
