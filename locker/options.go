@@ -1,0 +1,58 @@
+package locker
+
+import (
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Default option values.
+const (
+	// DefaultNodeTimeout bounds each call to each node.
+	DefaultNodeTimeout = 500 * time.Millisecond
+	// DefaultRetryDelay is the maximum random delay between Obtain retries.
+	DefaultRetryDelay = 50 * time.Millisecond
+)
+
+// Options tune a Locker. The zero value is ready to use.
+type Options struct {
+	// Drift is the clock drift allowance subtracted from every lease's TTL
+	// to get its local deadline (and, in quorum mode, its validity).
+	// Default (zero): TTL/100 + 2ms, the Redlock value, computed per lease.
+	Drift time.Duration
+	// NodeTimeout bounds every call to every node. A renewal's call is also
+	// bounded by the time left to the lease's local deadline. Default 500ms.
+	NodeTimeout time.Duration
+	// Retries is how many times Obtain retries after ErrNotObtained or
+	// ErrNoQuorum, after a random delay in [0, RetryDelay). It never retries
+	// after ErrSlotClaimed, ErrPaused, or after writing a BusyRecord.
+	// Default 0.
+	Retries int
+	// RetryDelay is the maximum random delay between retries. Default 50ms.
+	RetryDelay time.Duration
+	// Logger receives lease losses and renewal failures, with structured
+	// fields. Default: disabled (the zero zerolog.Logger writes nothing).
+	Logger zerolog.Logger
+}
+
+// withDefaults returns o with every zero field set to its default.
+func (o Options) withDefaults() Options {
+	if o.NodeTimeout <= 0 {
+		o.NodeTimeout = DefaultNodeTimeout
+	}
+	if o.RetryDelay <= 0 {
+		o.RetryDelay = DefaultRetryDelay
+	}
+	if o.Retries < 0 {
+		o.Retries = 0
+	}
+	return o
+}
+
+// drift is the allowance for a lease of length ttl.
+func (o *Options) drift(ttl time.Duration) time.Duration {
+	if o.Drift > 0 {
+		return o.Drift
+	}
+	return ttl/100 + 2*time.Millisecond
+}

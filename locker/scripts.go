@@ -1,0 +1,147 @@
+package locker
+
+import (
+	_ "embed"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The Lua scripts, each wrapped once. Script.Run sends EVALSHA and falls back
+// to EVAL when the server answers NOSCRIPT (after a restart or SCRIPT FLUSH).
+var (
+	//go:embed obtain.lua
+	obtainLua string
+	// obtainScript: KEYS = lease, fence, mark|lease, pause|lease;
+	// ARGV = token, ttl ms, hasMark, mark ttl ms, busy record, hasPause, replace.
+	// Returns the fence, or {code, pttl, record} (1 paused, 2 claimed, 3 busy).
+	obtainScript = redis.NewScript(obtainLua)
+
+	//go:embed renew.lua
+	renewLua string
+	// renewScript: KEYS = lease, mark|lease; ARGV = token, ttl ms, hasMark,
+	// mark ttl ms. Returns 1 extended, 0 expired, -1 taken.
+	renewScript = redis.NewScript(renewLua)
+
+	//go:embed release.lua
+	releaseLua string
+	// releaseScript: KEYS = lease, mark|lease; ARGV = token, dropMark.
+	// Returns 1 deleted, 0 expired, -1 taken.
+	releaseScript = redis.NewScript(releaseLua)
+
+	//go:embed finish.lua
+	finishLua string
+	// finishScript: KEYS = lease, mark|lease, history|lease; ARGV = token,
+	// record, retention ms, hasMark, hasHistory, history len, history ttl ms.
+	// Returns {status, recorded}.
+	finishScript = redis.NewScript(finishLua)
+
+	//go:embed fence.lua
+	fenceLua string
+	// fenceScript: KEYS = fence; ARGV = F. Sets the counter to max(current, F).
+	fenceScript = redis.NewScript(fenceLua)
+)
+
+// Script status codes shared by renew, release and finish.
+const (
+	statusHeld    = 1
+	statusExpired = 0
+	statusTaken   = -1
+)
+
+// Failure codes of obtain.lua.
+const (
+	codePaused  = 1
+	codeClaimed = 2
+	codeBusy    = 3
+)
+
+// RunningPrefix starts the record that Obtain writes to a claim's MarkKey
+// while the run lasts: "running:<token>:<fence>".
+const RunningPrefix = "running:"
+
+// SkippedPaused is the record Obtain writes to an absent MarkKey when the
+// claim's PauseKey exists.
+const SkippedPaused = "skipped:paused"
+
+// obtainReply is one node's answer to obtain.lua.
+type obtainReply struct {
+	fence  int64 // > 0 on success
+	code   int64 // 0 on success, else codePaused, codeClaimed or codeBusy
+	pttl   int64
+	record string
+}
+
+func parseObtain(v any) (obtainReply, error) {
+	switch v := v.(type) {
+	case int64:
+		return obtainReply{fence: v}, nil
+	case []any:
+		if len(v) == 3 {
+			code, ok1 := v[0].(int64)
+			pttl, ok2 := v[1].(int64)
+			rec, ok3 := v[2].(string)
+			if ok1 && ok2 && ok3 {
+				return obtainReply{code: code, pttl: pttl, record: rec}, nil
+			}
+		}
+	}
+	return obtainReply{}, fmt.Errorf("locker: unexpected obtain reply %v", v)
+}
+
+// err is the NotObtainedError for a failed reply.
+func (r obtainReply) err() *NotObtainedError {
+	e := &NotObtainedError{Reason: ErrNotObtained}
+	switch r.code {
+	case codePaused:
+		e.Reason = ErrPaused
+	case codeClaimed:
+		e.Reason, e.Record = ErrSlotClaimed, r.record
+	}
+	if r.pttl > 0 {
+		e.TTL = time.Duration(r.pttl) * time.Millisecond
+	}
+	return e
+}
+
+func parseFinish(v any) (status int64, recorded bool, err error) {
+	if a, ok := v.([]any); ok && len(a) == 2 {
+		s, ok1 := a[0].(int64)
+		r, ok2 := a[1].(int64)
+		if ok1 && ok2 {
+			return s, r == 1, nil
+		}
+	}
+	return 0, false, fmt.Errorf("locker: unexpected finish reply %v", v)
+}
+
+// statusErr maps a renew/release status to its sentinel (nil when held).
+func statusErr(s int64) error {
+	switch s {
+	case statusHeld:
+		return nil
+	case statusExpired:
+		return ErrLeaseExpired
+	case statusTaken:
+		return ErrLeaseTaken
+	}
+	return fmt.Errorf("locker: unexpected status %d", s)
+}
+
+// ms renders d in whole milliseconds (at least 1) for PX and PEXPIRE.
+func ms(d time.Duration) string {
+	m := d.Milliseconds()
+	if m < 1 {
+		m = 1
+	}
+	return strconv.FormatInt(m, 10)
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}

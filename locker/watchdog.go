@@ -1,0 +1,56 @@
+package locker
+
+import (
+	"errors"
+	"time"
+)
+
+// watchdog renews one lease every TTL/3 until stopped or the lease ends.
+// Transient failures are retried sooner, until the local deadline, when the
+// lease's deadline timer (not the watchdog) cancels it: that timer fires
+// even while a renewal call is blocked, and the call, bounded by the
+// deadline and derived from the lease's context, then returns.
+type watchdog struct {
+	quit chan struct{} // closed by stop
+	done chan struct{} // closed when the goroutine exits
+}
+
+func startWatchdog(l *Lease) *watchdog {
+	w := &watchdog{quit: make(chan struct{}), done: make(chan struct{})}
+	go w.run(l)
+	return w
+}
+
+// stop asks the goroutine to exit and waits for it, including for a
+// renewal in flight.
+func (w *watchdog) stop() {
+	close(w.quit)
+	<-w.done
+}
+
+func (w *watchdog) run(l *Lease) {
+	defer close(w.done)
+	every := l.claim.TTL / 3
+	retry := max(every/4, 5*time.Millisecond)
+	t := time.NewTimer(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.quit:
+			return
+		case <-l.ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := l.renew(l.ctx)
+		switch {
+		case err == nil:
+			t.Reset(every)
+		case l.ctx.Err() != nil || errors.Is(err, ErrLeaseLost):
+			return
+		default:
+			l.lk.opts.Logger.Debug().Str("key", l.claim.Key).Int64("fence", l.fence).Err(err).Msg("lease renewal failed, retrying")
+			t.Reset(retry)
+		}
+	}
+}
