@@ -1,0 +1,213 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/redcron/redcron/internal/redistest"
+	"github.com/redcron/redcron/jobs"
+	"github.com/redcron/redcron/locker"
+)
+
+// entry is one start of a run, as the job saw it.
+type entry struct {
+	job     string
+	slot    time.Time
+	fence   int64
+	replica string
+	attempt int
+	start   time.Time // real time
+	end     time.Time // real time
+	cause   error     // context.Cause when the run ended by its context
+}
+
+// ledger records every run start of the Go jobs of one test.
+type ledger struct {
+	mu      sync.Mutex
+	entries []entry
+}
+
+func (l *ledger) add(e entry) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.entries = append(l.entries, e)
+	return len(l.entries) - 1
+}
+
+func (l *ledger) finish(i int, cause error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.entries[i].end = time.Now()
+	l.entries[i].cause = cause
+}
+
+func (l *ledger) snapshot() []entry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]entry(nil), l.entries...)
+}
+
+var funcSeq atomic.Int64
+
+// behaviour is what a ledger job does once it has recorded its start.
+type behaviour struct {
+	sleep time.Duration // how long it runs unless its ctx ends
+	fail  int           // fail the first fail attempts
+}
+
+// registerLedgerFunc registers a fresh Go job function that appends to l.
+func registerLedgerFunc(l *ledger, b behaviour) string {
+	name := fmt.Sprintf("ledger%d", funcSeq.Add(1))
+	jobs.Register(name, func(ctx context.Context, r jobs.Run, _ struct{}) error {
+		i := l.add(entry{job: r.Job, slot: r.Slot, fence: r.Fence, replica: r.Replica, attempt: r.Attempt, start: time.Now()})
+		var cause error
+		defer func() { l.finish(i, cause) }()
+		if b.sleep > 0 {
+			t := time.NewTimer(b.sleep)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				cause = context.Cause(ctx)
+				return ctx.Err()
+			}
+		}
+		if r.Attempt <= b.fail {
+			return fmt.Errorf("attempt %d fails on purpose", r.Attempt)
+		}
+		return nil
+	})
+	return name
+}
+
+// testJob builds a Go func job in code, as jobs.Load would.
+func testJob(t *testing.T, name, spec, fn string, mod func(*jobs.Job)) *jobs.Job {
+	t.Helper()
+	s, err := jobs.ParseSchedule(spec, time.UTC)
+	if err != nil {
+		t.Fatalf("ParseSchedule(%q): %v", spec, err)
+	}
+	j := &jobs.Job{
+		Name: name, Spec: spec, Schedule: s, Location: time.UTC,
+		LockTTL: 3 * time.Second, Overlap: jobs.OverlapForbid,
+		Retry:         jobs.Retry{Attempts: 1, Backoff: time.Second, MaxBackoff: time.Minute},
+		CatchupWindow: time.Minute, Enabled: true, Kind: jobs.KindFunc, Func: fn,
+	}
+	if mod != nil {
+		mod(j)
+	}
+	return j
+}
+
+// newClient returns a go-redis client with short timeouts, closed at cleanup.
+func newClient(t *testing.T, srv *redistest.Server) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{
+		Addr: srv.Addr(), DialTimeout: 200 * time.Millisecond,
+		ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond,
+		MaxRetries: -1, PoolSize: 20,
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// instance is one running scheduler of a test.
+type instance struct {
+	s      *Scheduler
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startInstance starts a scheduler on its own client to srv; its Run is
+// stopped (and waited for) at cleanup or by stop.
+func startInstance(t *testing.T, srv *redistest.Server, js []*jobs.Job, opts Options) *instance {
+	t.Helper()
+	l := locker.New(newClient(t, srv), locker.Options{})
+	opts.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	s, err := New(js, l, opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &instance{s: s, cancel: cancel, done: make(chan error, 1)}
+	go func() { in.done <- s.Run(ctx) }()
+	t.Cleanup(func() { in.stop(t) })
+	return in
+}
+
+// stop cancels Run and waits for it (bounded); it may be called twice.
+func (in *instance) stop(t *testing.T) {
+	t.Helper()
+	in.cancel()
+	select {
+	case err, ok := <-in.done:
+		if ok && err != nil {
+			t.Errorf("Run: got %v, want nil", err)
+		}
+		if ok {
+			close(in.done)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("Run did not return")
+	}
+}
+
+// checkOnce asserts that no (job, slot) ran twice (first attempts), and
+// that fences increase with slots per job for slots from `from` on (before
+// it, replicas starting with different clocks may catch up an older slot
+// after a newer one); it returns the runs per job and slot.
+func checkOnce(t *testing.T, es []entry, from time.Time) map[string]map[int64]entry {
+	t.Helper()
+	got := map[string]map[int64]entry{}
+	for _, e := range es {
+		if e.attempt > 1 {
+			continue
+		}
+		if e.slot.Before(from) {
+			if prev, dup := got["before:"+e.job][e.slot.Unix()]; dup {
+				t.Errorf("job %s slot %v ran twice: on %s and %s", e.job, e.slot, prev.replica, e.replica)
+			}
+			if got["before:"+e.job] == nil {
+				got["before:"+e.job] = map[int64]entry{}
+			}
+			got["before:"+e.job][e.slot.Unix()] = e
+			continue
+		}
+		m := got[e.job]
+		if m == nil {
+			m = map[int64]entry{}
+			got[e.job] = m
+		}
+		if prev, dup := m[e.slot.Unix()]; dup {
+			t.Errorf("job %s slot %v ran twice: on %s (fence %d) and %s (fence %d)", e.job, e.slot, prev.replica, prev.fence, e.replica, e.fence)
+			continue
+		}
+		m[e.slot.Unix()] = e
+	}
+	for job, m := range got {
+		if strings.HasPrefix(job, "before:") {
+			delete(got, job)
+			continue
+		}
+		slots := make([]int64, 0, len(m))
+		for s := range m {
+			slots = append(slots, s)
+		}
+		sort.Slice(slots, func(i, j int) bool { return slots[i] < slots[j] })
+		for i := 1; i < len(slots); i++ {
+			if a, b := m[slots[i-1]], m[slots[i]]; b.fence <= a.fence {
+				t.Errorf("job %s: fence regressed: slot %d fence %d, then slot %d fence %d", job, slots[i-1], a.fence, slots[i], b.fence)
+			}
+		}
+	}
+	return got
+}

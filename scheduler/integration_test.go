@@ -1,0 +1,226 @@
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redcron/redcron/internal/redistest"
+	"github.com/redcron/redcron/jobs"
+	"github.com/redcron/redcron/locker"
+)
+
+// waitUntil waits in real time until the wall clock reaches t.
+func waitUntil(t time.Time) { time.Sleep(time.Until(t)) }
+
+// nextSecond is the start of the next whole second plus d.
+func nextSecond(d time.Duration) time.Time {
+	return time.Now().Truncate(time.Second).Add(time.Second + d)
+}
+
+// TestExactlyOnce: three instances, 20 jobs every second for 15 s: every
+// (job, slot) in the steady window runs exactly once, fences increase with
+// slots; again with two instances' clocks 1.5 s ahead and behind.
+func TestExactlyOnce(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		offsets [3]time.Duration
+	}{
+		{"same clocks", [3]time.Duration{0, 0, 0}},
+		{"offsets +1.5s and -1.5s", [3]time.Duration{1500 * time.Millisecond, 0, -1500 * time.Millisecond}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := redistest.Start(t, redistest.Options{})
+			l := &ledger{}
+			fn := registerLedgerFunc(l, behaviour{sleep: 20 * time.Millisecond})
+			var js []*jobs.Job
+			for i := range 20 {
+				js = append(js, testJob(t, fmt.Sprintf("job%02d", i), "* * * * * *", fn, nil))
+			}
+			begin := nextSecond(0)
+			waitUntil(begin.Add(-300 * time.Millisecond))
+			for i, off := range tc.offsets {
+				startInstance(t, srv, js, Options{Replica: fmt.Sprintf("r%d", i), Clock: OffsetClock(nil, off)})
+			}
+			end := begin.Add(16 * time.Second)
+			waitUntil(end.Add(2 * time.Second)) // the -1.5s instance fires late
+			got := checkOnce(t, l.snapshot(), begin.Add(2*time.Second))
+			// Every slot in [begin+2s, end] ran (the first seconds are start-up).
+			for _, j := range js {
+				for s := begin.Add(2 * time.Second); !s.After(end); s = s.Add(time.Second) {
+					if _, ok := got[j.Name][s.Unix()]; !ok {
+						t.Errorf("job %s slot %v: got no run, want one", j.Name, s.UTC())
+					}
+				}
+			}
+			byReplica := map[string]int{}
+			for _, m := range got {
+				for _, e := range m {
+					byReplica[e.replica]++
+				}
+			}
+			t.Logf("runs by replica: %v", byReplica)
+		})
+	}
+}
+
+// TestLateReplicaNeverReruns: a replica whose clock is 1.9 s behind fires
+// every slot after a healthy replica has finished it (10 ms jobs); the slot
+// marks make it run nothing.
+func TestLateReplicaNeverReruns(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.Options{})
+	l := &ledger{}
+	fn := registerLedgerFunc(l, behaviour{sleep: 10 * time.Millisecond})
+	var js []*jobs.Job
+	for i := range 5 {
+		js = append(js, testJob(t, fmt.Sprintf("late%d", i), "* * * * * *", fn, nil))
+	}
+	begin := nextSecond(300 * time.Millisecond)
+	waitUntil(begin)
+	startInstance(t, srv, js, Options{Replica: "healthy"})
+	startInstance(t, srv, js, Options{Replica: "late", Clock: OffsetClock(nil, -1900*time.Millisecond)})
+	waitUntil(begin.Add(8 * time.Second))
+	// Before begin+1s the late replica may run slots the healthy one,
+	// started after them, never saw.
+	got := checkOnce(t, l.snapshot(), begin.Add(time.Second))
+	for job, m := range got {
+		n := 0
+		for _, e := range m {
+			if e.replica == "late" {
+				t.Errorf("job %s slot %v: run by the late replica, want only the healthy one", job, e.slot)
+			}
+			n++
+		}
+		if n < 6 {
+			t.Errorf("job %s: got %d runs, want >= 6", job, n)
+		}
+	}
+}
+
+// TestOverlapAcrossInstances: a 2.5 s job every second on three instances.
+func TestOverlapAcrossInstances(t *testing.T) {
+	t.Parallel()
+	for _, ov := range []jobs.Overlap{jobs.OverlapForbid, jobs.OverlapAllow, jobs.OverlapReplace} {
+		t.Run(string(ov), func(t *testing.T) {
+			t.Parallel()
+			srv := redistest.Start(t, redistest.Options{})
+			l := &ledger{}
+			fn := registerLedgerFunc(l, behaviour{sleep: 2500 * time.Millisecond})
+			js := []*jobs.Job{testJob(t, "long", "* * * * * *", fn, func(j *jobs.Job) {
+				j.Overlap = ov
+				j.LockTTL = 900 * time.Millisecond // renewed every 300ms
+			})}
+			begin := nextSecond(300 * time.Millisecond)
+			waitUntil(begin)
+			var ins []*instance
+			for i := range 3 {
+				ins = append(ins, startInstance(t, srv, js, Options{Replica: fmt.Sprintf("r%d", i), ShutdownGrace: time.Second}))
+			}
+			waitUntil(begin.Add(6 * time.Second))
+			for _, in := range ins {
+				in.stop(t)
+			}
+			es := l.snapshot()
+			checkOnce(t, es, begin)
+			maxConcurrent, lost := 0, 0
+			for _, a := range es {
+				n := 0
+				for _, b := range es {
+					if !b.start.After(a.start) && b.end.After(a.start) {
+						n++
+					}
+				}
+				maxConcurrent = max(maxConcurrent, n)
+				if errors.Is(a.cause, locker.ErrLeaseLost) {
+					lost++
+				}
+			}
+			c := srv.Client(t)
+			skipped := 0
+			for s := begin.Unix(); s < begin.Unix()+6; s++ {
+				v, _ := c.Get(context.Background(), fmt.Sprintf("redcron:{long}:slot:%d", s)).Result()
+				if v == "skipped:overlap" {
+					skipped++
+				}
+			}
+			t.Logf("runs %d, max concurrent %d, lease lost %d, skipped:overlap marks %d", len(es), maxConcurrent, lost, skipped)
+			switch ov {
+			case jobs.OverlapForbid:
+				if maxConcurrent != 1 {
+					t.Errorf("forbid: got %d concurrent runs, want 1", maxConcurrent)
+				}
+				if skipped < 2 {
+					t.Errorf("forbid: got %d skipped:overlap marks, want >= 2", skipped)
+				}
+			case jobs.OverlapAllow:
+				if maxConcurrent < 2 || len(es) < 5 {
+					t.Errorf("allow: got %d runs, %d concurrent, want >= 5 runs and >= 2 concurrent", len(es), maxConcurrent)
+				}
+			case jobs.OverlapReplace:
+				if lost < 3 {
+					t.Errorf("replace: got %d runs cancelled with ErrLeaseLost, want >= 3", lost)
+				}
+				if maxConcurrent > 2 {
+					t.Errorf("replace: got %d concurrent runs, want <= 2 (the old one ends at its next renewal)", maxConcurrent)
+				}
+			}
+		})
+	}
+}
+
+// TestLeaseDeletedCancelsRun: deleting a running job's lease key from
+// outside cancels its context with cause locker.ErrLeaseLost, and the slot
+// is recorded as lease_lost.
+func TestLeaseDeletedCancelsRun(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.Options{})
+	l := &ledger{}
+	fn := registerLedgerFunc(l, behaviour{sleep: 30 * time.Second})
+	js := []*jobs.Job{testJob(t, "forever", "@every 1h", fn, func(j *jobs.Job) {
+		j.LockTTL = 1500 * time.Millisecond
+		j.CatchupWindow = time.Hour // so that it runs at start
+	})}
+	startInstance(t, srv, js, Options{Replica: "r0"})
+	c := srv.Client(t)
+	ctx := context.Background()
+	waitFor(t, 5*time.Second, func() bool { return len(l.snapshot()) == 1 })
+	if err := c.Del(ctx, "redcron:{forever}:run").Err(); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	waitFor(t, 3*time.Second, func() bool { return !l.snapshot()[0].end.IsZero() })
+	e := l.snapshot()[0]
+	if !errors.Is(e.cause, locker.ErrLeaseLost) {
+		t.Errorf("cause: got %v, want %v", e.cause, locker.ErrLeaseLost)
+	}
+	if d := e.end.Sub(deleted); d > 1500*time.Millisecond {
+		t.Errorf("cancelled %v after the delete, want within a renewal period (500ms) plus margin", d)
+	}
+	var rec Record
+	waitFor(t, 3*time.Second, func() bool {
+		v, _ := c.Get(ctx, fmt.Sprintf("redcron:{forever}:slot:%d", e.slot.Unix())).Result()
+		return json.Unmarshal([]byte(v), &rec) == nil
+	})
+	if rec.Outcome != OutcomeLeaseLost {
+		t.Errorf("recorded outcome: got %q, want %q", rec.Outcome, OutcomeLeaseLost)
+	}
+}
+
+// waitFor polls cond every 10ms until it holds or d passes (real-time e2e
+// waits only).
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,113 @@
+package scheduler
+
+import (
+	"container/heap"
+	"context"
+	"time"
+)
+
+// loop is the one goroutine that owns the jobs' next and last slots: a
+// timer over a min-heap of next slots. Each due slot is handed to its own
+// firing goroutine (owned by s.wg). It returns when ctx ends.
+func (s *Scheduler) loop(ctx context.Context) {
+	clk := s.opts.Clock
+	now := clk.Now()
+	h := make(slotHeap, 0, len(s.jobs))
+	for _, js := range s.jobs {
+		if !js.job.Enabled {
+			s.log.Info().Str("job", js.job.Name).Msg("job disabled")
+			continue
+		}
+		// At start the most recent slot is considered too: catch-up
+		// decides whether it is young enough to claim.
+		js.next = js.sched.Prev(now)
+		if js.next.IsZero() {
+			js.next = js.sched.Next(now)
+		}
+		if js.next.IsZero() {
+			s.log.Warn().Str("job", js.job.Name).Msg("schedule names no future slot")
+			continue
+		}
+		h = append(h, js)
+	}
+	heap.Init(&h)
+	for len(h) > 0 {
+		if ctx.Err() != nil {
+			return
+		}
+		now = clk.Now()
+		if js := h[0]; js.next.After(now) {
+			t := clk.NewTimer(js.next.Sub(now))
+			select {
+			case <-t.C():
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+			continue
+		}
+		js := h[0]
+		s.due(ctx, js, now)
+		if js.next.IsZero() {
+			heap.Pop(&h)
+			continue
+		}
+		heap.Fix(&h, 0)
+	}
+	<-ctx.Done()
+}
+
+// due handles a job whose next slot has come: it fires the most recent slot
+// if it is still within the catch-up window, logs and counts every slot it
+// passes over, and moves next on.
+func (s *Scheduler) due(ctx context.Context, js *jobState, now time.Time) {
+	window := max(js.job.CatchupWindow, OnTime)
+	prev := js.sched.Prev(now)
+	d := decideCatchUp(js.sched, js.last, now, prev, window)
+	if d.Skipped > 0 && !js.last.IsZero() {
+		s.skip(js, d.Newest, SkipLate, d.Skipped, d.Oldest, d.Capped)
+	}
+	if !d.Slot.IsZero() {
+		s.fire(ctx, js, d.Slot)
+	}
+	if !prev.IsZero() && prev.After(js.last) {
+		js.last = prev
+	}
+	js.next = js.sched.Next(now)
+}
+
+// skip logs at warn and counts n skipped slots of a job.
+func (s *Scheduler) skip(js *jobState, slot time.Time, reason string, n int, oldest time.Time, capped bool) {
+	s.metrics.skips.WithLabelValues(js.job.Name, reason).Add(float64(n))
+	e := s.log.Warn().Str("job", js.job.Name).Time("slot", slot).Str("reason", reason)
+	if n > 1 {
+		e = e.Int("slots", n).Time("oldest", oldest).Bool("count_capped", capped)
+	}
+	e.Msg("slot skipped")
+}
+
+// slotHeap orders jobs by next slot (then by name, for a stable order).
+type slotHeap []*jobState
+
+func (h slotHeap) Len() int { return len(h) }
+func (h slotHeap) Less(i, j int) bool {
+	if !h[i].next.Equal(h[j].next) {
+		return h[i].next.Before(h[j].next)
+	}
+	return h[i].job.Name < h[j].job.Name
+}
+func (h slotHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *slotHeap) Push(x any) {
+	js := x.(*jobState)
+	js.index = len(*h)
+	*h = append(*h, js)
+}
+func (h *slotHeap) Pop() any {
+	old := *h
+	js := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return js
+}
