@@ -57,6 +57,9 @@ type decoder struct {
 	probs  []*Problem
 	warns  []*Problem
 	bad    map[*yaml.Node]bool // nodes already reported (bad ${VAR})
+	// expanded holds the scalars that ${VAR} changed: a quoted "${N}" may
+	// then still be read as an integer or a boolean.
+	expanded map[*yaml.Node]bool
 }
 
 // at locates a value for messages.
@@ -91,7 +94,7 @@ func parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	if lookupEnv == nil {
 		lookupEnv = func(string) (string, bool) { return "", false }
 	}
-	d := &decoder{file: file, lookup: lookupEnv, bad: map[*yaml.Node]bool{}}
+	d := &decoder{file: file, lookup: lookupEnv, bad: map[*yaml.Node]bool{}, expanded: map[*yaml.Node]bool{}}
 	cfg := &Config{File: file, Redis: defaultRedis(), ShutdownGrace: DefaultShutdownGrace}
 
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -185,12 +188,12 @@ func parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 			continue
 		}
 		if first, dup := seen[name]; dup {
-			d.fail(k, a, nil, "duplicate job name (first declared at line %d)", first)
+			d.fail(k, a.sub("name"), nil, "duplicate job name (first declared at line %d)", first)
 			continue
 		}
 		seen[name] = k.Line
 		if !jobNameRE.MatchString(name) {
-			d.fail(k, a, nil, "unusable job name %q: use 1 to %d of A-Z a-z 0-9 _ . - (it goes into Redis keys)", name, MaxNameLen)
+			d.fail(k, a.sub("name"), nil, "unusable job name %q: use 1 to %d of A-Z a-z 0-9 _ . - (it goes into Redis keys)", name, MaxNameLen)
 		}
 		if j := d.job(defaults, name, k, v); j != nil {
 			cfg.Jobs = append(cfg.Jobs, j)
@@ -249,6 +252,7 @@ func (d *decoder) expandTree(n *yaml.Node, path []string) {
 		}
 		if v != n.Value {
 			n.Value = v
+			d.expanded[n] = true
 			if n.Style&(yaml.TaggedStyle|yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) == 0 {
 				n.Tag = "" // a plain scalar: let the expanded text decide its type (e.g. ${N:-3} is an int)
 				if v == "" {
@@ -371,7 +375,7 @@ func (d *decoder) integer(n *yaml.Node, a at) (int, bool) {
 		return 0, false
 	}
 	var v int
-	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || decodeNode(n, &v) != nil {
+	if n.Kind != yaml.ScalarNode || d.tag(n) != "!!int" || decodeNode(d.plain(n), &v) != nil {
 		d.fail(n, a, nil, "want an integer, got %s", describe(n))
 		return 0, false
 	}
@@ -384,11 +388,26 @@ func (d *decoder) boolean(n *yaml.Node, a at) (bool, bool) {
 		return false, false
 	}
 	var v bool
-	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || decodeNode(n, &v) != nil {
+	if n.Kind != yaml.ScalarNode || d.tag(n) != "!!bool" || decodeNode(d.plain(n), &v) != nil {
 		d.fail(n, a, nil, "want true or false, got %s", describe(n))
 		return false, false
 	}
 	return v, true
+}
+
+// tag is n's resolved tag; an expanded quoted scalar resolves as if plain.
+func (d *decoder) tag(n *yaml.Node) string {
+	return d.plain(n).ShortTag()
+}
+
+// plain returns n, or for an expanded quoted scalar a plain copy of it.
+func (d *decoder) plain(n *yaml.Node) *yaml.Node {
+	if !d.expanded[n] || n.Style&yaml.TaggedStyle != 0 || n.Value == "" {
+		return n
+	}
+	c := *n
+	c.Style, c.Tag = 0, ""
+	return &c
 }
 
 func (d *decoder) strList(n *yaml.Node, a at) ([]string, bool) {

@@ -38,7 +38,7 @@ func runHTTP(ctx context.Context, h *HTTPSpec, r Run) error {
 	if timeout <= 0 {
 		timeout = DefaultHTTPTimeout
 	}
-	rctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("jobs: http timeout %s", timeout))
+	rctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("jobs: http timeout %s: %w", timeout, context.DeadlineExceeded))
 	defer cancel()
 	method := h.Method
 	if method == "" {
@@ -72,8 +72,8 @@ func runHTTP(ctx context.Context, h *HTTPSpec, r Run) error {
 		if cerr := ctxErr(ctx); cerr != nil { // the run was cancelled, not only the request
 			return errors.Join(err, cerr)
 		}
-		if rctx.Err() != nil {
-			return errors.Join(err, context.Cause(rctx))
+		if cause := context.Cause(rctx); cause != nil && !errors.Is(err, cause) {
+			return errors.Join(err, cause)
 		}
 		return err
 	}

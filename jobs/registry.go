@@ -115,7 +115,8 @@ func (e *funcEntry) invoke(ctx context.Context, r Run, args any) (err error) {
 // yaml.v3 ignores when decoding from a node) and type errors with their lines.
 func decodeStrict(n *yaml.Node, v any) []argProblem {
 	var ps []argProblem
-	checkKnown(n, reflect.TypeOf(v).Elem(), 0, &ps)
+	budget := maxArgNodes
+	checkKnown(n, reflect.TypeOf(v).Elem(), &budget, &ps)
 	if len(ps) > 0 {
 		return ps
 	}
@@ -164,15 +165,21 @@ func typeErrorProblem(m string, fallback int) argProblem {
 
 var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 
+// maxArgNodes bounds the nodes checkKnown visits, aliases included, so that
+// an alias bomb in args cannot stall the decoder (yaml.v3's Decode then
+// refuses it on its own alias ratio rule).
+const maxArgNodes = 100_000
+
 // checkKnown reports mapping keys that name no field of the struct type t,
 // recursively through pointers, slices, arrays, maps and structs. Types with
 // their own UnmarshalYAML are trusted.
-func checkKnown(n *yaml.Node, t reflect.Type, depth int, ps *[]argProblem) {
-	if depth > 64 || n == nil {
+func checkKnown(n *yaml.Node, t reflect.Type, budget *int, ps *[]argProblem) {
+	if *budget <= 0 || n == nil {
 		return
 	}
+	*budget--
 	if n.Kind == yaml.AliasNode {
-		checkKnown(n.Alias, t, depth+1, ps)
+		checkKnown(n.Alias, t, budget, ps)
 		return
 	}
 	for t.Kind() == reflect.Pointer {
@@ -194,21 +201,25 @@ func checkKnown(n *yaml.Node, t reflect.Type, depth int, ps *[]argProblem) {
 			k, val := n.Content[i], n.Content[i+1]
 			ft, ok := fields[k.Value]
 			if !ok {
-				*ps = append(*ps, argProblem{line: k.Line, msg: fmt.Sprintf("unknown key %q (known: %s)", k.Value, strings.Join(sortedKeys(fields), ", "))})
+				known := strings.Join(sortedKeys(fields), ", ")
+				if known == "" {
+					known = "none"
+				}
+				*ps = append(*ps, argProblem{line: k.Line, msg: fmt.Sprintf("unknown key %q (known: %s)", k.Value, known)})
 				continue
 			}
-			checkKnown(val, ft, depth+1, ps)
+			checkKnown(val, ft, budget, ps)
 		}
 	case reflect.Slice, reflect.Array:
 		if n.Kind == yaml.SequenceNode {
 			for _, c := range n.Content {
-				checkKnown(c, t.Elem(), depth+1, ps)
+				checkKnown(c, t.Elem(), budget, ps)
 			}
 		}
 	case reflect.Map:
 		if n.Kind == yaml.MappingNode {
 			for i := 1; i < len(n.Content); i += 2 {
-				checkKnown(n.Content[i], t.Elem(), depth+1, ps)
+				checkKnown(n.Content[i], t.Elem(), budget, ps)
 			}
 		}
 	}

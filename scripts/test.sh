@@ -14,3 +14,7 @@ fi
 
 go vet ./...
 go test -race -count=1 -timeout 12m ./...
+# Short fuzz runs of the config decoder and schedule parser (one target per
+# invocation, as go test requires); the seed corpora are in jobs/testdata/fuzz.
+go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 10s ./jobs/
+go test -run '^$' -fuzz '^FuzzParseSchedule$' -fuzztime 10s ./jobs/

@@ -1,0 +1,71 @@
+package jobs
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// FuzzParse feeds arbitrary bytes to the decoder (parse, without Parse's
+// recover, so that a panic is found rather than hidden). Seeds live in
+// testdata/fuzz/FuzzParse.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("jobs:\n  a: {schedule: '@every 5s', func: test.echo, args: {message: hi}}\n"))
+	env := mapEnv(map[string]string{"A": "1", "URL": "redis://127.0.0.1:6379"})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := parse("fuzz.yaml", data, env)
+		if err != nil {
+			var ce *ConfigError
+			if !errors.As(err, &ce) || len(ce.Problems) == 0 || !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("error %v (%T) is not a *ConfigError with problems", err, err)
+			}
+			for _, p := range ce.Problems {
+				if !strings.HasPrefix(p.Error(), "fuzz.yaml") {
+					t.Fatalf("problem %q does not name the file", p.Error())
+				}
+			}
+			return
+		}
+		if len(cfg.Jobs) == 0 {
+			t.Fatal("a config without jobs was accepted")
+		}
+		for _, j := range cfg.Jobs {
+			if j.Schedule == nil || j.Location == nil || j.Kind == "" || j.LockTTL < MinLockTTL || j.Retry.Attempts < 1 {
+				t.Fatalf("accepted an incomplete job: %+v", j)
+			}
+		}
+	})
+}
+
+// FuzzParseSchedule checks that ParseSchedule never panics and that what it
+// accepts fires, at least a second apart for @every.
+func FuzzParseSchedule(f *testing.F) {
+	f.Add("*/5 * * * *")
+	f.Fuzz(func(t *testing.T, spec string) {
+		s, err := ParseSchedule(spec, time.UTC)
+		if err != nil {
+			if !errors.Is(err, ErrBadSchedule) {
+				t.Fatalf("error %v does not wrap ErrBadSchedule", err)
+			}
+			return
+		}
+		switch s := s.(type) {
+		case cron.ConstantDelaySchedule:
+			if s.Delay < time.Second || s.Delay%time.Second != 0 {
+				t.Fatalf("accepted @every %s", s.Delay)
+			}
+		case *cron.SpecSchedule:
+			if s.Location != time.UTC {
+				t.Fatalf("Location = %v, want UTC", s.Location)
+			}
+			if s.Next(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)).IsZero() {
+				t.Fatalf("accepted %q, which never fires", spec)
+			}
+		default:
+			t.Fatalf("unexpected schedule type %T", s)
+		}
+	})
+}
