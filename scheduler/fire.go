@@ -59,7 +59,11 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot time.Time, jit
 			s.skip(js, slot, SkipLate, 1, slot, false)
 			return nil
 		}
-		lease, err := s.locker.Obtain(ctx, c)
+		// An attempt for slot S must not complete after the next slot's
+		// claim began: fences would then not follow slots.
+		actx, acancel := s.attemptCtx(ctx, retryUntil)
+		lease, err := s.locker.Obtain(actx, c)
+		acancel()
 		if err == nil {
 			s.failures.Store(0)
 			return lease
@@ -87,7 +91,7 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot time.Time, jit
 		n := s.failures.Add(1)
 		s.metrics.claimErrors.WithLabelValues(j.Name).Inc()
 		now := clk.Now()
-		wait := min(reconnectDelay(int(n)), retryUntil.Sub(now))
+		wait := min(reconnectDelay(int(n)), retryUntil.Sub(now)-2*claimGuard)
 		e := log.Warn()
 		if attempt > 1 {
 			e = log.Debug()
@@ -101,6 +105,16 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot time.Time, jit
 			return nil
 		}
 	}
+}
+
+// claimGuard ends a claim attempt this long before the next slot.
+const claimGuard = 50 * time.Millisecond
+
+// attemptCtx bounds one claim attempt to end claimGuard before until (on
+// the scheduler's clock), and at least claimGuard from now.
+func (s *Scheduler) attemptCtx(ctx context.Context, until time.Time) (context.Context, context.CancelFunc) {
+	d := max(until.Sub(s.opts.Clock.Now())-claimGuard, claimGuard)
+	return context.WithTimeout(ctx, d)
 }
 
 // claimFor builds the Claim of (job, slot) for the job's overlap policy.

@@ -1,0 +1,115 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/redcron/redcron/jobs"
+)
+
+// waitTimers waits until n timers are armed on clk: synchronisation with
+// the goroutine under test, not timing logic.
+func waitTimers(t *testing.T, clk *fakeClock, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for clk.Waiting() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("timers armed: got %d, want %d", clk.Waiting(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestRecover(t *testing.T) {
+	f := Recover()(func(context.Context, jobs.Run) error { panic("boom") })
+	err := f(context.Background(), jobs.Run{})
+	if !errors.Is(err, ErrPanic) {
+		t.Fatalf("got %v, want an error wrapping ErrPanic", err)
+	}
+	if got := outcome(context.Background(), err); got != OutcomePanic {
+		t.Errorf("outcome: got %q, want %q", got, OutcomePanic)
+	}
+}
+
+func TestRetryWithinSlot(t *testing.T) {
+	clk := newFakeClock(time.Unix(1000, 0))
+	calls := []int{}
+	var attempts int
+	f := Retry(clk, jobs.Retry{Attempts: 4, Backoff: time.Second, MaxBackoff: 3 * time.Second}, &attempts)(
+		func(_ context.Context, r jobs.Run) error {
+			calls = append(calls, r.Attempt)
+			if r.Attempt < 4 {
+				return errors.New("fail")
+			}
+			return nil
+		})
+	done := make(chan error, 1)
+	go func() { done <- f(context.Background(), jobs.Run{}) }()
+	for _, d := range []time.Duration{time.Second, 2 * time.Second, 3 * time.Second} { // capped at MaxBackoff
+		waitTimers(t, clk, 1)
+		clk.Advance(d - time.Nanosecond)
+		if clk.Waiting() != 1 {
+			t.Fatalf("retry fired before its %v backoff", d)
+		}
+		clk.Advance(time.Nanosecond)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("got %v, want nil after the 4th attempt", err)
+	}
+	if len(calls) != 4 || attempts != 4 {
+		t.Errorf("attempts: got %v (%d), want [1 2 3 4]", calls, attempts)
+	}
+}
+
+func TestRetryStopsWhenContextEnds(t *testing.T) {
+	clk := newFakeClock(time.Unix(1000, 0))
+	ctx, cancel := context.WithCancelCause(context.Background())
+	n := 0
+	f := Retry(clk, jobs.Retry{Attempts: 5, Backoff: time.Second}, nil)(func(context.Context, jobs.Run) error {
+		n++
+		cancel(errors.New("lease lost"))
+		return errors.New("fail")
+	})
+	if err := f(ctx, jobs.Run{}); err == nil || n != 1 {
+		t.Errorf("got err %v after %d attempts, want an error after 1", err, n)
+	}
+}
+
+func TestTimeoutOnClock(t *testing.T) {
+	clk := newFakeClock(time.Unix(1000, 0))
+	started := make(chan struct{})
+	f := Chain(Timeout(clk, 10*time.Second), Retry(clk, jobs.Retry{Attempts: 3, Backoff: 20 * time.Second}, nil))(
+		func(ctx context.Context, r jobs.Run) error {
+			if r.Attempt == 1 {
+				close(started)
+				<-ctx.Done()
+				return context.Cause(ctx)
+			}
+			t.Errorf("attempt %d after the timeout, want none", r.Attempt)
+			return nil
+		})
+	done := make(chan error, 1)
+	go func() { done <- f(context.Background(), jobs.Run{}) }()
+	<-started
+	waitTimers(t, clk, 1)
+	clk.Advance(10 * time.Second)
+	err := <-done
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("got %v, want ErrTimeout", err)
+	}
+	if got := outcome(context.Background(), err); got != OutcomeTimeout {
+		t.Errorf("outcome: got %q, want %q", got, OutcomeTimeout)
+	}
+}
+
+func TestRetrySkipsBackoffBeyondTimeout(t *testing.T) {
+	clk := newFakeClock(time.Unix(1000, 0))
+	n := 0
+	f := Chain(Timeout(clk, 5*time.Second), Retry(clk, jobs.Retry{Attempts: 3, Backoff: 10 * time.Second}, nil))(
+		func(context.Context, jobs.Run) error { n++; return errors.New("fail") })
+	if err := f(context.Background(), jobs.Run{}); err == nil || n != 1 {
+		t.Errorf("got err %v after %d attempts, want an error after 1 (the 10s backoff outlasts the 5s timeout)", err, n)
+	}
+}
