@@ -30,6 +30,9 @@ type Lease struct {
 	deadline time.Time   // monotonic; moved by each successful renewal
 	timer    *time.Timer // fires at deadline (watched leases only)
 	wd       *watchdog   // nil when unwatched or stopped
+	// claims are the quorum claims still in flight when Obtain returned;
+	// ending the lease waits for them, so none lands after the release.
+	claims *gather[obtainReply]
 }
 
 func newLease(lk *Locker, c *Claim, token string, fence int64, start time.Time) *Lease {
@@ -185,16 +188,20 @@ func (l *Lease) extend(start time.Time) error {
 	return nil
 }
 
-// end stops the watchdog (waiting for a renewal in flight), stops the
+// end stops the watchdog (waiting for a renewal in flight), waits for the
+// quorum claims still in flight, stops the
 // deadline timer and cancels the context with ErrReleased (a lost lease
 // keeps ErrLeaseLost).
 func (l *Lease) end() {
 	l.mu.Lock()
-	wd := l.wd
-	l.wd = nil
+	wd, claims := l.wd, l.claims
+	l.wd, l.claims = nil, nil
 	l.mu.Unlock()
 	if wd != nil {
 		wd.stop()
+	}
+	if claims != nil {
+		claims.all() // each bounded by NodeTimeout
 	}
 	l.mu.Lock()
 	if l.timer != nil {

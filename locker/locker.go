@@ -44,8 +44,12 @@ func New(client redis.UniversalClient, opts Options) *Locker {
 // NodeTimeout, and succeeds once a majority claimed the key and the validity
 // TTL - elapsed - drift (drift default TTL/100 + 2ms) is still positive; it
 // does not wait for slower nodes. On failure it releases on every node
-// (best effort, bounded by NodeTimeout) and returns ErrNoQuorum, or the
-// state error (ErrNotObtained, ErrSlotClaimed, ErrPaused) most nodes gave.
+// (best effort, after every claim answered or timed out, each bounded by
+// NodeTimeout) and returns ErrNoQuorum, or, when state refusals alone made a
+// majority impossible, the state error (ErrNotObtained, ErrSlotClaimed,
+// ErrPaused) most nodes gave. Release and Finish first wait for the lease's
+// claims still in flight (bounded by NodeTimeout), so that none lands on a
+// node after the lease ended there; then they wait for every node's answer.
 // A renewal needs a majority within the validity; otherwise the lease is
 // lost at its local deadline, or at once when so many nodes report the key
 // gone or taken that no majority is possible. Marks, busy records and

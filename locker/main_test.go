@@ -25,8 +25,14 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	exampleAddr = srv.Addr()
+	// Killed nodes are part of the tests; keep go-redis's dial complaints quiet.
+	redis.SetLogger(quiet{})
 	goleak.VerifyTestMain(stopAfter{m, srv})
 }
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
 
 // stopAfter stops the shared server after the tests and before goleak looks.
 type stopAfter struct {

@@ -114,6 +114,7 @@ func (l *Locker) obtainQuorum(ctx context.Context, c *Claim) (*Lease, error) {
 	}
 	if err == nil {
 		lease := newLease(l, c, token, fence, start)
+		lease.claims = g
 		lease.start(ctx)
 		return lease, nil
 	}
@@ -122,31 +123,29 @@ func (l *Locker) obtainQuorum(ctx context.Context, c *Claim) (*Lease, error) {
 	// lands after the undo, then undo on every node.
 	rs := g.all()
 	l.abortAll(c, token)
-	if state := stateErr(rs); state != nil {
-		err = state
+	if state, refused := stateErr(rs); refused > n-l.quorum {
+		err = state // state alone made a majority impossible
 	} else if ioErr := joinErrs(rs); ioErr != nil {
 		err = fmt.Errorf("%w: %w", err, ioErr)
 	}
 	return nil, fmt.Errorf("locker: obtain %q: %w", c.Key, withCtx(ctx, err))
 }
 
-// stateErr picks the state refusal that most nodes gave, if any.
-func stateErr(rs []nodeResult[obtainReply]) error {
-	var best *NotObtainedError
-	count := map[int64]int{}
+// stateErr picks the state refusal that most nodes gave, if any, and counts
+// the refusals.
+func stateErr(rs []nodeResult[obtainReply]) (best *NotObtainedError, refused int) {
+	var count [codeBusy + 1]int
 	for _, r := range rs {
-		if r.err != nil || r.val.code == 0 {
+		if r.err != nil || r.val.code < codePaused || r.val.code > codeBusy {
 			continue
 		}
+		refused++
 		count[r.val.code]++
 		if best == nil || count[r.val.code] > count[bestCode(best)] {
 			best = r.val.err()
 		}
 	}
-	if best == nil {
-		return nil
-	}
-	return best
+	return best, refused
 }
 
 func bestCode(e *NotObtainedError) int64 {
