@@ -35,17 +35,19 @@ type Lease struct {
 	claims *gather[obtainReply]
 }
 
-func newLease(lk *Locker, c *Claim, token string, fence int64, start time.Time) *Lease {
+// newLease makes the lease of a successful claim; obtainKeys and
+// obtainArgs (see Claim.obtainArgs) start with renew.lua's KEYS and ARGV.
+func newLease(lk *Locker, c *Claim, fence int64, start time.Time, obtainKeys []string, obtainArgs []any) *Lease {
 	drift := lk.opts.drift(c.TTL)
 	return &Lease{
 		lk:        lk,
 		claim:     *c,
-		token:     token,
+		token:     obtainArgs[0].(string),
 		fence:     fence,
 		drift:     drift,
 		deadline:  start.Add(c.TTL - drift),
-		renewKeys: []string{c.Key, c.orKey(c.MarkKey)},
-		renewArgs: []any{token, ms(c.TTL), flag(c.MarkKey != ""), ms(c.markTTL())},
+		renewKeys: obtainKeys[:2:2],
+		renewArgs: obtainArgs[:4:4],
 	}
 }
 
@@ -64,16 +66,17 @@ func (l *Lease) start(obtainCtx context.Context) {
 
 // expire runs at the local deadline of a watched lease.
 func (l *Lease) expire() {
-	l.lose("local deadline passed before a renewal succeeded", nil)
+	l.lose("deadline", nil)
 }
 
-// lose cancels the lease with ErrLeaseLost, once.
+// lose cancels the lease with ErrLeaseLost and logs why ("deadline" or
+// "renewal", with the renewal's finding as err).
 func (l *Lease) lose(why string, err error) {
 	if l.ctx.Err() != nil {
 		return
 	}
 	l.cancel(ErrLeaseLost)
-	l.lk.opts.Logger.Warn().Str("key", l.claim.Key).Int64("fence", l.fence).Err(err).Msg("lease lost: " + why)
+	l.lk.opts.Logger.Warn().Str("key", l.claim.Key).Int64("fence", l.fence).Str("reason", why).Err(err).Msg("lease lost")
 }
 
 // Key is the lease key.
@@ -163,7 +166,7 @@ func (l *Lease) renewSingle(ctx context.Context, timeout time.Duration) error {
 		return withCtx(ctx, err)
 	}
 	if err := statusErr(s); err != nil {
-		l.lose("renewal found "+err.Error(), err)
+		l.lose("renewal", err)
 		return fmt.Errorf("%w: %w", ErrLeaseLost, err)
 	}
 	return nil
@@ -204,11 +207,11 @@ func (l *Lease) end() {
 		claims.all() // each bounded by NodeTimeout
 	}
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.timer != nil {
 		l.timer.Stop()
 	}
-	l.mu.Unlock()
-	l.cancel(ErrReleased)
+	l.cancel(ErrReleased) // under mu: a renewal's extend sees it
 }
 
 // Release ends the lease: it stops the watchdog (waiting for a renewal in
@@ -224,7 +227,7 @@ func (l *Lease) Release(ctx context.Context) error {
 	if len(l.lk.clients) == 1 {
 		cctx, cancel := callCtx(ctx, l.lk.opts.NodeTimeout)
 		var s int64
-		s, err = releaseScript.Run(cctx, l.lk.clients[0], l.renewKeys, l.token, "0").Int64()
+		s, err = releaseScript.Run(cctx, l.lk.clients[0], l.renewKeys, l.renewArgs[0], argFalse).Int64()
 		cancel()
 		if err == nil {
 			err = statusErr(s)
@@ -257,7 +260,7 @@ func (l *Lease) Finish(ctx context.Context, record string, retention time.Durati
 	l.end()
 	c := &l.claim
 	keys := []string{c.Key, c.orKey(c.MarkKey), c.orKey(c.HistoryKey)}
-	args := []any{l.token, record, ms(retention), flag(c.MarkKey != ""), flag(c.HistoryKey != ""), c.HistoryLen, ms(c.HistoryTTL)}
+	args := []any{l.renewArgs[0], record, ms(retention), flag(c.MarkKey != ""), flag(c.HistoryKey != ""), c.HistoryLen, ms(c.HistoryTTL)}
 	var err error
 	if len(l.lk.clients) == 1 {
 		cctx, cancel := callCtx(ctx, l.lk.opts.NodeTimeout)

@@ -56,9 +56,9 @@ func New(client redis.UniversalClient, opts Options) *Locker {
 // history are written on each node, as in single-node mode.
 //
 // Fence guarantee. Each node INCRs its own counter; the lease's fence F is
-// the maximum over the majority whose claims made Obtain succeed, and before
-// Obtain returns, every counter is raised to at least F (SET to max(current,
-// F)), with acknowledgements from a majority. Hence: for two leases on the
+// the maximum of the INCR results of the majority whose claims made Obtain
+// succeed. Before Obtain returns, SET counter = max(counter, F) is sent to
+// every node and a majority has acknowledged it. Hence: for two leases on the
 // same FenceKey whose Obtain calls do not overlap in time (the first
 // returned before the second began), the later lease's fence is strictly
 // greater, provided that a node in both majorities (two majorities always
@@ -158,8 +158,10 @@ func (c *Claim) orKey(k string) string {
 	return k
 }
 
+// obtainArgs builds obtain.lua's KEYS and ARGV; their first 2 and 4 entries
+// are renew.lua's, which the lease keeps.
 func (c *Claim) obtainArgs(token string) (keys []string, args []any) {
-	keys = []string{c.Key, c.FenceKey, c.orKey(c.MarkKey), c.orKey(c.PauseKey)}
+	keys = []string{c.Key, c.orKey(c.MarkKey), c.FenceKey, c.orKey(c.PauseKey)}
 	args = []any{token, ms(c.TTL), flag(c.MarkKey != ""), ms(c.markTTL()), c.BusyRecord, flag(c.PauseKey != ""), flag(c.Replace)}
 	return keys, args
 }
@@ -233,7 +235,7 @@ func (l *Locker) obtainSingle(ctx context.Context, c *Claim) (*Lease, error) {
 			if r.code != 0 {
 				return nil, fmt.Errorf("locker: obtain %q: %w", c.Key, r.err())
 			}
-			lease := newLease(l, c, token, r.fence, start)
+			lease := newLease(l, c, r.fence, start, keys, args)
 			if time.Now().Before(lease.deadline) {
 				lease.start(ctx)
 				return lease, nil
@@ -252,7 +254,7 @@ func (l *Locker) obtainSingle(ctx context.Context, c *Claim) (*Lease, error) {
 func (l *Locker) abort(client redis.UniversalClient, c *Claim, token string) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.opts.NodeTimeout)
 	defer cancel()
-	_ = releaseScript.Run(ctx, client, []string{c.Key, c.orKey(c.MarkKey)}, token, "1").Err()
+	_ = releaseScript.Run(ctx, client, []string{c.Key, c.orKey(c.MarkKey)}, token, argTrue).Err()
 }
 
 // newToken returns 128 random bits in hex.

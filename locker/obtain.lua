@@ -1,11 +1,12 @@
 -- obtain.lua: claim a lease in one round trip.
 -- KEYS[1] lease key
--- KEYS[2] fence counter (INCR, no TTL)
--- KEYS[3] slot mark (KEYS[1] again when the claim has none; see ARGV[3])
+-- KEYS[2] slot mark (KEYS[1] again when the claim has none; see ARGV[3])
+-- KEYS[3] fence counter (INCR, no TTL)
 -- KEYS[4] pause key (KEYS[1] again when the claim has none; see ARGV[6])
+-- (KEYS[1..2] and ARGV[1..4] are renew.lua's, so a lease reuses them.)
 -- ARGV[1] token (32 hex chars)
 -- ARGV[2] lease TTL in ms
--- ARGV[3] "1" when KEYS[3] is a real mark key
+-- ARGV[3] "1" when KEYS[2] is a real mark key
 -- ARGV[4] mark TTL in ms (already max(MarkTTL, TTL))
 -- ARGV[5] busy record ("" for none)
 -- ARGV[6] "1" when KEYS[4] is a real pause key
@@ -17,22 +18,22 @@ local hasMark = ARGV[3] == "1"
 if ARGV[6] == "1" and redis.call("EXISTS", KEYS[4]) == 1 then
   if hasMark then
     -- Never clobber a record that is already there.
-    redis.call("SET", KEYS[3], "skipped:paused", "PX", ARGV[4], "NX")
+    redis.call("SET", KEYS[2], "skipped:paused", "PX", ARGV[4], "NX")
   end
   return {1, redis.call("PTTL", KEYS[4]), ""}
 end
 
 if hasMark then
-  local mark = redis.call("GET", KEYS[3])
+  local mark = redis.call("GET", KEYS[2])
   if mark then
-    return {2, redis.call("PTTL", KEYS[3]), mark}
+    return {2, redis.call("PTTL", KEYS[2]), mark}
   end
 end
 
 if ARGV[7] ~= "1" then
   if not redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2], "NX") then
     if hasMark and ARGV[5] ~= "" then
-      redis.call("SET", KEYS[3], ARGV[5], "PX", ARGV[4])
+      redis.call("SET", KEYS[2], ARGV[5], "PX", ARGV[4])
     end
     return {3, redis.call("PTTL", KEYS[1]), ""}
   end
@@ -40,8 +41,8 @@ else
   redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
 end
 
-local fence = redis.call("INCR", KEYS[2])
+local fence = redis.call("INCR", KEYS[3])
 if hasMark then
-  redis.call("SET", KEYS[3], "running:" .. ARGV[1] .. ":" .. fence, "PX", ARGV[4])
+  redis.call("SET", KEYS[2], "running:" .. ARGV[1] .. ":" .. fence, "PX", ARGV[4])
 end
 return fence

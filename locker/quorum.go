@@ -113,7 +113,7 @@ func (l *Locker) obtainQuorum(ctx context.Context, c *Claim) (*Lease, error) {
 		}
 	}
 	if err == nil {
-		lease := newLease(l, c, token, fence, start)
+		lease := newLease(l, c, fence, start, keys, args)
 		lease.claims = g
 		lease.start(ctx)
 		return lease, nil
@@ -185,7 +185,7 @@ func (l *Locker) writeFence(ctx context.Context, key string, f int64) error {
 func (l *Locker) abortAll(c *Claim, token string) {
 	keys := []string{c.Key, c.orKey(c.MarkKey)}
 	fanout(context.Background(), l.clients, l.opts.NodeTimeout, func(ctx context.Context, cl redis.UniversalClient) (int64, error) {
-		return releaseScript.Run(ctx, cl, keys, token, "1").Int64()
+		return releaseScript.Run(ctx, cl, keys, token, argTrue).Int64()
 	}).all()
 }
 
@@ -241,7 +241,7 @@ func (l *Lease) renewQuorum(ctx context.Context, timeout time.Duration, start ti
 		return context.Cause(l.ctx)
 	case t.gone(n, lk.quorum):
 		err := t.reason()
-		l.lose(fmt.Sprintf("renewal: %d expired, %d taken of %d nodes", t.expired, t.taken, n), err)
+		l.lose("renewal", fmt.Errorf("%w (expired on %d, taken on %d, of %d nodes)", err, t.expired, t.taken, n))
 		return fmt.Errorf("%w: %w", ErrLeaseLost, err)
 	}
 	return withCtx(ctx, fmt.Errorf("%w: %d of %d nodes renewed: %w", ErrNoQuorum, t.held, n, joinErrs(g.got)))
@@ -252,7 +252,7 @@ func (l *Lease) renewQuorum(ctx context.Context, timeout time.Duration, start ti
 func (l *Lease) releaseQuorum(ctx context.Context) error {
 	lk := l.lk
 	rs := fanout(ctx, lk.clients, lk.opts.NodeTimeout, func(ctx context.Context, cl redis.UniversalClient) (int64, error) {
-		return releaseScript.Run(ctx, cl, l.renewKeys, l.token, "0").Int64()
+		return releaseScript.Run(ctx, cl, l.renewKeys, l.renewArgs[0], argFalse).Int64()
 	}).all()
 	var t tally
 	for _, r := range rs {

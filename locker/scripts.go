@@ -14,7 +14,7 @@ import (
 var (
 	//go:embed obtain.lua
 	obtainLua string
-	// obtainScript: KEYS = lease, fence, mark|lease, pause|lease;
+	// obtainScript: KEYS = lease, mark|lease, fence, pause|lease;
 	// ARGV = token, ttl ms, hasMark, mark ttl ms, busy record, hasPause, replace.
 	// Returns the fence, or {code, pttl, record} (1 paused, 2 claimed, 3 busy).
 	obtainScript = redis.NewScript(obtainLua)
@@ -139,9 +139,15 @@ func ms(d time.Duration) string {
 	return strconv.FormatInt(m, 10)
 }
 
-func flag(b bool) string {
+// Script flags, boxed once.
+var (
+	argTrue  any = "1"
+	argFalse any = "0"
+)
+
+func flag(b bool) any {
 	if b {
-		return "1"
+		return argTrue
 	}
-	return "0"
+	return argFalse
 }

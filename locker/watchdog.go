@@ -49,7 +49,7 @@ func (w *watchdog) run(l *Lease) {
 		case l.ctx.Err() != nil || errors.Is(err, ErrLeaseLost):
 			return
 		default:
-			l.lk.opts.Logger.Debug().Str("key", l.claim.Key).Int64("fence", l.fence).Err(err).Msg("lease renewal failed, retrying")
+			l.lk.opts.Logger.Debug().Str("key", l.claim.Key).Int64("fence", l.fence).Dur("retry_in", retry).Err(err).Msg("lease renewal failed")
 			t.Reset(retry)
 		}
 	}
