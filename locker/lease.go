@@ -220,7 +220,10 @@ func (l *Lease) end() {
 // ErrLeaseExpired when the key was gone and ErrLeaseTaken when another token
 // held it (that key is left untouched). The slot mark, if any, stays. The
 // call is bounded by NodeTimeout. Calling it again only repeats the
-// compare-and-delete.
+// compare-and-delete. In quorum mode it first waits for the lease's claims
+// still in flight, then releases on every node and waits for all (each
+// bounded by NodeTimeout); it succeeds when a majority held the lease, and
+// returns ErrNoQuorum when too few nodes answered to tell.
 func (l *Lease) Release(ctx context.Context) error {
 	l.end()
 	var err error

@@ -457,7 +457,7 @@ func TestObtainRefused(t *testing.T) {
 	t.Run("retries", func(t *testing.T) {
 		key, fence := keys(t)
 		c.Set(bg, key, "other", 150*time.Millisecond)
-		l := locker.New(c, locker.Options{Retries: 20, RetryDelay: 30 * time.Millisecond})
+		l := locker.New(c, locker.Options{Retries: 50, RetryDelay: 30 * time.Millisecond})
 		lease := mustObtain(t, l, locker.Claim{Key: key, FenceKey: fence, TTL: time.Second})
 		if lease.Fence() != 1 {
 			t.Errorf("fence: got %d, want 1", lease.Fence())
