@@ -17,7 +17,7 @@ func init() {
 	// the job, slot, replica, fence and attempt fields, so they are not
 	// repeated (zerolog would write duplicate keys).
 	jobs.Register("heartbeat", func(ctx context.Context, r jobs.Run, a heartbeatArgs) error {
-		r.Logger.Info().Str("message", a.Message).Msg("heartbeat")
+		r.Logger.Info().Str("text", a.Message).Msg("heartbeat")
 		return nil
 	})
 }

@@ -220,7 +220,9 @@ func TestValidateUsage(t *testing.T) {
 		{"validate --help", []string{"validate", "--help"}, 0, "Usage: redcron validate"},
 		{"unknown command", []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
 		{"no command", nil, 2, "Usage:"},
-		{"run stub", []string{"run", "--config", "../../jobs.yaml", "--redis", "redis://127.0.0.1:1", "--replica", "r1", "--http", "127.0.0.1:0", "--log-level", "debug"}, 1, "run: scheduler not wired yet"},
+		{"run with a bad log level", []string{"run", "--config", "../../jobs.yaml", "--log-level", "loud"}, 2, "--log-level"},
+		{"run with a bad redis url", []string{"run", "--config", "../../jobs.yaml", "--redis", "mysql://x", "--http", "off"}, 2, "redis url"},
+		{"run without --config", []string{"run"}, 2, "--config FILE is required"},
 		{"run with a bad config", []string{"run", "--config", filepath.Join(t.TempDir(), "nope.yaml")}, 2, "cannot read config"},
 		{"version with args", []string{"version", "x"}, 2, "unexpected arguments"},
 	}

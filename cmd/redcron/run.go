@@ -1,27 +1,127 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/redcron/redcron/scheduler"
 )
 
-// runCommand is `redcron run`. For now it parses the flags and loads and
-// validates the config; the lead replaces its body with the scheduler wiring.
+// defaultHTTP is where run serves its endpoints unless told otherwise.
+const defaultHTTP = "127.0.0.1:9090"
+
+// flagSet reports whether the named flag was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// runCommand is `redcron run`: one replica of the scheduler over a jobs.yaml,
+// until SIGTERM or SIGINT, then a graceful shutdown and exit 0.
 func runCommand(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	config := fs.String("config", "", "path of the jobs.yaml to run (required)")
-	fs.String("redis", "", "Redis URL, overrides the config's redis.url (default $REDCRON_REDIS_URL)")
-	fs.String("replica", "", "this replica's id (default $REDCRON_REPLICA, else host-pid)")
-	fs.String("http", "", "address for /healthz, /readyz, /metrics and the status API, e.g. 127.0.0.1:9090 (default: off)")
-	fs.String("log-level", "info", "debug, info, warn or error")
+	redisURL := fs.String("redis", "", "Redis URL, overrides the config's redis block (default $REDCRON_REDIS_URL)")
+	replica := fs.String("replica", "", "this replica's id (default $REDCRON_REPLICA, else host-pid)")
+	httpAddr := fs.String("http", defaultHTTP, "address for /healthz, /readyz and /metrics; a bare :PORT binds 127.0.0.1; \"off\" disables it")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if code, done := parseFlags(fs, args, stderr); done {
 		return code
 	}
-	if _, code := loadConfig("run", *config, stderr); code != exitOK {
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "redcron run: %v\n", err)
+		return exitUsage
+	}
+	cfg, code := loadConfig("run", *config, stderr)
+	if cfg == nil {
 		return code
 	}
-	fmt.Fprintln(stderr, "run: scheduler not wired yet")
-	return exitFailure
+	for _, w := range cfg.Warnings {
+		log.Warn().Str("file", w.File).Int("line", w.Line).Str("job", w.Job).Str("field", w.Field).Msg(w.Msg)
+	}
+	if *replica == "" {
+		*replica = os.Getenv("REDCRON_REPLICA")
+	}
+	if *replica == "" {
+		host, _ := os.Hostname()
+		*replica = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	clock := scheduler.RealClock()
+	if s := os.Getenv("REDCRON_CLOCK_OFFSET"); s != "" {
+		off, err := time.ParseDuration(s)
+		if err != nil {
+			fmt.Fprintf(stderr, "redcron run: REDCRON_CLOCK_OFFSET=%q: %v\n", s, err)
+			return exitUsage
+		}
+		clock = scheduler.OffsetClock(clock, off)
+		log.Warn().Dur("offset", off).Msg("REDCRON_CLOCK_OFFSET set: this replica's clock is shifted (fault-injection tests only)")
+	}
+	if *redisURL == "" {
+		*redisURL = os.Getenv("REDCRON_REDIS_URL")
+	}
+
+	be, err := connect(cfg.Redis, *redisURL, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "redcron run: %v\n", err)
+		return exitUsage
+	}
+	defer be.close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	sched, err := scheduler.New(cfg.Jobs, be.locker, scheduler.Options{
+		Replica:       *replica,
+		Clock:         clock,
+		Logger:        log,
+		Prefix:        cfg.Redis.Prefix,
+		MaxClockSkew:  cfg.Redis.MaxClockSkew,
+		ShutdownGrace: cfg.ShutdownGrace,
+		Registerer:    reg,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "redcron run: %v\n", err)
+		return exitUsage
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	var srv *httpServer
+	if *httpAddr != "off" && *httpAddr != "" {
+		srv, err = startHTTP(*httpAddr, be, reg, log)
+		switch {
+		case err != nil && !flagSet(fs, "http"):
+			// The default port is taken, most likely by another replica on
+			// this machine: a trial replica still starts, without endpoints.
+			log.Warn().Err(err).Msg("http endpoints off: the default address is taken; pass --http ADDR")
+		case err != nil:
+			fmt.Fprintf(stderr, "redcron run: %v\n", err)
+			return exitFailure
+		}
+	}
+	log.Info().Str("replica", *replica).Str("config", cfg.File).Int("jobs", len(cfg.Jobs)).Str("redis", be.describe).Msg("redcron started")
+	err = sched.Run(ctx)
+	if srv != nil {
+		srv.shutdown()
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		log.Error().Err(err).Msg("redcron stopped with an error")
+		return exitFailure
+	}
+	log.Info().Msg("redcron stopped")
+	return exitOK
 }

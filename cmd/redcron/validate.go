@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/redcron/redcron/jobs"
-	"github.com/robfig/cron/v3"
+	"github.com/redcron/redcron/scheduler"
 )
 
 // now is the validate command's clock; tests may replace it.
@@ -75,20 +75,13 @@ func printJob(w io.Writer, j *jobs.Job, t time.Time) {
 	}
 }
 
-// nextFires returns the next n fire times after t. Stand-in until validate
-// uses scheduler.NewSchedule (which applies the Vixie DST rule): robfig's
-// Next for field specs, and @every anchored to the Unix epoch as the
-// scheduler does.
+// nextFires returns the next n fire times after t, as the scheduler computes
+// them (epoch-anchored @every, the job's zone, Vixie cron's DST rule).
 func nextFires(j *jobs.Job, t time.Time, n int) []time.Time {
+	sched := scheduler.NewSchedule(j.Schedule, j.Location)
 	out := make([]time.Time, 0, n)
 	for range n {
-		switch s := j.Schedule.(type) {
-		case cron.ConstantDelaySchedule:
-			t = time.Unix(0, 0).Add((t.Sub(time.Unix(0, 0))/s.Delay + 1) * s.Delay)
-		default:
-			t = s.Next(t)
-		}
-		if t.IsZero() {
+		if t = sched.Next(t); t.IsZero() {
 			break
 		}
 		out = append(out, t)
