@@ -13,7 +13,8 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// httpServer serves /healthz, /readyz and /metrics.
+// httpServer serves /healthz, /readyz, /metrics, and the status API and
+// page (internal/statusapi) at / and /api/.
 type httpServer struct {
 	srv  *http.Server
 	done chan struct{}
@@ -21,7 +22,7 @@ type httpServer struct {
 
 // startHTTP listens on addr (a bare ":PORT" binds 127.0.0.1) and serves in
 // its own goroutine until shutdown.
-func startHTTP(addr string, be *backend, reg *prometheus.Registry, log zerolog.Logger) (*httpServer, error) {
+func startHTTP(addr string, be *backend, reg *prometheus.Registry, status http.Handler, log zerolog.Logger) (*httpServer, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("--http %q: %w", addr, err)
@@ -41,6 +42,7 @@ func startHTTP(addr string, be *backend, reg *prometheus.Registry, log zerolog.L
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/", status)
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--http: %w", err)
@@ -58,7 +60,7 @@ func startHTTP(addr string, be *backend, reg *prometheus.Registry, log zerolog.L
 			log.Error().Err(err).Msg("http server stopped")
 		}
 	}()
-	log.Info().Str("addr", l.Addr().String()).Msg("http: /healthz /readyz /metrics")
+	log.Info().Str("addr", l.Addr().String()).Msg("http: status page at /, API at /api/jobs, /healthz /readyz /metrics")
 	return s, nil
 }
 

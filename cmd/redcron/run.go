@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/redcron/redcron/internal/statusapi"
 	"github.com/redcron/redcron/scheduler"
 )
 
@@ -102,7 +103,11 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 
 	var srv *httpServer
 	if *httpAddr != "off" && *httpAddr != "" {
-		srv, err = startHTTP(*httpAddr, be, reg, log)
+		status := statusapi.New(statusapi.Config{
+			Jobs: cfg.Jobs, Clients: be.clients, Prefix: cfg.Redis.Prefix,
+			Token: os.Getenv("REDCRON_HTTP_TOKEN"), Replica: *replica, Now: clock.Now,
+		})
+		srv, err = startHTTP(*httpAddr, be, reg, status, log)
 		switch {
 		case err != nil && !flagSet(fs, "http"):
 			// The default port is taken, most likely by another replica on

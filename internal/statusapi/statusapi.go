@@ -1,0 +1,226 @@
+// Package statusapi serves redcron's status API and page: every job with its
+// schedule, next fire times, pause state and recent runs, read from Redis so
+// that every replica shows the same; and pause and resume, which change state
+// and so need a bearer token.
+package statusapi
+
+import (
+	"context"
+	"crypto/subtle"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redcron/redcron/jobs"
+	"github.com/redcron/redcron/scheduler"
+)
+
+// Config is what the API serves.
+type Config struct {
+	// Jobs are the replica's jobs, in file order.
+	Jobs []*jobs.Job
+	// Clients are the Redis clients: one, or the masters of a quorum (pause
+	// and resume must reach a majority of them).
+	Clients []redis.UniversalClient
+	// Prefix is the key prefix; "" means scheduler.DefaultPrefix.
+	Prefix string
+	// Token is the bearer token that pause and resume require. Empty: they
+	// are refused (403), so that state never changes without one.
+	Token string
+	// Replica names the replica serving the page.
+	Replica string
+	// Now is the clock for next fire times; default time.Now.
+	Now func() time.Time
+	// History is how many recent runs a job shows; default 10.
+	History int
+	// Timeout bounds the Redis calls of one request; default 2s.
+	Timeout time.Duration
+}
+
+// JobStatus is one job in the API's answers.
+type JobStatus struct {
+	Name     string             `json:"name"`
+	Kind     string             `json:"kind"`
+	Schedule string             `json:"schedule"`
+	Timezone string             `json:"timezone"`
+	Enabled  bool               `json:"enabled"`
+	Paused   bool               `json:"paused"`
+	Next     []time.Time        `json:"next"`
+	Recent   []scheduler.Record `json:"recent"`
+	Error    string             `json:"error,omitempty"` // Redis could not be read
+}
+
+type api struct {
+	cfg    Config
+	byName map[string]*jobs.Job
+	scheds map[string]scheduler.Schedule
+}
+
+// New returns the handler: GET / (the page), GET /api/jobs, GET
+// /api/jobs/{name}, POST /api/jobs/{name}/pause and /resume (bearer token).
+func New(cfg Config) http.Handler {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.History <= 0 {
+		cfg.History = 10
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	a := &api{cfg: cfg, byName: map[string]*jobs.Job{}, scheds: map[string]scheduler.Schedule{}}
+	for _, j := range cfg.Jobs {
+		a.byName[j.Name] = j
+		a.scheds[j.Name] = scheduler.NewSchedule(j.Schedule, j.Location)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", a.page)
+	mux.HandleFunc("GET /api/jobs", a.list)
+	mux.HandleFunc("GET /api/jobs/{name}", a.one)
+	mux.HandleFunc("POST /api/jobs/{name}/pause", a.authorized(a.pause(true)))
+	mux.HandleFunc("POST /api/jobs/{name}/resume", a.authorized(a.pause(false)))
+	return mux
+}
+
+func (a *api) status(ctx context.Context, j *jobs.Job) JobStatus {
+	st := JobStatus{Name: j.Name, Kind: j.Kind, Schedule: j.Spec, Timezone: j.Location.String(), Enabled: j.Enabled, Recent: []scheduler.Record{}}
+	t := a.cfg.Now()
+	for range 3 {
+		if t = a.scheds[j.Name].Next(t); t.IsZero() {
+			break
+		}
+		st.Next = append(st.Next, t)
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
+	defer cancel()
+	// Read from the first client that answers: every node holds the pause
+	// key and the history in quorum mode.
+	var errs []error
+	for _, c := range a.cfg.Clients {
+		pipe := c.Pipeline()
+		paused := pipe.Exists(ctx, scheduler.PauseKey(a.cfg.Prefix, j.Name))
+		hist := pipe.LRange(ctx, scheduler.HistoryKey(a.cfg.Prefix, j.Name), 0, int64(a.cfg.History-1))
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			errs = append(errs, err)
+			continue
+		}
+		st.Paused = paused.Val() == 1
+		for _, s := range hist.Val() {
+			var r scheduler.Record
+			if json.Unmarshal([]byte(s), &r) == nil {
+				st.Recent = append(st.Recent, r)
+			}
+		}
+		return st
+	}
+	st.Error = errors.Join(errs...).Error()
+	return st
+}
+
+func (a *api) list(w http.ResponseWriter, r *http.Request) {
+	out := make([]JobStatus, 0, len(a.cfg.Jobs))
+	for _, j := range a.cfg.Jobs {
+		out = append(out, a.status(r.Context(), j))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *api) one(w http.ResponseWriter, r *http.Request) {
+	j, ok := a.byName[r.PathValue("name")]
+	if !ok {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such job"})
+		return
+	}
+	writeJSON(w, http.StatusOK, a.status(r.Context(), j))
+}
+
+// authorized requires "Authorization: Bearer <Token>".
+func (a *api) authorized(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.cfg.Token == "" {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "state-changing actions are off: start the replica with REDCRON_HTTP_TOKEN set"})
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.cfg.Token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="redcron"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
+			return
+		}
+		h(w, r)
+	}
+}
+
+// pause sets (on) or deletes the job's pause key on every client; it
+// succeeds when a majority confirmed.
+func (a *api) pause(on bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if _, ok := a.byName[name]; !ok {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such job"})
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Timeout)
+		defer cancel()
+		key := scheduler.PauseKey(a.cfg.Prefix, name)
+		ok := 0
+		var errs []error
+		for _, c := range a.cfg.Clients {
+			var err error
+			if on {
+				// One key per job, a fixed bound: it lives until resumed.
+				err = c.Set(ctx, key, "paused via API from "+a.cfg.Replica, 0).Err()
+			} else {
+				err = c.Del(ctx, key).Err()
+			}
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			ok++
+		}
+		if ok < len(a.cfg.Clients)/2+1 {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": errors.Join(errs...).Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, a.status(r.Context(), a.byName[name]))
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+//go:embed page.html
+var pageHTML string
+
+var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
+	"utc": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"ago": func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
+}).Parse(pageHTML))
+
+func (a *api) page(w http.ResponseWriter, r *http.Request) {
+	data := struct {
+		Replica string
+		Now     time.Time
+		Jobs    []JobStatus
+	}{Replica: a.cfg.Replica, Now: a.cfg.Now()}
+	for _, j := range a.cfg.Jobs {
+		data.Jobs = append(data.Jobs, a.status(r.Context(), j))
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if err := pageTmpl.Execute(w, data); err != nil {
+		http.Error(w, fmt.Sprintf("page: %v", err), http.StatusInternalServerError)
+	}
+}

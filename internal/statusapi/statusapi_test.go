@@ -1,0 +1,180 @@
+package statusapi
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/redcron/redcron/internal/redistest"
+	"github.com/redcron/redcron/jobs"
+	"github.com/redcron/redcron/scheduler"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const config = `
+jobs:
+  backup:
+    schedule: "0 3 * * *"
+    timezone: Europe/Berlin
+    command: ["true"]
+  ping:
+    schedule: "@every 10s"
+    http: {url: "http://127.0.0.1:1/x"}
+    enabled: false
+`
+
+func setup(t *testing.T, token string) (*httptest.Server, *redis.Client) {
+	t.Helper()
+	cfg, err := jobs.Parse("jobs.yaml", []byte(config), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := redistest.Start(t, redistest.Options{})
+	c := rs.Client(t)
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	h := New(Config{Jobs: cfg.Jobs, Clients: []redis.UniversalClient{c}, Token: token, Replica: "r1", Now: func() time.Time { return now }})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv, c
+}
+
+func do(t *testing.T, method, url, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestPauseNeedsToken(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name       string
+		configured string // the replica's token
+		sent       string
+		want       int
+		paused     bool
+	}{
+		{"no token configured", "", "anything", http.StatusForbidden, false},
+		{"no token sent", "s3cret", "", http.StatusUnauthorized, false},
+		{"wrong token", "s3cret", "guess", http.StatusUnauthorized, false},
+		{"right token", "s3cret", "s3cret", http.StatusOK, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, c := setup(t, tc.configured)
+			code, body := do(t, "POST", srv.URL+"/api/jobs/backup/pause", tc.sent)
+			if code != tc.want {
+				t.Fatalf("pause: got %d, want %d: %s", code, tc.want, body)
+			}
+			n, err := c.Exists(ctx, scheduler.PauseKey("", "backup")).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := n == 1; got != tc.paused {
+				t.Fatalf("pause key present: got %v, want %v", got, tc.paused)
+			}
+		})
+	}
+}
+
+func TestStatusPauseResume(t *testing.T) {
+	ctx := context.Background()
+	srv, c := setup(t, "tok")
+	rec := scheduler.Record{Job: "backup", Slot: time.Date(2026, 11, 25, 2, 0, 0, 0, time.UTC), Outcome: "ok", Fence: 7, Replica: "r2"}
+	b, _ := json.Marshal(rec)
+	if err := c.LPush(ctx, scheduler.HistoryKey("", "backup"), string(b)).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	if code, body := do(t, "POST", srv.URL+"/api/jobs/backup/pause", "tok"); code != http.StatusOK {
+		t.Fatalf("pause: got %d: %s", code, body)
+	}
+	code, body := do(t, "GET", srv.URL+"/api/jobs", "")
+	if code != http.StatusOK {
+		t.Fatalf("list: got %d: %s", code, body)
+	}
+	var list []JobStatus
+	if err := json.Unmarshal([]byte(body), &list); err != nil {
+		t.Fatalf("list: %v: %s", err, body)
+	}
+	if len(list) != 2 {
+		t.Fatalf("list: got %d jobs, want 2", len(list))
+	}
+	b0 := list[0]
+	if b0.Name != "backup" || !b0.Paused || !b0.Enabled {
+		t.Fatalf("backup: got name %q paused %v enabled %v, want backup, paused, enabled", b0.Name, b0.Paused, b0.Enabled)
+	}
+	// 03:00 Berlin is 02:00 UTC in November.
+	if len(b0.Next) != 3 || !b0.Next[0].Equal(time.Date(2026, 11, 26, 2, 0, 0, 0, time.UTC)) {
+		t.Fatalf("backup next: got %v, want 3 slots from 2026-11-26T02:00:00Z", b0.Next)
+	}
+	if len(b0.Recent) != 1 || b0.Recent[0].Fence != 7 || b0.Recent[0].Replica != "r2" {
+		t.Fatalf("backup recent: got %+v, want the one record with fence 7 from r2", b0.Recent)
+	}
+	if list[1].Name != "ping" || list[1].Enabled {
+		t.Fatalf("ping: got %+v, want disabled", list[1])
+	}
+
+	if code, body := do(t, "POST", srv.URL+"/api/jobs/backup/resume", "tok"); code != http.StatusOK {
+		t.Fatalf("resume: got %d: %s", code, body)
+	}
+	if n, _ := c.Exists(ctx, scheduler.PauseKey("", "backup")).Result(); n != 0 {
+		t.Fatalf("after resume: pause key still present")
+	}
+
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{"GET", "/api/jobs/nope", http.StatusNotFound},
+		{"POST", "/api/jobs/nope/pause", http.StatusNotFound},
+		{"GET", "/api/jobs/backup/pause", http.StatusMethodNotAllowed},
+		{"GET", "/api/jobs/backup", http.StatusOK},
+	} {
+		if code, body := do(t, tc.method, srv.URL+tc.path, "tok"); code != tc.want {
+			t.Errorf("%s %s: got %d, want %d: %s", tc.method, tc.path, code, tc.want, body)
+		}
+	}
+
+	code, page := do(t, "GET", srv.URL+"/", "")
+	if code != http.StatusOK || !strings.Contains(page, "<code>backup</code>") || !strings.Contains(page, "ok@r2#7") {
+		t.Fatalf("page: got %d, want 200 with the backup job and its run:\n%s", code, page)
+	}
+}
+
+func TestRedisDown(t *testing.T) {
+	// Redis is gone: status still answers, with the error; pause refuses.
+	cfg, _ := jobs.Parse("jobs.yaml", []byte(config), nil)
+	rs := redistest.Start(t, redistest.Options{})
+	c := redis.NewClient(&redis.Options{Addr: rs.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = c.Close() })
+	_ = rs.Kill()
+	down := httptest.NewServer(New(Config{Jobs: cfg.Jobs, Clients: []redis.UniversalClient{c}, Token: "tok"}))
+	t.Cleanup(down.Close)
+	code, body := do(t, "GET", down.URL+"/api/jobs/backup", "")
+	if code != http.StatusOK || !strings.Contains(body, `"error"`) {
+		t.Fatalf("status with Redis down: got %d %s, want 200 with an error field", code, body)
+	}
+	if code, _ := do(t, "POST", down.URL+"/api/jobs/backup/pause", "tok"); code != http.StatusServiceUnavailable {
+		t.Fatalf("pause with Redis down: got %d, want 503", code)
+	}
+}
