@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -22,4 +23,14 @@ func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
 		}
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// redisLog routes go-redis's own messages (failed dials, pool events) into
+// the structured log at debug, so stderr stays one JSON object per line;
+// the scheduler logs and counts the failures that matter (claim errors).
+type redisLog struct{ log zerolog.Logger }
+
+// Printf implements go-redis's internal.Logging.
+func (r redisLog) Printf(_ context.Context, format string, v ...any) {
+	r.log.Debug().Str("component", "go-redis").Msg(fmt.Sprintf(format, v...))
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/redcron/redcron/internal/statusapi"
 	"github.com/redcron/redcron/scheduler"
@@ -47,6 +48,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "redcron run: %v\n", err)
 		return exitUsage
 	}
+	redis.SetLogger(redisLog{log})
 	cfg, code := loadConfig("run", *config, stderr)
 	if cfg == nil {
 		return code
@@ -124,9 +126,9 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		srv.shutdown()
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
-		log.Error().Err(err).Msg("redcron stopped with an error")
+		log.Error().Str("replica", *replica).Err(err).Msg("redcron stopped with an error")
 		return exitFailure
 	}
-	log.Info().Msg("redcron stopped")
+	log.Info().Str("replica", *replica).Msg("redcron stopped")
 	return exitOK
 }
