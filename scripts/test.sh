@@ -13,6 +13,9 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 
 go vet ./...
+# The benchmarks are a module of their own (their peers stay out of ours):
+# keep them compiling.
+(cd bench && go vet ./...)
 go test -race -count=1 -timeout 12m ./...
 # Short fuzz runs of the config decoder and schedule parser (one target per
 # invocation, as go test requires); the seed corpora are in jobs/testdata/fuzz.
