@@ -49,6 +49,12 @@ type Options struct {
 	Args []string
 	// Dir is the data directory; default a fresh temporary directory.
 	Dir string
+	// Cluster starts the node with cluster-enabled (see StartCluster).
+	Cluster bool
+
+	// sentinelConf, when set, starts a Sentinel with this configuration
+	// file instead of a data server (see StartSentinel).
+	sentinelConf string
 }
 
 // Server is one redis-server process bound to 127.0.0.1.
@@ -121,6 +127,12 @@ func freePort() (int, error) {
 }
 
 func (s *Server) args() []string {
+	if s.opts.sentinelConf != "" {
+		return []string{s.opts.sentinelConf, "--sentinel",
+			"--bind", "127.0.0.1", "--port", strconv.Itoa(s.port), "--dir", s.opts.Dir,
+			"--daemonize", "no", "--loglevel", "warning",
+			"--logfile", filepath.Join(s.opts.Dir, "redis.log")}
+	}
 	a := []string{
 		"--bind", "127.0.0.1",
 		"--port", strconv.Itoa(s.port),
@@ -135,6 +147,10 @@ func (s *Server) args() []string {
 		a = append(a, "--appendonly", "yes", "--appendfsync", "always")
 	} else {
 		a = append(a, "--appendonly", "no")
+	}
+	if s.opts.Cluster {
+		a = append(a, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(s.opts.Dir, "nodes.conf"),
+			"--cluster-node-timeout", "2000")
 	}
 	if s.opts.Password != "" {
 		a = append(a, "--requirepass", s.opts.Password)
