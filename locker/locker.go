@@ -109,8 +109,10 @@ type Claim struct {
 	// absent.
 	BusyRecord string
 	// PauseKey, when set and present, makes Obtain fail with ErrPaused; with
-	// MarkKey, "skipped:paused" is written to the mark for MarkTTL unless a
-	// mark is already there.
+	// MarkKey, "skipped:paused" is written to the mark for MarkTTL. The mark
+	// is checked before the pause key, so a paused slot is recorded and
+	// refused with ErrPaused once, by one claim: every later claim of the
+	// slot fails with ErrSlotClaimed (Record "skipped:paused").
 	PauseKey string
 	// Replace takes the lease key even when another token holds it (overlap
 	// "replace"): the old holder's next renewal sees another token and its

@@ -405,10 +405,10 @@ func TestObtainRefused(t *testing.T) {
 	}{
 		{"slot claimed", func(t *testing.T, key, mark, pause string) { c.Set(bg, mark, "done:ok", time.Minute) }, "", locker.ErrSlotClaimed, "done:ok"},
 		{"paused", func(t *testing.T, key, mark, pause string) { c.Set(bg, pause, "1", time.Minute) }, "", locker.ErrPaused, "skipped:paused"},
-		{"paused keeps a mark", func(t *testing.T, key, mark, pause string) {
+		{"paused but already marked", func(t *testing.T, key, mark, pause string) {
 			c.Set(bg, pause, "1", time.Minute)
 			c.Set(bg, mark, "done:ok", time.Minute)
-		}, "", locker.ErrPaused, "done:ok"},
+		}, "", locker.ErrSlotClaimed, "done:ok"},
 		{"busy with record", func(t *testing.T, key, mark, pause string) { c.Set(bg, key, "other", time.Minute) }, "skipped:overlap", locker.ErrNotObtained, "skipped:overlap"},
 		{"busy without record", func(t *testing.T, key, mark, pause string) { c.Set(bg, key, "other", time.Minute) }, "", locker.ErrNotObtained, ""},
 	} {
@@ -438,6 +438,31 @@ func TestObtainRefused(t *testing.T) {
 			}
 		})
 	}
+
+	// A paused slot is recorded and refused with ErrPaused once: every
+	// other replica's claim of it sees the record and ErrSlotClaimed.
+	t.Run("paused slot counted once", func(t *testing.T) {
+		key, fence := keys(t)
+		mark, pause := key+":slot", key+":paused"
+		c.Set(bg, pause, "1", time.Minute)
+		claim := locker.Claim{Key: key, FenceKey: fence, TTL: time.Second, MarkKey: mark, MarkTTL: time.Minute, PauseKey: pause}
+		var paused, claimed int
+		for range 3 {
+			_, err := l.Obtain(bg, claim)
+			var noe *locker.NotObtainedError
+			switch {
+			case errors.Is(err, locker.ErrPaused):
+				paused++
+			case errors.Is(err, locker.ErrSlotClaimed) && errors.As(err, &noe) && noe.Record == locker.SkippedPaused:
+				claimed++
+			default:
+				t.Fatalf("Obtain of a paused slot: got %v, want ErrPaused once, then ErrSlotClaimed with record %q", err, locker.SkippedPaused)
+			}
+		}
+		if paused != 1 || claimed != 2 {
+			t.Errorf("got %d ErrPaused and %d ErrSlotClaimed, want 1 and 2", paused, claimed)
+		}
+	})
 
 	t.Run("invalid claims", func(t *testing.T) {
 		key, fence := keys(t)

@@ -15,19 +15,21 @@
 -- {code, pttl, record}: code 1 paused, 2 slot claimed, 3 lease busy.
 local hasMark = ARGV[3] == "1"
 
-if ARGV[6] == "1" and redis.call("EXISTS", KEYS[4]) == 1 then
-  if hasMark then
-    -- Never clobber a record that is already there.
-    redis.call("SET", KEYS[2], "skipped:paused", "PX", ARGV[4], "NX")
-  end
-  return {1, redis.call("PTTL", KEYS[4]), ""}
-end
-
+-- The mark first: a slot already run, running or skipped (paused included)
+-- is refused as claimed, so a paused slot is recorded and counted once, by
+-- the one claim that wrote "skipped:paused".
 if hasMark then
   local mark = redis.call("GET", KEYS[2])
   if mark then
     return {2, redis.call("PTTL", KEYS[2]), mark}
   end
+end
+
+if ARGV[6] == "1" and redis.call("EXISTS", KEYS[4]) == 1 then
+  if hasMark then
+    redis.call("SET", KEYS[2], "skipped:paused", "PX", ARGV[4])
+  end
+  return {1, redis.call("PTTL", KEYS[4]), ""}
 end
 
 if ARGV[7] ~= "1" then
