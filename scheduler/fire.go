@@ -12,32 +12,39 @@ import (
 	"github.com/redcron/redcron/locker"
 )
 
-// fire starts the goroutine that claims and runs (job, slot). Called by the
-// loop only; the goroutine is owned by s.wg and ends when the run is
-// recorded, or at once when claiming is over (ctx ended).
-func (s *Scheduler) fire(ctx context.Context, js *jobState, slot time.Time) {
+// fire starts the firing that claims and runs (job, slot), on a worker
+// goroutine (see workers). Called by the loop only; the firing is counted
+// in s.wg and ends when the run is recorded, or at once when claiming is
+// over (ctx ended).
+func (s *Scheduler) fire(ctx context.Context, js *jobState, slot, next time.Time) {
 	s.wg.Add(1)
-	go func() {
+	s.workers.do(func() {
 		defer s.wg.Done()
-		s.firing(ctx, js, slot)
-	}()
+		s.firing(ctx, js, slot, next)
+	})
 }
 
 // firing waits for the slot's jitter, claims it (retrying I/O errors with
 // the shared reconnect backoff while the slot is still claimable), and runs
-// it under the lease.
-func (s *Scheduler) firing(ctx context.Context, js *jobState, slot time.Time) {
+// it under the lease. next is the job's slot after slot (zero: none).
+func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Time) {
 	j := js.job
-	log := s.log.With().Str("job", j.Name).Time("slot", slot).Logger()
 	jitter := Jitter(j.Name, slot, j.Jitter)
 	if err := sleepUntil(ctx, s.opts.Clock, slot.Add(jitter)); err != nil {
 		return // shutting down: stop claiming
 	}
-	lease := s.claim(ctx, js, slot, jitter, log)
+	lease := s.claim(ctx, js, slot, next, jitter)
 	if lease == nil {
 		return
 	}
-	s.execute(js, slot, lease, log)
+	s.execute(js, slot, lease)
+}
+
+// jobLog is the logger of (job, slot). Built only when a line is written:
+// a claim that another replica won logs nothing, and building a child
+// logger for each of thousands of claims a second is measurable.
+func (s *Scheduler) jobLog(js *jobState, slot time.Time) zerolog.Logger {
+	return s.log.With().Str("job", js.job.Name).Time("slot", slot).Logger()
 }
 
 // claim obtains the lease for (job, slot) or returns nil after logging and
@@ -45,12 +52,12 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, slot time.Time) {
 // max(catchup_window, OnTime), beyond which the slot's mark may have expired
 // (see MarkRetention), and I/O retries also stop when the next slot comes:
 // that one is then the most recent missed slot, and it retries in turn.
-func (s *Scheduler) claim(ctx context.Context, js *jobState, slot time.Time, jitter time.Duration, log zerolog.Logger) *locker.Lease {
+func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Time, jitter time.Duration) *locker.Lease {
 	j := js.job
 	clk := s.opts.Clock
 	deadline := slot.Add(jitter + max(j.CatchupWindow, OnTime))
 	retryUntil := deadline
-	if next := js.sched.Next(slot); !next.IsZero() && next.Before(retryUntil) {
+	if !next.IsZero() && next.Before(retryUntil) {
 		retryUntil = next
 	}
 	c := s.claimFor(js, slot)
@@ -72,7 +79,9 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot time.Time, jit
 		case errors.Is(err, locker.ErrSlotClaimed):
 			// Another replica (or this one, before a restart) has it;
 			// a skip is counted once, by the replica that recorded it.
-			log.Debug().Str("record", record(err)).Msg("slot already claimed")
+			if e := s.log.Debug(); e.Enabled() {
+				e.Str("job", j.Name).Time("slot", slot).Str("record", record(err)).Msg("slot already claimed")
+			}
 			return nil
 		case errors.Is(err, locker.ErrPaused):
 			s.skip(js, slot, SkipPaused, 1, slot, false)
@@ -83,6 +92,7 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot time.Time, jit
 			s.skip(js, slot, SkipOverlap, 1, slot, false)
 			return nil
 		case errors.Is(err, locker.ErrInvalid):
+			log := s.jobLog(js, slot)
 			log.Error().Err(err).Msg("claim refused as invalid")
 			return nil
 		case ctx.Err() != nil:
@@ -92,6 +102,7 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot time.Time, jit
 		s.metrics.claimErrors.WithLabelValues(j.Name).Inc()
 		now := clk.Now()
 		wait := min(reconnectDelay(int(n)), retryUntil.Sub(now)-2*claimGuard)
+		log := s.jobLog(js, slot)
 		e := log.Warn()
 		if attempt > 1 {
 			e = log.Debug()
@@ -162,10 +173,10 @@ type Record struct {
 
 // execute runs the job under the lease, then records the outcome with
 // Finish (which also ends the lease and the watchdog).
-func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, log zerolog.Logger) {
+func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease) {
 	j := js.job
 	clk := s.opts.Clock
-	log = log.With().Int64("fence", lease.Fence()).Logger()
+	log := s.log.With().Str("job", j.Name).Time("slot", slot).Int64("fence", lease.Fence()).Logger()
 
 	// The run's context ends on lease loss (its cause ErrLeaseLost), on
 	// timeout (ErrTimeout) and when the shutdown grace is over (ErrShutdown).

@@ -62,13 +62,28 @@ func (s *Scheduler) loop(ctx context.Context) {
 // passes over, and moves next on.
 func (s *Scheduler) due(ctx context.Context, js *jobState, now time.Time) {
 	window := max(js.job.CatchupWindow, OnTime)
+	// Steady state: next is the most recent slot (the one after it is
+	// still to come) and no slot lies between last and next, since next
+	// was computed as Next of a time at or after last. This is what
+	// decideCatchUp returns then, with one Next instead of a Prev search.
+	if !js.last.IsZero() && js.next.After(js.last) {
+		if after := js.nextAfter(js.next); after.IsZero() || after.After(now) {
+			if now.Sub(js.next) < window {
+				s.fire(ctx, js, js.next, after)
+			} else {
+				s.skip(js, js.next, SkipLate, 1, js.next, false)
+			}
+			js.last, js.next = js.next, after
+			return
+		}
+	}
 	prev := js.sched.Prev(now)
 	d := decideCatchUp(js.sched, js.last, now, prev, window)
 	if d.Skipped > 0 && !js.last.IsZero() {
 		s.skip(js, d.Newest, SkipLate, d.Skipped, d.Oldest, d.Capped)
 	}
 	if !d.Slot.IsZero() {
-		s.fire(ctx, js, d.Slot)
+		s.fire(ctx, js, d.Slot, js.sched.Next(d.Slot))
 	}
 	if !prev.IsZero() && prev.After(js.last) {
 		js.last = prev
@@ -86,7 +101,8 @@ func (s *Scheduler) skip(js *jobState, slot time.Time, reason string, n int, old
 	e.Msg("slot skipped")
 }
 
-// slotHeap orders jobs by next slot (then by name, for a stable order).
+// slotHeap orders jobs by next slot, then by rank (a per-replica rotation
+// of the declaration order, stable from slot to slot).
 type slotHeap []*jobState
 
 func (h slotHeap) Len() int { return len(h) }
@@ -94,7 +110,7 @@ func (h slotHeap) Less(i, j int) bool {
 	if !h[i].next.Equal(h[j].next) {
 		return h[i].next.Before(h[j].next)
 	}
-	return h[i].job.Name < h[j].job.Name
+	return h[i].rank < h[j].rank
 }
 func (h slotHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
@@ -110,4 +126,25 @@ func (h *slotHeap) Pop() any {
 	js := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return js
+}
+
+// nextMemo remembers the last Next computed for a schedule that several
+// jobs share (the same parsed spec and zone): 1,000 jobs due at the same
+// instant then cost one Next, not 1,000. Used by the loop goroutine only.
+type nextMemo struct {
+	after, next time.Time
+	ok          bool
+}
+
+// nextAfter is js.sched.Next(t), through the job's shared memo if any.
+func (js *jobState) nextAfter(t time.Time) time.Time {
+	m := js.memo
+	if m != nil && m.ok && m.after.Equal(t) {
+		return m.next
+	}
+	n := js.sched.Next(t)
+	if m != nil {
+		m.after, m.next, m.ok = t, n, true
+	}
+	return n
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,7 +115,8 @@ type Scheduler struct {
 	// failures counts consecutive claim I/O errors across jobs; it drives
 	// the shared reconnect backoff and is reset by any successful claim.
 	failures atomic.Int64
-	wg       sync.WaitGroup // every firing goroutine
+	wg       sync.WaitGroup // every firing
+	workers  *workers       // the goroutines firings run on
 	runsCtx  context.Context
 }
 
@@ -129,6 +131,8 @@ type jobState struct {
 	next  time.Time // next slot to consider
 	last  time.Time // latest slot handled (fired or skipped); zero at start
 	index int       // in the heap
+	rank  int       // order among jobs due at the same instant (see New)
+	memo  *nextMemo // shared by the jobs with the same schedule; nil: none
 }
 
 // keys are a job's Redis keys, all sharing the {job} hash tag.
@@ -141,8 +145,8 @@ func jobKeys(prefix, job string) keys {
 	return keys{fence: p + "fence", run: p + "run", paused: p + "paused", history: p + "history", prefix: p}
 }
 
-func (k keys) slot(t time.Time) string  { return fmt.Sprintf("%sslot:%d", k.prefix, t.Unix()) }
-func (k keys) lease(t time.Time) string { return fmt.Sprintf("%slease:%d", k.prefix, t.Unix()) }
+func (k keys) slot(t time.Time) string  { return k.prefix + "slot:" + strconv.FormatInt(t.Unix(), 10) }
+func (k keys) lease(t time.Time) string { return k.prefix + "lease:" + strconv.FormatInt(t.Unix(), 10) }
 
 // New checks the jobs and returns a Scheduler for them. Jobs with Enabled
 // false are kept but never run. It fails (wrapping ErrInvalidJob) on a nil
@@ -186,6 +190,25 @@ func New(js []*jobs.Job, l Locker, opts Options) (*Scheduler, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	// Jobs due at the same instant are claimed in declaration order, rotated
+	// by an amount derived from the replica name: replicas racing for the
+	// same slots then start at different jobs, so each job's first claim
+	// (the one that wins) reaches Redis sooner than if every replica sent
+	// the same job first.
+	memos := map[Schedule]*nextMemo{}
+	for _, js := range s.jobs {
+		if js.sched.kind == kindOther {
+			continue // its cron.Schedule may not be comparable
+		}
+		if memos[js.sched] == nil {
+			memos[js.sched] = &nextMemo{}
+		}
+		js.memo = memos[js.sched]
+	}
+	rot := int(Jitter(opts.Replica, time.Unix(0, 0), time.Duration(len(s.jobs))))
+	for i, js := range s.jobs {
+		js.rank = (i + rot) % len(s.jobs)
+	}
 	return s, nil
 }
 
@@ -214,6 +237,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	runsCtx, cancelRuns := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelRuns(nil)
 	s.runsCtx = runsCtx
+	s.workers = newWorkers()
+	defer s.workers.stop() // after every firing has returned (below)
 
 	s.loop(ctx)
 
