@@ -16,19 +16,27 @@ import (
 // goroutine (see workers). Called by the loop only; the firing is counted
 // in s.wg and ends when the run is recorded, or at once when claiming is
 // over (ctx ended).
-func (s *Scheduler) fire(ctx context.Context, js *jobState, slot, next time.Time) {
+func (s *Scheduler) fire(ctx context.Context, js *jobState, slot, next time.Time, gate <-chan struct{}) {
 	s.wg.Add(1)
 	s.workers.do(func() {
 		defer s.wg.Done()
-		s.firing(ctx, js, slot, next)
+		s.firing(ctx, js, slot, next, gate)
 	})
 }
 
-// firing waits for the slot's jitter, claims it (retrying I/O errors with
-// the shared reconnect backoff while the slot is still claimable), and runs
-// it under the lease. next is the job's slot after slot (zero: none).
-func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Time) {
+// firing waits for the slot (its gate, when handed out early) and the
+// slot's jitter, claims it (retrying I/O errors with the shared reconnect
+// backoff while the slot is still claimable), and runs it under the lease.
+// next is the job's slot after slot (zero: none).
+func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Time, gate <-chan struct{}) {
 	j := js.job
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return // shutting down: stop claiming
+		}
+	}
 	jitter := Jitter(j.Name, slot, j.Jitter)
 	if err := sleepUntil(ctx, s.opts.Clock, slot.Add(jitter)); err != nil {
 		return // shutting down: stop claiming

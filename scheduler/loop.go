@@ -9,6 +9,12 @@ import (
 // loop is the one goroutine that owns the jobs' next and last slots: a
 // timer over a min-heap of next slots. Each due slot is handed to its own
 // firing goroutine (owned by s.wg). It returns when ctx ends.
+//
+// In the steady state a slot is handed out dispatchLead before it comes:
+// its firing then waits at the slot's gate, which one timer opens at the
+// slot, so 1,000 jobs due at the same instant all claim at once instead of
+// one by one behind the dispatching (and behind the claims already made).
+// Nothing is claimed before the slot on this replica's clock.
 func (s *Scheduler) loop(ctx context.Context) {
 	clk := s.opts.Clock
 	now := clk.Now()
@@ -36,8 +42,8 @@ func (s *Scheduler) loop(ctx context.Context) {
 			return
 		}
 		now = clk.Now()
-		if js := h[0]; js.next.After(now) {
-			t := clk.NewTimer(js.next.Sub(now))
+		if js := h[0]; js.wake().After(now) {
+			t := clk.NewTimer(js.wake().Sub(now))
 			select {
 			case <-t.C():
 			case <-ctx.Done():
@@ -66,10 +72,10 @@ func (s *Scheduler) due(ctx context.Context, js *jobState, now time.Time) {
 	// still to come) and no slot lies between last and next, since next
 	// was computed as Next of a time at or after last. This is what
 	// decideCatchUp returns then, with one Next instead of a Prev search.
-	if !js.last.IsZero() && js.next.After(js.last) {
+	if js.steady() {
 		if after := js.nextAfter(js.next); after.IsZero() || after.After(now) {
 			if now.Sub(js.next) < window {
-				s.fire(ctx, js, js.next, after)
+				s.fire(ctx, js, js.next, after, s.gateAt(ctx, js.next, now))
 			} else {
 				s.skip(js, js.next, SkipLate, 1, js.next, false)
 			}
@@ -83,12 +89,55 @@ func (s *Scheduler) due(ctx context.Context, js *jobState, now time.Time) {
 		s.skip(js, d.Newest, SkipLate, d.Skipped, d.Oldest, d.Capped)
 	}
 	if !d.Slot.IsZero() {
-		s.fire(ctx, js, d.Slot, js.sched.Next(d.Slot))
+		s.fire(ctx, js, d.Slot, js.sched.Next(d.Slot), nil)
 	}
 	if !prev.IsZero() && prev.After(js.last) {
 		js.last = prev
 	}
 	js.next = js.sched.Next(now)
+}
+
+// dispatchLead is how long before a steady-state slot the loop hands it
+// to its firing, which then waits at the slot's gate.
+const dispatchLead = 20 * time.Millisecond
+
+// steady reports whether next is the slot right after last: due then
+// decides with one Next, and may do so before next comes.
+func (js *jobState) steady() bool { return !js.last.IsZero() && js.next.After(js.last) }
+
+// wake is when the loop handles the job: dispatchLead before its next slot
+// in the steady state, at the slot otherwise.
+func (js *jobState) wake() time.Time {
+	if js.steady() {
+		return js.next.Add(-dispatchLead)
+	}
+	return js.next
+}
+
+// gateAt returns a channel closed when slot comes on the scheduler's clock
+// (or when ctx ends): one timer for all the jobs due at that instant. nil
+// when slot has already come. Called by the loop only.
+func (s *Scheduler) gateAt(ctx context.Context, slot, now time.Time) <-chan struct{} {
+	if !slot.After(now) {
+		return nil
+	}
+	if s.gate.ch != nil && s.gate.slot.Equal(slot) {
+		return s.gate.ch
+	}
+	ch := make(chan struct{})
+	s.gate.slot, s.gate.ch = slot, ch
+	t := s.opts.Clock.NewTimer(slot.Sub(now))
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(ch)
+		select {
+		case <-t.C():
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}()
+	return ch
 }
 
 // skip logs at warn and counts n skipped slots of a job.

@@ -117,7 +117,11 @@ type Scheduler struct {
 	failures atomic.Int64
 	wg       sync.WaitGroup // every firing
 	workers  *workers       // the goroutines firings run on
-	runsCtx  context.Context
+	gate     struct {       // the latest slot gate (see gateAt); loop only
+		slot time.Time
+		ch   chan struct{}
+	}
+	runsCtx context.Context
 }
 
 // jobState is one job's schedule and keys; next and last are owned by the
