@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Lease is a held claim. Its methods are safe for concurrent use. A watched
@@ -17,9 +19,8 @@ type Lease struct {
 	fence int64
 	drift time.Duration
 
-	// renewKeys and renewArgs are built once: every renewal sends the same.
-	renewKeys []string
-	renewArgs []any
+	// args are the lease's script arguments, boxed once.
+	args leaseArgs
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -35,19 +36,17 @@ type Lease struct {
 	claims *gather[obtainReply]
 }
 
-// newLease makes the lease of a successful claim; obtainKeys and
-// obtainArgs (see Claim.obtainArgs) start with renew.lua's KEYS and ARGV.
-func newLease(lk *Locker, c *Claim, fence int64, start time.Time, obtainKeys []string, obtainArgs []any) *Lease {
+// newLease makes the lease of a successful claim sent at start with args.
+func newLease(lk *Locker, c *Claim, fence int64, start time.Time, args leaseArgs) *Lease {
 	drift := lk.opts.drift(c.TTL)
 	return &Lease{
-		lk:        lk,
-		claim:     *c,
-		token:     obtainArgs[0].(string),
-		fence:     fence,
-		drift:     drift,
-		deadline:  start.Add(c.TTL - drift),
-		renewKeys: obtainKeys[:2:2],
-		renewArgs: obtainArgs[:4:4],
+		lk:       lk,
+		claim:    *c,
+		token:    args.token.(string),
+		fence:    fence,
+		drift:    drift,
+		deadline: start.Add(c.TTL - drift),
+		args:     args,
 	}
 }
 
@@ -143,8 +142,8 @@ func (l *Lease) renew(ctx context.Context) error {
 	}
 	start := time.Now()
 	var err error
-	if len(l.lk.clients) == 1 {
-		err = l.renewSingle(ctx, timeout)
+	if len(l.lk.nodes) == 1 {
+		err = l.renewSingle(ctx, timeout, start)
 	} else {
 		err = l.renewQuorum(ctx, timeout, start)
 	}
@@ -155,10 +154,13 @@ func (l *Lease) renew(ctx context.Context) error {
 }
 
 // renewSingle is one renew.lua round trip.
-func (l *Lease) renewSingle(ctx context.Context, timeout time.Duration) error {
-	cctx, cancel := callCtx(ctx, timeout)
-	s, err := renewScript.Run(cctx, l.lk.clients[0], l.renewKeys, l.renewArgs...).Int64()
-	cancel()
+func (l *Lease) renewSingle(ctx context.Context, timeout time.Duration, start time.Time) error {
+	cmd := redis.NewCmd(ctx, l.args.renewLine()...)
+	err := l.lk.nodes[0].run(newCall(ctx, cmd, renewScript.src, start, timeout))
+	var s int64
+	if err == nil {
+		s, err = cmd.Int64()
+	}
 	if err != nil {
 		if l.ctx.Err() != nil {
 			return context.Cause(l.ctx)
@@ -227,11 +229,13 @@ func (l *Lease) end() {
 func (l *Lease) Release(ctx context.Context) error {
 	l.end()
 	var err error
-	if len(l.lk.clients) == 1 {
-		cctx, cancel := callCtx(ctx, l.lk.opts.NodeTimeout)
+	if len(l.lk.nodes) == 1 {
+		cmd := redis.NewCmd(ctx, l.args.releaseLine(false)...)
+		err = l.lk.nodes[0].run(newCall(ctx, cmd, releaseScript.src, time.Now(), l.lk.opts.NodeTimeout))
 		var s int64
-		s, err = releaseScript.Run(cctx, l.lk.clients[0], l.renewKeys, l.renewArgs[0], argFalse).Int64()
-		cancel()
+		if err == nil {
+			s, err = cmd.Int64()
+		}
 		if err == nil {
 			err = statusErr(s)
 		} else {
@@ -262,18 +266,17 @@ func (l *Lease) Finish(ctx context.Context, record string, retention time.Durati
 	}
 	l.end()
 	c := &l.claim
-	keys := []string{c.Key, c.orKey(c.MarkKey), c.orKey(c.HistoryKey)}
-	args := []any{l.renewArgs[0], record, ms(retention), flag(c.MarkKey != ""), flag(c.HistoryKey != ""), c.HistoryLen, ms(c.HistoryTTL)}
+	a := &l.args
+	line := finishScript.line(3, a.key, a.mark, c.orKey(c.HistoryKey),
+		a.token, record, ms(retention), a.hasMark, flag(c.HistoryKey != ""), c.HistoryLen, ms(c.HistoryTTL))
 	var err error
-	if len(l.lk.clients) == 1 {
-		cctx, cancel := callCtx(ctx, l.lk.opts.NodeTimeout)
-		var v any
-		v, err = finishScript.Run(cctx, l.lk.clients[0], keys, args...).Result()
-		cancel()
+	if len(l.lk.nodes) == 1 {
+		cmd := redis.NewCmd(ctx, line...)
+		err = l.lk.nodes[0].run(newCall(ctx, cmd, finishScript.src, time.Now(), l.lk.opts.NodeTimeout))
 		if err == nil {
 			var s int64
 			var recorded bool
-			if s, recorded, err = parseFinish(v); err == nil {
+			if s, recorded, err = parseFinish(cmd.Val()); err == nil {
 				if serr := statusErr(s); serr != nil {
 					err = &FinishError{Reason: serr, Recorded: recorded}
 				}
@@ -282,7 +285,7 @@ func (l *Lease) Finish(ctx context.Context, record string, retention time.Durati
 			err = withCtx(ctx, err)
 		}
 	} else {
-		err = l.finishQuorum(ctx, keys, args)
+		err = l.finishQuorum(ctx, line)
 	}
 	if err != nil {
 		return fmt.Errorf("locker: finish %q: %w", l.claim.Key, err)

@@ -24,17 +24,25 @@ import (
 
 // Locker obtains leases. It is safe for concurrent use. It does not own its
 // clients: closing them is the caller's business, after every lease ended.
+//
+// Commands that concurrent callers send to the same node while a round trip
+// to it is in flight are pipelined together (automatic pipelining; each call
+// keeps its own timeout and context). The goroutine that sends a node's
+// batches exits as soon as the node has nothing queued, so a Locker needs no
+// Close: once every call has returned, it holds no goroutine.
 type Locker struct {
-	clients []redis.UniversalClient
-	quorum  int // majority; 1 for a single node
-	opts    Options
+	nodes  []*node
+	quorum int // majority; 1 for a single node
+	opts   Options
 }
 
 // New returns a Locker on one Redis (standalone, Sentinel or Cluster via
-// UniversalClient). Obtain and Release are one EVALSHA each and start no
-// goroutine; a watched lease starts one, its watchdog.
+// UniversalClient). Obtain and Release are one EVALSHA each; a call made
+// while no other is in flight runs on the caller's goroutine, the others
+// are pipelined by one goroutine that exits when none is left (see Locker).
+// A watched lease starts one goroutine, its watchdog.
 func New(client redis.UniversalClient, opts Options) *Locker {
-	return &Locker{clients: []redis.UniversalClient{client}, quorum: 1, opts: opts.withDefaults()}
+	return &Locker{nodes: []*node{{client: client}}, quorum: 1, opts: opts.withDefaults()}
 }
 
 // NewQuorum returns a Locker over N >= 1 independent masters (Redlock); a
@@ -76,8 +84,11 @@ func NewQuorum(clients []redis.UniversalClient, opts Options) (*Locker, error) {
 			return nil, fmt.Errorf("%w: NewQuorum client %d is nil", ErrInvalid, i)
 		}
 	}
-	cs := append([]redis.UniversalClient(nil), clients...)
-	return &Locker{clients: cs, quorum: len(cs)/2 + 1, opts: opts.withDefaults()}, nil
+	nodes := make([]*node, len(clients))
+	for i, c := range clients {
+		nodes[i] = &node{client: c}
+	}
+	return &Locker{nodes: nodes, quorum: len(nodes)/2 + 1, opts: opts.withDefaults()}, nil
 }
 
 // Claim says what Obtain takes, in one round trip per node (one Lua script;
@@ -160,12 +171,42 @@ func (c *Claim) orKey(k string) string {
 	return k
 }
 
-// obtainArgs builds obtain.lua's KEYS and ARGV; their first 2 and 4 entries
-// are renew.lua's, which the lease keeps.
-func (c *Claim) obtainArgs(token string) (keys []string, args []any) {
-	keys = []string{c.Key, c.orKey(c.MarkKey), c.FenceKey, c.orKey(c.PauseKey)}
-	args = []any{token, ms(c.TTL), flag(c.MarkKey != ""), ms(c.markTTL()), c.BusyRecord, flag(c.PauseKey != ""), flag(c.Replace)}
-	return keys, args
+// leaseArgs are a lease's script arguments, boxed once: Obtain, every
+// renewal, Release and Finish send them.
+type leaseArgs struct {
+	key, mark, token, ttl, hasMark, markTTL any
+}
+
+func (c *Claim) leaseArgs(token string) leaseArgs {
+	a := leaseArgs{key: c.Key, mark: c.Key, token: token, ttl: ms(c.TTL), hasMark: argFalse}
+	a.markTTL = a.ttl
+	if c.MarkKey != "" {
+		a.mark, a.hasMark, a.markTTL = c.MarkKey, argTrue, ms(c.markTTL())
+	}
+	return a
+}
+
+// plain says whether the claim needs only obtain_plain.lua.
+func (c *Claim) plain() bool { return c.MarkKey == "" && c.PauseKey == "" && !c.Replace }
+
+// obtainLine is the claim's obtain command line and its script.
+func (c *Claim) obtainLine(a *leaseArgs) (*script, []any) {
+	if c.plain() {
+		return obtainPlainScript, obtainPlainScript.line(2, a.key, c.FenceKey, a.token, a.ttl)
+	}
+	return obtainScript, obtainScript.line(4, a.key, a.mark, c.FenceKey, c.orKey(c.PauseKey),
+		a.token, a.ttl, a.hasMark, a.markTTL, c.BusyRecord, flag(c.PauseKey != ""), flag(c.Replace))
+}
+
+// renewLine is renew.lua's command line.
+func (a *leaseArgs) renewLine() []any {
+	return renewScript.line(2, a.key, a.mark, a.token, a.ttl, a.hasMark, a.markTTL)
+}
+
+// releaseLine is release.lua's command line; dropMark also deletes the
+// running mark (to undo a failed claim).
+func (a *leaseArgs) releaseLine(dropMark bool) []any {
+	return releaseScript.line(2, a.key, a.mark, a.token, flag(dropMark))
 }
 
 // Acquire is Obtain(ctx, Claim{Key: key, FenceKey: fenceKey, TTL: ttl}): a
@@ -194,7 +235,7 @@ func (l *Locker) Obtain(ctx context.Context, c Claim) (*Lease, error) {
 	for attempt := 0; ; attempt++ {
 		var lease *Lease
 		var err error
-		if len(l.clients) == 1 {
+		if len(l.nodes) == 1 {
 			lease, err = l.obtainSingle(ctx, &c)
 		} else {
 			lease, err = l.obtainQuorum(ctx, &c)
@@ -222,22 +263,21 @@ func retryable(err error, c *Claim) bool {
 	return errors.Is(err, ErrNotObtained) && (c.MarkKey == "" || c.BusyRecord == "")
 }
 
-// obtainSingle is the single-node hot path: one EVALSHA, no goroutine
-// (except the watchdog of a watched lease).
+// obtainSingle is the single-node hot path: one EVALSHA, on the caller's
+// goroutine unless other calls are in flight (then pipelined with them).
 func (l *Locker) obtainSingle(ctx context.Context, c *Claim) (*Lease, error) {
-	token := newToken()
-	keys, args := c.obtainArgs(token)
+	a := c.leaseArgs(newToken())
+	s, line := c.obtainLine(&a)
 	start := time.Now()
-	cctx, cancel := callCtx(ctx, l.opts.NodeTimeout)
-	v, err := obtainScript.Run(cctx, l.clients[0], keys, args...).Result()
-	cancel()
+	cmd := redis.NewCmd(ctx, line...)
+	err := l.nodes[0].run(newCall(ctx, cmd, s.src, start, l.opts.NodeTimeout))
 	if err == nil {
 		var r obtainReply
-		if r, err = parseObtain(v); err == nil {
+		if r, err = parseObtain(cmd.Val()); err == nil {
 			if r.code != 0 {
 				return nil, fmt.Errorf("locker: obtain %q: %w", c.Key, r.err())
 			}
-			lease := newLease(l, c, r.fence, start, keys, args)
+			lease := newLease(l, c, r.fence, start, a)
 			if time.Now().Before(lease.deadline) {
 				lease.start(ctx)
 				return lease, nil
@@ -247,16 +287,16 @@ func (l *Locker) obtainSingle(ctx context.Context, c *Claim) (*Lease, error) {
 	}
 	// The script may have run even though we saw an error: undo it, so that
 	// neither the lease key nor a running mark outlives this failed claim.
-	go l.abort(l.clients[0], c, token)
+	// The undo queues behind the claim on the node, so it cannot overtake it.
+	go l.abort(&a)
 	return nil, fmt.Errorf("locker: obtain %q: %w", c.Key, withCtx(ctx, err))
 }
 
-// abort deletes the lease key and the running mark on one node if they hold
-// token; best effort, bounded by NodeTimeout.
-func (l *Locker) abort(client redis.UniversalClient, c *Claim, token string) {
-	ctx, cancel := context.WithTimeout(context.Background(), l.opts.NodeTimeout)
-	defer cancel()
-	_ = releaseScript.Run(ctx, client, []string{c.Key, c.orKey(c.MarkKey)}, token, argTrue).Err()
+// abort deletes the lease key and the running mark on the single node if
+// they hold the lease's token; best effort, bounded by NodeTimeout.
+func (l *Locker) abort(a *leaseArgs) {
+	ctx := context.Background()
+	_ = l.nodes[0].run(newCall(ctx, redis.NewCmd(ctx, a.releaseLine(true)...), releaseScript.src, time.Now(), l.opts.NodeTimeout))
 }
 
 // newToken returns 128 random bits in hex.
@@ -267,12 +307,3 @@ func newToken() string {
 }
 
 func noop() {}
-
-// callCtx bounds ctx by d, without a new context when ctx already ends
-// sooner.
-func callCtx(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= d {
-		return ctx, noop
-	}
-	return context.WithTimeout(ctx, d)
-}

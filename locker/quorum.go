@@ -19,24 +19,35 @@ type nodeResult[T any] struct {
 
 // gather receives the results of a fan-out, one at a time.
 type gather[T any] struct {
-	ch      chan nodeResult[T]
+	ch      chan *call
 	pending int
+	parse   func(*redis.Cmd) (T, error)
 	got     []nodeResult[T]
 }
 
-// fanout calls fn on every client in parallel, each call bounded by timeout
-// (and ctx). Each goroutine exits when its call returns; a caller that stops
-// reading early leaves the rest to finish on their own, within timeout, into
-// a buffered channel.
-func fanout[T any](ctx context.Context, clients []redis.UniversalClient, timeout time.Duration, fn func(context.Context, redis.UniversalClient) (T, error)) *gather[T] {
-	g := &gather[T]{ch: make(chan nodeResult[T], len(clients)), pending: len(clients), got: make([]nodeResult[T], 0, len(clients))}
-	for i, c := range clients {
-		go func() {
-			cctx, cancel := context.WithTimeout(ctx, timeout)
-			v, err := fn(cctx, c)
-			cancel()
-			g.ch <- nodeResult[T]{node: i, val: v, err: err}
-		}()
+// fanout sends the command line to every node at once, each call bounded by
+// timeout (and ctx), and pipelined with the other calls queued on its node
+// (see node). It starts no goroutine per call: a node that is idle gets a
+// flusher, which exits when its queue is empty. A caller that stops reading
+// early leaves the rest to be delivered, within timeout, into a buffered
+// channel. line is shared by the nodes' commands, read only.
+func fanout[T any](ctx context.Context, nodes []*node, timeout time.Duration, s *script, line []any, parse func(*redis.Cmd) (T, error)) *gather[T] {
+	return fanoutTo(ctx, nodes, nil, timeout, s, line, parse)
+}
+
+// fanoutTo is fanout to the nodes whose skip entry is false (all when skip
+// is nil).
+func fanoutTo[T any](ctx context.Context, nodes []*node, skip []bool, timeout time.Duration, s *script, line []any, parse func(*redis.Cmd) (T, error)) *gather[T] {
+	g := &gather[T]{ch: make(chan *call, len(nodes)), parse: parse, got: make([]nodeResult[T], 0, len(nodes))}
+	start := time.Now()
+	for i, n := range nodes {
+		if skip != nil && skip[i] {
+			continue
+		}
+		c := newCall(ctx, redis.NewCmd(ctx, line...), s.src, start, timeout)
+		c.node, c.done = i, g.ch
+		g.pending++
+		n.send(c)
 	}
 	return g
 }
@@ -46,8 +57,12 @@ func (g *gather[T]) next() (nodeResult[T], bool) {
 	if g.pending == 0 {
 		return nodeResult[T]{}, false
 	}
-	r := <-g.ch
+	c := <-g.ch
 	g.pending--
+	r := nodeResult[T]{node: c.node, err: c.cmd.Err()}
+	if r.err == nil {
+		r.val, r.err = g.parse(c.cmd)
+	}
 	g.got = append(g.got, r)
 	return r, true
 }
@@ -60,6 +75,10 @@ func (g *gather[T]) all() []nodeResult[T] {
 		}
 	}
 }
+
+func parseObtainCmd(cmd *redis.Cmd) (obtainReply, error) { return parseObtain(cmd.Val()) }
+
+func int64Reply(cmd *redis.Cmd) (int64, error) { return cmd.Int64() }
 
 // joinErrs joins the I/O errors of results, naming their nodes.
 func joinErrs[T any](rs []nodeResult[T]) error {
@@ -76,19 +95,13 @@ func joinErrs[T any](rs []nodeResult[T]) error {
 // the validity, raise every fence counter to the majority's maximum with a
 // majority of acks, and undo everything on failure.
 func (l *Locker) obtainQuorum(ctx context.Context, c *Claim) (*Lease, error) {
-	token := newToken()
-	keys, args := c.obtainArgs(token)
-	n := len(l.clients)
+	a := c.leaseArgs(newToken())
+	s, line := c.obtainLine(&a)
+	n := len(l.nodes)
 	start := time.Now()
 	validUntil := start.Add(c.TTL - l.opts.drift(c.TTL))
 
-	g := fanout(ctx, l.clients, l.opts.NodeTimeout, func(ctx context.Context, cl redis.UniversalClient) (obtainReply, error) {
-		v, err := obtainScript.Run(ctx, cl, keys, args...).Result()
-		if err != nil {
-			return obtainReply{}, err
-		}
-		return parseObtain(v)
-	})
+	g := fanout(ctx, l.nodes, l.opts.NodeTimeout, s, line, parseObtainCmd)
 	ok, failed := 0, 0
 	var fence int64
 	for ok < l.quorum && failed <= n-l.quorum {
@@ -108,12 +121,12 @@ func (l *Locker) obtainQuorum(ctx context.Context, c *Claim) (*Lease, error) {
 	case !time.Now().Before(validUntil):
 		err = fmt.Errorf("%w: validity used up after %v", ErrNoQuorum, time.Since(start))
 	default:
-		if err = l.writeFence(ctx, c.FenceKey, fence); err == nil && !time.Now().Before(validUntil) {
+		if err = l.writeFence(ctx, c.FenceKey, fence, g.got); err == nil && !time.Now().Before(validUntil) {
 			err = fmt.Errorf("%w: validity used up after %v", ErrNoQuorum, time.Since(start))
 		}
 	}
 	if err == nil {
-		lease := newLease(l, c, fence, start, keys, args)
+		lease := newLease(l, c, fence, start, a)
 		lease.claims = g
 		lease.start(ctx)
 		return lease, nil
@@ -122,7 +135,7 @@ func (l *Locker) obtainQuorum(ctx context.Context, c *Claim) (*Lease, error) {
 	// Failure: wait for the slow claims (bounded by NodeTimeout) so that none
 	// lands after the undo, then undo on every node.
 	rs := g.all()
-	l.abortAll(c, token)
+	l.abortAll(&a)
 	if state, refused := stateErr(rs); refused > n-l.quorum {
 		err = state // state alone made a majority impossible
 	} else if ioErr := joinErrs(rs); ioErr != nil {
@@ -158,15 +171,25 @@ func bestCode(e *NotObtainedError) int64 {
 	return codeBusy
 }
 
-// writeFence raises the fence counter to at least f on every node and waits
-// for a majority of acknowledgements.
-func (l *Locker) writeFence(ctx context.Context, key string, f int64) error {
-	keys, arg := []string{key}, strconv.FormatInt(f, 10)
-	g := fanout(ctx, l.clients, l.opts.NodeTimeout, func(ctx context.Context, cl redis.UniversalClient) (int64, error) {
-		return fenceScript.Run(ctx, cl, keys, arg).Int64()
-	})
-	n, ok, failed := len(l.clients), 0, 0
-	for ok < l.quorum && failed <= n-l.quorum {
+// writeFence makes sure that a majority of nodes have the fence counter at
+// f or above. The nodes whose claim INCR already returned f have it (the
+// common case: then no write is needed); the counter is raised to f on the
+// others, and Obtain waits for as many acknowledgements as the majority
+// still lacks.
+func (l *Locker) writeFence(ctx context.Context, key string, f int64, claims []nodeResult[obtainReply]) error {
+	n := len(l.nodes)
+	have := 0
+	skip := make([]bool, n)
+	for _, r := range claims {
+		if r.err == nil && r.val.code == 0 && r.val.fence == f {
+			have++
+			skip[r.node] = true
+		}
+	}
+	have, skip = 0, nil
+	g := fanoutTo(ctx, l.nodes, skip, l.opts.NodeTimeout, fenceScript, fenceScript.line(1, key, strconv.FormatInt(f, 10)), int64Reply)
+	ok, failed, others := have, 0, g.pending
+	for ok < l.quorum && failed <= others-(l.quorum-have) {
 		r, _ := g.next()
 		if r.err == nil && r.val >= f {
 			ok++
@@ -175,18 +198,15 @@ func (l *Locker) writeFence(ctx context.Context, key string, f int64) error {
 		}
 	}
 	if ok < l.quorum {
-		return fmt.Errorf("%w: fence %d written on %d of %d nodes: %w", ErrNoQuorum, f, ok, n, joinErrs(g.got))
+		return fmt.Errorf("%w: fence %d on %d of %d nodes: %w", ErrNoQuorum, f, ok, n, joinErrs(g.got))
 	}
 	return nil
 }
 
-// abortAll deletes the lease key and the running mark holding token on every
-// node; best effort, bounded by NodeTimeout.
-func (l *Locker) abortAll(c *Claim, token string) {
-	keys := []string{c.Key, c.orKey(c.MarkKey)}
-	fanout(context.Background(), l.clients, l.opts.NodeTimeout, func(ctx context.Context, cl redis.UniversalClient) (int64, error) {
-		return releaseScript.Run(ctx, cl, keys, token, argTrue).Int64()
-	}).all()
+// abortAll deletes the lease key and the running mark holding the lease's
+// token on every node; best effort, bounded by NodeTimeout.
+func (l *Locker) abortAll(a *leaseArgs) {
+	fanout(context.Background(), l.nodes, l.opts.NodeTimeout, releaseScript, a.releaseLine(true), int64Reply).all()
 }
 
 // tally counts renew/release statuses.
@@ -222,10 +242,8 @@ func (t *tally) reason() error {
 // the validity; the rest finish in the background.
 func (l *Lease) renewQuorum(ctx context.Context, timeout time.Duration, start time.Time) error {
 	lk := l.lk
-	n := len(lk.clients)
-	g := fanout(ctx, lk.clients, timeout, func(ctx context.Context, cl redis.UniversalClient) (int64, error) {
-		return renewScript.Run(ctx, cl, l.renewKeys, l.renewArgs...).Int64()
-	})
+	n := len(lk.nodes)
+	g := fanout(ctx, lk.nodes, timeout, renewScript, l.args.renewLine(), int64Reply)
 	var t tally
 	for t.held < lk.quorum && t.held+n-len(g.got) >= lk.quorum {
 		r, _ := g.next()
@@ -251,9 +269,7 @@ func (l *Lease) renewQuorum(ctx context.Context, timeout time.Duration, start ti
 // bounded by NodeTimeout.
 func (l *Lease) releaseQuorum(ctx context.Context) error {
 	lk := l.lk
-	rs := fanout(ctx, lk.clients, lk.opts.NodeTimeout, func(ctx context.Context, cl redis.UniversalClient) (int64, error) {
-		return releaseScript.Run(ctx, cl, l.renewKeys, l.renewArgs[0], argFalse).Int64()
-	}).all()
+	rs := fanout(ctx, lk.nodes, lk.opts.NodeTimeout, releaseScript, l.args.releaseLine(false), int64Reply).all()
 	var t tally
 	for _, r := range rs {
 		t.add(r.val, r.err)
@@ -263,7 +279,7 @@ func (l *Lease) releaseQuorum(ctx context.Context) error {
 
 // verdict turns a tally of all nodes into Release's or Finish's error.
 func (l *Lease) verdict(ctx context.Context, t *tally, ioErr error, wrap func(error) error) error {
-	n, q := len(l.lk.clients), l.lk.quorum
+	n, q := len(l.lk.nodes), l.lk.quorum
 	if wrap == nil {
 		wrap = func(e error) error { return e }
 	}
@@ -277,18 +293,14 @@ func (l *Lease) verdict(ctx context.Context, t *tally, ioErr error, wrap func(er
 }
 
 // finishQuorum runs finish.lua on every node and waits for all.
-func (l *Lease) finishQuorum(ctx context.Context, keys []string, args []any) error {
+func (l *Lease) finishQuorum(ctx context.Context, line []any) error {
 	lk := l.lk
 	type fin struct {
 		status   int64
 		recorded bool
 	}
-	rs := fanout(ctx, lk.clients, lk.opts.NodeTimeout, func(ctx context.Context, cl redis.UniversalClient) (fin, error) {
-		v, err := finishScript.Run(ctx, cl, keys, args...).Result()
-		if err != nil {
-			return fin{}, err
-		}
-		s, rec, err := parseFinish(v)
+	rs := fanout(ctx, lk.nodes, lk.opts.NodeTimeout, finishScript, line, func(cmd *redis.Cmd) (fin, error) {
+		s, rec, err := parseFinish(cmd.Val())
 		return fin{s, rec}, err
 	}).all()
 	var t tally

@@ -9,40 +9,65 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The Lua scripts, each wrapped once. Script.Run sends EVALSHA and falls back
-// to EVAL when the server answers NOSCRIPT (after a restart or SCRIPT FLUSH).
+// The Lua scripts, each wrapped once. They are sent as EVALSHA (pipelined
+// with other callers' commands when a node is busy, see node) and rerun as
+// EVAL when the server answers NOSCRIPT (after a restart or SCRIPT FLUSH).
 var (
 	//go:embed obtain.lua
 	obtainLua string
 	// obtainScript: KEYS = lease, mark|lease, fence, pause|lease;
 	// ARGV = token, ttl ms, hasMark, mark ttl ms, busy record, hasPause, replace.
 	// Returns the fence, or {code, pttl, record} (1 paused, 2 claimed, 3 busy).
-	obtainScript = redis.NewScript(obtainLua)
+	obtainScript = newScript(obtainLua)
+
+	//go:embed obtain_plain.lua
+	obtainPlainLua string
+	// obtainPlainScript: KEYS = lease, fence; ARGV = token, ttl ms. For a
+	// claim without mark, pause or Replace. Returns the fence or {3, pttl, ""}.
+	obtainPlainScript = newScript(obtainPlainLua)
 
 	//go:embed renew.lua
 	renewLua string
 	// renewScript: KEYS = lease, mark|lease; ARGV = token, ttl ms, hasMark,
 	// mark ttl ms. Returns 1 extended, 0 expired, -1 taken.
-	renewScript = redis.NewScript(renewLua)
+	renewScript = newScript(renewLua)
 
 	//go:embed release.lua
 	releaseLua string
 	// releaseScript: KEYS = lease, mark|lease; ARGV = token, dropMark.
 	// Returns 1 deleted, 0 expired, -1 taken.
-	releaseScript = redis.NewScript(releaseLua)
+	releaseScript = newScript(releaseLua)
 
 	//go:embed finish.lua
 	finishLua string
 	// finishScript: KEYS = lease, mark|lease, history|lease; ARGV = token,
 	// record, retention ms, hasMark, hasHistory, history len, history ttl ms.
 	// Returns {status, recorded}.
-	finishScript = redis.NewScript(finishLua)
+	finishScript = newScript(finishLua)
 
 	//go:embed fence.lua
 	fenceLua string
 	// fenceScript: KEYS = fence; ARGV = F. Sets the counter to max(current, F).
-	fenceScript = redis.NewScript(fenceLua)
+	fenceScript = newScript(fenceLua)
 )
+
+// script is a Lua script wrapped once by redis.NewScript, with its SHA1
+// boxed once for the command lines.
+type script struct {
+	src string
+	sha any
+}
+
+func newScript(src string) *script {
+	return &script{src: src, sha: redis.NewScript(src).Hash()}
+}
+
+// line returns the command line "EVALSHA sha nkeys keysAndArgs...".
+func (s *script) line(nkeys int, keysAndArgs ...any) []any {
+	a := make([]any, 0, 3+len(keysAndArgs))
+	a = append(a, "evalsha", s.sha, nkeys)
+	return append(a, keysAndArgs...)
+}
 
 // Script status codes shared by renew, release and finish.
 const (

@@ -1,0 +1,111 @@
+package locker_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redcron/redcron/internal/redistest"
+	"github.com/redcron/redcron/locker"
+	"github.com/redis/go-redis/v9"
+)
+
+// The benchmarks profile the lock cycle (Obtain + Release of an unwatched
+// lease) beside the floor, a bare SET NX PX then an EVALSHA
+// compare-and-delete; bench/lockbench prints the comparison. Run with
+//
+//	go test -run '^$' -bench Cycle -cpuprofile cpu.out ./locker/
+
+var floorDel = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`)
+
+const benchTTL = 10 * time.Second
+
+func benchClients(b *testing.B, n int) []redis.UniversalClient {
+	b.Helper()
+	cs := make([]redis.UniversalClient, n)
+	for i := range cs {
+		s := redistest.Start(b, redistest.Options{})
+		c := redis.NewClient(&redis.Options{Addr: s.Addr(), PoolSize: 64, ReadTimeout: time.Second, WriteTimeout: time.Second})
+		b.Cleanup(func() { _ = c.Close() })
+		cs[i] = c
+	}
+	return cs
+}
+
+// runCycles runs cycle on a key per goroutine, sequentially or with
+// b.RunParallel.
+func runCycles(b *testing.B, parallel bool, cycle func(ctx context.Context, tag string) error) {
+	b.Helper()
+	ctx := context.Background()
+	var id atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	if !parallel {
+		tag := "{" + b.Name() + "}"
+		for b.Loop() {
+			if err := cycle(ctx, tag); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return
+	}
+	b.SetParallelism(16) // 32 goroutines on 2 cores
+	b.RunParallel(func(pb *testing.PB) {
+		tag := "{" + b.Name() + ":" + strconv.FormatInt(id.Add(1), 10) + "}"
+		for pb.Next() {
+			if err := cycle(ctx, tag); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func oursCycle(l *locker.Locker) func(context.Context, string) error {
+	return func(ctx context.Context, tag string) error {
+		lease, err := l.Obtain(ctx, locker.Claim{Key: tag + ":run", FenceKey: tag + ":fence", TTL: benchTTL, Unwatched: true})
+		if err != nil {
+			return err
+		}
+		return lease.Release(ctx)
+	}
+}
+
+func floorCycle(c redis.UniversalClient) func(context.Context, string) error {
+	return func(ctx context.Context, tag string) error {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		tok := hex.EncodeToString(b[:])
+		key := tag + ":run"
+		if err := c.SetNX(ctx, key, tok, benchTTL).Err(); err != nil {
+			return err
+		}
+		return floorDel.Run(ctx, c, []string{key}, tok).Err()
+	}
+}
+
+func BenchmarkCycle(b *testing.B) {
+	for _, par := range []bool{false, true} {
+		name := "x1"
+		if par {
+			name = "xN"
+		}
+		b.Run("floor/"+name, func(b *testing.B) {
+			runCycles(b, par, floorCycle(benchClients(b, 1)[0]))
+		})
+		b.Run("single/"+name, func(b *testing.B) {
+			runCycles(b, par, oursCycle(locker.New(benchClients(b, 1)[0], locker.Options{})))
+		})
+		b.Run("quorum5/"+name, func(b *testing.B) {
+			l, err := locker.NewQuorum(benchClients(b, 5), locker.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			runCycles(b, par, oursCycle(l))
+		})
+	}
+}

@@ -1,0 +1,145 @@
+package locker_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redcron/redcron/internal/redistest"
+	"github.com/redcron/redcron/locker"
+)
+
+// TestPipelining: calls that concurrent callers make to one node are
+// pipelined together; each keeps its own reply, order, context and timeout.
+func TestPipelining(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t, redistest.Options{})
+	c := s.Client(t)
+
+	t.Run("concurrent cycles", func(t *testing.T) {
+		l := locker.New(c, locker.Options{})
+		const callers, cycles = 64, 20
+		var wg sync.WaitGroup
+		errs := make(chan error, callers)
+		for g := range callers {
+			wg.Go(func() {
+				tag := "{" + t.Name() + ":" + strconv.Itoa(g) + "}"
+				for i := 1; i <= cycles; i++ {
+					lease, err := l.Obtain(bg, locker.Claim{Key: tag + ":run", FenceKey: tag + ":fence", TTL: time.Minute, Unwatched: true})
+					if err != nil {
+						errs <- err
+						return
+					}
+					if lease.Fence() != int64(i) {
+						errs <- errors.New("caller " + strconv.Itoa(g) + ": got fence " + strconv.FormatInt(lease.Fence(), 10) + ", want " + strconv.Itoa(i))
+						return
+					}
+					if err := lease.Release(bg); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	})
+
+	t.Run("scripts flushed", func(t *testing.T) {
+		l := locker.New(c, locker.Options{})
+		if err := c.ScriptFlush(bg).Err(); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 32)
+		for g := range 32 {
+			wg.Go(func() {
+				tag := "{" + t.Name() + ":" + strconv.Itoa(g) + "}"
+				claim := locker.Claim{Key: tag + ":run", FenceKey: tag + ":fence", TTL: time.Minute, Unwatched: true}
+				if g%2 == 1 { // obtain.lua rather than obtain_plain.lua
+					claim.MarkKey, claim.MarkTTL = tag+":slot", time.Minute
+				}
+				lease, err := l.Obtain(bg, claim)
+				if err == nil {
+					err = lease.Release(bg)
+				}
+				if err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("after SCRIPT FLUSH: %v", err)
+		}
+	})
+
+	// While the node is paused, calls queue behind the one in flight: a
+	// cancelled caller gets its context's error, the others their timeout;
+	// after resume the node serves claims again.
+	t.Run("queued calls keep their context and timeout", func(t *testing.T) {
+		l := locker.New(c, locker.Options{NodeTimeout: time.Second})
+		if err := s.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		resumed := false
+		t.Cleanup(func() {
+			if !resumed {
+				_ = s.Resume()
+			}
+		})
+		claim := func(i int) locker.Claim {
+			tag := "{" + t.Name() + ":" + strconv.Itoa(i) + "}"
+			return locker.Claim{Key: tag + ":run", FenceKey: tag + ":fence", TTL: time.Minute, Unwatched: true}
+		}
+		const n = 8
+		errs := make([]error, n)
+		ctx, cancel := context.WithCancel(bg)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				cctx := bg
+				if i%2 == 1 {
+					cctx = ctx
+				}
+				_, errs[i] = l.Obtain(cctx, claim(i))
+			})
+		}
+		time.Sleep(100 * time.Millisecond) // let them queue
+		cancel()
+		wg.Wait()
+		resumed = true
+		if err := s.Resume(); err != nil {
+			t.Fatal(err)
+		}
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				t.Errorf("call %d: Obtain on a paused node succeeded", i)
+			case i%2 == 1 && !errors.Is(err, context.Canceled):
+				t.Errorf("call %d: got %v, want context.Canceled", i, err)
+			case errors.Is(err, locker.ErrNotObtained):
+				t.Errorf("call %d: got %v, want a timeout", i, err)
+			}
+		}
+		// Fresh keys: a claim that was written to the paused node before its
+		// caller gave up may still land there after the undo (a lease
+		// without owner until its TTL; the undo is best effort).
+		for i := n; i < 2*n; i++ {
+			lease, err := l.Obtain(bg, claim(i))
+			if err != nil {
+				t.Fatalf("Obtain %d after resume: %v", i, err)
+			}
+			if err := lease.Release(bg); err != nil {
+				t.Errorf("Release %d after resume: %v", i, err)
+			}
+		}
+	})
+}
