@@ -65,8 +65,11 @@ func New(client redis.UniversalClient, opts Options) *Locker {
 //
 // Fence guarantee. Each node INCRs its own counter; the lease's fence F is
 // the maximum of the INCR results of the majority whose claims made Obtain
-// succeed. Before Obtain returns, SET counter = max(counter, F) is sent to
-// every node and a majority has acknowledged it. Hence: for two leases on the
+// succeed. Before Obtain returns, a majority of nodes has the counter at F
+// or above: the nodes whose INCR returned F have it already (in the common
+// case that is the whole majority, and no write is sent); otherwise
+// counter = max(counter, F) is written to every other node until, counting
+// those, a majority has acknowledged it. Hence: for two leases on the
 // same FenceKey whose Obtain calls do not overlap in time (the first
 // returned before the second began), the later lease's fence is strictly
 // greater, provided that a node in both majorities (two majorities always

@@ -186,7 +186,9 @@ func (l *Locker) writeFence(ctx context.Context, key string, f int64, claims []n
 			skip[r.node] = true
 		}
 	}
-	have, skip = 0, nil
+	if have >= l.quorum {
+		return nil
+	}
 	g := fanoutTo(ctx, l.nodes, skip, l.opts.NodeTimeout, fenceScript, fenceScript.line(1, key, strconv.FormatInt(f, 10)), int64Reply)
 	ok, failed, others := have, 0, g.pending
 	for ok < l.quorum && failed <= others-(l.quorum-have) {
