@@ -16,23 +16,24 @@ import (
 // goroutine (see workers). Called by the loop only; the firing is counted
 // in s.wg and ends when the run is recorded, or at once when claiming is
 // over (ctx ended).
-func (s *Scheduler) fire(ctx context.Context, js *jobState, slot, next time.Time, gate <-chan struct{}) {
+func (s *Scheduler) fire(ctx context.Context, js *jobState, slot, next time.Time, g *gate) {
 	s.wg.Add(1)
 	s.workers.do(func() {
 		defer s.wg.Done()
-		s.firing(ctx, js, slot, next, gate)
+		s.firing(ctx, js, slot, next, g)
 	})
 }
 
 // firing waits for the slot (its gate, when handed out early) and the
 // slot's jitter, claims it (retrying I/O errors with the shared reconnect
 // backoff while the slot is still claimable), and runs it under the lease.
-// next is the job's slot after slot (zero: none).
-func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Time, gate <-chan struct{}) {
+// next is the job's slot after slot (zero: none); g is nil when the slot
+// has already come.
+func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Time, g *gate) {
 	j := js.job
-	if gate != nil {
+	if g != nil {
 		select {
-		case <-gate:
+		case <-g.open:
 		case <-ctx.Done():
 			return // shutting down: stop claiming
 		}
@@ -41,7 +42,7 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Ti
 	if err := sleepUntil(ctx, s.opts.Clock, slot.Add(jitter)); err != nil {
 		return // shutting down: stop claiming
 	}
-	lease := s.claim(ctx, js, slot, next, jitter)
+	lease := s.claim(ctx, js, slot, next, jitter, g)
 	if lease == nil {
 		return
 	}
@@ -60,14 +61,10 @@ func (s *Scheduler) jobLog(js *jobState, slot time.Time) zerolog.Logger {
 // max(catchup_window, OnTime), beyond which the slot's mark may have expired
 // (see MarkRetention), and I/O retries also stop when the next slot comes:
 // that one is then the most recent missed slot, and it retries in turn.
-func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Time, jitter time.Duration) *locker.Lease {
+func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Time, jitter time.Duration, g *gate) *locker.Lease {
 	j := js.job
 	clk := s.opts.Clock
-	deadline := slot.Add(jitter + max(j.CatchupWindow, OnTime))
-	retryUntil := deadline
-	if !next.IsZero() && next.Before(retryUntil) {
-		retryUntil = next
-	}
+	deadline, retryUntil := claimBounds(j, slot, next, jitter)
 	c := s.claimFor(js, slot)
 	for attempt := 1; ; attempt++ {
 		if clk.Now().After(deadline) {
@@ -76,9 +73,16 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 		}
 		// An attempt for slot S must not complete after the next slot's
 		// claim began: fences would then not follow slots.
-		actx, acancel := s.attemptCtx(ctx, retryUntil)
-		lease, err := s.locker.Obtain(actx, c)
-		acancel()
+		var lease *locker.Lease
+		var err error
+		if attempt == 1 && g != nil && g.attempt != nil && g.until.Equal(retryUntil) {
+			// The same bound as every first attempt of this instant.
+			lease, err = s.locker.Obtain(g.attempt, c)
+		} else {
+			actx, acancel := s.attemptCtx(ctx, retryUntil)
+			lease, err = s.locker.Obtain(actx, c)
+			acancel()
+		}
 		if err == nil {
 			s.failures.Store(0)
 			return lease
@@ -124,6 +128,18 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			return nil
 		}
 	}
+}
+
+// claimBounds returns when claiming (job, slot) stops, slot + jitter +
+// max(catchup_window, OnTime), and when I/O retries stop: that deadline or
+// the next slot (if any), whichever is first.
+func claimBounds(j *jobs.Job, slot, next time.Time, jitter time.Duration) (deadline, retryUntil time.Time) {
+	deadline = slot.Add(jitter + max(j.CatchupWindow, OnTime))
+	retryUntil = deadline
+	if !next.IsZero() && next.Before(retryUntil) {
+		retryUntil = next
+	}
+	return deadline, retryUntil
 }
 
 // claimGuard ends a claim attempt this long before the next slot.

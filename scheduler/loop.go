@@ -37,6 +37,11 @@ func (s *Scheduler) loop(ctx context.Context) {
 		h = append(h, js)
 	}
 	heap.Init(&h)
+	defer func() {
+		if s.gateCancel != nil {
+			s.gateCancel()
+		}
+	}()
 	for len(h) > 0 {
 		if ctx.Err() != nil {
 			return
@@ -75,7 +80,7 @@ func (s *Scheduler) due(ctx context.Context, js *jobState, now time.Time) {
 	if js.steady() {
 		if after := js.nextAfter(js.next); after.IsZero() || after.After(now) {
 			if now.Sub(js.next) < window {
-				s.fire(ctx, js, js.next, after, s.gateAt(ctx, js.next, now))
+				s.fire(ctx, js, js.next, after, s.gateAt(ctx, js, js.next, after, now))
 			} else {
 				s.skip(js, js.next, SkipLate, 1, js.next, false)
 			}
@@ -114,30 +119,49 @@ func (js *jobState) wake() time.Time {
 	return js.next
 }
 
-// gateAt returns a channel closed when slot comes on the scheduler's clock
-// (or when ctx ends): one timer for all the jobs due at that instant. nil
-// when slot has already come. Called by the loop only.
-func (s *Scheduler) gateAt(ctx context.Context, slot, now time.Time) <-chan struct{} {
+// gate is shared by the firings of one instant that were handed out early.
+type gate struct {
+	slot time.Time
+	open chan struct{} // closed when slot comes (or Run's context ends)
+	// attempt bounds the first claim attempt of the firings whose retry
+	// bound is until (see claimBounds), so that 1,000 claims of one instant
+	// share one timer; it is never cancelled early, and ends at its deadline.
+	until   time.Time
+	attempt context.Context
+}
+
+// gateAt returns the gate of slot for js (next is js's slot after it): one
+// timer for all the jobs due at that instant. nil when slot has already
+// come. Called by the loop only.
+func (s *Scheduler) gateAt(ctx context.Context, js *jobState, slot, next, now time.Time) *gate {
 	if !slot.After(now) {
 		return nil
 	}
-	if s.gate.ch != nil && s.gate.slot.Equal(slot) {
-		return s.gate.ch
+	_, until := claimBounds(js.job, slot, next, Jitter(js.job.Name, slot, js.job.Jitter))
+	if g := s.gate; g != nil && g.slot.Equal(slot) && (g.until.Equal(until) || g.attempt == nil) {
+		return g
 	}
-	ch := make(chan struct{})
-	s.gate.slot, s.gate.ch = slot, ch
-	t := s.opts.Clock.NewTimer(slot.Sub(now))
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer close(ch)
-		select {
-		case <-t.C():
-		case <-ctx.Done():
-			t.Stop()
-		}
-	}()
-	return ch
+	g := &gate{slot: slot, open: make(chan struct{}), until: until}
+	if s.gate != nil && s.gate.slot.Equal(slot) {
+		g.open = s.gate.open // another retry bound at the same instant
+	} else {
+		t := s.opts.Clock.NewTimer(slot.Sub(now))
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer close(g.open)
+			select {
+			case <-t.C():
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}()
+	}
+	// Replaced attempt contexts end at their deadlines; the last one is
+	// cancelled when the loop ends.
+	g.attempt, s.gateCancel = s.attemptCtx(ctx, until)
+	s.gate = g
+	return g
 }
 
 // skip logs at warn and counts n skipped slots of a job.

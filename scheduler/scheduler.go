@@ -117,11 +117,11 @@ type Scheduler struct {
 	failures atomic.Int64
 	wg       sync.WaitGroup // every firing
 	workers  *workers       // the goroutines firings run on
-	gate     struct {       // the latest slot gate (see gateAt); loop only
-		slot time.Time
-		ch   chan struct{}
-	}
-	runsCtx context.Context
+	gate     *gate          // the latest slot gate (see gateAt); loop only
+	// gateCancel is the latest gate's attempt cancel; earlier ones end at
+	// their deadlines. Loop only.
+	gateCancel context.CancelFunc
+	runsCtx    context.Context
 }
 
 // jobState is one job's schedule and keys; next and last are owned by the
