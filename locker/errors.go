@@ -27,9 +27,13 @@ var (
 	// ErrReleased is the context cause of a lease ended by Release or Finish.
 	ErrReleased = errors.New("locker: lease released")
 	// ErrNoQuorum means a majority of nodes did not confirm the operation, or
-	// the lease's validity was used up before they did. With a single node it
-	// means the one node did not answer within the validity.
+	// the lease's validity was used up before they did (then ErrTooLate is
+	// wrapped too).
 	ErrNoQuorum = errors.New("locker: no quorum")
+	// ErrTooLate means a claim was confirmed only after its local deadline
+	// (the caller was paused, or the reply delayed). Other replicas may have
+	// seen it win, so the slot's mark is kept, as SkippedAborted.
+	ErrTooLate = errors.New("locker: claim confirmed too late")
 	// ErrInvalid means a Claim or an argument is malformed (empty key,
 	// non-positive TTL, a mark or history without its TTL, ...).
 	ErrInvalid = errors.New("locker: invalid argument")

@@ -230,7 +230,7 @@ func (l *Lease) Release(ctx context.Context) error {
 	l.end()
 	var err error
 	if len(l.lk.nodes) == 1 {
-		cmd := redis.NewCmd(ctx, l.args.releaseLine(false)...)
+		cmd := redis.NewCmd(ctx, l.args.releaseLine(markKeep)...)
 		err = l.lk.nodes[0].run(newCall(ctx, cmd, releaseScript.src, time.Now(), l.lk.opts.NodeTimeout))
 		var s int64
 		if err == nil {

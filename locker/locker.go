@@ -206,10 +206,16 @@ func (a *leaseArgs) renewLine() []any {
 	return renewScript.line(2, a.key, a.mark, a.token, a.ttl, a.hasMark, a.markTTL)
 }
 
-// releaseLine is release.lua's command line; dropMark also deletes the
-// running mark (to undo a failed claim).
-func (a *leaseArgs) releaseLine(dropMark bool) []any {
-	return releaseScript.line(2, a.key, a.mark, a.token, flag(dropMark))
+// What release.lua does with the lease's own running mark.
+const (
+	markKeep  = "0" // Release: a released slot stays claimed
+	markDrop  = "1" // undo a quorum claim that lost the vote
+	markAbort = "2" // undo a claim others may have seen win: SkippedAborted
+)
+
+// releaseLine is release.lua's command line, with what to do to the mark.
+func (a *leaseArgs) releaseLine(markMode string) []any {
+	return releaseScript.line(2, a.key, a.mark, a.token, markMode, SkippedAborted)
 }
 
 // Acquire is Obtain(ctx, Claim{Key: key, FenceKey: fenceKey, TTL: ttl}): a
@@ -285,21 +291,24 @@ func (l *Locker) obtainSingle(ctx context.Context, c *Claim) (*Lease, error) {
 				lease.start(ctx)
 				return lease, nil
 			}
-			err = fmt.Errorf("%w: validity used up after %v", ErrNoQuorum, time.Since(start))
+			err = fmt.Errorf("%w: confirmed after %v", ErrTooLate, time.Since(start))
 		}
 	}
-	// The script may have run even though we saw an error: undo it, so that
-	// neither the lease key nor a running mark outlives this failed claim.
-	// The undo queues behind the claim on the node, so it cannot overtake it.
+	// The script may have run even though we saw an error, and other
+	// replicas may have seen its running mark and given the slot up: undo
+	// the lease, but turn the mark into a SkippedAborted record so the slot
+	// stays claimed and recorded rather than silently claimable again. The
+	// undo queues behind the claim on the node, so it cannot overtake it.
 	go l.abort(&a)
 	return nil, fmt.Errorf("locker: obtain %q: %w", c.Key, withCtx(ctx, err))
 }
 
-// abort deletes the lease key and the running mark on the single node if
-// they hold the lease's token; best effort, bounded by NodeTimeout.
+// abort deletes the lease key on the single node if it holds the claim's
+// token and turns its running mark into SkippedAborted; best effort,
+// bounded by NodeTimeout.
 func (l *Locker) abort(a *leaseArgs) {
 	ctx := context.Background()
-	_ = l.nodes[0].run(newCall(ctx, redis.NewCmd(ctx, a.releaseLine(true)...), releaseScript.src, time.Now(), l.opts.NodeTimeout))
+	_ = l.nodes[0].run(newCall(ctx, redis.NewCmd(ctx, a.releaseLine(markAbort)...), releaseScript.src, time.Now(), l.opts.NodeTimeout))
 }
 
 // newToken returns 128 random bits in hex.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -119,10 +121,10 @@ func (l *Locker) obtainQuorum(ctx context.Context, c *Claim) (*Lease, error) {
 	case ok < l.quorum:
 		err = fmt.Errorf("%w: %d of %d nodes claimed, need %d", ErrNoQuorum, ok, n, l.quorum)
 	case !time.Now().Before(validUntil):
-		err = fmt.Errorf("%w: validity used up after %v", ErrNoQuorum, time.Since(start))
+		err = fmt.Errorf("%w: %w: validity used up after %v", ErrNoQuorum, ErrTooLate, time.Since(start))
 	default:
 		if err = l.writeFence(ctx, c.FenceKey, fence, g.got); err == nil && !time.Now().Before(validUntil) {
-			err = fmt.Errorf("%w: validity used up after %v", ErrNoQuorum, time.Since(start))
+			err = fmt.Errorf("%w: %w: validity used up after %v", ErrNoQuorum, ErrTooLate, time.Since(start))
 		}
 	}
 	if err == nil {
@@ -135,7 +137,7 @@ func (l *Locker) obtainQuorum(ctx context.Context, c *Claim) (*Lease, error) {
 	// Failure: wait for the slow claims (bounded by NodeTimeout) so that none
 	// lands after the undo, then undo on every node.
 	rs := g.all()
-	l.abortAll(&a)
+	l.abortAll(&a, mayHaveWon(rs, l.quorum))
 	if state, refused := stateErr(rs); refused > n-l.quorum {
 		err = state // state alone made a majority impossible
 	} else if ioErr := joinErrs(rs); ioErr != nil {
@@ -148,9 +150,22 @@ func (l *Locker) obtainQuorum(ctx context.Context, c *Claim) (*Lease, error) {
 // the refusals.
 func stateErr(rs []nodeResult[obtainReply]) (best *NotObtainedError, refused int) {
 	var count [codeBusy + 1]int
+	// A slot counts as claimed only as far as one claimant's running marks,
+	// plus final records, go: running marks of several claimants that split
+	// the vote do not make the slot taken, since all of them will undo.
+	perToken := map[string]int{}
+	top := 0
 	for _, r := range rs {
 		if r.err != nil || r.val.code < codePaused || r.val.code > codeBusy {
 			continue
+		}
+		if r.val.code == codeClaimed && strings.HasPrefix(r.val.record, RunningPrefix) {
+			tok, _, _ := strings.Cut(strings.TrimPrefix(r.val.record, RunningPrefix), ":")
+			perToken[tok]++
+			if perToken[tok] <= top {
+				continue
+			}
+			top = perToken[tok]
 		}
 		refused++
 		count[r.val.code]++
@@ -207,8 +222,34 @@ func (l *Locker) writeFence(ctx context.Context, key string, f int64, claims []n
 
 // abortAll deletes the lease key and the running mark holding the lease's
 // token on every node; best effort, bounded by NodeTimeout.
-func (l *Locker) abortAll(a *leaseArgs) {
-	fanout(context.Background(), l.nodes, l.opts.NodeTimeout, releaseScript, a.releaseLine(true), int64Reply).all()
+func (l *Locker) abortAll(a *leaseArgs, mayHaveWon bool) {
+	mode := markDrop
+	if mayHaveWon {
+		mode = markAbort
+	}
+	fanout(context.Background(), l.nodes, l.opts.NodeTimeout, releaseScript, a.releaseLine(mode), int64Reply).all()
+}
+
+// mayHaveWon reports whether a failed claim's running marks may stand on a
+// majority (claimed, or unknown after an I/O error): other claimants may then
+// have taken the slot as won and given it up, so the undo must keep it
+// claimed (SkippedAborted). A claim that surely lost the vote deletes its
+// marks instead, so that a retry after a split vote can win.
+func mayHaveWon(rs []nodeResult[obtainReply], quorum int) bool {
+	maybe := 0
+	for _, r := range rs {
+		if (r.err == nil && r.val.code == 0) || (r.err != nil && !neverSent(r.err)) {
+			maybe++
+		}
+	}
+	return maybe >= quorum
+}
+
+// neverSent reports an error that proves the command never reached the
+// node: the connection could not even be dialled.
+func neverSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // tally counts renew/release statuses.
@@ -271,7 +312,7 @@ func (l *Lease) renewQuorum(ctx context.Context, timeout time.Duration, start ti
 // bounded by NodeTimeout.
 func (l *Lease) releaseQuorum(ctx context.Context) error {
 	lk := l.lk
-	rs := fanout(ctx, lk.nodes, lk.opts.NodeTimeout, releaseScript, l.args.releaseLine(false), int64Reply).all()
+	rs := fanout(ctx, lk.nodes, lk.opts.NodeTimeout, releaseScript, l.args.releaseLine(markKeep), int64Reply).all()
 	var t tally
 	for _, r := range rs {
 		t.add(r.val, r.err)

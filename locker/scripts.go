@@ -87,6 +87,11 @@ const (
 // while the run lasts: "running:<token>:<fence>".
 const RunningPrefix = "running:"
 
+// SkippedAborted replaces a claim's running mark when the claim is undone
+// after it may have been seen to win (confirmed too late, or its reply lost):
+// the slot stays claimed, and its loss is on record.
+const SkippedAborted = "skipped:aborted"
+
 // SkippedPaused is the record Obtain writes to an absent MarkKey when the
 // claim's PauseKey exists.
 const SkippedPaused = "skipped:paused"

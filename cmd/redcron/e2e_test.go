@@ -27,6 +27,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redcron/redcron/internal/redistest"
+	"github.com/redcron/redcron/locker"
 	"github.com/redcron/redcron/scheduler"
 )
 
@@ -600,46 +601,6 @@ jobs:
 		}
 	}
 
-	// Fences accounted for, per job: by a run in the ledger or by a mark.
-	// A fence the counter handed out that neither accounts for was taken by
-	// a claim whose mark was later deleted.
-	type slotFence struct {
-		slot  int64
-		fence int64
-	}
-	accounted := map[string][]slotFence{}
-	for _, e := range entries {
-		accounted[e.job] = append(accounted[e.job], slotFence{e.slot.Unix(), e.fence})
-	}
-	for k, m := range marks {
-		if _, ok := seen[k]; ok || m == "" {
-			continue
-		}
-		if _, f, _, err := parseMark(m); err == nil {
-			accounted[k.job] = append(accounted[k.job], slotFence{k.slot, f})
-		}
-	}
-	// lostFence reports a fence between the claims of the slots before
-	// and after slot that nothing accounts for.
-	lostFence := func(job string, slot int64) (int64, bool) {
-		prev, next := int64(0), int64(-1)
-		have := map[int64]bool{}
-		for _, sf := range accounted[job] {
-			have[sf.fence] = true
-			if sf.slot < slot {
-				prev = max(prev, sf.fence)
-			} else if sf.slot > slot && (next < 0 || sf.fence < next) {
-				next = sf.fence
-			}
-		}
-		for f := prev + 1; f < next; f++ {
-			if !have[f] {
-				return f, true
-			}
-		}
-		return 0, false
-	}
-
 	explained := map[string]int{}
 	ran := 0
 	for _, k := range keys {
@@ -665,28 +626,19 @@ jobs:
 		}
 		// A miss: it must be a claim by a faulted replica, around its fault.
 		// B's failed claim: B logged it when it woke from SIGSTOP.
-		bFailed, bLogged := claimFailed[replicaB][k]
+		_, bLogged := claimFailed[replicaB][k]
 		bClaim := bLogged && faults[1].holds(k.slot)
 		why := ""
 		switch {
-		case mark == "" && bClaim:
+		case mark == locker.SkippedAborted && bClaim:
 			// B's claim script ran in Redis (the healthy replicas saw its
-			// running mark and left the slot), but B was stopped before
-			// it read the reply, or after reading it but before its
-			// lease's validity check: on SIGCONT the claim failed
-			// ("context deadline exceeded" or "validity used up") and
-			// locker.obtainSingle's abort deleted the running mark. The
-			// fence the claim took is the trace Redis keeps of it. (The
-			// slot is lost either way, as when B's lease is lost after a
-			// successful claim, but deleting the mark leaves it without a
-			// record and claimable again; if the locker comes to keep the
-			// mark, the "running" case below explains the miss instead.)
-			if f, ok := lostFence(k.job, k.slot); ok {
-				explained[fmt.Sprintf("claimed by %s, SIGSTOP before the reply, claim aborted (mark deleted, fence consumed)", replicaB)]++
-				t.Logf("(%s, %s): %s's claim took fence %d, then failed (%s) and was undone", k.job, slotStr, replicaB, f, bFailed)
-				continue
-			}
-			why = fmt.Sprintf("mark absent; %s logged a failed claim (%s) but no fence is unaccounted for", replicaB, bFailed)
+			// running mark and left the slot), but B was stopped before it
+			// read the reply, or before its lease's validity check: on
+			// SIGCONT the claim failed (timeout or locker.ErrTooLate) and
+			// was undone, and the locker kept the slot claimed and on
+			// record as skipped:aborted rather than claimable again.
+			explained["claimed by "+replicaB+", SIGSTOP before the reply, claim undone (mark kept as skipped:aborted)"]++
+			continue
 		case mark == "":
 			why = "no replica claimed it (mark absent)"
 		case err != nil:
