@@ -51,6 +51,9 @@ func connect(rc jobs.RedisConfig, override string, log zerolog.Logger) (*backend
 			}
 			cs = append(cs, c)
 		}
+		// Replicas claim the same slot at once; over several masters their
+		// votes can split. Redlock's answer: retry after a random delay.
+		lopts.Retries, lopts.RetryDelay = 3, 50*time.Millisecond
 		l, err := locker.NewQuorum(cs, lopts)
 		if err != nil {
 			closeAll(cs)()
