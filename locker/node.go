@@ -35,6 +35,11 @@ type node struct {
 	spare []*call // the previous batch's slice, reused
 }
 
+// maxBatch caps the calls sent in one pipeline. A burst (every job of a
+// replica due at the same second) then gets its replies progressively; the
+// cap is large enough that 32 concurrent callers still share one write.
+const maxBatch = 128
+
 // call is one command on one node.
 type call struct {
 	ctx      context.Context
@@ -107,7 +112,14 @@ func (n *node) flush() {
 			n.mu.Unlock()
 			return
 		}
-		n.queue = n.spare[:0]
+		if len(batch) > maxBatch {
+			// Replies come back batch by batch: the first callers of a burst
+			// need not wait for Redis to run the whole burst.
+			batch = n.queue[:maxBatch:maxBatch]
+			n.queue = append(n.spare[:0], n.queue[maxBatch:]...)
+		} else {
+			n.queue = n.spare[:0]
+		}
 		n.mu.Unlock()
 
 		n.execBatch(batch)
