@@ -122,6 +122,11 @@ type Scheduler struct {
 	// their deadlines. Loop only.
 	gateCancel context.CancelFunc
 	runsCtx    context.Context
+
+	// trigMu guards accepting: Trigger adds to wg only while Run accepts,
+	// so that no Add can follow Run's Wait.
+	trigMu    sync.Mutex
+	accepting bool
 }
 
 // jobState is one job's schedule and keys; next and last are owned by the
@@ -244,7 +249,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	s.workers = newWorkers()
 	defer s.workers.stop() // after every firing has returned (below)
 
+	s.setAccepting(true) // manual triggers, from now until the loop ends
 	s.loop(ctx)
+	s.setAccepting(false)
 
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()

@@ -108,6 +108,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		status := statusapi.New(statusapi.Config{
 			Jobs: cfg.Jobs, Clients: be.clients, Prefix: cfg.Redis.Prefix,
 			Token: os.Getenv("REDCRON_HTTP_TOKEN"), Replica: *replica, Now: clock.Now,
+			Trigger: sched.Trigger,
 		})
 		srv, err = startHTTP(*httpAddr, be, reg, status, log)
 		switch {

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redcron/redcron/jobs"
+	"github.com/redcron/redcron/locker"
 	"github.com/redcron/redcron/scheduler"
 )
 
@@ -42,6 +43,9 @@ type Config struct {
 	History int
 	// Timeout bounds the Redis calls of one request; default 2s.
 	Timeout time.Duration
+	// Trigger runs a job now (scheduler.Scheduler.Trigger); nil turns the
+	// trigger action off.
+	Trigger func(ctx context.Context, job string) (slot time.Time, fence int64, err error)
 }
 
 // JobStatus is one job in the API's answers.
@@ -64,7 +68,8 @@ type api struct {
 }
 
 // New returns the handler: GET / (the page), GET /api/jobs, GET
-// /api/jobs/{name}, POST /api/jobs/{name}/pause and /resume (bearer token).
+// /api/jobs/{name}, POST /api/jobs/{name}/pause, /resume and /trigger
+// (bearer token).
 func New(cfg Config) http.Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -86,6 +91,7 @@ func New(cfg Config) http.Handler {
 	mux.HandleFunc("GET /api/jobs/{name}", a.one)
 	mux.HandleFunc("POST /api/jobs/{name}/pause", a.authorized(a.pause(true)))
 	mux.HandleFunc("POST /api/jobs/{name}/resume", a.authorized(a.pause(false)))
+	mux.HandleFunc("POST /api/jobs/{name}/trigger", a.authorized(a.trigger))
 	return mux
 }
 
@@ -191,6 +197,27 @@ func (a *api) pause(on bool) http.HandlerFunc {
 			return
 		}
 		writeJSON(w, http.StatusOK, a.status(r.Context(), a.byName[name]))
+	}
+}
+
+// trigger runs the job now, under its own claim and fence: 202 with the
+// run's slot and fence, 409 when overlap forbids it or the job is disabled.
+func (a *api) trigger(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if _, ok := a.byName[name]; !ok || a.cfg.Trigger == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such job, or triggers are off"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Timeout)
+	defer cancel()
+	slot, fence, err := a.cfg.Trigger(ctx, name)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusAccepted, map[string]any{"job": name, "slot": slot, "fence": fence, "replica": a.cfg.Replica})
+	case errors.Is(err, locker.ErrNotObtained), errors.Is(err, scheduler.ErrJobDisabled):
+		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
+	default:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 	}
 }
 

@@ -178,3 +178,38 @@ func TestRedisDown(t *testing.T) {
 		t.Fatalf("pause with Redis down: got %d, want 503", code)
 	}
 }
+
+// TestTrigger maps the scheduler's answers to HTTP: the scheduler's Trigger
+// itself is tested on real Redis in package scheduler.
+func TestTrigger(t *testing.T) {
+	cfg, err := jobs.Parse("jobs.yaml", []byte(config), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	var called []string
+	trigger := func(_ context.Context, job string) (time.Time, int64, error) {
+		called = append(called, job)
+		switch job {
+		case "ping":
+			return time.Time{}, 0, scheduler.ErrJobDisabled
+		}
+		return slot, 42, nil
+	}
+	srv := httptest.NewServer(New(Config{Jobs: cfg.Jobs, Token: "tok", Replica: "r1", Trigger: trigger}))
+	t.Cleanup(srv.Close)
+
+	if code, _ := do(t, "POST", srv.URL+"/api/jobs/backup/trigger", ""); code != http.StatusUnauthorized {
+		t.Fatalf("trigger without token: got %d, want 401", code)
+	}
+	if len(called) != 0 {
+		t.Fatalf("trigger without token reached the scheduler: %v", called)
+	}
+	code, body := do(t, "POST", srv.URL+"/api/jobs/backup/trigger", "tok")
+	if code != http.StatusAccepted || !strings.Contains(body, `"fence": 42`) {
+		t.Fatalf("trigger: got %d %s, want 202 with fence 42", code, body)
+	}
+	if code, body := do(t, "POST", srv.URL+"/api/jobs/ping/trigger", "tok"); code != http.StatusConflict {
+		t.Fatalf("trigger a disabled job: got %d %s, want 409", code, body)
+	}
+}
