@@ -8,7 +8,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -45,7 +47,10 @@ func runCommand(ctx context.Context, c *CommandSpec, r Run) error {
 	cmd := exec.Command(c.Argv[0], c.Argv[1:]...)
 	cmd.Dir = c.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	env := append(os.Environ(),
+	// The replica's own REDCRON_* variables are not passed on: the Redis URL
+	// may carry a password, and REDCRON_HTTP_TOKEN guards the API.
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "REDCRON_") })
+	env = append(env,
 		"REDCRON_JOB="+r.Job,
 		"REDCRON_SLOT="+r.Slot.UTC().Format(time.RFC3339),
 		"REDCRON_FENCE="+strconv.FormatInt(r.Fence, 10),

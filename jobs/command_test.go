@@ -69,14 +69,18 @@ func TestCommandEnvDirAndOutput(t *testing.T) {
 }
 
 func TestCommandInheritsParentEnv(t *testing.T) {
-	t.Setenv("REDCRON_TEST_PARENT", "inherited")
-	j := commandJob("sh", "-c", `echo "$REDCRON_TEST_PARENT"`)
+	t.Setenv("APP_TEST_PARENT", "inherited")
+	t.Setenv("REDCRON_REDIS_URL", "redis://:s3cret@db:6379/0")
+	t.Setenv("REDCRON_HTTP_TOKEN", "t0k")
+	j := commandJob("sh", "-c", `echo "$APP_TEST_PARENT|$REDCRON_REDIS_URL|$REDCRON_HTTP_TOKEN"`)
 	log, buf := testLogger(t)
 	if err := j.Run(t.Context(), Run{Logger: log}); err != nil {
 		t.Fatal(err)
 	}
-	if got := outputOf(t, buf.String(), "stdout"); len(got) != 1 || got[0] != "inherited" {
-		t.Errorf("stdout = %q, want [inherited]", got)
+	// The replica's own REDCRON_* settings (a Redis password, the API
+	// token) are not the job's business.
+	if got := outputOf(t, buf.String(), "stdout"); len(got) != 1 || got[0] != "inherited||" {
+		t.Errorf("stdout = %q, want [inherited||]", got)
 	}
 }
 

@@ -115,3 +115,34 @@ func TestQuorumSplitVote(t *testing.T) {
 		})
 	}
 }
+
+// TestRetriedClaimIsIdempotent: the same claim (same token) run twice, as a
+// client-side retry after a lost reply would, succeeds both times with the
+// same fence instead of reporting its own mark as "slot claimed".
+func TestRetriedClaimIsIdempotent(t *testing.T) {
+	ctx := context.Background()
+	s := redistest.Start(t, redistest.Options{})
+	c := s.Client(t)
+	script := redis.NewScript(locker.ObtainLuaForTest)
+	keys := []string{"idem:{j}:lease:1", "idem:{j}:slot:1", "idem:{j}:fence", "idem:{j}:lease:1"}
+	args := []any{"0123456789abcdef0123456789abcdef", 5000, "1", 60000, "", "0", "0"}
+	first, err := script.Run(ctx, c, keys, args...).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := script.Run(ctx, c, keys, args...).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first != again || first != int64(1) {
+		t.Fatalf("claim then its retry: got fences %v and %v, want 1 and 1", first, again)
+	}
+	other := append([]any{"ffffffffffffffffffffffffffffffff"}, args[1:]...)
+	v, err := script.Run(ctx, c, keys, other...).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := v.([]any); !ok || a[0] != int64(2) {
+		t.Fatalf("another token's claim of the slot: got %v, want {2, ...} (slot claimed)", v)
+	}
+}

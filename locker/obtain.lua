@@ -18,9 +18,17 @@ local hasMark = ARGV[3] == "1"
 -- The mark first: a slot already run, running or skipped (paused included)
 -- is refused as claimed, so a paused slot is recorded and counted once, by
 -- the one claim that wrote "skipped:paused".
+-- A claim that finds its own running mark is a retry of itself whose first
+-- reply was lost: it succeeds again with the fence it took, and refreshes
+-- the lease (idempotent, so a client-side retry never loses the slot).
 if hasMark then
   local mark = redis.call("GET", KEYS[2])
   if mark then
+    local own = "running:" .. ARGV[1] .. ":"
+    if string.sub(mark, 1, #own) == own and redis.call("GET", KEYS[1]) == ARGV[1] then
+      redis.call("PEXPIRE", KEYS[1], ARGV[2])
+      return tonumber(string.sub(mark, #own + 1))
+    end
     return {2, redis.call("PTTL", KEYS[2]), mark}
   end
 end

@@ -65,6 +65,7 @@ func connect(rc jobs.RedisConfig, override string, log zerolog.Logger) (*backend
 			MasterName: rc.Sentinel.Master, SentinelAddrs: rc.Sentinel.Addrs,
 			Username: rc.Username, Password: rc.Password, TLSConfig: tlsConfig(rc, ""),
 			DialTimeout: rc.DialTimeout, ReadTimeout: rc.ReadTimeout, WriteTimeout: rc.WriteTimeout,
+			MaxRetries: noRetries, ContextTimeoutEnabled: true,
 		})
 		cs := []redis.UniversalClient{c}
 		return &backend{locker.New(c, lopts), cs, "sentinel master " + rc.Sentinel.Master, closeAll(cs)}, nil
@@ -72,6 +73,7 @@ func connect(rc jobs.RedisConfig, override string, log zerolog.Logger) (*backend
 		c := redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: rc.Cluster, Username: rc.Username, Password: rc.Password, TLSConfig: tlsConfig(rc, ""),
 			DialTimeout: rc.DialTimeout, ReadTimeout: rc.ReadTimeout, WriteTimeout: rc.WriteTimeout,
+			MaxRetries: noRetries, ContextTimeoutEnabled: true,
 		})
 		cs := []redis.UniversalClient{c}
 		return &backend{locker.New(c, lopts), cs, "cluster", closeAll(cs)}, nil
@@ -130,6 +132,14 @@ func embedded(rc jobs.RedisConfig, lopts locker.Options, log zerolog.Logger) (*b
 	}}, nil
 }
 
+// noRetries turns go-redis's own command retries off: a claim retried after
+// its reply was lost would find its own mark, answer "slot claimed" and lose
+// the slot. The locker and the scheduler own retrying (the claim loop retries
+// I/O errors with backoff; an undone claim keeps its mark). With
+// ContextTimeoutEnabled every call is also bounded by its context's
+// deadline, so the locker's NodeTimeout holds on the socket.
+const noRetries = -1
+
 // urlClient is a standalone client for a redis://, rediss:// or unix:// URL,
 // with the config's credentials, TLS and timeouts where the URL is silent.
 func urlClient(u string, rc jobs.RedisConfig) (*redis.Client, error) {
@@ -148,6 +158,7 @@ func urlClient(u string, rc jobs.RedisConfig) (*redis.Client, error) {
 		opt.TLSConfig = tlsConfig(rc, host)
 	}
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = rc.DialTimeout, rc.ReadTimeout, rc.WriteTimeout
+	opt.MaxRetries, opt.ContextTimeoutEnabled = noRetries, true
 	return redis.NewClient(opt), nil
 }
 

@@ -1,0 +1,4 @@
+package locker
+
+// ObtainLuaForTest exposes obtain.lua to the external tests.
+var ObtainLuaForTest = obtainLua
