@@ -67,6 +67,9 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 	deadline, retryUntil := claimBounds(j, slot, next, jitter)
 	c := s.claimFor(js, slot)
 	for attempt := 1; ; attempt++ {
+		if ctx.Err() != nil {
+			return nil // shutting down: no new attempt
+		}
 		if clk.Now().After(deadline) {
 			s.skip(js, slot, SkipLate, 1, slot, false)
 			return nil
@@ -85,6 +88,17 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 		}
 		if err == nil {
 			s.failures.Store(0)
+			if clk.Now().After(deadline) {
+				// Confirmed after the claim deadline (this replica paused
+				// between the check above and the send): the slot's earlier
+				// mark may have expired, so it may have run already. Keep
+				// the slot claimed, on record, and do not run it.
+				fctx, fcancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
+				_ = lease.Finish(fctx, "skipped:"+SkipLate, s.MarkRetention(j))
+				fcancel()
+				s.skip(js, slot, SkipLate, 1, slot, false)
+				return nil
+			}
 			return lease
 		}
 		switch {
@@ -147,9 +161,14 @@ const claimGuard = 50 * time.Millisecond
 
 // attemptCtx bounds one claim attempt to end claimGuard before until (on
 // the scheduler's clock), and at least claimGuard from now.
+//
+// The attempt keeps ctx's values but not its cancellation: Run's context
+// ending (SIGTERM) stops new attempts, not one already sent. Cutting a sent
+// claim would make the locker undo it as skipped:aborted after the other
+// replicas saw it win, and the slot would run nowhere.
 func (s *Scheduler) attemptCtx(ctx context.Context, until time.Time) (context.Context, context.CancelFunc) {
 	d := max(until.Sub(s.opts.Clock.Now())-claimGuard, claimGuard)
-	return context.WithTimeout(ctx, d)
+	return context.WithTimeout(context.WithoutCancel(ctx), d)
 }
 
 // claimFor builds the Claim of (job, slot) for the job's overlap policy.

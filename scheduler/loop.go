@@ -37,11 +37,6 @@ func (s *Scheduler) loop(ctx context.Context) {
 		h = append(h, js)
 	}
 	heap.Init(&h)
-	defer func() {
-		if s.gateCancel != nil {
-			s.gateCancel()
-		}
-	}()
 	for len(h) > 0 {
 		if ctx.Err() != nil {
 			return
@@ -158,7 +153,8 @@ func (s *Scheduler) gateAt(ctx context.Context, js *jobState, slot, next, now ti
 		}()
 	}
 	// Replaced attempt contexts end at their deadlines; the last one is
-	// cancelled when the loop ends.
+	// cancelled when Run has waited for every firing (a shutdown must not
+	// cut a claim already sent: see attemptCtx).
 	g.attempt, s.gateCancel = s.attemptCtx(ctx, until)
 	s.gate = g
 	return g

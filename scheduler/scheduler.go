@@ -248,6 +248,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	s.runsCtx = runsCtx
 	s.workers = newWorkers()
 	defer s.workers.stop() // after every firing has returned (below)
+	defer func() {
+		if s.gateCancel != nil {
+			s.gateCancel() // every firing has returned: no claim is in flight
+		}
+	}()
 
 	s.setAccepting(true) // manual triggers, from now until the loop ends
 	s.loop(ctx)
