@@ -102,6 +102,12 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	go func() {
+		// After the first signal, a second one kills the process: a job
+		// that ignores its cancelled context must not make it unstoppable.
+		<-ctx.Done()
+		stop()
+	}()
 
 	var srv *httpServer
 	if *httpAddr != "off" && *httpAddr != "" {
