@@ -290,6 +290,35 @@ func markKey(prefix, job string, slot time.Time) string {
 	return fmt.Sprintf("%s:{%s}:slot:%d", prefix, job, slot.Unix())
 }
 
+// checkBounded asserts promise 7 on everything the replicas wrote: every
+// key has a TTL, except the fixed bound of one fence counter (and one pause
+// key) per job.
+func checkBounded(t *testing.T, c *redis.Client) {
+	t.Helper()
+	ctx := context.Background()
+	var cursor uint64
+	n := 0
+	for {
+		keys, next, err := c.Scan(ctx, cursor, "*", 500).Result()
+		if err != nil {
+			t.Fatalf("SCAN: %v", err)
+		}
+		for _, k := range keys {
+			n++
+			if strings.HasSuffix(k, ":fence") || strings.HasSuffix(k, ":paused") {
+				continue
+			}
+			if ttl := c.PTTL(ctx, k).Val(); ttl <= 0 {
+				t.Errorf("key %q has no TTL (PTTL %v): Redis memory would grow with uptime", k, ttl)
+			}
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	t.Logf("bounded state: %d keys, each with a TTL but the per-job fence counters", n)
+}
+
 // readMarks GETs the marks of the given slots in one pipeline; a missing
 // mark reads as "".
 func readMarks(t *testing.T, c *redis.Client, prefix string, keys []jobSlot) map[jobSlot]string {
@@ -562,6 +591,7 @@ jobs:
 		}
 	}
 	marks := readMarks(t, srv.Client(t), prefix, keys)
+	checkBounded(t, srv.Client(t))
 	t.Logf("marks read %v after the first checked slot", time.Since(time.Unix(from, 0)).Round(time.Millisecond))
 
 	// What the replicas logged: runs, skips, and claims that failed.
