@@ -43,7 +43,11 @@ func (s *Scheduler) loop(ctx context.Context) {
 		}
 		now = clk.Now()
 		if js := h[0]; js.wake().After(now) {
-			t := clk.NewTimer(js.wake().Sub(now))
+			// Never sleep long on one timer: timers run on the monotonic
+			// clock, which a suspended VM stops and an NTP step does not
+			// move; re-reading the wall clock every maxSleep keeps a slot
+			// from being found late (and skipped) on a healthy replica.
+			t := clk.NewTimer(min(js.wake().Sub(now), maxSleep))
 			select {
 			case <-t.C():
 			case <-ctx.Done():
@@ -113,6 +117,9 @@ func (js *jobState) wake() time.Time {
 	}
 	return js.next
 }
+
+// maxSleep bounds one wait of the loop (see loop).
+const maxSleep = time.Second
 
 // gate is shared by the firings of one instant that were handed out early.
 type gate struct {
