@@ -30,6 +30,7 @@ Usage:
   redcron help
 
 Environment: REDCRON_REDIS_URL, REDCRON_REPLICA (default host-pid),
+REDCRON_HTTP_TOKEN (bearer token for pause, resume and trigger over --http),
 REDCRON_CLOCK_OFFSET (fault-injection tests only).
 Exit codes: 0 ok, 2 bad usage or config, 1 runtime failure.
 Run "redcron COMMAND --help" for a command's flags.
