@@ -40,7 +40,10 @@ type Locker struct {
 // UniversalClient). Obtain and Release are one EVALSHA each; a call made
 // while no other is in flight runs on the caller's goroutine, the others
 // are pipelined by one goroutine that exits when none is left (see Locker).
-// A watched lease starts one goroutine, its watchdog.
+// A watched lease starts one goroutine, its watchdog. Give it a client with
+// ContextTimeoutEnabled, so that NodeTimeout bounds the socket and not only
+// the wait, and MaxRetries -1: the locker and its caller own retrying
+// (a claim retried after a lost reply is recognised by its own mark).
 func New(client redis.UniversalClient, opts Options) *Locker {
 	return &Locker{nodes: []*node{{client: client}}, quorum: 1, opts: opts.withDefaults()}
 }
