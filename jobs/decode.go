@@ -662,6 +662,9 @@ const jobKeys = "args, catchup_window, command, dir, enabled, env, func, http, j
 
 // jobField decodes one per-job key into s. Single-field rules are checked
 // here, so a bad value in defaults: is reported once, at its line.
+// commandOnly are the job keys that only command jobs take.
+var commandOnly = map[string]bool{"env": true, "dir": true, "kill_grace": true, "output_limit": true}
+
 func (d *decoder) jobField(s *jobState, k, v *yaml.Node, a at, isDefaults bool) {
 	fa := a.sub(k.Value)
 	s.nodes[k.Value] = v
@@ -673,6 +676,9 @@ func (d *decoder) jobField(s *jobState, k, v *yaml.Node, a at, isDefaults bool) 
 			}
 			*dst = t
 		}
+	}
+	if commandOnly[k.Value] && !isDefaults {
+		s.local[k.Value] = k // refused later unless the job is a command
 	}
 	switch k.Value {
 	case "schedule":
@@ -708,9 +714,6 @@ func (d *decoder) jobField(s *jobState, k, v *yaml.Node, a at, isDefaults bool) 
 		s.kinds = append(s.kinds, k)
 		d.httpBlock(v, fa, &s.http)
 	case "env":
-		if !isDefaults {
-			s.local[k.Value] = k
-		}
 		if m, ok := d.strMap(v, fa, s.cmd.Env); ok {
 			for name := range m {
 				switch {
@@ -723,9 +726,6 @@ func (d *decoder) jobField(s *jobState, k, v *yaml.Node, a at, isDefaults bool) 
 			s.cmd.Env = m
 		}
 	case "dir":
-		if !isDefaults {
-			s.local[k.Value] = k
-		}
 		if dir, ok := d.str(v, fa); ok {
 			if dir != "" && !filepath.IsAbs(dir) {
 				dir = filepath.Join(filepath.Dir(d.file), dir)
@@ -733,9 +733,6 @@ func (d *decoder) jobField(s *jobState, k, v *yaml.Node, a at, isDefaults bool) 
 			s.cmd.Dir = dir
 		}
 	case "kill_grace":
-		if !isDefaults {
-			s.local[k.Value] = k
-		}
 		if t, ok := d.duration(v, fa); ok {
 			if t <= 0 {
 				d.fail(v, fa, nil, "must be positive, got %s", t)
@@ -744,9 +741,6 @@ func (d *decoder) jobField(s *jobState, k, v *yaml.Node, a at, isDefaults bool) 
 			}
 		}
 	case "output_limit":
-		if !isDefaults {
-			s.local[k.Value] = k
-		}
 		if n, ok := d.integer(v, fa); ok {
 			if n <= 0 {
 				d.fail(v, fa, nil, "must be a positive number of bytes, got %d", n)
