@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# The test command: installs redis-server from Debian's packages when it is
+# The test command: installs redis-server and faketime (for servers with a
+# shifted clock, see internal/redistest) from Debian's packages when they are
 # missing, then runs the whole suite with the race detector.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "redis-server not found; installing it from Debian's packages" >&2
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v faketime >/dev/null 2>&1 || missing+=(faketime)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "${missing[*]} not found; installing from Debian's packages" >&2
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends redis-server
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
 go vet ./...

@@ -1,6 +1,8 @@
 // Package redistest starts real redis-server processes on free loopback
 // ports for tests, and injects faults into them: kill, pause, resume,
-// restart on the same data directory, stop.
+// restart on the same data directory, stop, a shifted wall clock
+// (Options.ClockOffset), and a TCP proxy that holds, delays or cuts traffic
+// (Proxy).
 //
 // A missing redis-server binary is a hard failure that names the install
 // command; tests of redcron's promises never skip for lack of Redis.
@@ -51,6 +53,12 @@ type Options struct {
 	Dir string
 	// Cluster starts the node with cluster-enabled (see StartCluster).
 	Cluster bool
+	// ClockOffset, when non-zero, shifts the server's wall clock (TIME, key
+	// expiry) by this much from the machine's; it keeps ticking. The server
+	// runs with libfaketime preloaded (Debian's faketime package; see
+	// ErrNoFaketime) and with glibc's allocator instead of jemalloc. Its
+	// monotonic clock is not shifted. Restart keeps the offset.
+	ClockOffset time.Duration
 
 	// sentinelConf, when set, starts a Sentinel with this configuration
 	// file instead of a data server (see StartSentinel).
@@ -91,6 +99,11 @@ func StartServer(opts Options) (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, ErrNoBinary
+	}
+	if opts.ClockOffset != 0 {
+		if err := lookFaketime(); err != nil {
+			return nil, err
+		}
 	}
 	s := &Server{opts: opts, bin: bin}
 	if s.opts.Dir == "" {
@@ -165,18 +178,40 @@ func (s *Server) args() []string {
 func (s *Server) launch() error {
 	cmd := exec.Command(s.bin, s.args()...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	offset := s.opts.ClockOffset != 0
+	if offset {
+		cmd.Env = faketimeEnv(s.opts.ClockOffset)
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("redistest: start redis-server: %w", err)
 	}
 	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	go func() {
+		_ = cmd.Wait()
+		if offset {
+			removeFaketimeShm(cmd.Process.Pid)
+		}
+		close(done)
+	}()
 	s.mu.Lock()
 	s.cmd, s.done, s.paused = cmd, done, false
 	s.mu.Unlock()
 
-	if err := s.waitReady(done); err != nil {
+	err := s.waitReady(done)
+	if err == nil && offset {
+		err = checkFaketimeLoaded(cmd.Process.Pid)
+	}
+	if err != nil {
+		s.mu.Lock()
+		if s.cmd == cmd {
+			s.cmd = nil
+		}
+		s.mu.Unlock()
 		_ = cmd.Process.Kill()
 		<-done
+		if offset {
+			err = fmt.Errorf("%w (started with libfaketime, FAKETIME=%s)", err, faketimeSpec(s.opts.ClockOffset))
+		}
 		return err
 	}
 	return nil
