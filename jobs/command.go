@@ -33,8 +33,8 @@ const maxLine = 16 << 10 // longer lines are logged in pieces
 
 // runCommand runs one attempt of a command job. The command runs in its own
 // process group, with the parent's environment plus REDCRON_JOB, REDCRON_SLOT
-// (RFC 3339, UTC), REDCRON_FENCE, REDCRON_REPLICA, REDCRON_ATTEMPT and the
-// job's env. Each line of stdout and stderr is logged (Info, fields stream and
+// (RFC 3339, UTC), REDCRON_FENCE, REDCRON_REPLICA, REDCRON_ATTEMPT,
+// REDCRON_MANUAL=1 for a manual run, and the job's env. Each line of stdout and stderr is logged (Info, fields stream and
 // line) until OutputLimit bytes, then one "output truncated" warning; the rest
 // is read and dropped. When ctx ends: SIGTERM to the group, SIGKILL to the
 // group after KillGrace (or as soon as the main process has exited and the
@@ -57,6 +57,9 @@ func runCommand(ctx context.Context, c *CommandSpec, r Run) error {
 		"REDCRON_REPLICA="+r.Replica,
 		"REDCRON_ATTEMPT="+strconv.Itoa(r.Attempt),
 	)
+	if r.Manual {
+		env = append(env, "REDCRON_MANUAL=1")
+	}
 	for _, k := range sortedKeys(c.Env) {
 		env = append(env, k+"="+c.Env[k])
 	}

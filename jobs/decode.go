@@ -1025,8 +1025,21 @@ func (d *decoder) job(defaults *jobState, name string, k, v *yaml.Node) *Job {
 		}
 		j.Schedule = sched
 		if iv := interval(sched); j.Jitter > 0 && iv > 0 && j.Jitter >= iv {
-			d.warn(s.nodes["jitter"], a.sub("jitter"), "jitter %s is not shorter than the schedule's interval %s: runs start late, near the next slot", j.Jitter, iv)
+			// A slot claimed after the next one would be refused: the
+			// job's high-water slot never goes back.
+			jn := s.nodes["jitter"]
+			if jn == nil {
+				jn = k
+			}
+			d.fail(jn, a.sub("jitter"), nil, "jitter %s is not shorter than the schedule's shortest interval %s: a slot's claim could come after the next slot's", j.Jitter, iv)
 		}
+	}
+	if j.Command != nil && j.LockTTL > 0 && j.Command.KillGrace > j.LockTTL/3 {
+		kn := s.nodes["kill_grace"]
+		if kn == nil {
+			kn = k
+		}
+		d.warn(kn, a.sub("kill_grace"), "kill_grace %s is longer than lock_ttl/3 (%s): a command that ignores SIGTERM may still run when its lease expires and another replica starts the job", j.Command.KillGrace, j.LockTTL/3)
 	}
 	if len(d.probs) > before {
 		return nil

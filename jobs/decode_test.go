@@ -342,14 +342,14 @@ func TestParseWarnings(t *testing.T) {
 	cfg := mustParse(t, `
 redis: {quorum: ["redis://127.0.0.1:1", "redis://127.0.0.1:2", "redis://127.0.0.1:3", "redis://127.0.0.1:4"]}
 jobs:
-  a: {schedule: "@every 10s", jitter: 10s, command: ["no-such-binary-redcron"]}
+  a: {schedule: "@every 10s", lock_ttl: 3s, kill_grace: 2s, command: ["no-such-binary-redcron"]}
 `, nil)
 	var got []string
 	for _, w := range cfg.Warnings {
 		got = append(got, w.Error())
 	}
 	all := strings.Join(got, "\n")
-	for _, w := range []string{"field redis.quorum: an even number", "job a: field jitter: jitter 10s is not shorter", "job a: field command: \"no-such-binary-redcron\" is not in this machine's PATH"} {
+	for _, w := range []string{"field redis.quorum: an even number", "job a: field kill_grace: kill_grace 2s is longer than lock_ttl/3 (1s)", "job a: field command: \"no-such-binary-redcron\" is not in this machine's PATH"} {
 		if !strings.Contains(all, w) {
 			t.Errorf("missing warning %q in:\n%s", w, all)
 		}

@@ -30,7 +30,8 @@ var httpClient = &http.Client{
 
 // runHTTP sends one request for an HTTP job, bounded by h.Timeout (default
 // 10s) and ctx, with the job's headers plus X-Redcron-Job, X-Redcron-Slot
-// (RFC 3339, UTC), X-Redcron-Fence, X-Redcron-Replica and X-Redcron-Attempt.
+// (RFC 3339, UTC), X-Redcron-Fence, X-Redcron-Replica, X-Redcron-Attempt,
+// and X-Redcron-Manual: 1 for a manual run.
 // At most 64 KiB of the response body is read. The status must be in
 // h.Expect (any 2xx when empty), else the outcome is a *StatusError.
 func runHTTP(ctx context.Context, h *HTTPSpec, r Run) error {
@@ -64,6 +65,9 @@ func runHTTP(ctx context.Context, h *HTTPSpec, r Run) error {
 	req.Header.Set("X-Redcron-Fence", strconv.FormatInt(r.Fence, 10))
 	req.Header.Set("X-Redcron-Replica", r.Replica)
 	req.Header.Set("X-Redcron-Attempt", strconv.Itoa(r.Attempt))
+	if r.Manual {
+		req.Header.Set("X-Redcron-Manual", "1")
+	}
 
 	start := time.Now()
 	resp, err := httpClient.Do(req)

@@ -17,6 +17,7 @@ type Run struct {
 	Fence   int64          // fencing token of the claim: strictly increasing per job
 	Attempt int            // 1-based attempt within the slot
 	Replica string         // replica running it
+	Manual  bool           // a manual trigger, not a scheduled slot (Slot is then the trigger's second)
 	Logger  zerolog.Logger // carries the job, slot, replica, fence and attempt fields
 }
 

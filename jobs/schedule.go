@@ -76,19 +76,21 @@ func parseEvery(spec, arg string) (cron.Schedule, error) {
 	return cron.ConstantDelaySchedule{Delay: d}, nil
 }
 
-// interval estimates the shortest gap between two fires of s, for the jitter
-// warning; 0 when unknown.
+// interval estimates the shortest gap between two fires of s, for the
+// jitter bound; 0 when unknown. It scans up to a year of fires, or
+// maxIntervalScan of them, from the start of 2025.
 func interval(s cron.Schedule) time.Duration {
 	switch s := s.(type) {
 	case cron.ConstantDelaySchedule:
 		return s.Delay
 	case *cron.SpecSchedule:
 		t := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+		end := t.AddDate(1, 0, 0)
 		var best time.Duration
 		prev := s.Next(t)
-		for range 16 {
+		for range maxIntervalScan {
 			next := s.Next(prev)
-			if next.IsZero() || prev.IsZero() {
+			if next.IsZero() || prev.IsZero() || next.After(end) {
 				break
 			}
 			if gap := next.Sub(prev); best == 0 || gap < best {
@@ -100,3 +102,7 @@ func interval(s cron.Schedule) time.Duration {
 	}
 	return 0
 }
+
+// maxIntervalScan bounds interval's scan (a per-second job finds its gap
+// at once; a sparse one needs a year of fires).
+const maxIntervalScan = 20000

@@ -3,146 +3,397 @@ package locker_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/locker"
+	"github.com/redis/go-redis/v9"
 )
 
-// waitMark polls key on c until it equals want (the undo is asynchronous on
-// a single node), failing after 3s.
-func waitMark(t *testing.T, c redis.UniversalClient, key, want string) {
+// abortedMark checks that mark was ended with recs.Aborted by token (any
+// token when token is ""), with fence, and kept with a TTL.
+func abortedMark(t *testing.T, c *redis.Client, mark, token, fence string) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		got, err := c.Get(context.Background(), key).Result()
-		if got == want {
-			if ttl := c.PTTL(context.Background(), key).Val(); ttl <= 0 {
-				t.Fatalf("mark %s: got TTL %v, want the mark's own TTL kept", key, ttl)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mark %s: got %q (%v), want %q", key, got, err, want)
-		}
-		time.Sleep(10 * time.Millisecond)
+	m := hgetall(t, c, mark)
+	if m["end"] != recs.Aborted {
+		t.Errorf("mark %s end: got %q (mark %v), want %q", mark, m["end"], m, recs.Aborted)
+	}
+	if token == "" && len(m["token"]) != 32 || token != "" && m["token"] != token {
+		t.Errorf("mark %s token: got %q, want the claim's %q", mark, m["token"], token)
+	}
+	if m["fence"] != fence {
+		t.Errorf("mark %s fence: got %q, want %q", mark, m["fence"], fence)
+	}
+	if d := pttl(t, c, mark); d <= 0 {
+		t.Errorf("mark %s TTL: got %v, want the retention", mark, d)
 	}
 }
 
 // TestTooLateKeepsSlotClaimed: a claim that Redis ran but that came back
 // after its local deadline (here: a 1ms TTL is always past its deadline once
-// the drift is taken off) must not free the slot. Other replicas may already
-// have seen its running mark and given the slot up; deleting the mark would
-// lose the slot silently. The undo leaves SkippedAborted instead.
+// the drift is taken off) may have won: other replicas may already have seen
+// its running mark and given the slot up, so freeing the slot would lose it
+// silently. A one-shot Obtain withdraws it: the mark is kept and ended with
+// Records.Aborted, the lease key is freed, and the slot stays claimed.
 func TestTooLateKeepsSlotClaimed(t *testing.T) {
-	ctx := context.Background()
-	claim := locker.Claim{Key: "late:{j}:lease:1", FenceKey: "late:{j}:fence", TTL: time.Millisecond,
-		MarkKey: "late:{j}:slot:1", MarkTTL: 30 * time.Second}
+	t.Parallel()
+	claim := func(key, meta string) locker.Claim {
+		return locker.Claim{Key: key, MetaKey: meta, TTL: time.Millisecond,
+			MarkKey: key + ":slot:1", MarkTTL: 30 * time.Second, Retention: time.Hour, Running: "running", Records: recs}
+	}
 
 	t.Run("single node", func(t *testing.T) {
+		t.Parallel()
 		s := redistest.Start(t, redistest.Options{})
-		c := s.Client(t)
+		c := newClient(t, s)
 		l := locker.New(c, locker.Options{})
-		_, err := l.Obtain(ctx, claim)
+		key, meta := keys(t)
+		cl := claim(key, meta)
+		err := tryObtain(l, cl)
 		if !errors.Is(err, locker.ErrTooLate) {
 			t.Fatalf("Obtain: got %v, want ErrTooLate", err)
 		}
-		waitMark(t, c, claim.MarkKey, locker.SkippedAborted)
-		again := claim
+		abortedMark(t, c, cl.MarkKey, "", "1")
+		if exists(t, c, key) {
+			t.Errorf("lease key of a withdrawn claim: got %q, want none", get(t, c, key))
+		}
+		again := cl
 		again.TTL = time.Second
-		_, err = l.Obtain(ctx, again)
+		err = tryObtain(l, again)
 		var ne *locker.NotObtainedError
-		if !errors.Is(err, locker.ErrSlotClaimed) || !errors.As(err, &ne) || ne.Record != locker.SkippedAborted {
-			t.Fatalf("second claim of the slot: got %v, want ErrSlotClaimed with record %q", err, locker.SkippedAborted)
+		if !errors.Is(err, locker.ErrSlotClaimed) || !errors.As(err, &ne) || ne.Record != recs.Aborted {
+			t.Fatalf("second claim of the slot: got %v, want ErrSlotClaimed with record %q", err, recs.Aborted)
 		}
 	})
 
+	// With a Bid the too-late claim stays pending: a retry is the same
+	// claim (same token, same fence), and Withdraw ends it with Aborted.
+	t.Run("single node, bid", func(t *testing.T) {
+		t.Parallel()
+		s := redistest.Start(t, redistest.Options{})
+		c := newClient(t, s)
+		l := locker.New(c, locker.Options{})
+		key, meta := keys(t)
+		cl := claim(key, meta)
+		b, err := l.Bid(cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 2 {
+			if _, err := b.Obtain(bg); !errors.Is(err, locker.ErrTooLate) {
+				t.Fatalf("attempt %d: got %v, want ErrTooLate", i+1, err)
+			}
+			if !b.Sent() {
+				t.Fatalf("attempt %d: Sent() false after an attempt", i+1)
+			}
+			m := hgetall(t, c, cl.MarkKey)
+			if m["token"] != b.Token() || m["fence"] != "1" || m["end"] != "" {
+				t.Fatalf("attempt %d: mark got %v, want the bid's running claim (token %s, fence 1)", i+1, m, b.Token())
+			}
+		}
+		if got := hget(t, c, meta, "fence"); got != "1" {
+			t.Errorf("fence counter after a retry as itself: got %q, want 1", got)
+		}
+		if err := b.Withdraw(bg); err != nil {
+			t.Fatalf("Withdraw: %v", err)
+		}
+		abortedMark(t, c, cl.MarkKey, b.Token(), "1")
+	})
+
 	t.Run("quorum of 3", func(t *testing.T) {
+		t.Parallel()
 		_, clients := cluster(t, 3, redistest.Options{})
 		q := newQuorum(t, clients, locker.Options{})
-		_, err := q.Obtain(ctx, claim)
+		key, meta := keys(t)
+		cl := claim(key, meta)
+		err := tryObtain(q, cl)
 		if !errors.Is(err, locker.ErrTooLate) || !errors.Is(err, locker.ErrNoQuorum) {
 			t.Fatalf("Obtain: got %v, want ErrNoQuorum and ErrTooLate", err)
 		}
+		token := ""
 		for i, c := range clients {
-			if got := c.Get(ctx, claim.MarkKey).Val(); got != locker.SkippedAborted {
-				t.Fatalf("node %d mark: got %q, want %q", i, got, locker.SkippedAborted)
+			abortedMark(t, c, cl.MarkKey, token, "1")
+			if i == 0 {
+				token = hget(t, c, cl.MarkKey, "token")
 			}
+			if exists(t, c, key) {
+				t.Errorf("node %d: lease key of a withdrawn claim left", i)
+			}
+		}
+		again := cl
+		again.TTL = time.Second
+		if err := tryObtain(q, again); !errors.Is(err, locker.ErrSlotClaimed) {
+			t.Fatalf("second claim of the slot: got %v, want ErrSlotClaimed", err)
 		}
 	})
 }
 
+// TestWithdraw: a bid given up after it may have won ends its own running
+// mark with Records.Aborted and frees the lease key; the slot stays claimed
+// (high-water and mark). Before any attempt, and when repeated, it does
+// nothing.
+func TestWithdraw(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t, redistest.Options{})
+	c := newClient(t, s)
+	l := locker.New(c, locker.Options{})
+	key, meta := keys(t)
+	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+	cl := slotClaim(key, meta, slot)
+	cl.Unwatched = true
+	cl.HistoryKey, cl.HistoryLen, cl.HistoryTTL = key+":history", 10, time.Hour
+
+	b, err := l.Bid(cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Sent() {
+		t.Errorf("Sent() before any attempt: got true, want false")
+	}
+	if err := b.Withdraw(bg); err != nil {
+		t.Fatalf("Withdraw before any attempt: %v", err)
+	}
+	if exists(t, c, cl.MarkKey) || exists(t, c, key) || exists(t, c, meta) {
+		t.Fatalf("Withdraw before any attempt wrote to Redis")
+	}
+
+	lease, err := b.Obtain(bg)
+	if err != nil {
+		t.Fatalf("Obtain: %v", err)
+	}
+	if lease.Token() != b.Token() {
+		t.Errorf("lease token %q, want the bid's %q", lease.Token(), b.Token())
+	}
+	for i := range 2 {
+		if err := b.Withdraw(bg); err != nil {
+			t.Fatalf("Withdraw #%d: %v", i+1, err)
+		}
+	}
+	abortedMark(t, c, cl.MarkKey, b.Token(), "1")
+	if exists(t, c, key) {
+		t.Errorf("lease key after Withdraw: got %q, want none", get(t, c, key))
+	}
+	if got := hget(t, c, meta, "hw"); got != unix(slot) {
+		t.Errorf("high-water after Withdraw: got %q, want %s (the slot stays claimed)", got, unix(slot))
+	}
+	if got := lrange(t, c, cl.HistoryKey); len(got) != 1 || got[0] != recs.Aborted {
+		t.Errorf("history after two withdrawals: got %q, want [%q] once", got, recs.Aborted)
+	}
+	if err := lease.Release(bg); !errors.Is(err, locker.ErrLeaseExpired) {
+		t.Errorf("Release of the withdrawn lease: got %v, want ErrLeaseExpired", err)
+	}
+	if err := tryObtain(l, cl); !errors.Is(err, locker.ErrSlotClaimed) {
+		t.Errorf("another claim of the slot: got %v, want ErrSlotClaimed", err)
+	}
+}
+
 // TestQuorumSplitVote: running marks of two other claimants, one node each,
-// do not make the slot taken (neither won; both undo), so the claim fails
-// with the retryable ErrNoQuorum and deletes its own mark so a retry can
-// win. One claimant's marks on a majority do make it taken.
+// do not make the slot taken (neither can have won; both undo), so the claim
+// fails with the retryable ErrNoQuorum, deletes its own mark and puts the
+// node's high-water back, so that a retry can win. One claimant's marks on
+// a majority, or final records on a majority, do make it taken.
 func TestQuorumSplitVote(t *testing.T) {
-	ctx := context.Background()
-	claim := locker.Claim{Key: "split:{j}:lease:1", FenceKey: "split:{j}:fence", TTL: 5 * time.Second,
-		MarkKey: "split:{j}:slot:1", MarkTTL: 30 * time.Second, Unwatched: true}
+	t.Parallel()
+	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+	prev := slot.Add(-time.Minute)
 	tests := []struct {
 		name        string
-		marks       [3]string // pre-existing mark per node ("" none)
+		marks       [3]map[string]any // pre-existing mark per node (nil: none)
 		wantClaimed bool
 	}{
-		{"split between two others", [3]string{"running:aaa:1", "running:bbb:1", ""}, false},
-		{"one other holds a majority", [3]string{"running:aaa:1", "running:aaa:1", ""}, true},
-		{"final records on a majority", [3]string{`{"outcome":"ok"}`, `{"outcome":"ok"}`, ""}, true},
+		{"split between two others", [3]map[string]any{
+			{"token": "aaa", "fence": 1, "run": "running", "prevhw": unix(prev)},
+			{"token": "bbb", "fence": 1, "run": "running", "prevhw": unix(prev)},
+			nil,
+		}, false},
+		{"one other holds a majority", [3]map[string]any{
+			{"token": "aaa", "fence": 1, "run": "running", "prevhw": unix(prev)},
+			{"token": "aaa", "fence": 1, "run": "running", "prevhw": unix(prev)},
+			nil,
+		}, true},
+		{"final records on a majority", [3]map[string]any{
+			{"token": "aaa", "fence": 1, "end": "done:ok"},
+			{"token": "aaa", "fence": 1, "end": "done:ok"},
+			nil,
+		}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			_, clients := cluster(t, 3, redistest.Options{})
+			key, meta := keys(t)
+			claim := slotClaim(key, meta, slot)
+			claim.TTL, claim.Unwatched = 5*time.Second, true
 			for i, m := range tc.marks {
-				if m != "" {
-					if err := clients[i].Set(ctx, claim.MarkKey, m, time.Minute).Err(); err != nil {
-						t.Fatal(err)
-					}
+				// Every node had decided prev; the others' claims raised
+				// their nodes' high-water to slot.
+				hw := unix(prev)
+				if m != nil {
+					hw = unix(slot)
+					must(t, clients[i].HSet(bg, claim.MarkKey, m).Err())
+					must(t, clients[i].Expire(bg, claim.MarkKey, time.Minute).Err())
 				}
+				must(t, clients[i].HSet(bg, meta, "hw", hw, "first", unix(prev)).Err())
 			}
-			_, err := newQuorum(t, clients, locker.Options{}).Obtain(ctx, claim)
+			q := newQuorum(t, clients, locker.Options{})
+			b, err := q.Bid(claim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = b.Obtain(bg)
 			if got := errors.Is(err, locker.ErrSlotClaimed); got != tc.wantClaimed {
-				t.Fatalf("Obtain: got %v; ErrSlotClaimed %v, want %v", err, got, tc.wantClaimed)
+				t.Errorf("Obtain: got %v; ErrSlotClaimed %v, want %v", err, got, tc.wantClaimed)
 			}
 			if !tc.wantClaimed && !errors.Is(err, locker.ErrNoQuorum) {
-				t.Fatalf("Obtain: got %v, want ErrNoQuorum (retryable)", err)
+				t.Errorf("Obtain: got %v, want ErrNoQuorum (retryable)", err)
 			}
-			if n := clients[2].Exists(ctx, claim.MarkKey).Val(); n != 0 {
-				t.Fatalf("node 2 after the failed claim: got its mark kept, want it deleted (the claim lost the vote)")
+			if exists(t, clients[2], claim.MarkKey) {
+				t.Errorf("node 2 after the lost claim: got mark %v, want it deleted (the claim lost the vote)", hgetall(t, clients[2], claim.MarkKey))
+			}
+			if exists(t, clients[2], key) {
+				t.Errorf("node 2 after the lost claim: lease key left")
+			}
+			if got := hget(t, clients[2], meta, "hw"); got != unix(prev) {
+				t.Errorf("node 2 high-water after the lost claim: got %q, want the previous %s", got, unix(prev))
+			}
+			if tc.wantClaimed {
+				return
+			}
+			// The other claimants lost too and undo theirs (as this claim
+			// did); then a retry of this very bid wins.
+			for _, c := range clients[:2] {
+				must(t, c.Del(bg, claim.MarkKey).Err())
+				must(t, c.HSet(bg, meta, "hw", unix(prev)).Err())
+			}
+			lease, err := b.Obtain(bg)
+			if err != nil {
+				t.Fatalf("retry after the split: %v", err)
+			}
+			t.Cleanup(func() { _ = lease.Release(bg) })
+			for i, c := range clients {
+				if got := hget(t, c, claim.MarkKey, "token"); got != b.Token() {
+					t.Errorf("node %d mark token after the retry: got %q, want the bid's", i, got)
+				}
 			}
 		})
 	}
 }
 
-// TestRetriedClaimIsIdempotent: the same claim (same token) run twice, as a
-// client-side retry after a lost reply would, succeeds both times with the
-// same fence instead of reporting its own mark as "slot claimed".
+// TestRetriedClaimIsIdempotent: the same claim (same token) sent twice, as
+// a retry after a lost reply is, wins both times with the same fence
+// instead of reporting its own mark as "slot claimed"; another token's
+// claim of the slot is refused.
 func TestRetriedClaimIsIdempotent(t *testing.T) {
-	ctx := context.Background()
-	s := redistest.Start(t, redistest.Options{})
-	c := s.Client(t)
-	script := redis.NewScript(locker.ObtainLuaForTest)
-	keys := []string{"idem:{j}:lease:1", "idem:{j}:slot:1", "idem:{j}:fence", "idem:{j}:lease:1"}
-	args := []any{"0123456789abcdef0123456789abcdef", 5000, "1", 60000, "", "0", "0"}
-	first, err := script.Run(ctx, c, keys, args...).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, err := script.Run(ctx, c, keys, args...).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if first != again || first != int64(1) {
-		t.Fatalf("claim then its retry: got fences %v and %v, want 1 and 1", first, again)
-	}
-	other := append([]any{"ffffffffffffffffffffffffffffffff"}, args[1:]...)
-	v, err := script.Run(ctx, c, keys, other...).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a, ok := v.([]any); !ok || a[0] != int64(2) {
-		t.Fatalf("another token's claim of the slot: got %v, want {2, ...} (slot claimed)", v)
-	}
+	t.Parallel()
+
+	t.Run("twice", func(t *testing.T) {
+		t.Parallel()
+		s := redistest.Start(t, redistest.Options{})
+		c := newClient(t, s)
+		l := locker.New(c, locker.Options{})
+		key, meta := keys(t)
+		cl := slotClaim(key, meta, time.Now().Truncate(time.Second))
+		cl.Unwatched = true
+		b, err := l.Bid(cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, err := b.Obtain(bg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := b.Obtain(bg)
+		if err != nil {
+			t.Fatalf("the same bid again: got %v, want it won again", err)
+		}
+		if first.Fence() != 1 || again.Fence() != 1 {
+			t.Fatalf("claim then its retry: got fences %d and %d, want 1 and 1", first.Fence(), again.Fence())
+		}
+		if got := hget(t, c, meta, "fence"); got != "1" {
+			t.Errorf("fence counter: got %q, want 1", got)
+		}
+		err = tryObtain(l, cl)
+		var ne *locker.NotObtainedError
+		if !errors.Is(err, locker.ErrSlotClaimed) || !errors.As(err, &ne) || ne.Record != "" {
+			t.Fatalf("another token's claim of the slot: got %v, want ErrSlotClaimed (running, no record)", err)
+		}
+		if err := again.Finish(bg, "done:ok"); err != nil {
+			t.Fatalf("Finish: %v", err)
+		}
+		if got := hget(t, c, cl.MarkKey, "end"); got != "done:ok" {
+			t.Errorf("mark end: got %q, want done:ok", got)
+		}
+	})
+
+	// The first attempt reaches Redis but its reply is lost (the server is
+	// paused past the call's timeout); the retry is the same claim and wins
+	// with the fence the first attempt took.
+	t.Run("after a lost reply", func(t *testing.T) {
+		t.Parallel()
+		s := redistest.Start(t, redistest.Options{})
+		c := newClient(t, s)
+		l := locker.New(c, locker.Options{NodeTimeout: 2 * time.Second})
+		key, meta := keys(t)
+		cl := slotClaim(key, meta, time.Now().Truncate(time.Second))
+		cl.TTL = 5 * time.Second
+		b, err := l.Bid(cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Warm up: the script is cached and a connection is open, so that
+		// the attempt below is written to the server before it is paused
+		// (not stuck in a dial or answered NOSCRIPT).
+		warm := cl
+		warm.Key, warm.MetaKey, warm.MarkKey = key+":warm", meta+":warm", cl.MarkKey+":warm"
+		if err := mustObtain(t, l, warm).Release(bg); err != nil {
+			t.Fatalf("warm-up release: %v", err)
+		}
+		must(t, s.Pause())
+		var once sync.Once
+		resume := func() {
+			once.Do(func() {
+				if err := s.Resume(); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		t.Cleanup(resume)
+		ctx, cancel := context.WithTimeout(bg, 300*time.Millisecond)
+		_, err = b.Obtain(ctx)
+		cancel()
+		if err == nil || errors.Is(err, locker.ErrSlotClaimed) || errors.Is(err, locker.ErrNotObtained) {
+			t.Fatalf("attempt on a paused server: got %v, want an I/O error", err)
+		}
+		if !b.Sent() {
+			t.Fatalf("Sent() after an attempt that may have reached Redis: got false, want true")
+		}
+		resume()
+		// The attempt lands once the server runs again.
+		deadline := time.Now().Add(3 * time.Second)
+		for hget(t, c, cl.MarkKey, "token") != b.Token() {
+			if time.Now().After(deadline) {
+				t.Fatalf("the first attempt never landed: mark %v", hgetall(t, c, cl.MarkKey))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		lease, err := b.Obtain(bg)
+		if err != nil {
+			t.Fatalf("retry as itself: got %v, want it won", err)
+		}
+		t.Cleanup(func() { _ = lease.Release(bg) })
+		if lease.Fence() != 1 {
+			t.Errorf("retry's fence: got %d, want 1 (the first attempt's)", lease.Fence())
+		}
+		if got := hget(t, c, meta, "fence"); got != "1" {
+			t.Errorf("fence counter: got %q, want 1 (no second increment)", got)
+		}
+		if got := get(t, c, key); got != b.Token() {
+			t.Errorf("lease key: got %q, want the bid's token", got)
+		}
+		if err := lease.Ctx().Err(); err != nil {
+			t.Errorf("retried lease ended: %v", context.Cause(lease.Ctx()))
+		}
+	})
 }

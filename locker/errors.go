@@ -9,17 +9,32 @@ import (
 // Sentinel errors. Errors returned by this package wrap one of them; test
 // with errors.Is.
 var (
-	// ErrNotObtained means the lease key is held by another token.
+	// ErrNotObtained means the lease key is held by another run (overlap
+	// forbid), or a later claim replaced this one before it could start.
 	ErrNotObtained = errors.New("locker: not obtained")
-	// ErrSlotClaimed means the claim's mark key exists: the slot was already
-	// run, is running, or was skipped.
+	// ErrSlotClaimed means the slot was claimed or decided before: its mark
+	// exists, or the job's high-water slot is at or above it.
 	ErrSlotClaimed = errors.New("locker: slot already claimed")
 	// ErrPaused means the claim's pause key exists.
 	ErrPaused = errors.New("locker: paused")
+	// ErrEarly means the slot is not due yet on the server's clock
+	// (Claim.NotBefore); NotObtainedError.Wait says for how long. Nothing
+	// was written: the claim may be retried as itself after Wait.
+	ErrEarly = errors.New("locker: slot not due on the server clock")
+	// ErrLate means the slot is past Claim.NotAfter on the server's clock;
+	// the skip was recorded (Records.Late).
+	ErrLate = errors.New("locker: slot past its claim window on the server clock")
+	// ErrUnborn means the slot is earlier than the job's first sight, the
+	// instant the cluster first saw a claim for the job: it is never run.
+	ErrUnborn = errors.New("locker: slot before the job was first seen")
 	// ErrLeaseLost is the context cause of a lease that was lost: a renewal
 	// found no key or another token, or the local deadline passed before a
-	// renewal succeeded.
+	// renewal succeeded. A replaced lease's cause wraps it too.
 	ErrLeaseLost = errors.New("locker: lease lost")
+	// ErrReplaced is wrapped, beside ErrLeaseLost, by the context cause of a
+	// lease that a later claim with Replace took over: the run must stop;
+	// the lease is kept while it stops (at most one TTL), then handed over.
+	ErrReplaced = errors.New("locker: lease replaced")
 	// ErrLeaseExpired means Renew, Release or Finish found no lease key.
 	ErrLeaseExpired = errors.New("locker: lease expired")
 	// ErrLeaseTaken means Renew, Release or Finish found another token.
@@ -31,29 +46,38 @@ var (
 	// wrapped too).
 	ErrNoQuorum = errors.New("locker: no quorum")
 	// ErrTooLate means a claim was confirmed only after its local deadline
-	// (the caller was paused, or the reply delayed). Other replicas may have
-	// seen it win, so the slot's mark is kept, as SkippedAborted.
+	// (the caller was paused, or the reply delayed). The claim may have won:
+	// retry the Bid as itself, or Withdraw it.
 	ErrTooLate = errors.New("locker: claim confirmed too late")
 	// ErrInvalid means a Claim or an argument is malformed (empty key,
 	// non-positive TTL, a mark or history without its TTL, ...).
 	ErrInvalid = errors.New("locker: invalid argument")
 )
 
-// NotObtainedError is returned (wrapped) when Obtain fails because of state,
-// not I/O. errors.Is(err, ErrNotObtained|ErrSlotClaimed|ErrPaused) works
-// through Unwrap; errors.As gives the details.
+// errReplaced is the context cause of a replaced lease.
+var errReplaced = fmt.Errorf("%w: %w", ErrLeaseLost, ErrReplaced)
+
+// NotObtainedError is returned (wrapped) when a claim fails because of
+// state, not I/O. errors.Is(err, ErrNotObtained|ErrSlotClaimed|ErrPaused|
+// ErrEarly|ErrLate|ErrUnborn) works through Unwrap; errors.As gives the
+// details.
 type NotObtainedError struct {
-	Reason error         // ErrNotObtained, ErrSlotClaimed or ErrPaused
-	TTL    time.Duration // remaining TTL of the key that blocked (0 if unknown or none)
-	Record string        // value of the mark key when Reason == ErrSlotClaimed
+	Reason    error         // one of the sentinels above
+	TTL       time.Duration // remaining TTL of the key that blocked (0 if unknown or none)
+	Record    string        // the mark's final record when Reason is ErrSlotClaimed
+	Wait      time.Duration // ErrEarly: how long until the slot is due on the server
+	FirstSeen time.Time     // ErrUnborn: the job's first sight
 }
 
-// Error describes the reason, the blocking key's remaining TTL and the
-// mark's record when there is one.
+// Error describes the reason and what blocked.
 func (e *NotObtainedError) Error() string {
 	switch {
 	case e.Record != "":
 		return fmt.Sprintf("%v (record %q, ttl %v)", e.Reason, e.Record, e.TTL)
+	case e.Wait > 0:
+		return fmt.Sprintf("%v (due in %v)", e.Reason, e.Wait)
+	case !e.FirstSeen.IsZero():
+		return fmt.Sprintf("%v (first seen %s)", e.Reason, e.FirstSeen.Format(time.RFC3339))
 	case e.TTL > 0:
 		return fmt.Sprintf("%v (ttl %v)", e.Reason, e.TTL)
 	}
@@ -90,4 +114,11 @@ func withCtx(ctx interface{ Err() error }, err error) error {
 		return errors.Join(err, cerr)
 	}
 	return err
+}
+
+// stateErr reports whether err is a refusal by state (the claim reached
+// Redis and was answered), as opposed to I/O, quorum or a late confirmation.
+func stateErr(err error) bool {
+	var ne *NotObtainedError
+	return errors.As(err, &ne)
 }

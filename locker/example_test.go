@@ -10,21 +10,30 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// A run of job "backup" for one slot: claim it with a mark, work under the
-// lease's context, and finish with a record that keeps the slot claimed.
+// A run of job "backup" for one slot: claim the slot with a mark, work under
+// the lease's context, and finish with a record that keeps the slot claimed.
 func Example() {
 	ctx := context.Background()
-	client := redis.NewClient(&redis.Options{Addr: exampleAddr}) // a redis-server started by TestMain
+	// A redis-server started by TestMain; the locker owns retrying.
+	client := redis.NewClient(&redis.Options{Addr: exampleAddr, MaxRetries: -1, ContextTimeoutEnabled: true})
 	defer client.Close()
-	client.Del(ctx, "example:{backup}:fence", "example:{backup}:slot:1700000000")
+	client.Del(ctx, "example:{backup}:meta", "example:{backup}:slot:1700000000")
 
 	l := locker.New(client, locker.Options{})
 	claim := locker.Claim{
-		Key:      "example:{backup}:run",
-		FenceKey: "example:{backup}:fence",
-		TTL:      10 * time.Second,
-		MarkKey:  "example:{backup}:slot:1700000000",
-		MarkTTL:  time.Hour,
+		Key:       "example:{backup}:run",
+		MetaKey:   "example:{backup}:meta",
+		TTL:       10 * time.Second,
+		MarkKey:   "example:{backup}:slot:1700000000",
+		MarkTTL:   time.Hour,
+		Retention: 24 * time.Hour,
+		Running:   `{"outcome":"running"}`,
+		Slot:      time.Unix(1700000000, 0),
+		Records: locker.Records{
+			Busy:    `{"outcome":"skipped","reason":"overlap"}`,
+			Late:    `{"outcome":"skipped","reason":"late"}`,
+			Aborted: `{"outcome":"skipped","reason":"aborted"}`,
+		},
 	}
 	lease, err := l.Obtain(ctx, claim)
 	if err != nil {
@@ -36,7 +45,7 @@ func Example() {
 	// The job runs under lease.Ctx(): it is cancelled if the lease is lost.
 	_ = lease.Ctx()
 
-	if err := lease.Finish(ctx, "done:ok", time.Hour); err != nil {
+	if err := lease.Finish(ctx, `{"outcome":"ok"}`); err != nil {
 		fmt.Println("finish:", err)
 		return
 	}
@@ -51,5 +60,5 @@ func Example() {
 	// Output:
 	// fence 1
 	// cause locker: lease released
-	// true done:ok
+	// true {"outcome":"ok"}
 }

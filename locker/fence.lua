@@ -1,11 +1,9 @@
--- fence.lua: raise a fence counter to at least a value (quorum write-back).
--- KEYS[1] fence counter
--- ARGV[1] fence value F
--- Sets the counter to max(current, F) and returns the result.
-local cur = tonumber(redis.call("GET", KEYS[1]) or "0")
-local f = tonumber(ARGV[1])
+-- fence.lua: raise the job's fence counter to at least A.fence (quorum
+-- write-back, see NewQuorum). K.meta; A.fence. Returns the counter.
+local cur = tonumber(redis.call("HGET", K.meta, "fence") or "0")
+local f = tonumber(A.fence)
 if cur < f then
-  redis.call("SET", KEYS[1], ARGV[1])
+  redis.call("HSET", K.meta, "fence", A.fence)
   return f
 end
 return cur

@@ -2,12 +2,14 @@
 // lease key with a 128-bit random token and a fencing number in one round
 // trip, a watchdog that renews the lease while a run lasts and cancels the
 // lease's context with ErrLeaseLost when it is lost, and a token-checked
-// Release and Finish. It works on one Redis (standalone, Sentinel or Cluster
-// through redis.UniversalClient) or on N independent masters with the
-// Redlock algorithm (NewQuorum).
+// Release and Finish. A slot claim also guards its slot for good (a
+// high-water slot per job) and checks the slot against the server's clock.
+// It works on one Redis (standalone, Sentinel or Cluster through a Client)
+// or on N independent masters with the Redlock algorithm (NewQuorum).
 //
-// All keys of one Claim must share a hash tag, e.g. "redcron:{backup}:run"
-// and "redcron:{backup}:fence", so that the scripts also run on Cluster.
+// The caller names every key and builds every record (see Claim); all keys
+// of one Claim must share a hash tag, e.g. "redcron:{backup}:lease" and
+// "redcron:{backup}:meta", so that the scripts also run on Cluster.
 package locker
 
 import (
@@ -22,296 +24,284 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// Client is what the locker needs of a go-redis client: commands,
+// pipelines and pub/sub. *redis.Client, *redis.ClusterClient and
+// Sentinel's failover client satisfy it. Give it MaxRetries -1 (the locker
+// and its caller own retrying: a claim is retried as itself) and
+// ContextTimeoutEnabled, so that each call's bound holds on the socket.
+type Client interface {
+	Process(ctx context.Context, cmd redis.Cmder) error
+	Pipeline() redis.Pipeliner
+	Subscribe(ctx context.Context, channels ...string) *redis.PubSub
+}
+
 // Locker obtains leases. It is safe for concurrent use. It does not own its
 // clients: closing them is the caller's business, after every lease ended.
 //
 // Commands that concurrent callers send to the same node while a round trip
 // to it is in flight are pipelined together (automatic pipelining; each call
 // keeps its own timeout and context). The goroutine that sends a node's
-// batches exits as soon as the node has nothing queued, so a Locker needs no
-// Close: once every call has returned, it holds no goroutine.
+// batches exits as soon as the node has nothing queued, and the pub/sub
+// connection of replace notices closes with the last lease that needs it,
+// so a Locker needs no Close: once every call and lease has ended, it holds
+// no goroutine.
 type Locker struct {
-	nodes  []*node
-	quorum int // majority; 1 for a single node
-	opts   Options
+	nodes   []*node
+	quorum  int // majority; 1 for a single node
+	opts    Options
+	notices notices
 }
 
-// New returns a Locker on one Redis (standalone, Sentinel or Cluster via
-// UniversalClient). Obtain and Release are one EVALSHA each; a call made
-// while no other is in flight runs on the caller's goroutine, the others
-// are pipelined by one goroutine that exits when none is left (see Locker).
-// A watched lease starts one goroutine, its watchdog. Give it a client with
-// ContextTimeoutEnabled, so that NodeTimeout bounds the socket and not only
-// the wait, and MaxRetries -1: the locker and its caller own retrying
-// (a claim retried after a lost reply is recognised by its own mark).
-func New(client redis.UniversalClient, opts Options) *Locker {
-	return &Locker{nodes: []*node{{client: client}}, quorum: 1, opts: opts.withDefaults()}
+// New returns a Locker on one Redis (standalone, Sentinel or Cluster). A
+// claim, a renewal and a finish are one EVALSHA each; a call made while no
+// other is in flight runs on the caller's goroutine, the others are
+// pipelined by one goroutine that exits when none is left (see Locker). A
+// watched lease starts one goroutine, its watchdog.
+func New(client Client, opts Options) *Locker {
+	l := &Locker{nodes: []*node{newNode(client)}, quorum: 1, opts: opts.withDefaults()}
+	l.notices.init(l)
+	return l
 }
 
 // NewQuorum returns a Locker over N >= 1 independent masters (Redlock); a
 // lease needs a majority, N/2+1. With one client it is the same as New.
 //
-// Obtain fans out to every node in parallel, each call bounded by
+// A claim fans out to every node in parallel, each call bounded by
 // NodeTimeout, and succeeds once a majority claimed the key and the validity
 // TTL - elapsed - drift (drift default TTL/100 + 2ms) is still positive; it
-// does not wait for slower nodes. On failure it releases on every node
-// (best effort, after every claim answered or timed out, each bounded by
-// NodeTimeout) and returns ErrNoQuorum, or, when state refusals alone made a
-// majority impossible, the state error (ErrNotObtained, ErrSlotClaimed,
-// ErrPaused) most nodes gave. Release and Finish first wait for the lease's
-// claims still in flight (bounded by NodeTimeout), so that none lands on a
-// node after the lease ended there; then they wait for every node's answer.
-// A renewal needs a majority within the validity; otherwise the lease is
-// lost at its local deadline, or at once when so many nodes report the key
-// gone or taken that no majority is possible. Marks, busy records and
-// history are written on each node, as in single-node mode.
+// does not wait for slower nodes. A claim that surely lost the vote (split
+// among claimants) deletes its marks and puts each node's high-water back,
+// so that a retry can win; one that may have won on a majority is kept, to
+// be retried as itself or withdrawn (see Bid). Release and Finish first wait
+// for the lease's claims still in flight (bounded by NodeTimeout), so that
+// none lands on a node after the lease ended there; then they wait for
+// every node's answer. A renewal needs a majority within the validity;
+// otherwise the lease is lost at its local deadline, or at once when so
+// many nodes report the key gone or taken that no majority is possible.
+// Marks, records, high-water slots and history are kept on each node.
 //
-// Fence guarantee. Each node INCRs its own counter; the lease's fence F is
-// the maximum of the INCR results of the majority whose claims made Obtain
+// Server time. Each node checks a slot claim against its own clock (TIME):
+// a claim is refused as early or late when a majority of nodes says so,
+// so "the server's clock" is that of a majority of nodes. ServerClock
+// reports the median of the nodes' offsets, which a majority bounds.
+//
+// Fence guarantee. Each node increments its own counter; the lease's fence F
+// is the maximum of the results of the majority whose claims made the claim
 // succeed. Before Obtain returns, a majority of nodes has the counter at F
-// or above: the nodes whose INCR returned F have it already (in the common
-// case that is the whole majority, and no write is sent); otherwise
+// or above: the nodes whose increment returned F have it already (in the
+// common case that is the whole majority, and no write is sent); otherwise
 // counter = max(counter, F) is written to every other node until, counting
 // those, a majority has acknowledged it. Hence: for two leases on the
-// same FenceKey whose Obtain calls do not overlap in time (the first
-// returned before the second began), the later lease's fence is strictly
-// greater, provided that a node in both majorities (two majorities always
-// share one) kept its counter in between. With AOF and appendfsync always a
-// restart keeps it; a node that restarts without persistence may break the
-// promise. Nothing is promised about leases whose Obtain calls overlap in
-// time (at most one of them can hold the key anyway), and a fence is not
-// unique across different FenceKeys.
-func NewQuorum(clients []redis.UniversalClient, opts Options) (*Locker, error) {
+// same MetaKey whose claims do not overlap in time (the first returned
+// before the second began), the later lease's fence is strictly greater,
+// provided that a node in both majorities (two majorities always share one)
+// kept its counter in between. With AOF and appendfsync always a restart
+// keeps it; a node that restarts without persistence may break the
+// promise. Nothing is promised about leases whose claims overlap in time
+// (at most one of them can hold the key anyway), and a fence is not unique
+// across different MetaKeys.
+func NewQuorum(clients []Client, opts Options) (*Locker, error) {
 	if len(clients) == 0 {
 		return nil, fmt.Errorf("%w: NewQuorum needs at least one client", ErrInvalid)
 	}
+	nodes := make([]*node, len(clients))
 	for i, c := range clients {
 		if c == nil {
 			return nil, fmt.Errorf("%w: NewQuorum client %d is nil", ErrInvalid, i)
 		}
+		nodes[i] = newNode(c)
 	}
-	nodes := make([]*node, len(clients))
-	for i, c := range clients {
-		nodes[i] = &node{client: c}
-	}
-	return &Locker{nodes: nodes, quorum: len(nodes)/2 + 1, opts: opts.withDefaults()}, nil
+	l := &Locker{nodes: nodes, quorum: Majority(len(nodes)), opts: opts.withDefaults()}
+	l.notices.init(l)
+	return l, nil
 }
 
-// Claim says what Obtain takes, in one round trip per node (one Lua script;
-// all keys must share a {hash tag}).
-type Claim struct {
-	// Key is the lease key, e.g. "redcron:{backup}:run". Required.
-	Key string
-	// FenceKey is the job's fence counter, e.g. "redcron:{backup}:fence". It
-	// is INCRed on every successful claim and has no TTL (one key per job,
-	// a fixed bound). Required.
-	FenceKey string
-	// TTL is the lease length; the watchdog renews every TTL/3. Required,
-	// at least 1ms (Redis expiries are in milliseconds).
-	TTL time.Duration
+// Majority is the number of nodes out of n that make a quorum: n/2 + 1.
+func Majority(n int) int { return n/2 + 1 }
 
-	// MarkKey is an optional slot mark: if it exists, Obtain fails with
-	// ErrSlotClaimed (NotObtainedError.Record holds its value). On success it
-	// is set to "running:<token>:<fence>" for max(MarkTTL, TTL); renewals
-	// keep it alive for max(MarkTTL, TTL) from each renewal while it holds
-	// that record; Finish overwrites it with the final record. Release leaves
-	// it, so a released slot stays claimed until it expires.
-	MarkKey string
-	// MarkTTL is the mark's lifetime; required (> 0) with MarkKey.
-	MarkTTL time.Duration
-	// BusyRecord, with MarkKey, is written to the mark for MarkTTL when the
-	// lease key is held by another token (and not Replace), so that the slot
-	// is skipped once, by one replica, e.g. "skipped:overlap"; Obtain then
-	// fails with ErrNotObtained and does not retry. Empty: leave the mark
-	// absent.
-	BusyRecord string
-	// PauseKey, when set and present, makes Obtain fail with ErrPaused; with
-	// MarkKey, "skipped:paused" is written to the mark for MarkTTL. The mark
-	// is checked before the pause key, so a paused slot is recorded and
-	// refused with ErrPaused once, by one claim: every later claim of the
-	// slot fails with ErrSlotClaimed (Record "skipped:paused").
-	PauseKey string
-	// Replace takes the lease key even when another token holds it (overlap
-	// "replace"): the old holder's next renewal sees another token and its
-	// lease context is cancelled with ErrLeaseLost.
-	Replace bool
-	// HistoryKey, HistoryLen and HistoryTTL: Finish LPUSHes its record to
-	// HistoryKey, LTRIMs the list to HistoryLen entries and sets its TTL to
-	// HistoryTTL, so the list is bounded. Empty HistoryKey: no history;
-	// otherwise HistoryLen and HistoryTTL must be positive.
-	HistoryKey string
-	HistoryLen int
-	HistoryTTL time.Duration
-	// Unwatched leases have no watchdog: the caller renews with Lease.Renew
-	// or lets the lease expire. Their context is not cancelled at the local
-	// deadline; it ends when Renew finds the lease gone, or on Release or
-	// Finish. Deadline tells the caller how long the lease is safe.
-	Unwatched bool
+// Nodes is the number of Redis nodes (1, or the masters of a quorum).
+func (l *Locker) Nodes() int { return len(l.nodes) }
+
+// Bid is one claim in flight under one token, from its first attempt until
+// it is won or given up. Each attempt may reach Redis even when its reply
+// is lost or late; the next attempt is the same claim again (same token),
+// which the claim script recognises by its own mark, so that a claim that
+// won is never lost to a retry. Give a bid up with Withdraw. A Bid is not
+// safe for concurrent use.
+type Bid struct {
+	lk    *Locker
+	claim Claim
+	token string
+	lines lines
+	sent  bool // an attempt may have reached Redis
 }
 
-func (c *Claim) validate() error {
-	switch {
-	case c.Key == "":
-		return fmt.Errorf("%w: claim without Key", ErrInvalid)
-	case c.FenceKey == "":
-		return fmt.Errorf("%w: claim %q without FenceKey", ErrInvalid, c.Key)
-	case c.TTL < time.Millisecond:
-		return fmt.Errorf("%w: claim %q: TTL %v < 1ms", ErrInvalid, c.Key, c.TTL)
-	case c.MarkKey != "" && c.MarkTTL < time.Millisecond:
-		return fmt.Errorf("%w: claim %q: MarkKey without a MarkTTL", ErrInvalid, c.Key)
-	case c.HistoryKey != "" && (c.HistoryLen <= 0 || c.HistoryTTL < time.Millisecond):
-		return fmt.Errorf("%w: claim %q: HistoryKey needs HistoryLen and HistoryTTL", ErrInvalid, c.Key)
-	}
-	return nil
-}
-
-// markTTL is how long the running mark lives from a claim or renewal.
-func (c *Claim) markTTL() time.Duration { return max(c.MarkTTL, c.TTL) }
-
-// orKey returns k, or the lease key in its place when k is empty: scripts
-// get a fixed number of keys, all in the claim's hash slot.
-func (c *Claim) orKey(k string) string {
-	if k == "" {
-		return c.Key
-	}
-	return k
-}
-
-// leaseArgs are a lease's script arguments, boxed once: Obtain, every
-// renewal, Release and Finish send them.
-type leaseArgs struct {
-	key, mark, token, ttl, hasMark, markTTL any
-}
-
-func (c *Claim) leaseArgs(token string) leaseArgs {
-	a := leaseArgs{key: c.Key, mark: c.Key, token: token, ttl: ms(c.TTL), hasMark: argFalse}
-	a.markTTL = a.ttl
-	if c.MarkKey != "" {
-		a.mark, a.hasMark, a.markTTL = c.MarkKey, argTrue, ms(c.markTTL())
-	}
-	return a
-}
-
-// plain says whether the claim needs only obtain_plain.lua.
-func (c *Claim) plain() bool { return c.MarkKey == "" && c.PauseKey == "" && !c.Replace }
-
-// obtainLine is the claim's obtain command line and its script.
-func (c *Claim) obtainLine(a *leaseArgs) (*script, []any) {
-	if c.plain() {
-		return obtainPlainScript, obtainPlainScript.line(2, a.key, c.FenceKey, a.token, a.ttl)
-	}
-	return obtainScript, obtainScript.line(4, a.key, a.mark, c.FenceKey, c.orKey(c.PauseKey),
-		a.token, a.ttl, a.hasMark, a.markTTL, c.BusyRecord, flag(c.PauseKey != ""), flag(c.Replace))
-}
-
-// renewLine is renew.lua's command line.
-func (a *leaseArgs) renewLine() []any {
-	return renewScript.line(2, a.key, a.mark, a.token, a.ttl, a.hasMark, a.markTTL)
-}
-
-// What release.lua does with the lease's own running mark.
-const (
-	markKeep  = "0" // Release: a released slot stays claimed
-	markDrop  = "1" // undo a quorum claim that lost the vote
-	markAbort = "2" // undo a claim others may have seen win: SkippedAborted
-)
-
-// releaseLine is release.lua's command line, with what to do to the mark.
-func (a *leaseArgs) releaseLine(markMode string) []any {
-	return releaseScript.line(2, a.key, a.mark, a.token, markMode, SkippedAborted)
-}
-
-// Acquire is Obtain(ctx, Claim{Key: key, FenceKey: fenceKey, TTL: ttl}): a
-// watched lease, without mark, pause or history.
-func (l *Locker) Acquire(ctx context.Context, key, fenceKey string, ttl time.Duration) (*Lease, error) {
-	return l.Obtain(ctx, Claim{Key: key, FenceKey: fenceKey, TTL: ttl})
-}
-
-// Obtain claims c: the pause check, the mark check, the lease key (NX, or
-// replacing another token with Replace), the fence INCR and the running
-// mark, in one script per node. On success the lease is held until Release,
-// Finish or loss; unless c.Unwatched, a watchdog renews it every TTL/3 and
-// the caller must end it with Release or Finish. The lease's context is
-// derived from ctx's values but not its cancellation: ctx ending after
-// Obtain returns does not end the lease.
-//
-// Errors: a NotObtainedError wrapping ErrNotObtained, ErrSlotClaimed or
-// ErrPaused when state refused the claim; ErrNoQuorum (wrapped) when nodes
-// did not confirm in time; ErrInvalid for a malformed claim; otherwise the
-// I/O error, joined with ctx.Err() when ctx ended the call. Retries (see
-// Options) apply to ErrNotObtained and ErrNoQuorum.
-func (l *Locker) Obtain(ctx context.Context, c Claim) (*Lease, error) {
+// Bid prepares a claim under a new token; nothing is sent yet. It fails
+// with ErrInvalid for a malformed claim.
+func (l *Locker) Bid(c Claim) (*Bid, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	token := newToken()
+	return &Bid{lk: l, claim: c, token: token, lines: c.lines(token)}, nil
+}
+
+// Token is the bid's token, which its lease keeps.
+func (b *Bid) Token() string { return b.token }
+
+// Sent reports whether an attempt may have reached Redis: then a bid that
+// is given up must be withdrawn.
+func (b *Bid) Sent() bool { return b.sent }
+
+// Obtain makes one attempt (retrying ErrNotObtained without a Busy record
+// and lost split votes up to Options.Retries times). On success the lease
+// is held until Release, Finish or loss; unless Unwatched, a watchdog renews
+// it every TTL/3 and the caller must end it with Release or Finish. The
+// lease's context is derived from ctx's values but not its cancellation.
+//
+// Errors: a NotObtainedError wrapping ErrNotObtained, ErrSlotClaimed,
+// ErrPaused, ErrEarly, ErrLate or ErrUnborn when state refused the claim
+// (final, except ErrEarly, which may be retried after its Wait);
+// otherwise an I/O error (joined with ctx.Err() when ctx ended the call),
+// ErrNoQuorum or ErrTooLate: the claim may have won, so call Obtain again
+// to retry it as itself, or Withdraw.
+func (b *Bid) Obtain(ctx context.Context) (*Lease, error) {
 	for attempt := 0; ; attempt++ {
 		var lease *Lease
 		var err error
-		if len(l.nodes) == 1 {
-			lease, err = l.obtainSingle(ctx, &c)
+		if len(b.lk.nodes) == 1 {
+			lease, err = b.obtainSingle(ctx)
 		} else {
-			lease, err = l.obtainQuorum(ctx, &c)
+			lease, err = b.obtainQuorum(ctx)
 		}
 		if err == nil {
 			return lease, nil
 		}
-		if attempt >= l.opts.Retries || !retryable(err, &c) || ctx.Err() != nil {
-			return nil, err
+		if attempt >= b.lk.opts.Retries || !b.retryable(err) || ctx.Err() != nil {
+			return nil, fmt.Errorf("locker: obtain %q: %w", b.claim.Key, err)
 		}
-		t := time.NewTimer(mrand.N(l.opts.RetryDelay) + 1)
+		t := time.NewTimer(mrand.N(b.lk.opts.RetryDelay) + 1)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, withCtx(ctx, err)
+			return nil, fmt.Errorf("locker: obtain %q: %w", b.claim.Key, withCtx(ctx, err))
 		case <-t.C:
 		}
 	}
 }
 
-func retryable(err error, c *Claim) bool {
-	if errors.Is(err, ErrNoQuorum) {
+// retryable says whether Obtain retries err itself after a random delay:
+// a busy lease that recorded nothing, and a split vote that this claim
+// surely lost (its marks were dropped).
+func (b *Bid) retryable(err error) bool {
+	if errors.Is(err, errSplitVote) {
 		return true
 	}
-	return errors.Is(err, ErrNotObtained) && (c.MarkKey == "" || c.BusyRecord == "")
+	return errors.Is(err, ErrNotObtained) && b.claim.Records.Busy == ""
+}
+
+// Withdraw gives the bid up: its lease key and successor key are deleted if
+// they hold its token, and its own running mark, if an attempt wrote one,
+// is ended with Records.Aborted, so that the slot stays claimed and on
+// record (other replicas may have seen the claim win and left the slot). It
+// is a no-op when no attempt was sent, and safe to repeat; it returns the
+// I/O error when Redis could not be told (the mark then stays until its
+// TTL).
+func (b *Bid) Withdraw(ctx context.Context) error {
+	return b.withdraw(ctx, b.claim.Records.Aborted)
+}
+
+// withdraw is Withdraw ending the running mark with record.
+func (b *Bid) withdraw(ctx context.Context, record string) error {
+	if !b.sent {
+		return nil
+	}
+	mode := markWithdraw
+	if record == "" || b.claim.MarkKey == "" {
+		mode = markKeep
+	}
+	err := b.lk.each(ctx, releaseScript, b.claim.releaseLine(b.token, mode, record))
+	if err != nil {
+		return fmt.Errorf("locker: withdraw %q: %w", b.claim.Key, err)
+	}
+	return nil
+}
+
+// Obtain claims c in one go: a Bid and its attempts (see Bid.Obtain and
+// Options.Retries). When they fail after an attempt may have won, it
+// withdraws the bid (see Bid.Withdraw), best effort, bounded by
+// NodeTimeout. To retry a claim as itself across I/O errors instead, use a
+// Bid.
+func (l *Locker) Obtain(ctx context.Context, c Claim) (*Lease, error) {
+	b, err := l.Bid(c)
+	if err != nil {
+		return nil, err
+	}
+	lease, err := b.Obtain(ctx)
+	if err != nil && b.sent && !stateErr(err) {
+		// The claim may have run even though we saw an error, and others
+		// may have seen its running mark and given the slot up: undo the
+		// lease, but keep the slot claimed and on record. The undo queues
+		// behind the claim on each node, so it cannot overtake it.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.opts.NodeTimeout)
+		_ = b.Withdraw(wctx)
+		cancel()
+	}
+	return lease, err
 }
 
 // obtainSingle is the single-node hot path: one EVALSHA, on the caller's
 // goroutine unless other calls are in flight (then pipelined with them).
-func (l *Locker) obtainSingle(ctx context.Context, c *Claim) (*Lease, error) {
-	a := c.leaseArgs(newToken())
-	s, line := c.obtainLine(&a)
+func (b *Bid) obtainSingle(ctx context.Context) (*Lease, error) {
+	l := b.lk
 	start := time.Now()
-	cmd := redis.NewCmd(ctx, line...)
-	err := l.nodes[0].run(newCall(ctx, cmd, s.src, start, l.opts.NodeTimeout))
-	if err == nil {
-		var r obtainReply
-		if r, err = parseObtain(cmd.Val()); err == nil {
-			if r.code != 0 {
-				return nil, fmt.Errorf("locker: obtain %q: %w", c.Key, r.err())
-			}
-			lease := newLease(l, c, r.fence, start, a)
-			if time.Now().Before(lease.deadline) {
-				lease.start(ctx)
-				return lease, nil
-			}
-			err = fmt.Errorf("%w: confirmed after %v", ErrTooLate, time.Since(start))
-		}
+	cmd := redis.NewCmd(ctx, b.lines.obtain...)
+	b.sent = true
+	err := l.nodes[0].lanes[laneMain].run(newCall(ctx, cmd, obtainScript.src, l.opts.NodeTimeout))
+	if err != nil {
+		return nil, withCtx(ctx, err)
 	}
-	// The script may have run even though we saw an error, and other
-	// replicas may have seen its running mark and given the slot up: undo
-	// the lease, but turn the mark into a SkippedAborted record so the slot
-	// stays claimed and recorded rather than silently claimable again. The
-	// undo queues behind the claim on the node, so it cannot overtake it.
-	go l.abort(&a)
-	return nil, fmt.Errorf("locker: obtain %q: %w", c.Key, withCtx(ctx, err))
+	r, err := parseObtain(cmd.Val())
+	if err != nil {
+		return nil, err
+	}
+	if !r.ok() {
+		return nil, r.err()
+	}
+	lease := newLease(l, b, r.fence, start)
+	if r.code == replyWait {
+		if err := lease.awaitPredecessor(ctx, r.pttl); err != nil {
+			return nil, err
+		}
+	} else if !time.Now().Before(lease.deadline) {
+		return nil, fmt.Errorf("%w: confirmed after %v", ErrTooLate, time.Since(start))
+	}
+	lease.start(ctx)
+	return lease, nil
 }
 
-// abort deletes the lease key on the single node if it holds the claim's
-// token and turns its running mark into SkippedAborted; best effort,
-// bounded by NodeTimeout.
-func (l *Locker) abort(a *leaseArgs) {
-	ctx := context.Background()
-	_ = l.nodes[0].run(newCall(ctx, redis.NewCmd(ctx, a.releaseLine(markAbort)...), releaseScript.src, time.Now(), l.opts.NodeTimeout))
+// each runs the command line on every node (one node: the caller's
+// goroutine) and succeeds when a majority answered; status replies that
+// are errors of state are not I/O failures.
+func (l *Locker) each(ctx context.Context, s *script, line []any) error {
+	if len(l.nodes) == 1 {
+		cmd := redis.NewCmd(ctx, line...)
+		if err := l.nodes[0].lanes[laneMain].run(newCall(ctx, cmd, s.src, l.opts.NodeTimeout)); err != nil {
+			return withCtx(ctx, err)
+		}
+		return nil
+	}
+	rs := fanout(ctx, l.nodes, laneMain, l.opts.NodeTimeout, s, line, anyReply).all()
+	ok := 0
+	for _, r := range rs {
+		if r.err == nil {
+			ok++
+		}
+	}
+	if ok < l.quorum {
+		return withCtx(ctx, fmt.Errorf("%w: %d of %d nodes answered: %w", ErrNoQuorum, ok, len(l.nodes), joinErrs(rs)))
+	}
+	return nil
 }
 
 // newToken returns 128 random bits in hex.
@@ -320,5 +310,3 @@ func newToken() string {
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	return hex.EncodeToString(b[:])
 }
-
-func noop() {}

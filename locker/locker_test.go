@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,10 +20,12 @@ import (
 func TestMutualExclusion(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.Options{})
-	key, fence := keys(t)
+	key, meta := keys(t)
 	var lockers [3]*locker.Locker
 	for i := range lockers {
-		lockers[i] = locker.New(s.Client(t), locker.Options{})
+		// A wide node timeout: a stall of the busy machine is not what
+		// this test is about.
+		lockers[i] = locker.New(newClient(t, s), locker.Options{NodeTimeout: 2 * time.Second})
 	}
 
 	var (
@@ -34,12 +37,10 @@ func TestMutualExclusion(t *testing.T) {
 	)
 	stop := time.Now().Add(5 * time.Second)
 	for g := range 50 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			l := lockers[g%3]
 			// Half the goroutines use watched leases, half unwatched.
-			c := locker.Claim{Key: key, FenceKey: fence, TTL: 2 * time.Second, Unwatched: g%2 == 0}
+			c := locker.Claim{Key: key, MetaKey: meta, TTL: 2 * time.Second, Unwatched: g%2 == 0}
 			for time.Now().Before(stop) {
 				lease, err := l.Obtain(bg, c)
 				if errors.Is(err, locker.ErrNotObtained) {
@@ -63,7 +64,7 @@ func TestMutualExclusion(t *testing.T) {
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if n := overlaps.Load(); n != 0 {
@@ -80,15 +81,16 @@ func TestMutualExclusion(t *testing.T) {
 	t.Logf("%d acquisitions", len(fences))
 }
 
-// TestWatchedOutlivesTTL: the watchdog keeps a lease for 5 x TTL.
+// TestWatchedOutlivesTTL: the watchdog keeps a lease, and its running mark,
+// for 5 x TTL.
 func TestWatchedOutlivesTTL(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.Options{})
-	c := s.Client(t)
-	key, fence := keys(t)
+	c := newClient(t, s)
+	key, meta := keys(t)
 	const ttl = 300 * time.Millisecond
 	l := locker.New(c, locker.Options{})
-	lease := mustObtain(t, l, locker.Claim{Key: key, FenceKey: fence, TTL: ttl})
+	lease := mustObtain(t, l, locker.Claim{Key: key, MetaKey: meta, TTL: ttl})
 	first := lease.Deadline()
 
 	time.Sleep(5 * ttl)
@@ -117,11 +119,11 @@ func TestWatchedOutlivesTTL(t *testing.T) {
 func TestUnwatchedExpires(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.Options{})
-	c := s.Client(t)
-	key, fence := keys(t)
+	c := newClient(t, s)
+	key, meta := keys(t)
 	const ttl = 300 * time.Millisecond
 	l := locker.New(c, locker.Options{})
-	lease := mustObtain(t, l, locker.Claim{Key: key, FenceKey: fence, TTL: ttl, Unwatched: true})
+	lease := mustObtain(t, l, locker.Claim{Key: key, MetaKey: meta, TTL: ttl, Unwatched: true})
 
 	time.Sleep(ttl / 2)
 	if err := lease.Renew(bg); err != nil {
@@ -130,6 +132,9 @@ func TestUnwatchedExpires(t *testing.T) {
 	time.Sleep(ttl + 100*time.Millisecond)
 	if exists(t, c, key) {
 		t.Fatalf("key still exists %v after the last renewal, TTL %v", ttl+100*time.Millisecond, ttl)
+	}
+	if err := lease.Ctx().Err(); err != nil {
+		t.Fatalf("unwatched lease ended before Renew told it: %v", context.Cause(lease.Ctx()))
 	}
 	err := lease.Renew(bg)
 	if !errors.Is(err, locker.ErrLeaseExpired) || !errors.Is(err, locker.ErrLeaseLost) {
@@ -140,37 +145,48 @@ func TestUnwatchedExpires(t *testing.T) {
 	}
 }
 
-// TestLoss: a key deleted or overwritten from outside ends the lease within
-// TTL/3 plus a margin, with cause ErrLeaseLost.
+// TestLoss: a key deleted, overwritten or expired from outside ends the
+// lease within TTL/3 plus a margin (well before its local deadline), with
+// cause ErrLeaseLost.
 func TestLoss(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.Options{})
-	c := s.Client(t)
-	const ttl = 600 * time.Millisecond
+	c := newClient(t, s)
+	// TTL/3 + margin must stay well below the deadline (TTL - drift), so
+	// that the renewal's finding, not the deadline, is what is measured.
+	const ttl = 1200 * time.Millisecond
+	const margin = 300 * time.Millisecond
 	l := locker.New(c, locker.Options{})
 	for _, tc := range []struct {
 		name  string
 		fault func(key string) error
+		want  error
 	}{
-		{"deleted", func(key string) error { return c.Del(bg, key).Err() }},
-		{"overwritten", func(key string) error { return c.Set(bg, key, "someone-else", time.Minute).Err() }},
-		{"expired", func(key string) error { return c.PExpire(bg, key, time.Millisecond).Err() }},
+		{"deleted", func(key string) error { return c.Del(bg, key).Err() }, locker.ErrLeaseExpired},
+		{"overwritten", func(key string) error { return c.Set(bg, key, "someone-else", time.Minute).Err() }, locker.ErrLeaseTaken},
+		{"expired", func(key string) error { return c.PExpire(bg, key, time.Millisecond).Err() }, locker.ErrLeaseExpired},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			key, fence := keys(t)
-			lease := mustObtain(t, l, locker.Claim{Key: key, FenceKey: fence, TTL: ttl})
+			key, meta := keys(t)
+			lease := mustObtain(t, l, locker.Claim{Key: key, MetaKey: meta, TTL: ttl})
 			if err := tc.fault(key); err != nil {
 				t.Fatal(err)
 			}
-			if took := waitDone(t, lease, 2*time.Second); took > ttl/3+150*time.Millisecond {
-				t.Errorf("lease lost after %v, want within TTL/3 + 150ms = %v", took, ttl/3+150*time.Millisecond)
+			if took := waitDone(t, lease, 3*ttl); took > ttl/3+margin {
+				t.Errorf("lease lost after %v, want within TTL/3 + %v = %v", took, margin, ttl/3+margin)
 			}
 			if got := context.Cause(lease.Ctx()); got != locker.ErrLeaseLost {
 				t.Errorf("cause: got %v, want %v", got, locker.ErrLeaseLost)
 			}
 			if err := lease.Renew(bg); !errors.Is(err, locker.ErrLeaseLost) {
 				t.Errorf("Renew after loss: got %v, want ErrLeaseLost", err)
+			}
+			if err := lease.Release(bg); !errors.Is(err, tc.want) {
+				t.Errorf("Release after loss: got %v, want %v", err, tc.want)
+			}
+			if got := context.Cause(lease.Ctx()); got != locker.ErrLeaseLost {
+				t.Errorf("cause after Release: got %v, want %v kept", got, locker.ErrLeaseLost)
 			}
 		})
 	}
@@ -182,12 +198,12 @@ func TestLoss(t *testing.T) {
 func TestPausedRedis(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.Options{})
-	c := s.Client(t)
-	key, fence := keys(t)
+	c := newClient(t, s)
+	key, meta := keys(t)
 	const ttl = 300 * time.Millisecond
 	// A node timeout far beyond the TTL: only the deadline can end the wait.
 	l := locker.New(c, locker.Options{NodeTimeout: 5 * time.Second})
-	lease := mustObtain(t, l, locker.Claim{Key: key, FenceKey: fence, TTL: ttl})
+	lease := mustObtain(t, l, locker.Claim{Key: key, MetaKey: meta, TTL: ttl})
 	time.Sleep(ttl / 2) // let one renewal succeed first
 
 	if err := s.Pause(); err != nil {
@@ -206,8 +222,8 @@ func TestPausedRedis(t *testing.T) {
 	waitDone(t, lease, 3*ttl)
 	lostAt := time.Now()
 	deadline := lease.Deadline()
-	if late := lostAt.Sub(deadline); late > 150*time.Millisecond {
-		t.Errorf("lease lost %v after its deadline, want at most 150ms", late)
+	if late := lostAt.Sub(deadline); late > 250*time.Millisecond {
+		t.Errorf("lease lost %v after its deadline, want at most 250ms", late)
 	}
 	if early := deadline.Sub(lostAt); early > 50*time.Millisecond {
 		t.Errorf("lease lost %v before its deadline while only paused", early)
@@ -240,12 +256,12 @@ func TestPausedRedis(t *testing.T) {
 func TestEndAfterExpiryOrTakeover(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.Options{})
-	c := s.Client(t)
+	c := newClient(t, s)
 	l := locker.New(c, locker.Options{})
 	const ttl = 100 * time.Millisecond
 	end := map[string]func(*locker.Lease) error{
 		"Release": func(l *locker.Lease) error { return l.Release(bg) },
-		"Finish":  func(l *locker.Lease) error { return l.Finish(bg, "done:late", time.Minute) },
+		"Finish":  func(l *locker.Lease) error { return l.Finish(bg, "done:late") },
 	}
 	for _, tc := range []struct {
 		name     string
@@ -258,23 +274,27 @@ func TestEndAfterExpiryOrTakeover(t *testing.T) {
 		for op, fn := range end {
 			t.Run(op+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()
-				key, fence := keys(t)
-				old := mustObtain(t, l, locker.Claim{Key: key, FenceKey: fence, TTL: ttl, Unwatched: true})
+				key, meta := keys(t)
+				old := mustObtain(t, l, locker.Claim{Key: key, MetaKey: meta, TTL: ttl, Retention: time.Minute, Unwatched: true})
 				time.Sleep(ttl + 50*time.Millisecond)
 				var holder *locker.Lease
 				if tc.takeover {
-					holder = mustObtain(t, l, locker.Claim{Key: key, FenceKey: fence, TTL: time.Minute, Unwatched: true})
+					holder = mustObtain(t, l, locker.Claim{Key: key, MetaKey: meta, TTL: time.Minute, Unwatched: true})
 				}
 				err := fn(old)
 				if !errors.Is(err, tc.want) {
 					t.Fatalf("%s: got %v, want %v", op, err, tc.want)
+				}
+				var fe *locker.FinishError
+				if op == "Finish" && (!errors.As(err, &fe) || fe.Recorded) {
+					t.Errorf("Finish: got %v, want a FinishError with Recorded false", err)
 				}
 				if got := context.Cause(old.Ctx()); got != locker.ErrReleased {
 					t.Errorf("cause: got %v, want %v", got, locker.ErrReleased)
 				}
 				if holder == nil {
 					if exists(t, c, key) {
-						t.Errorf("%s after expiry created the key", op)
+						t.Errorf("%s after expiry created the key (%q)", op, get(t, c, key))
 					}
 					return
 				}
@@ -289,35 +309,42 @@ func TestEndAfterExpiryOrTakeover(t *testing.T) {
 	}
 }
 
-// TestFinish: the final record replaces the running mark for the retention,
-// the lease key goes, and history stays bounded; without a mark the lease
-// key itself keeps the record.
+// TestFinish: the final record is written into the mark (field "end") for
+// the retention, the lease key goes, and history stays bounded; without a
+// mark the lease key itself keeps the record.
 func TestFinish(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.Options{})
-	c := s.Client(t)
+	c := newClient(t, s)
 	l := locker.New(c, locker.Options{})
 
 	t.Run("mark and history", func(t *testing.T) {
-		key, fence := keys(t)
+		key, meta := keys(t)
 		hist := key + ":history"
 		for i := range 5 {
 			mark := key + ":slot:" + string(rune('a'+i))
+			running := "running:" + strconv.Itoa(i)
 			lease := mustObtain(t, l, locker.Claim{
-				Key: key, FenceKey: fence, TTL: time.Second,
-				MarkKey: mark, MarkTTL: time.Minute,
+				Key: key, MetaKey: meta, TTL: time.Second,
+				MarkKey: mark, MarkTTL: time.Minute, Retention: 10 * time.Minute, Running: running,
 				HistoryKey: hist, HistoryLen: 3, HistoryTTL: time.Hour,
 			})
-			want := "running:" + lease.Token() + ":"
-			if got := get(t, c, mark); len(got) <= len(want) || got[:len(want)] != want {
-				t.Fatalf("running mark: got %q, want prefix %q", got, want)
+			if lease.Fence() != int64(i+1) {
+				t.Errorf("fence: got %d, want %d", lease.Fence(), i+1)
+			}
+			runningMark(t, c, mark, lease, running)
+			if d := pttl(t, c, mark); d < 50*time.Second || d > time.Minute {
+				t.Errorf("running mark TTL: got %v, want about the 1m MarkTTL", d)
 			}
 			record := "done:" + string(rune('a'+i))
-			if err := lease.Finish(bg, record, 10*time.Minute); err != nil {
+			if err := lease.Finish(bg, record); err != nil {
 				t.Fatalf("Finish: %v", err)
 			}
-			if got := get(t, c, mark); got != record {
-				t.Errorf("mark: got %q, want %q", got, record)
+			if got := hget(t, c, mark, "end"); got != record {
+				t.Errorf("mark end: got %q, want %q", got, record)
+			}
+			if got := hget(t, c, mark, "token"); got != lease.Token() {
+				t.Errorf("mark token after Finish: got %q, want the run's %q", got, lease.Token())
 			}
 			if d := pttl(t, c, mark); d < 9*time.Minute {
 				t.Errorf("mark TTL: got %v, want the 10m retention", d)
@@ -325,12 +352,12 @@ func TestFinish(t *testing.T) {
 			if exists(t, c, key) {
 				t.Errorf("lease key still exists after Finish")
 			}
+			if got := context.Cause(lease.Ctx()); got != locker.ErrReleased {
+				t.Errorf("cause after Finish: got %v, want %v", got, locker.ErrReleased)
+			}
 		}
-		got, err := c.LRange(bg, hist, 0, -1).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := []string{"done:e", "done:d", "done:c"}; len(got) != 3 || got[0] != want[0] || got[2] != want[2] {
+		got := lrange(t, c, hist)
+		if want := []string{"done:e", "done:d", "done:c"}; len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
 			t.Errorf("history: got %q, want %q", got, want)
 		}
 		if d := pttl(t, c, hist); d <= 0 || d > time.Hour {
@@ -339,9 +366,9 @@ func TestFinish(t *testing.T) {
 	})
 
 	t.Run("no mark keeps the key", func(t *testing.T) {
-		key, fence := keys(t)
-		lease := mustObtain(t, l, locker.Claim{Key: key, FenceKey: fence, TTL: time.Second})
-		if err := lease.Finish(bg, "done:ok", time.Minute); err != nil {
+		key, meta := keys(t)
+		lease := mustObtain(t, l, locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, Retention: time.Minute})
+		if err := lease.Finish(bg, "done:ok"); err != nil {
 			t.Fatalf("Finish: %v", err)
 		}
 		if got := get(t, c, key); got != "done:ok" {
@@ -350,41 +377,96 @@ func TestFinish(t *testing.T) {
 		if d := pttl(t, c, key); d < 50*time.Second {
 			t.Errorf("key TTL: got %v, want about 1m", d)
 		}
-		if _, err := l.Obtain(bg, locker.Claim{Key: key, FenceKey: fence, TTL: time.Second}); !errors.Is(err, locker.ErrNotObtained) {
+		if err := tryObtain(l, locker.Claim{Key: key, MetaKey: meta, TTL: time.Second}); !errors.Is(err, locker.ErrNotObtained) {
 			t.Errorf("Obtain after Finish: got %v, want ErrNotObtained", err)
 		}
 	})
 
+	t.Run("repeated finish is idempotent", func(t *testing.T) {
+		key, meta := keys(t)
+		hist := key + ":history"
+		for _, tc := range []struct {
+			name string
+			mark string
+		}{{"mark", key + ":slot"}, {"no mark", ""}} {
+			claim := locker.Claim{Key: key + ":" + tc.name, MetaKey: meta, TTL: time.Second, Retention: time.Minute,
+				MarkKey: tc.mark, HistoryKey: hist, HistoryLen: 10, HistoryTTL: time.Hour}
+			if tc.mark != "" {
+				claim.MarkTTL, claim.Running = time.Minute, "running"
+			}
+			lease := mustObtain(t, l, claim)
+			record := "done:" + tc.name
+			for i := range 2 {
+				if err := lease.Finish(bg, record); err != nil {
+					t.Fatalf("%s: Finish #%d: got %v, want nil", tc.name, i+1, err)
+				}
+			}
+			if tc.mark != "" {
+				if got := hget(t, c, tc.mark, "end"); got != record {
+					t.Errorf("%s: mark end: got %q, want %q", tc.name, got, record)
+				}
+			} else if got := get(t, c, claim.Key); got != record {
+				t.Errorf("%s: key: got %q, want the record %q", tc.name, got, record)
+			}
+		}
+		// Only finishes with a mark write history.
+		if got := lrange(t, c, hist); len(got) != 1 || got[0] != "done:mark" {
+			t.Errorf("history after two finishes: got %q, want [done:mark] once", got)
+		}
+	})
+
 	t.Run("outcome kept after the lease key expired", func(t *testing.T) {
-		key, fence := keys(t)
+		key, meta := keys(t)
 		mark := key + ":slot"
-		lease := mustObtain(t, l, locker.Claim{Key: key, FenceKey: fence, TTL: 50 * time.Millisecond, MarkKey: mark, MarkTTL: time.Minute, Unwatched: true})
+		lease := mustObtain(t, l, locker.Claim{Key: key, MetaKey: meta, TTL: 50 * time.Millisecond,
+			MarkKey: mark, MarkTTL: time.Minute, Retention: time.Minute, Running: "running", Unwatched: true})
 		time.Sleep(100 * time.Millisecond)
-		err := lease.Finish(bg, "done:late", time.Minute)
+		err := lease.Finish(bg, "done:late")
 		var fe *locker.FinishError
 		if !errors.As(err, &fe) || !errors.Is(err, locker.ErrLeaseExpired) || !fe.Recorded {
 			t.Fatalf("Finish: got %v, want a recorded FinishError wrapping ErrLeaseExpired", err)
 		}
-		if got := get(t, c, mark); got != "done:late" {
-			t.Errorf("mark: got %q, want the record", got)
+		if got := hget(t, c, mark, "end"); got != "done:late" {
+			t.Errorf("mark end: got %q, want the record", got)
+		}
+	})
+
+	t.Run("outcome not written over another run's mark", func(t *testing.T) {
+		key, meta := keys(t)
+		mark := key + ":slot"
+		claim := locker.Claim{Key: key, MetaKey: meta, TTL: 50 * time.Millisecond,
+			MarkKey: mark, MarkTTL: time.Minute, Retention: time.Minute, Running: "running", Unwatched: true}
+		lease := mustObtain(t, l, claim)
+		// Another run took over this mark (e.g. after it expired).
+		must(t, c.HSet(bg, mark, "token", "other", "fence", "99", "run", "other").Err())
+		time.Sleep(100 * time.Millisecond)
+		err := lease.Finish(bg, "done:stale")
+		var fe *locker.FinishError
+		if !errors.As(err, &fe) || !errors.Is(err, locker.ErrLeaseExpired) || fe.Recorded {
+			t.Fatalf("Finish: got %v, want a FinishError wrapping ErrLeaseExpired, not recorded", err)
+		}
+		if hexists(t, c, mark, "end") {
+			t.Errorf("mark end: got %q, want none (the mark is another run's)", hget(t, c, mark, "end"))
 		}
 	})
 
 	t.Run("renewals keep the running mark", func(t *testing.T) {
-		key, fence := keys(t)
+		key, meta := keys(t)
 		mark := key + ":slot"
-		lease := mustObtain(t, l, locker.Claim{Key: key, FenceKey: fence, TTL: 150 * time.Millisecond, MarkKey: mark, MarkTTL: 10 * time.Millisecond})
+		lease := mustObtain(t, l, locker.Claim{Key: key, MetaKey: meta, TTL: 150 * time.Millisecond,
+			MarkKey: mark, MarkTTL: 10 * time.Millisecond, Retention: time.Minute, Running: "running"})
 		time.Sleep(600 * time.Millisecond)
-		if got, want := get(t, c, mark), "running:"+lease.Token()+":"; len(got) < len(want) || got[:len(want)] != want {
-			t.Errorf("mark after 4 x TTL: got %q, want prefix %q", got, want)
-		}
+		runningMark(t, c, mark, lease, "running")
 	})
 
-	t.Run("bad retention", func(t *testing.T) {
-		key, fence := keys(t)
-		lease := mustObtain(t, l, locker.Claim{Key: key, FenceKey: fence, TTL: time.Second})
-		if err := lease.Finish(bg, "x", 0); !errors.Is(err, locker.ErrInvalid) {
-			t.Errorf("Finish with 0 retention: got %v, want ErrInvalid", err)
+	t.Run("no retention", func(t *testing.T) {
+		key, meta := keys(t)
+		lease := mustObtain(t, l, locker.Claim{Key: key, MetaKey: meta, TTL: time.Second})
+		if err := lease.Finish(bg, "x"); !errors.Is(err, locker.ErrInvalid) {
+			t.Errorf("Finish of a claim without Retention: got %v, want ErrInvalid", err)
+		}
+		if got := get(t, c, key); got != lease.Token() {
+			t.Errorf("key after a refused Finish: got %q, want the lease's token", got)
 		}
 	})
 }
@@ -394,29 +476,42 @@ func TestFinish(t *testing.T) {
 func TestObtainRefused(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.Options{})
-	c := s.Client(t)
+	c := newClient(t, s)
 	l := locker.New(c, locker.Options{})
 	for _, tc := range []struct {
 		name     string
 		setup    func(t *testing.T, key, mark, pause string)
 		busy     string
 		want     error
-		wantMark string // "" = absent
+		wantMark string // final record in the mark; "" = no mark
 	}{
-		{"slot claimed", func(t *testing.T, key, mark, pause string) { c.Set(bg, mark, "done:ok", time.Minute) }, "", locker.ErrSlotClaimed, "done:ok"},
-		{"paused", func(t *testing.T, key, mark, pause string) { c.Set(bg, pause, "1", time.Minute) }, "", locker.ErrPaused, "skipped:paused"},
+		{"slot claimed", func(t *testing.T, key, mark, pause string) {
+			must(t, c.HSet(bg, mark, "token", "other", "end", "done:ok").Err())
+			must(t, c.Expire(bg, mark, time.Minute).Err())
+		}, recs.Busy, locker.ErrSlotClaimed, "done:ok"},
+		{"paused", func(t *testing.T, key, mark, pause string) {
+			must(t, c.Set(bg, pause, "1", time.Minute).Err())
+		}, recs.Busy, locker.ErrPaused, recs.Paused},
 		{"paused but already marked", func(t *testing.T, key, mark, pause string) {
-			c.Set(bg, pause, "1", time.Minute)
-			c.Set(bg, mark, "done:ok", time.Minute)
-		}, "", locker.ErrSlotClaimed, "done:ok"},
-		{"busy with record", func(t *testing.T, key, mark, pause string) { c.Set(bg, key, "other", time.Minute) }, "skipped:overlap", locker.ErrNotObtained, "skipped:overlap"},
-		{"busy without record", func(t *testing.T, key, mark, pause string) { c.Set(bg, key, "other", time.Minute) }, "", locker.ErrNotObtained, ""},
+			must(t, c.Set(bg, pause, "1", time.Minute).Err())
+			must(t, c.HSet(bg, mark, "token", "other", "end", "done:ok").Err())
+			must(t, c.Expire(bg, mark, time.Minute).Err())
+		}, recs.Busy, locker.ErrSlotClaimed, "done:ok"},
+		{"busy with record", func(t *testing.T, key, mark, pause string) {
+			must(t, c.Set(bg, key, "other", time.Minute).Err())
+		}, recs.Busy, locker.ErrNotObtained, recs.Busy},
+		{"busy without record", func(t *testing.T, key, mark, pause string) {
+			must(t, c.Set(bg, key, "other", time.Minute).Err())
+		}, "", locker.ErrNotObtained, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			key, fence := keys(t)
+			key, meta := keys(t)
 			mark, pause := key+":slot", key+":paused"
 			tc.setup(t, key, mark, pause)
-			_, err := l.Obtain(bg, locker.Claim{Key: key, FenceKey: fence, TTL: time.Second, MarkKey: mark, MarkTTL: time.Minute, PauseKey: pause, BusyRecord: tc.busy})
+			r := recs
+			r.Busy = tc.busy
+			err := tryObtain(l, locker.Claim{Key: key, MetaKey: meta, TTL: time.Second,
+				MarkKey: mark, MarkTTL: time.Minute, Retention: time.Hour, Running: "running", PauseKey: pause, Records: r})
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Obtain: got %v, want %v", err, tc.want)
 			}
@@ -430,11 +525,23 @@ func TestObtainRefused(t *testing.T) {
 			if tc.want == locker.ErrSlotClaimed && noe.Record != tc.wantMark {
 				t.Errorf("Record: got %q, want %q", noe.Record, tc.wantMark)
 			}
-			if got := get(t, c, mark); got != tc.wantMark {
-				t.Errorf("mark: got %q, want %q", got, tc.wantMark)
+			if tc.wantMark == "" {
+				if exists(t, c, mark) {
+					t.Errorf("mark: got %v, want none", hgetall(t, c, mark))
+				}
+			} else {
+				if got := hget(t, c, mark, "end"); got != tc.wantMark {
+					t.Errorf("mark end: got %q, want %q", got, tc.wantMark)
+				}
+				if d := pttl(t, c, mark); d <= 0 {
+					t.Errorf("mark TTL: got %v, want one", d)
+				}
 			}
-			if exists(t, c, fence) {
-				t.Errorf("fence counter moved on a refused claim")
+			if hexists(t, c, meta, "fence") {
+				t.Errorf("fence counter moved on a refused claim: %q", hget(t, c, meta, "fence"))
+			}
+			if got := get(t, c, key); tc.want != locker.ErrNotObtained && got != "" {
+				t.Errorf("lease key: got %q, want none", got)
 			}
 		})
 	}
@@ -442,21 +549,22 @@ func TestObtainRefused(t *testing.T) {
 	// A paused slot is recorded and refused with ErrPaused once: every
 	// other replica's claim of it sees the record and ErrSlotClaimed.
 	t.Run("paused slot counted once", func(t *testing.T) {
-		key, fence := keys(t)
+		key, meta := keys(t)
 		mark, pause := key+":slot", key+":paused"
-		c.Set(bg, pause, "1", time.Minute)
-		claim := locker.Claim{Key: key, FenceKey: fence, TTL: time.Second, MarkKey: mark, MarkTTL: time.Minute, PauseKey: pause}
+		must(t, c.Set(bg, pause, "1", time.Minute).Err())
+		claim := locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, MarkKey: mark, MarkTTL: time.Minute,
+			Retention: time.Hour, PauseKey: pause, Records: recs}
 		var paused, claimed int
 		for range 3 {
-			_, err := l.Obtain(bg, claim)
+			err := tryObtain(l, claim)
 			var noe *locker.NotObtainedError
 			switch {
 			case errors.Is(err, locker.ErrPaused):
 				paused++
-			case errors.Is(err, locker.ErrSlotClaimed) && errors.As(err, &noe) && noe.Record == locker.SkippedPaused:
+			case errors.Is(err, locker.ErrSlotClaimed) && errors.As(err, &noe) && noe.Record == recs.Paused:
 				claimed++
 			default:
-				t.Fatalf("Obtain of a paused slot: got %v, want ErrPaused once, then ErrSlotClaimed with record %q", err, locker.SkippedPaused)
+				t.Fatalf("Obtain of a paused slot: got %v, want ErrPaused once, then ErrSlotClaimed with record %q", err, recs.Paused)
 			}
 		}
 		if paused != 1 || claimed != 2 {
@@ -465,66 +573,216 @@ func TestObtainRefused(t *testing.T) {
 	})
 
 	t.Run("invalid claims", func(t *testing.T) {
-		key, fence := keys(t)
-		for _, c := range []locker.Claim{
-			{FenceKey: fence, TTL: time.Second},
-			{Key: key, TTL: time.Second},
-			{Key: key, FenceKey: fence},
-			{Key: key, FenceKey: fence, TTL: time.Second, MarkKey: key + ":m"},
-			{Key: key, FenceKey: fence, TTL: time.Second, HistoryKey: key + ":h", HistoryLen: 3},
+		key, meta := keys(t)
+		mark := key + ":m"
+		slot := time.Unix(1700000000, 0)
+		for _, tc := range []struct {
+			name string
+			c    locker.Claim
+		}{
+			{"no key", locker.Claim{MetaKey: meta, TTL: time.Second}},
+			{"no meta", locker.Claim{Key: key, TTL: time.Second}},
+			{"no TTL", locker.Claim{Key: key, MetaKey: meta}},
+			{"TTL below 1ms", locker.Claim{Key: key, MetaKey: meta, TTL: time.Microsecond}},
+			{"mark without TTLs", locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, MarkKey: mark}},
+			{"mark without retention", locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, MarkKey: mark, MarkTTL: time.Minute}},
+			{"mark without mark TTL", locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, MarkKey: mark, Retention: time.Minute}},
+			{"history without TTL", locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, HistoryKey: key + ":h", HistoryLen: 3}},
+			{"history without length", locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, HistoryKey: key + ":h", HistoryTTL: time.Hour}},
+			{"slot without mark", locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, Slot: slot, Records: recs}},
+			{"slot without late record", locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, MarkKey: mark, MarkTTL: time.Minute, Retention: time.Minute, Slot: slot}},
+			{"slot not whole seconds", locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, MarkKey: mark, MarkTTL: time.Minute, Retention: time.Minute, Slot: slot.Add(time.Millisecond), Records: recs}},
+			{"replace without next key", locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, Replace: true}},
 		} {
-			if _, err := l.Obtain(bg, c); !errors.Is(err, locker.ErrInvalid) {
-				t.Errorf("Obtain(%+v): got %v, want ErrInvalid", c, err)
+			if _, err := l.Bid(tc.c); !errors.Is(err, locker.ErrInvalid) {
+				t.Errorf("%s: Bid: got %v, want ErrInvalid", tc.name, err)
 			}
+			if err := tryObtain(l, tc.c); !errors.Is(err, locker.ErrInvalid) {
+				t.Errorf("%s: Obtain: got %v, want ErrInvalid", tc.name, err)
+			}
+		}
+		if exists(t, c, key) || exists(t, c, meta) || exists(t, c, mark) {
+			t.Errorf("an invalid claim wrote to Redis")
+		}
+		if _, err := locker.NewQuorum(nil, locker.Options{}); !errors.Is(err, locker.ErrInvalid) {
+			t.Errorf("NewQuorum(nil): got %v, want ErrInvalid", err)
+		}
+		if _, err := locker.NewQuorum([]locker.Client{c, nil}, locker.Options{}); !errors.Is(err, locker.ErrInvalid) {
+			t.Errorf("NewQuorum with a nil client: got %v, want ErrInvalid", err)
 		}
 	})
 
 	t.Run("retries", func(t *testing.T) {
-		key, fence := keys(t)
-		c.Set(bg, key, "other", 150*time.Millisecond)
+		key, meta := keys(t)
+		must(t, c.Set(bg, key, "other", 150*time.Millisecond).Err())
 		l := locker.New(c, locker.Options{Retries: 50, RetryDelay: 30 * time.Millisecond})
-		lease := mustObtain(t, l, locker.Claim{Key: key, FenceKey: fence, TTL: time.Second})
+		lease := mustObtain(t, l, locker.Claim{Key: key, MetaKey: meta, TTL: time.Second})
 		if lease.Fence() != 1 {
 			t.Errorf("fence: got %d, want 1", lease.Fence())
 		}
 	})
 
+	t.Run("no retries after a busy record", func(t *testing.T) {
+		key, meta := keys(t)
+		must(t, c.Set(bg, key, "other", 150*time.Millisecond).Err())
+		l := locker.New(c, locker.Options{Retries: 50, RetryDelay: 30 * time.Millisecond})
+		err := tryObtain(l, locker.Claim{Key: key, MetaKey: meta, TTL: time.Second,
+			MarkKey: key + ":slot", MarkTTL: time.Minute, Retention: time.Minute, Records: recs})
+		if !errors.Is(err, locker.ErrNotObtained) {
+			t.Errorf("Obtain: got %v, want ErrNotObtained at once (the busy skip was recorded)", err)
+		}
+	})
+
 	t.Run("cancelled context", func(t *testing.T) {
-		key, fence := keys(t)
+		key, meta := keys(t)
 		ctx, cancel := context.WithCancel(bg)
 		cancel()
-		_, err := l.Obtain(ctx, locker.Claim{Key: key, FenceKey: fence, TTL: time.Second})
+		_, err := l.Obtain(ctx, locker.Claim{Key: key, MetaKey: meta, TTL: time.Second})
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("Obtain with a cancelled context: got %v, want context.Canceled", err)
 		}
 	})
 }
 
-// TestReplace: a Replace claim takes the key; the old holder loses its lease
-// at its next renewal, and the new fence is greater.
+// TestReplace: a Replace claim wins the slot at once and tells the holder to
+// stop (by message on Channel, or at its next renewal); the holder's Ctx
+// ends with a cause wrapping ErrReplaced and ErrLeaseLost, it keeps its
+// lease while it stops (at most one TTL), and the new claim's Obtain
+// returns only once the old lease was released or expired, with a greater
+// fence.
 func TestReplace(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.Options{})
-	c := s.Client(t)
+	c := newClient(t, s)
 	l := locker.New(c, locker.Options{})
-	key, fence := keys(t)
-	const ttl = 300 * time.Millisecond
-	old := mustObtain(t, l, locker.Claim{Key: key, FenceKey: fence, TTL: ttl})
-	repl := mustObtain(t, l, locker.Claim{Key: key, FenceKey: fence, TTL: ttl, Replace: true})
-	if took := waitDone(t, old, 2*time.Second); took > ttl/3+150*time.Millisecond {
-		t.Errorf("old lease lost after %v, want within TTL/3 + 150ms", took)
-	}
-	if got := context.Cause(old.Ctx()); got != locker.ErrLeaseLost {
-		t.Errorf("old cause: got %v, want %v", got, locker.ErrLeaseLost)
-	}
-	if repl.Fence() <= old.Fence() {
-		t.Errorf("replacing fence %d, want > old %d", repl.Fence(), old.Fence())
-	}
-	if err := repl.Ctx().Err(); err != nil {
-		t.Errorf("replacing lease ended: %v", err)
-	}
-	if got := get(t, c, key); got != repl.Token() {
-		t.Errorf("key: got %q, want the replacing token", got)
+	for _, tc := range []struct {
+		name    string
+		ttl     time.Duration
+		channel bool
+		release bool          // the old holder releases once told to stop
+		within  time.Duration // the old Ctx ends within this after the new claim
+	}{
+		// The new claim follows the old one at once, so the old lease's
+		// first renewal is TTL/3 = 1s away: only the message is this fast.
+		{"message", 3 * time.Second, true, true, 500 * time.Millisecond},
+		{"renewal", 1500 * time.Millisecond, false, true, 500*time.Millisecond + 400*time.Millisecond},
+		{"renewal, holder never stops", 900 * time.Millisecond, false, false, 300*time.Millisecond + 400*time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			key, meta := keys(t)
+			claim := func(slot time.Time) locker.Claim {
+				cl := slotClaim(key, meta, slot)
+				cl.TTL, cl.Replace, cl.NextKey = tc.ttl, true, key+":next"
+				if tc.channel {
+					cl.Channel = key + ":stop"
+				}
+				return cl
+			}
+			slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+			old := mustObtain(t, l, claim(slot))
+			next := claim(slot.Add(time.Second))
+			b, err := l.Bid(next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			type result struct {
+				lease *locker.Lease
+				err   error
+				at    time.Time
+			}
+			done := make(chan result, 1)
+			start := time.Now()
+			go func() {
+				lease, err := b.Obtain(bg)
+				done <- result{lease, err, time.Now()}
+			}()
+
+			took := waitDone(t, old, 3*tc.ttl)
+			stoppedAt := time.Now()
+			if took > tc.within {
+				t.Errorf("old lease told to stop after %v, want within %v", took, tc.within)
+			}
+			cause := context.Cause(old.Ctx())
+			if !errors.Is(cause, locker.ErrReplaced) || !errors.Is(cause, locker.ErrLeaseLost) {
+				t.Errorf("old cause: got %v, want ErrReplaced and ErrLeaseLost", cause)
+			}
+			// The new claim took the slot at once, but not the lease.
+			if got := hget(t, c, next.MarkKey, "token"); got != b.Token() {
+				t.Errorf("new slot's mark token: got %q, want the new bid's %q", got, b.Token())
+			}
+			if got := hget(t, c, meta, "hw"); got != unix(next.Slot) {
+				t.Errorf("high-water: got %q, want the new slot %s", got, unix(next.Slot))
+			}
+			if err := tryObtain(l, next); !errors.Is(err, locker.ErrSlotClaimed) {
+				t.Errorf("third claim of the new slot: got %v, want ErrSlotClaimed", err)
+			}
+			if got := get(t, c, key); got != old.Token() {
+				t.Errorf("lease key while the old run stops: got %q, want the old token", got)
+			}
+			select {
+			case r := <-done:
+				t.Fatalf("new Obtain returned (%v) after %v, before the old lease ended", r.err, r.at.Sub(start))
+			default:
+			}
+
+			var released time.Time
+			if tc.release {
+				time.Sleep(200 * time.Millisecond) // the run takes a while to stop
+				select {
+				case r := <-done:
+					t.Fatalf("new Obtain returned (%v) before the old lease was released", r.err)
+				default:
+				}
+				released = time.Now()
+				if err := old.Release(bg); err != nil {
+					t.Errorf("old Release: %v", err)
+				}
+			}
+			var r result
+			select {
+			case r = <-done:
+			case <-time.After(3*tc.ttl + 2*time.Second):
+				t.Fatalf("new Obtain still waiting %v after the old run was told to stop", time.Since(stoppedAt))
+			}
+			if r.err != nil {
+				t.Fatalf("new Obtain: %v", r.err)
+			}
+			t.Cleanup(func() { _ = r.lease.Release(bg) })
+			if tc.release {
+				if r.at.Before(released) {
+					t.Errorf("new Obtain returned %v before the old Release", released.Sub(r.at))
+				}
+				if wait := r.at.Sub(released); wait > time.Second {
+					t.Errorf("new Obtain returned %v after the old Release, want soon", wait)
+				}
+			} else {
+				// Still renewed for up to one TTL after it was told: the key
+				// outlives that told-renewal by a TTL at least.
+				if wait := r.at.Sub(stoppedAt); wait < tc.ttl-200*time.Millisecond {
+					t.Errorf("new Obtain returned %v after the old run was told to stop, want at least about TTL %v (the old lease is kept while it stops)", wait, tc.ttl)
+				}
+				if cause := context.Cause(old.Ctx()); !errors.Is(cause, locker.ErrReplaced) {
+					t.Errorf("old cause after expiry: got %v, want ErrReplaced kept", cause)
+				}
+			}
+			if r.lease.Fence() <= old.Fence() {
+				t.Errorf("replacing fence %d, want > old %d", r.lease.Fence(), old.Fence())
+			}
+			if r.lease.Token() != b.Token() {
+				t.Errorf("new lease token %q, want the bid's %q", r.lease.Token(), b.Token())
+			}
+			if err := r.lease.Ctx().Err(); err != nil {
+				t.Errorf("replacing lease ended: %v", context.Cause(r.lease.Ctx()))
+			}
+			if got := get(t, c, key); got != r.lease.Token() {
+				t.Errorf("key: got %q, want the replacing token", got)
+			}
+			if exists(t, c, key+":next") {
+				t.Errorf("successor key left after the hand-over: %q", get(t, c, key+":next"))
+			}
+			runningMark(t, c, next.MarkKey, r.lease, "running")
+		})
 	}
 }
 
@@ -533,10 +791,10 @@ func TestReplace(t *testing.T) {
 func TestFenceSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.Options{AOF: true})
-	c := s.Client(t)
+	c := newClient(t, s)
 	l := locker.New(c, locker.Options{})
-	key, fence := keys(t)
-	claim := locker.Claim{Key: key, FenceKey: fence, TTL: time.Second, Unwatched: true}
+	key, meta := keys(t)
+	claim := locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, Unwatched: true}
 	var last int64
 	for round := range 3 {
 		for range 3 {
@@ -553,17 +811,20 @@ func TestFenceSurvivesRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if got := hget(t, c, meta, "fence"); got != strconv.FormatInt(last, 10) {
+		t.Errorf("meta fence after the last restart: got %q, want %d", got, last)
+	}
 }
 
 // TestTokens: tokens are 128-bit hex and differ.
 func TestTokens(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.Options{})
-	l := locker.New(s.Client(t), locker.Options{})
+	l := locker.New(newClient(t, s), locker.Options{})
 	seen := map[string]bool{}
 	for i := range 20 {
-		key, fence := keys(t)
-		lease := mustObtain(t, l, locker.Claim{Key: key + string(rune('a'+i)), FenceKey: fence, TTL: time.Second, Unwatched: true})
+		key, meta := keys(t)
+		lease := mustObtain(t, l, locker.Claim{Key: key + string(rune('a'+i)), MetaKey: meta, TTL: time.Second, Unwatched: true})
 		tok := lease.Token()
 		if len(tok) != 32 || seen[tok] {
 			t.Fatalf("token %q: want 32 hex chars, unique", tok)

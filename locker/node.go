@@ -8,26 +8,50 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// node is one Redis (one client) with automatic pipelining: the commands
-// that concurrent callers send to the same node while a round trip is in
-// flight are queued and then written together as one pipeline, so that 32
-// callers cost a few syscalls per round trip instead of a few each.
-//
-// A call made while the node is idle runs at once on the caller's goroutine
-// (single-node mode, run) or on a new flusher goroutine (send). The flusher
-// owns the queue: it sends everything queued as one pipeline, delivers the
-// replies, and repeats until the queue is empty; then it exits. So no
-// goroutine outlives the calls it serves, and a Locker needs no Close.
-//
-// Every call keeps its own bound: its deadline is the earlier of its
-// context's deadline and its start plus its timeout. A batch is sent with
-// the earliest deadline of its calls (one timer per batch); a call whose
-// context ended, or whose deadline passed, while it was queued is answered
-// with that error and not sent. A caller waiting in run also returns as soon
-// as its context ends. One caller's calls to one node run in the order made
-// (the queue is FIFO and one batch is in flight at a time).
+// node is one Redis (one client) with automatic pipelining, in two lanes:
+// renewals travel in batches of their own, so that a renewal close to its
+// lease's deadline never shortens, or waits behind, a burst of claims; every
+// other call (claims, finishes, releases) goes in the main lane.
 type node struct {
-	client redis.UniversalClient
+	client Client
+	lanes  [2]lane
+}
+
+// Lanes of a node.
+const (
+	laneMain  = 0
+	laneRenew = 1
+)
+
+func newNode(c Client) *node {
+	n := &node{client: c}
+	for i := range n.lanes {
+		n.lanes[i].client = c
+	}
+	return n
+}
+
+// lane pipelines the commands that concurrent callers send to the same
+// node while a round trip is in flight: they are queued and then written
+// together, so that 32 callers cost a few syscalls per round trip instead
+// of a few each.
+//
+// A call made while the lane is idle runs at once on the caller's goroutine
+// (run) or on a new flusher goroutine (send). The flusher owns the queue:
+// it sends everything queued as one pipeline, delivers the replies, and
+// repeats until the queue is empty; then it exits. So no goroutine outlives
+// the calls it serves, and a Locker needs no Close.
+//
+// Every call keeps its own bound: its timeout counts from when it is
+// written, not from when it was queued (a call waiting behind a burst has
+// not lost its reply), and it never outlives its context. A batch is
+// written with the latest deadline of its calls, so no call is cut short by
+// another's; a caller whose own context ends first stops waiting. A call
+// whose context ended while it was queued is answered with that error and
+// not sent. One caller's calls to one lane run in the order made (the
+// queue is FIFO and one batch is in flight at a time).
+type lane struct {
+	client Client
 
 	mu    sync.Mutex
 	busy  bool    // a call or batch is in flight; new calls queue
@@ -42,44 +66,49 @@ const maxBatch = 128
 
 // call is one command on one node.
 type call struct {
-	ctx      context.Context
-	cmd      *redis.Cmd
-	src      string    // the script's source, for EVAL on NOSCRIPT
-	deadline time.Time // start + timeout, or ctx's deadline if sooner
-	node     int
-	done     chan *call // receives the call when its reply (or error) is in
+	ctx     context.Context
+	cmd     *redis.Cmd
+	src     string        // the script's source, for EVAL on NOSCRIPT
+	timeout time.Duration // from the write
+	node    int
+	done    chan *call // receives the call when its reply (or error) is in
 }
 
-func newCall(ctx context.Context, cmd *redis.Cmd, src string, start time.Time, timeout time.Duration) *call {
-	d := start.Add(timeout)
-	if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
+func newCall(ctx context.Context, cmd *redis.Cmd, src string, timeout time.Duration) *call {
+	return &call{ctx: ctx, cmd: cmd, src: src, timeout: timeout}
+}
+
+// deadline is the call's deadline if written at now.
+func (c *call) deadline(now time.Time) time.Time {
+	d := now.Add(c.timeout)
+	if cd, ok := c.ctx.Deadline(); ok && cd.Before(d) {
 		d = cd
 	}
-	return &call{ctx: ctx, cmd: cmd, src: src, deadline: d}
+	return d
 }
 
 // run makes the call and waits for its reply: on the caller's goroutine
-// when the node is idle, otherwise in the next batch. It returns cmd's
+// when the lane is idle, otherwise in the next batch. It returns cmd's
 // error, or ctx's when ctx ended first (the command may still run).
-func (n *node) run(c *call) error {
-	n.mu.Lock()
-	if !n.busy {
-		n.busy = true
-		n.mu.Unlock()
-		n.exec1(c)
-		n.mu.Lock()
-		if len(n.queue) == 0 {
-			n.busy = false
-			n.mu.Unlock()
+func (l *lane) run(c *call) error {
+	l.mu.Lock()
+	if !l.busy {
+		l.busy = true
+		l.mu.Unlock()
+		l.exec1(c)
+		l.mu.Lock()
+		if len(l.queue) == 0 {
+			l.busy = false
+			l.mu.Unlock()
 		} else {
-			n.mu.Unlock()
-			go n.flush()
+			l.mu.Unlock()
+			go l.flush()
 		}
 		return c.cmd.Err()
 	}
 	c.done = make(chan *call, 1)
-	n.queue = append(n.queue, c)
-	n.mu.Unlock()
+	l.queue = append(l.queue, c)
+	l.mu.Unlock()
 	select {
 	case <-c.done:
 		return c.cmd.Err()
@@ -88,68 +117,64 @@ func (n *node) run(c *call) error {
 	}
 }
 
-// send queues the call, starting a flusher when the node is idle; c.done
+// send queues the call, starting a flusher when the lane is idle; c.done
 // (which the caller made, buffered) receives c when its reply is in.
-func (n *node) send(c *call) {
-	n.mu.Lock()
-	n.queue = append(n.queue, c)
-	if n.busy {
-		n.mu.Unlock()
+func (l *lane) send(c *call) {
+	l.mu.Lock()
+	l.queue = append(l.queue, c)
+	if l.busy {
+		l.mu.Unlock()
 		return
 	}
-	n.busy = true
-	n.mu.Unlock()
-	go n.flush()
+	l.busy = true
+	l.mu.Unlock()
+	go l.flush()
 }
 
 // flush sends the queue as batches until it is empty, then exits.
-func (n *node) flush() {
+func (l *lane) flush() {
 	for {
-		n.mu.Lock()
-		batch := n.queue
+		l.mu.Lock()
+		batch := l.queue
 		if len(batch) == 0 {
-			n.busy = false
-			n.mu.Unlock()
+			l.busy = false
+			l.mu.Unlock()
 			return
 		}
 		if len(batch) > maxBatch {
 			// Replies come back batch by batch: the first callers of a burst
 			// need not wait for Redis to run the whole burst.
-			batch = n.queue[:maxBatch:maxBatch]
-			n.queue = append(n.spare[:0], n.queue[maxBatch:]...)
+			batch = l.queue[:maxBatch:maxBatch]
+			l.queue = append(l.spare[:0], l.queue[maxBatch:]...)
 		} else {
-			n.queue = n.spare[:0]
+			l.queue = l.spare[:0]
 		}
-		n.mu.Unlock()
+		l.mu.Unlock()
 
-		n.execBatch(batch)
+		l.execBatch(batch)
 		for i, c := range batch {
 			c.done <- c
 			batch[i] = nil
 		}
-		n.mu.Lock()
-		n.spare = batch
-		n.mu.Unlock()
+		l.mu.Lock()
+		l.spare = batch
+		l.mu.Unlock()
 	}
 }
 
 // exec1 runs one call on its own, bounded by its deadline.
-func (n *node) exec1(c *call) {
-	ctx, cancel := c.ctx, context.CancelFunc(noop)
-	if dl, ok := ctx.Deadline(); !ok || dl.After(c.deadline) {
-		ctx, cancel = context.WithDeadline(ctx, c.deadline)
-	}
-	_ = n.client.Process(ctx, c.cmd)
+func (l *lane) exec1(c *call) {
+	ctx, cancel := context.WithDeadline(c.ctx, c.deadline(time.Now()))
+	_ = l.client.Process(ctx, c.cmd)
 	if isNoScript(c.cmd) {
-		n.evalFallback(ctx, []*call{c})
+		l.evalFallback(ctx, []*call{c})
 	}
 	cancel()
 }
 
-// execBatch sends the live calls of batch as one pipeline with their
-// earliest deadline and answers the others with their context's error or
-// context.DeadlineExceeded.
-func (n *node) execBatch(batch []*call) {
+// execBatch sends the live calls of batch as one pipeline with their latest
+// deadline and answers the others with their context's error.
+func (l *lane) execBatch(batch []*call) {
 	now := time.Now()
 	live := make([]redis.Cmder, 0, len(batch))
 	var dl time.Time
@@ -159,12 +184,8 @@ func (n *node) execBatch(batch []*call) {
 			c.cmd.SetErr(err)
 			continue
 		}
-		if !now.Before(c.deadline) {
-			c.cmd.SetErr(context.DeadlineExceeded)
-			continue
-		}
-		if first == nil || c.deadline.Before(dl) {
-			dl = c.deadline
+		if d := c.deadline(now); first == nil || d.After(dl) {
+			dl = d
 		}
 		if first == nil {
 			first = c
@@ -175,13 +196,12 @@ func (n *node) execBatch(batch []*call) {
 	case 0:
 		return
 	case 1:
-		first.deadline = dl
-		n.exec1(first)
+		l.exec1(first)
 		return
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), dl)
 	defer cancel()
-	pipe := n.client.Pipeline()
+	pipe := l.client.Pipeline()
 	_ = pipe.BatchProcess(ctx, live...)
 	_, _ = pipe.Exec(ctx)
 	var retry []*call
@@ -191,14 +211,14 @@ func (n *node) execBatch(batch []*call) {
 		}
 	}
 	if len(retry) > 0 {
-		n.evalFallback(ctx, retry)
+		l.evalFallback(ctx, retry)
 	}
 }
 
 // evalFallback reruns EVALSHA calls that met NOSCRIPT (after a restart or
 // SCRIPT FLUSH) as EVAL, which also loads the script again.
-func (n *node) evalFallback(ctx context.Context, cs []*call) {
-	pipe := n.client.Pipeline()
+func (l *lane) evalFallback(ctx context.Context, cs []*call) {
+	pipe := l.client.Pipeline()
 	evals := make([]*redis.Cmd, len(cs))
 	for i, c := range cs {
 		args := append([]any(nil), c.cmd.Args()...)

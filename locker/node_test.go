@@ -3,6 +3,7 @@ package locker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"testing"
@@ -17,10 +18,10 @@ import (
 func TestPipelining(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.Options{})
-	c := s.Client(t)
+	c := newClient(t, s)
 
 	t.Run("concurrent cycles", func(t *testing.T) {
-		l := locker.New(c, locker.Options{})
+		l := locker.New(c, locker.Options{NodeTimeout: 2 * time.Second})
 		const callers, cycles = 64, 20
 		var wg sync.WaitGroup
 		errs := make(chan error, callers)
@@ -28,13 +29,13 @@ func TestPipelining(t *testing.T) {
 			wg.Go(func() {
 				tag := "{" + t.Name() + ":" + strconv.Itoa(g) + "}"
 				for i := 1; i <= cycles; i++ {
-					lease, err := l.Obtain(bg, locker.Claim{Key: tag + ":run", FenceKey: tag + ":fence", TTL: time.Minute, Unwatched: true})
+					lease, err := l.Obtain(bg, locker.Claim{Key: tag + ":run", MetaKey: tag + ":meta", TTL: time.Minute, Unwatched: true})
 					if err != nil {
 						errs <- err
 						return
 					}
 					if lease.Fence() != int64(i) {
-						errs <- errors.New("caller " + strconv.Itoa(g) + ": got fence " + strconv.FormatInt(lease.Fence(), 10) + ", want " + strconv.Itoa(i))
+						errs <- fmt.Errorf("caller %d: got fence %d, want %d", g, lease.Fence(), i)
 						return
 					}
 					if err := lease.Release(bg); err != nil {
@@ -52,7 +53,7 @@ func TestPipelining(t *testing.T) {
 	})
 
 	t.Run("scripts flushed", func(t *testing.T) {
-		l := locker.New(c, locker.Options{})
+		l := locker.New(c, locker.Options{NodeTimeout: 2 * time.Second})
 		if err := c.ScriptFlush(bg).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -61,13 +62,15 @@ func TestPipelining(t *testing.T) {
 		for g := range 32 {
 			wg.Go(func() {
 				tag := "{" + t.Name() + ":" + strconv.Itoa(g) + "}"
-				claim := locker.Claim{Key: tag + ":run", FenceKey: tag + ":fence", TTL: time.Minute, Unwatched: true}
-				if g%2 == 1 { // obtain.lua rather than obtain_plain.lua
-					claim.MarkKey, claim.MarkTTL = tag+":slot", time.Minute
+				claim := locker.Claim{Key: tag + ":run", MetaKey: tag + ":meta", TTL: time.Minute, Retention: time.Minute, Unwatched: true}
+				if g%2 == 1 { // the slot path of obtain.lua and finish.lua
+					slot := time.Unix(1700000000, 0)
+					claim.MarkKey, claim.MarkTTL, claim.Running = markOf(claim.Key, slot), time.Minute, "running"
+					claim.Slot, claim.Records = slot, recs
 				}
 				lease, err := l.Obtain(bg, claim)
 				if err == nil {
-					err = lease.Release(bg)
+					err = lease.Finish(bg, "done:ok")
 				}
 				if err != nil {
 					errs <- err
@@ -97,7 +100,7 @@ func TestPipelining(t *testing.T) {
 		})
 		claim := func(i int) locker.Claim {
 			tag := "{" + t.Name() + ":" + strconv.Itoa(i) + "}"
-			return locker.Claim{Key: tag + ":run", FenceKey: tag + ":fence", TTL: time.Minute, Unwatched: true}
+			return locker.Claim{Key: tag + ":run", MetaKey: tag + ":meta", TTL: time.Minute, Unwatched: true}
 		}
 		const n = 8
 		errs := make([]error, n)
@@ -139,6 +142,55 @@ func TestPipelining(t *testing.T) {
 			}
 			if err := lease.Release(bg); err != nil {
 				t.Errorf("Release %d after resume: %v", i, err)
+			}
+		}
+	})
+
+	// A call's timeout counts from when it is written, not from when it was
+	// queued: calls queued behind one that is stuck for its whole timeout
+	// still get their replies when the node answers within their own.
+	t.Run("timeout counts from the write", func(t *testing.T) {
+		const timeout = time.Second
+		l := locker.New(c, locker.Options{NodeTimeout: timeout})
+		claim := func(i int) locker.Claim {
+			tag := "{" + t.Name() + ":" + strconv.Itoa(i) + "}"
+			return locker.Claim{Key: tag + ":run", MetaKey: tag + ":meta", TTL: time.Minute, Unwatched: true}
+		}
+		if err := s.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		var once sync.Once
+		resume := func() { once.Do(func() { _ = s.Resume() }) }
+		t.Cleanup(resume)
+		const n = 6
+		errs := make([]error, n)
+		leases := make([]*locker.Lease, n)
+		var wg sync.WaitGroup
+		start := time.Now()
+		wg.Go(func() { leases[0], errs[0] = l.Obtain(bg, claim(0)) }) // written at once, stuck
+		time.Sleep(100 * time.Millisecond)
+		for i := 1; i < n; i++ {
+			wg.Go(func() { leases[i], errs[i] = l.Obtain(bg, claim(i)) }) // queued behind it
+		}
+		// Resume after the first call's timeout and more than a timeout after
+		// the others were queued, but well within their timeout from the
+		// write that follows the first call's failure.
+		time.Sleep(timeout + 400*time.Millisecond - time.Since(start))
+		resume()
+		wg.Wait()
+		if errs[0] == nil {
+			t.Errorf("call 0 (in flight while paused past its timeout): succeeded, want a timeout")
+		}
+		for i := 1; i < n; i++ {
+			if errs[i] != nil {
+				t.Errorf("call %d (queued %v before the resume): got %v, want its reply", i, timeout+300*time.Millisecond, errs[i])
+				continue
+			}
+			if leases[i].Fence() != 1 {
+				t.Errorf("call %d: fence %d, want 1", i, leases[i].Fence())
+			}
+			if err := leases[i].Release(bg); err != nil {
+				t.Errorf("call %d: Release: %v", i, err)
 			}
 		}
 	})

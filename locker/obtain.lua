@@ -1,58 +1,148 @@
--- obtain.lua: claim a lease in one round trip.
--- KEYS[1] lease key
--- KEYS[2] slot mark (KEYS[1] again when the claim has none; see ARGV[3])
--- KEYS[3] fence counter (INCR, no TTL)
--- KEYS[4] pause key (KEYS[1] again when the claim has none; see ARGV[6])
--- (KEYS[1..2] and ARGV[1..4] are renew.lua's, so a lease reuses them.)
--- ARGV[1] token (32 hex chars)
--- ARGV[2] lease TTL in ms
--- ARGV[3] "1" when KEYS[2] is a real mark key
--- ARGV[4] mark TTL in ms (already max(MarkTTL, TTL))
--- ARGV[5] busy record ("" for none)
--- ARGV[6] "1" when KEYS[4] is a real pause key
--- ARGV[7] "1" to replace a lease held by another token
--- Returns the new fence (an integer >= 1) on success, otherwise
--- {code, pttl, record}: code 1 paused, 2 slot claimed, 3 lease busy.
-local hasMark = ARGV[3] == "1"
+-- obtain.lua: claim a lease (and, for a slot claim, the slot) in one round
+-- trip. Keys (see prelude.lua for the calling convention):
+--   K.lease    lease key: a string holding the holder's token, with a TTL
+--   K.meta     the job's hash, no TTL: "fence" (counter), "hw" (highest
+--              slot decided, unix seconds), "first" (first sight, unix s)
+--   K.mark     the slot's mark, a hash: "token", "fence", "run" (running
+--              record), "prevhw" (hw before this claim), "end" (final record)
+--   K.pause    pause key: present = paused             (optional)
+--   K.history  history list                              (optional)
+--   K.next     successor key of overlap "replace"        (optional)
+-- Arguments:
+--   A.token    the claim's token; a claim retried as itself reuses it
+--   A.ttl      lease TTL (ms)
+--   A.run      the running record, stored in the mark
+--   A.mark_ttl TTL of a running mark (ms), A.retention of an ended one
+--   A.slot     unix seconds: turns on the slot checks (high-water, first
+--              sight, server clock); absent for a manual run or a plain lock
+--   A.first    first sight to store when the job has none yet (unix s)
+--   A.not_before, A.not_after   server-clock bounds of the claim (ms)
+--   A.overlap  "replace" takes over a busy lease (see K.next); otherwise a
+--              busy lease refuses the claim
+--   A.channel  pub/sub channel that tells a replaced holder to stop
+--   A.skip_busy, A.skip_paused, A.skip_late   records of those skips
+--   A.history_len, A.history_ttl
+-- Reply: {"won", fence, pttl}            lease held (pttl = its TTL)
+--        {"wait", fence, pttl}           slot claimed; the lease is still
+--                                        held by the run being replaced,
+--                                        for pttl ms at most (take.lua)
+--        {"claimed", pttl, end, token}   slot already claimed (by token) or
+--                                        decided (end: its final record)
+--        {"busy", pttl}                  lease held by another run
+--        {"paused", pttl}                job paused (skip recorded)
+--        {"early", wait}                 slot not due on the server clock
+--        {"late", over}                  past its window (skip recorded)
+--        {"unborn", first}               slot before the job's first sight
 
--- The mark first: a slot already run, running or skipped (paused included)
--- is refused as claimed, so a paused slot is recorded and counted once, by
--- the one claim that wrote "skipped:paused".
--- A claim that finds its own running mark is a retry of itself whose first
--- reply was lost: it succeeds again with the fence it took, and refreshes
--- the lease (idempotent, so a client-side retry never loses the slot).
-if hasMark then
-  local mark = redis.call("GET", KEYS[2])
-  if mark then
-    local own = "running:" .. ARGV[1] .. ":"
-    if string.sub(mark, 1, #own) == own and redis.call("GET", KEYS[1]) == ARGV[1] then
-      redis.call("PEXPIRE", KEYS[1], ARGV[2])
-      return tonumber(string.sub(mark, #own + 1))
+local fence_of = function(v) return tonumber(v) end
+
+-- A claim that finds its own running mark is a retry of itself whose
+-- earlier reply was lost or late: it wins again with the fence it took.
+if K.mark then
+  local m = redis.call("HMGET", K.mark, "token", "end", "fence")
+  if own_running(m) then
+    local holder = redis.call("GET", K.lease)
+    if holder == A.token then
+      redis.call("PEXPIRE", K.lease, A.ttl)
+      return {"won", fence_of(m[3]), tonumber(A.ttl)}
     end
-    return {2, redis.call("PTTL", KEYS[2]), mark}
+    if K.next then
+      local nx = redis.call("GET", K.next)
+      if holder and nx == A.token then
+        return {"wait", fence_of(m[3]), redis.call("PTTL", K.lease)}
+      end
+      if holder or (nx and nx ~= A.token) then
+        -- another claim replaced the run this one was waiting for
+        end_mark(A.skip_busy)
+        return {"busy", redis.call("PTTL", K.lease)}
+      end
+      if nx then
+        redis.call("DEL", K.next)
+      end
+    elseif holder then
+      -- the lease expired before this retry and another run took it
+      end_mark(A.skip_busy)
+      return {"busy", redis.call("PTTL", K.lease)}
+    end
+    redis.call("SET", K.lease, A.token, "PX", A.ttl)
+    return {"won", fence_of(m[3]), tonumber(A.ttl)}
+  end
+  if m[1] or m[2] then
+    return {"claimed", redis.call("PTTL", K.mark), m[2] or "", m[1] or ""}
   end
 end
 
-if ARGV[6] == "1" and redis.call("EXISTS", KEYS[4]) == 1 then
-  if hasMark then
-    redis.call("SET", KEYS[2], "skipped:paused", "PX", ARGV[4])
+local prevhw = false
+if A.slot then
+  local slot = tonumber(A.slot)
+  local meta = redis.call("HMGET", K.meta, "hw", "first")
+  if meta[1] and tonumber(meta[1]) >= slot then
+    -- decided before: its mark may have expired, the high-water has not
+    return {"claimed", 0, ""}
   end
-  return {1, redis.call("PTTL", KEYS[4]), ""}
+  local now = now_ms()
+  if A.not_before and now < tonumber(A.not_before) then
+    return {"early", tonumber(A.not_before) - now}
+  end
+  local first = meta[2]
+  if not first then
+    first = A.first
+    redis.call("HSET", K.meta, "first", first)
+  end
+  if slot < tonumber(first) then
+    return {"unborn", tonumber(first)}
+  end
+  if A.not_after and now > tonumber(A.not_after) then
+    end_mark(A.skip_late)
+    raise_hw()
+    return {"late", now - tonumber(A.not_after)}
+  end
+  prevhw = meta[1] or ""
 end
 
-if ARGV[7] ~= "1" then
-  if not redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2], "NX") then
-    if hasMark and ARGV[5] ~= "" then
-      redis.call("SET", KEYS[2], ARGV[5], "PX", ARGV[4])
-    end
-    return {3, redis.call("PTTL", KEYS[1]), ""}
+if K.pause and redis.call("EXISTS", K.pause) == 1 then
+  if K.mark then
+    end_mark(A.skip_paused)
   end
+  if A.slot then
+    raise_hw()
+  end
+  return {"paused", redis.call("PTTL", K.pause)}
+end
+
+local holder = redis.call("GET", K.lease)
+local waiting = false
+if not holder then
+  redis.call("SET", K.lease, A.token, "PX", A.ttl)
+elseif A.overlap == "replace" then
+  -- Take the slot now, the lease once its holder stopped: the successor
+  -- key makes the holder's renewals answer "replaced" (and the message
+  -- tells it at once); take.lua hands the lease over.
+  local pttl = redis.call("PTTL", K.lease)
+  redis.call("SET", K.next, A.token, "PX", math.max(pttl, 0) + 2 * tonumber(A.ttl))
+  if A.channel then
+    redis.call("PUBLISH", A.channel, holder)
+  end
+  waiting = true
 else
-  redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+  if K.mark and A.skip_busy then
+    end_mark(A.skip_busy)
+    if A.slot then
+      raise_hw()
+    end
+  end
+  return {"busy", redis.call("PTTL", K.lease)}
 end
 
-local fence = redis.call("INCR", KEYS[3])
-if hasMark then
-  redis.call("SET", KEYS[2], "running:" .. ARGV[1] .. ":" .. fence, "PX", ARGV[4])
+local fence = redis.call("HINCRBY", K.meta, "fence", 1)
+if K.mark then
+  redis.call("HSET", K.mark, "token", A.token, "fence", fence, "run", A.run, "prevhw", prevhw or "")
+  redis.call("PEXPIRE", K.mark, A.mark_ttl)
 end
-return fence
+if A.slot then
+  redis.call("HSET", K.meta, "hw", A.slot)
+end
+if waiting then
+  return {"wait", fence, redis.call("PTTL", K.lease)}
+end
+return {"won", fence, tonumber(A.ttl)}

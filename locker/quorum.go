@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -27,29 +26,29 @@ type gather[T any] struct {
 	got     []nodeResult[T]
 }
 
-// fanout sends the command line to every node at once, each call bounded by
-// timeout (and ctx), and pipelined with the other calls queued on its node
-// (see node). It starts no goroutine per call: a node that is idle gets a
-// flusher, which exits when its queue is empty. A caller that stops reading
-// early leaves the rest to be delivered, within timeout, into a buffered
-// channel. line is shared by the nodes' commands, read only.
-func fanout[T any](ctx context.Context, nodes []*node, timeout time.Duration, s *script, line []any, parse func(*redis.Cmd) (T, error)) *gather[T] {
-	return fanoutTo(ctx, nodes, nil, timeout, s, line, parse)
+// fanout sends the command line to every node at once, in the given lane,
+// each call bounded by timeout (and ctx), and pipelined with the other
+// calls queued on its node (see lane). It starts no goroutine per call: a
+// lane that is idle gets a flusher, which exits when its queue is empty. A
+// caller that stops reading early leaves the rest to be delivered, within
+// timeout, into a buffered channel. line is shared by the nodes' commands,
+// read only.
+func fanout[T any](ctx context.Context, nodes []*node, ln int, timeout time.Duration, s *script, line []any, parse func(*redis.Cmd) (T, error)) *gather[T] {
+	return fanoutTo(ctx, nodes, nil, ln, timeout, s, line, parse)
 }
 
 // fanoutTo is fanout to the nodes whose skip entry is false (all when skip
 // is nil).
-func fanoutTo[T any](ctx context.Context, nodes []*node, skip []bool, timeout time.Duration, s *script, line []any, parse func(*redis.Cmd) (T, error)) *gather[T] {
+func fanoutTo[T any](ctx context.Context, nodes []*node, skip []bool, ln int, timeout time.Duration, s *script, line []any, parse func(*redis.Cmd) (T, error)) *gather[T] {
 	g := &gather[T]{ch: make(chan *call, len(nodes)), parse: parse, got: make([]nodeResult[T], 0, len(nodes))}
-	start := time.Now()
 	for i, n := range nodes {
 		if skip != nil && skip[i] {
 			continue
 		}
-		c := newCall(ctx, redis.NewCmd(ctx, line...), s.src, start, timeout)
+		c := newCall(ctx, redis.NewCmd(ctx, line...), s.src, timeout)
 		c.node, c.done = i, g.ch
 		g.pending++
-		n.send(c)
+		n.lanes[ln].send(c)
 	}
 	return g
 }
@@ -82,6 +81,10 @@ func parseObtainCmd(cmd *redis.Cmd) (obtainReply, error) { return parseObtain(cm
 
 func int64Reply(cmd *redis.Cmd) (int64, error) { return cmd.Int64() }
 
+func textReply(cmd *redis.Cmd) (string, error) { return cmd.Text() }
+
+func anyReply(cmd *redis.Cmd) (any, error) { return cmd.Val(), nil }
+
 // joinErrs joins the I/O errors of results, naming their nodes.
 func joinErrs[T any](rs []nodeResult[T]) error {
 	var errs []error
@@ -93,24 +96,35 @@ func joinErrs[T any](rs []nodeResult[T]) error {
 	return errors.Join(errs...)
 }
 
+// errSplitVote marks a quorum claim that surely lost the vote to other
+// claimants and dropped its marks: Bid.Obtain retries it after a random
+// delay, as Redlock does.
+var errSplitVote = errors.New("locker: split vote")
+
 // obtainQuorum is Redlock: claim on every node, succeed on a majority within
 // the validity, raise every fence counter to the majority's maximum with a
-// majority of acks, and undo everything on failure.
-func (l *Locker) obtainQuorum(ctx context.Context, c *Claim) (*Lease, error) {
-	a := c.leaseArgs(newToken())
-	s, line := c.obtainLine(&a)
+// majority of acks. A claim that surely lost drops its marks on every node;
+// one that may have won is kept, for a retry as itself or a Withdraw.
+func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
+	l := b.lk
+	c := &b.claim
 	n := len(l.nodes)
 	start := time.Now()
 	validUntil := start.Add(c.TTL - l.opts.drift(c.TTL))
 
-	g := fanout(ctx, l.nodes, l.opts.NodeTimeout, s, line, parseObtainCmd)
+	b.sent = true
+	g := fanout(ctx, l.nodes, laneMain, l.opts.NodeTimeout, obtainScript, b.lines.obtain, parseObtainCmd)
 	ok, failed := 0, 0
-	var fence int64
+	var fence, pttl int64
+	wait := false
 	for ok < l.quorum && failed <= n-l.quorum {
 		r, _ := g.next()
-		if r.err == nil && r.val.code == 0 {
+		if r.err == nil && r.val.ok() {
 			ok++
 			fence = max(fence, r.val.fence)
+			if r.val.code == replyWait {
+				wait, pttl = true, max(pttl, r.val.pttl)
+			}
 		} else {
 			failed++
 		}
@@ -120,83 +134,138 @@ func (l *Locker) obtainQuorum(ctx context.Context, c *Claim) (*Lease, error) {
 	switch {
 	case ok < l.quorum:
 		err = fmt.Errorf("%w: %d of %d nodes claimed, need %d", ErrNoQuorum, ok, n, l.quorum)
-	case !time.Now().Before(validUntil):
+	case !wait && !time.Now().Before(validUntil):
 		err = fmt.Errorf("%w: %w: validity used up after %v", ErrNoQuorum, ErrTooLate, time.Since(start))
 	default:
-		if err = l.writeFence(ctx, c.FenceKey, fence, g.got); err == nil && !time.Now().Before(validUntil) {
+		if err = l.writeFence(ctx, c.MetaKey, fence, g.got); err == nil && !wait && !time.Now().Before(validUntil) {
 			err = fmt.Errorf("%w: %w: validity used up after %v", ErrNoQuorum, ErrTooLate, time.Since(start))
 		}
 	}
 	if err == nil {
-		lease := newLease(l, c, fence, start, a)
-		lease.claims = g
+		lease := newLease(l, b, fence, start)
+		if wait {
+			g.all() // every claim answered before the take rounds begin
+			if err := lease.awaitPredecessor(ctx, pttl); err != nil {
+				return nil, err
+			}
+		} else {
+			lease.claims = g
+		}
 		lease.start(ctx)
 		return lease, nil
 	}
 
-	// Failure: wait for the slow claims (bounded by NodeTimeout) so that none
-	// lands after the undo, then undo on every node.
+	// Failure: wait for the slow claims (bounded by NodeTimeout), then look
+	// at every answer.
 	rs := g.all()
-	l.abortAll(&a, mayHaveWon(rs, l.quorum))
-	if state, refused := stateErr(rs); refused > n-l.quorum {
-		err = state // state alone made a majority impossible
-	} else if ioErr := joinErrs(rs); ioErr != nil {
+	if state, decided := quorumRefusal(rs, n, l.quorum); decided {
+		// Others decided the slot: our running marks, if any, stand on a
+		// minority.
+		b.drop(rs)
+		return nil, state
+	}
+	if !mayHaveWon(rs, l.quorum) {
+		// A split vote, or too few nodes answered to win: drop our marks so
+		// that a retry (ours or another claimant's) can win.
+		b.drop(rs)
+		if ioErr := joinErrs(rs); ioErr != nil {
+			err = fmt.Errorf("%w: %w", err, ioErr)
+		} else {
+			err = fmt.Errorf("%w: %w", err, errSplitVote)
+		}
+		return nil, withCtx(ctx, err)
+	}
+	if ioErr := joinErrs(rs); ioErr != nil {
 		err = fmt.Errorf("%w: %w", err, ioErr)
 	}
-	return nil, fmt.Errorf("locker: obtain %q: %w", c.Key, withCtx(ctx, err))
+	return nil, withCtx(ctx, err)
 }
 
-// stateErr picks the state refusal that most nodes gave, if any, and counts
-// the refusals.
-func stateErr(rs []nodeResult[obtainReply]) (best *NotObtainedError, refused int) {
-	var count [codeBusy + 1]int
-	// A slot counts as claimed only as far as one claimant's running marks,
-	// plus final records, go: running marks of several claimants that split
-	// the vote do not make the slot taken, since all of them will undo.
-	perToken := map[string]int{}
-	top := 0
+// drop deletes the bid's running marks (restoring each node's high-water)
+// and lease keys on the nodes where its claim won; best effort, bounded by
+// NodeTimeout.
+func (b *Bid) drop(rs []nodeResult[obtainReply]) {
+	l := b.lk
+	skip := make([]bool, len(l.nodes))
+	for i := range skip {
+		skip[i] = true
+	}
+	any := false
 	for _, r := range rs {
-		if r.err != nil || r.val.code < codePaused || r.val.code > codeBusy {
+		if r.err != nil || r.val.ok() {
+			skip[r.node], any = false, true
+		}
+	}
+	if !any {
+		return
+	}
+	line := b.claim.releaseLine(b.token, markDrop, "")
+	fanoutTo(context.Background(), l.nodes, skip, laneMain, l.opts.NodeTimeout, releaseScript, line, textReply).all()
+}
+
+// quorumRefusal tells whether the refusals of a failed quorum claim decide
+// the slot: either the nodes that refuse every claimant (a final record or
+// high-water, pause, a busy lease, a clock bound) leave too few nodes for
+// any majority, or another claimant's running marks stand on a majority
+// (it won). Otherwise nobody has won: the claimants split the vote, and
+// the losers drop their marks so that a retry can win. best is the refusal
+// to report when decided.
+func quorumRefusal(rs []nodeResult[obtainReply], n, quorum int) (best *NotObtainedError, decided bool) {
+	count := map[string]int{}
+	perToken := map[string]int{}
+	blockAll, top := 0, 0
+	for _, r := range rs {
+		if r.err != nil || r.val.ok() {
 			continue
 		}
-		if r.val.code == codeClaimed && strings.HasPrefix(r.val.record, RunningPrefix) {
-			tok, _, _ := strings.Cut(strings.TrimPrefix(r.val.record, RunningPrefix), ":")
-			perToken[tok]++
-			if perToken[tok] <= top {
-				continue
-			}
-			top = perToken[tok]
+		if r.val.code == replyClaimed && r.val.token != "" && r.val.record == "" {
+			perToken[r.val.token]++
+			top = max(top, perToken[r.val.token])
+			continue
 		}
-		refused++
+		blockAll++
 		count[r.val.code]++
-		if best == nil || count[r.val.code] > count[bestCode(best)] {
+		if best == nil || count[r.val.code] > count[codeOf(best)] {
 			best = r.val.err()
 		}
 	}
-	return best, refused
+	switch {
+	case top >= quorum:
+		return &NotObtainedError{Reason: ErrSlotClaimed}, true
+	case blockAll > n-quorum:
+		return best, true
+	}
+	return nil, false
 }
 
-func bestCode(e *NotObtainedError) int64 {
+// codeOf is the reply code of a refusal.
+func codeOf(e *NotObtainedError) string {
 	switch e.Reason {
 	case ErrPaused:
-		return codePaused
+		return replyPaused
 	case ErrSlotClaimed:
-		return codeClaimed
+		return replyClaimed
+	case ErrEarly:
+		return replyEarly
+	case ErrLate:
+		return replyLate
+	case ErrUnborn:
+		return replyUnborn
 	}
-	return codeBusy
+	return replyBusy
 }
 
 // writeFence makes sure that a majority of nodes have the fence counter at
-// f or above. The nodes whose claim INCR already returned f have it (the
-// common case: then no write is needed); the counter is raised to f on the
-// others, and Obtain waits for as many acknowledgements as the majority
-// still lacks.
+// f or above. The nodes whose claim already returned f have it (the common
+// case: then no write is needed); the counter is raised to f on the others,
+// and the claim waits for as many acknowledgements as the majority still
+// lacks.
 func (l *Locker) writeFence(ctx context.Context, key string, f int64, claims []nodeResult[obtainReply]) error {
 	n := len(l.nodes)
 	have := 0
 	skip := make([]bool, n)
 	for _, r := range claims {
-		if r.err == nil && r.val.code == 0 && r.val.fence == f {
+		if r.err == nil && r.val.ok() && r.val.fence == f {
 			have++
 			skip[r.node] = true
 		}
@@ -204,7 +273,9 @@ func (l *Locker) writeFence(ctx context.Context, key string, f int64, claims []n
 	if have >= l.quorum {
 		return nil
 	}
-	g := fanoutTo(ctx, l.nodes, skip, l.opts.NodeTimeout, fenceScript, fenceScript.line(1, key, strconv.FormatInt(f, 10)), int64Reply)
+	var a args
+	a.key("meta", key).arg("fence", strconv.FormatInt(f, 10))
+	g := fanoutTo(ctx, l.nodes, skip, laneMain, l.opts.NodeTimeout, fenceScript, fenceScript.line(&a), int64Reply)
 	ok, failed, others := have, 0, g.pending
 	for ok < l.quorum && failed <= others-(l.quorum-have) {
 		r, _ := g.next()
@@ -220,25 +291,15 @@ func (l *Locker) writeFence(ctx context.Context, key string, f int64, claims []n
 	return nil
 }
 
-// abortAll deletes the lease key and the running mark holding the lease's
-// token on every node; best effort, bounded by NodeTimeout.
-func (l *Locker) abortAll(a *leaseArgs, mayHaveWon bool) {
-	mode := markDrop
-	if mayHaveWon {
-		mode = markAbort
-	}
-	fanout(context.Background(), l.nodes, l.opts.NodeTimeout, releaseScript, a.releaseLine(mode), int64Reply).all()
-}
-
 // mayHaveWon reports whether a failed claim's running marks may stand on a
 // majority (claimed, or unknown after an I/O error): other claimants may then
-// have taken the slot as won and given it up, so the undo must keep it
-// claimed (SkippedAborted). A claim that surely lost the vote deletes its
-// marks instead, so that a retry after a split vote can win.
+// have taken the slot as won and given it up, so the claim must be kept
+// (retried as itself, or withdrawn with a record). A claim that surely lost
+// the vote drops its marks instead, so that a retry can win.
 func mayHaveWon(rs []nodeResult[obtainReply], quorum int) bool {
 	maybe := 0
 	for _, r := range rs {
-		if (r.err == nil && r.val.code == 0) || (r.err != nil && !neverSent(r.err)) {
+		if (r.err == nil && r.val.ok()) || (r.err != nil && !neverSent(r.err)) {
 			maybe++
 		}
 	}
@@ -253,14 +314,17 @@ func neverSent(err error) bool {
 }
 
 // tally counts renew/release statuses.
-type tally struct{ held, expired, taken, failed int }
+type tally struct{ held, expired, taken, failed, replaced int }
 
-func (t *tally) add(s int64, err error) {
+func (t *tally) add(s string, err error) {
 	switch {
 	case err != nil:
 		t.failed++
-	case s == statusHeld:
+	case s == statusHeld || s == statusDone:
 		t.held++
+	case s == statusReplaced:
+		t.held++
+		t.replaced++
 	case s == statusExpired:
 		t.expired++
 	case s == statusTaken:
@@ -283,10 +347,10 @@ func (t *tally) reason() error {
 
 // renewQuorum extends the lease on every node and needs a majority within
 // the validity; the rest finish in the background.
-func (l *Lease) renewQuorum(ctx context.Context, timeout time.Duration, start time.Time) error {
+func (l *Lease) renewQuorum(ctx context.Context, timeout time.Duration, start time.Time) (string, error) {
 	lk := l.lk
 	n := len(lk.nodes)
-	g := fanout(ctx, lk.nodes, timeout, renewScript, l.args.renewLine(), int64Reply)
+	g := fanout(ctx, lk.nodes, laneRenew, timeout, renewScript, l.bid.lines.renew, textReply)
 	var t tally
 	for t.held < lk.quorum && t.held+n-len(g.got) >= lk.quorum {
 		r, _ := g.next()
@@ -294,25 +358,28 @@ func (l *Lease) renewQuorum(ctx context.Context, timeout time.Duration, start ti
 	}
 	switch {
 	case t.held >= lk.quorum:
-		if time.Since(start) >= l.claim.TTL-l.drift {
-			return fmt.Errorf("%w: renewal validity used up after %v", ErrNoQuorum, time.Since(start))
+		if time.Since(start) >= l.bid.claim.TTL-l.drift {
+			return "", fmt.Errorf("%w: renewal validity used up after %v", ErrNoQuorum, time.Since(start))
 		}
-		return nil
-	case l.ctx.Err() != nil:
-		return context.Cause(l.ctx)
+		if t.replaced > 0 {
+			return statusReplaced, nil
+		}
+		return statusHeld, nil
+	case l.hold.Err() != nil:
+		return "", context.Cause(l.hold)
 	case t.gone(n, lk.quorum):
 		err := t.reason()
 		l.lose("renewal", fmt.Errorf("%w (expired on %d, taken on %d, of %d nodes)", err, t.expired, t.taken, n))
-		return fmt.Errorf("%w: %w", ErrLeaseLost, err)
+		return "", fmt.Errorf("%w: %w", ErrLeaseLost, err)
 	}
-	return withCtx(ctx, fmt.Errorf("%w: %d of %d nodes renewed: %w", ErrNoQuorum, t.held, n, joinErrs(g.got)))
+	return "", withCtx(ctx, fmt.Errorf("%w: %d of %d nodes renewed: %w", ErrNoQuorum, t.held, n, joinErrs(g.got)))
 }
 
 // releaseQuorum compare-and-deletes on every node and waits for all, each
 // bounded by NodeTimeout.
-func (l *Lease) releaseQuorum(ctx context.Context) error {
+func (l *Lease) releaseQuorum(ctx context.Context, line []any) error {
 	lk := l.lk
-	rs := fanout(ctx, lk.nodes, lk.opts.NodeTimeout, releaseScript, l.args.releaseLine(markKeep), int64Reply).all()
+	rs := fanout(ctx, lk.nodes, laneMain, lk.opts.NodeTimeout, releaseScript, line, textReply).all()
 	var t tally
 	for _, r := range rs {
 		t.add(r.val, r.err)
@@ -320,7 +387,8 @@ func (l *Lease) releaseQuorum(ctx context.Context) error {
 	return l.verdict(ctx, &t, joinErrs(rs), nil)
 }
 
-// verdict turns a tally of all nodes into Release's or Finish's error.
+// verdict turns a tally of all nodes into Release's or Finish's error;
+// errors of state are final (see retry).
 func (l *Lease) verdict(ctx context.Context, t *tally, ioErr error, wrap func(error) error) error {
 	n, q := len(l.lk.nodes), l.lk.quorum
 	if wrap == nil {
@@ -330,7 +398,7 @@ func (l *Lease) verdict(ctx context.Context, t *tally, ioErr error, wrap func(er
 	case t.held >= q:
 		return nil
 	case t.expired+t.taken > 0 && t.held+t.failed < q:
-		return wrap(t.reason())
+		return final{wrap(t.reason())}
 	}
 	return withCtx(ctx, fmt.Errorf("%w: %d of %d nodes held the lease: %w", ErrNoQuorum, t.held, n, ioErr))
 }
@@ -339,10 +407,10 @@ func (l *Lease) verdict(ctx context.Context, t *tally, ioErr error, wrap func(er
 func (l *Lease) finishQuorum(ctx context.Context, line []any) error {
 	lk := l.lk
 	type fin struct {
-		status   int64
+		status   string
 		recorded bool
 	}
-	rs := fanout(ctx, lk.nodes, lk.opts.NodeTimeout, finishScript, line, func(cmd *redis.Cmd) (fin, error) {
+	rs := fanout(ctx, lk.nodes, laneMain, lk.opts.NodeTimeout, finishScript, line, func(cmd *redis.Cmd) (fin, error) {
 		s, rec, err := parseFinish(cmd.Val())
 		return fin{s, rec}, err
 	}).all()

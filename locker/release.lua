@@ -1,32 +1,40 @@
--- release.lua: compare-and-delete a lease.
--- KEYS[1] lease key
--- KEYS[2] slot mark (KEYS[1] again when the claim has none; see ARGV[2])
--- ARGV[1] token
--- ARGV[2] what to do with the mark while it holds this lease's running
---         record: "0" keep it (Release: a released slot stays claimed),
---         "1" delete it (undo a quorum claim that lost the vote, so that a
---         retry can win), "2" replace it by ARGV[3], keeping its TTL (undo a
---         claim that others may have seen win: the slot stays claimed and
---         recorded)
--- ARGV[3] the record for mode "2"
--- Returns 1 deleted, 0 no key (expired), -1 another token (taken).
-if ARGV[2] ~= "0" then
-  local mark = redis.call("GET", KEYS[2])
-  local own = "running:" .. ARGV[1] .. ":"
-  if mark and string.sub(mark, 1, #own) == own then
-    if ARGV[2] == "1" then
-      redis.call("DEL", KEYS[2])
+-- release.lua: compare-and-delete a lease, doing A.mode to the claim's own
+-- running mark first:
+--   "keep"     leave it (Release: a released slot stays claimed)
+--   "withdraw" end it with A.record (a claim given up after it may have
+--              won: the slot stays claimed, and on record)
+--   "drop"     delete it and put the high-water back (a quorum claim that
+--              lost the vote on this node, so that a retry can win)
+--   K.lease, K.mark (optional), K.meta (with "drop"), K.next (optional),
+--   K.history (optional); A.token, A.mode, A.record, A.slot, A.retention,
+--   A.history_len, A.history_ttl
+-- Reply: "held" deleted; "expired" no key; "taken" another token's.
+if K.mark and A.mode ~= "keep" then
+  local m = redis.call("HMGET", K.mark, "token", "end", "prevhw")
+  if own_running(m) then
+    if A.mode == "withdraw" then
+      end_mark(A.record)
     else
-      redis.call("SET", KEYS[2], ARGV[3], "KEEPTTL")
+      redis.call("DEL", K.mark)
+      if A.slot and redis.call("HGET", K.meta, "hw") == A.slot then
+        if m[3] and m[3] ~= "" then
+          redis.call("HSET", K.meta, "hw", m[3])
+        else
+          redis.call("HDEL", K.meta, "hw")
+        end
+      end
     end
   end
 end
-local cur = redis.call("GET", KEYS[1])
-if not cur then
-  return 0
+if K.next and redis.call("GET", K.next) == A.token then
+  redis.call("DEL", K.next)
 end
-if cur ~= ARGV[1] then
-  return -1
+local holder = redis.call("GET", K.lease)
+if not holder then
+  return "expired"
 end
-redis.call("DEL", KEYS[1])
-return 1
+if holder ~= A.token then
+  return "taken"
+end
+redis.call("DEL", K.lease)
+return "held"

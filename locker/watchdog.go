@@ -9,7 +9,8 @@ import (
 // Transient failures are retried sooner, until the local deadline, when the
 // lease's deadline timer (not the watchdog) cancels it: that timer fires
 // even while a renewal call is blocked, and the call, bounded by the
-// deadline and derived from the lease's context, then returns.
+// deadline and derived from the lease's hold context, then returns. A
+// replaced lease is renewed only until its stopBy (see Lease.replaced).
 type watchdog struct {
 	quit chan struct{} // closed by stop
 	done chan struct{} // closed when the goroutine exits
@@ -30,7 +31,7 @@ func (w *watchdog) stop() {
 
 func (w *watchdog) run(l *Lease) {
 	defer close(w.done)
-	every := l.claim.TTL / 3
+	every := l.bid.claim.TTL / 3
 	retry := max(every/4, 5*time.Millisecond)
 	t := time.NewTimer(every)
 	defer t.Stop()
@@ -38,18 +39,21 @@ func (w *watchdog) run(l *Lease) {
 		select {
 		case <-w.quit:
 			return
-		case <-l.ctx.Done():
+		case <-l.hold.Done():
 			return
 		case <-t.C:
 		}
-		err := l.renew(l.ctx)
+		if !l.renewing() {
+			return // replaced, and its stop budget is spent: let it expire
+		}
+		err := l.renew(l.hold)
 		switch {
 		case err == nil:
 			t.Reset(every)
-		case l.ctx.Err() != nil || errors.Is(err, ErrLeaseLost):
+		case l.hold.Err() != nil || errors.Is(err, ErrLeaseLost):
 			return
 		default:
-			l.lk.opts.Logger.Debug().Str("key", l.claim.Key).Int64("fence", l.fence).Dur("retry_in", retry).Err(err).Msg("lease renewal failed")
+			l.lk.opts.Logger.Debug().Str("key", l.bid.claim.Key).Int64("fence", l.fence).Dur("retry_in", retry).Err(err).Msg("lease renewal failed")
 			t.Reset(retry)
 		}
 	}

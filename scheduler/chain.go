@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"time"
@@ -48,7 +49,9 @@ type deadlineKey struct{}
 
 // Timeout cancels the wrapped call's context with cause [ErrTimeout] after
 // d, measured on clk (so tests drive it with a fake clock). d <= 0 means no
-// timeout. The timer goroutine ends when the call returns.
+// timeout. A call that overran d returns an error wrapping ErrTimeout even
+// when its function returned nil. The timer goroutine ends when the call
+// returns.
 func Timeout(clk Clock, d time.Duration) Wrapper {
 	return func(next RunFunc) RunFunc {
 		if d <= 0 {
@@ -71,7 +74,13 @@ func Timeout(clk Clock, d time.Duration) Wrapper {
 				}
 			}()
 			defer func() { close(done); <-stopped }()
-			return next(ctx, r)
+			err := next(ctx, r)
+			if context.Cause(ctx) == ErrTimeout && !errors.Is(err, ErrTimeout) {
+				// The function overran its timeout: that is the outcome,
+				// even if it returned nil afterwards.
+				err = errors.Join(fmt.Errorf("%w after %v", ErrTimeout, d), err)
+			}
+			return err
 		}
 	}
 }

@@ -3,10 +3,13 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/redcron/redcron/jobs"
+	"github.com/redcron/redcron/locker"
+	"github.com/redcron/redcron/scheduler/store"
 )
 
 // waitTimers waits until n timers are armed on clk: synchronisation with
@@ -28,8 +31,8 @@ func TestRecover(t *testing.T) {
 	if !errors.Is(err, ErrPanic) {
 		t.Fatalf("got %v, want an error wrapping ErrPanic", err)
 	}
-	if got := outcome(context.Background(), err); got != OutcomePanic {
-		t.Errorf("outcome: got %q, want %q", got, OutcomePanic)
+	if got, _ := outcome(context.Background(), err); got != store.OutcomePanic {
+		t.Errorf("outcome: got %q, want %q", got, store.OutcomePanic)
 	}
 }
 
@@ -99,8 +102,61 @@ func TestTimeoutOnClock(t *testing.T) {
 	if !errors.Is(err, ErrTimeout) {
 		t.Fatalf("got %v, want ErrTimeout", err)
 	}
-	if got := outcome(context.Background(), err); got != OutcomeTimeout {
-		t.Errorf("outcome: got %q, want %q", got, OutcomeTimeout)
+	if got, _ := outcome(context.Background(), err); got != store.OutcomeTimeout {
+		t.Errorf("outcome: got %q, want %q", got, store.OutcomeTimeout)
+	}
+}
+
+// TestTimeoutOverrunReturningNil: a function that ignores its context,
+// overruns its timeout and then returns nil is recorded as timed out, not
+// ok.
+func TestTimeoutOverrunReturningNil(t *testing.T) {
+	clk := newFakeClock(time.Unix(1000, 0))
+	started, release := make(chan struct{}), make(chan struct{})
+	f := Timeout(clk, 3*time.Second)(func(ctx context.Context, r jobs.Run) error {
+		close(started)
+		<-ctx.Done()
+		<-release // goes on past its timeout, like a job that sleeps 12 s
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() { done <- f(context.Background(), jobs.Run{}) }()
+	<-started
+	waitTimers(t, clk, 1)
+	clk.Advance(3 * time.Second)
+	clk.Advance(9 * time.Second)
+	close(release)
+	err := <-done
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("got %v, want an error wrapping ErrTimeout", err)
+	}
+	if got, _ := outcome(context.Background(), err); got != store.OutcomeTimeout {
+		t.Errorf("outcome: got %q, want %q", got, store.OutcomeTimeout)
+	}
+}
+
+// TestOutcomeOfCutRun: a run whose context ended before its function
+// returned nil is recorded by the cause, not as ok.
+func TestOutcomeOfCutRun(t *testing.T) {
+	for _, tc := range []struct {
+		cause       error
+		out, reason string
+	}{
+		{locker.ErrLeaseLost, store.OutcomeLeaseLost, ""},
+		{fmt.Errorf("%w: %w", locker.ErrLeaseLost, locker.ErrReplaced), store.OutcomeLeaseLost, store.ReasonReplaced},
+		{ErrShutdown, store.OutcomeShutdown, ""},
+		{nil, store.OutcomeOK, ""},
+	} {
+		t.Run(fmt.Sprint(tc.cause), func(t *testing.T) {
+			ctx, cancel := context.WithCancelCause(context.Background())
+			if tc.cause != nil {
+				cancel(tc.cause)
+			}
+			defer cancel(nil)
+			if out, reason := outcome(ctx, nil); out != tc.out || reason != tc.reason {
+				t.Errorf("outcome of a nil return after %v: got (%q, %q), want (%q, %q)", tc.cause, out, reason, tc.out, tc.reason)
+			}
+		})
 	}
 }
 

@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -12,7 +11,23 @@ import (
 
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/jobs"
+	"github.com/redcron/redcron/scheduler/store"
 )
+
+// gaugeValue is the value of the named gauge in reg (0 if absent).
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return 0
+}
 
 // counterSum adds up every sample of the named counter in reg.
 func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
@@ -33,8 +48,10 @@ func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 }
 
 // TestRedisOutage: Redis is killed for 3 s and restarted (AOF): nothing runs
-// without a claim, no slot runs twice, every instance claims again, and the
-// most recent slot missed during the outage is caught up.
+// without a claim, no slot runs twice, every instance claims again, the
+// most recent slot missed during the outage is caught up, and every slot
+// that could not run is recorded once, as skipped (outage), once no
+// replica may claim it any more.
 func TestRedisOutage(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t, redistest.Options{AOF: true})
@@ -42,13 +59,16 @@ func TestRedisOutage(t *testing.T) {
 	fn := registerLedgerFunc(l, behaviour{sleep: 20 * time.Millisecond})
 	var js []*jobs.Job
 	for i := range 5 {
-		js = append(js, testJob(t, fmt.Sprintf("out%d", i), "* * * * * *", fn, func(j *jobs.Job) { j.Overlap = jobs.OverlapAllow }))
+		js = append(js, testJob(t, fmt.Sprintf("out%d", i), "* * * * * *", fn, func(j *jobs.Job) {
+			j.Overlap = jobs.OverlapAllow
+			j.CatchupWindow = 0 // so that skips are recorded within the test
+		}))
 	}
 	reg := prometheus.NewRegistry()
 	begin := nextSecond(300 * time.Millisecond)
 	waitUntil(begin)
 	for i := range 3 {
-		startInstance(t, srv, js, Options{Replica: fmt.Sprintf("r%d", i), Registerer: reg})
+		startInstance(t, srv, js, Options{Replica: fmt.Sprintf("r%d", i), Registerer: reg, MaxClockSkew: 500 * time.Millisecond})
 	}
 	waitUntil(begin.Add(3 * time.Second))
 	if err := srv.Kill(); err != nil {
@@ -102,9 +122,30 @@ func TestRedisOutage(t *testing.T) {
 	if n := counterSum(t, reg, "redcron_claim_errors_total"); n == 0 {
 		t.Error("redcron_claim_errors_total: got 0, want > 0")
 	}
-	if n := counterSum(t, reg, "redcron_skipped_slots_total"); n == 0 {
-		t.Error("redcron_skipped_slots_total (outage): got 0, want > 0")
+	// Every slot of the outage that did not run has one skip record. Its
+	// window closed 1.5s after it (OnTime + max_clock_skew).
+	c := srv.Client(t)
+	recorded := 0
+	for _, j := range js {
+		for s := killed.Unix() + 1; s < back.Unix(); s++ {
+			if _, ran := got[j.Name][s]; ran {
+				continue
+			}
+			m, ok := readMark(t, c, j.Name, unix(s))
+			switch {
+			case !ok:
+				t.Errorf("job %s slot %d during the outage: no run and no record, want a skip record", j.Name, s)
+			case m.Record.Outcome != store.OutcomeSkipped || (m.Record.Reason != store.ReasonOutage && m.Record.Reason != store.ReasonAborted):
+				t.Errorf("job %s slot %d during the outage: record %+v, want skipped (outage, or aborted for a claim that may have won)", j.Name, s, m.Record)
+			default:
+				recorded++
+			}
+		}
 	}
+	if n := counterSum(t, reg, "redcron_skipped_slots_total"); n != float64(recorded) {
+		t.Errorf("redcron_skipped_slots_total: got %v, want %d (one per recorded skip, counted by the replica that recorded it)", n, recorded)
+	}
+	t.Logf("slots of the outage recorded as skipped: %d", recorded)
 }
 
 // TestShutdown: Run stops claiming when its context ends, lets a job that
@@ -119,6 +160,9 @@ func TestShutdown(t *testing.T) {
 		testJob(t, "long", "@every 1h", registerLedgerFunc(long, behaviour{sleep: time.Minute}), func(j *jobs.Job) { j.CatchupWindow = time.Hour }),
 		testJob(t, "tick", "* * * * * *", registerLedgerFunc(tick, behaviour{}), nil),
 	}
+	c := srv.Client(t)
+	seenBefore(t, c, "short", time.Now().Add(-2*time.Hour))
+	seenBefore(t, c, "long", time.Now().Add(-2*time.Hour))
 	in := startInstance(t, srv, js, Options{Replica: "r0", ShutdownGrace: 2 * time.Second})
 	waitFor(t, 5*time.Second, func() bool { return len(short.snapshot()) == 1 && len(long.snapshot()) == 1 })
 	stopAt := time.Now()
@@ -138,14 +182,13 @@ func TestShutdown(t *testing.T) {
 			t.Errorf("tick slot %v started at %v, after shutdown began at %v", e.slot, e.start, stopAt)
 		}
 	}
-	c := srv.Client(t)
-	for job, want := range map[string]string{"short": OutcomeOK, "long": OutcomeShutdown} {
+	for job, want := range map[string]string{"short": store.OutcomeOK, "long": store.OutcomeShutdown} {
 		e := map[string]*ledger{"short": short, "long": long}[job].snapshot()[0]
-		v, err := c.Get(context.Background(), fmt.Sprintf("redcron:{%s}:slot:%d", job, e.slot.Unix())).Result()
-		var rec Record
-		if err != nil || json.Unmarshal([]byte(v), &rec) != nil {
-			t.Fatalf("job %s: mark %q, %v: want a JSON record", job, v, err)
+		m, ok := readMark(t, c, job, e.slot)
+		if !ok || !m.Ended {
+			t.Fatalf("job %s: mark %+v (exists %v): want a final record", job, m, ok)
 		}
+		rec := m.Record
 		if rec.Outcome != want || rec.Replica != "r0" || rec.Fence != e.fence {
 			t.Errorf("job %s record: got %+v, want outcome %s, replica r0, fence %d", job, rec, want, e.fence)
 		}
@@ -156,9 +199,10 @@ func TestShutdown(t *testing.T) {
 }
 
 // TestPausedDisabledAndStartCatchUp: a paused job runs nothing and its slots
-// are marked skipped:paused; a disabled job never runs; at start the most
-// recent slot within catchup_window runs, once, even when a second
-// instance starts later.
+// are recorded as skipped (paused); a disabled job never runs; at start the
+// most recent slot within catchup_window runs, once, even when a second
+// instance starts later, but only for a job the cluster saw before that
+// slot: a new job catches up nothing from before its first sight.
 func TestPausedDisabledAndStartCatchUp(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t, redistest.Options{})
@@ -167,12 +211,15 @@ func TestPausedDisabledAndStartCatchUp(t *testing.T) {
 	if err := c.Set(ctx, "redcron:{paused}:paused", "1", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
-	paused, disabled, hourly := &ledger{}, &ledger{}, &ledger{}
+	paused, disabled, hourly, fresh := &ledger{}, &ledger{}, &ledger{}, &ledger{}
+	hourlyWindow := func(j *jobs.Job) { j.CatchupWindow = time.Hour }
 	js := []*jobs.Job{
 		testJob(t, "paused", "* * * * * *", registerLedgerFunc(paused, behaviour{}), nil),
 		testJob(t, "disabled", "* * * * * *", registerLedgerFunc(disabled, behaviour{}), func(j *jobs.Job) { j.Enabled = false }),
-		testJob(t, "hourly", "@every 1h", registerLedgerFunc(hourly, behaviour{}), func(j *jobs.Job) { j.CatchupWindow = time.Hour }),
+		testJob(t, "hourly", "@every 1h", registerLedgerFunc(hourly, behaviour{}), hourlyWindow),
+		testJob(t, "fresh", "@every 1h", registerLedgerFunc(fresh, behaviour{}), hourlyWindow),
 	}
+	seenBefore(t, c, "hourly", time.Now().Add(-2*time.Hour))
 	reg := prometheus.NewRegistry()
 	startInstance(t, srv, js, Options{Replica: "r0", Registerer: reg})
 	waitFor(t, 3*time.Second, func() bool { return len(hourly.snapshot()) == 1 })
@@ -187,13 +234,21 @@ func TestPausedDisabledAndStartCatchUp(t *testing.T) {
 	if es := hourly.snapshot(); len(es) != 1 || !es[0].slot.Equal(unix(time.Now().Unix()/3600*3600)) {
 		t.Errorf("hourly job at start: got %d runs (%v), want exactly 1 for the current hour", len(es), es)
 	}
+	if es := fresh.snapshot(); len(es) != 0 {
+		t.Errorf("new hourly job at start: got %d runs (%v), want none: its slot is before the cluster first saw it", len(es), es)
+	}
+	if _, ok := readMark(t, c, "fresh", unix(time.Now().Unix()/3600*3600)); ok {
+		t.Errorf("new hourly job: its slot before first sight has a mark, want none (not a skip, not a run)")
+	}
 	keys, _ := c.Keys(ctx, "redcron:{paused}:slot:*").Result()
 	if len(keys) < 2 {
 		t.Errorf("paused job: got %d slot marks, want >= 2", len(keys))
 	}
 	for _, k := range keys {
-		if v, _ := c.Get(ctx, k).Result(); v != "skipped:paused" {
-			t.Errorf("%s: got %q, want skipped:paused", k, v)
+		h, _ := c.HGetAll(ctx, k).Result()
+		m, _, err := store.ParseMark(h)
+		if err != nil || m.Record.Outcome != store.OutcomeSkipped || m.Record.Reason != store.ReasonPaused || m.Token != "" {
+			t.Errorf("%s: got %+v (%v), want a skip (paused) that nobody claimed", k, m, err)
 		}
 	}
 	if n := counterSum(t, reg, "redcron_skipped_slots_total"); n < 2 {

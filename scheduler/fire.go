@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 
 	"github.com/redcron/redcron/jobs"
 	"github.com/redcron/redcron/locker"
+	"github.com/redcron/redcron/scheduler/store"
 )
 
 // fire starts the firing that claims and runs (job, slot), on a worker
@@ -24,9 +24,9 @@ func (s *Scheduler) fire(ctx context.Context, js *jobState, slot, next time.Time
 	})
 }
 
-// firing waits for the slot (its gate, when handed out early) and the
-// slot's jitter, claims it (retrying I/O errors with the shared reconnect
-// backoff while the slot is still claimable), and runs it under the lease.
+// firing waits for the slot (its gate, when handed out early), the slot's
+// jitter and this replica's clock lead over Redis, claims it (retrying the
+// same claim while the slot is claimable), and runs it under the lease.
 // next is the job's slot after slot (zero: none); g is nil when the slot
 // has already come.
 func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Time, g *gate) {
@@ -39,14 +39,14 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Ti
 		}
 	}
 	jitter := Jitter(j.Name, slot, j.Jitter)
-	if err := sleepUntil(ctx, s.opts.Clock, slot.Add(jitter)); err != nil {
+	if err := sleepUntil(ctx, s.opts.Clock, slot.Add(jitter+s.clock.lead())); err != nil {
 		return // shutting down: stop claiming
 	}
 	lease := s.claim(ctx, js, slot, next, jitter, g)
 	if lease == nil {
 		return
 	}
-	s.execute(js, slot, lease)
+	s.execute(js, slot, lease, false)
 }
 
 // jobLog is the logger of (job, slot). Built only when a line is written:
@@ -57,73 +57,117 @@ func (s *Scheduler) jobLog(js *jobState, slot time.Time) zerolog.Logger {
 }
 
 // claim obtains the lease for (job, slot) or returns nil after logging and
-// counting why not. Attempts stop at the claim deadline, slot + jitter +
-// max(catchup_window, OnTime), beyond which the slot's mark may have expired
-// (see MarkRetention), and I/O retries also stop when the next slot comes:
-// that one is then the most recent missed slot, and it retries in turn.
+// counting why not. Every attempt is the same claim (one Bid, one token),
+// so a claim whose reply was lost or late is retried as itself and never
+// lost to its own retry. Attempts stop at the claim deadline, slot + jitter
+// + max(catchup_window, OnTime), and I/O retries also stop when the next
+// slot comes (that one is then the most recent missed slot, and it retries
+// in turn). A claim given up is withdrawn if it may have won (its mark then
+// records the slot as aborted), and the slot's skip is recorded once no
+// replica may claim it any more, if none did (see recorder).
 func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Time, jitter time.Duration, g *gate) *locker.Lease {
 	j := js.job
 	clk := s.opts.Clock
+	if !s.clock.healthy() {
+		s.recorder.add(js, slot, store.ReasonClock, nil)
+		return nil
+	}
 	deadline, retryUntil := claimBounds(j, slot, next, jitter)
-	c := s.claimFor(js, slot)
-	for attempt := 1; ; attempt++ {
+	bid, err := s.locker.Bid(s.claimFor(js, slot, jitter, 0))
+	if err != nil {
+		log := s.jobLog(js, slot)
+		log.Error().Err(err).Msg("claim refused as invalid")
+		return nil
+	}
+	giveUp := func(reason string) *locker.Lease {
+		if !bid.Sent() {
+			bid = nil
+		} else if s.withdraw(js, slot, bid) {
+			bid = nil
+		}
 		if ctx.Err() != nil {
-			return nil // shutting down: no new attempt
+			return nil // shutting down: other replicas may still claim it
 		}
-		if clk.Now().After(deadline) {
-			s.skip(js, slot, SkipLate, 1, slot, false)
-			return nil
+		s.recorder.add(js, slot, reason, bid)
+		return nil
+	}
+	for attempt := 1; ; attempt++ {
+		switch {
+		case ctx.Err() != nil:
+			return giveUp(store.ReasonAborted) // shutting down: no new attempt
+		case clk.Now().After(deadline):
+			return giveUp(store.ReasonLate)
+		case !s.clock.healthy():
+			return giveUp(store.ReasonClock)
 		}
-		// An attempt for slot S must not complete after the next slot's
-		// claim began: fences would then not follow slots.
 		var lease *locker.Lease
 		var err error
 		if attempt == 1 && g != nil && g.attempt != nil && g.until.Equal(retryUntil) {
 			// The same bound as every first attempt of this instant.
-			lease, err = s.locker.Obtain(g.attempt, c)
+			lease, err = bid.Obtain(g.attempt)
 		} else {
 			actx, acancel := s.attemptCtx(ctx, retryUntil)
-			lease, err = s.locker.Obtain(actx, c)
+			lease, err = bid.Obtain(actx)
 			acancel()
 		}
 		if err == nil {
 			s.failures.Store(0)
 			if clk.Now().After(deadline) {
 				// Confirmed after the claim deadline (this replica paused
-				// between the check above and the send): the slot's earlier
-				// mark may have expired, so it may have run already. Keep
-				// the slot claimed, on record, and do not run it.
+				// between the check above and the reply): too late to run.
+				// The slot stays decided, recorded as late.
 				fctx, fcancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
-				_ = lease.Finish(fctx, "skipped:"+SkipLate, s.MarkRetention(j))
+				_ = lease.Finish(fctx, store.Skip(j.Name, slot, store.ReasonLate))
 				fcancel()
-				s.skip(js, slot, SkipLate, 1, slot, false)
+				s.skipped(js, slot, store.ReasonLate)
 				return nil
 			}
 			return lease
 		}
+		var ne *locker.NotObtainedError
 		switch {
 		case errors.Is(err, locker.ErrSlotClaimed):
-			// Another replica (or this one, before a restart) has it;
-			// a skip is counted once, by the replica that recorded it.
+			// Another replica (or this one, before a restart) has it or
+			// recorded it; a skip is counted once, by the replica that
+			// recorded it.
 			if e := s.log.Debug(); e.Enabled() {
-				e.Str("job", j.Name).Time("slot", slot).Str("record", record(err)).Msg("slot already claimed")
+				e.Str("job", j.Name).Time("slot", slot).Err(err).Msg("slot already claimed")
 			}
 			return nil
 		case errors.Is(err, locker.ErrPaused):
-			s.skip(js, slot, SkipPaused, 1, slot, false)
+			s.skipped(js, slot, store.ReasonPaused)
+			return nil
+		case errors.Is(err, locker.ErrLate):
+			s.skipped(js, slot, store.ReasonLate)
 			return nil
 		case errors.Is(err, locker.ErrNotObtained):
-			// Overlap forbid: the run key is busy; the locker wrote the
-			// "skipped:overlap" mark, so only this replica counts it.
-			s.skip(js, slot, SkipOverlap, 1, slot, false)
+			// Overlap forbid: the lease is busy; the claim recorded the
+			// slot as skipped, so only this replica counts it.
+			s.skipped(js, slot, store.ReasonOverlap)
 			return nil
+		case errors.Is(err, locker.ErrUnborn):
+			log := s.jobLog(js, slot)
+			log.Info().Err(err).Msg("slot before the job was first seen by the cluster: not caught up")
+			return nil
+		case errors.Is(err, locker.ErrEarly) && errors.As(err, &ne):
+			// Not due on Redis's clock: this replica's clock is ahead.
+			// Within max_clock_skew, wait and send the same claim again;
+			// beyond, this replica's clock is off (the watch will say so).
+			s.clock.recheck()
+			if ne.Wait > s.opts.MaxClockSkew || !clk.Now().Add(ne.Wait).Before(retryUntil) {
+				return giveUp(store.ReasonClock)
+			}
+			if sleep(ctx, clk, ne.Wait+time.Millisecond) != nil {
+				return giveUp(store.ReasonAborted)
+			}
+			continue
 		case errors.Is(err, locker.ErrInvalid):
 			log := s.jobLog(js, slot)
 			log.Error().Err(err).Msg("claim refused as invalid")
 			return nil
-		case ctx.Err() != nil:
-			return nil // shutting down
 		}
+		// I/O error, no quorum, or confirmed too late: the claim may have
+		// won. Retry it as itself after the shared reconnect backoff.
 		n := s.failures.Add(1)
 		s.metrics.claimErrors.WithLabelValues(j.Name).Inc()
 		now := clk.Now()
@@ -133,15 +177,28 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 		if attempt > 1 {
 			e = log.Debug()
 		}
-		e.Err(err).Int("claim_attempt", attempt).Dur("retry_in", max(wait, 0)).Msg("claim failed; nothing runs without a claim")
+		e.Err(err).Int("claim_attempt", attempt).Dur("retry_in", max(wait, 0)).Msg("claim failed; retrying the same claim, nothing runs without it")
 		if wait <= 0 {
-			s.skip(js, slot, SkipOutage, 1, slot, false)
-			return nil
+			return giveUp(store.ReasonOutage)
 		}
 		if sleep(ctx, clk, wait) != nil {
-			return nil
+			return giveUp(store.ReasonAborted)
 		}
 	}
+}
+
+// withdraw gives up a bid that may have won, at once (bounded by
+// CallTimeout); false when Redis could not be told (the recorder retries).
+func (s *Scheduler) withdraw(js *jobState, slot time.Time, bid *locker.Bid) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
+	defer cancel()
+	err := bid.Withdraw(ctx)
+	if err != nil {
+		log := s.jobLog(js, slot)
+		log.Warn().Err(err).Msg("could not withdraw a claim that may have won; retrying in the background")
+		return false
+	}
+	return true
 }
 
 // claimBounds returns when claiming (job, slot) stops, slot + jitter +
@@ -163,66 +220,87 @@ const claimGuard = 50 * time.Millisecond
 // the scheduler's clock), and at least claimGuard from now.
 //
 // The attempt keeps ctx's values but not its cancellation: Run's context
-// ending (SIGTERM) stops new attempts, not one already sent. Cutting a sent
-// claim would make the locker undo it as skipped:aborted after the other
-// replicas saw it win, and the slot would run nowhere.
+// ending (SIGTERM) stops new attempts, not one already sent.
 func (s *Scheduler) attemptCtx(ctx context.Context, until time.Time) (context.Context, context.CancelFunc) {
 	d := max(until.Sub(s.opts.Clock.Now())-claimGuard, claimGuard)
 	return context.WithTimeout(context.WithoutCancel(ctx), d)
 }
 
-// claimFor builds the Claim of (job, slot) for the job's overlap policy.
-func (s *Scheduler) claimFor(js *jobState, slot time.Time) locker.Claim {
+// claimFor builds the Claim of (job, slot) for the job's overlap policy: a
+// slot claim, or, with manual != 0 (the trigger's Unix nanoseconds), a
+// manual run's claim, with a mark of its own and no slot checks.
+func (s *Scheduler) claimFor(js *jobState, slot time.Time, jitter time.Duration, manual int64) locker.Claim {
 	j := js.job
+	k := js.keys
 	retention := s.MarkRetention(j)
+	running := store.Record{Job: j.Name, Slot: slot, Outcome: store.OutcomeRunning, Replica: s.opts.Replica,
+		Started: s.opts.Clock.Now(), Manual: manual != 0}
 	c := locker.Claim{
-		Key:        js.keys.run,
-		FenceKey:   js.keys.fence,
+		Key:        k.Lease(),
+		MetaKey:    k.Meta(),
 		TTL:        j.LockTTL,
-		MarkKey:    js.keys.slot(slot),
 		MarkTTL:    retention,
-		PauseKey:   js.keys.paused,
-		HistoryKey: js.keys.history,
+		Retention:  retention,
+		Running:    running.Encode(),
+		HistoryKey: k.History(),
 		HistoryLen: s.opts.HistoryLen,
 		HistoryTTL: s.opts.HistoryTTL,
 	}
 	if c.TTL <= 0 {
-		c.TTL = 30 * time.Second
+		c.TTL = jobs.DefaultLockTTL
+	}
+	if j.Command != nil {
+		// A command is killed at most KillGrace after it is told to stop:
+		// a lease that cannot be renewed is given up that much earlier, so
+		// that the command is gone before another replica can take it.
+		c.StopTime = j.Command.KillGrace
+	}
+	if manual == 0 {
+		deadline, _ := claimBounds(j, slot, time.Time{}, jitter)
+		c.MarkKey = k.Mark(slot)
+		c.Slot = slot
+		c.FirstSeen = js.since
+		c.PauseKey = k.Paused()
+		c.NotBefore = slot.Add(jitter)
+		c.NotAfter = deadline.Add(s.opts.MaxClockSkew)
+		c.Records = locker.Records{
+			Paused: store.Skip(j.Name, slot, store.ReasonPaused),
+			Late:   store.Skip(j.Name, slot, store.ReasonLate),
+			// The claim may have won: its record names the claimant.
+			Aborted: store.Record{Job: j.Name, Slot: slot, Outcome: store.OutcomeSkipped, Reason: store.ReasonAborted,
+				Replica: s.opts.Replica}.Encode(),
+		}
+	} else {
+		c.MarkKey = k.ManualMark(manual)
+		c.Records.Aborted = store.Record{Job: j.Name, Slot: slot, Outcome: store.OutcomeSkipped,
+			Reason: store.ReasonAborted, Replica: s.opts.Replica, Manual: true}.Encode()
 	}
 	switch j.Overlap {
 	case jobs.OverlapAllow:
-		c.Key = js.keys.lease(slot)
+		c.Key = k.SlotLease(slot)
+		if manual != 0 {
+			c.Key = k.ManualLease(manual)
+		}
 	case jobs.OverlapReplace:
-		c.Replace = true
+		c.Replace, c.NextKey, c.Channel = true, k.Next(), k.Events()
 	default:
-		c.BusyRecord = "skipped:" + SkipOverlap
+		if manual == 0 {
+			c.Records.Busy = store.Skip(j.Name, slot, store.ReasonOverlap)
+		}
 	}
 	return c
 }
 
-// Record is the JSON a finished run leaves in its slot mark and in the job's
-// history list.
-type Record struct {
-	Job        string    `json:"job"`
-	Slot       time.Time `json:"slot"`
-	Outcome    string    `json:"outcome"`
-	Error      string    `json:"error,omitempty"`
-	Fence      int64     `json:"fence"`
-	Replica    string    `json:"replica"`
-	Attempts   int       `json:"attempts"`
-	Started    time.Time `json:"started"`
-	DurationMS int64     `json:"duration_ms"`
-}
-
 // execute runs the job under the lease, then records the outcome with
 // Finish (which also ends the lease and the watchdog).
-func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease) {
+func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, manual bool) {
 	j := js.job
 	clk := s.opts.Clock
 	log := s.log.With().Str("job", j.Name).Time("slot", slot).Int64("fence", lease.Fence()).Logger()
 
 	// The run's context ends on lease loss (its cause ErrLeaseLost), on
-	// timeout (ErrTimeout) and when the shutdown grace is over (ErrShutdown).
+	// replacement (ErrReplaced too), on timeout (ErrTimeout) and when the
+	// shutdown grace is over (ErrShutdown).
 	ctx, cancel := context.WithCancelCause(lease.Ctx())
 	defer cancel(nil)
 	stop := context.AfterFunc(s.runsCtx, func() { cancel(context.Cause(s.runsCtx)) })
@@ -230,64 +308,69 @@ func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease) {
 
 	start := clk.Now()
 	s.metrics.fireLag.Observe(start.Sub(slot).Seconds())
+	log.Info().Bool("manual", manual).Msg("run started")
 	attempts := 0
 	run := Chain(Timeout(clk, j.Timeout), Retry(clk, j.Retry, &attempts))(js.run)
-	err := run(ctx, jobs.Run{Job: j.Name, Slot: slot, Fence: lease.Fence(), Replica: s.opts.Replica, Logger: log})
+	err := run(ctx, jobs.Run{Job: j.Name, Slot: slot, Fence: lease.Fence(), Replica: s.opts.Replica, Manual: manual, Logger: log})
 	dur := clk.Now().Sub(start)
-	out := outcome(ctx, err)
+	out, reason := outcome(ctx, err)
 
-	rec := Record{Job: j.Name, Slot: slot, Outcome: out, Fence: lease.Fence(), Replica: s.opts.Replica,
-		Attempts: attempts, Started: start.UTC(), DurationMS: dur.Milliseconds()}
+	rec := store.Record{Job: j.Name, Slot: slot, Outcome: out, Reason: reason, Fence: lease.Fence(), Replica: s.opts.Replica,
+		Attempts: attempts, Started: start, DurationMS: dur.Milliseconds(), Manual: manual}
 	if err != nil {
 		rec.Error = err.Error()
 	}
-	b, _ := json.Marshal(rec)
-	fctx, fcancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
-	ferr := lease.Finish(fctx, string(b), s.MarkRetention(j))
-	fcancel()
+	fctx, fdone := s.finishCtx()
+	ferr := lease.Finish(fctx, rec.Encode())
+	fdone()
 
 	s.metrics.runs.WithLabelValues(j.Name, out).Inc()
 	e := log.Info()
-	if out != OutcomeOK {
+	if out != store.OutcomeOK {
 		e = log.Warn().AnErr("error", err)
 	}
 	if ferr != nil {
 		e = log.Warn().AnErr("error", err).AnErr("finish_error", ferr)
 	}
-	e.Int("attempt", attempts).Str("outcome", out).Int64("duration_ms", dur.Milliseconds()).Msg("run")
+	e.Int("attempt", attempts).Str("outcome", out).Str("reason", reason).Bool("manual", manual).Int64("duration_ms", dur.Milliseconds()).Msg("run")
 }
 
-// outcome classifies a run's result: the run context's cause first, then
-// the causes jobs.Run joins into its error (a Timeout wrapper's context is
-// inner to ctx).
-func outcome(ctx context.Context, err error) string {
-	if err == nil {
-		return OutcomeOK
+// finishCtx is the context of recording a run: Finish retries (same token)
+// while the run's mark can hold it, except once the shutdown grace is
+// over, when it has CallTimeout more.
+func (s *Scheduler) finishCtx() (ctx context.Context, done func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := context.AfterFunc(s.runsCtx, func() { time.AfterFunc(s.opts.CallTimeout, cancel) })
+	return ctx, func() {
+		stop()
+		cancel()
 	}
+}
+
+// outcome classifies a run's result, and the reason of a lease lost to a
+// replacement. The run context's cause comes first, also when the function
+// returned nil after it: a run cut short (lease lost, timeout, shutdown) is
+// recorded so even if its function ignored the cancellation.
+func outcome(ctx context.Context, err error) (out, reason string) {
 	cause := err
 	if ctx.Err() != nil {
 		cause = errors.Join(context.Cause(ctx), err)
 	}
 	switch {
+	case cause == nil:
+		return store.OutcomeOK, ""
+	case errors.Is(cause, locker.ErrReplaced):
+		return store.OutcomeLeaseLost, store.ReasonReplaced
 	case errors.Is(cause, locker.ErrLeaseLost):
-		return OutcomeLeaseLost
+		return store.OutcomeLeaseLost, ""
 	case errors.Is(cause, ErrShutdown):
-		return OutcomeShutdown
+		return store.OutcomeShutdown, ""
 	case errors.Is(cause, ErrTimeout):
-		return OutcomeTimeout
+		return store.OutcomeTimeout, ""
 	case errors.Is(err, ErrPanic) || errors.Is(err, jobs.ErrPanic):
-		return OutcomePanic
+		return store.OutcomePanic, ""
 	case ctx.Err() != nil || errors.Is(err, context.Canceled):
-		return OutcomeCanceled
+		return store.OutcomeCanceled, ""
 	}
-	return OutcomeError
-}
-
-// record returns the mark's value carried by an ErrSlotClaimed error.
-func record(err error) string {
-	var ne *locker.NotObtainedError
-	if errors.As(err, &ne) {
-		return ne.Record
-	}
-	return ""
+	return store.OutcomeError, ""
 }

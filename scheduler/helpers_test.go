@@ -16,6 +16,7 @@ import (
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/jobs"
 	"github.com/redcron/redcron/locker"
+	"github.com/redcron/redcron/scheduler/store"
 )
 
 // entry is one start of a run, as the job saw it.
@@ -25,6 +26,7 @@ type entry struct {
 	fence   int64
 	replica string
 	attempt int
+	manual  bool
 	start   time.Time // real time
 	end     time.Time // real time
 	cause   error     // context.Cause when the run ended by its context
@@ -62,13 +64,16 @@ var funcSeq atomic.Int64
 type behaviour struct {
 	sleep time.Duration // how long it runs unless its ctx ends
 	fail  int           // fail the first fail attempts
+	// done, if set, is called as the run returns (its ledger entry ended):
+	// a test injects a fault between a run and its Finish.
+	done func(jobs.Run)
 }
 
 // registerLedgerFunc registers a fresh Go job function that appends to l.
 func registerLedgerFunc(l *ledger, b behaviour) string {
 	name := fmt.Sprintf("ledger%d", funcSeq.Add(1))
 	jobs.Register(name, func(ctx context.Context, r jobs.Run, _ struct{}) error {
-		i := l.add(entry{job: r.Job, slot: r.Slot, fence: r.Fence, replica: r.Replica, attempt: r.Attempt, start: time.Now()})
+		i := l.add(entry{job: r.Job, slot: r.Slot, fence: r.Fence, replica: r.Replica, attempt: r.Attempt, manual: r.Manual, start: time.Now()})
 		var cause error
 		defer func() { l.finish(i, cause) }()
 		if b.sleep > 0 {
@@ -80,6 +85,9 @@ func registerLedgerFunc(l *ledger, b behaviour) string {
 				cause = context.Cause(ctx)
 				return ctx.Err()
 			}
+		}
+		if b.done != nil {
+			defer b.done(r)
 		}
 		if r.Attempt <= b.fail {
 			return fmt.Errorf("attempt %d fails on purpose", r.Attempt)
@@ -111,10 +119,16 @@ func testJob(t *testing.T, name, spec, fn string, mod func(*jobs.Job)) *jobs.Job
 // newClient returns a go-redis client with short timeouts, closed at cleanup.
 func newClient(t *testing.T, srv *redistest.Server) *redis.Client {
 	t.Helper()
+	return clientAt(t, srv.Addr())
+}
+
+// clientAt is newClient for an address (a proxy's).
+func clientAt(t *testing.T, addr string) *redis.Client {
+	t.Helper()
 	c := redis.NewClient(&redis.Options{
-		Addr: srv.Addr(), DialTimeout: 200 * time.Millisecond,
+		Addr: addr, DialTimeout: 200 * time.Millisecond,
 		ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond,
-		MaxRetries: -1, PoolSize: 20,
+		MaxRetries: -1, PoolSize: 20, ContextTimeoutEnabled: true,
 	})
 	t.Cleanup(func() { _ = c.Close() })
 	return c
@@ -131,8 +145,14 @@ type instance struct {
 // stopped (and waited for) at cleanup or by stop.
 func startInstance(t *testing.T, srv *redistest.Server, js []*jobs.Job, opts Options) *instance {
 	t.Helper()
-	l := locker.New(newClient(t, srv), locker.Options{})
-	opts.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	return startInstanceAt(t, srv.Addr(), js, opts)
+}
+
+// startInstanceAt is startInstance on a client to addr (a proxy's).
+func startInstanceAt(t *testing.T, addr string, js []*jobs.Job, opts Options) *instance {
+	t.Helper()
+	l := locker.New(clientAt(t, addr), locker.Options{})
+	opts.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(testLogLevel).With().Timestamp().Logger()
 	s, err := New(js, l, opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -211,3 +231,56 @@ func checkOnce(t *testing.T, es []entry, from time.Time) map[string]map[int64]en
 	}
 	return got
 }
+
+// readMark reads the mark of (job, slot) under the default prefix; ok is
+// false when there is none.
+func readMark(t *testing.T, c *redis.Client, job string, slot time.Time) (m store.Mark, ok bool) {
+	t.Helper()
+	h, err := c.HGetAll(context.Background(), store.JobKeys("", job).Mark(slot)).Result()
+	if err != nil {
+		t.Fatalf("HGETALL mark of (%s, %v): %v", job, slot, err)
+	}
+	m, ok, err = store.ParseMark(h)
+	if err != nil {
+		t.Fatalf("mark of (%s, %v): %v", job, slot, err)
+	}
+	return m, ok
+}
+
+// seenBefore sets a job's first sight to at, as if the cluster had known
+// the job since then (so that catch-up may run slots from then on).
+func seenBefore(t *testing.T, c *redis.Client, job string, at time.Time) {
+	t.Helper()
+	if err := c.HSet(context.Background(), store.JobKeys("", job).Meta(), "first", at.Unix()).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runScheduler runs a scheduler on l until the test ends.
+func runScheduler(t *testing.T, js []*jobs.Job, l Locker, opts Options) *Scheduler {
+	t.Helper()
+	opts.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	s, err := New(js, l, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: got %v, want nil", err)
+		}
+	})
+	return s
+}
+
+// measured reports whether the scheduler's clock watch has measured once.
+func measured(s *Scheduler) bool {
+	s.clock.mu.Lock()
+	defer s.clock.mu.Unlock()
+	return s.clock.measured
+}
+
+var testLogLevel = zerolog.WarnLevel

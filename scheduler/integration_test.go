@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/jobs"
 	"github.com/redcron/redcron/locker"
+	"github.com/redcron/redcron/scheduler/store"
 )
 
 // waitUntil waits in real time until the wall clock reaches t.
@@ -142,32 +142,37 @@ func TestOverlapAcrossInstances(t *testing.T) {
 				}
 			}
 			c := srv.Client(t)
-			skipped := 0
+			skipped, replaced := 0, 0
 			for s := begin.Unix(); s < begin.Unix()+6; s++ {
-				v, _ := c.Get(context.Background(), fmt.Sprintf("redcron:{long}:slot:%d", s)).Result()
-				if v == "skipped:overlap" {
+				m, _ := readMark(t, c, "long", unix(s))
+				switch {
+				case m.Record.Outcome == store.OutcomeSkipped && m.Record.Reason == store.ReasonOverlap:
 					skipped++
+				case m.Record.Outcome == store.OutcomeLeaseLost && m.Record.Reason == store.ReasonReplaced:
+					replaced++
 				}
 			}
-			t.Logf("runs %d, max concurrent %d, lease lost %d, skipped:overlap marks %d", len(es), maxConcurrent, lost, skipped)
+			t.Logf("runs %d, max concurrent %d, lease lost %d, skipped (overlap) marks %d, lease_lost (replaced) marks %d", len(es), maxConcurrent, lost, skipped, replaced)
 			switch ov {
 			case jobs.OverlapForbid:
 				if maxConcurrent != 1 {
 					t.Errorf("forbid: got %d concurrent runs, want 1", maxConcurrent)
 				}
 				if skipped < 2 {
-					t.Errorf("forbid: got %d skipped:overlap marks, want >= 2", skipped)
+					t.Errorf("forbid: got %d skipped (overlap) marks, want >= 2", skipped)
 				}
 			case jobs.OverlapAllow:
 				if maxConcurrent < 2 || len(es) < 5 {
 					t.Errorf("allow: got %d runs, %d concurrent, want >= 5 runs and >= 2 concurrent", len(es), maxConcurrent)
 				}
 			case jobs.OverlapReplace:
-				if lost < 3 {
-					t.Errorf("replace: got %d runs cancelled with ErrLeaseLost, want >= 3", lost)
+				// The replaced run is told at once and the new one starts
+				// only once it stopped: runs never overlap.
+				if lost < 3 || replaced < 3 {
+					t.Errorf("replace: got %d runs cancelled with ErrLeaseLost, %d recorded lease_lost (replaced), want >= 3 each", lost, replaced)
 				}
-				if maxConcurrent > 2 {
-					t.Errorf("replace: got %d concurrent runs, want <= 2 (the old one ends at its next renewal)", maxConcurrent)
+				if maxConcurrent != 1 {
+					t.Errorf("replace: got %d concurrent runs, want 1", maxConcurrent)
 				}
 			}
 		})
@@ -189,11 +194,12 @@ func TestLeaseDeletedCancelsRun(t *testing.T) {
 		j.LockTTL = 3 * time.Second
 		j.CatchupWindow = time.Hour // so that it runs at start
 	})}
-	startInstance(t, srv, js, Options{Replica: "r0"})
 	c := srv.Client(t)
 	ctx := context.Background()
+	seenBefore(t, c, "forever", time.Now().Add(-2*time.Hour))
+	startInstance(t, srv, js, Options{Replica: "r0"})
 	waitFor(t, 5*time.Second, func() bool { return len(l.snapshot()) == 1 })
-	if err := c.Del(ctx, "redcron:{forever}:run").Err(); err != nil {
+	if err := c.Del(ctx, store.JobKeys("", "forever").Lease()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	deleted := time.Now()
@@ -205,13 +211,13 @@ func TestLeaseDeletedCancelsRun(t *testing.T) {
 	if d := e.end.Sub(deleted); d > 1500*time.Millisecond {
 		t.Errorf("cancelled %v after the delete, want within a renewal period (1s) plus margin", d)
 	}
-	var rec Record
+	var m store.Mark
 	waitFor(t, 3*time.Second, func() bool {
-		v, _ := c.Get(ctx, fmt.Sprintf("redcron:{forever}:slot:%d", e.slot.Unix())).Result()
-		return json.Unmarshal([]byte(v), &rec) == nil
+		m, _ = readMark(t, c, "forever", e.slot)
+		return m.Ended
 	})
-	if rec.Outcome != OutcomeLeaseLost {
-		t.Errorf("recorded outcome: got %q, want %q", rec.Outcome, OutcomeLeaseLost)
+	if m.Record.Outcome != store.OutcomeLeaseLost {
+		t.Errorf("recorded outcome: got %q, want %q", m.Record.Outcome, store.OutcomeLeaseLost)
 	}
 }
 

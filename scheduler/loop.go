@@ -4,6 +4,8 @@ import (
 	"container/heap"
 	"context"
 	"time"
+
+	"github.com/redcron/redcron/scheduler/store"
 )
 
 // loop is the one goroutine that owns the jobs' next and last slots: a
@@ -37,11 +39,26 @@ func (s *Scheduler) loop(ctx context.Context) {
 		h = append(h, js)
 	}
 	heap.Init(&h)
+	last := now
 	for len(h) > 0 {
 		if ctx.Err() != nil {
 			return
 		}
 		now = clk.Now()
+		if now.Before(last.Add(-maxSleep)) {
+			// The clock stepped back (NTP, or a clock that was ahead came
+			// back): the slots computed on the old time lie in the future.
+			// Start over from now; a slot handled before cannot run twice
+			// (the job's high-water slot refuses it).
+			s.log.Warn().Dur("step", last.Sub(now)).Msg("clock stepped back: recomputing every job's next slot")
+			for _, js := range h {
+				if next := js.sched.Next(now); !next.IsZero() {
+					js.last, js.next = js.sched.Prev(now), next
+				}
+			}
+			heap.Init(&h)
+		}
+		last = now
 		if js := h[0]; js.wake().After(now) {
 			// Never sleep long on one timer: timers run on the monotonic
 			// clock, which a suspended VM stops and an NTP step does not
@@ -81,7 +98,7 @@ func (s *Scheduler) due(ctx context.Context, js *jobState, now time.Time) {
 			if now.Sub(js.next) < window {
 				s.fire(ctx, js, js.next, after, s.gateAt(ctx, js, js.next, after, now))
 			} else {
-				s.skip(js, js.next, SkipLate, 1, js.next, false)
+				s.passedOver(js, js.next, 1, js.next, false)
 			}
 			js.last, js.next = js.next, after
 			return
@@ -90,7 +107,7 @@ func (s *Scheduler) due(ctx context.Context, js *jobState, now time.Time) {
 	prev := js.sched.Prev(now)
 	d := decideCatchUp(js.sched, js.last, now, prev, window)
 	if d.Skipped > 0 && !js.last.IsZero() {
-		s.skip(js, d.Newest, SkipLate, d.Skipped, d.Oldest, d.Capped)
+		s.passedOver(js, d.Newest, d.Skipped, d.Oldest, d.Capped)
 	}
 	if !d.Slot.IsZero() {
 		s.fire(ctx, js, d.Slot, js.sched.Next(d.Slot), nil)
@@ -167,14 +184,30 @@ func (s *Scheduler) gateAt(ctx context.Context, js *jobState, slot, next, now ti
 	return g
 }
 
-// skip logs at warn and counts n skipped slots of a job.
-func (s *Scheduler) skip(js *jobState, slot time.Time, reason string, n int, oldest time.Time, capped bool) {
-	s.metrics.skips.WithLabelValues(js.job.Name, reason).Add(float64(n))
-	e := s.log.Warn().Str("job", js.job.Name).Time("slot", slot).Str("reason", reason)
+// skipped logs at warn and counts a skip that this replica recorded (its
+// claim, or its recorder, wrote the slot's record): each skip is counted
+// once in the cluster.
+func (s *Scheduler) skipped(js *jobState, slot time.Time, reason string) {
+	s.metrics.skips.WithLabelValues(js.job.Name, reason).Inc()
+	s.log.Warn().Str("job", js.job.Name).Time("slot", slot).Str("reason", reason).Msg("slot skipped")
+}
+
+// passedOver handles n slots of a job (newest first back to oldest) that
+// this replica found after their catch-up window (it was paused, or its
+// timer woke late): other replicas may have run them. The newest
+// maxLateRecords are queued for the recorder, which records each as
+// skipped (late) if no replica ran it.
+func (s *Scheduler) passedOver(js *jobState, newest time.Time, n int, oldest time.Time, capped bool) {
+	e := s.log.Info().Str("job", js.job.Name).Time("slot", newest)
 	if n > 1 {
 		e = e.Int("slots", n).Time("oldest", oldest).Bool("count_capped", capped)
 	}
-	e.Msg("slot skipped")
+	e.Msg("slots found after their catch-up window; recorded as skipped (late) unless another replica ran them")
+	t := newest
+	for i := 0; i < min(n, maxLateRecords) && !t.IsZero() && !t.Before(oldest); i++ {
+		s.recorder.add(js, t, store.ReasonLate, nil)
+		t = js.sched.Prev(t.Add(-time.Second))
+	}
 }
 
 // slotHeap orders jobs by next slot, then by rank (a per-replica rotation

@@ -6,12 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/jobs"
 	"github.com/redcron/redcron/locker"
+	"github.com/redcron/redcron/scheduler/store"
 )
 
 // TestQuorumExactlyOnce runs three instances over a quorum of three
@@ -32,7 +32,7 @@ func TestQuorumExactlyOnce(t *testing.T) {
 	begin := nextSecond(0)
 	waitUntil(begin.Add(-300 * time.Millisecond))
 	for i := range 3 {
-		clients := make([]redis.UniversalClient, len(servers))
+		clients := make([]locker.Client, len(servers))
 		for n, srv := range servers {
 			clients[n] = newClient(t, srv)
 		}
@@ -40,7 +40,7 @@ func TestQuorumExactlyOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		logger := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
+		logger := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 		s, err := New(js, q, Options{Replica: fmt.Sprintf("r%d", i), Logger: logger})
 		if err != nil {
 			t.Fatal(err)
@@ -65,7 +65,12 @@ func TestQuorumExactlyOnce(t *testing.T) {
 				byReplica[e.replica]++
 			} else {
 				missed++
-				t.Errorf("job %s slot %v: got no run, want one", j.Name, s.UTC())
+				var marks []string
+				for n, srv := range servers {
+					h, _ := srv.Client(t).HGetAll(context.Background(), store.JobKeys("", j.Name).Mark(s)).Result()
+					marks = append(marks, fmt.Sprintf("node %d: %v", n, h))
+				}
+				t.Errorf("job %s slot %v: got no run, want one; marks: %v", j.Name, s.UTC(), marks)
 			}
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,16 +14,18 @@ import (
 
 	"github.com/redcron/redcron/jobs"
 	"github.com/redcron/redcron/locker"
+	"github.com/redcron/redcron/scheduler/store"
 )
 
 // Defaults of [Options].
 const (
-	DefaultPrefix        = "redcron"
+	DefaultPrefix        = store.DefaultPrefix
 	DefaultMaxClockSkew  = 2 * time.Second
 	DefaultShutdownGrace = 30 * time.Second
 	DefaultHistoryLen    = 100
 	DefaultHistoryTTL    = 7 * 24 * time.Hour
 	DefaultCallTimeout   = 5 * time.Second
+	DefaultClockCheck    = time.Second
 	// MarkMargin is added to every slot mark's retention, for Redis and
 	// network latency and timer lateness (see [Scheduler.MarkRetention]).
 	MarkMargin = 5 * time.Second
@@ -33,10 +34,13 @@ const (
 	OnTime = time.Second
 )
 
-// Locker is what the scheduler needs from locker.Locker: one claim in one
-// round trip.
+// Locker is what the scheduler needs from locker.Locker: claims that are
+// retried as themselves (Bid), the server's clock, and skip records for
+// slots nobody claimed.
 type Locker interface {
-	Obtain(ctx context.Context, c locker.Claim) (*locker.Lease, error)
+	Bid(c locker.Claim) (*locker.Bid, error)
+	ServerClock(ctx context.Context, now func() time.Time) (locker.ServerClock, error)
+	RecordSkip(ctx context.Context, s locker.Skip) error
 }
 
 // Options configure a Scheduler. The zero value works: every field has a
@@ -68,8 +72,13 @@ type Options struct {
 	// ("<prefix>:{<job>}:history"); defaults 100 entries and 7 days.
 	HistoryLen int
 	HistoryTTL time.Duration
-	// CallTimeout bounds the Finish call that records a run; default 5s.
+	// CallTimeout bounds recording a run once the shutdown grace is over
+	// (until then Finish is retried while the run's mark lasts); default 5s.
 	CallTimeout time.Duration
+	// ClockCheck is how often the replica measures its clock against
+	// Redis's TIME (and at once when a claim is refused as early); a
+	// replica off by more than MaxClockSkew claims nothing. Default 1s.
+	ClockCheck time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -98,6 +107,9 @@ func (o Options) withDefaults() Options {
 	if o.CallTimeout <= 0 {
 		o.CallTimeout = DefaultCallTimeout
 	}
+	if o.ClockCheck <= 0 {
+		o.ClockCheck = DefaultClockCheck
+	}
 	return o
 }
 
@@ -122,6 +134,10 @@ type Scheduler struct {
 	// their deadlines. Loop only.
 	gateCancel context.CancelFunc
 	runsCtx    context.Context
+	// clock is this replica's measured offset to Redis; recorder records
+	// the skips of slots nobody claimed once no replica may claim them.
+	clock    *clockWatch
+	recorder *recorder
 
 	// trigMu guards accepting: Trigger adds to wg only while Run accepts,
 	// so that no Add can follow Run's Wait.
@@ -134,8 +150,9 @@ type Scheduler struct {
 type jobState struct {
 	job   *jobs.Job
 	sched Schedule
-	keys  keys
-	run   RunFunc // without Retry: attempts are counted per firing
+	keys  store.Keys
+	run   RunFunc   // without Retry: attempts are counted per firing
+	since time.Time // when this replica loaded the job: its first sight, unless the cluster saw it earlier
 
 	next  time.Time // next slot to consider
 	last  time.Time // latest slot handled (fired or skipped); zero at start
@@ -143,19 +160,6 @@ type jobState struct {
 	rank  int       // order among jobs due at the same instant (see New)
 	memo  *nextMemo // shared by the jobs with the same schedule; nil: none
 }
-
-// keys are a job's Redis keys, all sharing the {job} hash tag.
-type keys struct {
-	fence, run, paused, history, prefix string
-}
-
-func jobKeys(prefix, job string) keys {
-	p := prefix + ":{" + job + "}:"
-	return keys{fence: p + "fence", run: p + "run", paused: p + "paused", history: p + "history", prefix: p}
-}
-
-func (k keys) slot(t time.Time) string  { return k.prefix + "slot:" + strconv.FormatInt(t.Unix(), 10) }
-func (k keys) lease(t time.Time) string { return k.prefix + "lease:" + strconv.FormatInt(t.Unix(), 10) }
 
 // New checks the jobs and returns a Scheduler for them. Jobs with Enabled
 // false are kept but never run. It fails (wrapping ErrInvalidJob) on a nil
@@ -171,6 +175,9 @@ func New(js []*jobs.Job, l Locker, opts Options) (*Scheduler, error) {
 		log:     opts.Logger.With().Str("replica", opts.Replica).Logger(),
 		metrics: newMetrics(opts.Registerer),
 	}
+	s.clock = newClockWatch(s)
+	s.recorder = newRecorder(s)
+	since := opts.Clock.Now()
 	seen := map[string]bool{}
 	var errs []error
 	for i, j := range js {
@@ -192,8 +199,9 @@ func New(js []*jobs.Job, l Locker, opts Options) (*Scheduler, error) {
 		s.jobs = append(s.jobs, &jobState{
 			job:   j,
 			sched: NewSchedule(j.Schedule, j.Location),
-			keys:  jobKeys(opts.Prefix, j.Name),
+			keys:  store.JobKeys(opts.Prefix, j.Name),
 			run:   Chain(Recover())(j.Run),
+			since: since,
 		})
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -221,13 +229,15 @@ func New(js []*jobs.Job, l Locker, opts Options) (*Scheduler, error) {
 	return s, nil
 }
 
-// MarkRetention is how long the record of a (job, slot) stays in Redis after
-// a claim or finish: 2 x MaxClockSkew + max(catchup_window, OnTime) + jitter
-// + MarkMargin. A replica may claim a slot as early as slot - MaxClockSkew
-// (clock ahead) and as late as slot + MaxClockSkew (clock behind) + jitter +
-// the catch-up window, after which it never claims it; the mark, set at the
-// first claim and rewritten at finish, must still be there then. Longer would
-// only waste memory (promise 7).
+// MarkRetention is how long the record of a (job, slot) stays in its mark
+// after a claim, renewal or finish: 2 x MaxClockSkew +
+// max(catchup_window, OnTime) + jitter + MarkMargin. A slot is claimed
+// from its instant (plus jitter) until its claim window ends, up to
+// MaxClockSkew later on a replica whose clock is behind; the mark then
+// still holds the slot's record, so that a skip recorded for a slot nobody
+// claimed is never written beside a run's record (see recorder). The slot
+// can never be claimed twice whatever this retention (the job's high-water
+// slot guards it); it only bounds the ledger's memory (promise 7).
 func (s *Scheduler) MarkRetention(j *jobs.Job) time.Duration {
 	return 2*s.opts.MaxClockSkew + max(j.CatchupWindow, OnTime) + max(j.Jitter, 0) + MarkMargin
 }
@@ -247,6 +257,13 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	defer cancelRuns(nil)
 	s.runsCtx = runsCtx
 	s.workers = newWorkers()
+	// The clock is measured before the first claim, and then every
+	// ClockCheck; the recorder writes deferred skip records. Both stop after
+	// every firing has returned (the defers run in reverse order).
+	stopClock := s.clock.start(runsCtx)
+	defer stopClock()
+	stopRecorder := s.recorder.start(runsCtx)
+	defer stopRecorder()
 	defer s.workers.stop() // after every firing has returned (below)
 	defer func() {
 		if s.gateCancel != nil {

@@ -2,21 +2,25 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"strconv"
 	"time"
+
+	"github.com/redcron/redcron/locker"
 )
 
 // Trigger runs job once now, outside its schedule, under its own claim and
-// fence: its slot is the current second on this replica's clock, its mark a
-// key of its own ("<prefix>:{<job>}:manual:<unix nanos>"), so it never takes
-// a scheduled slot, and a pause does not stop it (an operator asked for it).
-// Overlap still holds: with forbid, a job running on any replica makes
-// Trigger fail with locker.ErrNotObtained. It returns once the claim is
-// decided, with the run's slot and fence; the run goes on like any other
-// (lease, timeout, retries, shutdown) and is recorded in the job's history.
-// Errors: ErrUnknownJob, ErrJobDisabled, ErrNotRunning outside Run, or the
-// claim's error (the locker keeps ctx.Err() when ctx ended it).
+// fence. It is manual everywhere it shows: its mark is a key of its own
+// (never a scheduled slot's mark, and it leaves the job's high-water slot
+// alone), its record and jobs.Run say Manual, command jobs get
+// REDCRON_MANUAL=1 and HTTP jobs X-Redcron-Manual: 1. Its slot is the
+// current second on this replica's clock. A pause does not stop it (an
+// operator asked for it); overlap still holds: with forbid, a job running on
+// any replica makes Trigger fail with locker.ErrNotObtained. It returns once
+// the claim is decided, with the run's slot and fence; the run goes on like
+// any other (lease, timeout, retries, shutdown) and is recorded in the job's
+// history. Errors: ErrUnknownJob, ErrJobDisabled, ErrNotRunning outside Run,
+// or the claim's error (the locker keeps ctx.Err() when ctx ended it).
 func (s *Scheduler) Trigger(ctx context.Context, job string) (slot time.Time, fence int64, err error) {
 	var js *jobState
 	for _, j := range s.jobs {
@@ -35,14 +39,19 @@ func (s *Scheduler) Trigger(ctx context.Context, job string) (slot time.Time, fe
 	}
 	now := s.opts.Clock.Now()
 	slot = now.UTC().Truncate(time.Second)
-	manual := js.keys.prefix + "manual:" + strconv.FormatInt(now.UnixNano(), 10)
-	c := s.claimFor(js, slot)
-	c.MarkKey, c.PauseKey, c.BusyRecord = manual, "", ""
-	if c.Key != js.keys.run { // overlap allow: a lease of its own
-		c.Key = manual + ":lease"
+	bid, err := s.locker.Bid(s.claimFor(js, slot, 0, now.UnixNano()))
+	var lease *locker.Lease
+	if err == nil {
+		lease, err = bid.Obtain(ctx)
 	}
-	lease, err := s.locker.Obtain(ctx, c)
 	if err != nil {
+		var ne *locker.NotObtainedError
+		if bid != nil && bid.Sent() && !errors.As(err, &ne) {
+			// It may have won: keep its mark, recorded as aborted.
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.CallTimeout)
+			_ = bid.Withdraw(wctx)
+			cancel()
+		}
 		s.wg.Done()
 		return time.Time{}, 0, fmt.Errorf("scheduler: trigger %q: %w", job, err)
 	}
@@ -50,7 +59,7 @@ func (s *Scheduler) Trigger(ctx context.Context, job string) (slot time.Time, fe
 	log.Info().Int64("fence", lease.Fence()).Bool("manual", true).Msg("manual trigger claimed")
 	go func() {
 		defer s.wg.Done()
-		s.execute(js, slot, lease)
+		s.execute(js, slot, lease, true)
 	}()
 	return slot, lease.Fence(), nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/jobs"
 	"github.com/redcron/redcron/locker"
+	"github.com/redcron/redcron/scheduler/store"
 )
 
 // TestTrigger: a manual trigger runs the job now, under its own claim and a
@@ -39,7 +40,7 @@ func TestTrigger(t *testing.T) {
 
 	a := startInstance(t, srv, js, Options{Replica: "a"})
 	b := startInstance(t, srv, js, Options{Replica: "b"})
-	if err := newClient(t, srv).Set(ctx, PauseKey("", "report"), "1", 0).Err(); err != nil {
+	if err := newClient(t, srv).Set(ctx, store.JobKeys("", "report").Paused(), "1", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -47,6 +48,10 @@ func TestTrigger(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Trigger on a paused job: %v", err)
 	}
+	// Overlap forbid: the second trigger must wait until the first run
+	// ended and released the job's lease.
+	rc := newClient(t, srv)
+	waitFor(t, 5*time.Second, func() bool { return rc.Exists(ctx, store.JobKeys("", "report").Lease()).Val() == 0 })
 	slot2, f2, err := b.s.Trigger(ctx, "report")
 	if err != nil {
 		t.Fatalf("second Trigger: %v", err)

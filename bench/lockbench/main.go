@@ -289,7 +289,7 @@ func buildVariants(clients []redis.UniversalClient) ([]lockOps, error) {
 	ours := func(name string, l *locker.Locker) lockOps {
 		claim := func(key string) locker.Claim {
 			tag := "{" + key + "}"
-			return locker.Claim{Key: tag + ":run", FenceKey: tag + ":fence", TTL: ttl, Unwatched: true}
+			return locker.Claim{Key: tag + ":lease", MetaKey: tag + ":meta", TTL: ttl, Unwatched: true}
 		}
 		return lockOps{
 			name: name,
@@ -310,7 +310,11 @@ func buildVariants(clients []redis.UniversalClient) ([]lockOps, error) {
 		}
 	}
 	vs = append(vs, ours("redcron, 1 node (fence incl.)", locker.New(c0, locker.Options{})))
-	q, err := locker.NewQuorum(clients, locker.Options{})
+	lcs := make([]locker.Client, len(clients))
+	for i, c := range clients {
+		lcs[i] = c
+	}
+	q, err := locker.NewQuorum(lcs, locker.Options{})
 	if err != nil {
 		return nil, err
 	}

@@ -53,8 +53,7 @@ func main() {
 	flag.DurationVar(&cfg.skew, "skew", 300*time.Millisecond, "clock offset of replica 0 in the skewed scenarios (0: skip them)")
 	flag.StringVar(&cfg.spec, "spec", "* * * * * *", "every job's schedule")
 	flag.StringVar(&cfg.systems, "systems", "redcron,gocron", "systems to measure, in order")
-	flag.BoolVar(&fakeClaims, "fake", false, "with -trace: answer every claim 'slot claimed' without Redis (times the dispatch alone)")
-	flag.BoolVar(&traceOn, "trace", false, "time each replica's Obtain calls relative to their slots (stderr)")
+	flag.BoolVar(&traceOn, "trace", false, "time when each replica's claims begin relative to their slots (stderr)")
 	flag.StringVar(&cfg.cpuprof, "cpuprofile", "", "write a CPU profile of the whole run here")
 	flag.Parse()
 	if err := run(cfg); err != nil {

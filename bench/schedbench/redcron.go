@@ -114,9 +114,10 @@ func startRedcron(clients []*redis.Client, nJobs int, spec string, offsets []tim
 			cancel()
 			return nil, err
 		}
-		var lk scheduler.Locker = locker.New(c, locker.Options{NodeTimeout: 500 * time.Millisecond})
+		real := locker.New(c, locker.Options{NodeTimeout: 500 * time.Millisecond})
+		var lk scheduler.Locker = real
 		if traceOn {
-			tl := &tracingLocker{next: lk}
+			tl := &tracingLocker{next: real}
 			rr.traces = append(rr.traces, tl)
 			lk = tl
 		}

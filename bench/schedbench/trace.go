@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -14,41 +12,33 @@ import (
 	"github.com/redcron/redcron/scheduler"
 )
 
-// fakeClaims (-fake, with -trace) answers every claim "slot claimed" at
-// once, without Redis: it times the scheduler's dispatch alone.
-var fakeClaims bool
-
-// tracingLocker records, for -trace, when each Obtain was called and when
-// it returned, relative to its slot (parsed from the mark key).
+// tracingLocker records, for -trace, when each claim was prepared (the
+// firing's claim begins) relative to its slot.
 type tracingLocker struct {
-	next   scheduler.Locker
+	next   *locker.Locker
 	mu     sync.Mutex
 	called []time.Duration
-	ret    []time.Duration
 }
 
-func (t *tracingLocker) Obtain(ctx context.Context, c locker.Claim) (*locker.Lease, error) {
+func (t *tracingLocker) Bid(c locker.Claim) (*locker.Bid, error) {
 	now := time.Now()
-	i := strings.LastIndexByte(c.MarkKey, ':')
-	sec, _ := strconv.ParseInt(c.MarkKey[i+1:], 10, 64)
-	slot := time.Unix(sec, 0)
-	var l *locker.Lease
-	var err error
-	if fakeClaims {
-		err = &locker.NotObtainedError{Reason: locker.ErrSlotClaimed}
-	} else {
-		l, err = t.next.Obtain(ctx, c)
+	if !c.Slot.IsZero() && now.Sub(c.Slot) <= 400*time.Millisecond { // not the catch-up slot at start
+		t.mu.Lock()
+		t.called = append(t.called, now.Sub(c.Slot))
+		t.mu.Unlock()
 	}
-	end := time.Now()
-	if now.Sub(slot) > 400*time.Millisecond {
-		return l, err // the catch-up slot at start
-	}
-	t.mu.Lock()
-	t.called = append(t.called, now.Sub(slot))
-	t.ret = append(t.ret, end.Sub(slot))
-	t.mu.Unlock()
-	return l, err
+	return t.next.Bid(c)
 }
+
+func (t *tracingLocker) ServerClock(ctx context.Context, now func() time.Time) (locker.ServerClock, error) {
+	return t.next.ServerClock(ctx, now)
+}
+
+func (t *tracingLocker) RecordSkip(ctx context.Context, s locker.Skip) error {
+	return t.next.RecordSkip(ctx, s)
+}
+
+var _ scheduler.Locker = (*tracingLocker)(nil)
 
 func (t *tracingLocker) report(name string) {
 	t.mu.Lock()
@@ -56,7 +46,7 @@ func (t *tracingLocker) report(name string) {
 	for _, x := range []struct {
 		n string
 		d []time.Duration
-	}{{"obtain called", t.called}, {"obtain returned", t.ret}} {
+	}{{"claim began", t.called}} {
 		sort.Slice(x.d, func(i, j int) bool { return x.d[i] < x.d[j] })
 		fmt.Fprintf(os.Stderr, "  trace %s: %s - slot p1 %v p50 %v p99 %v max %v (n %d)\n", name, x.n,
 			pct(x.d, 1), pct(x.d, 50), pct(x.d, 99), pct(x.d, 100), len(x.d))

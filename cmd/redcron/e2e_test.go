@@ -27,8 +27,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redcron/redcron/internal/redistest"
-	"github.com/redcron/redcron/locker"
-	"github.com/redcron/redcron/scheduler"
+	"github.com/redcron/redcron/scheduler/store"
 )
 
 // Margins of the real-time tests. The machine is shared with other test
@@ -86,13 +85,19 @@ type e2eProc struct {
 
 func startRedcron(t *testing.T, bin, name, logPath string, args ...string) *e2eProc {
 	t.Helper()
+	return startRedcronEnv(t, bin, name, logPath, nil, args...)
+}
+
+// startRedcronEnv is startRedcron with env added to e2eEnv.
+func startRedcronEnv(t *testing.T, bin, name, logPath string, env []string, args ...string) *e2eProc {
+	t.Helper()
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close() // the child has its own copy
 	cmd := exec.Command(bin, args...)
-	cmd.Env = e2eEnv()
+	cmd.Env = append(e2eEnv(), env...)
 	cmd.Stdout, cmd.Stderr = f, f // *os.File: no copying goroutines
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -287,12 +292,12 @@ func readLedger(t *testing.T, path string) []ledgerEntry {
 
 // markKey is the slot mark of (job, slot) under prefix.
 func markKey(prefix, job string, slot time.Time) string {
-	return fmt.Sprintf("%s:{%s}:slot:%d", prefix, job, slot.Unix())
+	return store.JobKeys(prefix, job).Mark(slot)
 }
 
 // checkBounded asserts promise 7 on everything the replicas wrote: every
-// key has a TTL, except the fixed bound of one fence counter (and one pause
-// key) per job.
+// key has a TTL, except the fixed bound of one meta hash (fence, high-water,
+// first sight) and one pause key per job.
 func checkBounded(t *testing.T, c *redis.Client) {
 	t.Helper()
 	ctx := context.Background()
@@ -305,7 +310,7 @@ func checkBounded(t *testing.T, c *redis.Client) {
 		}
 		for _, k := range keys {
 			n++
-			if strings.HasSuffix(k, ":fence") || strings.HasSuffix(k, ":paused") {
+			if strings.HasSuffix(k, ":meta") || strings.HasSuffix(k, ":paused") {
 				continue
 			}
 			if ttl := c.PTTL(ctx, k).Val(); ttl <= 0 {
@@ -316,50 +321,37 @@ func checkBounded(t *testing.T, c *redis.Client) {
 			break
 		}
 	}
-	t.Logf("bounded state: %d keys, each with a TTL but the per-job fence counters", n)
+	t.Logf("bounded state: %d keys, each with a TTL but the per-job meta hashes", n)
 }
 
-// readMarks GETs the marks of the given slots in one pipeline; a missing
-// mark reads as "".
-func readMarks(t *testing.T, c *redis.Client, prefix string, keys []jobSlot) map[jobSlot]string {
+// readMarks reads the marks of the given slots in one pipeline; a missing
+// mark reads as ok false.
+func readMarks(t *testing.T, c *redis.Client, prefix string, keys []jobSlot) map[jobSlot]e2eMark {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cmds := make([]*redis.StringCmd, len(keys))
+	cmds := make([]*redis.MapStringStringCmd, len(keys))
 	pipe := c.Pipeline()
 	for i, k := range keys {
-		cmds[i] = pipe.Get(ctx, markKey(prefix, k.job, time.Unix(k.slot, 0)))
+		cmds[i] = pipe.HGetAll(ctx, markKey(prefix, k.job, time.Unix(k.slot, 0)))
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	if _, err := pipe.Exec(ctx); err != nil {
 		t.Fatalf("reading slot marks: %v", err)
 	}
-	out := make(map[jobSlot]string, len(keys))
+	out := make(map[jobSlot]e2eMark, len(keys))
 	for i, k := range keys {
-		v, err := cmds[i].Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			t.Fatalf("GET %s: %v", markKey(prefix, k.job, time.Unix(k.slot, 0)), err)
-		}
-		out[k] = v
+		m, ok, err := store.ParseMark(cmds[i].Val())
+		out[k] = e2eMark{Mark: m, ok: ok, err: err}
 	}
 	return out
 }
 
-// parseMark splits a slot mark into the running claim it holds (fence of a
-// "running:<token>:<fence>" mark) or the final record of a finished run.
-func parseMark(mark string) (running bool, fence int64, rec *scheduler.Record, err error) {
-	if rest, ok := strings.CutPrefix(mark, "running:"); ok {
-		i := strings.LastIndexByte(rest, ':')
-		if i < 0 {
-			return false, 0, nil, fmt.Errorf("bad running mark %q", mark)
-		}
-		f, err := strconv.ParseInt(rest[i+1:], 10, 64)
-		return true, f, nil, err
-	}
-	var r scheduler.Record
-	if err := json.Unmarshal([]byte(mark), &r); err != nil {
-		return false, 0, nil, fmt.Errorf("mark %q is neither a running claim nor a record: %w", mark, err)
-	}
-	return false, r.Fence, &r, nil
+// e2eMark is a slot's mark as read: ok false when absent, err when it
+// does not parse.
+type e2eMark struct {
+	store.Mark
+	ok  bool
+	err error
 }
 
 // faultWindow is a span of slots a faulted replica may have claimed and
@@ -595,9 +587,9 @@ jobs:
 	t.Logf("marks read %v after the first checked slot", time.Since(time.Unix(from, 0)).Round(time.Millisecond))
 
 	// What the replicas logged: runs, skips, and claims that failed.
-	runLogs := map[string]map[string]int{}         // replica -> outcome -> runs
-	skips := map[string]map[string]int{}           // replica -> reason -> skipped slots
-	claimFailed := map[string]map[jobSlot]string{} // replica -> slot -> error
+	runLogs := map[string]map[string]int{} // replica -> outcome -> runs
+	skips := map[string]map[string]int{}   // replica -> reason -> skipped slots
+	claimFailed := map[string]int{}        // replica -> claims that failed (I/O) at least once
 	for _, p := range []*e2eProc{a, a2, b, c} {
 		for _, l := range readLogs(t, p.log) {
 			slot, err := time.Parse(time.RFC3339, l.Slot)
@@ -614,7 +606,7 @@ jobs:
 				runLogs[p.name][l.Outcome]++
 				// A run logged ok ran its command: the ledger has it.
 				e, ok := seen[k]
-				if l.Outcome == scheduler.OutcomeOK && (!ok || e.fence != l.Fence || e.replica != p.name) {
+				if l.Outcome == store.OutcomeOK && (!ok || e.fence != l.Fence || e.replica != p.name) {
 					t.Errorf("%s logged run (%s, %s, fence %d) ok, but the ledger has %+v", p.name, l.Job, l.Slot, l.Fence, e)
 				}
 			case "slot skipped":
@@ -622,11 +614,8 @@ jobs:
 					skips[p.name] = map[string]int{}
 				}
 				skips[p.name][l.Reason]++
-			case "claim failed; nothing runs without a claim":
-				if claimFailed[p.name] == nil {
-					claimFailed[p.name] = map[jobSlot]string{}
-				}
-				claimFailed[p.name][k] = l.Error
+			case "claim failed; retrying the same claim, nothing runs without it":
+				claimFailed[p.name]++
 			}
 		}
 	}
@@ -634,71 +623,56 @@ jobs:
 	explained := map[string]int{}
 	ran := 0
 	for _, k := range keys {
-		mark := marks[k]
+		mk := marks[k]
 		slotStr := time.Unix(k.slot, 0).UTC().Format(time.RFC3339)
-		running, fence, rec, err := parseMark(mark)
 		if e, ok := seen[k]; ok {
 			ran++
 			// The mark must be this run's: same fence, and same replica
 			// once recorded (a run whose replica was killed keeps its
 			// running claim).
 			switch {
-			case mark == "":
+			case !mk.ok:
 				t.Errorf("(%s, %s) ran (fence %d, %s) but has no slot mark", k.job, slotStr, e.fence, e.replica)
-			case err != nil:
-				t.Errorf("(%s, %s): %v", k.job, slotStr, err)
-			case fence != e.fence || (rec != nil && rec.Replica != e.replica):
-				t.Errorf("(%s, %s) ran with fence %d on %s but its mark is %q", k.job, slotStr, e.fence, e.replica, mark)
-			case running && !(e.replica == replicaA && faults[0].holds(k.slot)):
-				t.Errorf("(%s, %s) ran on %s but its mark was never finished: %q", k.job, slotStr, e.replica, mark)
+			case mk.err != nil:
+				t.Errorf("(%s, %s): %v", k.job, slotStr, mk.err)
+			case mk.Fence != e.fence || mk.Claim.Replica != e.replica || (mk.Ended && mk.Record.Replica != e.replica):
+				t.Errorf("(%s, %s) ran with fence %d on %s but its mark is %+v", k.job, slotStr, e.fence, e.replica, mk.Mark)
+			case !mk.Ended && !(e.replica == replicaA && faults[0].holds(k.slot)):
+				t.Errorf("(%s, %s) ran on %s but its mark was never finished: %+v", k.job, slotStr, e.replica, mk.Mark)
 			}
 			continue
 		}
 		// A miss: it must be a claim by a faulted replica, around its fault.
-		// B's failed claim: B logged it when it woke from SIGSTOP.
-		_, bLogged := claimFailed[replicaB][k]
-		bClaim := bLogged && faults[1].holds(k.slot)
 		why := ""
+		claimant := mk.Claim.Replica
+		w := slices.IndexFunc(faults, func(f faultWindow) bool { return f.replica == claimant && f.holds(k.slot) })
 		switch {
-		case mark == locker.SkippedAborted && bClaim:
-			// B's claim script ran in Redis (the healthy replicas saw its
-			// running mark and left the slot), but B was stopped before it
-			// read the reply, or before its lease's validity check: on
-			// SIGCONT the claim failed (timeout or locker.ErrTooLate) and
-			// was undone, and the locker kept the slot claimed and on
-			// record as skipped:aborted rather than claimable again.
-			explained["claimed by "+replicaB+", SIGSTOP before the reply, claim undone (mark kept as skipped:aborted)"]++
-			continue
-		case mark == "":
-			why = "no replica claimed it (mark absent)"
-		case err != nil:
-			why = err.Error()
-		case running:
+		case !mk.ok:
+			why = "no replica claimed or recorded it (mark absent)"
+		case mk.err != nil:
+			why = mk.err.Error()
+		case w < 0:
+			why = fmt.Sprintf("not claimed by a faulted replica around its fault: %+v", mk.Mark)
+		case !mk.Ended:
 			// Every replica that exits (SIGTERM) or resumes (SIGCONT)
-			// finishes its claims and overwrites the running mark with
-			// a record; only the SIGKILLed process cannot, and B cannot
-			// when it lost the reply to its claim.
-			if faults[0].holds(k.slot) {
+			// finishes or withdraws its claims; only the SIGKILLed
+			// process cannot.
+			if claimant == replicaA {
 				explained["claimed by "+replicaA+", SIGKILLed before it ran (running mark never finished)"]++
 				continue
 			}
-			if bClaim {
-				explained["claimed by "+replicaB+", SIGSTOP before the reply (running mark never finished)"]++
-				continue
-			}
-			why = fmt.Sprintf("running claim (fence %d) never finished, outside the SIGKILL window", fence)
-		case rec.Outcome == scheduler.OutcomeOK:
-			why = fmt.Sprintf("recorded ok by %s (fence %d) but never wrote the ledger", rec.Replica, rec.Fence)
+			why = fmt.Sprintf("running claim (fence %d) of %s never finished", mk.Fence, claimant)
+		case mk.Record.Outcome == store.OutcomeOK:
+			why = fmt.Sprintf("recorded ok by %s (fence %d) but never wrote the ledger", mk.Record.Replica, mk.Fence)
 		default:
-			w := slices.IndexFunc(faults, func(f faultWindow) bool { return f.replica == rec.Replica && f.holds(k.slot) })
-			if w >= 0 {
-				explained[fmt.Sprintf("claimed by %s, %s, outcome %s", rec.Replica, faults[w].what, rec.Outcome)]++
-				continue
-			}
-			why = fmt.Sprintf("recorded %s by %s (fence %d, error %q), not a faulted replica around its fault",
-				rec.Outcome, rec.Replica, rec.Fence, rec.Error)
+			// B's claim ran in Redis (the healthy replicas saw it and left
+			// the slot), but B was stopped before it could run it: on
+			// SIGCONT the slot's window was over and B gave the claim up,
+			// recorded as skipped (aborted or late), never claimable again.
+			explained[fmt.Sprintf("claimed by %s, %s, recorded %s %s", claimant, faults[w].what, mk.Record.Outcome, mk.Record.Reason)]++
+			continue
 		}
-		t.Errorf("slot (%s, %s) missed: %s; mark %q", k.job, slotStr, why, mark)
+		t.Errorf("slot (%s, %s) missed: %s", k.job, slotStr, why)
 	}
 
 	missed := 0
@@ -808,8 +782,8 @@ jobs:
 	if runs != 1 || run == nil {
 		t.Fatalf("got %d run lines, want 1; log:\n%s", runs, tail(p.log))
 	}
-	if run.Outcome != scheduler.OutcomeShutdown || run.Replica != name || run.Job != "sleeper" {
-		t.Errorf("run line: outcome %q, replica %q, job %q; want %q, %q, sleeper", run.Outcome, run.Replica, run.Job, scheduler.OutcomeShutdown, name)
+	if run.Outcome != store.OutcomeShutdown || run.Replica != name || run.Job != "sleeper" {
+		t.Errorf("run line: outcome %q, replica %q, job %q; want %q, %q, sleeper", run.Outcome, run.Replica, run.Job, store.OutcomeShutdown, name)
 	}
 	if !stopped {
 		t.Errorf("no \"redcron stopped\" line; log:\n%s", tail(p.log))
@@ -819,16 +793,16 @@ jobs:
 		t.Fatalf("run line slot %q: %v", run.Slot, err)
 	}
 	k := jobSlot{"sleeper", slot.Unix()}
-	mark := readMarks(t, srv.Client(t), prefix, []jobSlot{k})[k]
-	_, _, rec, err := parseMark(mark)
+	mk := readMarks(t, srv.Client(t), prefix, []jobSlot{k})[k]
+	rec := mk.Record
 	switch {
-	case err != nil:
-		t.Errorf("slot mark: %v", err)
-	case rec == nil:
-		t.Errorf("slot mark %q: still a running claim, want the recorded outcome", mark)
-	case rec.Outcome != scheduler.OutcomeShutdown || rec.Fence != run.Fence || rec.Replica != name:
+	case !mk.ok || mk.err != nil:
+		t.Errorf("slot mark: exists %v, %v", mk.ok, mk.err)
+	case !mk.Ended:
+		t.Errorf("slot mark %+v: still a running claim, want the recorded outcome", mk.Mark)
+	case rec.Outcome != store.OutcomeShutdown || rec.Fence != run.Fence || rec.Replica != name:
 		t.Errorf("slot mark records outcome %q, fence %d, replica %q; want %q, %d, %q",
-			rec.Outcome, rec.Fence, rec.Replica, scheduler.OutcomeShutdown, run.Fence, name)
+			rec.Outcome, rec.Fence, rec.Replica, store.OutcomeShutdown, run.Fence, name)
 	default:
 		t.Logf("slot %s recorded: outcome %s, fence %d, %d ms, error %q", run.Slot, rec.Outcome, rec.Fence, rec.DurationMS, rec.Error)
 	}

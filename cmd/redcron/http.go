@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+
+	"github.com/redcron/redcron/scheduler"
 )
 
 // httpServer serves /healthz, /readyz, /metrics, and the status API and
@@ -22,7 +24,7 @@ type httpServer struct {
 
 // startHTTP listens on addr (a bare ":PORT" binds 127.0.0.1) and serves in
 // its own goroutine until shutdown.
-func startHTTP(addr string, be *backend, reg *prometheus.Registry, status http.Handler, log zerolog.Logger) (*httpServer, error) {
+func startHTTP(addr string, be *backend, sched *scheduler.Scheduler, reg *prometheus.Registry, status http.Handler, log zerolog.Logger) (*httpServer, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("--http %q: %w", addr, err)
@@ -37,6 +39,10 @@ func startHTTP(addr string, be *backend, reg *prometheus.Registry, status http.H
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := be.ready(r.Context()); err != nil {
 			http.Error(w, "redis unreachable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if err := sched.Ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")

@@ -31,7 +31,8 @@ Usage:
 
 Environment: REDCRON_REDIS_URL, REDCRON_REPLICA (default host-pid),
 REDCRON_HTTP_TOKEN (bearer token for pause, resume and trigger over --http),
-REDCRON_CLOCK_OFFSET (fault-injection tests only).
+REDCRON_CLOCK_OFFSET or REDCRON_CLOCK_OFFSET_FILE (fault-injection tests
+only: a duration added to the clock, or a file holding one, re-read).
 Exit codes: 0 ok, 2 bad usage or config, 1 runtime failure.
 Run "redcron COMMAND --help" for a command's flags.
 `

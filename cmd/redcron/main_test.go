@@ -74,6 +74,8 @@ func TestValidateRefusesBrokenConfigs(t *testing.T) {
 		{"lock_ttl under 1s", "a", "schedule: '@hourly'\n    func: heartbeat\n    lock_ttl: 500ms", 5, "lock_ttl", "at least 1s"},
 		{"negative timeout", "a", "schedule: '@hourly'\n    func: heartbeat\n    timeout: -1s", 5, "timeout", "must not be negative"},
 		{"negative jitter", "a", "schedule: '@hourly'\n    func: heartbeat\n    jitter: -1s", 5, "jitter", "must not be negative"},
+		{"jitter not shorter than the interval", "a", "schedule: '*/10 * * * * *'\n    func: heartbeat\n    jitter: 10s", 5, "jitter", "not shorter than the schedule's shortest interval 10s"},
+		{"jitter over an uneven schedule", "a", "schedule: '0 0 1,2 * *'\n    func: heartbeat\n    jitter: 25h", 5, "jitter", "shortest interval 24h0m0s"},
 		{"negative catchup", "a", "schedule: '@hourly'\n    func: heartbeat\n    catchup_window: -1m", 5, "catchup_window", "must not be negative"},
 		{"retry attempts 0", "a", "schedule: '@hourly'\n    func: heartbeat\n    retry: {attempts: 0}", 5, "retry.attempts", "at least 1"},
 		{"env on an http job", "a", "schedule: '@hourly'\n    http: {url: 'http://127.0.0.1:1/'}\n    env: {A: b}", 5, "env", "only for command jobs"},

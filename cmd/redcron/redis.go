@@ -14,6 +14,7 @@ import (
 	"github.com/redcron/redcron/internal/embedredis"
 	"github.com/redcron/redcron/jobs"
 	"github.com/redcron/redcron/locker"
+	"github.com/redcron/redcron/scheduler/store"
 )
 
 // backend is what run needs from Redis: the locker, the clients (for
@@ -23,6 +24,7 @@ type backend struct {
 	clients  []redis.UniversalClient
 	describe string
 	close    func()
+	embedded bool // the in-process trial server: its settings are not checked
 }
 
 // connect builds the clients the config (or the --redis / REDCRON_REDIS_URL
@@ -54,12 +56,16 @@ func connect(rc jobs.RedisConfig, override string, log zerolog.Logger) (*backend
 		// Replicas claim the same slot at once; over several masters their
 		// votes can split. Redlock's answer: retry after a random delay.
 		lopts.Retries, lopts.RetryDelay = 3, 50*time.Millisecond
-		l, err := locker.NewQuorum(cs, lopts)
+		lcs := make([]locker.Client, len(cs))
+		for i, c := range cs {
+			lcs[i] = c
+		}
+		l, err := locker.NewQuorum(lcs, lopts)
 		if err != nil {
 			closeAll(cs)()
 			return nil, err
 		}
-		return &backend{l, cs, fmt.Sprintf("quorum of %d masters", len(cs)), closeAll(cs)}, nil
+		return &backend{locker: l, clients: cs, describe: fmt.Sprintf("quorum of %d masters", len(cs)), close: closeAll(cs)}, nil
 	case rc.Sentinel != nil:
 		c := redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName: rc.Sentinel.Master, SentinelAddrs: rc.Sentinel.Addrs,
@@ -68,7 +74,7 @@ func connect(rc jobs.RedisConfig, override string, log zerolog.Logger) (*backend
 			MaxRetries: noRetries, ContextTimeoutEnabled: true,
 		})
 		cs := []redis.UniversalClient{c}
-		return &backend{locker.New(c, lopts), cs, "sentinel master " + rc.Sentinel.Master, closeAll(cs)}, nil
+		return &backend{locker: locker.New(c, lopts), clients: cs, describe: "sentinel master " + rc.Sentinel.Master, close: closeAll(cs)}, nil
 	case len(rc.Cluster) > 0:
 		c := redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: rc.Cluster, Username: rc.Username, Password: rc.Password, TLSConfig: tlsConfig(rc, ""),
@@ -76,14 +82,14 @@ func connect(rc jobs.RedisConfig, override string, log zerolog.Logger) (*backend
 			MaxRetries: noRetries, ContextTimeoutEnabled: true,
 		})
 		cs := []redis.UniversalClient{c}
-		return &backend{locker.New(c, lopts), cs, "cluster", closeAll(cs)}, nil
+		return &backend{locker: locker.New(c, lopts), clients: cs, describe: "cluster", close: closeAll(cs)}, nil
 	case rc.URL != "":
 		c, err := urlClient(rc.URL, rc)
 		if err != nil {
 			return nil, err
 		}
 		cs := []redis.UniversalClient{c}
-		return &backend{locker.New(c, lopts), cs, redactURL(c), closeAll(cs)}, nil
+		return &backend{locker: locker.New(c, lopts), clients: cs, describe: redactURL(c), close: closeAll(cs)}, nil
 	}
 	return embedded(rc, lopts, log)
 }
@@ -124,7 +130,7 @@ func embedded(rc jobs.RedisConfig, lopts locker.Options, log zerolog.Logger) (*b
 		log.Warn().Str("redis", url).Str("join_with", "--redis "+url).
 			Msg("NO REDIS CONFIGURED: started an EMBEDDED in-memory Redis for a one-machine trial; state is lost on exit; set redis.url or REDCRON_REDIS_URL in production")
 	}
-	return &backend{locker.New(c, lopts), cs, "embedded " + url, func() {
+	return &backend{locker: locker.New(c, lopts), clients: cs, describe: "embedded " + url, embedded: true, close: func() {
 		_ = c.Close()
 		if srv != nil {
 			srv.Close()
@@ -198,4 +204,24 @@ func (b *backend) ready(ctx context.Context) error {
 		return nil
 	}
 	return errors.Join(errs...)
+}
+
+// checkSettings reads each node's settings once at start and warns loudly
+// about those that weaken the guarantees; a node that refuses CONFIG
+// (managed Redis) gets one warning, and the replica goes on.
+func (b *backend) checkSettings(ctx context.Context, log zerolog.Logger) {
+	if b.embedded {
+		return
+	}
+	for i, c := range b.clients {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		rep := store.CheckSettings(cctx, c)
+		cancel()
+		if rep.Unknown != nil {
+			log.Warn().Int("node", i).Err(rep.Unknown).Msg("cannot read Redis settings: make sure maxmemory-policy is noeviction and appendonly yes with appendfsync always, or slots may run twice after an eviction or a crash")
+		}
+		for _, w := range rep.Warnings {
+			log.Warn().Int("node", i).Msg("REDIS SETTING WEAKENS THE GUARANTEES: " + w)
+		}
+	}
 }

@@ -26,7 +26,7 @@ func obtainOnce(t *testing.T, be *backend) int64 {
 	if err := be.ready(ctx); err != nil {
 		t.Fatalf("ready: %v", err)
 	}
-	l, err := be.locker.Obtain(ctx, locker.Claim{Key: "t:{j}:run", FenceKey: "t:{j}:fence", TTL: time.Second, Unwatched: true})
+	l, err := be.locker.Obtain(ctx, locker.Claim{Key: "t:{j}:lease", MetaKey: "t:{j}:meta", TTL: time.Second, Unwatched: true})
 	if err != nil {
 		t.Fatalf("obtain over %s: %v", be.describe, err)
 	}
@@ -152,5 +152,41 @@ func TestConnectBadURL(t *testing.T) {
 	_, err := connect(rc, "mysql://nope", zerolog.Nop())
 	if err == nil || !strings.Contains(err.Error(), "redis url") {
 		t.Fatalf("got %v, want a redis url error", err)
+	}
+}
+
+// TestCheckSettingsWarns: at start a replica warns loudly about Redis
+// settings that weaken the guarantees, and once, without stopping, when
+// CONFIG is refused (managed Redis).
+func TestCheckSettingsWarns(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"eviction and no AOF", []string{"--maxmemory-policy", "allkeys-lru"}, []string{"REDIS SETTING WEAKENS THE GUARANTEES: maxmemory-policy is allkeys-lru", "REDIS SETTING WEAKENS THE GUARANTEES: appendonly is no"}},
+		{"CONFIG refused", []string{"--rename-command", "CONFIG", ""}, []string{"cannot read Redis settings"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t, redistest.Options{Args: tc.args})
+			rc := baseRedisConfig()
+			rc.URL = srv.URL()
+			be, err := connect(rc, "", zerolog.Nop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(be.close)
+			var buf strings.Builder
+			be.checkSettings(context.Background(), zerolog.New(&buf))
+			out := buf.String()
+			for _, w := range tc.want {
+				if strings.Count(out, w) != 1 {
+					t.Errorf("log: got %q, want %q once", out, w)
+				}
+			}
+			if n := strings.Count(out, "\n"); n != len(tc.want) {
+				t.Errorf("log lines: got %d, want %d:\n%s", n, len(tc.want), out)
+			}
+		})
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/redcron/redcron/internal/statusapi"
 	"github.com/redcron/redcron/scheduler"
+	"github.com/redcron/redcron/scheduler/store"
 )
 
 // defaultHTTP is where run serves its endpoints unless told otherwise.
@@ -63,15 +63,13 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		host, _ := os.Hostname()
 		*replica = host + "-" + strconv.Itoa(os.Getpid())
 	}
-	clock := scheduler.RealClock()
-	if s := os.Getenv("REDCRON_CLOCK_OFFSET"); s != "" {
-		off, err := time.ParseDuration(s)
-		if err != nil {
-			fmt.Fprintf(stderr, "redcron run: REDCRON_CLOCK_OFFSET=%q: %v\n", s, err)
-			return exitUsage
-		}
-		clock = scheduler.OffsetClock(clock, off)
-		log.Warn().Dur("offset", off).Msg("REDCRON_CLOCK_OFFSET set: this replica's clock is shifted (fault-injection tests only)")
+	clock, offset, err := clockFromEnv()
+	if err != nil {
+		fmt.Fprintf(stderr, "redcron run: %v\n", err)
+		return exitUsage
+	}
+	if offset != "" {
+		log.Warn().Str("offset", offset).Msg("clock offset set: this replica's clock is shifted (fault-injection tests only)")
 	}
 	if *redisURL == "" {
 		*redisURL = os.Getenv("REDCRON_REDIS_URL")
@@ -83,6 +81,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer be.close()
+	be.checkSettings(context.Background(), log)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -112,11 +111,11 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	var srv *httpServer
 	if *httpAddr != "off" && *httpAddr != "" {
 		status := statusapi.New(statusapi.Config{
-			Jobs: cfg.Jobs, Clients: be.clients, Prefix: cfg.Redis.Prefix,
+			Jobs: cfg.Jobs, Store: store.New(be.locker, cfg.Redis.Prefix),
 			Token: os.Getenv("REDCRON_HTTP_TOKEN"), Replica: *replica, Now: clock.Now,
 			Trigger: sched.Trigger,
 		})
-		srv, err = startHTTP(*httpAddr, be, reg, status, log)
+		srv, err = startHTTP(*httpAddr, be, sched, reg, status, log)
 		switch {
 		case err != nil && !flagSet(fs, "http"):
 			// The default port is taken, most likely by another replica on

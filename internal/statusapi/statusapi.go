@@ -16,22 +16,19 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/redcron/redcron/jobs"
 	"github.com/redcron/redcron/locker"
 	"github.com/redcron/redcron/scheduler"
+	"github.com/redcron/redcron/scheduler/store"
 )
 
 // Config is what the API serves.
 type Config struct {
 	// Jobs are the replica's jobs, in file order.
 	Jobs []*jobs.Job
-	// Clients are the Redis clients: one, or the masters of a quorum (pause
-	// and resume must reach a majority of them).
-	Clients []redis.UniversalClient
-	// Prefix is the key prefix; "" means scheduler.DefaultPrefix.
-	Prefix string
+	// Store reads and writes pause state and history (on a majority of
+	// nodes in quorum mode).
+	Store *store.Store
 	// Token is the bearer token that pause and resume require. Empty: they
 	// are refused (403), so that state never changes without one.
 	Token string
@@ -50,15 +47,15 @@ type Config struct {
 
 // JobStatus is one job in the API's answers.
 type JobStatus struct {
-	Name     string             `json:"name"`
-	Kind     string             `json:"kind"`
-	Schedule string             `json:"schedule"`
-	Timezone string             `json:"timezone"`
-	Enabled  bool               `json:"enabled"`
-	Paused   bool               `json:"paused"`
-	Next     []time.Time        `json:"next"`
-	Recent   []scheduler.Record `json:"recent"`
-	Error    string             `json:"error,omitempty"` // Redis could not be read
+	Name     string         `json:"name"`
+	Kind     string         `json:"kind"`
+	Schedule string         `json:"schedule"`
+	Timezone string         `json:"timezone"`
+	Enabled  bool           `json:"enabled"`
+	Paused   bool           `json:"paused"`
+	Next     []time.Time    `json:"next"`
+	Recent   []store.Record `json:"recent"`
+	Error    string         `json:"error,omitempty"` // Redis could not be read
 }
 
 type api struct {
@@ -96,7 +93,7 @@ func New(cfg Config) http.Handler {
 }
 
 func (a *api) status(ctx context.Context, j *jobs.Job) JobStatus {
-	st := JobStatus{Name: j.Name, Kind: j.Kind, Schedule: j.Spec, Timezone: j.Location.String(), Enabled: j.Enabled, Recent: []scheduler.Record{}}
+	st := JobStatus{Name: j.Name, Kind: j.Kind, Schedule: j.Spec, Timezone: j.Location.String(), Enabled: j.Enabled, Recent: []store.Record{}}
 	t := a.cfg.Now()
 	for range 3 {
 		if t = a.scheds[j.Name].Next(t); t.IsZero() {
@@ -106,27 +103,17 @@ func (a *api) status(ctx context.Context, j *jobs.Job) JobStatus {
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
 	defer cancel()
-	// Read from the first client that answers: every node holds the pause
-	// key and the history in quorum mode.
-	var errs []error
-	for _, c := range a.cfg.Clients {
-		pipe := c.Pipeline()
-		paused := pipe.Exists(ctx, scheduler.PauseKey(a.cfg.Prefix, j.Name))
-		hist := pipe.LRange(ctx, scheduler.HistoryKey(a.cfg.Prefix, j.Name), 0, int64(a.cfg.History-1))
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			errs = append(errs, err)
-			continue
-		}
-		st.Paused = paused.Val() == 1
-		for _, s := range hist.Val() {
-			var r scheduler.Record
-			if json.Unmarshal([]byte(s), &r) == nil {
-				st.Recent = append(st.Recent, r)
-			}
-		}
-		return st
+	p, err := a.cfg.Store.Paused(ctx, j.Name)
+	if err == nil {
+		st.Paused = p.Paused
+		st.Recent, err = a.cfg.Store.History(ctx, j.Name, a.cfg.History)
 	}
-	st.Error = errors.Join(errs...).Error()
+	if err != nil {
+		st.Error = err.Error()
+	}
+	if st.Recent == nil {
+		st.Recent = []store.Record{}
+	}
 	return st
 }
 
@@ -164,8 +151,8 @@ func (a *api) authorized(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// pause sets (on) or deletes the job's pause key on every client; it
-// succeeds when a majority confirmed.
+// pause pauses (on) or resumes the job on every node; it succeeds when a
+// majority confirmed.
 func (a *api) pause(on bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
@@ -175,25 +162,14 @@ func (a *api) pause(on bool) http.HandlerFunc {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Timeout)
 		defer cancel()
-		key := scheduler.PauseKey(a.cfg.Prefix, name)
-		ok := 0
-		var errs []error
-		for _, c := range a.cfg.Clients {
-			var err error
-			if on {
-				// One key per job, a fixed bound: it lives until resumed.
-				err = c.Set(ctx, key, "paused via API from "+a.cfg.Replica, 0).Err()
-			} else {
-				err = c.Del(ctx, key).Err()
-			}
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			ok++
+		var err error
+		if on {
+			err = a.cfg.Store.Pause(ctx, name, "paused via API from "+a.cfg.Replica)
+		} else {
+			err = a.cfg.Store.Resume(ctx, name)
 		}
-		if ok < len(a.cfg.Clients)/2+1 {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": errors.Join(errs...).Error()})
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 			return
 		}
 		writeJSON(w, http.StatusOK, a.status(r.Context(), a.byName[name]))

@@ -15,7 +15,9 @@ import (
 
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/jobs"
+	"github.com/redcron/redcron/locker"
 	"github.com/redcron/redcron/scheduler"
+	"github.com/redcron/redcron/scheduler/store"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -41,7 +43,7 @@ func setup(t *testing.T, token string) (*httptest.Server, *redis.Client) {
 	rs := redistest.Start(t, redistest.Options{})
 	c := rs.Client(t)
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	h := New(Config{Jobs: cfg.Jobs, Clients: []redis.UniversalClient{c}, Token: token, Replica: "r1", Now: func() time.Time { return now }})
+	h := New(Config{Jobs: cfg.Jobs, Store: store.New(locker.New(c, locker.Options{}), ""), Token: token, Replica: "r1", Now: func() time.Time { return now }})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv, c
@@ -85,7 +87,7 @@ func TestPauseNeedsToken(t *testing.T) {
 			if code != tc.want {
 				t.Fatalf("pause: got %d, want %d: %s", code, tc.want, body)
 			}
-			n, err := c.Exists(ctx, scheduler.PauseKey("", "backup")).Result()
+			n, err := c.Exists(ctx, store.JobKeys("", "backup").Paused()).Result()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -99,9 +101,8 @@ func TestPauseNeedsToken(t *testing.T) {
 func TestStatusPauseResume(t *testing.T) {
 	ctx := context.Background()
 	srv, c := setup(t, "tok")
-	rec := scheduler.Record{Job: "backup", Slot: time.Date(2026, 11, 25, 2, 0, 0, 0, time.UTC), Outcome: "ok", Fence: 7, Replica: "r2"}
-	b, _ := json.Marshal(rec)
-	if err := c.LPush(ctx, scheduler.HistoryKey("", "backup"), string(b)).Err(); err != nil {
+	rec := store.Record{Job: "backup", Slot: time.Date(2026, 11, 25, 2, 0, 0, 0, time.UTC), Outcome: "ok", Fence: 7, Replica: "r2"}
+	if err := c.LPush(ctx, store.JobKeys("", "backup").History(), rec.Encode()).Err(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -137,7 +138,7 @@ func TestStatusPauseResume(t *testing.T) {
 	if code, body := do(t, "POST", srv.URL+"/api/jobs/backup/resume", "tok"); code != http.StatusOK {
 		t.Fatalf("resume: got %d: %s", code, body)
 	}
-	if n, _ := c.Exists(ctx, scheduler.PauseKey("", "backup")).Result(); n != 0 {
+	if n, _ := c.Exists(ctx, store.JobKeys("", "backup").Paused()).Result(); n != 0 {
 		t.Fatalf("after resume: pause key still present")
 	}
 
@@ -168,7 +169,7 @@ func TestRedisDown(t *testing.T) {
 	c := redis.NewClient(&redis.Options{Addr: rs.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { _ = c.Close() })
 	_ = rs.Kill()
-	down := httptest.NewServer(New(Config{Jobs: cfg.Jobs, Clients: []redis.UniversalClient{c}, Token: "tok"}))
+	down := httptest.NewServer(New(Config{Jobs: cfg.Jobs, Store: store.New(locker.New(c, locker.Options{NodeTimeout: 300 * time.Millisecond}), ""), Token: "tok"}))
 	t.Cleanup(down.Close)
 	code, body := do(t, "GET", down.URL+"/api/jobs/backup", "")
 	if code != http.StatusOK || !strings.Contains(body, `"error"`) {
@@ -211,5 +212,84 @@ func TestTrigger(t *testing.T) {
 	}
 	if code, body := do(t, "POST", srv.URL+"/api/jobs/ping/trigger", "tok"); code != http.StatusConflict {
 		t.Fatalf("trigger a disabled job: got %d %s, want 409", code, body)
+	}
+}
+
+// TestQuorumReads: in quorum mode the pause state and the history come
+// from a majority of nodes read in parallel, never from the first node that
+// answers: a stale pause key on one node of three does not pause the job,
+// history records are merged across the nodes, and with one node down pause,
+// resume and status still work, while with two down they fail.
+func TestQuorumReads(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := jobs.Parse("jobs.yaml", []byte(config), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var servers []*redistest.Server
+	var raw []*redis.Client
+	var clients []locker.Client
+	for range 3 {
+		s := redistest.Start(t, redistest.Options{})
+		servers = append(servers, s)
+		c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond, ReadTimeout: 300 * time.Millisecond})
+		t.Cleanup(func() { _ = c.Close() })
+		raw = append(raw, c)
+		clients = append(clients, c)
+	}
+	q, err := locker.NewQuorum(clients, locker.Options{NodeTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(Config{Jobs: cfg.Jobs, Store: store.New(q, ""), Token: "tok", Replica: "r1"}))
+	t.Cleanup(srv.Close)
+	keys := store.JobKeys("", "backup")
+	status := func(t *testing.T) JobStatus {
+		t.Helper()
+		code, body := do(t, "GET", srv.URL+"/api/jobs/backup", "")
+		var st JobStatus
+		if err := json.Unmarshal([]byte(body), &st); code != http.StatusOK || err != nil {
+			t.Fatalf("status: got %d %s (%v)", code, body, err)
+		}
+		return st
+	}
+
+	// A stale pause on the first node alone: claims still win on the other
+	// two, so the job is not paused.
+	if err := raw[0].Set(ctx, keys.Paused(), "stale", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(t); st.Paused {
+		t.Errorf("pause key on 1 of 3 nodes: got paused, want not paused")
+	}
+	// Records written on different nodes are all shown, once each.
+	r1 := store.Record{Job: "backup", Slot: time.Date(2026, 11, 25, 2, 0, 0, 0, time.UTC), Outcome: "ok", Fence: 1, Replica: "a"}
+	r2 := store.Record{Job: "backup", Slot: time.Date(2026, 11, 26, 2, 0, 0, 0, time.UTC), Outcome: "error", Fence: 2, Replica: "b"}
+	raw[0].LPush(ctx, keys.History(), r1.Encode())
+	raw[1].LPush(ctx, keys.History(), r1.Encode(), r2.Encode())
+	raw[2].LPush(ctx, keys.History(), r2.Encode())
+	if st := status(t); len(st.Recent) != 2 || st.Recent[0].Fence != 2 || st.Recent[1].Fence != 1 {
+		t.Errorf("history over 3 nodes: got %+v, want fence 2 then fence 1", st.Recent)
+	}
+
+	// One node down: a majority still answers.
+	if err := servers[0].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := do(t, "POST", srv.URL+"/api/jobs/backup/pause", "tok"); code != http.StatusOK {
+		t.Fatalf("pause with 1 of 3 down: got %d %s, want 200", code, body)
+	}
+	if st := status(t); !st.Paused || st.Error != "" {
+		t.Errorf("after pause with 1 of 3 down: got paused %v error %q, want paused", st.Paused, st.Error)
+	}
+	// Two down: no majority, no answer.
+	if err := servers[1].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := do(t, "POST", srv.URL+"/api/jobs/backup/resume", "tok"); code != http.StatusServiceUnavailable {
+		t.Errorf("resume with 2 of 3 down: got %d, want 503", code)
+	}
+	if st := status(t); st.Error == "" || !strings.Contains(st.Error, "no quorum") {
+		t.Errorf("status with 2 of 3 down: got error %q, want no quorum", st.Error)
 	}
 }

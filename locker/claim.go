@@ -1,0 +1,236 @@
+package locker
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Claim says what a claim takes, in one script call per node. Keys and
+// records are the caller's: this package never builds or parses a record,
+// and all keys of one Claim must share a {hash tag}.
+type Claim struct {
+	// Key is the lease key (a string holding the holder's token). Required.
+	Key string
+	// MetaKey is the job's hash, kept without TTL (one key per job, a fixed
+	// bound): its "fence" counter is incremented by every successful claim;
+	// a slot claim also keeps "hw", the highest slot decided, and "first",
+	// the job's first sight. Required.
+	MetaKey string
+	// TTL is the lease length; the watchdog renews every TTL/3. Required,
+	// at least 1ms (Redis expiries are in milliseconds).
+	TTL time.Duration
+
+	// MarkKey is an optional mark (a hash) that records the claim: its
+	// token, fence and Running record while the run lasts, then the final
+	// record. Obtain refuses with ErrSlotClaimed when it holds another
+	// claim or a final record. Renewals keep a running mark for MarkTTL;
+	// an ended mark (Finish, a skip, Withdraw) is kept for Retention.
+	MarkKey   string
+	MarkTTL   time.Duration
+	Retention time.Duration
+	// Running is the record stored in the mark while the run lasts.
+	Running string
+	// Records are written to the mark when the claim decides a skip.
+	Records Records
+
+	// Slot, when not zero, makes this a slot claim: it is refused with
+	// ErrSlotClaimed when the job's high-water slot is at or above Slot
+	// (so that a slot that was claimed is never claimed again, whatever
+	// any mark's TTL), with ErrUnborn when Slot is before the job's first
+	// sight, and it raises the high-water to Slot when it wins or records
+	// a skip. It needs a MarkKey. Whole seconds.
+	Slot time.Time
+	// FirstSeen is stored as the job's first sight when it has none yet
+	// (the instant this replica loaded the job), rounded up to the second.
+	// Slot claims only; zero means Slot.
+	FirstSeen time.Time
+	// NotBefore and NotAfter bound a slot claim on the server's clock
+	// (Redis TIME, each node's own in quorum mode): earlier, it is refused
+	// with ErrEarly and nothing is written; later, with ErrLate, and
+	// Records.Late is recorded. Zero: no bound.
+	NotBefore, NotAfter time.Time
+
+	// PauseKey, when set and present, makes Obtain fail with ErrPaused;
+	// Records.Paused is recorded in the mark.
+	PauseKey string
+	// Replace takes over a lease held by another run (overlap "replace"):
+	// the claim wins the slot at once, NextKey names this claim as the
+	// successor, a message on Channel tells the holder to stop (its
+	// renewals answer "replaced" too), and Obtain waits until the holder
+	// released the lease, or its TTL ran out, before it returns. Needs
+	// NextKey; Channel is optional (renewals are the fallback).
+	Replace bool
+	NextKey string
+	Channel string
+
+	// HistoryKey, HistoryLen and HistoryTTL: every final record written to
+	// the mark is also LPUSHed to HistoryKey, trimmed to HistoryLen
+	// entries, with HistoryTTL. Empty HistoryKey: no history.
+	HistoryKey string
+	HistoryLen int
+	HistoryTTL time.Duration
+	// StopTime is how long the run needs to stop once its context is
+	// cancelled (a command's kill grace): a watched lease whose renewals
+	// fail is given up, its Ctx cancelled with ErrLeaseLost, this long
+	// before its local deadline, so that the run has stopped before the
+	// lease can expire in Redis and another run start. At most TTL/3
+	// (renewals are due every TTL/3); default 0.
+	StopTime time.Duration
+	// Unwatched leases have no watchdog: the caller renews with Lease.Renew
+	// or lets the lease expire. Their context is not cancelled at the local
+	// deadline; it ends when Renew finds the lease gone, or on Release or
+	// Finish. Deadline tells the caller how long the lease is safe.
+	Unwatched bool
+}
+
+// Records are the final records a claim writes to its mark when Redis
+// decides a skip; opaque to this package. Empty: not recorded.
+type Records struct {
+	Busy   string // the lease is held by another run (overlap forbid)
+	Paused string // the pause key exists
+	Late   string // past NotAfter on the server clock
+	// Aborted ends the claim's running mark when the claim is given up
+	// after it may have won (Bid.Withdraw, and Obtain after an I/O error).
+	Aborted string
+}
+
+func (c *Claim) validate() error {
+	switch {
+	case c.Key == "":
+		return fmt.Errorf("%w: claim without Key", ErrInvalid)
+	case c.MetaKey == "":
+		return fmt.Errorf("%w: claim %q without MetaKey", ErrInvalid, c.Key)
+	case c.TTL < time.Millisecond:
+		return fmt.Errorf("%w: claim %q: TTL %v < 1ms", ErrInvalid, c.Key, c.TTL)
+	case c.MarkKey != "" && (c.MarkTTL < time.Millisecond || c.Retention < time.Millisecond):
+		return fmt.Errorf("%w: claim %q: MarkKey needs MarkTTL and Retention", ErrInvalid, c.Key)
+	case !c.Slot.IsZero() && (c.MarkKey == "" || c.Records.Late == "" || c.Slot.Nanosecond() != 0):
+		return fmt.Errorf("%w: claim %q: a slot claim needs a MarkKey, Records.Late and a whole-second Slot", ErrInvalid, c.Key)
+	case c.Replace && c.NextKey == "":
+		return fmt.Errorf("%w: claim %q: Replace needs NextKey", ErrInvalid, c.Key)
+	case c.HistoryKey != "" && (c.HistoryLen <= 0 || c.HistoryTTL < time.Millisecond):
+		return fmt.Errorf("%w: claim %q: HistoryKey needs HistoryLen and HistoryTTL", ErrInvalid, c.Key)
+	}
+	return nil
+}
+
+// stopTime is StopTime, at most TTL/3.
+func (c *Claim) stopTime() time.Duration { return min(max(c.StopTime, 0), c.TTL/3) }
+
+// markTTL is how long a running mark lives from a claim or renewal.
+func (c *Claim) markTTL() time.Duration { return max(c.MarkTTL, c.TTL) }
+
+// lines are a lease's script command lines, built once per claim: every
+// attempt, renewal and take sends the same line.
+type lines struct {
+	obtain, renew, take []any
+}
+
+// history adds the history arguments shared by the scripts that end marks.
+func (c *Claim) history(a *args) *args {
+	if c.HistoryKey == "" {
+		return a
+	}
+	return a.arg("history_len", strconv.Itoa(c.HistoryLen)).arg("history_ttl", ms(c.HistoryTTL))
+}
+
+// keys adds the claim's keys that the scripts read by name.
+func (c *Claim) keys(a *args) *args {
+	a.key("lease", c.Key).key("meta", c.MetaKey).key("mark", c.MarkKey).key("history", c.HistoryKey)
+	if c.Replace {
+		a.key("next", c.NextKey)
+	}
+	return a
+}
+
+func (c *Claim) lines(token string) lines {
+	ttl, markTTL := ms(c.TTL), ms(c.markTTL())
+	var o args
+	c.keys(&o).key("pause", c.PauseKey)
+	o.arg("token", token).arg("ttl", ttl)
+	if c.MarkKey != "" {
+		o.arg("mark_ttl", markTTL).arg("retention", ms(c.Retention)).arg("run", c.Running)
+		o.argIf("skip_busy", c.Records.Busy).argIf("skip_paused", c.Records.Paused).argIf("skip_late", c.Records.Late)
+	}
+	if !c.Slot.IsZero() {
+		o.arg("slot", strconv.FormatInt(c.Slot.Unix(), 10))
+		o.arg("first", strconv.FormatInt(firstSeen(c.FirstSeen, c.Slot), 10))
+		if !c.NotBefore.IsZero() {
+			o.arg("not_before", unixMS(c.NotBefore))
+		}
+		if !c.NotAfter.IsZero() {
+			o.arg("not_after", unixMS(c.NotAfter))
+		}
+	}
+	if c.Replace {
+		o.arg("overlap", "replace").argIf("channel", c.Channel)
+	}
+	c.history(&o)
+
+	var r args
+	r.key("lease", c.Key).key("mark", c.MarkKey)
+	if c.Replace {
+		r.key("next", c.NextKey)
+	}
+	r.arg("token", token).arg("ttl", ttl).arg("mark_ttl", markTTL)
+
+	l := lines{obtain: obtainScript.line(&o), renew: renewScript.line(&r)}
+	if c.Replace {
+		var t args
+		t.key("lease", c.Key).key("next", c.NextKey).key("mark", c.MarkKey)
+		t.arg("token", token).arg("ttl", ttl).arg("mark_ttl", markTTL)
+		l.take = takeScript.line(&t)
+	}
+	return l
+}
+
+// Modes of release.lua for the claim's own running mark.
+const (
+	markKeep     = "keep"     // Release: a released slot stays claimed
+	markWithdraw = "withdraw" // a claim given up after it may have won: recorded
+	markDrop     = "drop"     // a quorum claim that lost the vote: deleted, high-water restored
+)
+
+// releaseLine is release.lua's command line for token, in mode, with the
+// record of a withdrawal.
+func (c *Claim) releaseLine(token, mode, record string) []any {
+	var a args
+	c.keys(&a)
+	a.arg("token", token).arg("mode", mode)
+	if c.MarkKey != "" {
+		a.arg("retention", ms(c.Retention))
+		if mode == markWithdraw {
+			a.arg("record", record)
+		}
+		if !c.Slot.IsZero() {
+			a.arg("slot", strconv.FormatInt(c.Slot.Unix(), 10))
+		}
+	}
+	c.history(&a)
+	return releaseScript.line(&a)
+}
+
+// finishLine is finish.lua's command line.
+func (c *Claim) finishLine(token, record string) []any {
+	var a args
+	a.key("lease", c.Key).key("mark", c.MarkKey).key("history", c.HistoryKey)
+	a.arg("token", token).arg("record", record).arg("retention", ms(c.Retention))
+	c.history(&a)
+	return finishScript.line(&a)
+}
+
+// firstSeen is the first sight stored for a job, in whole seconds: the
+// first slot instant at or after t (slots are whole seconds, so a slot in
+// the second t fell in, but before t, was due before the job was seen).
+// Zero t means slot.
+func firstSeen(t, slot time.Time) int64 {
+	if t.IsZero() {
+		return slot.Unix()
+	}
+	s := t.Unix()
+	if t.After(time.Unix(s, 0)) {
+		s++
+	}
+	return s
+}

@@ -1,4 +1,0 @@
-package locker
-
-// ObtainLuaForTest exposes obtain.lua to the external tests.
-var ObtainLuaForTest = obtainLua

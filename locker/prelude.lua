@@ -1,0 +1,58 @@
+-- prelude.lua is prepended to every script of this package (see scripts.go).
+-- Scripts take named arguments, so that a part a call does not need is
+-- simply absent, with no stand-in keys or positional flags:
+--   ARGV[1]      comma-separated names of KEYS, in order ("lease,meta,mark")
+--   ARGV[2..n]   name/value pairs ("token", "ab12...", "ttl", "30000", ...)
+-- K[name] is a key (nil when not given), A[name] an argument (nil likewise).
+-- Records are opaque strings built by the caller: no script parses one.
+local K, A = {}, {}
+do
+  local i = 1
+  for name in string.gmatch(ARGV[1], "[^,]+") do
+    K[name] = KEYS[i]
+    i = i + 1
+  end
+  for j = 2, #ARGV - 1, 2 do
+    A[ARGV[j]] = ARGV[j + 1]
+  end
+end
+
+-- now_ms is the server's clock (TIME) in milliseconds.
+local function now_ms()
+  local t = redis.call("TIME")
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- push_history adds a final record to the job's history list, bounded in
+-- length and age.
+local function push_history(record)
+  if K.history then
+    redis.call("LPUSH", K.history, record)
+    redis.call("LTRIM", K.history, 0, tonumber(A.history_len) - 1)
+    redis.call("PEXPIRE", K.history, A.history_ttl)
+  end
+end
+
+-- end_mark writes the final record of the slot into its mark (hash field
+-- "end"), keeps the mark for A.retention ms and adds the record to the
+-- history.
+local function end_mark(record)
+  redis.call("HSET", K.mark, "end", record)
+  redis.call("PEXPIRE", K.mark, A.retention)
+  push_history(record)
+end
+
+-- raise_hw raises the job's high-water slot to A.slot: no claim for a slot
+-- at or below it can succeed any more.
+local function raise_hw()
+  local hw = redis.call("HGET", K.meta, "hw")
+  if not hw or tonumber(hw) < tonumber(A.slot) then
+    redis.call("HSET", K.meta, "hw", A.slot)
+  end
+  return hw
+end
+
+-- own_running says whether the mark holds this token's claim, not yet ended.
+local function own_running(mark)
+  return mark[1] == A.token and not mark[2]
+end

@@ -1,0 +1,79 @@
+package locker
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Skip says what RecordSkip writes: the final record of a slot that nobody
+// claimed, once no replica may claim it any more.
+type Skip struct {
+	MarkKey, MetaKey string
+	Slot             time.Time
+	// FirstSeen is stored as the job's first sight when it has none yet
+	// (see Claim.FirstSeen); a slot before the job's first sight is never
+	// recorded (ErrUnborn).
+	FirstSeen time.Time
+	Record    string
+	Retention time.Duration
+	// NotBefore and NotAfter (server clock) bound when the record may be
+	// written: from the instant no replica may still claim the slot, until
+	// the instant a run's mark could have expired, after which an absent
+	// mark proves nothing.
+	NotBefore, NotAfter time.Time
+	// HistoryKey, HistoryLen and HistoryTTL as in Claim.
+	HistoryKey string
+	HistoryLen int
+	HistoryTTL time.Duration
+}
+
+// RecordSkip writes s.Record to the slot's mark (and history) if the mark
+// is absent, between NotBefore and NotAfter on the server's clock, and
+// raises the job's high-water slot to s.Slot, in one script call per node.
+// It returns nil once recorded; a NotObtainedError wrapping ErrEarly (with
+// Wait) before NotBefore, ErrSlotClaimed when the slot has a claim or a
+// record, ErrLate after NotAfter, ErrUnborn before the job's first sight;
+// or the I/O error (ErrNoQuorum in quorum mode when fewer than a majority
+// answered).
+func (l *Locker) RecordSkip(ctx context.Context, s Skip) error {
+	var a args
+	a.key("mark", s.MarkKey).key("meta", s.MetaKey).key("history", s.HistoryKey)
+	a.arg("slot", strconv.FormatInt(s.Slot.Unix(), 10)).arg("first", strconv.FormatInt(firstSeen(s.FirstSeen, s.Slot), 10))
+	a.arg("record", s.Record).arg("retention", ms(s.Retention))
+	a.arg("not_before", unixMS(s.NotBefore)).arg("not_after", unixMS(s.NotAfter))
+	if s.HistoryKey != "" {
+		a.arg("history_len", strconv.Itoa(s.HistoryLen)).arg("history_ttl", ms(s.HistoryTTL))
+	}
+	rs := fanout(ctx, l.nodes, laneMain, l.opts.NodeTimeout, recordScript, recordScript.line(&a), parseObtainCmd).all()
+	counts := map[string]int{}
+	var best obtainReply
+	answered := 0
+	for _, r := range rs {
+		if r.err != nil {
+			continue
+		}
+		answered++
+		counts[r.val.code]++
+		if r.val.code == replyEarly && r.val.num > best.num {
+			best = r.val
+		}
+	}
+	switch {
+	case answered < l.quorum:
+		if len(l.nodes) == 1 {
+			return fmt.Errorf("locker: record skip: %w", withCtx(ctx, joinErrs(rs)))
+		}
+		return fmt.Errorf("locker: record skip: %w: %d of %d nodes answered: %w", ErrNoQuorum, answered, len(l.nodes), withCtx(ctx, joinErrs(rs)))
+	case counts[replyRecorded]+counts[replyClaimed] >= l.quorum && counts[replyRecorded] > 0:
+		return nil
+	case counts[replyEarly] > 0:
+		return fmt.Errorf("locker: record skip: %w", best.err())
+	case counts[replyClaimed] > 0:
+		return fmt.Errorf("locker: record skip: %w", &NotObtainedError{Reason: ErrSlotClaimed})
+	case counts[replyUnborn] > 0:
+		return fmt.Errorf("locker: record skip: %w", &NotObtainedError{Reason: ErrUnborn})
+	}
+	return fmt.Errorf("locker: record skip: %w", &NotObtainedError{Reason: ErrLate})
+}

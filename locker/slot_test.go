@@ -1,0 +1,506 @@
+package locker_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redcron/redcron/internal/redistest"
+	"github.com/redcron/redcron/locker"
+	"github.com/redis/go-redis/v9"
+)
+
+// TestSlotClaims: the slot checks of a claim (Claim.Slot): the job's
+// high-water slot, its first sight, and the server-clock window.
+func TestSlotClaims(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t, redistest.Options{})
+	c := newClient(t, s)
+	l := locker.New(c, locker.Options{})
+	now := time.Now()
+	slot := now.Truncate(time.Second).Add(-time.Minute)
+
+	// A slot that ran is never claimed again: the high-water refuses it
+	// (and every slot below it) even after its mark is gone.
+	t.Run("high-water", func(t *testing.T) {
+		t.Parallel()
+		key, meta := keys(t)
+		claim := func(slot time.Time) locker.Claim {
+			cl := slotClaim(key, meta, slot)
+			cl.FirstSeen = slot.Add(-time.Hour) // not what refuses here
+			return cl
+		}
+		cl := claim(slot)
+		lease := mustObtain(t, l, cl)
+		if got := hget(t, c, meta, "hw"); got != unix(slot) {
+			t.Errorf("high-water after the claim: got %q, want %s", got, unix(slot))
+		}
+		if got := hget(t, c, cl.MarkKey, "prevhw"); got != "" {
+			t.Errorf("mark prevhw of the first claim: got %q, want empty", got)
+		}
+		if err := lease.Finish(bg, "done:ok"); err != nil {
+			t.Fatalf("Finish: %v", err)
+		}
+		must(t, c.Del(bg, cl.MarkKey).Err())
+		for _, tc := range []struct {
+			name string
+			slot time.Time
+		}{{"same slot, mark deleted", slot}, {"earlier slot", slot.Add(-time.Second)}} {
+			err := tryObtain(l, claim(tc.slot))
+			var ne *locker.NotObtainedError
+			if !errors.Is(err, locker.ErrSlotClaimed) || !errors.As(err, &ne) || ne.Record != "" {
+				t.Errorf("%s: got %v, want ErrSlotClaimed (by the high-water, no record)", tc.name, err)
+			}
+			if exists(t, c, markOf(key, tc.slot)) {
+				t.Errorf("%s: a refused claim wrote mark %v", tc.name, hgetall(t, c, markOf(key, tc.slot)))
+			}
+		}
+		if got := hget(t, c, meta, "fence"); got != "1" {
+			t.Errorf("fence counter after refused claims: got %q, want 1", got)
+		}
+		next := claim(slot.Add(time.Second))
+		lease = mustObtain(t, l, next)
+		if lease.Fence() != 2 {
+			t.Errorf("next slot's fence: got %d, want 2", lease.Fence())
+		}
+		if got := hget(t, c, meta, "hw"); got != unix(next.Slot) {
+			t.Errorf("high-water after the next slot: got %q, want %s", got, unix(next.Slot))
+		}
+		if got := hget(t, c, next.MarkKey, "prevhw"); got != unix(slot) {
+			t.Errorf("next mark prevhw: got %q, want %s", got, unix(slot))
+		}
+	})
+
+	// Before NotBefore on the server's clock: ErrEarly with the wait, and
+	// nothing written (not even the first sight).
+	t.Run("early", func(t *testing.T) {
+		t.Parallel()
+		key, meta := keys(t)
+		cl := slotClaim(key, meta, slot)
+		cl.NotBefore = time.Now().Add(5 * time.Second)
+		err := tryObtain(l, cl)
+		var ne *locker.NotObtainedError
+		if !errors.Is(err, locker.ErrEarly) || !errors.As(err, &ne) {
+			t.Fatalf("Obtain: got %v, want ErrEarly", err)
+		}
+		if ne.Wait < 4*time.Second || ne.Wait > 5500*time.Millisecond {
+			t.Errorf("Wait: got %v, want about 5s", ne.Wait)
+		}
+		for _, k := range []string{key, meta, cl.MarkKey} {
+			if exists(t, c, k) {
+				t.Errorf("an early claim wrote %s", k)
+			}
+		}
+		// Once due, the claim wins.
+		cl.NotBefore = time.Now().Add(-time.Second)
+		lease := mustObtain(t, l, cl)
+		if lease.Fence() != 1 {
+			t.Errorf("fence once due: got %d, want 1", lease.Fence())
+		}
+	})
+
+	// After NotAfter on the server's clock: ErrLate, the Late record is
+	// written and the high-water raised, so the slot is decided.
+	t.Run("late", func(t *testing.T) {
+		t.Parallel()
+		key, meta := keys(t)
+		cl := slotClaim(key, meta, slot)
+		cl.NotAfter = time.Now().Add(-5 * time.Second)
+		cl.HistoryKey, cl.HistoryLen, cl.HistoryTTL = key+":history", 10, time.Hour
+		err := tryObtain(l, cl)
+		if !errors.Is(err, locker.ErrLate) {
+			t.Fatalf("Obtain: got %v, want ErrLate", err)
+		}
+		if got := hget(t, c, cl.MarkKey, "end"); got != recs.Late {
+			t.Errorf("mark end: got %q, want %q", got, recs.Late)
+		}
+		if d := pttl(t, c, cl.MarkKey); d < 59*time.Minute {
+			t.Errorf("mark TTL: got %v, want the 1h retention", d)
+		}
+		if got := hget(t, c, meta, "hw"); got != unix(slot) {
+			t.Errorf("high-water: got %q, want %s", got, unix(slot))
+		}
+		if hexists(t, c, meta, "fence") || exists(t, c, key) {
+			t.Errorf("a late claim took a fence or the lease")
+		}
+		if got := lrange(t, c, cl.HistoryKey); len(got) != 1 || got[0] != recs.Late {
+			t.Errorf("history: got %q, want [%q]", got, recs.Late)
+		}
+		cl.NotAfter = time.Time{}
+		err = tryObtain(l, cl)
+		var ne *locker.NotObtainedError
+		if !errors.Is(err, locker.ErrSlotClaimed) || !errors.As(err, &ne) || ne.Record != recs.Late {
+			t.Errorf("claim of the late slot without a window: got %v, want ErrSlotClaimed with %q", err, recs.Late)
+		}
+	})
+
+	// A slot before the job's first sight is never run: ErrUnborn, and the
+	// first sight, once stored, is kept.
+	t.Run("unborn", func(t *testing.T) {
+		t.Parallel()
+		key, meta := keys(t)
+		first := slot.Add(time.Hour)
+		cl := slotClaim(key, meta, slot)
+		cl.FirstSeen = first
+		err := tryObtain(l, cl)
+		var ne *locker.NotObtainedError
+		if !errors.Is(err, locker.ErrUnborn) || !errors.As(err, &ne) {
+			t.Fatalf("Obtain: got %v, want ErrUnborn", err)
+		}
+		if !ne.FirstSeen.Equal(first) {
+			t.Errorf("FirstSeen: got %v, want %v", ne.FirstSeen, first)
+		}
+		if got := hget(t, c, meta, "first"); got != unix(first) {
+			t.Errorf("meta first: got %q, want %s", got, unix(first))
+		}
+		if exists(t, c, cl.MarkKey) || exists(t, c, key) || hexists(t, c, meta, "fence") || hexists(t, c, meta, "hw") {
+			t.Errorf("an unborn claim wrote a mark, lease, fence or high-water")
+		}
+		// Another replica, which loaded the job earlier, does not move the
+		// first sight back.
+		cl.FirstSeen = slot.Add(-time.Hour)
+		if err := tryObtain(l, cl); !errors.Is(err, locker.ErrUnborn) {
+			t.Errorf("claim with an earlier FirstSeen: got %v, want ErrUnborn (the stored first sight wins)", err)
+		}
+		if got := hget(t, c, meta, "first"); got != unix(first) {
+			t.Errorf("meta first: got %q, want %s kept", got, unix(first))
+		}
+		// A slot at the first sight runs.
+		lease := mustObtain(t, l, slotClaim(key, meta, first))
+		if lease.Fence() != 1 {
+			t.Errorf("fence of the first slot: got %d, want 1", lease.Fence())
+		}
+	})
+
+	// Paused: the Paused record is written and the slot decided.
+	t.Run("paused", func(t *testing.T) {
+		t.Parallel()
+		key, meta := keys(t)
+		cl := slotClaim(key, meta, slot)
+		cl.PauseKey = key + ":paused"
+		must(t, c.Set(bg, cl.PauseKey, "1", time.Minute).Err())
+		if err := tryObtain(l, cl); !errors.Is(err, locker.ErrPaused) {
+			t.Fatalf("Obtain: got %v, want ErrPaused", err)
+		}
+		if got := hget(t, c, cl.MarkKey, "end"); got != recs.Paused {
+			t.Errorf("mark end: got %q, want %q", got, recs.Paused)
+		}
+		if got := hget(t, c, meta, "hw"); got != unix(slot) {
+			t.Errorf("high-water: got %q, want %s", got, unix(slot))
+		}
+	})
+}
+
+// TestRecordSkip: a skip for a slot nobody claimed is recorded when its
+// mark is absent, within the window on the server's clock.
+func TestRecordSkip(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t, redistest.Options{})
+	c := newClient(t, s)
+	l := locker.New(c, locker.Options{})
+	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+	skip := func(key, meta string) locker.Skip {
+		return locker.Skip{MarkKey: markOf(key, slot), MetaKey: meta, Slot: slot, Record: "skipped:outage",
+			Retention: time.Hour, NotBefore: time.Now().Add(-time.Second), NotAfter: time.Now().Add(time.Minute),
+			HistoryKey: key + ":history", HistoryLen: 10, HistoryTTL: time.Hour}
+	}
+
+	t.Run("recorded when absent", func(t *testing.T) {
+		key, meta := keys(t)
+		sk := skip(key, meta)
+		if err := l.RecordSkip(bg, sk); err != nil {
+			t.Fatalf("RecordSkip: %v", err)
+		}
+		if got := hget(t, c, sk.MarkKey, "end"); got != sk.Record {
+			t.Errorf("mark end: got %q, want %q", got, sk.Record)
+		}
+		if d := pttl(t, c, sk.MarkKey); d < 59*time.Minute {
+			t.Errorf("mark TTL: got %v, want the 1h retention", d)
+		}
+		if got := hget(t, c, meta, "hw"); got != unix(slot) {
+			t.Errorf("high-water: got %q, want %s", got, unix(slot))
+		}
+		if got := lrange(t, c, sk.HistoryKey); len(got) != 1 || got[0] != sk.Record {
+			t.Errorf("history: got %q, want [%q]", got, sk.Record)
+		}
+		// Recorded once: a second replica's skip and claim see the record.
+		if err := l.RecordSkip(bg, sk); !errors.Is(err, locker.ErrSlotClaimed) {
+			t.Errorf("second RecordSkip: got %v, want ErrSlotClaimed", err)
+		}
+		err := tryObtain(l, slotClaim(key, meta, slot))
+		var ne *locker.NotObtainedError
+		if !errors.Is(err, locker.ErrSlotClaimed) || !errors.As(err, &ne) || ne.Record != sk.Record {
+			t.Errorf("claim of the skipped slot: got %v, want ErrSlotClaimed with %q", err, sk.Record)
+		}
+		if got := lrange(t, c, sk.HistoryKey); len(got) != 1 {
+			t.Errorf("history after the second skip: got %q, want one record", got)
+		}
+	})
+
+	t.Run("slot claimed", func(t *testing.T) {
+		key, meta := keys(t)
+		lease := mustObtain(t, l, slotClaim(key, meta, slot))
+		sk := skip(key, meta)
+		if err := l.RecordSkip(bg, sk); !errors.Is(err, locker.ErrSlotClaimed) {
+			t.Fatalf("RecordSkip of a running slot: got %v, want ErrSlotClaimed", err)
+		}
+		runningMark(t, c, sk.MarkKey, lease, "running")
+		if exists(t, c, sk.HistoryKey) {
+			t.Errorf("history written by a refused skip: %q", lrange(t, c, sk.HistoryKey))
+		}
+	})
+
+	t.Run("early", func(t *testing.T) {
+		key, meta := keys(t)
+		sk := skip(key, meta)
+		sk.NotBefore = time.Now().Add(5 * time.Second)
+		err := l.RecordSkip(bg, sk)
+		var ne *locker.NotObtainedError
+		if !errors.Is(err, locker.ErrEarly) || !errors.As(err, &ne) {
+			t.Fatalf("RecordSkip: got %v, want ErrEarly", err)
+		}
+		if ne.Wait < 4*time.Second || ne.Wait > 5500*time.Millisecond {
+			t.Errorf("Wait: got %v, want about 5s", ne.Wait)
+		}
+		if exists(t, c, sk.MarkKey) || exists(t, c, meta) {
+			t.Errorf("an early skip wrote the mark or meta")
+		}
+	})
+
+	t.Run("late", func(t *testing.T) {
+		key, meta := keys(t)
+		sk := skip(key, meta)
+		sk.NotAfter = time.Now().Add(-time.Second)
+		if err := l.RecordSkip(bg, sk); !errors.Is(err, locker.ErrLate) {
+			t.Fatalf("RecordSkip: got %v, want ErrLate", err)
+		}
+		// Too late to tell: nothing is decided (the job's first sight may
+		// be stored).
+		if exists(t, c, sk.MarkKey) || hexists(t, c, meta, "hw") || exists(t, c, sk.HistoryKey) {
+			t.Errorf("a late skip wrote the mark, high-water or history")
+		}
+	})
+
+	// A slot before the job's first sight is not one of its slots: never
+	// recorded; the first sight, once stored, is kept.
+	t.Run("unborn", func(t *testing.T) {
+		key, meta := keys(t)
+		sk := skip(key, meta)
+		first := slot.Add(time.Hour)
+		sk.FirstSeen = first
+		err := l.RecordSkip(bg, sk)
+		if !errors.Is(err, locker.ErrUnborn) {
+			t.Fatalf("RecordSkip: got %v, want ErrUnborn", err)
+		}
+		if got := hget(t, c, meta, "first"); got != unix(first) {
+			t.Errorf("meta first: got %q, want %s", got, unix(first))
+		}
+		sk.FirstSeen = slot.Add(-time.Hour)
+		if err := l.RecordSkip(bg, sk); !errors.Is(err, locker.ErrUnborn) {
+			t.Errorf("RecordSkip with an earlier FirstSeen: got %v, want ErrUnborn (the stored first sight wins)", err)
+		}
+		if exists(t, c, sk.MarkKey) || hexists(t, c, meta, "hw") || exists(t, c, sk.HistoryKey) {
+			t.Errorf("an unborn skip wrote the mark, high-water or history")
+		}
+	})
+}
+
+// TestQuorumRecordSkip: in quorum mode a skip is recorded on every node
+// that answers, and needs a majority of them.
+func TestQuorumRecordSkip(t *testing.T) {
+	t.Parallel()
+	servers, clients := cluster(t, 3, redistest.Options{})
+	q := newQuorum(t, clients, locker.Options{NodeTimeout: time.Second})
+	key, meta := keys(t)
+	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+	skip := func(slot time.Time) locker.Skip {
+		return locker.Skip{MarkKey: markOf(key, slot), MetaKey: meta, Slot: slot, Record: "skipped:outage",
+			Retention: time.Hour, NotBefore: time.Now().Add(-time.Second), NotAfter: time.Now().Add(time.Minute)}
+	}
+	kill(t, servers[2])
+	if err := q.RecordSkip(bg, skip(slot)); err != nil {
+		t.Fatalf("RecordSkip with one of 3 nodes down: %v", err)
+	}
+	for i, c := range clients[:2] {
+		if got := hget(t, c, markOf(key, slot), "end"); got != "skipped:outage" {
+			t.Errorf("node %d mark end: got %q, want skipped:outage", i, got)
+		}
+		if got := hget(t, c, meta, "hw"); got != unix(slot) {
+			t.Errorf("node %d high-water: got %q, want %s", i, got, unix(slot))
+		}
+	}
+	kill(t, servers[1])
+	if err := q.RecordSkip(bg, skip(slot.Add(time.Second))); !errors.Is(err, locker.ErrNoQuorum) {
+		t.Errorf("RecordSkip with two of 3 nodes down: got %v, want ErrNoQuorum", err)
+	}
+}
+
+// TestServerClock: the offset to a local server is about zero, and it is
+// server minus local: a caller whose clock leads by 10s sees -10s.
+func TestServerClock(t *testing.T) {
+	t.Parallel()
+	servers, clients := cluster(t, 3, redistest.Options{})
+	single := locker.New(clients[0], locker.Options{})
+	q := newQuorum(t, clients, locker.Options{NodeTimeout: time.Second})
+	ahead := func() time.Time { return time.Now().Add(10 * time.Second) }
+	const slack = 100 * time.Millisecond // plus half the round trip
+	for _, tc := range []struct {
+		name      string
+		l         *locker.Locker
+		now       func() time.Time
+		want      time.Duration
+		wantNodes int
+	}{
+		{"single", single, time.Now, 0, 1},
+		{"single, clock ahead", single, ahead, -10 * time.Second, 1},
+		{"quorum", q, time.Now, 0, 3},
+		{"quorum, clock ahead", q, ahead, -10 * time.Second, 3},
+	} {
+		sc, err := tc.l.ServerClock(bg, tc.now)
+		if err != nil {
+			t.Fatalf("%s: ServerClock: %v", tc.name, err)
+		}
+		if d, tol := sc.Offset-tc.want, slack+sc.RTT/2; d < -tol || d > tol {
+			t.Errorf("%s: Offset %v, want %v ± %v", tc.name, sc.Offset, tc.want, tol)
+		}
+		if sc.Nodes != tc.wantNodes || sc.RTT <= 0 || sc.RTT > time.Second {
+			t.Errorf("%s: got Nodes %d RTT %v, want %d nodes and a short RTT", tc.name, sc.Nodes, sc.RTT, tc.wantNodes)
+		}
+	}
+
+	kill(t, servers[2])
+	sc, err := q.ServerClock(bg, time.Now)
+	if err != nil || sc.Nodes != 2 {
+		t.Errorf("one of 3 killed: got %+v, %v; want 2 nodes, no error", sc, err)
+	}
+	kill(t, servers[1])
+	if _, err := q.ServerClock(bg, time.Now); !errors.Is(err, locker.ErrNoQuorum) {
+		t.Errorf("two of 3 killed: got %v, want ErrNoQuorum", err)
+	}
+	kill(t, servers[0])
+	if _, err := single.ServerClock(bg, time.Now); err == nil {
+		t.Errorf("single node killed: got no error")
+	}
+}
+
+// TestEach: a read of state beside the leases reaches every node and needs
+// a majority of answers.
+func TestEach(t *testing.T) {
+	t.Parallel()
+	servers, clients := cluster(t, 3, redistest.Options{})
+	key, _ := keys(t)
+	for i, c := range clients {
+		must(t, c.Set(bg, key, "v"+string(rune('0'+i)), time.Minute).Err())
+	}
+	read := func(ctx context.Context, c locker.Client) (string, error) {
+		cmd := redis.NewStringCmd(ctx, "get", key)
+		err := c.Process(ctx, cmd)
+		return cmd.Val(), err
+	}
+	single := locker.New(clients[0], locker.Options{})
+	q := newQuorum(t, clients, locker.Options{NodeTimeout: time.Second})
+
+	got, err := locker.Each(bg, single, read)
+	if err != nil || len(got) != 1 || got[0] != "v0" {
+		t.Errorf("single: got %q, %v; want [v0]", got, err)
+	}
+	got, err = locker.Each(bg, q, read)
+	if err != nil || len(got) != 3 || got[0] != "v0" || got[1] != "v1" || got[2] != "v2" {
+		t.Errorf("quorum: got %q, %v; want [v0 v1 v2] in node order", got, err)
+	}
+	kill(t, servers[1])
+	got, err = locker.Each(bg, q, read)
+	if err != nil || len(got) != 2 || got[0] != "v0" || got[1] != "v2" {
+		t.Errorf("one of 3 killed: got %q, %v; want [v0 v2]", got, err)
+	}
+	kill(t, servers[2])
+	start := time.Now()
+	if got, err = locker.Each(bg, q, read); !errors.Is(err, locker.ErrNoQuorum) {
+		t.Errorf("two of 3 killed: got %q, %v; want ErrNoQuorum", got, err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("two of 3 killed: took %v, want it bounded by the node timeout", took)
+	}
+}
+
+// TestEndRetries: Release and Finish retry I/O errors, with the same token,
+// while the lease (or its running mark) can still hold the run, so that a
+// short outage does not lose the outcome or leave the key taken; past
+// that, they give up with the I/O error.
+func TestEndRetries(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		finish bool
+		ttl    time.Duration
+		pause  time.Duration
+		wantOK bool
+	}{
+		{"Release through a short pause", false, 5 * time.Second, 500 * time.Millisecond, true},
+		{"Finish through a short pause", true, 5 * time.Second, 500 * time.Millisecond, true},
+		{"Release past the lease", false, 400 * time.Millisecond, 2 * time.Second, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := redistest.Start(t, redistest.Options{})
+			c := newClient(t, s)
+			l := locker.New(c, locker.Options{NodeTimeout: 100 * time.Millisecond})
+			key, meta := keys(t)
+			cl := slotClaim(key, meta, time.Now().Truncate(time.Second))
+			cl.TTL, cl.MarkTTL = tc.ttl, tc.ttl
+			cl.HistoryKey, cl.HistoryLen, cl.HistoryTTL = key+":history", 10, time.Hour
+			lease := mustObtain(t, l, cl)
+
+			must(t, s.Pause())
+			var once sync.Once
+			resume := func() {
+				once.Do(func() {
+					if err := s.Resume(); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			t.Cleanup(resume)
+			timer := time.AfterFunc(tc.pause, resume)
+			t.Cleanup(func() { timer.Stop() })
+			start := time.Now()
+			var err error
+			if tc.finish {
+				err = lease.Finish(bg, "done:ok")
+			} else {
+				err = lease.Release(bg)
+			}
+			took := time.Since(start)
+			if !tc.wantOK {
+				if err == nil {
+					t.Fatalf("ending a lease while Redis is paused past it: got nil, want the I/O error")
+				}
+				if took > tc.ttl+time.Second {
+					t.Errorf("gave up after %v, want within about the lease's TTL %v", took, tc.ttl)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("got %v after %v, want success once Redis is back after %v", err, took, tc.pause)
+			}
+			if took < tc.pause-50*time.Millisecond {
+				t.Errorf("returned after %v, before Redis was resumed at %v", took, tc.pause)
+			}
+			if exists(t, c, key) {
+				t.Errorf("lease key after the retried end: %q", get(t, c, key))
+			}
+			if tc.finish {
+				if got := hget(t, c, cl.MarkKey, "end"); got != "done:ok" {
+					t.Errorf("mark end: got %q, want done:ok", got)
+				}
+				// Attempts that timed out may have landed too: the record is
+				// still written once.
+				if got := lrange(t, c, cl.HistoryKey); len(got) != 1 {
+					t.Errorf("history: got %q, want the record once", got)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,60 @@
+package store
+
+import (
+	"strconv"
+	"time"
+)
+
+// DefaultPrefix starts every key unless the config says otherwise.
+const DefaultPrefix = "redcron"
+
+// Keys are the Redis keys of one job (see the package's key table).
+type Keys struct {
+	Job    string
+	prefix string // "P:{J}:"
+}
+
+// JobKeys returns the keys of job under prefix ("" means DefaultPrefix).
+func JobKeys(prefix, job string) Keys {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	return Keys{Job: job, prefix: prefix + ":{" + job + "}:"}
+}
+
+// Meta is the job's hash: fence counter, high-water slot, first sight.
+func (k Keys) Meta() string { return k.prefix + "meta" }
+
+// Lease is the job's lease key (overlap forbid and replace).
+func (k Keys) Lease() string { return k.prefix + "lease" }
+
+// SlotLease is the lease key of one slot (overlap allow).
+func (k Keys) SlotLease(slot time.Time) string { return k.Lease() + ":" + unix(slot) }
+
+// ManualLease is the lease key of one manual run (overlap allow).
+func (k Keys) ManualLease(id int64) string {
+	return k.Lease() + ":manual:" + strconv.FormatInt(id, 10)
+}
+
+// Next is the successor key of overlap replace.
+func (k Keys) Next() string { return k.prefix + "next" }
+
+// Mark is the slot's mark.
+func (k Keys) Mark(slot time.Time) string { return k.prefix + "slot:" + unix(slot) }
+
+// ManualMark is the mark of one manual run, id its trigger instant in Unix
+// nanoseconds: never a slot's mark.
+func (k Keys) ManualMark(id int64) string {
+	return k.prefix + "manual:" + strconv.FormatInt(id, 10)
+}
+
+// History is the job's list of final records, newest first.
+func (k Keys) History() string { return k.prefix + "history" }
+
+// Paused is the job's pause key: present means paused.
+func (k Keys) Paused() string { return k.prefix + "paused" }
+
+// Events is the job's pub/sub channel.
+func (k Keys) Events() string { return k.prefix + "events" }
+
+func unix(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }

@@ -1,0 +1,129 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Outcomes of a run, the "outcome" of its Record (and label of
+// redcron_runs_total).
+const (
+	OutcomeOK        = "ok"
+	OutcomeError     = "error"
+	OutcomeTimeout   = "timeout"
+	OutcomePanic     = "panic"
+	OutcomeLeaseLost = "lease_lost"
+	OutcomeShutdown  = "shutdown"
+	OutcomeCanceled  = "canceled"
+	// OutcomeSkipped is the outcome of a slot that did not run; Reason says why.
+	OutcomeSkipped = "skipped"
+	// OutcomeRunning is the state of a run that has not ended: the record
+	// of its mark until Finish replaces it.
+	OutcomeRunning = "running"
+)
+
+// Reasons: why a slot was skipped (Record.Reason with OutcomeSkipped), or,
+// with OutcomeLeaseLost, how the lease was lost.
+const (
+	ReasonPaused   = "paused"   // the job was paused
+	ReasonOverlap  = "overlap"  // overlap forbid: the job was still running
+	ReasonOutage   = "outage"   // no claim could be made (Redis unreachable) within the window
+	ReasonLate     = "late"     // the slot was found after its catch-up window
+	ReasonAborted  = "aborted"  // a claim that may have won was given up
+	ReasonClock    = "clock"    // the replicas that saw it had clocks off by more than max_clock_skew
+	ReasonReplaced = "replaced" // lease_lost: a later slot replaced the run (overlap replace)
+)
+
+// Record is the one final record of a (job, slot), the same in the slot's
+// mark, in the job's history, in the API and on the page (DESIGN "The slot
+// ledger"). While the run lasts, its mark holds a Record with
+// OutcomeRunning.
+type Record struct {
+	Job        string    `json:"job"`
+	Slot       time.Time `json:"slot"`
+	Outcome    string    `json:"outcome"`
+	Reason     string    `json:"reason,omitempty"`
+	Replica    string    `json:"replica,omitempty"`
+	Fence      int64     `json:"fence,omitempty"`
+	Attempts   int       `json:"attempts,omitempty"`
+	Started    time.Time `json:"started,omitzero"`
+	DurationMS int64     `json:"duration_ms,omitempty"`
+	Manual     bool      `json:"manual,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	Output     string    `json:"output,omitempty"`
+}
+
+// Encode renders r as the JSON stored in Redis: slot in UTC seconds,
+// started in UTC milliseconds.
+func (r Record) Encode() string {
+	r.Slot = r.Slot.UTC()
+	if !r.Started.IsZero() {
+		r.Started = r.Started.UTC().Truncate(time.Millisecond)
+	}
+	b, _ := json.Marshal(r) // a Record always marshals
+	return string(b)
+}
+
+// ParseRecord decodes a stored record.
+func ParseRecord(s string) (Record, error) {
+	var r Record
+	if err := json.Unmarshal([]byte(s), &r); err != nil {
+		return Record{}, fmt.Errorf("store: record %q: %w", s, err)
+	}
+	return r, nil
+}
+
+// Skip is the record of a slot skipped for reason, nobody's run.
+func Skip(job string, slot time.Time, reason string) string {
+	return Record{Job: job, Slot: slot, Outcome: OutcomeSkipped, Reason: reason}.Encode()
+}
+
+// Mark is a slot's mark as stored: the claim that took it, if any, and its
+// record (running, or final once the run ended or the slot was skipped).
+type Mark struct {
+	Token string // the claim's token; empty for a skip nobody claimed
+	Fence int64
+	// Claim is the running record the claim wrote (Outcome OutcomeRunning,
+	// Fence filled in): who claimed the slot and when. Zero for a skip
+	// nobody claimed.
+	Claim Record
+	// Record is the final record once the slot is decided, else Claim.
+	Record Record
+	// Ended says whether Record is final.
+	Ended bool
+}
+
+// ParseMark decodes a mark read with HGETALL; ok is false when the mark
+// does not exist (an empty hash).
+func ParseMark(h map[string]string) (m Mark, ok bool, err error) {
+	if len(h) == 0 {
+		return Mark{}, false, nil
+	}
+	m.Token = h["token"]
+	if f := h["fence"]; f != "" {
+		if m.Fence, err = strconv.ParseInt(f, 10, 64); err != nil {
+			return Mark{}, true, fmt.Errorf("store: mark fence %q: %w", f, err)
+		}
+	}
+	if run := h["run"]; run != "" {
+		if m.Claim, err = ParseRecord(run); err != nil {
+			return m, true, err
+		}
+		if m.Claim.Fence == 0 {
+			m.Claim.Fence = m.Fence
+		}
+	}
+	end := h["end"]
+	m.Ended = end != ""
+	switch {
+	case m.Ended:
+		m.Record, err = ParseRecord(end)
+	case h["run"] != "":
+		m.Record = m.Claim
+	default:
+		err = fmt.Errorf("store: mark without a record: %v", h)
+	}
+	return m, true, err
+}
