@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/redcron/redcron/scheduler/schedule"
 )
 
 // Load reads path and decodes it with Parse, expanding ${VAR} from the
@@ -1018,13 +1020,13 @@ func (d *decoder) job(defaults *jobState, name string, k, v *yaml.Node) *Job {
 	case specNode == nil:
 		d.fail(k, a.sub("schedule"), nil, "missing: a cron spec such as \"*/5 * * * *\" or \"@every 30s\"")
 	case j.Spec != "" || (!d.bad[deref(specNode)] && deref(specNode).Kind == yaml.ScalarNode && !isNull(specNode)):
-		sched, err := ParseSchedule(j.Spec, j.Location)
+		sched, err := schedule.Parse(j.Spec, j.Location)
 		if err != nil {
-			d.fail(specNode, a.sub("schedule"), ErrBadSchedule, "%s", strings.TrimPrefix(err.Error(), "jobs: "))
+			d.fail(specNode, a.sub("schedule"), ErrBadSchedule, "%s", strings.TrimPrefix(err.Error(), "schedule: "))
 			break
 		}
 		j.Schedule = sched
-		if iv := interval(sched); j.Jitter > 0 && iv > 0 && j.Jitter >= iv {
+		if iv := sched.Interval(); j.Jitter > 0 && iv > 0 && j.Jitter >= iv {
 			// A slot claimed after the next one would be refused: the
 			// job's high-water slot never goes back.
 			jn := s.nodes["jitter"]

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/redcron/redcron/scheduler/schedule"
 )
 
 // Sentinel errors. Config problems are reported through *ConfigError, whose
@@ -19,8 +21,9 @@ var (
 	ErrReadConfig = errors.New("jobs: cannot read config")
 	// ErrUnknownFunc marks a `func:` that names no registered function.
 	ErrUnknownFunc = errors.New("jobs: unknown function")
-	// ErrBadSchedule marks a schedule that ParseSchedule refuses.
-	ErrBadSchedule = errors.New("jobs: bad schedule")
+	// ErrBadSchedule marks a schedule that schedule.Parse refuses; it is
+	// schedule.ErrBadSchedule.
+	ErrBadSchedule = schedule.ErrBadSchedule
 	// ErrUnsetVar marks a ${VAR} whose variable is not set and has no default.
 	ErrUnsetVar = errors.New("jobs: environment variable not set")
 

@@ -3,7 +3,7 @@ package jobs
 import (
 	"time"
 
-	"github.com/robfig/cron/v3"
+	"github.com/redcron/redcron/scheduler/schedule"
 	"gopkg.in/yaml.v3"
 )
 
@@ -38,16 +38,16 @@ type Job struct {
 	File string
 	Line int // where the job's name is declared
 
-	Spec          string         // `schedule` as written (after ${VAR} expansion)
-	Schedule      cron.Schedule  // parsed by ParseSchedule; *cron.SpecSchedule (Location set) or cron.ConstantDelaySchedule
-	Location      *time.Location // `timezone`, default UTC
-	LockTTL       time.Duration  // `lock_ttl`, >= 1s, default 30s
-	Overlap       Overlap        // `overlap`, default forbid
-	Timeout       time.Duration  // `timeout`, 0 = none
-	Retry         Retry          // `retry`
-	CatchupWindow time.Duration  // `catchup_window`, default 1m; 0 = never catch up
-	Jitter        time.Duration  // `jitter`, default 0
-	Enabled       bool           // `enabled`, default true
+	Spec          string            // `schedule` as written (after ${VAR} expansion)
+	Schedule      schedule.Schedule // parsed `schedule`, read in Location
+	Location      *time.Location    // `timezone`, default UTC
+	LockTTL       time.Duration     // `lock_ttl`, >= 1s, default 30s
+	Overlap       Overlap           // `overlap`, default forbid
+	Timeout       time.Duration     // `timeout`, 0 = none
+	Retry         Retry             // `retry`
+	CatchupWindow time.Duration     // `catchup_window`, default 1m; 0 = never catch up
+	Jitter        time.Duration     // `jitter`, default 0
+	Enabled       bool              // `enabled`, default true
 
 	Kind    string       // KindFunc, KindCommand or KindHTTP
 	Func    string       // `func`: registered name (Kind == KindFunc)

@@ -1,6 +1,10 @@
 package scheduler
 
-import "time"
+import (
+	"time"
+
+	"github.com/redcron/redcron/scheduler/schedule"
+)
 
 // maxSkipCount bounds how many skipped slots decideCatchUp counts one by one.
 const maxSkipCount = 10000
@@ -23,7 +27,7 @@ type catchUp struct {
 // only when it is younger than window; every other slot after last is
 // skipped. At start (last zero) nothing earlier than prev is counted: this
 // replica never saw those slots.
-func decideCatchUp(sched Schedule, last, now, prev time.Time, window time.Duration) catchUp {
+func decideCatchUp(sched schedule.Schedule, last, now, prev time.Time, window time.Duration) catchUp {
 	var d catchUp
 	if prev.IsZero() || prev.After(now) || (!last.IsZero() && !prev.After(last)) {
 		return d

@@ -3,7 +3,30 @@ package scheduler
 import (
 	"testing"
 	"time"
+
+	"github.com/redcron/redcron/scheduler/schedule"
 )
+
+func mustSchedule(t *testing.T, spec, zone string) schedule.Schedule {
+	t.Helper()
+	loc, err := time.LoadLocation(zone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := schedule.Parse(spec, loc)
+	if err != nil {
+		t.Fatalf("parse %q: %v", spec, err)
+	}
+	return s
+}
+
+func utc(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t.UTC()
+}
 
 func TestDecideCatchUp(t *testing.T) {
 	every := mustSchedule(t, "@every 10s", "UTC")
@@ -11,7 +34,7 @@ func TestDecideCatchUp(t *testing.T) {
 	z := time.Time{}
 	tests := []struct {
 		name       string
-		sched      Schedule
+		sched      schedule.Schedule
 		last, now  string
 		window     time.Duration
 		wantSlot   string // "" for none

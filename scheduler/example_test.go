@@ -15,23 +15,6 @@ import (
 	"github.com/redcron/redcron/scheduler"
 )
 
-// A 02:30 job in New York on the spring-forward day runs once, at 03:00 EDT,
-// the transition; robfig/cron alone would skip that day.
-func ExampleSchedule() {
-	ny, _ := time.LoadLocation("America/New_York")
-	spec, _ := jobs.ParseSchedule("30 2 * * *", ny)
-	s := scheduler.NewSchedule(spec, ny)
-	t := time.Date(2026, 3, 7, 0, 0, 0, 0, time.UTC)
-	for range 3 {
-		t = s.Next(t)
-		fmt.Println(t.In(ny).Format("Jan 2 15:04 MST"), "=", t.Format(time.RFC3339))
-	}
-	// Output:
-	// Mar 7 02:30 EST = 2026-03-07T07:30:00Z
-	// Mar 8 03:00 EDT = 2026-03-08T07:00:00Z
-	// Mar 9 02:30 EDT = 2026-03-09T06:30:00Z
-}
-
 // Every replica waits the same jitter before claiming a given slot.
 func ExampleJitter() {
 	slot := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)

@@ -16,6 +16,7 @@ import (
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/jobs"
 	"github.com/redcron/redcron/locker"
+	"github.com/redcron/redcron/scheduler/schedule"
 	"github.com/redcron/redcron/scheduler/store"
 )
 
@@ -100,9 +101,9 @@ func registerLedgerFunc(l *ledger, b behaviour) string {
 // testJob builds a Go func job in code, as jobs.Load would.
 func testJob(t *testing.T, name, spec, fn string, mod func(*jobs.Job)) *jobs.Job {
 	t.Helper()
-	s, err := jobs.ParseSchedule(spec, time.UTC)
+	s, err := schedule.Parse(spec, time.UTC)
 	if err != nil {
-		t.Fatalf("ParseSchedule(%q): %v", spec, err)
+		t.Fatalf("schedule.Parse(%q): %v", spec, err)
 	}
 	j := &jobs.Job{
 		Name: name, Spec: spec, Schedule: s, Location: time.UTC,
@@ -284,3 +285,6 @@ func measured(s *Scheduler) bool {
 }
 
 var testLogLevel = zerolog.WarnLevel
+
+// unix is the UTC instant of Unix second sec.
+func unix(sec int64) time.Time { return time.Unix(sec, 0).UTC() }

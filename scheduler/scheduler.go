@@ -14,6 +14,7 @@ import (
 
 	"github.com/redcron/redcron/jobs"
 	"github.com/redcron/redcron/locker"
+	"github.com/redcron/redcron/scheduler/schedule"
 	"github.com/redcron/redcron/scheduler/store"
 )
 
@@ -149,7 +150,7 @@ type Scheduler struct {
 // loop goroutine.
 type jobState struct {
 	job   *jobs.Job
-	sched Schedule
+	sched schedule.Schedule
 	keys  store.Keys
 	run   RunFunc   // without Retry: attempts are counted per firing
 	since time.Time // when this replica loaded the job: its first sight, unless the cluster saw it earlier
@@ -191,14 +192,14 @@ func New(js []*jobs.Job, l Locker, opts Options) (*Scheduler, error) {
 		case seen[j.Name]:
 			errs = append(errs, fmt.Errorf("%w: job %q declared twice", ErrInvalidJob, j.Name))
 			continue
-		case j.Schedule == nil:
+		case j.Schedule == (schedule.Schedule{}):
 			errs = append(errs, fmt.Errorf("%w: job %q has no schedule", ErrInvalidJob, j.Name))
 			continue
 		}
 		seen[j.Name] = true
 		s.jobs = append(s.jobs, &jobState{
 			job:   j,
-			sched: NewSchedule(j.Schedule, j.Location),
+			sched: j.Schedule,
 			keys:  store.JobKeys(opts.Prefix, j.Name),
 			run:   Chain(Recover())(j.Run),
 			since: since,
@@ -212,11 +213,8 @@ func New(js []*jobs.Job, l Locker, opts Options) (*Scheduler, error) {
 	// same slots then start at different jobs, so each job's first claim
 	// (the one that wins) reaches Redis sooner than if every replica sent
 	// the same job first.
-	memos := map[Schedule]*nextMemo{}
+	memos := map[schedule.Schedule]*nextMemo{}
 	for _, js := range s.jobs {
-		if js.sched.kind == kindOther {
-			continue // its cron.Schedule may not be comparable
-		}
 		if memos[js.sched] == nil {
 			memos[js.sched] = &nextMemo{}
 		}

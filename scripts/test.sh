@@ -22,6 +22,6 @@ go vet ./...
 (cd bench && go vet ./...)
 go test -race -count=1 -timeout 12m ./...
 # Short fuzz runs of the config decoder and schedule parser (one target per
-# invocation, as go test requires); the seed corpora are in jobs/testdata/fuzz.
+# invocation, as go test requires); the seed corpora are in jobs/testdata/fuzz and scheduler/schedule/testdata/fuzz.
 go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 10s ./jobs/
-go test -run '^$' -fuzz '^FuzzParseSchedule$' -fuzztime 10s ./jobs/
+go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 10s ./scheduler/schedule/

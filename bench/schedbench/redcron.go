@@ -14,6 +14,7 @@ import (
 	"github.com/redcron/redcron/jobs"
 	"github.com/redcron/redcron/locker"
 	"github.com/redcron/redcron/scheduler"
+	"github.com/redcron/redcron/scheduler/schedule"
 )
 
 // funcName is the Go job function every benchmark job is bound to.
@@ -80,7 +81,7 @@ func jobName(i int) string { return fmt.Sprintf("job%04d", i) }
 // Go func, defaults of jobs.yaml (lock_ttl 30s, overlap forbid,
 // catchup_window 1m, one attempt).
 func benchJobs(n int, spec string) ([]*jobs.Job, error) {
-	sched, err := jobs.ParseSchedule(spec, time.UTC)
+	sched, err := schedule.Parse(spec, time.UTC)
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/redcron/redcron/jobs"
-	"github.com/redcron/redcron/scheduler"
 )
 
 // now is the validate command's clock; tests may replace it.
@@ -78,10 +77,9 @@ func printJob(w io.Writer, j *jobs.Job, t time.Time) {
 // nextFires returns the next n fire times after t, as the scheduler computes
 // them (epoch-anchored @every, the job's zone, Vixie cron's DST rule).
 func nextFires(j *jobs.Job, t time.Time, n int) []time.Time {
-	sched := scheduler.NewSchedule(j.Schedule, j.Location)
 	out := make([]time.Time, 0, n)
 	for range n {
-		if t = sched.Next(t); t.IsZero() {
+		if t = j.Schedule.Next(t); t.IsZero() {
 			break
 		}
 		out = append(out, t)

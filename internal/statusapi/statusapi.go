@@ -61,7 +61,6 @@ type JobStatus struct {
 type api struct {
 	cfg    Config
 	byName map[string]*jobs.Job
-	scheds map[string]scheduler.Schedule
 }
 
 // New returns the handler: GET / (the page), GET /api/jobs, GET
@@ -77,10 +76,9 @@ func New(cfg Config) http.Handler {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
 	}
-	a := &api{cfg: cfg, byName: map[string]*jobs.Job{}, scheds: map[string]scheduler.Schedule{}}
+	a := &api{cfg: cfg, byName: map[string]*jobs.Job{}}
 	for _, j := range cfg.Jobs {
 		a.byName[j.Name] = j
-		a.scheds[j.Name] = scheduler.NewSchedule(j.Schedule, j.Location)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", a.page)
@@ -96,7 +94,7 @@ func (a *api) status(ctx context.Context, j *jobs.Job) JobStatus {
 	st := JobStatus{Name: j.Name, Kind: j.Kind, Schedule: j.Spec, Timezone: j.Location.String(), Enabled: j.Enabled, Recent: []store.Record{}}
 	t := a.cfg.Now()
 	for range 3 {
-		if t = a.scheds[j.Name].Next(t); t.IsZero() {
+		if t = j.Schedule.Next(t); t.IsZero() {
 			break
 		}
 		st.Next = append(st.Next, t)

@@ -1,4 +1,4 @@
-package scheduler
+package schedule
 
 import (
 	"fmt"
@@ -9,18 +9,16 @@ import (
 	"github.com/robfig/cron/v3"
 )
 
-var testParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
-func mustSchedule(t *testing.T, spec, zone string) Schedule {
+func mustSchedule(t testing.TB, spec, zone string) Schedule {
 	t.Helper()
-	s, err := testParser.Parse(spec)
+	s, err := Parse(spec, mustZone(t, zone))
 	if err != nil {
 		t.Fatalf("parse %q: %v", spec, err)
 	}
-	return NewSchedule(s, mustZone(t, zone))
+	return s
 }
 
-func mustZone(t *testing.T, zone string) *time.Location {
+func mustZone(t testing.TB, zone string) *time.Location {
 	t.Helper()
 	loc, err := time.LoadLocation(zone)
 	if err != nil {
@@ -88,6 +86,8 @@ func TestScheduleSlots(t *testing.T) {
 			[]string{"2026-03-08T06:30:00Z", "2026-03-08T07:30:00Z", "2026-03-08T08:30:00Z"}},
 		{"ny fall 30 * every real hour", "30 * * * *", "America/New_York", "2026-11-01T05:00:00Z",
 			[]string{"2026-11-01T05:30:00Z", "2026-11-01T06:30:00Z", "2026-11-01T07:30:00Z"}},
+		{"ny spring 0 */2 is a wildcard: the missing 02:00 does not run", "0 */2 * * *", "America/New_York", "2026-03-08T04:00:00Z",
+			[]string{"2026-03-08T05:00:00Z", "2026-03-08T08:00:00Z", "2026-03-08T10:00:00Z"}},
 		{"ny spring @hourly", "@hourly", "America/New_York", "2026-03-08T05:30:00Z",
 			[]string{"2026-03-08T06:00:00Z", "2026-03-08T07:00:00Z", "2026-03-08T08:00:00Z"}},
 		{"ny fall @hourly", "@hourly", "America/New_York", "2026-11-01T04:30:00Z",
@@ -144,7 +144,9 @@ func TestScheduleFixedTime(t *testing.T) {
 		{"30 * * * *", false},
 		{"* 2 * * *", false},
 		{"@hourly", false},
-		{"0-59 2 * * *", false}, // covers every minute: a wildcard
+		{"0-59 2 * * *", true}, // covers every minute, but does not start with *: fixed (Vixie)
+		{"0 */2 * * *", false}, // starts with *: a wildcard (Vixie), though robfig marks it a list
+		{"? 2 * * *", false},
 		{"@every 1h", false},
 	}
 	for _, tt := range tests {
@@ -243,7 +245,7 @@ func TestScheduleConsistency(t *testing.T) {
 // fall-back one twice.
 func TestRobfigDSTDiffers(t *testing.T) {
 	ny := mustZone(t, "America/New_York")
-	spring, _ := testParser.Parse("30 2 * * *")
+	spring, _ := specParser.Parse("30 2 * * *")
 	spring.(*cron.SpecSchedule).Location = ny
 	got := spring.Next(utc("2026-03-08T00:00:00Z")).UTC()
 	if ours := mustSchedule(t, "30 2 * * *", "America/New_York").Next(utc("2026-03-08T00:00:00Z")); got.Equal(ours) {
@@ -256,17 +258,13 @@ func TestScheduleZeroAndNil(t *testing.T) {
 	if got := zero.Next(time.Now()); !got.IsZero() {
 		t.Errorf("zero Schedule Next: got %v, want zero", got)
 	}
-	if got := NewSchedule(nil, nil).Prev(time.Now()); !got.IsZero() {
-		t.Errorf("nil Schedule Prev: got %v, want zero", got)
-	}
-	if got := mustSchedule(t, "0 0 30 2 *", "UTC").Next(time.Now()); !got.IsZero() {
-		t.Errorf("Feb 30: got %v, want zero", got)
+	if got := zero.Prev(time.Now()); !got.IsZero() {
+		t.Errorf("zero Schedule Prev: got %v, want zero", got)
 	}
 }
 
 func BenchmarkScheduleNext(b *testing.B) {
-	s, _ := testParser.Parse("* * * * * *")
-	sch := NewSchedule(s, time.UTC)
+	sch := mustSchedule(b, "* * * * * *", "UTC")
 	t := utc("2026-01-01T00:00:00Z")
 	for b.Loop() {
 		t = sch.Next(t)

@@ -1,4 +1,9 @@
-package scheduler
+// Package schedule gives a job's slots: the nominal instants its cron spec
+// names, the same on every replica, with epoch-anchored "@every", per-job
+// time zones and Vixie cron's daylight-saving rule. It is the one place
+// that parses schedules (Parse): jobs validates with it and the scheduler
+// fires by it, and robfig/cron's types stay inside it.
+package schedule
 
 import (
 	"time"
@@ -6,12 +11,7 @@ import (
 	"github.com/robfig/cron/v3"
 )
 
-// starBit is robfig/cron's mark on a SpecSchedule field written as "*" or "?".
-const starBit = 1 << 63
-
 const (
-	allMinutes = 1<<60 - 1
-	allHours   = 1<<24 - 1
 	// maxScan bounds the candidates one Next call examines; robfig's own
 	// Next already gives up after five years.
 	maxScan = 1 << 17
@@ -23,14 +23,14 @@ const (
 type scheduleKind uint8
 
 const (
-	kindSpec scheduleKind = iota
+	kindSpec scheduleKind = iota + 1
 	kindEvery
-	kindOther
 )
 
 // Schedule gives a job's slots: the nominal instants its cron spec names, in
 // UTC with second precision, the same on every replica. Build it with
-// [NewSchedule]; the zero Schedule has no slots.
+// [Parse]; the zero Schedule has no slots. It is comparable, so a scheduler
+// can share work between jobs with equal schedules.
 //
 // Rules:
 //   - "@every D" slots are the multiples of D (whole seconds, at least 1s)
@@ -40,71 +40,29 @@ const (
 //     nor its hour field is a wildcard) whose local time does not exist on a
 //     spring-forward day runs once, at the transition instant; one whose local
 //     time happens twice on a fall-back day runs once, at the first occurrence.
-//     A wildcard job (minute or hour field "*", or covering its whole range,
-//     e.g. "*/15 * * * *", "30 * * * *", @hourly) follows real time: it runs
-//     at every real instant whose local time matches, so "*/15 * * * *" runs
-//     every 15 real minutes across both transitions. robfig/cron marks "*/2"
-//     as a list, not a wildcard, so "0 */2 * * *" counts as fixed-time.
+//     A wildcard job follows real time: it runs at every real instant whose
+//     local time matches, so "*/15 * * * *" runs every 15 real minutes across
+//     both transitions. As in Vixie cron, a field is a wildcard when it starts
+//     with "*": "0 */2 * * *", "30 * * * *" and @hourly are wildcard jobs;
+//     "0-59 2 * * *" and "0 0,12 * * *" are fixed-time.
 //   - The zone is assumed to change its UTC offset at most once within any
 //     two days (true of every zone in the tz database since 1970).
 type Schedule struct {
 	kind  scheduleKind
-	valid bool
+	text  string            // the spec as parsed
 	spec  cron.SpecSchedule // Location is UTC: robfig works on wall clock fields only
 	fixed bool
 	every int64 // seconds
-	other cron.Schedule
 	loc   *time.Location
 }
 
-// NewSchedule wraps a schedule parsed by robfig/cron/v3 (jobs.ParseSchedule)
-// for the zone loc (nil means UTC; a SpecSchedule's own Location is ignored).
-// It understands *cron.SpecSchedule and cron.ConstantDelaySchedule (value or
-// pointer); any other cron.Schedule is asked for its Next in loc, truncated to
-// the second, with no daylight-saving correction. A nil s has no slots.
-func NewSchedule(s cron.Schedule, loc *time.Location) Schedule {
-	if loc == nil {
-		loc = time.UTC
-	}
-	switch v := s.(type) {
-	case nil:
-		return Schedule{}
-	case *cron.SpecSchedule:
-		if v == nil {
-			return Schedule{}
-		}
-		return newSpec(*v, loc)
-	case *cron.ConstantDelaySchedule:
-		if v == nil {
-			return Schedule{}
-		}
-		return newEvery(v.Delay, loc)
-	case cron.ConstantDelaySchedule:
-		return newEvery(v.Delay, loc)
-	default:
-		return Schedule{kind: kindOther, valid: true, other: s, loc: loc}
-	}
-}
-
-func newSpec(s cron.SpecSchedule, loc *time.Location) Schedule {
+func newSpec(text string, s cron.SpecSchedule, minuteStar, hourStar bool, loc *time.Location) Schedule {
 	s.Location = time.UTC
-	wild := func(field, all uint64) bool { return field&starBit != 0 || field&all == all }
-	return Schedule{
-		kind:  kindSpec,
-		valid: true,
-		spec:  s,
-		fixed: !wild(s.Minute, allMinutes) && !wild(s.Hour, allHours),
-		loc:   loc,
-	}
+	return Schedule{kind: kindSpec, text: text, spec: s, fixed: !minuteStar && !hourStar, loc: loc}
 }
 
-func newEvery(d time.Duration, loc *time.Location) Schedule {
-	sec := int64(d / time.Second)
-	if sec < 1 {
-		sec = 1
-	}
-	return Schedule{kind: kindEvery, valid: true, every: sec, loc: loc}
-}
+// String is the spec as parsed (trimmed; "@every" normalised).
+func (s Schedule) String() string { return s.text }
 
 // Location is the zone the schedule is read in.
 func (s Schedule) Location() *time.Location {
@@ -129,24 +87,14 @@ func (s Schedule) Every() time.Duration {
 // Next returns the first slot strictly after after, in UTC; the zero Time
 // when there is none within about five years.
 func (s Schedule) Next(after time.Time) time.Time {
-	if !s.valid {
-		return time.Time{}
-	}
 	a := after.Unix() // floor: a slot > a is > after, since slots are whole seconds
 	switch s.kind {
 	case kindEvery:
 		return unix(floorDiv(a, s.every)*s.every + s.every)
-	case kindOther:
-		t := s.other.Next(after.In(s.loc))
-		for i := 0; !t.IsZero() && t.Unix() <= a && i < 3; i++ {
-			t = s.other.Next(t)
-		}
-		if t.IsZero() || t.Unix() <= a {
-			return time.Time{}
-		}
-		return unix(t.Unix())
+	case kindSpec:
+		return s.nextSpec(a)
 	}
-	return s.nextSpec(a)
+	return time.Time{}
 }
 
 // nextSpec scans matching wall-clock times (robfig on UTC fields: no zone
@@ -224,7 +172,7 @@ func (s Schedule) offset(u int64) int64 {
 // there is none within about six years. Catch-up uses it to find the most
 // recent missed slot.
 func (s Schedule) Prev(at time.Time) time.Time {
-	if !s.valid {
+	if s.kind == 0 {
 		return time.Time{}
 	}
 	a := at.Unix()
@@ -256,3 +204,35 @@ func floorDiv(a, b int64) int64 {
 	}
 	return q
 }
+
+// Interval is the shortest gap between two slots, for the jitter bound:
+// the period of "@every", else the shortest gap found over a year of slots
+// from the start of 2025 (at most maxIntervalScan of them, enough for a
+// per-second spec to show its gap at once and a sparse one over the year).
+// 0 for the zero Schedule.
+func (s Schedule) Interval() time.Duration {
+	switch s.kind {
+	case kindEvery:
+		return time.Duration(s.every) * time.Second
+	case kindSpec:
+		t := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+		end := t.AddDate(1, 0, 0)
+		var best time.Duration
+		prev := s.Next(t)
+		for range maxIntervalScan {
+			next := s.Next(prev)
+			if next.IsZero() || prev.IsZero() || next.After(end) {
+				break
+			}
+			if gap := next.Sub(prev); best == 0 || gap < best {
+				best = gap
+			}
+			prev = next
+		}
+		return best
+	}
+	return 0
+}
+
+// maxIntervalScan bounds Interval's scan.
+const maxIntervalScan = 20000
