@@ -31,7 +31,7 @@ var (
 
 const maxLine = 16 << 10 // longer lines are logged in pieces
 
-// runCommand runs one attempt of a command job. The command runs in its own
+// execCommand runs one attempt of a command job. The command runs in its own
 // process group, with the parent's environment plus REDCRON_JOB, REDCRON_SLOT
 // (RFC 3339, UTC), REDCRON_FENCE, REDCRON_REPLICA, REDCRON_ATTEMPT,
 // REDCRON_MANUAL=1 for a manual run, and the job's env. Each line of stdout and stderr is logged (Info, fields stream and
@@ -39,7 +39,7 @@ const maxLine = 16 << 10 // longer lines are logged in pieces
 // is read and dropped. When ctx ends: SIGTERM to the group, SIGKILL to the
 // group after KillGrace (or as soon as the main process has exited and the
 // grace is spent).
-func runCommand(ctx context.Context, c *CommandSpec, r Run) error {
+func execCommand(ctx context.Context, c *CommandSpec, r Run) error {
 	if len(c.Argv) == 0 || c.Argv[0] == "" {
 		return fmt.Errorf("%w: empty command", ErrCommandStart)
 	}

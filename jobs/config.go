@@ -6,7 +6,6 @@ import "time"
 const (
 	DefaultLockTTL       = 30 * time.Second
 	DefaultCatchupWindow = time.Minute
-	DefaultShutdownGrace = 30 * time.Second
 	DefaultRetryAttempts = 1
 	DefaultRetryBackoff  = time.Second
 	DefaultRetryMax      = time.Minute
@@ -14,11 +13,9 @@ const (
 	DefaultOutputLimit   = 64 << 10 // bytes of command output logged per run
 	DefaultHTTPTimeout   = 10 * time.Second
 	DefaultHTTPMethod    = "GET"
-	DefaultPrefix        = "redcron"
 	DefaultDialTimeout   = time.Second
 	DefaultReadTimeout   = 500 * time.Millisecond
 	DefaultWriteTimeout  = 500 * time.Millisecond
-	DefaultMaxClockSkew  = 2 * time.Second
 
 	// MinLockTTL is the shortest lock_ttl accepted: the watchdog renews at
 	// lock_ttl/3 and needs room for a round trip.
@@ -33,7 +30,7 @@ const (
 type Config struct {
 	File          string
 	Redis         RedisConfig
-	ShutdownGrace time.Duration // top-level `shutdown_grace`, default 30s
+	ShutdownGrace time.Duration // top-level `shutdown_grace`; 0 means the scheduler's default, scheduler.DefaultShutdownGrace
 	Jobs          []*Job        // in file order
 	// Warnings are problems that do not stop the file from loading (an even
 	// quorum, a jitter not shorter than the schedule interval, a command not
@@ -62,12 +59,12 @@ type RedisConfig struct {
 	Username string          // `username` (ACL)
 	Password string          // `password`; use ${VAR} to keep it out of the file
 	TLS      bool            // `tls`; implied by a rediss:// URL
-	Prefix   string          // `prefix`, default "redcron"; no braces or spaces
+	Prefix   string          // `prefix`, no braces or spaces; "" means the scheduler's default, store.DefaultPrefix
 
 	DialTimeout  time.Duration // `dial_timeout`, default 1s
 	ReadTimeout  time.Duration // `read_timeout`, default 500ms
 	WriteTimeout time.Duration // `write_timeout`, default 500ms
-	MaxClockSkew time.Duration // `max_clock_skew`, default 2s
+	MaxClockSkew time.Duration // `max_clock_skew`; 0 means the scheduler's default, scheduler.DefaultMaxClockSkew
 }
 
 // SentinelConfig is the `redis.sentinel:` block.
@@ -78,10 +75,8 @@ type SentinelConfig struct {
 
 func defaultRedis() RedisConfig {
 	return RedisConfig{
-		Prefix:       DefaultPrefix,
 		DialTimeout:  DefaultDialTimeout,
 		ReadTimeout:  DefaultReadTimeout,
 		WriteTimeout: DefaultWriteTimeout,
-		MaxClockSkew: DefaultMaxClockSkew,
 	}
 }

@@ -35,13 +35,13 @@ jobs:
 		{"Jitter", j.Jitter, time.Duration(0)},
 		{"Enabled", j.Enabled, true},
 		{"Location", j.Location, time.UTC},
-		{"Redis.Prefix", cfg.Redis.Prefix, "redcron"},
+		{"Redis.Prefix", cfg.Redis.Prefix, ""}, // the scheduler's default
 		{"Redis.DialTimeout", cfg.Redis.DialTimeout, time.Second},
 		{"Redis.ReadTimeout", cfg.Redis.ReadTimeout, 500 * time.Millisecond},
 		{"Redis.WriteTimeout", cfg.Redis.WriteTimeout, 500 * time.Millisecond},
-		{"Redis.MaxClockSkew", cfg.Redis.MaxClockSkew, 2 * time.Second},
+		{"Redis.MaxClockSkew", cfg.Redis.MaxClockSkew, time.Duration(0)},
 		{"Redis.URL", cfg.Redis.URL, ""},
-		{"ShutdownGrace", cfg.ShutdownGrace, 30 * time.Second},
+		{"ShutdownGrace", cfg.ShutdownGrace, time.Duration(0)},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

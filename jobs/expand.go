@@ -1,8 +1,13 @@
 package jobs
 
 import (
+	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 )
 
 // expand replaces ${VAR} and ${VAR:-default} in s with values from lookup.
@@ -89,4 +94,55 @@ func validEnvName(s string) bool {
 		}
 	}
 	return true
+}
+
+// expandTree expands ${VAR} in every scalar value (not in keys), in place,
+// before anything is decoded, so lines stay right. path locates the node.
+func (d *decoder) expandTree(n *yaml.Node, path []string) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			d.expandTree(n.Content[i+1], append(path[:len(path):len(path)], n.Content[i].Value))
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := slices.Clone(path)
+			if len(p) > 0 {
+				p[len(p)-1] += "[" + strconv.Itoa(i) + "]"
+			}
+			d.expandTree(c, p)
+		}
+	case yaml.ScalarNode:
+		v, err := expand(n.Value, d.lookup)
+		if err != nil {
+			d.bad[n] = true
+			d.fail(n, pathAt(path), ErrUnsetVar, "%v", err)
+			if !errors.Is(err, ErrUnsetVar) {
+				d.probs[len(d.probs)-1].Err = nil
+			}
+			return
+		}
+		if v != n.Value {
+			n.Value = v
+			d.expanded[n] = true
+			if n.Style&(yaml.TaggedStyle|yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) == 0 {
+				n.Tag = "" // a plain scalar: let the expanded text decide its type (e.g. ${N:-3} is an int)
+				if v == "" {
+					n.Tag = "!!str" // an empty expansion is an empty string, not null
+				}
+			}
+		}
+	}
+	// Aliases are expanded where their anchor is defined.
+}
+
+// pathAt turns a node path into a message location.
+func pathAt(path []string) at {
+	switch {
+	case len(path) >= 2 && path[0] == "jobs":
+		return at{job: strings.SplitN(path[1], "[", 2)[0], field: strings.Join(path[2:], ".")}
+	case len(path) >= 1 && path[0] == "defaults":
+		return at{job: defaultsBlock, field: strings.Join(path[1:], ".")}
+	}
+	return at{field: strings.Join(path, ".")}
 }

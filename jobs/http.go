@@ -28,13 +28,13 @@ var httpClient = &http.Client{
 	},
 }
 
-// runHTTP sends one request for an HTTP job, bounded by h.Timeout (default
+// sendHTTP sends one request for an HTTP job, bounded by h.Timeout (default
 // 10s) and ctx, with the job's headers plus X-Redcron-Job, X-Redcron-Slot
 // (RFC 3339, UTC), X-Redcron-Fence, X-Redcron-Replica, X-Redcron-Attempt,
 // and X-Redcron-Manual: 1 for a manual run.
 // At most 64 KiB of the response body is read. The status must be in
 // h.Expect (any 2xx when empty), else the outcome is a *StatusError.
-func runHTTP(ctx context.Context, h *HTTPSpec, r Run) error {
+func sendHTTP(ctx context.Context, h *HTTPSpec, r Run) error {
 	timeout := h.Timeout
 	if timeout <= 0 {
 		timeout = DefaultHTTPTimeout

@@ -51,11 +51,12 @@ type Job struct {
 
 	Kind    string       // KindFunc, KindCommand or KindHTTP
 	Func    string       // `func`: registered name (Kind == KindFunc)
-	Args    *yaml.Node   // `args`: YAML node decoded into the function's type on each run; nil if absent
+	Args    *yaml.Node   // `args`: YAML node decoded once into the function's type (see Register); nil if absent
 	Command *CommandSpec // Kind == KindCommand
 	HTTP    *HTTPSpec    // Kind == KindHTTP
 
-	fn *funcEntry // resolved at load time
+	fn   *funcEntry // resolved at load time
+	args *funcArgs  // Args decoded into fn's type at load time; nil for a Job built by hand
 }
 
 // CommandSpec is a command job: `command:` (argv, no shell) and the

@@ -21,6 +21,8 @@ type funcEntry struct {
 	// decode decodes a job's args node (nil: the zero value) strictly.
 	decode func(n *yaml.Node) (any, []argProblem)
 	call   func(ctx context.Context, r Run, args any) error
+	// cache holds the decoded args of Jobs built by hand (funcargs.go).
+	cache argsCache
 }
 
 // argProblem is one problem in a job's args, at a line of the config file.
@@ -37,10 +39,17 @@ var registry = struct {
 // Register binds the name used by `func:` in jobs.yaml to fn. Each run calls
 // fn with a context that is cancelled on lease loss (cause
 // locker.ErrLeaseLost), timeout and shutdown, the Run (job, slot, fence,
-// attempt, replica, logger), and the job's YAML `args` decoded into a fresh T:
+// attempt, replica, logger), and the job's YAML `args` decoded into a T:
 // strictly, so an unknown key or a wrong type in args is a config error that
 // Load reports with its line. Without `args` fn gets T's zero value; use
 // struct{} for a function that takes no arguments (then any args are an error).
+//
+// The args are decoded once, when Load reads the configuration (for a Job
+// built in code, at its first run), not on every run. Each run receives a
+// copy of that T, so assigning to args or its fields does not reach the next
+// run; but what the maps, slices and pointers in T (or T itself, if it is
+// one) refer to is shared by every run of the job, concurrent runs
+// included: fn must treat it as read-only.
 //
 // Register is meant for init functions or main, before Load: the registry is
 // read when the configuration is decoded. Registering a name twice panics, as

@@ -49,7 +49,7 @@ func (j *Job) Run(ctx context.Context, r Run) error {
 		if e == nil {
 			return fmt.Errorf("%w: %w %q", ErrNoKind, ErrUnknownFunc, j.Func)
 		}
-		args, ps := e.decode(j.Args)
+		args, ps := j.decodedArgs(e)
 		if len(ps) > 0 { // only for Jobs built by hand: Load checks args
 			return fmt.Errorf("%w: %s: args: line %d: %s", ErrInvalidConfig, j.Name, ps[0].line, ps[0].msg)
 		}
@@ -62,12 +62,12 @@ func (j *Job) Run(ctx context.Context, r Run) error {
 		if j.Command == nil {
 			return fmt.Errorf("%w: %s: no command", ErrNoKind, j.Name)
 		}
-		return runCommand(ctx, j.Command, r)
+		return execCommand(ctx, j.Command, r)
 	case KindHTTP:
 		if j.HTTP == nil {
 			return fmt.Errorf("%w: %s: no http block", ErrNoKind, j.Name)
 		}
-		return runHTTP(ctx, j.HTTP, r)
+		return sendHTTP(ctx, j.HTTP, r)
 	}
 	return fmt.Errorf("%w: %s: kind %q", ErrNoKind, j.Name, j.Kind)
 }

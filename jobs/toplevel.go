@@ -1,0 +1,98 @@
+package jobs
+
+import (
+	"regexp"
+
+	"gopkg.in/yaml.v3"
+)
+
+// topDraft is the file's top level while it is decoded: the config being
+// built, and the defaults: and jobs: blocks, decoded after every other key.
+type topDraft struct {
+	cfg      *Config
+	defaults *yaml.Node
+	jobs     *yaml.Node
+}
+
+// topKeys are the top-level keys of jobs.yaml.
+var topKeys = keyTable[*topDraft]{
+	{"redis", func(d *decoder, t *topDraft, _, v *yaml.Node, _ at) { d.redis(v, &t.cfg.Redis) }},
+	{"shutdown_grace", func(d *decoder, t *topDraft, _, v *yaml.Node, a at) {
+		if g, ok := d.nonNegDuration(v, a); ok {
+			t.cfg.ShutdownGrace = g
+		}
+	}},
+	{"defaults", func(_ *decoder, t *topDraft, _, v *yaml.Node, _ at) { t.defaults = v }},
+	{"jobs", func(_ *decoder, t *topDraft, _, v *yaml.Node, _ at) { t.jobs = v }},
+}
+
+// topLevel decodes the root mapping: the top-level keys, then the defaults:
+// block, then each job over the defaults. It returns the config, complete
+// only when no problem was found.
+func (d *decoder) topLevel(root *yaml.Node) *Config {
+	t := &topDraft{cfg: &Config{File: d.file, Redis: defaultRedis()}}
+	decodeBlock(d, root, at{}, topKeys, t)
+	defaults := d.defaults(t.defaults)
+	if t.jobs == nil {
+		d.fail(root, at{}, nil, "no jobs: the file has no jobs: block")
+		return t.cfg
+	}
+	d.jobs(t.jobs, defaults, t.cfg)
+	return t.cfg
+}
+
+// defaults decodes the defaults: block (n may be nil) into a draft that
+// every job starts from. It accepts every per-job key (fields.go).
+func (d *decoder) defaults(n *yaml.Node) *jobDraft {
+	s := newJobDraft()
+	s.defaults = true
+	if n == nil || isNull(n) {
+		return s
+	}
+	a := at{job: defaultsBlock}
+	if m := deref(n); m.Kind != yaml.MappingNode {
+		d.fail(n, a, nil, "want a mapping of per-job keys, got %s", describe(n))
+		return s
+	}
+	for _, kv := range d.pairs(n, a) {
+		d.jobField(s, kv[0], kv[1], a)
+	}
+	return s
+}
+
+var jobNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// jobs decodes the jobs: block, a mapping of job name to job, into
+// cfg.Jobs: names are checked here, each job in jobblock.go.
+func (d *decoder) jobs(n *yaml.Node, defaults *jobDraft, cfg *Config) {
+	jm := deref(n)
+	switch {
+	case isNull(jm) || (jm.Kind == yaml.MappingNode && len(jm.Content) == 0):
+		d.fail(n, at{field: "jobs"}, nil, "no jobs: the jobs: block is empty")
+		return
+	case jm.Kind != yaml.MappingNode:
+		d.fail(n, at{field: "jobs"}, nil, "want a mapping of job name to job, got %s", describe(n))
+		return
+	}
+	seen := map[string]int{}
+	for i := 0; i+1 < len(jm.Content); i += 2 {
+		k, v := jm.Content[i], jm.Content[i+1]
+		name := k.Value
+		a := at{job: name}
+		if k.Kind != yaml.ScalarNode {
+			d.fail(k, at{field: "jobs"}, nil, "a job name must be a string, got %s", describe(k))
+			continue
+		}
+		if first, dup := seen[name]; dup {
+			d.fail(k, a.sub("name"), nil, "duplicate job name (first declared at line %d)", first)
+			continue
+		}
+		seen[name] = k.Line
+		if !jobNameRE.MatchString(name) {
+			d.fail(k, a.sub("name"), nil, "unusable job name %q: use 1 to %d of A-Z a-z 0-9 _ . - (it goes into Redis keys)", name, MaxNameLen)
+		}
+		if j := d.job(defaults, name, k, v); j != nil {
+			cfg.Jobs = append(cfg.Jobs, j)
+		}
+	}
+}
