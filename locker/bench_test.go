@@ -121,10 +121,10 @@ func BenchmarkCycle(b *testing.B) {
 			runCycles(b, par, floorCycle(benchClients(b, 1)[0]))
 		})
 		b.Run("single/"+name, func(b *testing.B) {
-			runCycles(b, par, oursCycle(locker.New(benchClients(b, 1)[0], locker.Options{})))
+			runCycles(b, par, oursCycle(mustNew(b, benchClients(b, 1)[0], locker.Options{})))
 		})
 		b.Run("single-slot/"+name, func(b *testing.B) {
-			runCycles(b, par, slotCycle(locker.New(benchClients(b, 1)[0], locker.Options{})))
+			runCycles(b, par, slotCycle(mustNew(b, benchClients(b, 1)[0], locker.Options{})))
 		})
 		b.Run("quorum5/"+name, func(b *testing.B) {
 			runCycles(b, par, oursCycle(benchQuorum(b, 5)))

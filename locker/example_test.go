@@ -19,9 +19,13 @@ func Example() {
 	defer client.Close()
 	client.Del(ctx, "example:{backup}:meta", "example:{backup}:slot:1700000000")
 
-	l := locker.New(client, locker.Options{})
+	l, err := locker.New(client, locker.Options{})
+	if err != nil {
+		fmt.Println("client:", err)
+		return
+	}
 	claim := locker.Claim{
-		Key:       "example:{backup}:run",
+		Key:       "example:{backup}:lease",
 		MetaKey:   "example:{backup}:meta",
 		TTL:       10 * time.Second,
 		MarkKey:   "example:{backup}:slot:1700000000",

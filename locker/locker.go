@@ -56,11 +56,40 @@ type Locker struct {
 // claim, a renewal and a finish are one EVALSHA each; a call made while no
 // other is in flight runs on the caller's goroutine, the others are
 // pipelined by one goroutine that exits when none is left (see Locker). A
-// watched lease starts one goroutine, its watchdog.
-func New(client Client, opts Options) *Locker {
+// watched lease starts one goroutine, its watchdog. It fails with
+// ErrInvalid for a client that retries commands by itself or lets a call
+// outlive its context (see Client).
+func New(client Client, opts Options) (*Locker, error) {
+	if err := checkClient(client); err != nil {
+		return nil, err
+	}
 	l := &Locker{nodes: []*node{newNode(client)}, quorum: 1, opts: opts.withDefaults()}
 	l.notices.init(l)
-	return l
+	return l, nil
+}
+
+// checkClient refuses the go-redis settings that break the locker: its own
+// command retries (a claim retried blindly after a lost reply would find
+// its own mark and look like another replica's) and calls not bounded by
+// their context on the socket.
+func checkClient(c Client) error {
+	var retries int
+	var ctxTimeout bool
+	switch o := c.(type) {
+	case interface{ Options() *redis.Options }:
+		retries, ctxTimeout = o.Options().MaxRetries, o.Options().ContextTimeoutEnabled
+	case interface{ Options() *redis.ClusterOptions }:
+		retries, ctxTimeout = o.Options().MaxRetries, o.Options().ContextTimeoutEnabled
+	default:
+		return nil // another implementation: its owner vouches for it
+	}
+	switch {
+	case retries > 0:
+		return fmt.Errorf("%w: the client retries commands itself (MaxRetries %d): set MaxRetries: -1", ErrInvalid, retries)
+	case !ctxTimeout:
+		return fmt.Errorf("%w: the client does not bound calls by their context: set ContextTimeoutEnabled: true", ErrInvalid)
+	}
+	return nil
 }
 
 // NewQuorum returns a Locker over N >= 1 independent masters (Redlock); a
@@ -108,6 +137,9 @@ func NewQuorum(clients []Client, opts Options) (*Locker, error) {
 	for i, c := range clients {
 		if c == nil {
 			return nil, fmt.Errorf("%w: NewQuorum client %d is nil", ErrInvalid, i)
+		}
+		if err := checkClient(c); err != nil {
+			return nil, fmt.Errorf("NewQuorum client %d: %w", i, err)
 		}
 		nodes[i] = newNode(c)
 	}

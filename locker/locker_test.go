@@ -25,7 +25,7 @@ func TestMutualExclusion(t *testing.T) {
 	for i := range lockers {
 		// A wide node timeout: a stall of the busy machine is not what
 		// this test is about.
-		lockers[i] = locker.New(newClient(t, s), locker.Options{NodeTimeout: 2 * time.Second})
+		lockers[i] = mustNew(t, newClient(t, s), locker.Options{NodeTimeout: 2 * time.Second})
 	}
 
 	var (
@@ -89,7 +89,7 @@ func TestWatchedOutlivesTTL(t *testing.T) {
 	c := newClient(t, s)
 	key, meta := keys(t)
 	const ttl = 300 * time.Millisecond
-	l := locker.New(c, locker.Options{})
+	l := mustNew(t, c, locker.Options{})
 	lease := mustObtain(t, l, locker.Claim{Key: key, MetaKey: meta, TTL: ttl})
 	first := lease.Deadline()
 
@@ -122,7 +122,7 @@ func TestUnwatchedExpires(t *testing.T) {
 	c := newClient(t, s)
 	key, meta := keys(t)
 	const ttl = 300 * time.Millisecond
-	l := locker.New(c, locker.Options{})
+	l := mustNew(t, c, locker.Options{})
 	lease := mustObtain(t, l, locker.Claim{Key: key, MetaKey: meta, TTL: ttl, Unwatched: true})
 
 	time.Sleep(ttl / 2)
@@ -156,7 +156,7 @@ func TestLoss(t *testing.T) {
 	// that the renewal's finding, not the deadline, is what is measured.
 	const ttl = 1200 * time.Millisecond
 	const margin = 300 * time.Millisecond
-	l := locker.New(c, locker.Options{})
+	l := mustNew(t, c, locker.Options{})
 	for _, tc := range []struct {
 		name  string
 		fault func(key string) error
@@ -202,7 +202,7 @@ func TestPausedRedis(t *testing.T) {
 	key, meta := keys(t)
 	const ttl = 300 * time.Millisecond
 	// A node timeout far beyond the TTL: only the deadline can end the wait.
-	l := locker.New(c, locker.Options{NodeTimeout: 5 * time.Second})
+	l := mustNew(t, c, locker.Options{NodeTimeout: 5 * time.Second})
 	lease := mustObtain(t, l, locker.Claim{Key: key, MetaKey: meta, TTL: ttl})
 	time.Sleep(ttl / 2) // let one renewal succeed first
 
@@ -257,7 +257,7 @@ func TestEndAfterExpiryOrTakeover(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.Options{})
 	c := newClient(t, s)
-	l := locker.New(c, locker.Options{})
+	l := mustNew(t, c, locker.Options{})
 	const ttl = 100 * time.Millisecond
 	end := map[string]func(*locker.Lease) error{
 		"Release": func(l *locker.Lease) error { return l.Release(bg) },
@@ -316,7 +316,7 @@ func TestFinish(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.Options{})
 	c := newClient(t, s)
-	l := locker.New(c, locker.Options{})
+	l := mustNew(t, c, locker.Options{})
 
 	t.Run("mark and history", func(t *testing.T) {
 		key, meta := keys(t)
@@ -477,7 +477,7 @@ func TestObtainRefused(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.Options{})
 	c := newClient(t, s)
-	l := locker.New(c, locker.Options{})
+	l := mustNew(t, c, locker.Options{})
 	for _, tc := range []struct {
 		name     string
 		setup    func(t *testing.T, key, mark, pause string)
@@ -615,7 +615,7 @@ func TestObtainRefused(t *testing.T) {
 	t.Run("retries", func(t *testing.T) {
 		key, meta := keys(t)
 		must(t, c.Set(bg, key, "other", 150*time.Millisecond).Err())
-		l := locker.New(c, locker.Options{Retries: 50, RetryDelay: 30 * time.Millisecond})
+		l := mustNew(t, c, locker.Options{Retries: 50, RetryDelay: 30 * time.Millisecond})
 		lease := mustObtain(t, l, locker.Claim{Key: key, MetaKey: meta, TTL: time.Second})
 		if lease.Fence() != 1 {
 			t.Errorf("fence: got %d, want 1", lease.Fence())
@@ -625,7 +625,7 @@ func TestObtainRefused(t *testing.T) {
 	t.Run("no retries after a busy record", func(t *testing.T) {
 		key, meta := keys(t)
 		must(t, c.Set(bg, key, "other", 150*time.Millisecond).Err())
-		l := locker.New(c, locker.Options{Retries: 50, RetryDelay: 30 * time.Millisecond})
+		l := mustNew(t, c, locker.Options{Retries: 50, RetryDelay: 30 * time.Millisecond})
 		err := tryObtain(l, locker.Claim{Key: key, MetaKey: meta, TTL: time.Second,
 			MarkKey: key + ":slot", MarkTTL: time.Minute, Retention: time.Minute, Records: recs})
 		if !errors.Is(err, locker.ErrNotObtained) {
@@ -654,7 +654,7 @@ func TestReplace(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.Options{})
 	c := newClient(t, s)
-	l := locker.New(c, locker.Options{})
+	l := mustNew(t, c, locker.Options{})
 	for _, tc := range []struct {
 		name    string
 		ttl     time.Duration
@@ -792,7 +792,7 @@ func TestFenceSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.Options{AOF: true})
 	c := newClient(t, s)
-	l := locker.New(c, locker.Options{})
+	l := mustNew(t, c, locker.Options{})
 	key, meta := keys(t)
 	claim := locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, Unwatched: true}
 	var last int64
@@ -820,7 +820,7 @@ func TestFenceSurvivesRestart(t *testing.T) {
 func TestTokens(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.Options{})
-	l := locker.New(newClient(t, s), locker.Options{})
+	l := mustNew(t, newClient(t, s), locker.Options{})
 	seen := map[string]bool{}
 	for i := range 20 {
 		key, meta := keys(t)

@@ -244,3 +244,41 @@ func waitFor(t testing.TB, limit time.Duration, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// mustNew is locker.New for a client the test built correctly.
+func mustNew(tb testing.TB, c locker.Client, opts locker.Options) *locker.Locker {
+	tb.Helper()
+	l, err := locker.New(c, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return l
+}
+
+// TestNewRefusesRetryingClients: a client that retries commands itself,
+// or whose calls outlive their context on the socket, is refused.
+func TestNewRefusesRetryingClients(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts redis.Options
+		ok   bool
+	}{
+		{"as the locker needs", redis.Options{MaxRetries: -1, ContextTimeoutEnabled: true}, true},
+		{"go-redis defaults: 3 retries", redis.Options{ContextTimeoutEnabled: true}, false},
+		{"no context timeout", redis.Options{MaxRetries: -1}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := tc.opts
+			o.Addr = "127.0.0.1:1"
+			c := redis.NewClient(&o)
+			defer c.Close()
+			_, err := locker.New(c, locker.Options{})
+			if (err == nil) != tc.ok || (err != nil && !errors.Is(err, locker.ErrInvalid)) {
+				t.Errorf("New: got %v, want ok %v (else ErrInvalid)", err, tc.ok)
+			}
+			if _, err := locker.NewQuorum([]locker.Client{c, c, c}, locker.Options{}); (err == nil) != tc.ok {
+				t.Errorf("NewQuorum: got %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
+}

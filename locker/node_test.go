@@ -21,7 +21,7 @@ func TestPipelining(t *testing.T) {
 	c := newClient(t, s)
 
 	t.Run("concurrent cycles", func(t *testing.T) {
-		l := locker.New(c, locker.Options{NodeTimeout: 2 * time.Second})
+		l := mustNew(t, c, locker.Options{NodeTimeout: 2 * time.Second})
 		const callers, cycles = 64, 20
 		var wg sync.WaitGroup
 		errs := make(chan error, callers)
@@ -53,7 +53,7 @@ func TestPipelining(t *testing.T) {
 	})
 
 	t.Run("scripts flushed", func(t *testing.T) {
-		l := locker.New(c, locker.Options{NodeTimeout: 2 * time.Second})
+		l := mustNew(t, c, locker.Options{NodeTimeout: 2 * time.Second})
 		if err := c.ScriptFlush(bg).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -88,7 +88,7 @@ func TestPipelining(t *testing.T) {
 	// cancelled caller gets its context's error, the others their timeout;
 	// after resume the node serves claims again.
 	t.Run("queued calls keep their context and timeout", func(t *testing.T) {
-		l := locker.New(c, locker.Options{NodeTimeout: time.Second})
+		l := mustNew(t, c, locker.Options{NodeTimeout: time.Second})
 		if err := s.Pause(); err != nil {
 			t.Fatal(err)
 		}
@@ -151,7 +151,7 @@ func TestPipelining(t *testing.T) {
 	// still get their replies when the node answers within their own.
 	t.Run("timeout counts from the write", func(t *testing.T) {
 		const timeout = time.Second
-		l := locker.New(c, locker.Options{NodeTimeout: timeout})
+		l := mustNew(t, c, locker.Options{NodeTimeout: timeout})
 		claim := func(i int) locker.Claim {
 			tag := "{" + t.Name() + ":" + strconv.Itoa(i) + "}"
 			return locker.Claim{Key: tag + ":run", MetaKey: tag + ":meta", TTL: time.Minute, Unwatched: true}

@@ -18,7 +18,7 @@ func TestSlotClaims(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.Options{})
 	c := newClient(t, s)
-	l := locker.New(c, locker.Options{})
+	l := mustNew(t, c, locker.Options{})
 	now := time.Now()
 	slot := now.Truncate(time.Second).Add(-time.Minute)
 
@@ -199,7 +199,7 @@ func TestRecordSkip(t *testing.T) {
 	t.Parallel()
 	s := redistest.Start(t, redistest.Options{})
 	c := newClient(t, s)
-	l := locker.New(c, locker.Options{})
+	l := mustNew(t, c, locker.Options{})
 	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
 	skip := func(key, meta string) locker.Skip {
 		return locker.Skip{MarkKey: markOf(key, slot), MetaKey: meta, Slot: slot, Record: "skipped:outage",
@@ -342,7 +342,7 @@ func TestQuorumRecordSkip(t *testing.T) {
 func TestServerClock(t *testing.T) {
 	t.Parallel()
 	servers, clients := cluster(t, 3, redistest.Options{})
-	single := locker.New(clients[0], locker.Options{})
+	single := mustNew(t, clients[0], locker.Options{})
 	q := newQuorum(t, clients, locker.Options{NodeTimeout: time.Second})
 	ahead := func() time.Time { return time.Now().Add(10 * time.Second) }
 	const slack = 100 * time.Millisecond // plus half the round trip
@@ -399,7 +399,7 @@ func TestEach(t *testing.T) {
 		err := c.Process(ctx, cmd)
 		return cmd.Val(), err
 	}
-	single := locker.New(clients[0], locker.Options{})
+	single := mustNew(t, clients[0], locker.Options{})
 	q := newQuorum(t, clients, locker.Options{NodeTimeout: time.Second})
 
 	got, err := locker.Each(bg, single, read)
@@ -446,7 +446,7 @@ func TestEndRetries(t *testing.T) {
 			t.Parallel()
 			s := redistest.Start(t, redistest.Options{})
 			c := newClient(t, s)
-			l := locker.New(c, locker.Options{NodeTimeout: 100 * time.Millisecond})
+			l := mustNew(t, c, locker.Options{NodeTimeout: 100 * time.Millisecond})
 			key, meta := keys(t)
 			cl := slotClaim(key, meta, time.Now().Truncate(time.Second))
 			cl.TTL, cl.MarkTTL = tc.ttl, tc.ttl

@@ -126,8 +126,3 @@ func (w *clockWatch) err() error {
 	}
 	return nil
 }
-
-// Ready is nil while this replica may claim: its clock was measured within
-// MaxClockSkew of Redis's. Otherwise it says why not (not measured yet,
-// or off by how much); /readyz serves it.
-func (s *Scheduler) Ready() error { return s.clock.err() }

@@ -221,15 +221,15 @@ func TestClockStep(t *testing.T) {
 	ahead := startInstance(t, srv, js, o)
 	startInstance(t, srv, js, opts("r1"))
 	startInstance(t, srv, js, opts("r2"))
-	waitFor(t, 3*time.Second, func() bool { return ahead.s.Ready() != nil && measured(ahead.s) })
-	t.Logf("ahead replica not ready: %v", ahead.s.Ready())
+	waitFor(t, 3*time.Second, func() bool { return ahead.s.Ready(context.Background()) != nil && measured(ahead.s) })
+	t.Logf("ahead replica not ready: %v", ahead.s.Ready(context.Background()))
 	if g := gaugeValue(t, reg, "redcron_clock_offset_seconds"); g > -9.5 || g < -10.5 {
 		t.Errorf("redcron_clock_offset_seconds: got %v, want about -10", g)
 	}
 	waitUntil(begin.Add(6 * time.Second))
 	clk.off.Store(0)
 	back := time.Now()
-	waitFor(t, 3*time.Second, func() bool { return ahead.s.Ready() == nil })
+	waitFor(t, 3*time.Second, func() bool { return ahead.s.Ready(context.Background()) == nil })
 	waitUntil(back.Add(4 * time.Second))
 	end := back.Add(3 * time.Second).Truncate(time.Second)
 	per := checkEvery(t, l.snapshot(), js, begin.Add(time.Second), end)
@@ -440,7 +440,7 @@ func TestQuorumServerTime(t *testing.T) {
 			}
 			time.Sleep(time.Second)
 			for _, s := range ins {
-				if err := s.Ready(); (err == nil) != tc.claims {
+				if err := s.Ready(context.Background()); (err == nil) != tc.claims {
 					t.Errorf("%s Ready: got %v, want ready %v", s.Replica(), err, tc.claims)
 				}
 			}

@@ -3,16 +3,15 @@ package scheduler_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/redcron/redcron/jobs"
-	"github.com/redcron/redcron/locker"
 	"github.com/redcron/redcron/scheduler"
+	"github.com/redcron/redcron/scheduler/statusapi"
 )
 
 // Every replica waits the same jitter before claiming a given slot.
@@ -24,24 +23,19 @@ func ExampleJitter() {
 	// Output: true true
 }
 
-// Wiring as cmd/redcron does it (compiled, not run: it needs Redis).
-func ExampleNew() {
+// Wiring as cmd/redcron does it (compiled, not run: it needs Redis): the
+// file's cluster settings and redis: block, and the status handler.
+func ExampleFromConfig() {
 	cfg, err := jobs.Load("jobs.yaml")
 	if err != nil {
 		panic(err)
 	}
-	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-	defer client.Close()
-	s, err := scheduler.New(cfg.Jobs, locker.New(client, locker.Options{}), scheduler.Options{
-		Replica:       "replica-1",
-		Clock:         scheduler.OffsetClock(scheduler.RealClock(), 0), // REDCRON_CLOCK_OFFSET
-		Prefix:        cfg.Redis.Prefix,
-		MaxClockSkew:  cfg.Redis.MaxClockSkew,
-		ShutdownGrace: cfg.ShutdownGrace,
-	})
+	s, err := scheduler.FromConfig(cfg, scheduler.Options{Replica: "replica-1"})
 	if err != nil {
 		panic(err)
 	}
+	defer s.Close()
+	http.Handle("/redcron/", http.StripPrefix("/redcron", statusapi.ForScheduler(s, os.Getenv("REDCRON_HTTP_TOKEN"))))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	_ = s.Run(ctx) // nil after a graceful shutdown

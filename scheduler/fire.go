@@ -310,7 +310,7 @@ func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, m
 	s.metrics.fireLag.Observe(start.Sub(slot).Seconds())
 	log.Info().Bool("manual", manual).Msg("run started")
 	attempts := 0
-	run := Chain(Timeout(clk, j.Timeout), Retry(clk, j.Retry, &attempts))(js.run)
+	run := Chain(Timeout(clk, j.Timeout), Retry(clk, j.Retry, &attempts))(js.fn)
 	err := run(ctx, jobs.Run{Job: j.Name, Slot: slot, Fence: lease.Fence(), Replica: s.opts.Replica, Manual: manual, Logger: log})
 	dur := clk.Now().Sub(start)
 	out, reason := outcome(ctx, err)

@@ -152,8 +152,8 @@ func startInstance(t *testing.T, srv *redistest.Server, js []*jobs.Job, opts Opt
 // startInstanceAt is startInstance on a client to addr (a proxy's).
 func startInstanceAt(t *testing.T, addr string, js []*jobs.Job, opts Options) *instance {
 	t.Helper()
-	l := locker.New(clientAt(t, addr), locker.Options{})
-	opts.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(testLogLevel).With().Timestamp().Logger()
+	l := newLocker(t, clientAt(t, addr))
+	opts.Logger = testLogger(t, testLogLevel)
 	s, err := New(js, l, opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -257,10 +257,20 @@ func seenBefore(t *testing.T, c *redis.Client, job string, at time.Time) {
 	}
 }
 
+// newLocker is a single-node locker on c.
+func newLocker(t *testing.T, c *redis.Client) *locker.Locker {
+	t.Helper()
+	l, err := locker.New(c, locker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 // runScheduler runs a scheduler on l until the test ends.
 func runScheduler(t *testing.T, js []*jobs.Job, l Locker, opts Options) *Scheduler {
 	t.Helper()
-	opts.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	opts.Logger = testLogger(t, zerolog.WarnLevel)
 	s, err := New(js, l, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -288,3 +298,9 @@ var testLogLevel = zerolog.WarnLevel
 
 // unix is the UTC instant of Unix second sec.
 func unix(sec int64) time.Time { return time.Unix(sec, 0).UTC() }
+
+// testLogger logs to the test at level and above.
+func testLogger(t *testing.T, level zerolog.Level) *zerolog.Logger {
+	l := zerolog.New(zerolog.NewTestWriter(t)).Level(level).With().Timestamp().Logger()
+	return &l
+}

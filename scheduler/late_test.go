@@ -7,10 +7,10 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/jobs"
-	"github.com/redcron/redcron/locker"
 	"github.com/redcron/redcron/scheduler/store"
 )
 
@@ -78,7 +78,7 @@ func TestClaimConfirmedTooLateDoesNotRun(t *testing.T) {
 	l := &ledger{}
 	fn := registerLedgerFunc(l, behaviour{})
 	js := []*jobs.Job{testJob(t, "late", "* * * * * *", fn, func(j *jobs.Job) { j.CatchupWindow = 0 })}
-	s, err := New(js, locker.New(c, locker.Options{}), Options{Replica: "paused", Clock: clk})
+	s, err := New(js, newLocker(t, c), Options{Replica: "paused", Clock: clk, Logger: testLogger(t, zerolog.WarnLevel)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func TestQuorumExactlyOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		logger := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+		logger := testLogger(t, zerolog.WarnLevel)
 		s, err := New(js, q, Options{Replica: fmt.Sprintf("r%d", i), Logger: logger})
 		if err != nil {
 			t.Fatal(err)

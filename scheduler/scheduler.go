@@ -4,35 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/redcron/redcron/jobs"
 	"github.com/redcron/redcron/locker"
+	"github.com/redcron/redcron/scheduler/redisconn"
 	"github.com/redcron/redcron/scheduler/schedule"
 	"github.com/redcron/redcron/scheduler/store"
-)
-
-// Defaults of [Options].
-const (
-	DefaultPrefix        = store.DefaultPrefix
-	DefaultMaxClockSkew  = 2 * time.Second
-	DefaultShutdownGrace = 30 * time.Second
-	DefaultHistoryLen    = 100
-	DefaultHistoryTTL    = 7 * 24 * time.Hour
-	DefaultCallTimeout   = 5 * time.Second
-	DefaultClockCheck    = time.Second
-	// MarkMargin is added to every slot mark's retention, for Redis and
-	// network latency and timer lateness (see [Scheduler.MarkRetention]).
-	MarkMargin = 5 * time.Second
-	// OnTime is the least catch-up window: a slot less than OnTime old is
-	// fired as on time even when the job's catchup_window is shorter (0).
-	OnTime = time.Second
 )
 
 // Locker is what the scheduler needs from locker.Locker: claims that are
@@ -44,79 +26,9 @@ type Locker interface {
 	RecordSkip(ctx context.Context, s locker.Skip) error
 }
 
-// Options configure a Scheduler. The zero value works: every field has a
-// default.
-type Options struct {
-	// Replica names this replica in logs, records and jobs.Run; default
-	// "<hostname>-<pid>".
-	Replica string
-	// Clock is the single source of time; default RealClock(). Use
-	// OffsetClock for REDCRON_CLOCK_OFFSET.
-	Clock Clock
-	// Logger receives one line per run and per skipped slot, with
-	// structured fields; default: disabled.
-	Logger zerolog.Logger
-	// Prefix starts every Redis key: "<prefix>:{<job>}:..."; default "redcron".
-	Prefix string
-	// MaxClockSkew is the largest clock difference between replicas that
-	// one-run-per-slot must survive; it sizes the slot marks. Default 2s.
-	MaxClockSkew time.Duration
-	// ShutdownGrace is how long Run waits, after its context ends, for
-	// running jobs before cancelling them with ErrShutdown. Default 30s.
-	ShutdownGrace time.Duration
-	// Registerer, when not nil, gets the scheduler's Prometheus metrics
-	// (redcron_runs_total, redcron_skipped_slots_total,
-	// redcron_claim_errors_total, redcron_fire_lag_seconds); schedulers
-	// sharing a registry share the collectors.
-	Registerer prometheus.Registerer
-	// HistoryLen and HistoryTTL bound each job's run history list
-	// ("<prefix>:{<job>}:history"); defaults 100 entries and 7 days.
-	HistoryLen int
-	HistoryTTL time.Duration
-	// CallTimeout bounds recording a run once the shutdown grace is over
-	// (until then Finish is retried while the run's mark lasts); default 5s.
-	CallTimeout time.Duration
-	// ClockCheck is how often the replica measures its clock against
-	// Redis's TIME (and at once when a claim is refused as early); a
-	// replica off by more than MaxClockSkew claims nothing. Default 1s.
-	ClockCheck time.Duration
-}
-
-func (o Options) withDefaults() Options {
-	if o.Replica == "" {
-		host, _ := os.Hostname()
-		o.Replica = fmt.Sprintf("%s-%d", host, os.Getpid())
-	}
-	if o.Clock == nil {
-		o.Clock = RealClock()
-	}
-	if o.Prefix == "" {
-		o.Prefix = DefaultPrefix
-	}
-	if o.MaxClockSkew <= 0 {
-		o.MaxClockSkew = DefaultMaxClockSkew
-	}
-	if o.ShutdownGrace <= 0 {
-		o.ShutdownGrace = DefaultShutdownGrace
-	}
-	if o.HistoryLen <= 0 {
-		o.HistoryLen = DefaultHistoryLen
-	}
-	if o.HistoryTTL <= 0 {
-		o.HistoryTTL = DefaultHistoryTTL
-	}
-	if o.CallTimeout <= 0 {
-		o.CallTimeout = DefaultCallTimeout
-	}
-	if o.ClockCheck <= 0 {
-		o.ClockCheck = DefaultClockCheck
-	}
-	return o
-}
-
 // Scheduler runs jobs on their slots, claiming each (job, slot) in Redis
 // first so that, across replicas, each slot runs at most once. Create it
-// with New and start it with Run.
+// with FromConfig (a loaded jobs.yaml) or New, and start it with Run.
 type Scheduler struct {
 	opts    Options
 	locker  Locker
@@ -139,6 +51,12 @@ type Scheduler struct {
 	// the skips of slots nobody claimed once no replica may claim them.
 	clock    *clockWatch
 	recorder *recorder
+	// store reads and writes pause state and history (nil when the locker
+	// is not a *locker.Locker); conn is the Redis connection, if the
+	// scheduler was built by FromConfig (owned: dialed by it).
+	store   *store.Store
+	conn    *redisconn.Conn
+	ownConn bool
 
 	// trigMu guards accepting: Trigger adds to wg only while Run accepts,
 	// so that no Add can follow Run's Wait.
@@ -152,7 +70,7 @@ type jobState struct {
 	job   *jobs.Job
 	sched schedule.Schedule
 	keys  store.Keys
-	run   RunFunc   // without Retry: attempts are counted per firing
+	fn    RunFunc   // the job's function, wrapped (recover, Options.Wrappers); without Timeout and Retry, added per run
 	since time.Time // when this replica loaded the job: its first sight, unless the cluster saw it earlier
 
 	next  time.Time // next slot to consider
@@ -162,9 +80,11 @@ type jobState struct {
 	memo  *nextMemo // shared by the jobs with the same schedule; nil: none
 }
 
-// New checks the jobs and returns a Scheduler for them. Jobs with Enabled
-// false are kept but never run. It fails (wrapping ErrInvalidJob) on a nil
-// job, an empty or duplicated name, or a nil schedule, and on a nil Locker.
+// New checks the jobs and returns a Scheduler for them over l, with opts as
+// given: prefer FromConfig, which takes the cluster settings (prefix, clock
+// skew, grace) from the file every replica shares. Jobs with Enabled false
+// are kept but never run. It fails (wrapping ErrInvalidJob) on a nil job, an
+// empty or duplicated name, or a zero schedule, and on a nil Locker.
 func New(js []*jobs.Job, l Locker, opts Options) (*Scheduler, error) {
 	if l == nil {
 		return nil, fmt.Errorf("%w: nil locker", ErrInvalidJob)
@@ -175,6 +95,9 @@ func New(js []*jobs.Job, l Locker, opts Options) (*Scheduler, error) {
 		locker:  l,
 		log:     opts.Logger.With().Str("replica", opts.Replica).Logger(),
 		metrics: newMetrics(opts.Registerer),
+	}
+	if lk, ok := l.(*locker.Locker); ok {
+		s.store = store.New(lk, opts.Prefix)
 	}
 	s.clock = newClockWatch(s)
 	s.recorder = newRecorder(s)
@@ -201,7 +124,7 @@ func New(js []*jobs.Job, l Locker, opts Options) (*Scheduler, error) {
 			job:   j,
 			sched: j.Schedule,
 			keys:  store.JobKeys(opts.Prefix, j.Name),
-			run:   Chain(Recover())(j.Run),
+			fn:    Chain(append([]Wrapper{Recover()}, opts.Wrappers...)...)(j.Run),
 			since: since,
 		})
 	}
@@ -250,6 +173,10 @@ func (s *Scheduler) Replica() string { return s.opts.Replica }
 func (s *Scheduler) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("scheduler: Run called twice")
+	}
+	if s.ownConn {
+		// The settings the guarantees need: warn loudly, once, at start.
+		s.conn.CheckSettings(ctx, s.log)
 	}
 	runsCtx, cancelRuns := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelRuns(nil)

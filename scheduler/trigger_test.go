@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/jobs"
 	"github.com/redcron/redcron/locker"
@@ -30,7 +32,7 @@ func TestTrigger(t *testing.T) {
 		testJob(t, "off", yearly, quick, func(j *jobs.Job) { j.Enabled = false }),
 	}
 
-	idle, err := New(js, locker.New(newClient(t, srv), locker.Options{}), Options{Replica: "idle"})
+	idle, err := New(js, newLocker(t, newClient(t, srv)), Options{Replica: "idle", Logger: testLogger(t, zerolog.WarnLevel)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,7 +107,8 @@ func run(duration time.Duration, reps, slices int, concList string, nNodes int, 
 		}
 		defer s.Stop()
 		servers[i] = s
-		c := redis.NewClient(&redis.Options{Addr: s.Addr(), PoolSize: 64, ReadTimeout: time.Second, WriteTimeout: time.Second})
+		c := redis.NewClient(&redis.Options{Addr: s.Addr(), PoolSize: 64, ReadTimeout: time.Second, WriteTimeout: time.Second,
+			MaxRetries: -1, ContextTimeoutEnabled: true}) // the settings redcron's locker needs
 		defer c.Close()
 		clients[i] = c
 	}
@@ -309,7 +310,11 @@ func buildVariants(clients []redis.UniversalClient) ([]lockOps, error) {
 			},
 		}
 	}
-	vs = append(vs, ours("redcron, 1 node (fence incl.)", locker.New(c0, locker.Options{})))
+	single, err := locker.New(c0, locker.Options{})
+	if err != nil {
+		return nil, err
+	}
+	vs = append(vs, ours("redcron, 1 node (fence incl.)", single))
 	lcs := make([]locker.Client, len(clients))
 	for i, c := range clients {
 		lcs[i] = c

@@ -137,7 +137,8 @@ func scenario(cfg config, srv *redistest.Server, admin *redis.Client, system str
 		// As cmd/redcron configures its client (timeouts 1s/500ms/500ms,
 		// go-redis' default pool of 10 per CPU).
 		clients[i] = redis.NewClient(&redis.Options{Addr: srv.Addr(),
-			DialTimeout: time.Second, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond})
+			DialTimeout: time.Second, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond,
+			MaxRetries: -1, ContextTimeoutEnabled: true})
 		counters[i] = newRTCounter()
 		clients[i].AddHook(counters[i])
 		if err := clients[i].Ping(ctx).Err(); err != nil {

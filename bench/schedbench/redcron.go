@@ -115,18 +115,23 @@ func startRedcron(clients []*redis.Client, nJobs int, spec string, offsets []tim
 			cancel()
 			return nil, err
 		}
-		real := locker.New(c, locker.Options{NodeTimeout: 500 * time.Millisecond})
+		real, err := locker.New(c, locker.Options{NodeTimeout: 500 * time.Millisecond})
+		if err != nil {
+			cancel()
+			return nil, err
+		}
 		var lk scheduler.Locker = real
 		if traceOn {
 			tl := &tracingLocker{next: real}
 			rr.traces = append(rr.traces, tl)
 			lk = tl
 		}
+		// Warn level: skipped slots and claim failures only, counted.
+		logger := zerolog.New(rr.logs).Level(zerolog.WarnLevel)
 		s, err := scheduler.New(js, lk, scheduler.Options{
 			Replica: name,
 			Clock:   scheduler.OffsetClock(scheduler.RealClock(), offsets[i]),
-			// Warn level: skipped slots and claim failures only, counted.
-			Logger: zerolog.New(rr.logs).Level(zerolog.WarnLevel),
+			Logger:  &logger,
 		})
 		if err != nil {
 			cancel()

@@ -16,7 +16,7 @@ import (
 )
 
 // httpServer serves /healthz, /readyz, /metrics, and the status API and
-// page (internal/statusapi) at / and /api/.
+// page (scheduler/statusapi) at / and /api/.
 type httpServer struct {
 	srv  *http.Server
 	done chan struct{}
@@ -24,7 +24,7 @@ type httpServer struct {
 
 // startHTTP listens on addr (a bare ":PORT" binds 127.0.0.1) and serves in
 // its own goroutine until shutdown.
-func startHTTP(addr string, be *backend, sched *scheduler.Scheduler, reg *prometheus.Registry, status http.Handler, log zerolog.Logger) (*httpServer, error) {
+func startHTTP(addr string, sched *scheduler.Scheduler, reg *prometheus.Registry, status http.Handler, log zerolog.Logger) (*httpServer, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("--http %q: %w", addr, err)
@@ -37,11 +37,7 @@ func startHTTP(addr string, be *backend, sched *scheduler.Scheduler, reg *promet
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := be.ready(r.Context()); err != nil {
-			http.Error(w, "redis unreachable: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		if err := sched.Ready(); err != nil {
+		if err := sched.Ready(r.Context()); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}

@@ -8,16 +8,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/redcron/redcron/internal/statusapi"
 	"github.com/redcron/redcron/scheduler"
-	"github.com/redcron/redcron/scheduler/store"
+	"github.com/redcron/redcron/scheduler/statusapi"
 )
 
 // defaultHTTP is where run serves its endpoints unless told otherwise.
@@ -57,11 +55,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		log.Warn().Str("file", w.File).Int("line", w.Line).Str("job", w.Job).Str("field", w.Field).Msg(w.Msg)
 	}
 	if *replica == "" {
-		*replica = os.Getenv("REDCRON_REPLICA")
-	}
-	if *replica == "" {
-		host, _ := os.Hostname()
-		*replica = host + "-" + strconv.Itoa(os.Getpid())
+		*replica = os.Getenv("REDCRON_REPLICA") // "" means the scheduler's default, host-pid
 	}
 	clock, offset, err := clockFromEnv()
 	if err != nil {
@@ -74,30 +68,29 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	if *redisURL == "" {
 		*redisURL = os.Getenv("REDCRON_REDIS_URL")
 	}
-
-	be, err := connect(cfg.Redis, *redisURL, log)
+	trial, closeTrial, err := trialConn(cfg.Redis, *redisURL, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "redcron run: %v\n", err)
-		return exitUsage
+		return exitFailure
 	}
-	defer be.close()
-	be.checkSettings(context.Background(), log)
+	defer closeTrial()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	sched, err := scheduler.New(cfg.Jobs, be.locker, scheduler.Options{
-		Replica:       *replica,
-		Clock:         clock,
-		Logger:        log,
-		Prefix:        cfg.Redis.Prefix,
-		MaxClockSkew:  cfg.Redis.MaxClockSkew,
-		ShutdownGrace: cfg.ShutdownGrace,
-		Registerer:    reg,
+	sched, err := scheduler.FromConfig(cfg, scheduler.Options{
+		Replica:    *replica,
+		Clock:      clock,
+		Logger:     &log,
+		Registerer: reg,
+		RedisURL:   *redisURL,
+		Conn:       trial,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "redcron run: %v\n", err)
 		return exitUsage
 	}
+	defer sched.Close()
+	*replica = sched.Replica()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -110,12 +103,8 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 
 	var srv *httpServer
 	if *httpAddr != "off" && *httpAddr != "" {
-		status := statusapi.New(statusapi.Config{
-			Jobs: cfg.Jobs, Store: store.New(be.locker, cfg.Redis.Prefix),
-			Token: os.Getenv("REDCRON_HTTP_TOKEN"), Replica: *replica, Now: clock.Now,
-			Trigger: sched.Trigger,
-		})
-		srv, err = startHTTP(*httpAddr, be, sched, reg, status, log)
+		status := statusapi.ForScheduler(sched, os.Getenv("REDCRON_HTTP_TOKEN"))
+		srv, err = startHTTP(*httpAddr, sched, reg, status, log)
 		switch {
 		case err != nil && !flagSet(fs, "http"):
 			// The default port is taken, most likely by another replica on
@@ -126,7 +115,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 	}
-	log.Info().Str("replica", *replica).Str("config", cfg.File).Int("jobs", len(cfg.Jobs)).Str("redis", be.describe).Msg("redcron started")
+	log.Info().Str("replica", *replica).Str("config", cfg.File).Int("jobs", len(cfg.Jobs)).Str("redis", sched.Conn().Describe).Msg("redcron started")
 	err = sched.Run(ctx)
 	if srv != nil {
 		srv.shutdown()

@@ -275,12 +275,14 @@ func (s *Server) URL() string {
 }
 
 // Client returns a go-redis client for the server with short timeouts,
-// closed in t.Cleanup.
+// closed in t.Cleanup. It has the settings the locker needs (no retries of
+// its own, calls bounded by their context), so a test may claim with it.
 func (s *Server) Client(t testing.TB) *redis.Client {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{
 		Addr: s.Addr(), Username: s.opts.Username, Password: s.password(),
 		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
+		MaxRetries: -1, ContextTimeoutEnabled: true,
 	})
 	t.Cleanup(func() { _ = c.Close() })
 	return c

@@ -1,4 +1,5 @@
-// Package statusapi serves redcron's status API and page: every job with its
+// Package statusapi serves redcron's status API and page, as an
+// http.Handler an embedding program can mount (ForScheduler): every job with its
 // schedule, next fire times, pause state and recent runs, read from Redis so
 // that every replica shows the same; and pause and resume, which change state
 // and so need a bearer token.
@@ -61,6 +62,14 @@ type JobStatus struct {
 type api struct {
 	cfg    Config
 	byName map[string]*jobs.Job
+}
+
+// ForScheduler is New for a running scheduler: its jobs, store, replica
+// name, clock and manual trigger, with token guarding the actions that
+// change state (empty: they are refused). Mount it anywhere, e.g. under
+// http.StripPrefix("/redcron", ...): the page's links are relative.
+func ForScheduler(s *scheduler.Scheduler, token string) http.Handler {
+	return New(Config{Jobs: s.Jobs(), Store: s.Store(), Token: token, Replica: s.Replica(), Now: s.Now, Trigger: s.Trigger})
 }
 
 // New returns the handler: GET / (the page), GET /api/jobs, GET

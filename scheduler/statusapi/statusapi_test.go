@@ -43,7 +43,7 @@ func setup(t *testing.T, token string) (*httptest.Server, *redis.Client) {
 	rs := redistest.Start(t, redistest.Options{})
 	c := rs.Client(t)
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	h := New(Config{Jobs: cfg.Jobs, Store: store.New(locker.New(c, locker.Options{}), ""), Token: token, Replica: "r1", Now: func() time.Time { return now }})
+	h := New(Config{Jobs: cfg.Jobs, Store: store.New(mustLocker(t, c, locker.Options{}), ""), Token: token, Replica: "r1", Now: func() time.Time { return now }})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv, c
@@ -166,10 +166,10 @@ func TestRedisDown(t *testing.T) {
 	// Redis is gone: status still answers, with the error; pause refuses.
 	cfg, _ := jobs.Parse("jobs.yaml", []byte(config), nil)
 	rs := redistest.Start(t, redistest.Options{})
-	c := redis.NewClient(&redis.Options{Addr: rs.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	c := redis.NewClient(&redis.Options{Addr: rs.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { _ = c.Close() })
 	_ = rs.Kill()
-	down := httptest.NewServer(New(Config{Jobs: cfg.Jobs, Store: store.New(locker.New(c, locker.Options{NodeTimeout: 300 * time.Millisecond}), ""), Token: "tok"}))
+	down := httptest.NewServer(New(Config{Jobs: cfg.Jobs, Store: store.New(mustLocker(t, c, locker.Options{NodeTimeout: 300 * time.Millisecond}), ""), Token: "tok"}))
 	t.Cleanup(down.Close)
 	code, body := do(t, "GET", down.URL+"/api/jobs/backup", "")
 	if code != http.StatusOK || !strings.Contains(body, `"error"`) {
@@ -232,7 +232,7 @@ func TestQuorumReads(t *testing.T) {
 	for range 3 {
 		s := redistest.Start(t, redistest.Options{})
 		servers = append(servers, s)
-		c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond, ReadTimeout: 300 * time.Millisecond})
+		c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: 200 * time.Millisecond, ReadTimeout: 300 * time.Millisecond})
 		t.Cleanup(func() { _ = c.Close() })
 		raw = append(raw, c)
 		clients = append(clients, c)
@@ -292,4 +292,13 @@ func TestQuorumReads(t *testing.T) {
 	if st := status(t); st.Error == "" || !strings.Contains(st.Error, "no quorum") {
 		t.Errorf("status with 2 of 3 down: got error %q, want no quorum", st.Error)
 	}
+}
+
+func mustLocker(t *testing.T, c *redis.Client, o locker.Options) *locker.Locker {
+	t.Helper()
+	l, err := locker.New(c, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }

@@ -1,0 +1,125 @@
+package scheduler
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/redcron/redcron/scheduler/redisconn"
+	"github.com/redcron/redcron/scheduler/store"
+)
+
+// Defaults of [Options].
+const (
+	DefaultMaxClockSkew  = 2 * time.Second
+	DefaultShutdownGrace = 30 * time.Second
+	DefaultHistoryLen    = 100
+	DefaultHistoryTTL    = 7 * 24 * time.Hour
+	DefaultCallTimeout   = 5 * time.Second
+	DefaultClockCheck    = time.Second
+	// MarkMargin is added to every slot mark's retention, for Redis and
+	// network latency and timer lateness (see [Scheduler.MarkRetention]).
+	MarkMargin = 5 * time.Second
+	// OnTime is the least catch-up window: a slot less than OnTime old is
+	// fired as on time even when the job's catchup_window is shorter (0).
+	OnTime = time.Second
+)
+
+// Options configure a Scheduler. The zero value works: every field has a
+// default.
+type Options struct {
+	// Replica names this replica in logs, records and jobs.Run; default
+	// "<hostname>-<pid>".
+	Replica string
+	// Clock is the single source of time; default RealClock(). Use
+	// OffsetClock for REDCRON_CLOCK_OFFSET.
+	Clock Clock
+	// Logger receives one line per run and per skipped slot, with
+	// structured fields; default (nil): JSON lines on stderr, with
+	// timestamps, at info level.
+	Logger *zerolog.Logger
+	// Prefix starts every Redis key: "<prefix>:{<job>}:..."; default
+	// store.DefaultPrefix ("redcron"). FromConfig takes it from the file.
+	Prefix string
+	// MaxClockSkew is the largest offset to Redis's clock a replica may
+	// have and still claim; it also sizes the slot marks. Default 2s.
+	// FromConfig takes it from the file.
+	MaxClockSkew time.Duration
+	// ShutdownGrace is how long Run waits, after its context ends, for
+	// running jobs before cancelling them with ErrShutdown. Default 30s.
+	// FromConfig takes it from the file.
+	ShutdownGrace time.Duration
+	// Registerer, when not nil, gets the scheduler's Prometheus metrics
+	// (redcron_runs_total, redcron_skipped_slots_total,
+	// redcron_claim_errors_total, redcron_fire_lag_seconds); schedulers
+	// sharing a registry share the collectors.
+	Registerer prometheus.Registerer
+	// HistoryLen and HistoryTTL bound each job's run history list
+	// ("<prefix>:{<job>}:history"); defaults 100 entries and 7 days.
+	HistoryLen int
+	HistoryTTL time.Duration
+	// CallTimeout bounds recording a run once the shutdown grace is over
+	// (until then Finish is retried while the run's mark lasts); default 5s.
+	CallTimeout time.Duration
+	// ClockCheck is how often the replica measures its clock against
+	// Redis's TIME (and at once when a claim is refused as early); a
+	// replica off by more than MaxClockSkew claims nothing. Default 1s.
+	ClockCheck time.Duration
+	// Wrappers are added around every job's run, outermost first, inside
+	// the scheduler's own (timeout, then retries; panics are always
+	// recovered): e.g. a tracing or metrics wrapper. Default none.
+	Wrappers []Wrapper
+
+	// RedisURL (FromConfig only) replaces the file's redis: block, as the
+	// --redis flag does. Conn (FromConfig only) is a connection the caller
+	// dialed and owns; FromConfig then neither dials nor closes one.
+	RedisURL string
+	Conn     *redisconn.Conn
+}
+
+// clusterDefaults fills the settings every replica must share (prefix,
+// clock skew, grace) with their defaults.
+func (o Options) clusterDefaults() Options {
+	if o.Prefix == "" {
+		o.Prefix = store.DefaultPrefix
+	}
+	if o.MaxClockSkew <= 0 {
+		o.MaxClockSkew = DefaultMaxClockSkew
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = DefaultShutdownGrace
+	}
+	return o
+}
+
+// withDefaults fills every zero field with its default.
+func (o Options) withDefaults() Options {
+	if o.Replica == "" {
+		host, _ := os.Hostname()
+		o.Replica = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if o.Clock == nil {
+		o.Clock = RealClock()
+	}
+	if o.Logger == nil {
+		l := zerolog.New(os.Stderr).With().Timestamp().Logger().Level(zerolog.InfoLevel)
+		o.Logger = &l
+	}
+	o = o.clusterDefaults()
+	if o.HistoryLen <= 0 {
+		o.HistoryLen = DefaultHistoryLen
+	}
+	if o.HistoryTTL <= 0 {
+		o.HistoryTTL = DefaultHistoryTTL
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = DefaultCallTimeout
+	}
+	if o.ClockCheck <= 0 {
+		o.ClockCheck = DefaultClockCheck
+	}
+	return o
+}

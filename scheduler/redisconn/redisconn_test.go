@@ -1,0 +1,219 @@
+package redisconn
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/redcron/redcron/internal/redistest"
+	"github.com/redcron/redcron/jobs"
+	"github.com/redcron/redcron/locker"
+	"github.com/redcron/redcron/scheduler/store"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var jobSeq atomic.Int64
+
+func baseConfig() jobs.RedisConfig {
+	return jobs.RedisConfig{DialTimeout: time.Second, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond}
+}
+
+// claimOnce proves a connection works end to end: a full slot claim (lease,
+// meta, mark, pause and history keys, all under one hash tag), finished.
+// It returns the fence.
+func claimOnce(t *testing.T, c *Conn) int64 {
+	t.Helper()
+	ctx := context.Background()
+	if err := c.Ready(ctx); err != nil {
+		t.Fatalf("ready: %v", err)
+	}
+	job := fmt.Sprintf("j%d", jobSeq.Add(1))
+	k := store.JobKeys("t", job)
+	slot := time.Now().Truncate(time.Second)
+	lease, err := c.Locker.Obtain(ctx, locker.Claim{
+		Key: k.Lease(), MetaKey: k.Meta(), TTL: 2 * time.Second,
+		MarkKey: k.Mark(slot), MarkTTL: time.Minute, Retention: time.Minute, Running: store.Record{Job: job, Slot: slot, Outcome: store.OutcomeRunning}.Encode(),
+		Slot: slot, PauseKey: k.Paused(), HistoryKey: k.History(), HistoryLen: 10, HistoryTTL: time.Hour,
+		Records: locker.Records{Late: store.Skip(job, slot, store.ReasonLate)},
+	})
+	if err != nil {
+		t.Fatalf("claim over %s: %v", c.Describe, err)
+	}
+	if err := lease.Finish(ctx, store.Record{Job: job, Slot: slot, Outcome: store.OutcomeOK}.Encode()); err != nil {
+		t.Fatalf("finish: %v", err)
+	}
+	return lease.Fence()
+}
+
+func TestDial(t *testing.T) {
+	acl := redistest.Start(t, redistest.Options{Username: "cron", UserPassword: "pw"})
+	pass := redistest.Start(t, redistest.Options{Password: "s3cret"})
+	q := []*redistest.Server{redistest.Start(t, redistest.Options{}), redistest.Start(t, redistest.Options{}), redistest.Start(t, redistest.Options{})}
+
+	tests := []struct {
+		name     string
+		rc       func() jobs.RedisConfig
+		override string
+		describe string
+	}{
+		{"url with ACL user from the config", func() jobs.RedisConfig {
+			rc := baseConfig()
+			rc.URL, rc.Username, rc.Password = "redis://"+acl.Addr()+"/0", "cron", "pw"
+			return rc
+		}, "", "redis://" + acl.Addr()},
+		{"password in the URL", func() jobs.RedisConfig {
+			rc := baseConfig()
+			rc.URL = pass.URL()
+			return rc
+		}, "", "redis://" + pass.Addr()},
+		{"override beats the config's quorum", func() jobs.RedisConfig {
+			rc := baseConfig()
+			rc.Quorum = []string{"redis://127.0.0.1:1/0", "redis://127.0.0.1:2/0", "redis://127.0.0.1:3/0"}
+			return rc
+		}, q[0].URL(), "redis://" + q[0].Addr()},
+		{"quorum of three", func() jobs.RedisConfig {
+			rc := baseConfig()
+			rc.Quorum = []string{q[0].URL(), q[1].URL(), q[2].URL()}
+			return rc
+		}, "", "quorum of 3 masters"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Dial(tc.rc(), tc.override, locker.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.Close() })
+			if !strings.HasPrefix(c.Describe, tc.describe) || strings.Contains(c.Describe, "s3cret") {
+				t.Fatalf("describe: got %q, want prefix %q and no password", c.Describe, tc.describe)
+			}
+			if f := claimOnce(t, c); f < 1 {
+				t.Fatalf("fence: got %d, want >= 1", f)
+			}
+		})
+	}
+
+	t.Run("wrong password: not ready", func(t *testing.T) {
+		rc := baseConfig()
+		rc.URL, rc.Username, rc.Password = "redis://"+acl.Addr()+"/0", "cron", "nope"
+		c, err := Dial(rc, "", locker.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		if err := c.Ready(context.Background()); err == nil {
+			t.Fatalf("ready with a wrong password: got nil, want an auth error")
+		}
+	})
+
+	t.Run("quorum with one master down is still ready; with two it is not", func(t *testing.T) {
+		rc := baseConfig()
+		rc.Quorum = []string{q[0].URL(), q[1].URL(), "redis://127.0.0.1:1/0"}
+		c, err := Dial(rc, "", locker.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		claimOnce(t, c)
+		rc.Quorum = []string{q[0].URL(), "redis://127.0.0.1:1/0", "redis://127.0.0.1:2/0"}
+		c2, err := Dial(rc, "", locker.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c2.Close() })
+		if err := c2.Ready(context.Background()); err == nil {
+			t.Fatalf("ready with 2 of 3 masters down: got nil, want an error")
+		}
+	})
+
+	t.Run("nothing configured", func(t *testing.T) {
+		if _, err := Dial(baseConfig(), "", locker.Options{}); err != ErrNoRedis {
+			t.Fatalf("got %v, want ErrNoRedis", err)
+		}
+	})
+	t.Run("bad URL", func(t *testing.T) {
+		_, err := Dial(baseConfig(), "mysql://nope", locker.Options{})
+		if err == nil || !strings.Contains(err.Error(), "redis url") {
+			t.Fatalf("got %v, want a redis url error", err)
+		}
+	})
+}
+
+// TestSentinelAndCluster: the scripts run through a Sentinel-discovered
+// master and on a Redis Cluster of three masters, where every key of one
+// claim must hash to one slot (the job's {hash tag}).
+func TestSentinelAndCluster(t *testing.T) {
+	t.Run("sentinel", func(t *testing.T) {
+		master := redistest.Start(t, redistest.Options{})
+		s := redistest.StartSentinel(t, "redcron-master", master)
+		rc := baseConfig()
+		rc.Sentinel = &jobs.SentinelConfig{Master: "redcron-master", Addrs: []string{s.Addr()}}
+		c, err := Dial(rc, "", locker.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		if f := claimOnce(t, c); f != 1 {
+			t.Fatalf("fence: got %d, want 1", f)
+		}
+		if n, _ := master.Client(t).Keys(context.Background(), "t:*:meta").Result(); len(n) != 1 {
+			t.Fatalf("the claim did not reach the master Sentinel names")
+		}
+	})
+	t.Run("cluster", func(t *testing.T) {
+		nodes := redistest.StartCluster(t, 3)
+		rc := baseConfig()
+		for _, n := range nodes {
+			rc.Cluster = append(rc.Cluster, n.Addr())
+		}
+		c, err := Dial(rc, "", locker.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		if f := claimOnce(t, c); f != 1 {
+			t.Fatalf("fence: got %d, want 1", f)
+		}
+	})
+}
+
+// TestCheckSettings: a connection warns loudly about Redis settings that
+// weaken the guarantees, and once, without failing, when CONFIG is refused
+// (managed Redis).
+func TestCheckSettings(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"eviction and no AOF", []string{"--maxmemory-policy", "allkeys-lru"}, []string{"REDIS SETTING WEAKENS THE GUARANTEES: maxmemory-policy is allkeys-lru", "REDIS SETTING WEAKENS THE GUARANTEES: appendonly is no"}},
+		{"CONFIG refused", []string{"--rename-command", "CONFIG", ""}, []string{"cannot read Redis settings"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t, redistest.Options{Args: tc.args})
+			c, err := Dial(baseConfig(), srv.URL(), locker.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.Close() })
+			var buf strings.Builder
+			c.CheckSettings(context.Background(), zerolog.New(&buf))
+			out := buf.String()
+			for _, w := range tc.want {
+				if strings.Count(out, w) != 1 {
+					t.Errorf("log: got %q, want %q once", out, w)
+				}
+			}
+			if n := strings.Count(out, "\n"); n != len(tc.want) {
+				t.Errorf("log lines: got %d, want %d:\n%s", n, len(tc.want), out)
+			}
+		})
+	}
+}
