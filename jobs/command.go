@@ -91,7 +91,7 @@ func execCommand(ctx context.Context, c *CommandSpec, r Run) error {
 	if limit <= 0 {
 		limit = DefaultOutputLimit
 	}
-	out := &outputLog{log: log, limit: int64(limit)}
+	out := &outputLog{log: log, limit: int64(limit), tail: r.Output}
 	var readers sync.WaitGroup
 	readers.Add(2)
 	go func() { defer readers.Done(); out.copy("stdout", outR) }()
@@ -138,7 +138,7 @@ func execCommand(ctx context.Context, c *CommandSpec, r Run) error {
 // main process to exit and the group to empty, then sends SIGKILL to the
 // group. It returns the main process's Wait error.
 func stopGroup(log zerolog.Logger, pgid int, grace time.Duration, waitDone <-chan error) error {
-	log.Info().Int("pid", pgid).Dur("grace", grace).Msg("cancelling command: SIGTERM to its process group")
+	log.Info().Int("pid", pgid).Int64("grace_ms", grace.Milliseconds()).Msg("cancelling command: SIGTERM to its process group")
 	_ = syscall.Kill(-pgid, syscall.SIGTERM)
 	deadline := time.NewTimer(grace)
 	defer deadline.Stop()
@@ -191,6 +191,7 @@ func exitOutcome(err error) error {
 // outputLog logs a command's output line by line, up to a shared byte limit.
 type outputLog struct {
 	log       zerolog.Logger
+	tail      *Tail // the record's tail of the output; nil: none
 	limit     int64
 	used      atomic.Int64
 	truncated atomic.Bool
@@ -201,6 +202,7 @@ func (o *outputLog) copy(stream string, r io.Reader) {
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
+			_, _ = o.tail.Write(line) // the record keeps the tail of both streams
 			o.line(stream, line)
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {

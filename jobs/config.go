@@ -11,6 +11,9 @@ const (
 	DefaultRetryMax      = time.Minute
 	DefaultKillGrace     = 5 * time.Second
 	DefaultOutputLimit   = 64 << 10 // bytes of command output logged per run
+	DefaultOutputTail    = 4 << 10  // bytes of output or response kept in the run's record
+	DefaultHistoryKeep   = 100
+	DefaultHistoryMaxAge = 7 * 24 * time.Hour
 	DefaultHTTPTimeout   = 10 * time.Second
 	DefaultHTTPMethod    = "GET"
 	DefaultDialTimeout   = time.Second
@@ -20,6 +23,10 @@ const (
 	// MinLockTTL is the shortest lock_ttl accepted: the watchdog renews at
 	// lock_ttl/3 and needs room for a round trip.
 	MinLockTTL = time.Second
+	// MaxOutputTail is the largest output_tail accepted (records stay small).
+	MaxOutputTail = 64 << 10
+	// MinHistoryAge is the shortest history max_age accepted.
+	MinHistoryAge = time.Minute
 	// MaxNameLen is the longest job name accepted.
 	MaxNameLen = 64
 	// MinQuorum is the fewest masters accepted in quorum mode.

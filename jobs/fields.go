@@ -30,7 +30,8 @@ type jobKey struct {
 // jobKeyTable is the one table of per-job keys: decoding, the "known:" list of
 // unknown-key messages, the kind keys and the kind-restricted keys all come
 // from it. The decoders live with their blocks: funcblock.go,
-// commandblock.go, httpblock.go, retryblock.go; the others are below.
+// commandblock.go, httpblock.go, retryblock.go, historyblock.go,
+// notifyblock.go; the others are below.
 var jobKeyTable = []jobKey{
 	{name: "schedule", decode: func(d *decoder, s *jobDraft, _, v *yaml.Node, a at) { s.job.Spec, _ = d.str(v, a) }},
 	{name: "timezone", decode: decodeTimezone},
@@ -45,6 +46,17 @@ var jobKeyTable = []jobKey{
 	{name: "catchup_window", decode: nonNegField(func(j *Job) *time.Duration { return &j.CatchupWindow })},
 	{name: "jitter", decode: nonNegField(func(j *Job) *time.Duration { return &j.Jitter })},
 	{name: "retry", decode: func(d *decoder, s *jobDraft, _, v *yaml.Node, a at) { d.retry(v, a, &s.job.Retry) }},
+	{name: "history", decode: func(d *decoder, s *jobDraft, _, v *yaml.Node, a at) { d.history(v, a, &s.job.History) }},
+	{name: "notify", decode: decodeNotify},
+	{name: "output_tail", decode: func(d *decoder, s *jobDraft, _, v *yaml.Node, a at) {
+		if x, ok := d.integer(v, a); ok {
+			if x < 0 || x > MaxOutputTail {
+				d.fail(v, a, nil, "want 0 to %d bytes, got %d", MaxOutputTail, x)
+			} else {
+				s.job.OutputTail = x
+			}
+		}
+	}},
 
 	{name: KindFunc, kind: true, decode: decodeFunc},
 	{name: "args", only: KindFunc, decode: decodeArgs},
@@ -125,6 +137,8 @@ func newJobDraft() *jobDraft {
 			CatchupWindow: DefaultCatchupWindow,
 			Enabled:       true,
 			Retry:         Retry{Attempts: DefaultRetryAttempts, Backoff: DefaultRetryBackoff, MaxBackoff: DefaultRetryMax},
+			History:       History{Keep: DefaultHistoryKeep, MaxAge: DefaultHistoryMaxAge},
+			OutputTail:    DefaultOutputTail,
 		},
 		cmd:        CommandSpec{KillGrace: DefaultKillGrace, OutputLimit: DefaultOutputLimit},
 		http:       HTTPSpec{Method: DefaultHTTPMethod, Timeout: DefaultHTTPTimeout},

@@ -83,7 +83,8 @@ func sendHTTP(ctx context.Context, h *HTTPSpec, r Run) error {
 	}
 	data, rerr := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	resp.Body.Close()
-	r.Logger.Info().Int("status", resp.StatusCode).Int("bytes", len(data)).Dur("took", time.Since(start)).Msg("http response")
+	_, _ = r.Output.Write(data) // the record keeps the response's tail
+	r.Logger.Info().Int("status", resp.StatusCode).Int("bytes", len(data)).Int64("took_ms", time.Since(start).Milliseconds()).Msg("http response")
 	if !statusOK(resp.StatusCode, h.Expect) {
 		snippet := string(data)
 		if len(snippet) > 512 {

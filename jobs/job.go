@@ -31,6 +31,48 @@ type Retry struct {
 	MaxBackoff time.Duration // `max_backoff`: cap on the delay, >= backoff; default 1m
 }
 
+// History is a job's `history:` block: its final records are kept while
+// they are among the newest Keep and younger than MaxAge.
+type History struct {
+	Keep   int           // `keep`, >= 1, default 100
+	MaxAge time.Duration // `max_age`, >= 1m, default 168h (7 days)
+}
+
+// OrDefault is h with zero fields (a Job built in code) set to their
+// defaults.
+func (h History) OrDefault() History {
+	if h.Keep <= 0 {
+		h.Keep = DefaultHistoryKeep
+	}
+	if h.MaxAge <= 0 {
+		h.MaxAge = DefaultHistoryMaxAge
+	}
+	return h
+}
+
+// Notification events: the values of a `notify:` block's `on` list, and
+// the Kind of a notification.
+const (
+	NotifyFailure  = "failure"  // a run ended with an outcome other than ok (error, timeout, panic, lease_lost, shutdown, canceled)
+	NotifyRecovery = "recovery" // a run ended ok after the job's previous final record was a failure
+	NotifySkipped  = "skipped"  // a slot was recorded as skipped (paused, overlap, outage, late, aborted, clock)
+)
+
+// Notify is a job's `notify:` block: which events of the job are posted to
+// a webhook. Set in defaults:, it applies to every job; a job's own block
+// merges over it key by key (headers entry by entry). A nil Notify, or one
+// whose On is empty (`on: []`), sends nothing.
+//
+// Webhook and the header values may hold secrets (a Slack webhook URL is
+// one): print a Notify with String, which shows the webhook's host only.
+// Notify is not part of Fingerprint: it does not change how the job runs.
+type Notify struct {
+	On      []string          // `on`: events among NotifyFailure, NotifyRecovery, NotifySkipped, without repeats; default [failure]
+	Webhook string            // `webhook`: absolute http:// or https:// URL, required unless On is empty
+	Headers map[string]string // `headers`: added to the POST; valid header names, not Content-Type or Content-Length; values may use ${VAR}
+	Timeout time.Duration     // `timeout`: bound on each POST, > 0, default 5s
+}
+
 // Job is one declared job, validated. Fields not set in the file carry the
 // defaults: block's values, then the built-in defaults.
 type Job struct {
@@ -47,6 +89,9 @@ type Job struct {
 	Retry         Retry             // `retry`
 	CatchupWindow time.Duration     // `catchup_window`, default 1m; 0 = never catch up
 	Jitter        time.Duration     // `jitter`, default 0
+	History       History           // `history`
+	Notify        *Notify           // `notify`: webhook notifications; nil = none
+	OutputTail    int               // `output_tail`: bytes of command output or HTTP response kept in the run's record, default 4 KiB
 	Enabled       bool              // `enabled`, default true
 
 	Kind    string       // KindFunc, KindCommand or KindHTTP

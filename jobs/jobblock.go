@@ -78,14 +78,17 @@ func (d *decoder) schedule(s *jobDraft, j *Job, k *yaml.Node, a at) {
 			return
 		}
 		j.Schedule = sched
-		if iv := sched.Interval(); j.Jitter > 0 && iv > 0 && j.Jitter >= iv {
-			// A slot claimed after the next one would be refused: the
-			// job's high-water slot never goes back.
-			jn := s.nodes["jitter"]
-			if jn == nil {
-				jn = k
+		// A slot claimed after the next one would be refused: the job's
+		// high-water slot never goes back. (Interval scans up to a year of
+		// slots: only when there is a jitter to bound.)
+		if j.Jitter > 0 {
+			if iv := sched.Interval(); iv > 0 && j.Jitter >= iv {
+				jn := s.nodes["jitter"]
+				if jn == nil {
+					jn = k
+				}
+				d.fail(jn, a.sub("jitter"), nil, "jitter %s is not shorter than the schedule's shortest interval %s: a slot's claim could come after the next slot's", j.Jitter, iv)
 			}
-			d.fail(jn, a.sub("jitter"), nil, "jitter %s is not shorter than the schedule's shortest interval %s: a slot's claim could come after the next slot's", j.Jitter, iv)
 		}
 	}
 }

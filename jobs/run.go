@@ -12,13 +12,17 @@ import (
 // Run describes one attempt of one slot of a job, as the scheduler hands it
 // to the job.
 type Run struct {
-	Job     string         // job name
-	Slot    time.Time      // nominal UTC instant of the slot, second precision
-	Fence   int64          // fencing token of the claim: strictly increasing per job
-	Attempt int            // 1-based attempt within the slot
-	Replica string         // replica running it
-	Manual  bool           // a manual trigger, not a scheduled slot (Slot is then the trigger's second)
-	Logger  zerolog.Logger // carries the job, slot, replica, fence and attempt fields
+	Job     string    // job name
+	Slot    time.Time // nominal UTC instant of the slot, second precision
+	Fence   int64     // fencing token of the claim: strictly increasing per job
+	Attempt int       // 1-based attempt within the slot
+	Replica string    // replica running it
+	Manual  bool      // a manual trigger, not a scheduled slot (Slot is then the trigger's second)
+	// Output, when not nil, keeps the tail of what the run printed (a
+	// command's stdout and stderr, an HTTP response's body) for its
+	// record; a Go function may write to it too.
+	Output *Tail
+	Logger zerolog.Logger // carries the job, slot, replica, fence and attempt fields
 }
 
 // Run executes one attempt of the job, a registered Go function, a command

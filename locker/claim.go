@@ -65,11 +65,19 @@ type Claim struct {
 	Channel string
 
 	// HistoryKey, HistoryLen and HistoryTTL: every final record written to
-	// the mark is also LPUSHed to HistoryKey, trimmed to HistoryLen
-	// entries, with HistoryTTL. Empty HistoryKey: no history.
+	// the mark is also added to HistoryKey, a sorted set scored by RecordAt
+	// (default Slot; Unix ms), which keeps the newest HistoryLen records
+	// younger than HistoryTTL (by score) and expires after HistoryTTL.
+	// Empty HistoryKey: no history.
 	HistoryKey string
 	HistoryLen int
 	HistoryTTL time.Duration
+	RecordAt   time.Time
+	// RunningKey, with MarkKey, is the job's index of running runs: a
+	// sorted set of mark keys scored by lease expiry (server ms), kept by
+	// the claim, renewals, Finish and Release, so that what runs now can be
+	// listed. Optional.
+	RunningKey string
 	// StopTime is how long the run needs to stop once its context is
 	// cancelled (a command's kill grace): a watched lease whose renewals
 	// fail is given up, its Ctx cancelled with ErrLeaseLost, this long
@@ -132,12 +140,20 @@ func (c *Claim) history(a *args) *args {
 	if c.HistoryKey == "" {
 		return a
 	}
-	return a.arg("history_len", strconv.Itoa(c.HistoryLen)).arg("history_ttl", ms(c.HistoryTTL))
+	at := c.RecordAt
+	if at.IsZero() {
+		at = c.Slot
+	}
+	a.arg("history_len", strconv.Itoa(c.HistoryLen)).arg("history_ttl", ms(c.HistoryTTL))
+	if !at.IsZero() {
+		a.arg("history_score", unixMS(at))
+	}
+	return a
 }
 
 // keys adds the claim's keys that the scripts read by name.
 func (c *Claim) keys(a *args) *args {
-	a.key("lease", c.Key).key("meta", c.MetaKey).key("mark", c.MarkKey).key("history", c.HistoryKey)
+	a.key("lease", c.Key).key("meta", c.MetaKey).key("mark", c.MarkKey).key("history", c.HistoryKey).key("running", c.RunningKey)
 	if c.Replace {
 		a.key("next", c.NextKey)
 	}
@@ -169,7 +185,7 @@ func (c *Claim) lines(token string) lines {
 	c.history(&o)
 
 	var r args
-	r.key("lease", c.Key).key("mark", c.MarkKey)
+	r.key("lease", c.Key).key("mark", c.MarkKey).key("running", c.RunningKey)
 	if c.Replace {
 		r.key("next", c.NextKey)
 	}
@@ -178,7 +194,7 @@ func (c *Claim) lines(token string) lines {
 	l := lines{obtain: obtainScript.line(&o), renew: renewScript.line(&r)}
 	if c.Replace {
 		var t args
-		t.key("lease", c.Key).key("next", c.NextKey).key("mark", c.MarkKey)
+		t.key("lease", c.Key).key("next", c.NextKey).key("mark", c.MarkKey).key("running", c.RunningKey)
 		t.arg("token", token).arg("ttl", ttl).arg("mark_ttl", markTTL)
 		l.take = takeScript.line(&t)
 	}
@@ -214,7 +230,7 @@ func (c *Claim) releaseLine(token, mode, record string) []any {
 // finishLine is finish.lua's command line.
 func (c *Claim) finishLine(token, record string) []any {
 	var a args
-	a.key("lease", c.Key).key("mark", c.MarkKey).key("history", c.HistoryKey)
+	a.key("lease", c.Key).key("mark", c.MarkKey).key("history", c.HistoryKey).key("running", c.RunningKey)
 	a.arg("token", token).arg("record", record).arg("retention", ms(c.Retention))
 	c.history(&a)
 	return finishScript.line(&a)

@@ -1,5 +1,5 @@
 -- finish.lua: token-checked end of a run, safe to repeat.
---   K.lease, K.mark (optional), K.history (optional)
+--   K.lease, K.mark (optional), K.history (optional), K.running (optional)
 --   A.token, A.record (final record), A.retention (ms),
 --   A.history_len, A.history_ttl
 -- Reply: {status, recorded}: status "held", "expired" or "taken" as in
@@ -21,6 +21,7 @@ if K.mark then
   local m = redis.call("HMGET", K.mark, "token", "end")
   if own_running(m) then
     end_mark(A.record)
+    running_clear()
     return {status, 1}
   end
   if m[1] == A.token and m[2] == A.record then

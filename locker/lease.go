@@ -419,7 +419,7 @@ func (l *Lease) retry(ctx context.Context, op func() error) error {
 		case ctx.Err() != nil || !time.Now().Add(wait).Before(l.holdsUntil()):
 			return err
 		}
-		l.lk.opts.Logger.Debug().Str("key", l.bid.claim.Key).Int64("fence", l.fence).Int("call", n).Dur("retry_in", wait).Err(err).Msg("ending the lease failed; retrying with the same token")
+		l.lk.opts.Logger.Debug().Str("key", l.bid.claim.Key).Int64("fence", l.fence).Int("call", n).Int64("retry_in_ms", wait.Milliseconds()).Err(err).Msg("ending the lease failed; retrying with the same token")
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

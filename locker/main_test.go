@@ -202,11 +202,12 @@ func exists(t testing.TB, c *redis.Client, key string) bool {
 	return n == 1
 }
 
+// lrange reads a history (a sorted set by slot), newest first.
 func lrange(t testing.TB, c *redis.Client, key string) []string {
 	t.Helper()
-	v, err := c.LRange(bg, key, 0, -1).Result()
+	v, err := c.ZRevRange(bg, key, 0, -1).Result()
 	if err != nil {
-		t.Fatalf("LRANGE %s: %v", key, err)
+		t.Fatalf("ZREVRANGE %s: %v", key, err)
 	}
 	return v
 }

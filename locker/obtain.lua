@@ -8,6 +8,7 @@
 --   K.pause    pause key: present = paused             (optional)
 --   K.history  history list                              (optional)
 --   K.next     successor key of overlap "replace"        (optional)
+--   K.running  the job's index of running runs (see running_set) (optional)
 -- Arguments:
 --   A.token    the claim's token; a claim retried as itself reuses it
 --   A.ttl      lease TTL (ms)
@@ -44,6 +45,7 @@ if K.mark then
     local holder = redis.call("GET", K.lease)
     if holder == A.token then
       redis.call("PEXPIRE", K.lease, A.ttl)
+      running_set()
       return {"won", fence_of(m[3]), tonumber(A.ttl)}
     end
     if K.next then
@@ -65,6 +67,7 @@ if K.mark then
       return {"busy", redis.call("PTTL", K.lease)}
     end
     redis.call("SET", K.lease, A.token, "PX", A.ttl)
+    running_set()
     return {"won", fence_of(m[3]), tonumber(A.ttl)}
   end
   if m[1] or m[2] then
@@ -145,4 +148,5 @@ end
 if waiting then
   return {"wait", fence, redis.call("PTTL", K.lease)}
 end
+running_set()
 return {"won", fence, tonumber(A.ttl)}

@@ -23,13 +23,37 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- push_history adds a final record to the job's history list, bounded in
--- length and age.
+-- push_history adds a final record to the job's history, a sorted set
+-- scored by the record's slot (A.history_score, ms), and keeps only the
+-- newest A.history_len records younger than A.history_ttl ms.
 local function push_history(record)
   if K.history then
-    redis.call("LPUSH", K.history, record)
-    redis.call("LTRIM", K.history, 0, tonumber(A.history_len) - 1)
+    local now = now_ms()
+    redis.call("ZADD", K.history, A.history_score or now, record)
+    redis.call("ZREMRANGEBYRANK", K.history, 0, -(tonumber(A.history_len) + 1))
+    redis.call("ZREMRANGEBYSCORE", K.history, "-inf", "(" .. (now - tonumber(A.history_ttl)))
     redis.call("PEXPIRE", K.history, A.history_ttl)
+  end
+end
+
+-- running_set records that the claim's run holds its lease until now +
+-- A.ttl in the job's index of running runs (K.running, a sorted set of mark
+-- keys scored by lease expiry), dropping the entries that expired.
+local function running_set()
+  if K.running and K.mark then
+    local now = now_ms()
+    redis.call("ZREMRANGEBYSCORE", K.running, "-inf", now)
+    redis.call("ZADD", K.running, now + tonumber(A.ttl), K.mark)
+    if redis.call("PTTL", K.running) < tonumber(A.ttl) then
+      redis.call("PEXPIRE", K.running, A.ttl)
+    end
+  end
+end
+
+-- running_clear removes the claim's run from the index of running runs.
+local function running_clear()
+  if K.running and K.mark then
+    redis.call("ZREM", K.running, K.mark)
   end
 end
 

@@ -6,15 +6,16 @@
 --   "drop"     delete it and put the high-water back (a quorum claim that
 --              lost the vote on this node, so that a retry can win)
 --   K.lease, K.mark (optional), K.meta (with "drop"), K.next (optional),
---   K.history (optional); A.token, A.mode, A.record, A.slot, A.retention,
+--   K.history (optional), K.running (optional); A.token, A.mode, A.record, A.slot, A.retention,
 --   A.history_len, A.history_ttl
 -- Reply: "held" deleted; "expired" no key; "taken" another token's.
-if K.mark and A.mode ~= "keep" then
+if K.mark then
   local m = redis.call("HMGET", K.mark, "token", "end", "prevhw")
   if own_running(m) then
+    running_clear()
     if A.mode == "withdraw" then
       end_mark(A.record)
-    else
+    elseif A.mode == "drop" then
       redis.call("DEL", K.mark)
       if A.slot and redis.call("HGET", K.meta, "hw") == A.slot then
         if m[3] and m[3] ~= "" then

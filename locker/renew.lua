@@ -1,5 +1,6 @@
 -- renew.lua: compare-and-extend a lease, and its slot's running mark.
---   K.lease, K.mark (optional), K.next (optional, overlap "replace")
+--   K.lease, K.mark (optional), K.next (optional, overlap "replace"),
+--   K.running (optional)
 --   A.token, A.ttl (ms), A.mark_ttl (ms)
 -- Reply: "held" extended; "replaced" extended, but a successor waits (the
 -- holder must stop, and keeps the lease only until it has); "expired" no
@@ -14,6 +15,7 @@ end
 redis.call("PEXPIRE", K.lease, A.ttl)
 if K.mark and own_running(redis.call("HMGET", K.mark, "token", "end")) then
   redis.call("PEXPIRE", K.mark, A.mark_ttl)
+  running_set()
 end
 if K.next then
   local nx = redis.call("GET", K.next)

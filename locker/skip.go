@@ -44,7 +44,7 @@ func (l *Locker) RecordSkip(ctx context.Context, s Skip) error {
 	a.arg("record", s.Record).arg("retention", ms(s.Retention))
 	a.arg("not_before", unixMS(s.NotBefore)).arg("not_after", unixMS(s.NotAfter))
 	if s.HistoryKey != "" {
-		a.arg("history_len", strconv.Itoa(s.HistoryLen)).arg("history_ttl", ms(s.HistoryTTL))
+		a.arg("history_len", strconv.Itoa(s.HistoryLen)).arg("history_ttl", ms(s.HistoryTTL)).arg("history_score", unixMS(s.Slot))
 	}
 	rs := fanout(ctx, l.nodes, laneMain, l.opts.NodeTimeout, recordScript, recordScript.line(&a), parseObtainCmd).all()
 	counts := map[string]int{}

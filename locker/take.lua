@@ -23,5 +23,6 @@ if nx then
 end
 if K.mark and own_running(redis.call("HMGET", K.mark, "token", "end")) then
   redis.call("PEXPIRE", K.mark, A.mark_ttl)
+  running_set()
 end
 return {"won", tonumber(A.ttl)}

@@ -53,7 +53,7 @@ func (w *watchdog) run(l *Lease) {
 		case l.hold.Err() != nil || errors.Is(err, ErrLeaseLost):
 			return
 		default:
-			l.lk.opts.Logger.Debug().Str("key", l.bid.claim.Key).Int64("fence", l.fence).Dur("retry_in", retry).Err(err).Msg("lease renewal failed")
+			l.lk.opts.Logger.Debug().Str("key", l.bid.claim.Key).Int64("fence", l.fence).Int64("retry_in_ms", retry.Milliseconds()).Err(err).Msg("lease renewal failed")
 			t.Reset(retry)
 		}
 	}

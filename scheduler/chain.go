@@ -110,7 +110,7 @@ func Retry(clk Clock, rc jobs.Retry, attempts *int) Wrapper {
 				if dl, ok := ctx.Value(deadlineKey{}).(time.Time); ok && !clk.Now().Add(wait).Before(dl) {
 					return err
 				}
-				r.Logger.Warn().Err(err).Dur("retry_in", wait).Msg("attempt failed")
+				r.Logger.Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg("attempt failed")
 				if serr := sleep(ctx, clk, wait); serr != nil {
 					return err
 				}

@@ -318,7 +318,7 @@ func TestFinishLostOnce(t *testing.T) {
 	if m.Record.Outcome != store.OutcomeOK || m.Record.Fence != first.fence {
 		t.Errorf("recorded after a lost finish: got %+v, want ok with fence %d", m.Record, first.fence)
 	}
-	hist := c.LRange(context.Background(), store.JobKeys("", "fin").History(), 0, -1).Val()
+	hist := c.ZRevRange(context.Background(), store.JobKeys("", "fin").History(), 0, -1).Val()
 	n := 0
 	for _, h := range hist {
 		if r, err := store.ParseRecord(h); err == nil && r.Fence == first.fence {
@@ -384,7 +384,7 @@ func TestManualAtSlotSecond(t *testing.T) {
 	var recs []store.Record
 	waitFor(t, 3*time.Second, func() bool {
 		recs = nil
-		for _, h := range c.LRange(context.Background(), store.JobKeys("", "both").History(), 0, -1).Val() {
+		for _, h := range c.ZRevRange(context.Background(), store.JobKeys("", "both").History(), 0, -1).Val() {
 			if r, err := store.ParseRecord(h); err == nil && r.Slot.Equal(slot) {
 				recs = append(recs, r)
 			}

@@ -192,7 +192,7 @@ func TestShutdown(t *testing.T) {
 		if rec.Outcome != want || rec.Replica != "r0" || rec.Fence != e.fence {
 			t.Errorf("job %s record: got %+v, want outcome %s, replica r0, fence %d", job, rec, want, e.fence)
 		}
-		if n, _ := c.LLen(context.Background(), fmt.Sprintf("redcron:{%s}:history", job)).Result(); n != 1 {
+		if n, _ := c.ZCard(context.Background(), fmt.Sprintf("redcron:{%s}:history", job)).Result(); n != 1 {
 			t.Errorf("job %s history: got %d entries, want 1", job, n)
 		}
 	}

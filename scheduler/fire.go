@@ -177,7 +177,7 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 		if attempt > 1 {
 			e = log.Debug()
 		}
-		e.Err(err).Int("claim_attempt", attempt).Dur("retry_in", max(wait, 0)).Msg("claim failed; retrying the same claim, nothing runs without it")
+		e.Err(err).Int("claim_attempt", attempt).Int64("retry_in_ms", max(wait, 0).Milliseconds()).Msg("claim failed; retrying the same claim, nothing runs without it")
 		if wait <= 0 {
 			return giveUp(store.ReasonOutage)
 		}
@@ -243,8 +243,9 @@ func (s *Scheduler) claimFor(js *jobState, slot time.Time, jitter time.Duration,
 		Retention:  retention,
 		Running:    running.Encode(),
 		HistoryKey: k.History(),
-		HistoryLen: s.opts.HistoryLen,
-		HistoryTTL: s.opts.HistoryTTL,
+		HistoryLen: j.History.OrDefault().Keep,
+		HistoryTTL: j.History.OrDefault().MaxAge,
+		RunningKey: k.Running(),
 	}
 	if c.TTL <= 0 {
 		c.TTL = jobs.DefaultLockTTL
@@ -272,6 +273,12 @@ func (s *Scheduler) claimFor(js *jobState, slot time.Time, jitter time.Duration,
 		}
 	} else {
 		c.MarkKey = k.ManualMark(manual)
+		c.RecordAt = time.Unix(0, manual)
+		if j.Overlap == jobs.OverlapForbid {
+			// Refused while the job runs: on record, for whoever asked.
+			c.Records.Busy = store.Record{Job: j.Name, Slot: slot, Outcome: store.OutcomeSkipped,
+				Reason: store.ReasonOverlap, Manual: true}.Encode()
+		}
 		c.Records.Aborted = store.Record{Job: j.Name, Slot: slot, Outcome: store.OutcomeSkipped,
 			Reason: store.ReasonAborted, Replica: s.opts.Replica, Manual: true}.Encode()
 	}
@@ -307,24 +314,38 @@ func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, m
 	defer stop()
 
 	start := clk.Now()
-	s.metrics.fireLag.Observe(start.Sub(slot).Seconds())
+	if !manual {
+		s.metrics.fireLag.WithLabelValues(j.Name).Observe(start.Sub(slot).Seconds())
+	}
+	running := s.metrics.running.WithLabelValues(j.Name)
+	running.Inc()
 	log.Info().Bool("manual", manual).Msg("run started")
 	attempts := 0
+	tail := jobs.NewTail(j.OutputTail)
 	run := Chain(Timeout(clk, j.Timeout), Retry(clk, j.Retry, &attempts))(js.fn)
-	err := run(ctx, jobs.Run{Job: j.Name, Slot: slot, Fence: lease.Fence(), Replica: s.opts.Replica, Manual: manual, Logger: log})
+	err := run(ctx, jobs.Run{Job: j.Name, Slot: slot, Fence: lease.Fence(), Replica: s.opts.Replica, Manual: manual, Logger: log, Output: tail})
 	dur := clk.Now().Sub(start)
 	out, reason := outcome(ctx, err)
 
 	rec := store.Record{Job: j.Name, Slot: slot, Outcome: out, Reason: reason, Fence: lease.Fence(), Replica: s.opts.Replica,
-		Attempts: attempts, Started: start, DurationMS: dur.Milliseconds(), Manual: manual}
+		Attempts: attempts, Started: start, DurationMS: dur.Milliseconds(), Manual: manual, Output: tail.String()}
 	if err != nil {
 		rec.Error = err.Error()
 	}
 	fctx, fdone := s.finishCtx()
 	ferr := lease.Finish(fctx, rec.Encode())
 	fdone()
+	var fe *locker.FinishError
+	if ferr == nil || (errors.As(ferr, &fe) && fe.Recorded) {
+		s.recorded(js, rec)
+	}
 
+	running.Dec()
 	s.metrics.runs.WithLabelValues(j.Name, out).Inc()
+	s.metrics.duration.WithLabelValues(j.Name).Observe(dur.Seconds())
+	if out == store.OutcomeOK {
+		s.metrics.lastSuccess.WithLabelValues(j.Name).Set(float64(clk.Now().UnixMilli()) / 1000)
+	}
 	e := log.Info()
 	if out != store.OutcomeOK {
 		e = log.Warn().AnErr("error", err)

@@ -80,11 +80,12 @@ func (s *Scheduler) Close() error {
 // *locker.Locker.
 func (s *Scheduler) Store() *store.Store { return s.store }
 
-// Jobs are the scheduler's jobs, in file order; callers must not modify
-// them.
+// Jobs are the scheduler's jobs (as last loaded), in file order; callers
+// must not modify them.
 func (s *Scheduler) Jobs() []*jobs.Job {
-	out := make([]*jobs.Job, len(s.jobs))
-	for i, js := range s.jobs {
+	states := s.snapshot()
+	out := make([]*jobs.Job, len(states))
+	for i, js := range states {
 		out[i] = js.job
 	}
 	return out

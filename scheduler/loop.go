@@ -21,26 +21,16 @@ func (s *Scheduler) loop(ctx context.Context) {
 	clk := s.opts.Clock
 	now := clk.Now()
 	h := make(slotHeap, 0, len(s.jobs))
-	for _, js := range s.jobs {
-		if !js.job.Enabled {
-			s.log.Info().Str("job", js.job.Name).Msg("job disabled")
-			continue
-		}
+	for _, js := range s.snapshot() {
 		// At start the most recent slot is considered too: catch-up
 		// decides whether it is young enough to claim.
-		js.next = js.sched.Prev(now)
-		if js.next.IsZero() {
-			js.next = js.sched.Next(now)
+		if s.schedule(js, now, true) {
+			h = append(h, js)
 		}
-		if js.next.IsZero() {
-			s.log.Warn().Str("job", js.job.Name).Msg("schedule names no future slot")
-			continue
-		}
-		h = append(h, js)
 	}
 	heap.Init(&h)
 	last := now
-	for len(h) > 0 {
+	for {
 		if ctx.Err() != nil {
 			return
 		}
@@ -50,7 +40,7 @@ func (s *Scheduler) loop(ctx context.Context) {
 			// back): the slots computed on the old time lie in the future.
 			// Start over from now; a slot handled before cannot run twice
 			// (the job's high-water slot refuses it).
-			s.log.Warn().Dur("step", last.Sub(now)).Msg("clock stepped back: recomputing every job's next slot")
+			s.log.Warn().Int64("step_ms", last.Sub(now).Milliseconds()).Msg("clock stepped back: recomputing every job's next slot")
 			for _, js := range h {
 				if next := js.sched.Next(now); !next.IsZero() {
 					js.last, js.next = js.sched.Prev(now), next
@@ -59,14 +49,21 @@ func (s *Scheduler) loop(ctx context.Context) {
 			heap.Init(&h)
 		}
 		last = now
-		if js := h[0]; js.wake().After(now) {
+		if len(h) == 0 || h[0].wake().After(now) {
 			// Never sleep long on one timer: timers run on the monotonic
 			// clock, which a suspended VM stops and an NTP step does not
 			// move; re-reading the wall clock every maxSleep keeps a slot
 			// from being found late (and skipped) on a healthy replica.
-			t := clk.NewTimer(min(js.wake().Sub(now), maxSleep))
+			d := maxSleep
+			if len(h) > 0 {
+				d = min(h[0].wake().Sub(now), maxSleep)
+			}
+			t := clk.NewTimer(d)
 			select {
 			case <-t.C():
+			case r := <-s.reloads:
+				t.Stop()
+				h = s.applyReload(h, r, clk.Now())
 			case <-ctx.Done():
 				t.Stop()
 				return
@@ -81,7 +78,52 @@ func (s *Scheduler) loop(ctx context.Context) {
 		}
 		heap.Fix(&h, 0)
 	}
-	<-ctx.Done()
+}
+
+// schedule sets a job's first slot to consider: at start (catchUp) the most
+// recent one, which catch-up may claim; after a reload, the next one (a
+// changed job takes effect from its next slot). It reports whether the job
+// goes in the heap (enabled, with a slot).
+func (s *Scheduler) schedule(js *jobState, now time.Time, catchUp bool) bool {
+	if !js.job.Enabled {
+		s.log.Info().Str("job", js.job.Name).Msg("job disabled")
+		return false
+	}
+	if catchUp {
+		js.next = js.sched.Prev(now)
+	} else {
+		js.last, js.next = js.sched.Prev(now), time.Time{}
+	}
+	if js.next.IsZero() {
+		js.next = js.sched.Next(now)
+	}
+	if js.next.IsZero() {
+		s.log.Warn().Str("job", js.job.Name).Msg("schedule names no future slot")
+		return false
+	}
+	return true
+}
+
+// applyReload rebuilds the heap from a reload's jobs: a job kept as it was
+// keeps its slots; a new or changed one starts from its next slot; a
+// removed one leaves (its running runs finish). Called by the loop only.
+func (s *Scheduler) applyReload(h slotHeap, r reload, now time.Time) slotHeap {
+	r.layout()
+	old := map[*jobState]bool{}
+	for _, js := range h {
+		old[js] = true
+	}
+	h = h[:0]
+	for _, js := range r.jobs {
+		if old[js] {
+			h = append(h, js) // unchanged: its next and last stand
+		} else if s.schedule(js, now, false) {
+			h = append(h, js)
+		}
+	}
+	heap.Init(&h)
+	close(r.done)
+	return h
 }
 
 // due handles a job whose next slot has come: it fires the most recent slot
@@ -190,6 +232,7 @@ func (s *Scheduler) gateAt(ctx context.Context, js *jobState, slot, next, now ti
 func (s *Scheduler) skipped(js *jobState, slot time.Time, reason string) {
 	s.metrics.skips.WithLabelValues(js.job.Name, reason).Inc()
 	s.log.Warn().Str("job", js.job.Name).Time("slot", slot).Str("reason", reason).Msg("slot skipped")
+	s.recorded(js, skipRecord(js, slot, reason))
 }
 
 // passedOver handles n slots of a job (newest first back to oldest) that

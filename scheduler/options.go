@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/redcron/redcron/scheduler/notify"
 	"github.com/redcron/redcron/scheduler/redisconn"
 	"github.com/redcron/redcron/scheduler/store"
 )
@@ -16,10 +17,9 @@ import (
 const (
 	DefaultMaxClockSkew  = 2 * time.Second
 	DefaultShutdownGrace = 30 * time.Second
-	DefaultHistoryLen    = 100
-	DefaultHistoryTTL    = 7 * 24 * time.Hour
 	DefaultCallTimeout   = 5 * time.Second
 	DefaultClockCheck    = time.Second
+	DefaultHeartbeat     = 5 * time.Second
 	// MarkMargin is added to every slot mark's retention, for Redis and
 	// network latency and timer lateness (see [Scheduler.MarkRetention]).
 	MarkMargin = 5 * time.Second
@@ -57,10 +57,6 @@ type Options struct {
 	// redcron_claim_errors_total, redcron_fire_lag_seconds); schedulers
 	// sharing a registry share the collectors.
 	Registerer prometheus.Registerer
-	// HistoryLen and HistoryTTL bound each job's run history list
-	// ("<prefix>:{<job>}:history"); defaults 100 entries and 7 days.
-	HistoryLen int
-	HistoryTTL time.Duration
 	// CallTimeout bounds recording a run once the shutdown grace is over
 	// (until then Finish is retried while the run's mark lasts); default 5s.
 	CallTimeout time.Duration
@@ -68,10 +64,24 @@ type Options struct {
 	// Redis's TIME (and at once when a claim is refused as early); a
 	// replica off by more than MaxClockSkew claims nothing. Default 1s.
 	ClockCheck time.Duration
+	// Version is this replica's version, in its registration; default "dev".
+	Version string
+	// HTTP is the address this replica serves its status on, in its
+	// registration (for redcron replicas); default none.
+	HTTP string
+	// Heartbeat is how often the replica renews its registration in Redis
+	// (which expires after three) and checks the live replicas for config
+	// drift. Default 5s.
+	Heartbeat time.Duration
 	// Wrappers are added around every job's run, outermost first, inside
 	// the scheduler's own (timeout, then retries; panics are always
 	// recovered): e.g. a tracing or metrics wrapper. Default none.
 	Wrappers []Wrapper
+
+	// Notify tunes how notifications are sent (queue, attempts, backoff);
+	// its zero value holds notify's defaults. Its Logger and Registerer are
+	// the scheduler's.
+	Notify notify.Options
 
 	// RedisURL (FromConfig only) replaces the file's redis: block, as the
 	// --redis flag does. Conn (FromConfig only) is a connection the caller
@@ -109,17 +119,17 @@ func (o Options) withDefaults() Options {
 		o.Logger = &l
 	}
 	o = o.clusterDefaults()
-	if o.HistoryLen <= 0 {
-		o.HistoryLen = DefaultHistoryLen
-	}
-	if o.HistoryTTL <= 0 {
-		o.HistoryTTL = DefaultHistoryTTL
-	}
 	if o.CallTimeout <= 0 {
 		o.CallTimeout = DefaultCallTimeout
 	}
 	if o.ClockCheck <= 0 {
 		o.ClockCheck = DefaultClockCheck
+	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = DefaultHeartbeat
+	}
+	if o.Version == "" {
+		o.Version = "dev"
 	}
 	return o
 }

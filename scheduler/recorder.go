@@ -71,7 +71,7 @@ func (r *recorder) add(js *jobState, slot time.Time, reason string, bid *locker.
 			MarkKey: js.keys.Mark(slot), MetaKey: js.keys.Meta(), Slot: slot, FirstSeen: js.since,
 			Record: store.Skip(j.Name, slot, reason), Retention: retention,
 			NotBefore: closes, NotAfter: slot.Add(retention),
-			HistoryKey: js.keys.History(), HistoryLen: s.opts.HistoryLen, HistoryTTL: s.opts.HistoryTTL,
+			HistoryKey: js.keys.History(), HistoryLen: js.job.History.OrDefault().Keep, HistoryTTL: js.job.History.OrDefault().MaxAge,
 		},
 		due:    s.opts.Clock.Now(),
 		giveUp: slot.Add(retention + s.opts.MaxClockSkew),

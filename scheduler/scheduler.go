@@ -58,6 +58,15 @@ type Scheduler struct {
 	conn    *redisconn.Conn
 	ownConn bool
 
+	// jobsMu guards the jobs slice (replaced by Reload); the loop owns
+	// each jobState's next and last. reloads hands a reload to the loop,
+	// which closes loopDone when it returns.
+	jobsMu   sync.RWMutex
+	reloads  chan reload
+	loopDone chan struct{}
+	registry *registry
+	events   *events
+
 	// trigMu guards accepting: Trigger adds to wg only while Run accepts,
 	// so that no Add can follow Run's Wait.
 	trigMu    sync.Mutex
@@ -72,6 +81,9 @@ type jobState struct {
 	keys  store.Keys
 	fn    RunFunc   // the job's function, wrapped (recover, Options.Wrappers); without Timeout and Retry, added per run
 	since time.Time // when this replica loaded the job: its first sight, unless the cluster saw it earlier
+	// fingerprint is job.Fingerprint(): a reload keeps this state when the
+	// definition is the same.
+	fingerprint string
 
 	next  time.Time // next slot to consider
 	last  time.Time // latest slot handled (fired or skipped); zero at start
@@ -91,17 +103,45 @@ func New(js []*jobs.Job, l Locker, opts Options) (*Scheduler, error) {
 	}
 	opts = opts.withDefaults()
 	s := &Scheduler{
-		opts:    opts,
-		locker:  l,
-		log:     opts.Logger.With().Str("replica", opts.Replica).Logger(),
-		metrics: newMetrics(opts.Registerer),
+		opts:     opts,
+		locker:   l,
+		log:      opts.Logger.With().Str("replica", opts.Replica).Logger(),
+		metrics:  newMetrics(opts.Registerer),
+		reloads:  make(chan reload),
+		loopDone: make(chan struct{}),
 	}
 	if lk, ok := l.(*locker.Locker); ok {
 		s.store = store.New(lk, opts.Prefix)
 	}
 	s.clock = newClockWatch(s)
 	s.recorder = newRecorder(s)
-	since := opts.Clock.Now()
+	s.registry = newRegistry(s)
+	s.events = newEvents(s)
+	states, layout, err := s.states(js, nil)
+	if err != nil {
+		return nil, err
+	}
+	layout()
+	s.jobs = states
+	for _, js := range states {
+		s.metrics.initJob(js.job.Name)
+	}
+	return s, nil
+}
+
+// states checks js and builds their runtime state, reusing old's state for
+// a job whose definition is unchanged (same name and fingerprint). layout
+// sets every state's rank and shared Next memo; the owner of the states'
+// loop fields calls it (the loop, for states it may be using). It fails
+// (wrapping ErrInvalidJob) on a nil job, an empty or duplicated name, or a
+// zero schedule.
+func (s *Scheduler) states(js []*jobs.Job, old []*jobState) (out []*jobState, layout func(), err error) {
+	opts := s.opts
+	prev := map[string]*jobState{}
+	for _, o := range old {
+		prev[o.job.Name] = o
+	}
+	now := opts.Clock.Now()
 	seen := map[string]bool{}
 	var errs []error
 	for i, j := range js {
@@ -120,34 +160,43 @@ func New(js []*jobs.Job, l Locker, opts Options) (*Scheduler, error) {
 			continue
 		}
 		seen[j.Name] = true
-		s.jobs = append(s.jobs, &jobState{
-			job:   j,
-			sched: j.Schedule,
-			keys:  store.JobKeys(opts.Prefix, j.Name),
-			fn:    Chain(append([]Wrapper{Recover()}, opts.Wrappers...)...)(j.Run),
-			since: since,
+		if o := prev[j.Name]; o != nil && o.fingerprint == j.Fingerprint() {
+			out = append(out, o)
+			continue
+		}
+		since := now
+		if o := prev[j.Name]; o != nil {
+			since = o.since // this replica saw the job before
+		}
+		out = append(out, &jobState{
+			job:         j,
+			sched:       j.Schedule,
+			keys:        store.JobKeys(opts.Prefix, j.Name),
+			fn:          Chain(append([]Wrapper{Recover()}, opts.Wrappers...)...)(j.Run),
+			since:       since,
+			fingerprint: j.Fingerprint(),
 		})
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Jobs due at the same instant are claimed in declaration order, rotated
 	// by an amount derived from the replica name: replicas racing for the
 	// same slots then start at different jobs, so each job's first claim
 	// (the one that wins) reaches Redis sooner than if every replica sent
-	// the same job first.
-	memos := map[schedule.Schedule]*nextMemo{}
-	for _, js := range s.jobs {
-		if memos[js.sched] == nil {
-			memos[js.sched] = &nextMemo{}
+	// the same job first. Jobs with the same schedule share their Next.
+	layout = func() {
+		memos := map[schedule.Schedule]*nextMemo{}
+		rot := int(Jitter(opts.Replica, time.Unix(0, 0), time.Duration(max(len(out), 1))))
+		for i, js := range out {
+			if memos[js.sched] == nil {
+				memos[js.sched] = &nextMemo{}
+			}
+			js.memo = memos[js.sched]
+			js.rank = (i + rot) % len(out)
 		}
-		js.memo = memos[js.sched]
 	}
-	rot := int(Jitter(opts.Replica, time.Unix(0, 0), time.Duration(len(s.jobs))))
-	for i, js := range s.jobs {
-		js.rank = (i + rot) % len(s.jobs)
-	}
-	return s, nil
+	return out, layout, nil
 }
 
 // MarkRetention is how long the record of a (job, slot) stays in its mark
@@ -181,6 +230,12 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	runsCtx, cancelRuns := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelRuns(nil)
 	s.runsCtx = runsCtx
+	// The registration lasts until Run returns (it is removed last): the
+	// replica is live while its runs finish.
+	stopRegistry := s.registry.start(runsCtx)
+	defer stopRegistry()
+	stopEvents := s.events.start(runsCtx) // after the last run is recorded
+	defer stopEvents()
 	s.workers = newWorkers()
 	// The clock is measured before the first claim, and then every
 	// ClockCheck; the recorder writes deferred skip records. Both stop after
@@ -198,6 +253,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 
 	s.setAccepting(true) // manual triggers, from now until the loop ends
 	s.loop(ctx)
+	close(s.loopDone)
 	s.setAccepting(false)
 
 	done := make(chan struct{})
@@ -207,7 +263,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		return nil
 	default:
 	}
-	s.log.Info().Dur("grace", s.opts.ShutdownGrace).Msg("shutdown: waiting for running jobs")
+	s.log.Info().Int64("grace_ms", s.opts.ShutdownGrace.Milliseconds()).Msg("shutdown: waiting for running jobs")
 	t := s.opts.Clock.NewTimer(s.opts.ShutdownGrace)
 	defer t.Stop()
 	select {

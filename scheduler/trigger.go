@@ -22,12 +22,14 @@ import (
 // history. Errors: ErrUnknownJob, ErrJobDisabled, ErrNotRunning outside Run,
 // or the claim's error (the locker keeps ctx.Err() when ctx ended it).
 func (s *Scheduler) Trigger(ctx context.Context, job string) (slot time.Time, fence int64, err error) {
-	var js *jobState
-	for _, j := range s.jobs {
-		if j.job.Name == job {
-			js = j
-		}
-	}
+	return s.trigger(ctx, job, s.opts.Clock.Now().UnixNano())
+}
+
+// trigger is Trigger for the manual run id (the Unix nanoseconds of its
+// request, see store.TriggerRequest): its mark is the job's ManualMark(id),
+// so a request taken by several replicas (quorum mode) runs once.
+func (s *Scheduler) trigger(ctx context.Context, job string, id int64) (slot time.Time, fence int64, err error) {
+	js := s.job(job)
 	switch {
 	case js == nil:
 		return time.Time{}, 0, fmt.Errorf("%w: %q", ErrUnknownJob, job)
@@ -37,9 +39,8 @@ func (s *Scheduler) Trigger(ctx context.Context, job string) (slot time.Time, fe
 	if !s.add() {
 		return time.Time{}, 0, ErrNotRunning
 	}
-	now := s.opts.Clock.Now()
-	slot = now.UTC().Truncate(time.Second)
-	bid, err := s.locker.Bid(s.claimFor(js, slot, 0, now.UnixNano()))
+	slot = time.Unix(0, id).UTC().Truncate(time.Second)
+	bid, err := s.locker.Bid(s.claimFor(js, slot, 0, id))
 	var lease *locker.Lease
 	if err == nil {
 		lease, err = bid.Obtain(ctx)

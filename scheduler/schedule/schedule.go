@@ -227,6 +227,9 @@ func (s Schedule) Interval() time.Duration {
 			if gap := next.Sub(prev); best == 0 || gap < best {
 				best = gap
 			}
+			if best == time.Second {
+				break // slots are whole seconds: none can be closer
+			}
 			prev = next
 		}
 		return best

@@ -1,8 +1,10 @@
 // Package statusapi serves redcron's status API and page, as an
-// http.Handler an embedding program can mount (ForScheduler): every job with its
-// schedule, next fire times, pause state and recent runs, read from Redis so
-// that every replica shows the same; and pause and resume, which change state
-// and so need a bearer token.
+// http.Handler an embedding program can mount (ForScheduler): every job
+// with its state (paused with its note, running now, next slots, last
+// record, config drift), a strip of its recent records, paged history, the
+// live replicas; and pause, resume and trigger, which change state and so
+// need a bearer token. Everything is read from Redis, so every replica
+// shows the same.
 package statusapi
 
 import (
@@ -11,9 +13,8 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"html/template"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,120 +26,147 @@ import (
 
 // Config is what the API serves.
 type Config struct {
-	// Jobs are the replica's jobs, in file order.
-	Jobs []*jobs.Job
-	// Store reads and writes pause state and history (on a majority of
-	// nodes in quorum mode).
-	Store *store.Store
-	// Token is the bearer token that pause and resume require. Empty: they
-	// are refused (403), so that state never changes without one.
-	Token string
+	// Source gives the jobs (read at every request: a reload shows), the
+	// store and the clock. Required.
+	Source Source
 	// Replica names the replica serving the page.
 	Replica string
-	// Now is the clock for next fire times; default time.Now.
-	Now func() time.Time
-	// History is how many recent runs a job shows; default 10.
-	History int
-	// Timeout bounds the Redis calls of one request; default 2s.
-	Timeout time.Duration
+	// Token is the bearer token that pause, resume and trigger require.
+	// Empty: they are refused (403), so that state never changes without
+	// one.
+	Token string
 	// Trigger runs a job now (scheduler.Scheduler.Trigger); nil turns the
 	// trigger action off.
 	Trigger func(ctx context.Context, job string) (slot time.Time, fence int64, err error)
+	// Status shapes what each job shows (next slots, recent records,
+	// timeout); see Options.
+	Status Options
 }
 
-// JobStatus is one job in the API's answers.
-type JobStatus struct {
-	Name     string         `json:"name"`
-	Kind     string         `json:"kind"`
-	Schedule string         `json:"schedule"`
-	Timezone string         `json:"timezone"`
-	Enabled  bool           `json:"enabled"`
-	Paused   bool           `json:"paused"`
-	Next     []time.Time    `json:"next"`
-	Recent   []store.Record `json:"recent"`
-	Error    string         `json:"error,omitempty"` // Redis could not be read
-}
-
-type api struct {
-	cfg    Config
-	byName map[string]*jobs.Job
-}
-
-// ForScheduler is New for a running scheduler: its jobs, store, replica
-// name, clock and manual trigger, with token guarding the actions that
+// ForScheduler is New for a running scheduler: its jobs, store, clock,
+// replica name and manual trigger, with token guarding the actions that
 // change state (empty: they are refused). Mount it anywhere, e.g. under
 // http.StripPrefix("/redcron", ...): the page's links are relative.
 func ForScheduler(s *scheduler.Scheduler, token string) http.Handler {
-	return New(Config{Jobs: s.Jobs(), Store: s.Store(), Token: token, Replica: s.Replica(), Now: s.Now, Trigger: s.Trigger})
+	return New(Config{Source: s, Replica: s.Replica(), Token: token, Trigger: s.Trigger})
 }
 
-// New returns the handler: GET / (the page), GET /api/jobs, GET
-// /api/jobs/{name}, POST /api/jobs/{name}/pause, /resume and /trigger
-// (bearer token).
+type api struct {
+	cfg Config
+}
+
+// New returns the handler:
+//
+//	GET  /                              the page
+//	GET  /api/status                    Snapshot: jobs and replicas
+//	GET  /api/jobs                      []JobStatus
+//	GET  /api/jobs/{job}                JobStatus
+//	GET  /api/jobs/{job}/history        HistoryPage (?limit=N&before=RFC3339&failures=1)
+//	GET  /api/replicas                  []ReplicaStatus
+//	POST /api/jobs/{job}/pause          (bearer; body {"note": "..."} optional)
+//	POST /api/jobs/{job}/resume         (bearer)
+//	POST /api/jobs/{job}/trigger        (bearer)
 func New(cfg Config) http.Handler {
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.History <= 0 {
-		cfg.History = 10
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 2 * time.Second
-	}
-	a := &api{cfg: cfg, byName: map[string]*jobs.Job{}}
-	for _, j := range cfg.Jobs {
-		a.byName[j.Name] = j
-	}
+	a := &api{cfg: cfg}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", a.page)
+	mux.HandleFunc("GET /api/status", a.snapshot)
 	mux.HandleFunc("GET /api/jobs", a.list)
 	mux.HandleFunc("GET /api/jobs/{name}", a.one)
+	mux.HandleFunc("GET /api/jobs/{name}/history", a.history)
+	mux.HandleFunc("GET /api/replicas", a.replicas)
 	mux.HandleFunc("POST /api/jobs/{name}/pause", a.authorized(a.pause(true)))
 	mux.HandleFunc("POST /api/jobs/{name}/resume", a.authorized(a.pause(false)))
 	mux.HandleFunc("POST /api/jobs/{name}/trigger", a.authorized(a.trigger))
 	return mux
 }
 
-func (a *api) status(ctx context.Context, j *jobs.Job) JobStatus {
-	st := JobStatus{Name: j.Name, Kind: j.Kind, Schedule: j.Spec, Timezone: j.Location.String(), Enabled: j.Enabled, Recent: []store.Record{}}
-	t := a.cfg.Now()
-	for range 3 {
-		if t = j.Schedule.Next(t); t.IsZero() {
-			break
+// job is the job named in the request's path, or nil after a 404.
+func (a *api) job(w http.ResponseWriter, r *http.Request) *jobs.Job {
+	name := r.PathValue("name")
+	for _, j := range a.cfg.Source.Jobs() {
+		if j.Name == name {
+			return j
 		}
-		st.Next = append(st.Next, t)
 	}
-	ctx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
-	defer cancel()
-	p, err := a.cfg.Store.Paused(ctx, j.Name)
-	if err == nil {
-		st.Paused = p.Paused
-		st.Recent, err = a.cfg.Store.History(ctx, j.Name, a.cfg.History)
-	}
-	if err != nil {
-		st.Error = err.Error()
-	}
-	if st.Recent == nil {
-		st.Recent = []store.Record{}
-	}
-	return st
+	writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such job"})
+	return nil
+}
+
+func (a *api) snapshot(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, Status(r.Context(), a.cfg.Source, a.cfg.Status))
 }
 
 func (a *api) list(w http.ResponseWriter, r *http.Request) {
-	out := make([]JobStatus, 0, len(a.cfg.Jobs))
-	for _, j := range a.cfg.Jobs {
-		out = append(out, a.status(r.Context(), j))
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, Status(r.Context(), a.cfg.Source, a.cfg.Status).Jobs)
 }
 
 func (a *api) one(w http.ResponseWriter, r *http.Request) {
-	j, ok := a.byName[r.PathValue("name")]
-	if !ok {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such job"})
+	if j := a.job(w, r); j != nil {
+		writeJSON(w, http.StatusOK, Status(r.Context(), a.cfg.Source, a.cfg.Status, j.Name).Jobs[0])
+	}
+}
+
+func (a *api) replicas(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Status.withDefaults().Timeout)
+	defer cancel()
+	reps, _, err := Replicas(ctx, a.cfg.Source.Store())
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, a.status(r.Context(), j))
+	writeJSON(w, http.StatusOK, reps)
+}
+
+// HistoryPage is one page of a job's records, newest slot first;
+// NextBefore, when not nil, asks for the next page (?before=).
+type HistoryPage struct {
+	Records    []store.Record `json:"records"`
+	NextBefore *time.Time     `json:"next_before"`
+}
+
+func (a *api) history(w http.ResponseWriter, r *http.Request) {
+	j := a.job(w, r)
+	if j == nil {
+		return
+	}
+	q := r.URL.Query()
+	p := store.Page{Limit: 20, Failures: q.Get("failures") == "1" || q.Get("failures") == "true"}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "limit: want 1 to 1000"})
+			return
+		}
+		p.Limit = n
+	}
+	if s := q.Get("before"); s != "" {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "before: want an RFC 3339 time"})
+			return
+		}
+		p.Before = t
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Status.withDefaults().Timeout)
+	defer cancel()
+	want := p.Limit
+	p.Limit++ // one more tells whether a next page exists
+	recs, err := a.cfg.Source.Store().History(ctx, j.Name, p)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return
+	}
+	page := HistoryPage{Records: recs}
+	if len(recs) > want {
+		page.Records = recs[:want]
+		next := recs[want-1].Slot
+		page.NextBefore = &next
+	}
+	if page.Records == nil {
+		page.Records = []store.Record{}
+	}
+	writeJSON(w, http.StatusOK, page)
 }
 
 // authorized requires "Authorization: Bearer <Token>".
@@ -158,40 +186,62 @@ func (a *api) authorized(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// pause pauses (on) or resumes the job on every node; it succeeds when a
-// majority confirmed.
+// maxNote bounds a pause note.
+const maxNote = 500
+
+// pause pauses (on, with the note of the JSON body {"note": "..."}, if any)
+// or resumes the job on every node; it succeeds when a majority confirmed,
+// and answers with the job's status.
 func (a *api) pause(on bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("name")
-		if _, ok := a.byName[name]; !ok {
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such job"})
+		j := a.job(w, r)
+		if j == nil {
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Timeout)
+		var body struct {
+			Note string `json:"note"`
+		}
+		if on && r.ContentLength != 0 {
+			if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10)).Decode(&body); err != nil {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: want {\"note\": \"...\"}"})
+				return
+			}
+		}
+		if len(body.Note) > maxNote {
+			body.Note = body.Note[:maxNote]
+		}
+		if body.Note == "" {
+			body.Note = "paused through the API of " + a.cfg.Replica
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Status.withDefaults().Timeout)
 		defer cancel()
 		var err error
 		if on {
-			err = a.cfg.Store.Pause(ctx, name, "paused via API from "+a.cfg.Replica)
+			err = a.cfg.Source.Store().Pause(ctx, j.Name, body.Note)
 		} else {
-			err = a.cfg.Store.Resume(ctx, name)
+			err = a.cfg.Source.Store().Resume(ctx, j.Name)
 		}
 		if err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 			return
 		}
-		writeJSON(w, http.StatusOK, a.status(r.Context(), a.byName[name]))
+		writeJSON(w, http.StatusOK, Status(r.Context(), a.cfg.Source, a.cfg.Status, j.Name).Jobs[0])
 	}
 }
 
 // trigger runs the job now, under its own claim and fence: 202 with the
 // run's slot and fence, 409 when overlap forbids it or the job is disabled.
 func (a *api) trigger(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	if _, ok := a.byName[name]; !ok || a.cfg.Trigger == nil {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such job, or triggers are off"})
+	j := a.job(w, r)
+	if j == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Timeout)
+	name := j.Name
+	if a.cfg.Trigger == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "triggers are off on this server"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Status.withDefaults().Timeout)
 	defer cancel()
 	slot, fence, err := a.cfg.Trigger(ctx, name)
 	switch {
@@ -213,24 +263,12 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 //go:embed page.html
-var pageHTML string
+var pageHTML []byte
 
-var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
-	"utc": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"ago": func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
-}).Parse(pageHTML))
-
-func (a *api) page(w http.ResponseWriter, r *http.Request) {
-	data := struct {
-		Replica string
-		Now     time.Time
-		Jobs    []JobStatus
-	}{Replica: a.cfg.Replica, Now: a.cfg.Now()}
-	for _, j := range a.cfg.Jobs {
-		data.Jobs = append(data.Jobs, a.status(r.Context(), j))
-	}
+// page serves the dashboard: one static page (no assets from the network)
+// that reads the API with relative URLs, so it works under any path prefix.
+func (a *api) page(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := pageTmpl.Execute(w, data); err != nil {
-		http.Error(w, fmt.Sprintf("page: %v", err), http.StatusInternalServerError)
-	}
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(pageHTML)
 }

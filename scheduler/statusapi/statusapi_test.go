@@ -43,7 +43,7 @@ func setup(t *testing.T, token string) (*httptest.Server, *redis.Client) {
 	rs := redistest.Start(t, redistest.Options{})
 	c := rs.Client(t)
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	h := New(Config{Jobs: cfg.Jobs, Store: store.New(mustLocker(t, c, locker.Options{}), ""), Token: token, Replica: "r1", Now: func() time.Time { return now }})
+	h := New(Config{Source: src{cfg.Jobs, store.New(mustLocker(t, c, locker.Options{}), ""), now}, Token: token, Replica: "r1"})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv, c
@@ -102,7 +102,7 @@ func TestStatusPauseResume(t *testing.T) {
 	ctx := context.Background()
 	srv, c := setup(t, "tok")
 	rec := store.Record{Job: "backup", Slot: time.Date(2026, 11, 25, 2, 0, 0, 0, time.UTC), Outcome: "ok", Fence: 7, Replica: "r2"}
-	if err := c.LPush(ctx, store.JobKeys("", "backup").History(), rec.Encode()).Err(); err != nil {
+	if err := c.ZAdd(ctx, store.JobKeys("", "backup").History(), redis.Z{Score: float64(rec.Slot.UnixMilli()), Member: rec.Encode()}).Err(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -121,8 +121,8 @@ func TestStatusPauseResume(t *testing.T) {
 		t.Fatalf("list: got %d jobs, want 2", len(list))
 	}
 	b0 := list[0]
-	if b0.Name != "backup" || !b0.Paused || !b0.Enabled {
-		t.Fatalf("backup: got name %q paused %v enabled %v, want backup, paused, enabled", b0.Name, b0.Paused, b0.Enabled)
+	if b0.Job != "backup" || !b0.Paused || !b0.Enabled {
+		t.Fatalf("backup: got name %q paused %v enabled %v, want backup, paused, enabled", b0.Job, b0.Paused, b0.Enabled)
 	}
 	// 03:00 Berlin is 02:00 UTC in November.
 	if len(b0.Next) != 3 || !b0.Next[0].Equal(time.Date(2026, 11, 26, 2, 0, 0, 0, time.UTC)) {
@@ -131,7 +131,7 @@ func TestStatusPauseResume(t *testing.T) {
 	if len(b0.Recent) != 1 || b0.Recent[0].Fence != 7 || b0.Recent[0].Replica != "r2" {
 		t.Fatalf("backup recent: got %+v, want the one record with fence 7 from r2", b0.Recent)
 	}
-	if list[1].Name != "ping" || list[1].Enabled {
+	if list[1].Job != "ping" || list[1].Enabled {
 		t.Fatalf("ping: got %+v, want disabled", list[1])
 	}
 
@@ -157,7 +157,7 @@ func TestStatusPauseResume(t *testing.T) {
 	}
 
 	code, page := do(t, "GET", srv.URL+"/", "")
-	if code != http.StatusOK || !strings.Contains(page, "<code>backup</code>") || !strings.Contains(page, "ok@r2#7") {
+	if code != http.StatusOK || !strings.Contains(page, "redcron") {
 		t.Fatalf("page: got %d, want 200 with the backup job and its run:\n%s", code, page)
 	}
 }
@@ -169,7 +169,7 @@ func TestRedisDown(t *testing.T) {
 	c := redis.NewClient(&redis.Options{Addr: rs.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true, DialTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { _ = c.Close() })
 	_ = rs.Kill()
-	down := httptest.NewServer(New(Config{Jobs: cfg.Jobs, Store: store.New(mustLocker(t, c, locker.Options{NodeTimeout: 300 * time.Millisecond}), ""), Token: "tok"}))
+	down := httptest.NewServer(New(Config{Source: src{cfg.Jobs, store.New(mustLocker(t, c, locker.Options{NodeTimeout: 300 * time.Millisecond}), ""), time.Now()}, Token: "tok"}))
 	t.Cleanup(down.Close)
 	code, body := do(t, "GET", down.URL+"/api/jobs/backup", "")
 	if code != http.StatusOK || !strings.Contains(body, `"error"`) {
@@ -197,7 +197,7 @@ func TestTrigger(t *testing.T) {
 		}
 		return slot, 42, nil
 	}
-	srv := httptest.NewServer(New(Config{Jobs: cfg.Jobs, Token: "tok", Replica: "r1", Trigger: trigger}))
+	srv := httptest.NewServer(New(Config{Source: src{cfg.Jobs, nil, slot}, Token: "tok", Replica: "r1", Trigger: trigger}))
 	t.Cleanup(srv.Close)
 
 	if code, _ := do(t, "POST", srv.URL+"/api/jobs/backup/trigger", ""); code != http.StatusUnauthorized {
@@ -241,7 +241,7 @@ func TestQuorumReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(New(Config{Jobs: cfg.Jobs, Store: store.New(q, ""), Token: "tok", Replica: "r1"}))
+	srv := httptest.NewServer(New(Config{Source: src{cfg.Jobs, store.New(q, ""), time.Now()}, Token: "tok", Replica: "r1"}))
 	t.Cleanup(srv.Close)
 	keys := store.JobKeys("", "backup")
 	status := func(t *testing.T) JobStatus {
@@ -265,9 +265,10 @@ func TestQuorumReads(t *testing.T) {
 	// Records written on different nodes are all shown, once each.
 	r1 := store.Record{Job: "backup", Slot: time.Date(2026, 11, 25, 2, 0, 0, 0, time.UTC), Outcome: "ok", Fence: 1, Replica: "a"}
 	r2 := store.Record{Job: "backup", Slot: time.Date(2026, 11, 26, 2, 0, 0, 0, time.UTC), Outcome: "error", Fence: 2, Replica: "b"}
-	raw[0].LPush(ctx, keys.History(), r1.Encode())
-	raw[1].LPush(ctx, keys.History(), r1.Encode(), r2.Encode())
-	raw[2].LPush(ctx, keys.History(), r2.Encode())
+	z := func(r store.Record) redis.Z { return redis.Z{Score: float64(r.Slot.UnixMilli()), Member: r.Encode()} }
+	raw[0].ZAdd(ctx, keys.History(), z(r1))
+	raw[1].ZAdd(ctx, keys.History(), z(r1), z(r2))
+	raw[2].ZAdd(ctx, keys.History(), z(r2))
 	if st := status(t); len(st.Recent) != 2 || st.Recent[0].Fence != 2 || st.Recent[1].Fence != 1 {
 		t.Errorf("history over 3 nodes: got %+v, want fence 2 then fence 1", st.Recent)
 	}
@@ -302,3 +303,14 @@ func mustLocker(t *testing.T, c *redis.Client, o locker.Options) *locker.Locker 
 	}
 	return l
 }
+
+// src is a Source of fixed jobs, store and time.
+type src struct {
+	jobs  []*jobs.Job
+	store *store.Store
+	now   time.Time
+}
+
+func (s src) Jobs() []*jobs.Job   { return s.jobs }
+func (s src) Store() *store.Store { return s.store }
+func (s src) Now() time.Time      { return s.now }

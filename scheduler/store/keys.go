@@ -48,8 +48,12 @@ func (k Keys) ManualMark(id int64) string {
 	return k.prefix + "manual:" + strconv.FormatInt(id, 10)
 }
 
-// History is the job's list of final records, newest first.
+// History is the job's final records, a sorted set scored by slot (ms).
 func (k Keys) History() string { return k.prefix + "history" }
+
+// Running is the job's index of running runs: their mark keys, scored by
+// lease expiry (ms).
+func (k Keys) Running() string { return k.prefix + "running" }
 
 // Paused is the job's pause key: present means paused.
 func (k Keys) Paused() string { return k.prefix + "paused" }

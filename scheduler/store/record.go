@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -55,9 +56,16 @@ type Record struct {
 	Output     string    `json:"output,omitempty"`
 }
 
+// MaxErrorLen caps a record's error text, in bytes.
+const MaxErrorLen = 2 << 10
+
 // Encode renders r as the JSON stored in Redis: slot in UTC seconds,
-// started in UTC milliseconds.
+// started in UTC milliseconds, the error capped at MaxErrorLen bytes (its
+// start kept, "…" marking the cut).
 func (r Record) Encode() string {
+	if len(r.Error) > MaxErrorLen {
+		r.Error = strings.ToValidUTF8(r.Error[:MaxErrorLen], "") + "…"
+	}
 	r.Slot = r.Slot.UTC()
 	if !r.Started.IsZero() {
 		r.Started = r.Started.UTC().Truncate(time.Millisecond)

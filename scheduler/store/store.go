@@ -102,13 +102,37 @@ func (s *Store) Resume(ctx context.Context, job string) error {
 	return nil
 }
 
-// History returns up to n of job's newest final records, newest slot
-// first: the union of what the nodes that answered hold (a record missing
-// on a node that was down when it was written still shows).
-func (s *Store) History(ctx context.Context, job string, n int) ([]Record, error) {
+// Page selects final records for History: newest slot first.
+type Page struct {
+	// Limit is the most records returned; default 20.
+	Limit int
+	// Before, when not zero, keeps the records whose slot is strictly
+	// earlier (the previous page's last slot).
+	Before time.Time
+	// Failures keeps only the runs that did not succeed (see Failed).
+	Failures bool
+}
+
+// Failed says whether a record is a run that did not succeed: an outcome
+// other than ok, skipped or running.
+func Failed(r Record) bool {
+	switch r.Outcome {
+	case OutcomeOK, OutcomeSkipped, OutcomeRunning:
+		return false
+	}
+	return true
+}
+
+// History returns a page of job's final records, newest slot first: the
+// union of what the nodes that answered hold (a record missing on a node
+// that was down when it was written still shows), at most p.Limit.
+func (s *Store) History(ctx context.Context, job string, p Page) ([]Record, error) {
+	if p.Limit <= 0 {
+		p.Limit = 20
+	}
 	key := s.Keys(job).History()
 	lists, err := locker.Each(ctx, s.lk, func(ctx context.Context, c locker.Client) ([]string, error) {
-		cmd := redis.NewStringSliceCmd(ctx, "lrange", key, 0, n-1)
+		cmd := redis.NewStringSliceCmd(ctx, "zrevrange", key, 0, -1)
 		err := c.Process(ctx, cmd)
 		return cmd.Val(), err
 	})
@@ -123,9 +147,11 @@ func (s *Store) History(ctx context.Context, job string, n int) ([]Record, error
 				continue
 			}
 			seen[raw] = true
-			if r, err := ParseRecord(raw); err == nil {
-				out = append(out, r)
+			r, err := ParseRecord(raw)
+			if err != nil || (!p.Before.IsZero() && !r.Slot.Before(p.Before)) || (p.Failures && !Failed(r)) {
+				continue
 			}
+			out = append(out, r)
 		}
 	}
 	slices.SortStableFunc(out, func(a, b Record) int {
@@ -134,7 +160,80 @@ func (s *Store) History(ctx context.Context, job string, n int) ([]Record, error
 		}
 		return b.Started.Compare(a.Started)
 	})
-	return out[:min(n, len(out))], nil
+	return out[:min(p.Limit, len(out))], nil
+}
+
+// Running is a run that holds its lease now.
+type Running struct {
+	// Record is the claim's running record (job, slot, replica, started,
+	// fence, manual).
+	Record Record
+	// LeaseUntil is when its lease expires unless renewed (server clock).
+	LeaseUntil time.Time
+}
+
+// Running lists job's runs that hold a lease now, oldest slot first (on
+// each node that answered, merged by mark).
+func (s *Store) Running(ctx context.Context, job string) ([]Running, error) {
+	key := s.Keys(job).Running()
+	ns, err := locker.Each(ctx, s.lk, func(ctx context.Context, c locker.Client) (map[string]Running, error) {
+		now := redis.NewTimeCmd(ctx, "time")
+		idx := redis.NewZSliceCmd(ctx, "zrange", key, 0, -1, "withscores")
+		pipe := c.Pipeline()
+		_ = pipe.Process(ctx, now)
+		_ = pipe.Process(ctx, idx)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, err
+		}
+		var marks []string
+		until := map[string]time.Time{}
+		for _, z := range idx.Val() {
+			m, _ := z.Member.(string)
+			t := time.UnixMilli(int64(z.Score))
+			if t.After(now.Val()) {
+				marks = append(marks, m)
+				until[m] = t
+			}
+		}
+		out := map[string]Running{}
+		if len(marks) == 0 {
+			return out, nil
+		}
+		pipe = c.Pipeline()
+		cmds := make([]*redis.MapStringStringCmd, len(marks))
+		for i, m := range marks {
+			cmds[i] = redis.NewMapStringStringCmd(ctx, "hgetall", m)
+			_ = pipe.Process(ctx, cmds[i])
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, err
+		}
+		for i, m := range marks {
+			mk, ok, err := ParseMark(cmds[i].Val())
+			if err != nil || !ok || mk.Ended {
+				continue
+			}
+			out[m] = Running{Record: mk.Claim, LeaseUntil: until[m]}
+		}
+		return out, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: running runs of %q: %w", job, err)
+	}
+	merged := map[string]Running{}
+	for _, n := range ns {
+		for m, r := range n {
+			if prev, ok := merged[m]; !ok || r.LeaseUntil.After(prev.LeaseUntil) {
+				merged[m] = r
+			}
+		}
+	}
+	out := make([]Running, 0, len(merged))
+	for _, r := range merged {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b Running) int { return a.Record.Slot.Compare(b.Record.Slot) })
+	return out, nil
 }
 
 // Mark reads the mark of (job, slot); ok is false when no node that

@@ -1,0 +1,160 @@
+package scheduler
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"time"
+
+	"github.com/redcron/redcron/scheduler/store"
+)
+
+// registry keeps this replica registered in Redis (a heartbeat every
+// Heartbeat, with a TTL of three), watches the other live replicas for
+// configuration drift (a job they define differently), and takes the
+// trigger requests queued by `redcron trigger`. One goroutine each, owned
+// by Run; the registration is removed when Run returns.
+type registry struct {
+	s       *Scheduler
+	started time.Time
+	drift   map[string]bool // job -> drifting, as last logged; heartbeat goroutine only
+}
+
+// triggerPoll is how often a replica looks for queued trigger requests.
+const triggerPoll = 250 * time.Millisecond
+
+func newRegistry(s *Scheduler) *registry {
+	return &registry{s: s, drift: map[string]bool{}}
+}
+
+// start runs the heartbeat and the trigger poller until the returned func,
+// which stops them, waits for them and unregisters the replica. Without a
+// store (a Locker that is not *locker.Locker) it does nothing.
+func (r *registry) start(ctx context.Context) (stop func()) {
+	s := r.s
+	if s.store == nil {
+		return func() {}
+	}
+	r.started = s.opts.Clock.Now()
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{}, 2)
+	go func() {
+		defer func() { done <- struct{}{} }()
+		r.loop(ctx, s.opts.Heartbeat, r.beat)
+	}()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		r.loop(ctx, triggerPoll, r.takeTriggers)
+	}()
+	return func() {
+		cancel()
+		<-done
+		<-done
+		uctx, ucancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
+		defer ucancel()
+		_ = s.store.Unregister(uctx, s.opts.Replica)
+	}
+}
+
+// loop calls f now and then every d until ctx ends.
+func (r *registry) loop(ctx context.Context, d time.Duration, f func(context.Context)) {
+	clk := r.s.opts.Clock
+	for {
+		f(ctx)
+		t := clk.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+	}
+}
+
+// self is this replica's registration.
+func (r *registry) self() store.Replica {
+	s := r.s
+	me := store.Replica{Replica: s.opts.Replica, Version: s.opts.Version, Started: r.started.UTC(), HTTP: s.opts.HTTP, Jobs: map[string]string{}}
+	h := sha256.New()
+	for _, j := range s.Jobs() {
+		fp := j.Fingerprint()
+		me.Jobs[j.Name] = fp
+		h.Write([]byte(j.Name + "=" + fp + "\n"))
+	}
+	h.Write([]byte(s.opts.Prefix + "\n" + s.opts.MaxClockSkew.String() + "\n" + s.opts.ShutdownGrace.String()))
+	me.ConfigHash = hex.EncodeToString(h.Sum(nil)[:6])
+	return me
+}
+
+// beat registers this replica, then reads every live replica and updates
+// the drift of each job (gauge, and a warning when it starts or stops).
+func (r *registry) beat(ctx context.Context) {
+	s := r.s
+	cctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
+	defer cancel()
+	if err := s.store.Heartbeat(cctx, r.self(), 3*s.opts.Heartbeat); err != nil {
+		s.log.Debug().Err(err).Msg("heartbeat failed")
+		return
+	}
+	live, err := s.store.Replicas(cctx)
+	if err != nil {
+		s.log.Debug().Err(err).Msg("reading the live replicas failed")
+		return
+	}
+	s.metrics.replicas.Set(float64(len(live)))
+	drift := store.Drift(live)
+	for _, j := range s.Jobs() {
+		d := drift[j.Name]
+		v := 0.0
+		if d {
+			v = 1
+		}
+		s.metrics.drift.WithLabelValues(j.Name).Set(v)
+		if d != r.drift[j.Name] {
+			if d {
+				var who []string
+				for _, rep := range live {
+					who = append(who, rep.Replica+"="+orMissing(rep.Jobs[j.Name]))
+				}
+				s.log.Warn().Str("job", j.Name).Strs("fingerprints", who).Msg("config drift: live replicas define this job differently")
+			} else {
+				s.log.Info().Str("job", j.Name).Msg("config drift over: live replicas agree on this job")
+			}
+			r.drift[j.Name] = d
+		}
+	}
+}
+
+func orMissing(fp string) string {
+	if fp == "" {
+		return "(not defined)"
+	}
+	return fp
+}
+
+// takeTriggers runs the trigger requests queued for the jobs this replica
+// has; a request for a job it lacks goes back to the queue for another.
+func (r *registry) takeTriggers(ctx context.Context) {
+	s := r.s
+	cctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
+	defer cancel()
+	reqs, err := s.store.TakeTriggers(cctx, 16)
+	if err != nil || len(reqs) == 0 {
+		return
+	}
+	for _, req := range reqs {
+		if s.job(req.Job) == nil {
+			_ = s.store.QueueTrigger(cctx, req) // another replica may have it
+			continue
+		}
+		// A refusal (overlap, or another replica took the same request) is
+		// recorded in the manual run's mark, which the requester reads.
+		_, _, err := s.trigger(cctx, req.Job, req.ID)
+		if errors.Is(err, ErrNotRunning) {
+			_ = s.store.QueueTrigger(cctx, req) // shutting down: for another replica
+			continue
+		}
+		s.log.Info().Str("job", req.Job).Int64("trigger_id", req.ID).Str("by", req.By).AnErr("error", err).Msg("trigger request taken")
+	}
+}
