@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command: installs redis-server and faketime (for servers with a
-# shifted clock, see internal/redistest) from Debian's packages when they are
+# The test command: installs redis-server, faketime (for servers with a
+# shifted clock, see internal/redistest) and chromium (the dashboard's
+# browser test, scheduler/statusapi) from Debian's packages when they are
 # missing, then runs the whole suite with the race detector.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v faketime >/dev/null 2>&1 || missing+=(faketime)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "${missing[*]} not found; installing from Debian's packages" >&2
   sudo=""

@@ -300,7 +300,7 @@ jobs:
 	hc := srv.Client(t)
 	explained, missed := map[string]int{}, 0
 	for _, job := range shortJobs {
-		hist, err := hc.LRange(context.Background(), store.JobKeys(prefix, job).History(), 0, -1).Result()
+		hist, err := hc.ZRevRange(context.Background(), store.JobKeys(prefix, job).History(), 0, -1).Result()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,9 +22,8 @@ type httpServer struct {
 	done chan struct{}
 }
 
-// startHTTP listens on addr (a bare ":PORT" binds 127.0.0.1) and serves in
-// its own goroutine until shutdown.
-func startHTTP(addr string, sched *scheduler.Scheduler, reg *prometheus.Registry, status http.Handler, log zerolog.Logger) (*httpServer, error) {
+// listenHTTP listens on addr (a bare ":PORT" binds 127.0.0.1).
+func listenHTTP(addr string) (net.Listener, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("--http %q: %w", addr, err)
@@ -32,6 +31,15 @@ func startHTTP(addr string, sched *scheduler.Scheduler, reg *prometheus.Registry
 	if host == "" {
 		addr = net.JoinHostPort("127.0.0.1", port)
 	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--http: %w", err)
+	}
+	return l, nil
+}
+
+// serveHTTP serves the endpoints on l in its own goroutine until shutdown.
+func serveHTTP(l net.Listener, sched *scheduler.Scheduler, reg *prometheus.Registry, status http.Handler, log zerolog.Logger) *httpServer {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -45,10 +53,6 @@ func startHTTP(addr string, sched *scheduler.Scheduler, reg *prometheus.Registry
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.Handle("/", status)
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--http: %w", err)
-	}
 	s := &httpServer{
 		srv: &http.Server{
 			Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
@@ -62,8 +66,8 @@ func startHTTP(addr string, sched *scheduler.Scheduler, reg *prometheus.Registry
 			log.Error().Err(err).Msg("http server stopped")
 		}
 	}()
-	log.Info().Str("addr", l.Addr().String()).Msg("http: status page at /, API at /api/jobs, /healthz /readyz /metrics")
-	return s, nil
+	log.Info().Str("addr", l.Addr().String()).Msg("http: status page at /, API at /api/status, /healthz /readyz /metrics")
+	return s
 }
 
 // shutdown stops accepting, waits up to 5s for requests in flight, and for

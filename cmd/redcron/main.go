@@ -1,5 +1,7 @@
 // Command redcron is the replicated cron scheduler's binary: `run` a
-// jobs.yaml as one replica, `validate` it, or print the `version`.
+// jobs.yaml as one replica, `validate` it, see and steer the cluster
+// (status, history, next, trigger, pause, resume, replicas), or print the
+// `version`.
 //
 // Exit codes: 0 ok, 2 bad usage or config, 1 runtime failure.
 package main
@@ -26,8 +28,18 @@ const usage = `redcron: a replicated cron scheduler
 Usage:
   redcron run      --config FILE [--redis URL] [--replica ID] [--http ADDR] [--log-level LEVEL]
   redcron validate --config FILE
+  redcron status   --config FILE [--json]                 jobs, paused, running, next, last, drift
+  redcron history  JOB --config FILE [--limit N] [--failures] [--json]
+  redcron next     [JOB] --config FILE [--count N] [--json]
+  redcron trigger  JOB --config FILE [--wait] [--timeout D] [--json]
+  redcron pause    JOB --config FILE [--note TEXT]
+  redcron resume   JOB --config FILE
+  redcron replicas --config FILE [--json]
   redcron version
   redcron help
+
+The control commands reach Redis through the config's redis: block (or
+--redis); flags may come before or after JOB.
 
 Environment: REDCRON_REDIS_URL, REDCRON_REPLICA (default host-pid),
 REDCRON_HTTP_TOKEN (bearer token for pause, resume and trigger over --http),
@@ -49,6 +61,20 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return runCommand(rest, stdout, stderr)
 	case "validate":
 		return validateCommand(rest, stdout, stderr)
+	case "status":
+		return statusCommand(rest, stdout, stderr)
+	case "history":
+		return historyCommand(rest, stdout, stderr)
+	case "next":
+		return nextCommand(rest, stdout, stderr)
+	case "trigger":
+		return triggerCommand(rest, stdout, stderr)
+	case "pause":
+		return pauseCommand(true)(rest, stdout, stderr)
+	case "resume":
+		return pauseCommand(false)(rest, stdout, stderr)
+	case "replicas":
+		return replicasCommand(rest, stdout, stderr)
 	case "version", "--version":
 		return versionCommand(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -75,8 +76,31 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	defer closeTrial()
 
+	// The status port is bound first, so that the replica's registration
+	// names it.
+	var ln net.Listener
+	advertised := ""
+	if *httpAddr != "off" && *httpAddr != "" {
+		ln, err = listenHTTP(*httpAddr)
+		switch {
+		case err != nil && !flagSet(fs, "http"):
+			// The default port is taken, most likely by another replica on
+			// this machine: a trial replica still starts, without endpoints.
+			log.Warn().Err(err).Msg("http endpoints off: the default address is taken; pass --http ADDR")
+		case err != nil:
+			fmt.Fprintf(stderr, "redcron run: %v\n", err)
+			return exitFailure
+		default:
+			advertised = ln.Addr().String()
+		}
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reloadErrors := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "redcron_config_reload_errors_total", Help: "SIGHUP reloads refused because the file was invalid (the old jobs kept running).",
+	})
+	reg.MustRegister(reloadErrors)
 	sched, err := scheduler.FromConfig(cfg, scheduler.Options{
 		Replica:    *replica,
 		Clock:      clock,
@@ -84,8 +108,13 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		Registerer: reg,
 		RedisURL:   *redisURL,
 		Conn:       trial,
+		Version:    versionString(),
+		HTTP:       advertised,
 	})
 	if err != nil {
+		if ln != nil {
+			_ = ln.Close()
+		}
 		fmt.Fprintf(stderr, "redcron run: %v\n", err)
 		return exitUsage
 	}
@@ -100,20 +129,12 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		<-ctx.Done()
 		stop()
 	}()
+	stopReload := reloadOnHUP(ctx, cfg, sched, reloadErrors, log)
+	defer stopReload()
 
 	var srv *httpServer
-	if *httpAddr != "off" && *httpAddr != "" {
-		status := statusapi.ForScheduler(sched, os.Getenv("REDCRON_HTTP_TOKEN"))
-		srv, err = startHTTP(*httpAddr, sched, reg, status, log)
-		switch {
-		case err != nil && !flagSet(fs, "http"):
-			// The default port is taken, most likely by another replica on
-			// this machine: a trial replica still starts, without endpoints.
-			log.Warn().Err(err).Msg("http endpoints off: the default address is taken; pass --http ADDR")
-		case err != nil:
-			fmt.Fprintf(stderr, "redcron run: %v\n", err)
-			return exitFailure
-		}
+	if ln != nil {
+		srv = serveHTTP(ln, sched, reg, statusapi.ForScheduler(sched, os.Getenv("REDCRON_HTTP_TOKEN")), log)
 	}
 	log.Info().Str("replica", *replica).Str("config", cfg.File).Int("jobs", len(cfg.Jobs)).Str("redis", sched.Conn().Describe).Msg("redcron started")
 	err = sched.Run(ctx)

@@ -15,12 +15,17 @@ func versionCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "redcron version: unexpected arguments %q\n", args)
 		return exitUsage
 	}
+	fmt.Fprintf(stdout, "redcron %s %s %s/%s\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return exitOK
+}
+
+// versionString is the build's version: -ldflags, else the module's.
+func versionString() string {
 	v := version
 	if v == "dev" {
 		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 			v = bi.Main.Version
 		}
 	}
-	fmt.Fprintf(stdout, "redcron %s %s %s/%s\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	return exitOK
+	return v
 }
