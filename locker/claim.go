@@ -129,8 +129,11 @@ func (c *Claim) stopTime() time.Duration { return min(max(c.StopTime, 0), c.TTL/
 // markTTL is how long a running mark lives from a claim or renewal.
 func (c *Claim) markTTL() time.Duration { return max(c.MarkTTL, c.TTL) }
 
-// lines are a lease's script command lines, built once per claim: every
-// attempt, renewal and take sends the same line.
+// lines are a lease's script command lines, each built once: every
+// attempt, renewal and take sends the same line. Most claims of a busy
+// cluster lose, so the claim's line is built with the bid, the renewal's
+// only with a lease (newLease) and the take's only when a lease waits for
+// the run it replaces.
 type lines struct {
 	obtain, renew, take []any
 }
@@ -161,12 +164,12 @@ func (c *Claim) keys(a *args) *args {
 }
 
 func (c *Claim) lines(token string) lines {
-	ttl, markTTL := ms(c.TTL), ms(c.markTTL())
+	ttl := ms(c.TTL)
 	var o args
 	c.keys(&o).key("pause", c.PauseKey)
 	o.arg("token", token).arg("ttl", ttl)
 	if c.MarkKey != "" {
-		o.arg("mark_ttl", markTTL).arg("retention", ms(c.Retention)).arg("run", c.Running)
+		o.arg("mark_ttl", ms(c.markTTL())).arg("retention", ms(c.Retention)).arg("run", c.Running)
 		o.argIf("skip_busy", c.Records.Busy).argIf("skip_paused", c.Records.Paused).argIf("skip_late", c.Records.Late)
 	}
 	if !c.Slot.IsZero() {
@@ -184,21 +187,26 @@ func (c *Claim) lines(token string) lines {
 	}
 	c.history(&o)
 
+	return lines{obtain: obtainScript.line(&o)}
+}
+
+// renewLine is renew.lua's command line for token.
+func (c *Claim) renewLine(token string) []any {
 	var r args
 	r.key("lease", c.Key).key("mark", c.MarkKey).key("running", c.RunningKey)
 	if c.Replace {
 		r.key("next", c.NextKey)
 	}
-	r.arg("token", token).arg("ttl", ttl).arg("mark_ttl", markTTL)
+	r.arg("token", token).arg("ttl", ms(c.TTL)).arg("mark_ttl", ms(c.markTTL()))
+	return renewScript.line(&r)
+}
 
-	l := lines{obtain: obtainScript.line(&o), renew: renewScript.line(&r)}
-	if c.Replace {
-		var t args
-		t.key("lease", c.Key).key("next", c.NextKey).key("mark", c.MarkKey).key("running", c.RunningKey)
-		t.arg("token", token).arg("ttl", ttl).arg("mark_ttl", markTTL)
-		l.take = takeScript.line(&t)
-	}
-	return l
+// takeLine is take.lua's command line for token (overlap replace).
+func (c *Claim) takeLine(token string) []any {
+	var t args
+	t.key("lease", c.Key).key("next", c.NextKey).key("mark", c.MarkKey).key("running", c.RunningKey)
+	t.arg("token", token).arg("ttl", ms(c.TTL)).arg("mark_ttl", ms(c.markTTL()))
+	return takeScript.line(&t)
 }
 
 // Modes of release.lua for the claim's own running mark.

@@ -55,6 +55,9 @@ type Lease struct {
 func newLease(lk *Locker, b *Bid, fence int64, start time.Time) *Lease {
 	c := &b.claim
 	drift := lk.opts.drift(c.TTL)
+	if b.lines.renew == nil {
+		b.lines.renew = c.renewLine(b.token)
+	}
 	return &Lease{
 		lk:        lk,
 		bid:       b,
@@ -439,6 +442,9 @@ func (l *Lease) retry(ctx context.Context, op func() error) error {
 // ends it with Records.Busy and ErrNotObtained.
 func (l *Lease) awaitPredecessor(ctx context.Context, pttl int64) error {
 	c := &l.bid.claim
+	if l.bid.lines.take == nil {
+		l.bid.lines.take = c.takeLine(l.bid.token)
+	}
 	ctx = context.WithoutCancel(ctx)
 	bound := time.Now().Add(time.Duration(max(pttl, 0))*time.Millisecond + 2*c.TTL + l.lk.opts.NodeTimeout)
 	poll := 10 * time.Millisecond

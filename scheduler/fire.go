@@ -31,6 +31,15 @@ func (s *Scheduler) fire(ctx context.Context, js *jobState, slot, next time.Time
 // has already come.
 func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Time, g *gate) {
 	j := js.job
+	jitter := Jitter(j.Name, slot, j.Jitter)
+	// The claim is built before its slot comes (keys, records, the script's
+	// line): at the slot, a replica with thousands of jobs due only sends.
+	bid, err := s.locker.Bid(s.claimFor(js, slot, jitter, 0))
+	if err != nil {
+		log := s.jobLog(js, slot)
+		log.Error().Err(err).Msg("claim refused as invalid")
+		return
+	}
 	if g != nil {
 		select {
 		case <-g.open:
@@ -38,11 +47,10 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Ti
 			return // shutting down: stop claiming
 		}
 	}
-	jitter := Jitter(j.Name, slot, j.Jitter)
 	if err := sleepUntil(ctx, s.opts.Clock, slot.Add(jitter+s.clock.lead())); err != nil {
 		return // shutting down: stop claiming
 	}
-	lease := s.claim(ctx, js, slot, next, jitter, g)
+	lease := s.claim(ctx, js, slot, next, jitter, g, bid)
 	if lease == nil {
 		return
 	}
@@ -65,7 +73,7 @@ func (s *Scheduler) jobLog(js *jobState, slot time.Time) zerolog.Logger {
 // in turn). A claim given up is withdrawn if it may have won (its mark then
 // records the slot as aborted), and the slot's skip is recorded once no
 // replica may claim it any more, if none did (see recorder).
-func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Time, jitter time.Duration, g *gate) *locker.Lease {
+func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Time, jitter time.Duration, g *gate, bid *locker.Bid) *locker.Lease {
 	j := js.job
 	clk := s.opts.Clock
 	if !s.clock.healthy() {
@@ -73,12 +81,6 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 		return nil
 	}
 	deadline, retryUntil := claimBounds(j, slot, next, jitter)
-	bid, err := s.locker.Bid(s.claimFor(js, slot, jitter, 0))
-	if err != nil {
-		log := s.jobLog(js, slot)
-		log.Error().Err(err).Msg("claim refused as invalid")
-		return nil
-	}
 	giveUp := func(reason string) *locker.Lease {
 		if !bid.Sent() {
 			bid = nil
@@ -169,7 +171,7 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 		// I/O error, no quorum, or confirmed too late: the claim may have
 		// won. Retry it as itself after the shared reconnect backoff.
 		n := s.failures.Add(1)
-		s.metrics.claimErrors.WithLabelValues(j.Name).Inc()
+		js.metrics.claimErrors.Inc()
 		now := clk.Now()
 		wait := min(reconnectDelay(int(n)), retryUntil.Sub(now)-2*claimGuard)
 		log := s.jobLog(js, slot)
@@ -233,8 +235,13 @@ func (s *Scheduler) claimFor(js *jobState, slot time.Time, jitter time.Duration,
 	j := js.job
 	k := js.keys
 	retention := s.MarkRetention(j)
+	// A claim built before its slot says the run started when it is due.
+	started := s.opts.Clock.Now()
+	if due := slot.Add(jitter); manual == 0 && due.After(started) {
+		started = due
+	}
 	running := store.Record{Job: j.Name, Slot: slot, Outcome: store.OutcomeRunning, Replica: s.opts.Replica,
-		Started: s.opts.Clock.Now(), Manual: manual != 0}
+		Started: started, Manual: manual != 0}
 	c := locker.Claim{
 		Key:        k.Lease(),
 		MetaKey:    k.Meta(),
@@ -315,9 +322,9 @@ func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, m
 
 	start := clk.Now()
 	if !manual {
-		s.metrics.fireLag.WithLabelValues(j.Name).Observe(start.Sub(slot).Seconds())
+		js.metrics.fireLag.Observe(start.Sub(slot).Seconds())
 	}
-	running := s.metrics.running.WithLabelValues(j.Name)
+	running := js.metrics.running
 	running.Inc()
 	log.Info().Bool("manual", manual).Msg("run started")
 	attempts := 0
@@ -341,10 +348,10 @@ func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, m
 	}
 
 	running.Dec()
-	s.metrics.runs.WithLabelValues(j.Name, out).Inc()
-	s.metrics.duration.WithLabelValues(j.Name).Observe(dur.Seconds())
+	js.metrics.run(out).Inc()
+	js.metrics.duration.Observe(dur.Seconds())
 	if out == store.OutcomeOK {
-		s.metrics.lastSuccess.WithLabelValues(j.Name).Set(float64(clk.Now().UnixMilli()) / 1000)
+		js.metrics.lastSuccess.Set(float64(clk.Now().UnixMilli()) / 1000)
 	}
 	e := log.Info()
 	if out != store.OutcomeOK {

@@ -230,7 +230,7 @@ func (s *Scheduler) gateAt(ctx context.Context, js *jobState, slot, next, now ti
 // claim, or its recorder, wrote the slot's record): each skip is counted
 // once in the cluster.
 func (s *Scheduler) skipped(js *jobState, slot time.Time, reason string) {
-	s.metrics.skips.WithLabelValues(js.job.Name, reason).Inc()
+	js.metrics.skip(reason).Inc()
 	s.log.Warn().Str("job", js.job.Name).Time("slot", slot).Str("reason", reason).Msg("slot skipped")
 	s.recorded(js, skipRecord(js, slot, reason))
 }

@@ -42,9 +42,6 @@ func (s *Scheduler) Reload(js []*jobs.Job) error {
 	s.jobsMu.Lock()
 	s.jobs = states
 	s.jobsMu.Unlock()
-	for _, js := range states {
-		s.metrics.initJob(js.job.Name)
-	}
 	if !s.started.Load() {
 		return nil // Run's loop starts from s.jobs
 	}

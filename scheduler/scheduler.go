@@ -84,6 +84,7 @@ type jobState struct {
 	// fingerprint is job.Fingerprint(): a reload keeps this state when the
 	// definition is the same.
 	fingerprint string
+	metrics     *jobMetrics // the job's series
 
 	next  time.Time // next slot to consider
 	last  time.Time // latest slot handled (fired or skipped); zero at start
@@ -123,9 +124,6 @@ func New(js []*jobs.Job, l Locker, opts Options) (*Scheduler, error) {
 	}
 	layout()
 	s.jobs = states
-	for _, js := range states {
-		s.metrics.initJob(js.job.Name)
-	}
 	return s, nil
 }
 
@@ -175,6 +173,7 @@ func (s *Scheduler) states(js []*jobs.Job, old []*jobState) (out []*jobState, la
 			fn:          Chain(append([]Wrapper{Recover()}, opts.Wrappers...)...)(j.Run),
 			since:       since,
 			fingerprint: j.Fingerprint(),
+			metrics:     s.metrics.forJob(j.Name),
 		})
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -12,6 +12,9 @@ const DefaultPrefix = "redcron"
 type Keys struct {
 	Job    string
 	prefix string // "P:{J}:"
+	// The job's fixed keys, built once: a replica builds claims for
+	// thousands of firings a second.
+	meta, lease, history, running, paused string
 }
 
 // JobKeys returns the keys of job under prefix ("" means DefaultPrefix).
@@ -19,14 +22,16 @@ func JobKeys(prefix, job string) Keys {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
-	return Keys{Job: job, prefix: prefix + ":{" + job + "}:"}
+	p := prefix + ":{" + job + "}:"
+	return Keys{Job: job, prefix: p, meta: p + "meta", lease: p + "lease", history: p + "history",
+		running: p + "running", paused: p + "paused"}
 }
 
 // Meta is the job's hash: fence counter, high-water slot, first sight.
-func (k Keys) Meta() string { return k.prefix + "meta" }
+func (k Keys) Meta() string { return k.meta }
 
 // Lease is the job's lease key (overlap forbid and replace).
-func (k Keys) Lease() string { return k.prefix + "lease" }
+func (k Keys) Lease() string { return k.lease }
 
 // SlotLease is the lease key of one slot (overlap allow).
 func (k Keys) SlotLease(slot time.Time) string { return k.Lease() + ":" + unix(slot) }
@@ -49,14 +54,14 @@ func (k Keys) ManualMark(id int64) string {
 }
 
 // History is the job's final records, a sorted set scored by slot (ms).
-func (k Keys) History() string { return k.prefix + "history" }
+func (k Keys) History() string { return k.history }
 
 // Running is the job's index of running runs: their mark keys, scored by
 // lease expiry (ms).
-func (k Keys) Running() string { return k.prefix + "running" }
+func (k Keys) Running() string { return k.running }
 
 // Paused is the job's pause key: present means paused.
-func (k Keys) Paused() string { return k.prefix + "paused" }
+func (k Keys) Paused() string { return k.paused }
 
 // Events is the job's pub/sub channel.
 func (k Keys) Events() string { return k.prefix + "events" }
