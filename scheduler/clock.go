@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
@@ -78,5 +79,35 @@ func sleep(ctx context.Context, clk Clock, d time.Duration) error {
 		return nil
 	case <-ctx.Done():
 		return context.Cause(ctx)
+	}
+}
+
+// correctedClock is the scheduler's clock: its Options.Clock plus the
+// offset to Redis's clock that the clock watch last measured (within
+// MaxClockSkew), so that every replica fires a slot when it is due on
+// Redis's clock, the one that claims are checked against, whether its own
+// clock runs ahead or behind. A replica behind by 300 ms would otherwise
+// start its share of the firings 300 ms late.
+type correctedClock struct {
+	base       Clock
+	correction atomic.Int64 // nanoseconds added to base
+}
+
+func (c *correctedClock) Now() time.Time { return c.base.Now().Add(c.get()) }
+
+func (c *correctedClock) NewTimer(d time.Duration) Timer { return c.base.NewTimer(d) }
+
+func (c *correctedClock) get() time.Duration { return time.Duration(c.correction.Load()) }
+
+// correctionNoise is the change of measured offset below which the
+// correction is left alone: a measurement's error (half a round trip) must
+// not make the clock jitter.
+const correctionNoise = 10 * time.Millisecond
+
+// correct moves the correction to offset when it differs by more than
+// correctionNoise.
+func (c *correctedClock) correct(offset time.Duration) {
+	if (offset - c.get()).Abs() > correctionNoise {
+		c.correction.Store(int64(offset))
 	}
 }

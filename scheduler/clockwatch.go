@@ -17,7 +17,7 @@ type clockWatch struct {
 
 	mu       sync.Mutex
 	measured bool          // at least one measurement succeeded
-	offset   time.Duration // Redis minus this replica's clock
+	offset   time.Duration // Redis minus this replica's clock (Options.Clock, uncorrected)
 	ok       bool          // |offset| <= MaxClockSkew
 	lastErr  error         // the last measurement's error
 }
@@ -67,7 +67,7 @@ func (w *clockWatch) recheck() {
 
 // measure takes one measurement and logs a change of state once.
 func (w *clockWatch) measure(ctx context.Context) {
-	sc, err := w.s.locker.ServerClock(ctx, w.s.opts.Clock.Now)
+	sc, err := w.s.locker.ServerClock(ctx, w.s.clk.base.Now)
 	skew := w.s.opts.MaxClockSkew
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -89,6 +89,9 @@ func (w *clockWatch) measure(ctx context.Context) {
 		w.s.log.Info().Int64("offset_ms", sc.Offset.Milliseconds()).Msg("clock back within max_clock_skew of Redis: claiming again")
 	}
 	w.measured, w.offset, w.ok = true, sc.Offset, ok
+	if ok {
+		w.s.clk.correct(sc.Offset)
+	}
 }
 
 // healthy reports whether this replica may claim: its last measured
@@ -100,19 +103,19 @@ func (w *clockWatch) healthy() bool {
 	return w.ok || !w.measured
 }
 
-// lead is how far this replica's clock runs ahead of Redis's, when it
-// does (0 otherwise): claims are sent that much after their slot on this
-// clock, so that they reach Redis once the slot is due there.
+// lead is how far the scheduler's clock (corrected, see correctedClock)
+// still runs ahead of Redis's, when it does (0 otherwise): claims are sent
+// that much after their slot on this clock, so that they reach Redis once
+// the slot is due there.
 func (w *clockWatch) lead() time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.measured || !w.ok || w.offset >= 0 {
+	if !w.measured || !w.ok {
 		return 0
 	}
-	return -w.offset
+	return max(w.s.clk.get()-w.offset, 0)
 }
 
-// err is nil while the replica may claim, else why not (for /readyz).
 func (w *clockWatch) err() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -47,8 +47,23 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Ti
 			return // shutting down: stop claiming
 		}
 	}
-	if err := sleepUntil(ctx, s.opts.Clock, slot.Add(jitter+s.clock.lead())); err != nil {
+	due := slot.Add(jitter)
+	if err := sleepUntil(ctx, s.opts.Clock, due.Add(s.clock.lead())); err != nil {
 		return // shutting down: stop claiming
+	}
+	if !s.share.first(js, slot) {
+		// Another replica is first for this firing: look again once it
+		// must have beaten since the slot, and step in if it has not.
+		if err := sleepUntil(ctx, s.opts.Clock, due.Add(s.clock.lead()+s.share.handOff())); err != nil {
+			return
+		}
+		if !s.share.stepIn(js, slot, due) {
+			return
+		}
+		s.metrics.stepIns.Inc()
+		if e := s.log.Debug(); e.Enabled() {
+			e.Str("job", j.Name).Time("slot", slot).Msg("stepping in: the replica first for this firing has not beaten since its slot")
+		}
 	}
 	lease := s.claim(ctx, js, slot, next, jitter, g, bid)
 	if lease == nil {
@@ -80,7 +95,10 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 		s.recorder.add(js, slot, store.ReasonClock, nil)
 		return nil
 	}
+	// The bounds are on Redis's clock; this replica's runs lead ahead.
+	lead := s.clock.lead()
 	deadline, retryUntil := claimBounds(j, slot, next, jitter)
+	deadline, retryUntil = deadline.Add(lead), retryUntil.Add(lead)
 	giveUp := func(reason string) *locker.Lease {
 		if !bid.Sent() {
 			bid = nil

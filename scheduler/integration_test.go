@@ -69,10 +69,10 @@ func TestExactlyOnce(t *testing.T) {
 	}
 }
 
-// TestLateReplicaNeverReruns: a replica whose clock is 1.9 s behind fires
-// every slot after a healthy replica has finished it (10 ms jobs); the slot
-// marks make it run nothing.
-func TestLateReplicaNeverReruns(t *testing.T) {
+// TestLateReplicaOnTime: a replica whose clock is 1.9 s behind corrects
+// it by its measured offset to Redis: it takes its share of the firings
+// and starts them on time, and no slot runs twice (10 ms jobs).
+func TestLateReplicaOnTime(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t, redistest.Options{})
 	l := &ledger{}
@@ -86,20 +86,25 @@ func TestLateReplicaNeverReruns(t *testing.T) {
 	startInstance(t, srv, js, Options{Replica: "healthy"})
 	startInstance(t, srv, js, Options{Replica: "late", Clock: OffsetClock(nil, -1900*time.Millisecond)})
 	waitUntil(begin.Add(8 * time.Second))
-	// Before begin+1s the late replica may run slots the healthy one,
-	// started after them, never saw.
-	got := checkOnce(t, l.snapshot(), begin.Add(time.Second))
+	// Before begin+2s the late replica may not have measured its clock.
+	got := checkOnce(t, l.snapshot(), begin.Add(2*time.Second))
+	late := 0
 	for job, m := range got {
-		n := 0
 		for _, e := range m {
 			if e.replica == "late" {
-				t.Errorf("job %s slot %v: run by the late replica, want only the healthy one", job, e.slot)
+				late++
+				// Generous: the point is 1.9 s, the clock's error.
+				if lag := e.start.Sub(e.slot); lag > 500*time.Millisecond {
+					t.Errorf("job %s slot %v: the late replica started it %v after its slot, want on time", job, e.slot, lag)
+				}
 			}
-			n++
 		}
-		if n < 6 {
-			t.Errorf("job %s: got %d runs, want >= 6", job, n)
+		if len(m) < 5 {
+			t.Errorf("job %s: got %d runs, want >= 5", job, len(m))
 		}
+	}
+	if late == 0 {
+		t.Errorf("runs by the late replica: got 0, want its share")
 	}
 }
 

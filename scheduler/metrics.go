@@ -31,6 +31,7 @@ type metrics struct {
 	drift       *prometheus.GaugeVec     // job
 	replicas    prometheus.Gauge
 	clockOffset prometheus.Gauge
+	stepIns     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -64,6 +65,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		replicas: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "redcron_replicas", Help: "Live replicas registered in Redis, as this replica last saw them.",
 		}),
+		stepIns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "redcron_share_step_ins_total", Help: "Firings this replica claimed for another that had not beaten since their slot (work sharing).",
+		}),
 		clockOffset: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "redcron_clock_offset_seconds", Help: "Redis's clock minus this replica's, as last measured (TIME, corrected for the round trip).",
 		}),
@@ -78,6 +82,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.running = register(reg, m.running)
 		m.drift = register(reg, m.drift)
 		m.replicas = register(reg, m.replicas)
+		m.stepIns = register(reg, m.stepIns)
 		m.clockOffset = register(reg, m.clockOffset)
 	}
 	return m

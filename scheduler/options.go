@@ -20,6 +20,7 @@ const (
 	DefaultCallTimeout   = 5 * time.Second
 	DefaultClockCheck    = time.Second
 	DefaultHeartbeat     = 5 * time.Second
+	DefaultShareBeat     = 200 * time.Millisecond
 	// MarkMargin is added to every slot mark's retention, for Redis and
 	// network latency and timer lateness (see [Scheduler.MarkRetention]).
 	MarkMargin = 5 * time.Second
@@ -73,6 +74,13 @@ type Options struct {
 	// (which expires after three) and checks the live replicas for config
 	// drift. Default 5s.
 	Heartbeat time.Duration
+	// ShareBeat is how often the replica tells the others, through Redis,
+	// that it is live, for work sharing: each firing is claimed by one
+	// replica, chosen by rendezvous hashing among the live ones, and
+	// another steps in three beats after the slot if that one did not beat
+	// since. Default 200ms; negative turns sharing off (every replica
+	// claims every firing).
+	ShareBeat time.Duration
 	// Wrappers are added around every job's run, outermost first, inside
 	// the scheduler's own (timeout, then retries; panics are always
 	// recovered): e.g. a tracing or metrics wrapper. Default none.
@@ -127,6 +135,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = DefaultHeartbeat
+	}
+	if o.ShareBeat == 0 {
+		o.ShareBeat = DefaultShareBeat
 	}
 	if o.Version == "" {
 		o.Version = "dev"

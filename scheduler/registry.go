@@ -11,10 +11,12 @@ import (
 )
 
 // registry keeps this replica registered in Redis (a heartbeat every
-// Heartbeat, with a TTL of three), watches the other live replicas for
-// configuration drift (a job they define differently), and takes the
-// trigger requests queued by `redcron trigger`. One goroutine each, owned
-// by Run; the registration is removed when Run returns.
+// Heartbeat, with a TTL of three, and at once when work sharing sees a
+// registration it does not know), watches the other live replicas for
+// configuration drift (a job they define differently), takes the trigger
+// requests queued by `redcron trigger`, and runs work sharing's beats. One
+// goroutine each, owned by Run; the registration is removed when Run
+// returns.
 type registry struct {
 	s       *Scheduler
 	started time.Time
@@ -38,36 +40,53 @@ func (r *registry) start(ctx context.Context) (stop func()) {
 	}
 	r.started = s.opts.Clock.Now()
 	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 3)
+	n := 2
 	go func() {
 		defer func() { done <- struct{}{} }()
-		r.loop(ctx, s.opts.Heartbeat, r.beat)
+		r.loop(ctx, s.opts.Heartbeat, s.share.refresh, r.beat)
 	}()
 	go func() {
 		defer func() { done <- struct{}{} }()
-		r.loop(ctx, triggerPoll, r.takeTriggers)
+		r.loop(ctx, triggerPoll, nil, r.takeTriggers)
 	}()
+	if s.share.on() {
+		n++
+		go func() {
+			defer func() { done <- struct{}{} }()
+			s.share.run(ctx)
+		}()
+	}
 	return func() {
 		cancel()
-		<-done
-		<-done
+		for range n {
+			<-done
+		}
 		uctx, ucancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
 		defer ucancel()
 		_ = s.store.Unregister(uctx, s.opts.Replica)
 	}
 }
 
-// loop calls f now and then every d until ctx ends.
-func (r *registry) loop(ctx context.Context, d time.Duration, f func(context.Context)) {
+// loop calls f now and then every d, or sooner when kick receives, until
+// ctx ends.
+func (r *registry) loop(ctx context.Context, d time.Duration, kick <-chan struct{}, f func(context.Context)) {
 	clk := r.s.opts.Clock
 	for {
 		f(ctx)
+		last := clk.Now()
 		t := clk.NewTimer(d)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-t.C():
+		case <-kick:
+			t.Stop()
+			// At most one extra call a second, however often kicked.
+			if sleep(ctx, clk, time.Second-clk.Now().Sub(last)) != nil {
+				return
+			}
 		}
 	}
 }
@@ -93,15 +112,18 @@ func (r *registry) beat(ctx context.Context) {
 	s := r.s
 	cctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
 	defer cancel()
-	if err := s.store.Heartbeat(cctx, r.self(), 3*s.opts.Heartbeat); err != nil {
+	me := r.self()
+	if err := s.store.Heartbeat(cctx, me, 3*s.opts.Heartbeat); err != nil {
 		s.log.Debug().Err(err).Msg("heartbeat failed")
 		return
 	}
+	s.share.setHash(me.ConfigHash) // registered: the beats may say so
 	live, err := s.store.Replicas(cctx)
 	if err != nil {
 		s.log.Debug().Err(err).Msg("reading the live replicas failed")
 		return
 	}
+	s.share.setMembers(live)
 	s.metrics.replicas.Set(float64(len(live)))
 	drift := store.Drift(live)
 	for _, j := range s.Jobs() {

@@ -39,9 +39,14 @@ func (s *Scheduler) Reload(js []*jobs.Job) error {
 	if !s.started.Load() {
 		layout()
 	}
+	// Until the new registration is written, the beats say the config is
+	// changing: the others then claim rather than count on this replica
+	// for a job it may no longer have.
+	s.share.setHash("reloading")
 	s.jobsMu.Lock()
 	s.jobs = states
 	s.jobsMu.Unlock()
+	s.share.kick()
 	if !s.started.Load() {
 		return nil // Run's loop starts from s.jobs
 	}

@@ -65,6 +65,8 @@ type Scheduler struct {
 	reloads  chan reload
 	loopDone chan struct{}
 	registry *registry
+	share    *share
+	clk      *correctedClock // opts.Clock
 	events   *events
 
 	// trigMu guards accepting: Trigger adds to wg only while Run accepts,
@@ -103,7 +105,10 @@ func New(js []*jobs.Job, l Locker, opts Options) (*Scheduler, error) {
 		return nil, fmt.Errorf("%w: nil locker", ErrInvalidJob)
 	}
 	opts = opts.withDefaults()
+	clk := &correctedClock{base: opts.Clock}
+	opts.Clock = clk
 	s := &Scheduler{
+		clk:      clk,
 		opts:     opts,
 		locker:   l,
 		log:      opts.Logger.With().Str("replica", opts.Replica).Logger(),
@@ -117,6 +122,7 @@ func New(js []*jobs.Job, l Locker, opts Options) (*Scheduler, error) {
 	s.clock = newClockWatch(s)
 	s.recorder = newRecorder(s)
 	s.registry = newRegistry(s)
+	s.share = newShare(s)
 	s.events = newEvents(s)
 	states, layout, err := s.states(js, nil)
 	if err != nil {

@@ -1,0 +1,242 @@
+package scheduler
+
+import (
+	"context"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redcron/redcron/scheduler/store"
+)
+
+// share spreads the claims of a cluster over its replicas (DESIGN promise
+// 11). Every replica beats every ShareBeat on Redis's clock and learns the
+// others' beats in the same round trip. For each (job, slot) the live
+// replicas that define the job alike are ranked by rendezvous hashing; the
+// first claims at the slot, the others do not send anything. HandOff (three
+// beats) after the slot, each of the others looks again: when the replicas
+// ranked above it have not beaten since the slot (dead, stalled, cut off
+// from Redis, or with their clock off), the first of those that have
+// beaten steps in and claims. The claim itself keeps a slot to one run, so
+// a view that differs between replicas costs a redundant claim, never a
+// second run; where a replica cannot tell (no fresh beat, a replica whose
+// jobs it does not know, a job defined differently) it claims, as every
+// replica did before sharing.
+type share struct {
+	s *Scheduler
+	// view is the last answer to this replica's beat; nil until the first.
+	view atomic.Pointer[shareView]
+	// members are the live replicas' registrations (their jobs), as the
+	// registry last read them; nil until the first read.
+	members atomic.Pointer[map[string]store.Replica]
+	// hash is this replica's config hash (its registration's), which its
+	// beats carry so that the others see a reload at once.
+	hash atomic.Pointer[string]
+	// refresh asks the registry to read the registrations again, when a
+	// beat shows a replica whose registration is unknown or stale.
+	refresh chan struct{}
+}
+
+// shareView is one beat's answer.
+type shareView struct {
+	live store.Live
+	got  time.Time // on this replica's clock
+}
+
+// Beat states: what a replica says of itself in its beats.
+const (
+	stateClaims = "claims" // it claims the firings it is first for
+	stateOff    = "off"    // its clock is off: it claims nothing
+)
+
+func newShare(s *Scheduler) *share {
+	return &share{s: s, refresh: make(chan struct{}, 1)}
+}
+
+// on says whether work sharing is on: a positive ShareBeat and a store.
+func (sh *share) on() bool { return sh.s.opts.ShareBeat > 0 && sh.s.store != nil }
+
+// handOff is how long after a slot the others look whether the first
+// replica beat since the slot: three beats, so that a live one surely has.
+func (sh *share) handOff() time.Duration { return 3 * sh.s.opts.ShareBeat }
+
+// forget is how long a beat is kept in Redis: replicas silent for longer
+// are dropped from the set.
+func (sh *share) forget() time.Duration { return max(10*time.Second, 20*sh.s.opts.ShareBeat) }
+
+// setHash publishes this replica's config hash, for its next beats.
+func (sh *share) setHash(h string) { sh.hash.Store(&h) }
+
+// kick asks the registry to register this replica and read the others
+// again now.
+func (sh *share) kick() {
+	select {
+	case sh.refresh <- struct{}{}:
+	default:
+	}
+}
+
+// setMembers publishes the registrations the registry read.
+func (sh *share) setMembers(rs []store.Replica) {
+	m := make(map[string]store.Replica, len(rs))
+	for _, r := range rs {
+		m[r.Replica] = r
+	}
+	sh.members.Store(&m)
+}
+
+// state is what this replica's next beat says of it: "<state>:<config hash>".
+func (sh *share) state() string {
+	st := stateClaims
+	if !sh.s.clock.healthy() {
+		st = stateOff
+	}
+	h := ""
+	if p := sh.hash.Load(); p != nil {
+		h = *p
+	}
+	return st + ":" + h
+}
+
+// run beats every ShareBeat until ctx ends, then leaves the set, so that
+// the others step in for this replica at once.
+func (sh *share) run(ctx context.Context) {
+	s := sh.s
+	clk := s.opts.Clock
+	for {
+		sh.beat(ctx, sh.state())
+		t := clk.NewTimer(s.opts.ShareBeat)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			lctx, cancel := context.WithTimeout(context.Background(), s.opts.CallTimeout)
+			sh.beat(lctx, "")
+			cancel()
+			return
+		case <-t.C():
+		}
+	}
+}
+
+// beat sends one beat (state "" leaves) and keeps the answer.
+func (sh *share) beat(ctx context.Context, state string) {
+	s := sh.s
+	cctx, cancel := context.WithTimeout(ctx, s.opts.ShareBeat)
+	defer cancel()
+	live, err := s.store.Beat(cctx, s.opts.Replica, state, sh.forget())
+	if err != nil {
+		s.log.Debug().Err(err).Msg("liveness beat failed")
+		return
+	}
+	if state == "" {
+		return
+	}
+	sh.view.Store(&shareView{live: live, got: s.opts.Clock.Now()})
+	members := sh.members.Load()
+	for id, r := range live.Replicas {
+		if id == s.opts.Replica {
+			continue
+		}
+		if m, ok := (*orEmpty(members))[id]; !ok || m.ConfigHash != hashOf(r.State) {
+			sh.kick() // the registry reads the registrations again
+			return
+		}
+	}
+}
+
+func orEmpty(m *map[string]store.Replica) *map[string]store.Replica {
+	if m == nil {
+		return &map[string]store.Replica{}
+	}
+	return m
+}
+
+// hashOf is the config hash of a beat's state.
+func hashOf(state string) string {
+	_, h, _ := strings.Cut(state, ":")
+	return h
+}
+
+// claimsIn says whether a beat's state says the replica claims.
+func claimsIn(state string) bool { return strings.HasPrefix(state, stateClaims+":") }
+
+// first says whether this replica claims (js, slot) at the slot: sharing
+// is off, the replica cannot tell who else would, or it is the first of
+// the live replicas.
+func (sh *share) first(js *jobState, slot time.Time) bool {
+	if !sh.on() {
+		return true
+	}
+	// live now: beat within the hand-off
+	top, ok := sh.top(js, slot, func(v *shareView, r store.LiveReplica) bool {
+		return v.live.Now.Sub(r.Beat) <= sh.handOff()
+	})
+	return !ok || top == sh.s.opts.Replica
+}
+
+// stepIn says, HandOff after the slot, whether this replica claims (js,
+// slot) after all: the replicas ranked above it have not beaten since the
+// slot (or it cannot tell).
+func (sh *share) stepIn(js *jobState, slot, due time.Time) bool {
+	top, ok := sh.top(js, slot, func(v *shareView, r store.LiveReplica) bool {
+		return !r.Beat.Before(due)
+	})
+	return !ok || top == sh.s.opts.Replica
+}
+
+// top returns the first, by rendezvous hash for (job, slot), of this
+// replica and the replicas that claim, define the job as this one does,
+// and pass live. ok is false when this replica cannot tell: no fresh view,
+// a live replica whose registration it does not know or that changed, or
+// a job defined differently.
+func (sh *share) top(js *jobState, slot time.Time, live func(*shareView, store.LiveReplica) bool) (id string, ok bool) {
+	s := sh.s
+	v := sh.view.Load()
+	members := sh.members.Load()
+	if v == nil || members == nil || s.opts.Clock.Now().Sub(v.got) > sh.handOff() {
+		return "", false
+	}
+	me := s.opts.Replica
+	name, fp := js.job.Name, js.fingerprint
+	su := strconv.FormatInt(slot.Unix(), 10)
+	best, bestScore := me, rendezvous(name, su, me)
+	for rid, r := range v.live.Replicas {
+		if rid == me || !live(v, r) || !claimsIn(r.State) {
+			continue
+		}
+		m, known := (*members)[rid]
+		if !known || m.ConfigHash != hashOf(r.State) {
+			return "", false
+		}
+		switch rfp, has := m.Jobs[name]; {
+		case !has:
+			continue // it does not run this job
+		case rfp != fp:
+			return "", false // defined differently: everyone claims
+		}
+		if sc := rendezvous(name, su, rid); sc > bestScore || (sc == bestScore && rid < best) {
+			best, bestScore = rid, sc
+		}
+	}
+	return best, true
+}
+
+// rendezvous is replica's score for (job, slot): the replica with the
+// highest score claims. FNV-1a, then a SplitMix64 finaliser for spread.
+func rendezvous(job, slot, replica string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(job))
+	h.Write([]byte{0})
+	h.Write([]byte(slot))
+	h.Write([]byte{0})
+	h.Write([]byte(replica))
+	x := h.Sum64()
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}

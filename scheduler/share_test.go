@@ -1,0 +1,230 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/redcron/redcron/internal/redistest"
+	"github.com/redcron/redcron/jobs"
+)
+
+// TestRendezvousSpread: over many (job, slot) pairs each of R replicas is
+// first for about 1/R of them, and removing one replica moves only its
+// own pairs.
+func TestRendezvousSpread(t *testing.T) {
+	for _, r := range []int{2, 3, 10, 30} {
+		t.Run(strconv.Itoa(r), func(t *testing.T) {
+			ids := make([]string, r)
+			for i := range ids {
+				ids[i] = fmt.Sprintf("host-%d-%d", i, 1000+i*37)
+			}
+			first := func(job, slot string, ids []string) string {
+				best, score := "", uint64(0)
+				for _, id := range ids {
+					if sc := rendezvous(job, slot, id); best == "" || sc > score {
+						best, score = id, sc
+					}
+				}
+				return best
+			}
+			count := map[string]int{}
+			moved := 0
+			const jobsN, slots = 300, 200
+			for j := range jobsN {
+				job := "job-" + strconv.Itoa(j)
+				for s := range slots {
+					slot := strconv.Itoa(1_790_000_000 + s)
+					w := first(job, slot, ids)
+					count[w]++
+					if w2 := first(job, slot, ids[1:]); w2 != w && w != ids[0] {
+						moved++
+					}
+				}
+			}
+			// A fair draw's spread is sqrt(want): allow four of it (under
+			// the ±10% work sharing promises, for every R here).
+			want := float64(jobsN*slots) / float64(r)
+			for _, id := range ids {
+				if got := float64(count[id]); math.Abs(got-want) > 4*math.Sqrt(want) {
+					t.Errorf("%s first for %v pairs, want %v ± %.0f", id, got, want, 4*math.Sqrt(want))
+				}
+			}
+			if moved != 0 {
+				t.Errorf("removing %s moved %d pairs of other replicas, want 0", ids[0], moved)
+			}
+		})
+	}
+}
+
+// shareJobs are n Go jobs every second, all on fn.
+func shareJobs(t *testing.T, n int, fn string) []*jobs.Job {
+	t.Helper()
+	js := make([]*jobs.Job, n)
+	for i := range js {
+		js[i] = testJob(t, fmt.Sprintf("share%03d", i), "* * * * * *", fn, func(j *jobs.Job) { j.CatchupWindow = 0 })
+	}
+	return js
+}
+
+// TestShareWork: three replicas, one with its clock 300 ms ahead, share
+// the firings about equally, each firing claimed once (no replica steps
+// in while all are healthy), and Redis sees about two script calls per
+// firing (the first replica's claim and finish) instead of one claim per
+// replica.
+func TestShareWork(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	var l ledger
+	fn := registerLedgerFunc(&l, behaviour{})
+	const n = 150
+	js := shareJobs(t, n, fn)
+	ids := []string{"share-a", "share-b", "share-c"}
+	var ins []*instance
+	for i, id := range ids {
+		opts := Options{Replica: id}
+		if i == 0 {
+			opts.Clock = OffsetClock(nil, 300*time.Millisecond)
+		}
+		ins = append(ins, startInstance(t, srv, js, opts))
+	}
+	c := newClient(t, srv)
+	ctx := context.Background()
+
+	// Warm up until every replica sees the others, then measure a window.
+	time.Sleep(3 * time.Second)
+	if err := c.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	from := time.Now().Truncate(time.Second).Add(time.Second)
+	steps0 := stepIns(ins)
+	time.Sleep(8 * time.Second)
+	to := time.Now().Truncate(time.Second).Add(-time.Second) // slots before it have run
+	stats := c.Info(ctx, "commandstats").Val()
+	steps := stepIns(ins) - steps0
+
+	got := checkOnce(t, l.snapshot(), from)
+	per := map[string]int{}
+	total := 0
+	for job, m := range got {
+		for sec := from.Unix(); sec < to.Unix(); sec++ {
+			e, ok := m[sec]
+			if !ok {
+				t.Errorf("job %s slot %d did not run", job, sec)
+				continue
+			}
+			per[e.replica]++
+			total++
+		}
+	}
+	if want := n * int(to.Unix()-from.Unix()); total != want {
+		t.Errorf("runs in the window: got %d, want %d", total, want)
+	}
+	for _, id := range ids {
+		share := float64(per[id]) / float64(total)
+		t.Logf("%s ran %d of %d (%.3f)", id, per[id], total, share)
+		if math.Abs(share-1.0/3) > 0.1/3 {
+			t.Errorf("%s ran %.3f of the firings, want 1/3 ± 10%%", id, share)
+		}
+	}
+	if steps != 0 {
+		t.Errorf("step-ins while every replica was healthy: got %v, want 0", steps)
+	}
+	// Claims: about one script call to claim and one to finish each firing
+	// (the window's edges and the clock checks add a little).
+	calls := commandCalls(t, stats, "evalsha") + commandCalls(t, stats, "eval")
+	firings := float64(n) * time.Since(from).Seconds()
+	t.Logf("script calls per firing: %.2f (%d calls, %.0f firings)", float64(calls)/firings, calls, firings)
+	if perFiring := float64(calls) / firings; perFiring > 2.5 {
+		t.Errorf("script calls per firing: got %.2f, want about 2 (one claim and one finish)", perFiring)
+	}
+}
+
+// TestShareStepIn: when the replica first for some firings stalls (its
+// Redis traffic held, as under SIGSTOP), the others take its share within
+// the hand-off, each firing once; when it comes back its held claims find
+// the slots taken.
+func TestShareStepIn(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	var l ledger
+	fn := registerLedgerFunc(&l, behaviour{})
+	const n = 60
+	js := shareJobs(t, n, fn)
+	proxies := []*redistest.Proxy{redistest.StartProxyFor(t, srv), redistest.StartProxyFor(t, srv), redistest.StartProxyFor(t, srv)}
+	ids := []string{"step-a", "step-b", "step-c"}
+	var ins []*instance
+	for i, id := range ids {
+		ins = append(ins, startInstanceAt(t, proxies[i].Addr(), js, Options{Replica: id}))
+	}
+	time.Sleep(3 * time.Second)
+	steps0 := stepIns(ins[1:])
+
+	stall := time.Now()
+	proxies[0].Hold(redistest.Both)
+	from := stall.Truncate(time.Second).Add(time.Second)
+	time.Sleep(5 * time.Second)
+	to := time.Now().Truncate(time.Second).Add(-time.Second)
+	proxies[0].Release(redistest.Both)
+	time.Sleep(2 * time.Second) // its held claims land and are refused
+
+	got := checkOnce(t, l.snapshot(), stall.Add(-2*time.Second))
+	var worst time.Duration
+	byStalled := 0
+	for job, m := range got {
+		for sec := from.Unix(); sec < to.Unix(); sec++ {
+			e, ok := m[sec]
+			switch {
+			case !ok:
+				t.Errorf("job %s slot %d did not run", job, sec)
+				continue
+			case e.replica == ids[0]:
+				byStalled++
+			}
+			worst = max(worst, e.start.Sub(unix(sec)))
+		}
+	}
+	steps := stepIns(ins[1:]) - steps0
+	t.Logf("stalled at %v: %.0f step-ins, latest start %v after its slot", stall.Format("15:04:05.000"), steps, worst)
+	if byStalled != 0 {
+		t.Errorf("the stalled replica ran %d firings while stalled, want 0", byStalled)
+	}
+	if steps == 0 {
+		t.Errorf("step-ins: got 0, want the stalled replica's share")
+	}
+	// The hand-off is 600 ms; a generous bound for a loaded machine.
+	if worst > 2*time.Second {
+		t.Errorf("latest start after its slot: got %v, want within the hand-off (600ms) plus a claim", worst)
+	}
+}
+
+// stepIns sums the instances' step-in counters.
+func stepIns(ins []*instance) float64 {
+	var n float64
+	for _, in := range ins {
+		var m dto.Metric
+		if err := in.s.metrics.stepIns.Write(&m); err == nil {
+			n += m.GetCounter().GetValue()
+		}
+	}
+	return n
+}
+
+// commandCalls reads a command's calls from INFO commandstats.
+func commandCalls(t *testing.T, stats, cmd string) int {
+	t.Helper()
+	for _, line := range strings.Split(stats, "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":calls="); ok {
+			v, err := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+			if err != nil {
+				t.Fatalf("commandstats %q: %v", line, err)
+			}
+			return v
+		}
+	}
+	return 0
+}
