@@ -240,7 +240,6 @@ func expandTemplate(text string) (string, error) {
 	return b.String(), err
 }
 
-
 // TestCheckPromQL: the expression check accepts good PromQL and refuses
 // what it is there to catch.
 func TestCheckPromQL(t *testing.T) {
