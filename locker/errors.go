@@ -45,6 +45,11 @@ var (
 	// the lease's validity was used up before they did (then ErrTooLate is
 	// wrapped too).
 	ErrNoQuorum = errors.New("locker: no quorum")
+	// ErrSplitVote means a quorum claim surely lost the vote (its votes
+	// plus the nodes that did not answer make no majority, and other
+	// claims hold votes) and dropped its marks: no claim may have won, so
+	// the same bid may be sent again at once. ErrNoQuorum is wrapped too.
+	ErrSplitVote = errors.New("locker: split vote")
 	// ErrTooLate means a claim was confirmed only after its local deadline
 	// (the caller was paused, or the reply delayed). The claim may have won:
 	// retry the Bid as itself, or Withdraw it.

@@ -226,7 +226,7 @@ func (b *Bid) Obtain(ctx context.Context) (*Lease, error) {
 // a busy lease that recorded nothing, and a split vote that this claim
 // surely lost (its marks were dropped).
 func (b *Bid) retryable(err error) bool {
-	if errors.Is(err, errSplitVote) {
+	if errors.Is(err, ErrSplitVote) {
 		return true
 	}
 	return errors.Is(err, ErrNotObtained) && b.claim.Records.Busy == ""

@@ -96,11 +96,6 @@ func joinErrs[T any](rs []nodeResult[T]) error {
 	return errors.Join(errs...)
 }
 
-// errSplitVote marks a quorum claim that surely lost the vote to other
-// claimants and dropped its marks: Bid.Obtain retries it after a random
-// delay, as Redlock does.
-var errSplitVote = errors.New("locker: split vote")
-
 // obtainQuorum is Redlock: claim on every node, succeed on a majority within
 // the validity, raise every fence counter to the majority's maximum with a
 // majority of acks. A claim that surely lost drops its marks on every node;
@@ -166,12 +161,16 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 	}
 	if !mayHaveWon(rs, l.quorum) {
 		// A split vote, or too few nodes answered to win: drop our marks so
-		// that a retry (ours or another claimant's) can win.
+		// that a retry (ours or another claimant's) can win. When other
+		// claims hold votes it is a split vote, even with nodes down (2 of
+		// 5 masters dead leave 3 votes to split): Bid.Obtain retries it
+		// after a random delay, as Redlock does.
 		b.drop(rs)
+		if splitWith(rs) {
+			err = fmt.Errorf("%w: %w", err, ErrSplitVote)
+		}
 		if ioErr := joinErrs(rs); ioErr != nil {
 			err = fmt.Errorf("%w: %w", err, ioErr)
-		} else {
-			err = fmt.Errorf("%w: %w", err, errSplitVote)
 		}
 		return nil, withCtx(ctx, err)
 	}
@@ -304,6 +303,18 @@ func mayHaveWon(rs []nodeResult[obtainReply], quorum int) bool {
 		}
 	}
 	return maybe >= quorum
+}
+
+// splitWith reports whether some node refused the claim because another
+// claim of the same slot, still running, holds it there: a vote for
+// another claimant.
+func splitWith(rs []nodeResult[obtainReply]) bool {
+	for _, r := range rs {
+		if r.err == nil && r.val.code == replyClaimed && r.val.token != "" && r.val.record == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // neverSent reports an error that proves the command never reached the

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -185,6 +186,20 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			log := s.jobLog(js, slot)
 			log.Error().Err(err).Msg("claim refused as invalid")
 			return nil
+		case errors.Is(err, locker.ErrSplitVote):
+			// Quorum mode: the claimants' votes split again after the
+			// locker's own retries. No claim won and each dropped its
+			// marks, so this is no outage: send the same claim again
+			// after a short random delay, until the next slot.
+			s.metrics.splitVotes.Inc()
+			wait := splitRetry(attempt)
+			if !clk.Now().Add(wait).Before(retryUntil.Add(-claimGuard)) {
+				return giveUp(store.ReasonSplit)
+			}
+			if sleep(ctx, clk, wait) != nil {
+				return giveUp(store.ReasonAborted)
+			}
+			continue
 		}
 		// I/O error, no quorum, or confirmed too late: the claim may have
 		// won. Retry it as itself after the shared reconnect backoff.
@@ -205,6 +220,13 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			return giveUp(store.ReasonAborted)
 		}
 	}
+}
+
+// splitRetry is the random delay before a claim whose votes split is sent
+// again: up to 50 ms, times the attempt (at most 8), so that claimants
+// that split drift apart.
+func splitRetry(attempt int) time.Duration {
+	return rand.N(time.Duration(min(attempt, 8))*50*time.Millisecond) + time.Millisecond
 }
 
 // withdraw gives up a bid that may have won, at once (bounded by

@@ -14,7 +14,7 @@ var (
 	outcomes = []string{store.OutcomeOK, store.OutcomeError, store.OutcomeTimeout, store.OutcomePanic,
 		store.OutcomeLeaseLost, store.OutcomeShutdown, store.OutcomeCanceled}
 	reasons = []string{store.ReasonPaused, store.ReasonOverlap, store.ReasonOutage, store.ReasonLate,
-		store.ReasonAborted, store.ReasonClock}
+		store.ReasonAborted, store.ReasonClock, store.ReasonSplit}
 )
 
 // metrics are the scheduler's Prometheus collectors. Counts are this
@@ -32,6 +32,7 @@ type metrics struct {
 	replicas    prometheus.Gauge
 	clockOffset prometheus.Gauge
 	stepIns     prometheus.Counter
+	splitVotes  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -40,7 +41,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "redcron_runs_total", Help: "Runs this replica started, by job and outcome.",
 		}, []string{"job", "outcome"}),
 		skips: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "redcron_skipped_slots_total", Help: "Slots whose skip this replica recorded, by job and reason (paused, overlap, outage, late, aborted, clock).",
+			Name: "redcron_skipped_slots_total", Help: "Slots whose skip this replica recorded, by job and reason (paused, overlap, outage, late, aborted, clock, split).",
 		}, []string{"job", "reason"}),
 		claimErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "redcron_claim_errors_total", Help: "Claims that failed with an I/O error (Redis unreachable), by job.",
@@ -68,6 +69,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		stepIns: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "redcron_share_step_ins_total", Help: "Firings this replica claimed for another that had not beaten since their slot (work sharing).",
 		}),
+		splitVotes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "redcron_split_votes_total", Help: "Quorum claims of this replica whose votes split after the locker's retries, sent again by the scheduler.",
+		}),
 		clockOffset: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "redcron_clock_offset_seconds", Help: "Redis's clock minus this replica's, as last measured (TIME, corrected for the round trip).",
 		}),
@@ -83,6 +87,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.drift = register(reg, m.drift)
 		m.replicas = register(reg, m.replicas)
 		m.stepIns = register(reg, m.stepIns)
+		m.splitVotes = register(reg, m.splitVotes)
 		m.clockOffset = register(reg, m.clockOffset)
 	}
 	return m

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 
 	"github.com/redcron/redcron/internal/redistest"
@@ -32,28 +34,7 @@ func TestQuorumExactlyOnce(t *testing.T) {
 	begin := nextSecond(0)
 	waitUntil(begin.Add(-300 * time.Millisecond))
 	for i := range 3 {
-		clients := make([]locker.Client, len(servers))
-		for n, srv := range servers {
-			clients[n] = newClient(t, srv)
-		}
-		q, err := locker.NewQuorum(clients, locker.Options{Retries: 3, RetryDelay: 50 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		logger := testLogger(t, zerolog.WarnLevel)
-		s, err := New(js, q, Options{Replica: fmt.Sprintf("r%d", i), Logger: logger})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: got %v, want nil", err)
-			}
-		})
+		startQuorumInstance(t, servers, js, Options{Replica: fmt.Sprintf("r%d", i)})
 	}
 	end := begin.Add(10 * time.Second)
 	waitUntil(end.Add(time.Second))
@@ -75,4 +56,217 @@ func TestQuorumExactlyOnce(t *testing.T) {
 		}
 	}
 	t.Logf("runs by replica: %v, missed %d", byReplica, missed)
+}
+
+// startQuorumInstance runs a scheduler over a quorum of servers (each
+// reached by its own client) until the test ends, with split votes retried
+// by the locker as redisconn dials a quorum.
+func startQuorumInstance(t *testing.T, servers []*redistest.Server, js []*jobs.Job, opts Options) *Scheduler {
+	t.Helper()
+	return startQuorumInstanceWith(t, servers, js, opts, 3)
+}
+
+// startQuorumInstanceWith is startQuorumInstance with the locker's
+// retries of a split vote (negative: none).
+func startQuorumInstanceWith(t *testing.T, servers []*redistest.Server, js []*jobs.Job, opts Options, retries int) *Scheduler {
+	t.Helper()
+	clients := make([]locker.Client, len(servers))
+	for n, srv := range servers {
+		clients[n] = newClient(t, srv)
+	}
+	q, err := locker.NewQuorum(clients, locker.Options{Retries: retries, RetryDelay: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Logger = testLogger(t, zerolog.WarnLevel)
+	s, err := New(js, q, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: got %v, want nil", err)
+		}
+	})
+	return s
+}
+
+// TestQuorumMajorityAlive: 5 masters, 2 of them dead, 3 replicas that all
+// claim every firing (work sharing off, the worst case for split votes):
+// every firing runs once, and none is recorded as an outage. With the
+// locker's own retries (as redisconn dials a quorum) and without them, when
+// the scheduler sends a split claim again itself.
+func TestQuorumMajorityAlive(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		retries int
+	}{{"locker retries", 3}, {"scheduler retries", -1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var servers []*redistest.Server
+			for range 5 {
+				servers = append(servers, redistest.Start(t, redistest.Options{}))
+			}
+			for _, srv := range servers[3:] {
+				if err := srv.Kill(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			l := &ledger{}
+			fn := registerLedgerFunc(l, behaviour{sleep: 20 * time.Millisecond})
+			var js []*jobs.Job
+			for i := range 6 {
+				js = append(js, testJob(t, fmt.Sprintf("m%d", i), "* * * * * *", fn, nil))
+			}
+			begin := nextSecond(0)
+			waitUntil(begin.Add(-300 * time.Millisecond))
+			var ins []*Scheduler
+			for i := range 3 {
+				ins = append(ins, startQuorumInstanceWith(t, servers, js, Options{Replica: fmt.Sprintf("r%d", i), ShareBeat: -1}, tc.retries))
+			}
+			end := begin.Add(8 * time.Second)
+			waitUntil(end.Add(2 * time.Second))
+			got := checkOnce(t, l.snapshot(), begin.Add(2*time.Second))
+			missed := 0
+			for _, j := range js {
+				for s := begin.Add(2 * time.Second); !s.After(end); s = s.Add(time.Second) {
+					if _, ok := got[j.Name][s.Unix()]; !ok {
+						missed++
+						t.Errorf("job %s slot %v: got no run, want one (a majority of masters is alive)", j.Name, s.UTC())
+					}
+				}
+			}
+			var outages, resent float64
+			for _, s := range ins {
+				resent += counterOf(s.metrics.splitVotes)
+				for _, j := range js {
+					outages += counterOf(s.metrics.skips.WithLabelValues(j.Name, store.ReasonOutage))
+				}
+			}
+			t.Logf("missed %d; outage skips %v; split claims sent again by the scheduler %v", missed, outages, resent)
+			if outages != 0 {
+				t.Errorf("outage skips: got %v, want 0 (the masters that answered made a majority)", outages)
+			}
+			if tc.retries < 0 && resent == 0 {
+				t.Errorf("split claims sent again by the scheduler: got 0, want some (three claimants, three votes)")
+			}
+		})
+	}
+}
+
+// TestQuorumRestartEmpty: one of 3 masters restarts empty (no
+// persistence) while runs go on, and then a replica starts that catches up
+// the slots of the last seconds, which ran before the restart: the two
+// masters that kept their marks refuse them, so no slot runs twice. A
+// second master then restarts empty after the delay the README advises
+// (the longest mark retention, so that the first one holds every mark
+// that still matters), and another catching-up replica still runs no slot
+// twice.
+func TestQuorumRestartEmpty(t *testing.T) {
+	t.Parallel()
+	servers := []*redistest.Server{
+		redistest.Start(t, redistest.Options{}), redistest.Start(t, redistest.Options{}), redistest.Start(t, redistest.Options{}),
+	}
+	l := &ledger{}
+	fn := registerLedgerFunc(l, behaviour{sleep: 20 * time.Millisecond})
+	var js []*jobs.Job
+	for i := range 4 {
+		js = append(js, testJob(t, fmt.Sprintf("e%d", i), "* * * * * *", fn, func(j *jobs.Job) { j.CatchupWindow = 3 * time.Second }))
+	}
+	start := func(name string) *Scheduler {
+		return startQuorumInstance(t, servers, js, Options{Replica: name, MaxClockSkew: 200 * time.Millisecond})
+	}
+	restartEmpty := func(n int) {
+		t.Helper()
+		if err := servers[n].Kill(); err != nil {
+			t.Fatal(err)
+		}
+		if err := servers[n].Restart(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	begin := time.Now()
+	first := start("r0")
+	start("r1")
+	time.Sleep(4 * time.Second)
+	restartEmpty(0)
+	start("late0") // catches up the last 3 s: slots marked on masters 1 and 2 only
+	delay := first.MarkRetention(js[0])
+	time.Sleep(delay)
+	restartEmpty(1)
+	start("late1") // its catch-up: masters 0 and 2 hold the marks
+	time.Sleep(4 * time.Second)
+
+	got := checkOnce(t, l.snapshot(), begin.Add(2*time.Second))
+	runs := 0
+	for _, m := range got {
+		runs += len(m)
+	}
+	t.Logf("%d runs; master 0 restarted empty at +4s, master 1 %v later", runs, delay)
+	if runs == 0 {
+		t.Error("no runs")
+	}
+}
+
+// counterOf reads a counter.
+func counterOf(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return 0
+	}
+	return m.GetCounter().GetValue()
+}
+
+// TestQuorumSplitRecorded: a claim that stays split until the next slot
+// (another claim's running mark holds one of the two live masters of three,
+// as a claimant that died mid-claim leaves it) runs nothing and is queued
+// to be recorded as a split vote, not as an outage.
+func TestQuorumSplitRecorded(t *testing.T) {
+	t.Parallel()
+	servers := []*redistest.Server{
+		redistest.Start(t, redistest.Options{}), redistest.Start(t, redistest.Options{}), redistest.Start(t, redistest.Options{}),
+	}
+	if err := servers[2].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	l := &ledger{}
+	fn := registerLedgerFunc(l, behaviour{})
+	j := testJob(t, "ghosted", "* * * * * *", fn, func(j *jobs.Job) { j.CatchupWindow = 0 })
+	slot := nextSecond(2 * time.Second)
+	ghost := store.Record{Job: j.Name, Slot: slot, Outcome: store.OutcomeRunning, Replica: "ghost"}.Encode()
+	c := servers[0].Client(t)
+	ctx := context.Background()
+	mark := store.JobKeys("", j.Name).Mark(slot)
+	if err := c.HSet(ctx, mark, "token", "ghost-token", "fence", 1, "run", ghost, "prevhw", "").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Expire(ctx, mark, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s := startQuorumInstance(t, servers, []*jobs.Job{j}, Options{Replica: "r0"})
+	waitUntil(slot.Add(2 * time.Second))
+	for _, e := range l.snapshot() {
+		if e.slot.Equal(slot) {
+			t.Errorf("slot %v ran on %s, want no run (no majority possible)", slot, e.replica)
+		}
+	}
+	var reasons []string
+	s.recorder.mu.Lock()
+	for _, p := range s.recorder.queue {
+		if p.slot.Equal(slot) {
+			reasons = append(reasons, p.reason)
+		}
+	}
+	s.recorder.mu.Unlock()
+	if len(reasons) != 1 || reasons[0] != store.ReasonSplit {
+		t.Errorf("skip records queued for slot %v: got %v, want [%s]", slot, reasons, store.ReasonSplit)
+	}
+	if n := counterOf(s.metrics.splitVotes); n == 0 {
+		t.Errorf("split claims sent again: got 0, want some")
+	}
 }

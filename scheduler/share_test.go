@@ -164,6 +164,9 @@ func TestShareStepIn(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	steps0 := stepIns(ins[1:])
 
+	// Stall just before a slot: the others still count it live then, so
+	// they must step in for that slot's share.
+	waitUntil(nextSecond(-150 * time.Millisecond))
 	stall := time.Now()
 	proxies[0].Hold(redistest.Both)
 	from := stall.Truncate(time.Second).Add(time.Second)

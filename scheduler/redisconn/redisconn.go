@@ -73,14 +73,14 @@ func Dial(rc jobs.RedisConfig, url string, lopts locker.Options) (*Conn, error) 
 			MasterName: rc.Sentinel.Master, SentinelAddrs: rc.Sentinel.Addrs,
 			Username: rc.Username, Password: rc.Password, TLSConfig: tlsConfig(rc, ""),
 			DialTimeout: rc.DialTimeout, ReadTimeout: rc.ReadTimeout, WriteTimeout: rc.WriteTimeout,
-			MaxRetries: noRetries, ContextTimeoutEnabled: true,
+			MaxRetries: noRetries, DialerRetries: oneDial, ContextTimeoutEnabled: true,
 		})
 		return single(c, lopts, "sentinel master "+rc.Sentinel.Master)
 	case len(rc.Cluster) > 0:
 		c := redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: rc.Cluster, Username: rc.Username, Password: rc.Password, TLSConfig: tlsConfig(rc, ""),
 			DialTimeout: rc.DialTimeout, ReadTimeout: rc.ReadTimeout, WriteTimeout: rc.WriteTimeout,
-			MaxRetries: noRetries, ContextTimeoutEnabled: true,
+			MaxRetries: noRetries, DialerRetries: oneDial, ContextTimeoutEnabled: true,
 		})
 		return single(c, lopts, "cluster")
 	case rc.URL != "":
@@ -123,6 +123,13 @@ func closeAll(cs []redis.UniversalClient) error {
 // knows how to do.
 const noRetries = -1
 
+// oneDial makes one attempt per dial (go-redis tries 5, 100 ms apart): a
+// refused dial then fails at once, and a claim knows it never reached that
+// node. With retried dials a dead quorum master answered every claim with
+// "context deadline exceeded", which may have reached it, and the claim
+// could not be given up and retried.
+const oneDial = 1
+
 // urlClient is a standalone client for a redis://, rediss:// or unix:// URL,
 // with the block's credentials, TLS and timeouts where the URL is silent.
 func urlClient(u string, rc jobs.RedisConfig) (*redis.Client, error) {
@@ -141,7 +148,7 @@ func urlClient(u string, rc jobs.RedisConfig) (*redis.Client, error) {
 		opt.TLSConfig = tlsConfig(rc, host)
 	}
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = rc.DialTimeout, rc.ReadTimeout, rc.WriteTimeout
-	opt.MaxRetries, opt.ContextTimeoutEnabled = noRetries, true
+	opt.MaxRetries, opt.DialerRetries, opt.ContextTimeoutEnabled = noRetries, oneDial, true
 	return redis.NewClient(opt), nil
 }
 

@@ -35,6 +35,7 @@ const (
 	ReasonLate     = "late"     // the slot was found after its catch-up window
 	ReasonAborted  = "aborted"  // a claim that may have won was given up
 	ReasonClock    = "clock"    // the replicas that saw it had clocks off by more than max_clock_skew
+	ReasonSplit    = "split"    // quorum mode: the claimants' votes kept splitting until the next slot
 	ReasonReplaced = "replaced" // lease_lost: a later slot replaced the run (overlap replace)
 )
 
