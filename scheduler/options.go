@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/redcron/redcron/jobs"
 	"github.com/redcron/redcron/scheduler/notify"
 	"github.com/redcron/redcron/scheduler/redisconn"
 	"github.com/redcron/redcron/scheduler/store"
@@ -82,6 +83,15 @@ type Options struct {
 	// its zero value holds notify's defaults. Its Logger and Registerer are
 	// the scheduler's.
 	Notify notify.Options
+
+	// Secrets are shown redacted (as the ${VAR} they came from) in what
+	// the scheduler writes: the error and output of records, notification
+	// bodies, its own "run" log line, and the status API built by
+	// statusapi.ForScheduler. FromConfig adds the config's Secrets to
+	// them (or uses the config's when nil). Default none. The logger's
+	// other lines are the caller's to redact: write them through
+	// Secrets.JSONWriter.
+	Secrets *jobs.Secrets
 
 	// RedisURL (FromConfig only) replaces the file's redis: block, as the
 	// --redis flag does. Conn (FromConfig only) is a connection the caller
