@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -97,7 +98,12 @@ func (c *controlFlags) open(stderr io.Writer, jobNames ...string) (*jobs.Config,
 		url = os.Getenv("REDCRON_REDIS_URL")
 	}
 	if !redisConfigured(cfg.Redis, url) {
-		url = "redis://" + embedredis.DefaultAddr + "/0" // a trial replica's embedded server
+		// A trial replica's embedded server, only if it provably is one.
+		if err := embedredis.Verify(context.Background(), embedredis.DefaultAddr); err != nil {
+			fmt.Fprintf(stderr, "redcron %s: no Redis configured (redis: block, --redis or REDCRON_REDIS_URL), and no trial replica's embedded server on this machine: %v\n", cmd, err)
+			return nil, nil, nil, exitFailure
+		}
+		url = "redis://" + embedredis.DefaultAddr + "/0"
 	}
 	conn, err := redisconn.Dial(cfg.Redis, url, locker.Options{})
 	if err != nil {
