@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -94,6 +93,7 @@ func (c *controlFlags) open(stderr io.Writer, jobNames ...string) (*jobs.Config,
 		}
 	}
 	url := *c.redisURL
+	secretsOf(stderr).AddURLPassword(url, jobs.RedactedLabel)
 	if url == "" {
 		url = os.Getenv("REDCRON_REDIS_URL")
 	}
@@ -134,13 +134,6 @@ type source struct {
 func (s source) Jobs() []*jobs.Job   { return s.cfg.Jobs }
 func (s source) Store() *store.Store { return s.st }
 func (s source) Now() time.Time      { return time.Now() }
-
-// printJSON writes v as indented JSON.
-func printJSON(w io.Writer, v any) {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
 
 // table writes aligned columns; call flush at the end.
 func table(w io.Writer, header ...string) *tabwriter.Writer {
