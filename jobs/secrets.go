@@ -289,12 +289,23 @@ func (s *Secrets) redactJSONString(inner []byte, escaped bool) ([]byte, bool) {
 // (RedactJSON) before passing it to w: put it under a zerolog.Logger,
 // which writes one JSON object per event. A write that is not a JSON
 // object or array is redacted as text. It reports len(p) written when w
-// took all of the redacted bytes.
-func (s *Secrets) JSONWriter(w io.Writer) io.Writer { return redactWriter{s: s, w: w, json: true} }
+// took all of the redacted bytes. A nil Secrets returns w itself.
+func (s *Secrets) JSONWriter(w io.Writer) io.Writer {
+	if s == nil {
+		return w
+	}
+	return redactWriter{s: s, w: w, json: true}
+}
 
 // Writer returns a writer that redacts each write as text (Redact) before
-// passing it to w; a secret split across two writes is not seen.
-func (s *Secrets) Writer(w io.Writer) io.Writer { return redactWriter{s: s, w: w} }
+// passing it to w; a secret split across two writes is not seen. A nil
+// Secrets returns w itself.
+func (s *Secrets) Writer(w io.Writer) io.Writer {
+	if s == nil {
+		return w
+	}
+	return redactWriter{s: s, w: w}
+}
 
 type redactWriter struct {
 	s    *Secrets

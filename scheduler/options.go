@@ -40,7 +40,8 @@ type Options struct {
 	Clock Clock
 	// Logger receives one line per run and per skipped slot, with
 	// structured fields; default (nil): JSON lines on stderr, with
-	// timestamps, at info level.
+	// timestamps, at info level, redacted with Secrets. A Logger given
+	// here is written as it is: put Secrets.JSONWriter under it.
 	Logger *zerolog.Logger
 	// Prefix starts every Redis key: "<prefix>:{<job>}:..."; default
 	// store.DefaultPrefix ("redcron"). FromConfig takes it from the file.
@@ -87,10 +88,9 @@ type Options struct {
 	// Secrets are shown redacted (as the ${VAR} they came from) in what
 	// the scheduler writes: the error and output of records, notification
 	// bodies, its own "run" log line, and the status API built by
-	// statusapi.ForScheduler. FromConfig adds the config's Secrets to
-	// them (or uses the config's when nil). Default none. The logger's
-	// other lines are the caller's to redact: write them through
-	// Secrets.JSONWriter.
+	// statusapi.ForScheduler, and the default Logger's lines. FromConfig
+	// adds the config's Secrets to them (or uses the config's when nil).
+	// Default none.
 	Secrets *jobs.Secrets
 
 	// RedisURL (FromConfig only) replaces the file's redis: block, as the
@@ -125,7 +125,7 @@ func (o Options) withDefaults() Options {
 		o.Clock = RealClock()
 	}
 	if o.Logger == nil {
-		l := zerolog.New(os.Stderr).With().Timestamp().Logger().Level(zerolog.InfoLevel)
+		l := zerolog.New(o.Secrets.JSONWriter(os.Stderr)).With().Timestamp().Logger().Level(zerolog.InfoLevel)
 		o.Logger = &l
 	}
 	o = o.clusterDefaults()
