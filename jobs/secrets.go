@@ -354,20 +354,17 @@ func urlUserinfo(rawURL string) (string, bool) {
 	return rest[:at], true
 }
 
-// RedactURL returns rawURL with the password of its userinfo shown as
-// RedactedLabel, for messages about a URL: it works textually, so also on
-// a URL that does not parse.
+// RedactURL returns rawURL with its userinfo (user and password: some
+// write a password where the user goes) shown as RedactedLabel, for
+// messages about a URL: it works textually, so also on a URL that does
+// not parse.
 func RedactURL(rawURL string) string {
 	ui, ok := urlUserinfo(rawURL)
 	if !ok {
 		return rawURL
 	}
-	user, _, hasPass := strings.Cut(ui, ":")
-	if !hasPass {
-		return rawURL
-	}
 	scheme, rest, _ := strings.Cut(rawURL, "://")
-	return scheme + "://" + user + ":" + RedactedLabel + rest[len(ui):]
+	return scheme + "://" + RedactedLabel + rest[len(ui):]
 }
 
 // ParseSecretURL is url.Parse whose error never shows the password of the

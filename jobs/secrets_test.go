@@ -110,9 +110,9 @@ func TestSecretsWriters(t *testing.T) {
 
 func TestRedactURL(t *testing.T) {
 	tests := []struct{ in, want string }{
-		{"redis://:pw@h:6379/0", "redis://:***@h:6379/0"},
-		{"redis://user:p@w@h:6379", "redis://user:***@h:6379"},
-		{"redis://user@h:6379", "redis://user@h:6379"},
+		{"redis://:pw@h:6379/0", "redis://***@h:6379/0"},
+		{"redis://user:p@w@h:6379", "redis://***@h:6379"},
+		{"redis://pw-in-user@h:6379", "redis://***@h:6379"},
 		{"redis://h:6379/0?x=@y", "redis://h:6379/0?x=@y"},
 		{"not a url", "not a url"},
 	}
@@ -260,8 +260,8 @@ func TestRedisPasswordProblems(t *testing.T) {
 		{"directory", "redis:\n  password_file: " + dir + "\n", "jobs.yaml:2: field redis.password_file: " + dir + ": not a regular file", ErrPasswordFile},
 		{"empty file", "redis:\n  password_file: empty\n", "jobs.yaml:2: field redis.password_file: " + empty + " is empty", ErrPasswordFile},
 		{"both", "redis:\n  password: x\n  password_file: empty\n", "jobs.yaml:3: field redis.password_file: set only one of password and password_file, got both", nil},
-		{"bad url keeps its password", "redis:\n  url: \"redis://:hunter22@host:xx/0\"\n", "jobs.yaml:2: field redis.url: bad URL redis://:***@host:xx/0: invalid port \":xx\" after host", nil},
-		{"bad scheme keeps its password", "redis:\n  url: \"http://:hunter22@host/0\"\n", "jobs.yaml:2: field redis.url: bad URL \"http://:***@host/0\": want redis://, rediss:// or unix://", nil},
+		{"bad url keeps its password", "redis:\n  url: \"redis://:hunter22@host:xx/0\"\n", "jobs.yaml:2: field redis.url: bad URL redis://***@host:xx/0: invalid port \":xx\" after host", nil},
+		{"bad scheme keeps its password", "redis:\n  url: \"http://:hunter22@host/0\"\n", "jobs.yaml:2: field redis.url: bad URL \"http://***@host/0\": want redis://, rediss:// or unix://", nil},
 	}
 	if os.Geteuid() != 0 { // root reads any file
 		tests = append(tests, struct {

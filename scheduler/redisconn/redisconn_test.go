@@ -142,7 +142,7 @@ func TestDial(t *testing.T) {
 }
 
 // TestBadURLHidesPassword: a URL Dial refuses (as --redis, url or a quorum
-// master) is named in the error without its password, whatever is wrong
+// master) is named in the error without its userinfo, whatever is wrong
 // with it.
 func TestBadURLHidesPassword(t *testing.T) {
 	const pw = "hunter2-secret"
@@ -151,6 +151,7 @@ func TestBadURLHidesPassword(t *testing.T) {
 		quorum    bool
 	}{
 		{"bad port", "redis://:" + pw + "@127.0.0.1:xx/0", false},
+		{"password where the user goes", "redis://" + pw + "@127.0.0.1:xx/0", false},
 		{"bad escape", "redis://user:" + pw + "%zz@127.0.0.1:6379/0", false},
 		{"bad scheme", "mysql://user:" + pw + "@127.0.0.1/0", false},
 		{"bad database", "redis://:" + pw + "@127.0.0.1:6379/abc", false},
