@@ -32,7 +32,8 @@ var (
 const maxLine = 16 << 10 // longer lines are logged in pieces
 
 // execCommand runs one attempt of a command job. The command runs in its own
-// process group, with the parent's environment plus REDCRON_JOB, REDCRON_SLOT
+// process group, with the parent's environment (less its REDCRON_* settings
+// and the variables in c.Withhold: see commandEnv) plus REDCRON_JOB, REDCRON_SLOT
 // (RFC 3339, UTC), REDCRON_FENCE, REDCRON_REPLICA, REDCRON_ATTEMPT,
 // REDCRON_MANUAL=1 for a manual run, and the job's env. Each line of stdout and stderr is logged (Info, fields stream and
 // line) until OutputLimit bytes, then one "output truncated" warning; the rest
@@ -47,9 +48,7 @@ func execCommand(ctx context.Context, c *CommandSpec, r Run) error {
 	cmd := exec.Command(c.Argv[0], c.Argv[1:]...)
 	cmd.Dir = c.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	// The replica's own REDCRON_* variables are not passed on: the Redis URL
-	// may carry a password, and REDCRON_HTTP_TOKEN guards the API.
-	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "REDCRON_") })
+	env := commandEnv(os.Environ(), c.Withhold)
 	env = append(env,
 		"REDCRON_JOB="+r.Job,
 		"REDCRON_SLOT="+r.Slot.UTC().Format(time.RFC3339),
@@ -132,6 +131,18 @@ func execCommand(ctx context.Context, c *CommandSpec, r Run) error {
 		return errors.Join(ctxErr(ctx), outcome)
 	}
 	return outcome
+}
+
+// commandEnv is what a command inherits of the replica's environment
+// parent: all of it but the replica's own REDCRON_* settings (the Redis
+// URL and password, REDCRON_HTTP_TOKEN) and the variables named in
+// withhold (the ${VAR}s of the config: the secrets it names). The job's
+// env: and the REDCRON_* variables of the run are added after.
+func commandEnv(parent, withhold []string) []string {
+	return slices.DeleteFunc(slices.Clone(parent), func(kv string) bool {
+		name, _, _ := strings.Cut(kv, "=")
+		return strings.HasPrefix(name, "REDCRON_") || slices.Contains(withhold, name)
+	})
 }
 
 // stopGroup sends SIGTERM to the process group, waits up to grace for the

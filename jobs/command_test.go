@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -81,6 +82,38 @@ func TestCommandInheritsParentEnv(t *testing.T) {
 	// token) are not the job's business.
 	if got := outputOf(t, buf.String(), "stdout"); len(got) != 1 || got[0] != "inherited||" {
 		t.Errorf("stdout = %q, want [inherited||]", got)
+	}
+}
+
+// TestCommandWithholdsConfigVars: a command job does not inherit the
+// variables the config's ${VAR}s name (the secrets it names), wherever in
+// the file they are used, unless its env: sets them again.
+func TestCommandWithholdsConfigVars(t *testing.T) {
+	t.Setenv("APP_TEST_PARENT", "inherited")
+	t.Setenv("APP_TEST_TOKEN", "tok-from-env")
+	t.Setenv("APP_TEST_DSN", "postgres://u:pw@db/app")
+	cfg, err := Parse("test.yaml", []byte(`
+jobs:
+  ping: {schedule: "@every 1m", http: {url: "https://example.com/?t=${APP_TEST_TOKEN}"}}
+  show:
+    schedule: "@every 1m"
+    command: ["sh", "-c", 'echo "$APP_TEST_PARENT|$APP_TEST_TOKEN|$APP_TEST_DSN|$APP_TEST_UNSET"']
+    env: {APP_TEST_DSN: "${APP_TEST_DSN}"}
+  other: {schedule: "@every 1m", command: ["true"], env: {X: "${APP_TEST_UNSET:-x}"}}
+`), os.LookupEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.Vars, []string{"APP_TEST_TOKEN", "APP_TEST_DSN", "APP_TEST_UNSET"}; !slices.Equal(got, want) {
+		t.Errorf("cfg.Vars = %q, want %q", got, want)
+	}
+	log, buf := testLogger(t)
+	if err := cfg.Job("show").Run(t.Context(), Run{Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	// The token is withheld; the DSN too, but the job's env: sets it.
+	if got, want := outputOf(t, buf.String(), "stdout"), []string{"inherited||postgres://u:pw@db/app|"}; !slices.Equal(got, want) {
+		t.Errorf("stdout = %q, want %q", got, want)
 	}
 }
 

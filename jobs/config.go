@@ -43,6 +43,17 @@ type Config struct {
 	// quorum, a jitter not shorter than the schedule interval, a command not
 	// found in this machine's PATH). `redcron validate` prints them.
 	Warnings []*Problem
+	// Secrets are the values that must not leave the process: every value
+	// the environment gave a ${VAR} (unless only read as a number, a
+	// boolean or a duration) and every Redis password. Never nil after
+	// Load or Parse. Pass text that leaves the process through it (see
+	// Secrets); scheduler.FromConfig hands it to the scheduler's records,
+	// notifications and status API.
+	Secrets *Secrets
+	// Vars are the names of the environment variables the file's ${VAR}
+	// forms read (set or not), in order of first use. Command jobs do not
+	// inherit them (CommandSpec.Withhold).
+	Vars []string
 }
 
 // Job returns the job named name, or nil.
@@ -64,7 +75,7 @@ type RedisConfig struct {
 	Cluster  []string        // `cluster`: host:port seed addresses
 	Quorum   []string        // `quorum`: URLs of independent masters (odd count >= 3 recommended; >= 3 required)
 	Username string          // `username` (ACL)
-	Password string          // `password`; use ${VAR} to keep it out of the file
+	Password string          // `password`, `password_file` (read at load), or $REDCRON_REDIS_PASSWORD, which wins
 	TLS      bool            // `tls`; implied by a rediss:// URL
 	Prefix   string          // `prefix`, no braces or spaces; "" means the scheduler's default, store.DefaultPrefix
 

@@ -61,6 +61,27 @@ type decoder struct {
 	// expanded holds the scalars that ${VAR} changed: a quoted "${N}" may
 	// then still be read as an integer or a boolean.
 	expanded map[*yaml.Node]bool
+
+	// vars are the names of the variables the file's ${VAR} forms read, in
+	// order of first use; expansions are the values the environment gave
+	// them, where they went (secrets.go of the decoder: see secrets).
+	vars       []string
+	expansions []expansion
+	// typed holds the scalars read as a number, a boolean or a duration;
+	// textual those read as text. An expansion is a secret unless its
+	// scalar was only ever read as a number, a boolean or a duration.
+	typed, textual map[*yaml.Node]bool
+	// secrets are the secrets found while decoding (Redis passwords), to
+	// which the expansions are added at the end.
+	secrets *Secrets
+}
+
+// expansion is one ${VAR} that the environment resolved, in the scalar
+// node, at path.
+type expansion struct {
+	node        *yaml.Node
+	path        at
+	name, value string
 }
 
 // at locates a value for messages.
@@ -102,7 +123,8 @@ func parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	if lookupEnv == nil {
 		lookupEnv = func(string) (string, bool) { return "", false }
 	}
-	d := &decoder{file: file, lookup: lookupEnv, bad: map[*yaml.Node]bool{}, expanded: map[*yaml.Node]bool{}}
+	d := &decoder{file: file, lookup: lookupEnv, bad: map[*yaml.Node]bool{}, expanded: map[*yaml.Node]bool{},
+		typed: map[*yaml.Node]bool{}, textual: map[*yaml.Node]bool{}, secrets: NewSecrets()}
 
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
@@ -138,14 +160,24 @@ func parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	d.expandTree(root, nil)
 
 	cfg := d.topLevel(root)
+	d.collectSecrets()
 	if len(d.probs) > 0 {
 		return nil, d.result()
 	}
+	d.redactProblems(d.warns)
 	cfg.Warnings = d.warns
+	cfg.Secrets = d.secrets
+	cfg.Vars = d.vars
+	for _, j := range cfg.Jobs {
+		if j.Command != nil {
+			j.Command.Withhold = d.vars
+		}
+	}
 	return cfg, nil
 }
 
 func (d *decoder) result() error {
+	d.redactProblems(d.probs)
 	e := &ConfigError{Problems: d.probs}
 	e.sort()
 	return e

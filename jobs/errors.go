@@ -26,6 +26,11 @@ var (
 	ErrBadSchedule = schedule.ErrBadSchedule
 	// ErrUnsetVar marks a ${VAR} whose variable is not set and has no default.
 	ErrUnsetVar = errors.New("jobs: environment variable not set")
+	// ErrBadURL is wrapped by ParseSecretURL's errors (a URL that does not
+	// parse, shown without its password).
+	ErrBadURL = errors.New("jobs: bad url")
+	// ErrPasswordFile marks a redis.password_file that cannot be read.
+	ErrPasswordFile = errors.New("jobs: cannot read password file")
 
 	// ErrCommandStart wraps the reason a command job could not be started
 	// (missing binary, bad dir, permission): an outcome, not a crash.

@@ -25,6 +25,14 @@ import (
 //
 // Values are not rescanned: a value containing "${X}" stays as it is.
 func expand(s string, lookup func(string) (string, bool)) (string, error) {
+	return expandVars(s, lookup, nil)
+}
+
+// expandVars is expand that also tells seen (when not nil) about each
+// ${...} it resolved: the variable's name, the text put in its place, and
+// whether that text came from the environment (false for a default
+// written in the file).
+func expandVars(s string, lookup func(string) (string, bool), seen func(name, value string, fromEnv bool)) (string, error) {
 	if !strings.Contains(s, "${") {
 		return s, nil
 	}
@@ -46,9 +54,12 @@ func expand(s string, lookup func(string) (string, bool)) (string, error) {
 				return "", fmt.Errorf("unterminated ${ (write $${ for a literal one)")
 			}
 			inner := s[i+2 : i+2+end]
-			v, err := expandOne(inner, lookup)
+			name, v, fromEnv, err := expandOne(inner, lookup)
 			if err != nil {
 				return "", err
+			}
+			if seen != nil {
+				seen(name, v, fromEnv)
 			}
 			b.WriteString(v)
 			i += 2 + end + 1
@@ -60,23 +71,24 @@ func expand(s string, lookup func(string) (string, bool)) (string, error) {
 	return b.String(), nil
 }
 
-// expandOne resolves the inside of one ${...}.
-func expandOne(inner string, lookup func(string) (string, bool)) (string, error) {
+// expandOne resolves the inside of one ${...}: the variable's name, its
+// value, and whether the value came from the environment.
+func expandOne(inner string, lookup func(string) (string, bool)) (name, value string, fromEnv bool, err error) {
 	name, def, hasDef := strings.Cut(inner, ":-")
 	if !validEnvName(name) {
-		return "", fmt.Errorf("unsupported expansion ${%s}: only ${VAR} and ${VAR:-default} are expanded (write $${ for a literal ${)", inner)
+		return "", "", false, fmt.Errorf("unsupported expansion ${%s}: only ${VAR} and ${VAR:-default} are expanded (write $${ for a literal ${)", inner)
 	}
 	v, ok := lookup(name)
 	if hasDef {
 		if !ok || v == "" {
-			return def, nil
+			return name, def, false, nil
 		}
-		return v, nil
+		return name, v, true, nil
 	}
 	if !ok {
-		return "", fmt.Errorf("%w: ${%s} (write ${%s:-} to allow an empty value)", ErrUnsetVar, name, name)
+		return "", "", false, fmt.Errorf("%w: ${%s} (write ${%s:-} to allow an empty value)", ErrUnsetVar, name, name)
 	}
-	return v, nil
+	return name, v, true, nil
 }
 
 // validEnvName reports whether s is a portable environment variable name.
@@ -113,7 +125,14 @@ func (d *decoder) expandTree(n *yaml.Node, path []string) {
 			d.expandTree(c, p)
 		}
 	case yaml.ScalarNode:
-		v, err := expand(n.Value, d.lookup)
+		v, err := expandVars(n.Value, d.lookup, func(name, value string, fromEnv bool) {
+			if !slices.Contains(d.vars, name) {
+				d.vars = append(d.vars, name)
+			}
+			if fromEnv && value != "" {
+				d.expansions = append(d.expansions, expansion{node: n, path: pathAt(path), name: name, value: value})
+			}
+		})
 		if err != nil {
 			d.bad[n] = true
 			d.fail(n, pathAt(path), ErrUnsetVar, "%v", err)
@@ -145,4 +164,43 @@ func pathAt(path []string) at {
 		return at{job: defaultsBlock, field: strings.Join(path[1:], ".")}
 	}
 	return at{field: strings.Join(path, ".")}
+}
+
+// collectSecrets adds to d.secrets every value the environment gave a
+// ${VAR}, shown as "${VAR}", unless its scalar was only read as a number,
+// a boolean or a duration (those cannot carry a credential, and redacting
+// "true" or "8080" everywhere would mangle every log line). A secret too
+// short to be redacted is warned about.
+func (d *decoder) collectSecrets() {
+	warned := map[*yaml.Node]bool{}
+	for _, e := range d.expansions {
+		if d.typed[e.node] && !d.textual[e.node] {
+			continue
+		}
+		if len(e.value) < MinSecretLen {
+			if !warned[e.node] {
+				warned[e.node] = true
+				d.warn(e.node, e.path, "${%s} expands to a value shorter than %d characters: too short to be redacted from logs, records and the API", e.name, MinSecretLen)
+			}
+			continue
+		}
+		d.secrets.Add(e.value, "${"+e.name+"}")
+	}
+}
+
+// redactProblems shows every expanded value (numbers and durations too:
+// a message quotes the value it refuses) and every secret found as its
+// label in the messages of ps.
+func (d *decoder) redactProblems(ps []*Problem) {
+	if len(ps) == 0 {
+		return
+	}
+	all := NewSecrets()
+	all.Merge(d.secrets)
+	for _, e := range d.expansions {
+		all.Add(e.value, "${"+e.name+"}")
+	}
+	for _, p := range ps {
+		p.Msg = all.Redact(p.Msg)
+	}
 }

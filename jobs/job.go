@@ -112,6 +112,11 @@ type CommandSpec struct {
 	Dir         string            // `dir`: working directory; relative to the config file's directory; "" = the replica's
 	KillGrace   time.Duration     // `kill_grace`: SIGTERM to SIGKILL delay on cancel, default 5s
 	OutputLimit int               // `output_limit`: bytes of stdout+stderr logged per run, default 64 KiB
+	// Withhold names variables of the replica's environment the command
+	// does not inherit: Load sets it to the config's Vars (the secrets the
+	// config names); Env may still set them. REDCRON_* variables are never
+	// inherited.
+	Withhold []string
 }
 
 // HTTPSpec is an HTTP job, the `http:` block.

@@ -2,9 +2,10 @@ package jobs
 
 import (
 	"net"
-	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,8 +15,9 @@ import (
 // redisDraft is the redis: block while it is decoded: the config, and the
 // connection modes set so far (at most one is allowed).
 type redisDraft struct {
-	r     *RedisConfig
-	modes []string
+	r        *RedisConfig
+	modes    []string
+	password string // the key that set r.Password: password or password_file
 }
 
 // redisModeKeys are the keys that choose how to reach Redis; a redis: block
@@ -30,7 +32,8 @@ var redisModeKeys = keyTable[*redisDraft]{
 // redisKeys are the keys of the redis: block.
 var redisKeys = slices.Concat(redisModeKeys, keyTable[*redisDraft]{
 	{"username", func(d *decoder, s *redisDraft, _, v *yaml.Node, a at) { s.r.Username, _ = d.str(v, a) }},
-	{"password", func(d *decoder, s *redisDraft, _, v *yaml.Node, a at) { s.r.Password, _ = d.str(v, a) }},
+	{"password", (*decoder).passwordKey},
+	{"password_file", (*decoder).passwordKey},
 	{"tls", func(d *decoder, s *redisDraft, _, v *yaml.Node, a at) {
 		if b, ok := d.boolean(v, a); ok {
 			s.r.TLS = s.r.TLS || b
@@ -148,28 +151,76 @@ func redisTimeout(field func(*RedisConfig) *time.Duration) func(*decoder, *redis
 	}
 }
 
+// redisURL checks a Redis URL; its password is a secret, and messages
+// show the URL without it.
 func (d *decoder) redisURL(n *yaml.Node, a at, s string) bool {
-	u, err := url.Parse(s)
+	d.secrets.AddURLPassword(s, RedactedLabel)
+	u, err := ParseSecretURL(s)
 	if err != nil {
-		d.fail(n, a, nil, "bad URL: %v", err)
+		d.fail(n, a, nil, "bad URL %s", strings.TrimPrefix(err.Error(), ErrBadURL.Error()+": "))
 		return false
 	}
+	shown := strconv.Quote(RedactURL(s))
 	switch u.Scheme {
 	case "redis", "rediss":
 		if u.Host == "" {
-			d.fail(n, a, nil, "bad URL %q: no host", s)
+			d.fail(n, a, nil, "bad URL %s: no host", shown)
 			return false
 		}
 	case "unix":
 		if u.Path == "" {
-			d.fail(n, a, nil, "bad URL %q: no socket path", s)
+			d.fail(n, a, nil, "bad URL %s: no socket path", shown)
 			return false
 		}
 	default:
-		d.fail(n, a, nil, "bad URL %q: want redis://, rediss:// or unix://", s)
+		d.fail(n, a, nil, "bad URL %s: want redis://, rediss:// or unix://", shown)
 		return false
 	}
 	return true
+}
+
+// passwordKey decodes password (the password itself) or password_file (a
+// file holding it, relative to the config file, read now; one trailing
+// line break is dropped), at most one of them. The password is a secret.
+func (d *decoder) passwordKey(s *redisDraft, k, v *yaml.Node, a at) {
+	if s.password != "" {
+		d.fail(k, a, nil, "set only one of password and password_file, got both")
+		return
+	}
+	p, ok := d.str(v, a)
+	if !ok || p == "" {
+		return
+	}
+	if k.Value == "password_file" {
+		if p, ok = d.readPasswordFile(v, a, p); !ok {
+			return
+		}
+	}
+	s.password = k.Value
+	s.r.Password = p
+	d.secrets.Add(p, RedactedLabel)
+}
+
+// maxPasswordFile bounds what is read of a password_file.
+const maxPasswordFile = 4 << 10
+
+// readPasswordFile reads a password_file: a regular file, relative to the
+// config file's directory, of at most 4 KiB, not empty.
+func (d *decoder) readPasswordFile(v *yaml.Node, a at, path string) (string, bool) {
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(filepath.Dir(d.file), path)
+	}
+	data, err := readSmallFile(path, maxPasswordFile)
+	if err != nil {
+		d.fail(v, a, ErrPasswordFile, "%v", err)
+		return "", false
+	}
+	p := strings.TrimSuffix(strings.TrimSuffix(string(data), "\n"), "\r")
+	if p == "" {
+		d.fail(v, a, ErrPasswordFile, "%s is empty", path)
+		return "", false
+	}
+	return p, true
 }
 
 func (d *decoder) hostPort(n *yaml.Node, a at, s string) {

@@ -19,6 +19,7 @@ func (d *decoder) str(n *yaml.Node, a at) (string, bool) {
 		d.fail(n, a, nil, "want a string, got %s", describe(n))
 		return "", false
 	}
+	d.textual[n] = true
 	return n.Value, true
 }
 
@@ -31,6 +32,7 @@ func (d *decoder) duration(n *yaml.Node, a at) (time.Duration, bool) {
 		d.fail(n, a, nil, "want a duration like 30s or 1m30s, got %s", describe(n))
 		return 0, false
 	}
+	d.typed[n] = true
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
 		d.fail(n, a, nil, "bad duration %q: want a number with a unit, like 30s or 1m30s", n.Value)
@@ -54,6 +56,7 @@ func (d *decoder) integer(n *yaml.Node, a at) (int, bool) {
 	if d.bad[n] {
 		return 0, false
 	}
+	d.typed[n] = true
 	var v int
 	if n.Kind != yaml.ScalarNode || d.tag(n) != "!!int" || decodeNode(d.plain(n), &v) != nil {
 		d.fail(n, a, nil, "want an integer, got %s", describe(n))
@@ -67,6 +70,7 @@ func (d *decoder) boolean(n *yaml.Node, a at) (bool, bool) {
 	if d.bad[n] {
 		return false, false
 	}
+	d.typed[n] = true
 	var v bool
 	if n.Kind != yaml.ScalarNode || d.tag(n) != "!!bool" || decodeNode(d.plain(n), &v) != nil {
 		d.fail(n, a, nil, "want true or false, got %s", describe(n))

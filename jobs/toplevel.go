@@ -6,6 +6,12 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
+// RedisPasswordEnv names the environment variable that, when set and not
+// empty, is the Redis password (over redis.password and
+// redis.password_file): it keeps the password out of the file and out of
+// ps. A password in a Redis URL still wins for that URL.
+const RedisPasswordEnv = "REDCRON_REDIS_PASSWORD"
+
 // topDraft is the file's top level while it is decoded: the config being
 // built, and the defaults: and jobs: blocks, decoded after every other key.
 type topDraft struct {
@@ -32,6 +38,13 @@ var topKeys = keyTable[*topDraft]{
 func (d *decoder) topLevel(root *yaml.Node) *Config {
 	t := &topDraft{cfg: &Config{File: d.file, Redis: defaultRedis()}}
 	decodeBlock(d, root, at{}, topKeys, t)
+	if p, ok := d.lookup(RedisPasswordEnv); ok && p != "" {
+		// The environment's password wins over the file's, as
+		// REDCRON_REDIS_URL wins over its URL, and stays out of ps and
+		// of the file.
+		t.cfg.Redis.Password = p
+		d.secrets.Add(p, "${"+RedisPasswordEnv+"}")
+	}
 	defaults := d.defaults(t.defaults)
 	if t.jobs == nil {
 		d.fail(root, at{}, nil, "no jobs: the file has no jobs: block")

@@ -33,6 +33,9 @@ func newEvents(s *Scheduler) *events {
 	o := s.opts.Notify
 	o.Logger = s.log.With().Str("component", "notify").Logger()
 	o.Registerer = s.opts.Registerer
+	if o.Secrets == nil {
+		o.Secrets = s.opts.Secrets
+	}
 	return &events{s: s, queue: make(chan recordedEvent, eventQueueLen), notifier: notify.New(o)}
 }
 

@@ -374,10 +374,13 @@ func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, m
 	dur := clk.Now().Sub(start)
 	out, reason := outcome(ctx, err)
 
+	// The record leaves the process (history, API, notifications): its
+	// texts are redacted before anything else sees them.
+	sec := s.opts.Secrets
 	rec := store.Record{Job: j.Name, Slot: slot, Outcome: out, Reason: reason, Fence: lease.Fence(), Replica: s.opts.Replica,
-		Attempts: attempts, Started: start, DurationMS: dur.Milliseconds(), Manual: manual, Output: tail.String()}
+		Attempts: attempts, Started: start, DurationMS: dur.Milliseconds(), Manual: manual, Output: sec.RedactTail(tail.String())}
 	if err != nil {
-		rec.Error = err.Error()
+		rec.Error = sec.Redact(err.Error())
 	}
 	fctx, fdone := s.finishCtx()
 	ferr := lease.Finish(fctx, rec.Encode())
@@ -394,11 +397,14 @@ func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, m
 		js.metrics.lastSuccess.Set(float64(clk.Now().UnixMilli()) / 1000)
 	}
 	e := log.Info()
-	if out != store.OutcomeOK {
-		e = log.Warn().AnErr("error", err)
-	}
-	if ferr != nil {
-		e = log.Warn().AnErr("error", err).AnErr("finish_error", ferr)
+	if out != store.OutcomeOK || ferr != nil {
+		e = log.Warn()
+		if rec.Error != "" {
+			e = e.Str("error", rec.Error) // redacted, as recorded
+		}
+		if ferr != nil {
+			e = e.AnErr("finish_error", ferr)
+		}
 	}
 	e.Int("attempt", attempts).Str("outcome", out).Str("reason", reason).Bool("manual", manual).Int64("duration_ms", dur.Milliseconds()).Msg("run")
 }

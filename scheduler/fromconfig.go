@@ -24,7 +24,8 @@ var ErrConfigMismatch = errors.New("scheduler: option differs from jobs.yaml")
 // needs, unless opts.Conn brings one. The settings every replica must share
 // come from the file: opts may leave Prefix, MaxClockSkew and ShutdownGrace
 // zero or repeat the file's values, otherwise FromConfig fails with
-// ErrConfigMismatch. It also fails with redisconn.ErrNoRedis when no Redis
+// ErrConfigMismatch. The config's Secrets are redacted from what the
+// scheduler writes (see Options.Secrets). It also fails with redisconn.ErrNoRedis when no Redis
 // is configured, or New's errors. Close the scheduler after Run returned.
 func FromConfig(cfg *jobs.Config, opts Options) (*Scheduler, error) {
 	if cfg == nil {
@@ -47,6 +48,11 @@ func FromConfig(cfg *jobs.Config, opts Options) (*Scheduler, error) {
 		}
 	}
 	opts.Prefix, opts.MaxClockSkew, opts.ShutdownGrace = file.Prefix, file.MaxClockSkew, file.ShutdownGrace
+	if opts.Secrets == nil {
+		opts.Secrets = cfg.Secrets
+	} else {
+		opts.Secrets.Merge(cfg.Secrets)
+	}
 	conn, own := opts.Conn, false
 	if conn == nil {
 		var err error
@@ -90,6 +96,10 @@ func (s *Scheduler) Jobs() []*jobs.Job {
 	}
 	return out
 }
+
+// Secrets are what the scheduler redacts (Options.Secrets); nil when
+// none. After a reload, add the new config's: s.Secrets().Merge(cfg.Secrets).
+func (s *Scheduler) Secrets() *jobs.Secrets { return s.opts.Secrets }
 
 // Now is the scheduler's clock.
 func (s *Scheduler) Now() time.Time { return s.opts.Clock.Now() }

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/redcron/redcron/jobs"
 	"github.com/redcron/redcron/scheduler/notify"
 	"github.com/redcron/redcron/scheduler/redisconn"
 	"github.com/redcron/redcron/scheduler/store"
@@ -40,7 +41,8 @@ type Options struct {
 	Clock Clock
 	// Logger receives one line per run and per skipped slot, with
 	// structured fields; default (nil): JSON lines on stderr, with
-	// timestamps, at info level.
+	// timestamps, at info level, redacted with Secrets. A Logger given
+	// here is written as it is: put Secrets.JSONWriter under it.
 	Logger *zerolog.Logger
 	// Prefix starts every Redis key: "<prefix>:{<job>}:..."; default
 	// store.DefaultPrefix ("redcron"). FromConfig takes it from the file.
@@ -91,6 +93,14 @@ type Options struct {
 	// the scheduler's.
 	Notify notify.Options
 
+	// Secrets are shown redacted (as the ${VAR} they came from) in what
+	// the scheduler writes: the error and output of records, notification
+	// bodies, its own "run" log line, and the status API built by
+	// statusapi.ForScheduler, and the default Logger's lines. FromConfig
+	// adds the config's Secrets to them (or uses the config's when nil).
+	// Default none.
+	Secrets *jobs.Secrets
+
 	// RedisURL (FromConfig only) replaces the file's redis: block, as the
 	// --redis flag does. Conn (FromConfig only) is a connection the caller
 	// dialed and owns; FromConfig then neither dials nor closes one.
@@ -123,7 +133,7 @@ func (o Options) withDefaults() Options {
 		o.Clock = RealClock()
 	}
 	if o.Logger == nil {
-		l := zerolog.New(os.Stderr).With().Timestamp().Logger().Level(zerolog.InfoLevel)
+		l := zerolog.New(o.Secrets.JSONWriter(os.Stderr)).With().Timestamp().Logger().Level(zerolog.InfoLevel)
 		o.Logger = &l
 	}
 	o = o.clusterDefaults()

@@ -11,6 +11,7 @@ import (
 
 // loadConfig loads path and, on failure, prints every problem to stderr and
 // returns the exit code to use (2: a missing, unreadable or invalid file).
+// The config's Secrets become the command's (see secretsOf).
 func loadConfig(cmd, path string, stderr io.Writer) (*jobs.Config, int) {
 	if path == "" {
 		fmt.Fprintf(stderr, "redcron %s: --config FILE is required\n", cmd)
@@ -32,6 +33,11 @@ func loadConfig(cmd, path string, stderr io.Writer) (*jobs.Config, int) {
 			fmt.Fprintf(stderr, "redcron %s: %v\n", cmd, err)
 		}
 		return nil, exitUsage
+	}
+	// One Secrets for the command: the environment's and the config's.
+	if sec := secretsOf(stderr); sec != nil {
+		sec.Merge(cfg.Secrets)
+		cfg.Secrets = sec
 	}
 	return cfg, exitOK
 }

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -93,11 +93,17 @@ func (c *controlFlags) open(stderr io.Writer, jobNames ...string) (*jobs.Config,
 		}
 	}
 	url := *c.redisURL
+	secretsOf(stderr).AddURLPassword(url, jobs.RedactedLabel)
 	if url == "" {
 		url = os.Getenv("REDCRON_REDIS_URL")
 	}
 	if !redisConfigured(cfg.Redis, url) {
-		url = "redis://" + embedredis.DefaultAddr + "/0" // a trial replica's embedded server
+		// A trial replica's embedded server, only if it provably is one.
+		if err := embedredis.Verify(context.Background(), embedredis.DefaultAddr); err != nil {
+			fmt.Fprintf(stderr, "redcron %s: no Redis configured (redis: block, --redis or REDCRON_REDIS_URL), and no trial replica's embedded server on this machine: %v\n", cmd, err)
+			return nil, nil, nil, exitFailure
+		}
+		url = "redis://" + embedredis.DefaultAddr + "/0"
 	}
 	conn, err := redisconn.Dial(cfg.Redis, url, locker.Options{})
 	if err != nil {
@@ -128,13 +134,6 @@ type source struct {
 func (s source) Jobs() []*jobs.Job   { return s.cfg.Jobs }
 func (s source) Store() *store.Store { return s.st }
 func (s source) Now() time.Time      { return time.Now() }
-
-// printJSON writes v as indented JSON.
-func printJSON(w io.Writer, v any) {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
 
 // table writes aligned columns; call flush at the end.
 func table(w io.Writer, header ...string) *tabwriter.Writer {

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/redcron/redcron/scheduler"
+	"github.com/redcron/redcron/scheduler/statusapi"
 )
 
 // httpServer serves /healthz, /readyz, /metrics, and the status API and
@@ -38,8 +39,19 @@ func listenHTTP(addr string) (net.Listener, error) {
 	return l, nil
 }
 
+// httpOptions are what serveHTTP serves besides the health endpoints.
+type httpOptions struct {
+	status     http.Handler // the status page and API
+	token      string       // $REDCRON_HTTP_TOKEN
+	readAuth   bool         // /metrics needs the token too (the API is told by its own Config)
+	allowHosts []string     // Host names accepted on a loopback bind besides the loopback ones
+}
+
 // serveHTTP serves the endpoints on l in its own goroutine until shutdown.
-func serveHTTP(l net.Listener, sched *scheduler.Scheduler, reg *prometheus.Registry, status http.Handler, log zerolog.Logger) *httpServer {
+// /healthz and /readyz are always open; /metrics needs the token with
+// readAuth. On a loopback address every request must name a loopback host
+// (statusapi.LoopbackOnly), against DNS rebinding.
+func serveHTTP(l net.Listener, sched *scheduler.Scheduler, reg *prometheus.Registry, o httpOptions, log zerolog.Logger) *httpServer {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -51,11 +63,19 @@ func serveHTTP(l net.Listener, sched *scheduler.Scheduler, reg *prometheus.Regis
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.Handle("/", status)
+	var metrics http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	if o.readAuth {
+		metrics = statusapi.RequireBearer(o.token, metrics)
+	}
+	mux.Handle("GET /metrics", metrics)
+	mux.Handle("/", o.status)
+	var h http.Handler = mux
+	if isLoopback(l.Addr()) {
+		h = statusapi.LoopbackOnly(mux, o.allowHosts...)
+	}
 	s := &httpServer{
 		srv: &http.Server{
-			Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 10 * time.Second, IdleTimeout: time.Minute,
 		},
 		done: make(chan struct{}),
@@ -68,6 +88,12 @@ func serveHTTP(l net.Listener, sched *scheduler.Scheduler, reg *prometheus.Regis
 	}()
 	log.Info().Str("addr", l.Addr().String()).Msg("http: status page at /, API at /api/status, /healthz /readyz /metrics")
 	return s
+}
+
+// isLoopback reports whether a listener's address is a loopback one.
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 // shutdown stops accepting, waits up to 5s for requests in flight, and for

@@ -11,16 +11,22 @@ import (
 )
 
 // newLogger writes zerolog JSON to w, or a human console format when w is a
-// terminal, at the given level.
+// terminal, at the given level. Every line, at every level, is redacted
+// with the Secrets of w (see withSecrets) before it is written: in JSON,
+// inside its strings, so that it stays one valid JSON object.
 func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
 	lvl, err := zerolog.ParseLevel(level)
 	if err != nil || level == "" {
 		return zerolog.Nop(), fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
+	w, sec := unwrap(w)
 	if f, ok := w.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 			w = zerolog.ConsoleWriter{Out: f, TimeFormat: time.TimeOnly}
 		}
+	}
+	if sec != nil {
+		w = sec.JSONWriter(w) // under the console writer, which reads JSON
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }

@@ -26,7 +26,7 @@ func main() {
 const usage = `redcron: a replicated cron scheduler
 
 Usage:
-  redcron run      --config FILE [--redis URL] [--replica ID] [--http ADDR] [--log-level LEVEL]
+  redcron run      --config FILE [--redis URL] [--replica ID] [--http ADDR] [--http-read-auth] [--log-level LEVEL]
   redcron validate --config FILE
   redcron status   --config FILE [--json]                 jobs, paused, running, next, last, drift
   redcron history  JOB --config FILE [--limit N] [--failures] [--json]
@@ -41,10 +41,14 @@ Usage:
 The control commands reach Redis through the config's redis: block (or
 --redis); flags may come before or after JOB.
 
-Environment: REDCRON_REDIS_URL, REDCRON_REPLICA (default host-pid),
-REDCRON_HTTP_TOKEN (bearer token for pause, resume and trigger over --http),
-REDCRON_CLOCK_OFFSET or REDCRON_CLOCK_OFFSET_FILE (fault-injection tests
-only: a duration added to the clock, or a file holding one, re-read).
+Environment: REDCRON_REDIS_URL, REDCRON_REDIS_PASSWORD (over the redis:
+block's password), REDCRON_REPLICA (default host-pid), REDCRON_HTTP_TOKEN
+(bearer token for pause, resume and trigger over --http, and for reads
+with REDCRON_HTTP_READ_AUTH=1 or --http-read-auth), REDCRON_CLOCK_OFFSET or
+REDCRON_CLOCK_OFFSET_FILE (fault-injection tests only: a duration added to
+the clock, or a file holding one, re-read).
+Secrets (${VAR} values, Redis passwords, the token) show as ${VAR} or ***
+in everything redcron prints, logs, records and serves.
 Exit codes: 0 ok, 2 bad usage or config, 1 runtime failure.
 Run "redcron COMMAND --help" for a command's flags.
 `
@@ -52,6 +56,8 @@ Run "redcron COMMAND --help" for a command's flags.
 // realMain runs the command line args (without the program name) and
 // returns the exit code.
 func realMain(args []string, stdout, stderr io.Writer) int {
+	sec := envSecrets() // the config's are added when it is loaded
+	stdout, stderr = withSecrets(stdout, sec), withSecrets(stderr, sec)
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage

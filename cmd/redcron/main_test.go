@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/redcron/redcron/jobs"
 )
 
 func TestMain(m *testing.M) {
@@ -238,6 +241,57 @@ func TestValidateUsage(t *testing.T) {
 				t.Errorf("stderr lacks %q:\n%s", tt.want, stderr)
 			}
 		})
+	}
+}
+
+// TestReadAuthUsage: reads behind the token need a token, and a bad
+// REDCRON_HTTP_READ_AUTH is refused rather than read as false.
+func TestReadAuthUsage(t *testing.T) {
+	tests := []struct {
+		name, token, env string
+		args             []string
+		want             string
+	}{
+		{"flag without a token", "", "", []string{"--http-read-auth"}, "--http-read-auth needs the token in $REDCRON_HTTP_TOKEN"},
+		{"env without a token", "", "1", nil, "--http-read-auth needs the token in $REDCRON_HTTP_TOKEN"},
+		{"bad env value", "tok", "maybe", nil, `$REDCRON_HTTP_READ_AUTH="maybe": want 1, true, 0 or false`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("REDCRON_HTTP_TOKEN", tt.token)
+			t.Setenv("REDCRON_HTTP_READ_AUTH", tt.env)
+			code, _, stderr := run(t, append([]string{"run", "--config", "../../jobs.yaml", "--http", "off"}, tt.args...)...)
+			if code != exitUsage {
+				t.Errorf("exit code %d, want %d; stderr:\n%s", code, exitUsage, stderr)
+			}
+			if !strings.Contains(stderr, tt.want) {
+				t.Errorf("stderr lacks %q:\n%s", tt.want, stderr)
+			}
+		})
+	}
+}
+
+// TestLoggerRedacts: every log line, at every level, shows a secret as
+// its label and stays one JSON object, numbers untouched.
+func TestLoggerRedacts(t *testing.T) {
+	sec := jobs.NewSecrets()
+	sec.Add("s3cret-value", "${X}")
+	sec.Add("8080", "${PORT}")
+	var b bytes.Buffer
+	log, err := newLogger(withSecrets(&b, sec), "debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Debug().Str("url", "http://h:8080/?t=s3cret-value").Int("port", 8080).Msg("s3cret-value")
+	log.Error().Err(fmt.Errorf("auth %q refused", "s3cret-value")).Msg("x")
+	for line := range strings.Lines(b.String()) {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("not one JSON object: %s", line)
+		}
+	}
+	got := b.String()
+	if strings.Contains(got, "s3cret") || !strings.Contains(got, `"port":8080`) || !strings.Contains(got, `http://h:${PORT}/?t=${X}`) {
+		t.Errorf("log:\n%s\nwant the secrets shown as ${X} and ${PORT}, the port number kept", got)
 	}
 }
 

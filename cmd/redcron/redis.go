@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/redcron/redcron/internal/embedredis"
@@ -26,25 +24,32 @@ func redisConfigured(rc jobs.RedisConfig, override string) bool {
 // connection and how to close it (server included). With a Redis
 // configured it returns nil: the scheduler dials it.
 func trialConn(rc jobs.RedisConfig, override string, log zerolog.Logger) (*redisconn.Conn, func(), error) {
+	return trialConnAt(embedredis.DefaultAddr, rc, override, log)
+}
+
+// trialConnAt is trialConn with the embedded server's port at addr. It
+// joins a server there only if embedredis.Verify proves it is a trial
+// server of this machine; anything else on the port (a redis-server of
+// someone else) is left alone and the trial server takes a free port.
+func trialConnAt(addr string, rc jobs.RedisConfig, override string, log zerolog.Logger) (*redisconn.Conn, func(), error) {
 	if redisConfigured(rc, override) {
 		return nil, func() {}, nil
 	}
-	srv, err := embedredis.Start(embedredis.DefaultAddr)
-	url := "redis://" + embedredis.DefaultAddr + "/0"
+	srv, err := embedredis.Start(addr)
+	url := "redis://" + addr + "/0"
 	joined := false
 	if err != nil {
-		// Taken: if it is a replica's embedded server, join it; if not, take
-		// any free port.
-		probe := redis.NewClient(&redis.Options{Addr: embedredis.DefaultAddr, DialTimeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond, MaxRetries: -1})
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		perr := probe.Ping(ctx).Err()
-		cancel()
-		_ = probe.Close()
-		if perr == nil {
+		// Taken: if it is a trial replica's embedded server, join it; if
+		// not, take any free port.
+		verr := embedredis.Verify(context.Background(), addr)
+		switch {
+		case verr == nil:
 			joined = true
-		} else if srv, err = embedredis.Start("127.0.0.1:0"); err != nil {
-			return nil, nil, fmt.Errorf("embedded redis: %w", err)
-		} else {
+		default:
+			if srv, err = embedredis.Start("127.0.0.1:0"); err != nil {
+				return nil, nil, fmt.Errorf("embedded redis: %w", err)
+			}
+			log.Warn().Str("addr", addr).AnErr("reason", verr).Msg("the embedded Redis port is taken by something that is not a trial replica's server: not joining it")
 			url = srv.URL()
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/redcron/redcron/internal/embedredis"
+	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/jobs"
 	"github.com/redcron/redcron/locker"
 	"github.com/redcron/redcron/scheduler/redisconn"
@@ -69,5 +70,41 @@ func TestEmbedded(t *testing.T) {
 		t.Fatalf("with --redis: got a trial connection %v (%v), want none", c, err)
 	} else {
 		done()
+	}
+}
+
+// TestEmbeddedDoesNotJoinStrangers: a real redis-server occupying the
+// embedded server's port is not joined (it may be someone else's): the
+// trial replica starts its own server on a free port and writes nothing
+// to that redis-server. An embedded server of this machine on the port is
+// joined.
+func TestEmbeddedDoesNotJoinStrangers(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	rs := redistest.Start(t, redistest.Options{})
+	conn, done, err := trialConnAt(rs.Addr(), baseRedisConfig(), "", zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(done)
+	if strings.Contains(conn.Describe, rs.Addr()) {
+		t.Fatalf("joined the redis-server on %s: %q", rs.Addr(), conn.Describe)
+	}
+	obtainOnce(t, conn)
+	if n, err := rs.Client(t).DBSize(context.Background()).Result(); err != nil || n != 0 {
+		t.Errorf("the stranger's redis-server holds %d keys (%v), want 0", n, err)
+	}
+
+	ours, err := embedredis.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ours.Close)
+	joined, done2, err := trialConnAt(ours.Addr(), baseRedisConfig(), "", zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(done2)
+	if want := "embedded " + ours.URL(); joined.Describe != want {
+		t.Errorf("with this machine's embedded server on the port: got %q, want %q (joined)", joined.Describe, want)
 	}
 }

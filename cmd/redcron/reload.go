@@ -48,6 +48,9 @@ func reloadOnHUP(ctx context.Context, cfg *jobs.Config, sched *scheduler.Schedul
 				next.ShutdownGrace != cfg.ShutdownGrace || !sameRedis(next.Redis, cfg.Redis) {
 				log.Warn().Msg("SIGHUP: redis:, prefix, max_clock_skew and shutdown_grace changes take effect at the next restart")
 			}
+			// The new file's secrets are redacted from now on too (the
+			// old ones stay: records and logs may still show them).
+			sched.Secrets().Merge(next.Secrets)
 			if err := sched.Reload(next.Jobs); err != nil {
 				errs.Inc()
 				log.Error().Err(err).Msg("SIGHUP: jobs refused; the old jobs keep running")

@@ -9,15 +9,46 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/redcron/redcron/jobs"
 	"github.com/redcron/redcron/scheduler"
 	"github.com/redcron/redcron/scheduler/statusapi"
 )
+
+// readAuthEnv, when true (1, true), puts the reads behind the token as
+// --http-read-auth does.
+const readAuthEnv = "REDCRON_HTTP_READ_AUTH"
+
+// envBool reads a boolean environment variable: unset or empty is false.
+func envBool(name string) (bool, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("$%s=%q: want 1, true, 0 or false", name, v)
+	}
+	return b, nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
 
 // defaultHTTP is where run serves its endpoints unless told otherwise.
 const defaultHTTP = "127.0.0.1:9090"
@@ -38,9 +69,25 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	redisURL := fs.String("redis", "", "Redis URL, overrides the config's redis block (default $REDCRON_REDIS_URL)")
 	replica := fs.String("replica", "", "this replica's id (default $REDCRON_REPLICA, else host-pid)")
 	httpAddr := fs.String("http", defaultHTTP, "address for /healthz, /readyz and /metrics; a bare :PORT binds 127.0.0.1; \"off\" disables it")
+	readAuth := fs.Bool("http-read-auth", false, "reads (the status API and /metrics) need the bearer token $"+tokenEnv+" too (default $"+readAuthEnv+")")
+	allowHosts := fs.String("http-allow-host", "", "on a loopback --http, Host names accepted besides localhost, 127.x and [::1] (a local reverse proxy's), comma-separated")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if code, done := parseFlags(fs, args, stderr); done {
 		return code
+	}
+	secretsOf(stderr).AddURLPassword(*redisURL, jobs.RedactedLabel)
+	token := os.Getenv(tokenEnv)
+	if !flagSet(fs, "http-read-auth") {
+		v, err := envBool(readAuthEnv)
+		if err != nil {
+			fmt.Fprintf(stderr, "redcron run: %v\n", err)
+			return exitUsage
+		}
+		*readAuth = v
+	}
+	if *readAuth && token == "" {
+		fmt.Fprintf(stderr, "redcron run: --http-read-auth needs the token in $%s\n", tokenEnv)
+		return exitUsage
 	}
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
@@ -102,6 +149,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	})
 	reg.MustRegister(reloadErrors)
 	sched, err := scheduler.FromConfig(cfg, scheduler.Options{
+		Secrets:    cfg.Secrets,
 		Replica:    *replica,
 		Clock:      clock,
 		Logger:     &log,
@@ -134,7 +182,11 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 
 	var srv *httpServer
 	if ln != nil {
-		srv = serveHTTP(ln, sched, reg, statusapi.ForScheduler(sched, os.Getenv("REDCRON_HTTP_TOKEN")), log)
+		status := statusapi.SchedulerConfig(sched, token)
+		status.ReadAuth = *readAuth
+		srv = serveHTTP(ln, sched, reg, httpOptions{
+			status: statusapi.New(status), token: token, readAuth: *readAuth, allowHosts: splitList(*allowHosts),
+		}, log)
 	}
 	log.Info().Str("replica", *replica).Str("config", cfg.File).Int("jobs", len(cfg.Jobs)).Str("redis", sched.Conn().Describe).Msg("redcron started")
 	err = sched.Run(ctx)

@@ -2,11 +2,15 @@ package embedredis
 
 import (
 	"context"
+	"errors"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
+
+	"github.com/redcron/redcron/internal/redistest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -52,5 +56,81 @@ func TestAddrTaken(t *testing.T) {
 	t.Cleanup(s.Close)
 	if _, err := Start(s.Addr()); err == nil {
 		t.Fatalf("second Start on %s: got nil error, want address in use", s.Addr())
+	}
+}
+
+// TestVerify: Verify accepts an embedded server Start started, and nothing
+// else answering on a port: not a real redis-server (with or without a
+// marker key of its own), not a server whose marker file is stale, not
+// a closed server.
+func TestVerify(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	ctx := context.Background()
+	s, err := Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Joinable() {
+		t.Fatal("Joinable() = false, want true: the marker file was not written")
+	}
+	if err := Verify(ctx, s.Addr()); err != nil {
+		t.Fatalf("Verify(our server) = %v, want nil", err)
+	}
+
+	// A real redis-server on a port: no marker file for it.
+	rs := redistest.Start(t, redistest.Options{})
+	// Same, with a marker key of its own and a stale marker file (a trial
+	// server that once ran on that port).
+	forged := redistest.Start(t, redistest.Options{})
+	if err := forged.Client(t).Set(ctx, MarkerKey, "guessed", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	path, err := markerPath(forged.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeMarker(path, "the-old-servers-marker"); err != nil {
+		t.Fatal(err)
+	}
+	closed, err := Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedAddr := closed.Addr()
+	closed.Close()
+
+	tests := []struct{ name, addr string }{
+		{"redis-server on the port", rs.Addr()},
+		{"redis-server with a forged marker key and a stale marker file", forged.Addr()},
+		{"closed embedded server", closedAddr},
+		{"nobody on the port", "127.0.0.1:1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := Verify(ctx, tt.addr); !errors.Is(err, ErrNotEmbedded) {
+				t.Errorf("Verify(%s) = %v, want ErrNotEmbedded", tt.addr, err)
+			}
+		})
+	}
+	s.Close()
+	if _, err := os.Stat(s.file); !os.IsNotExist(err) {
+		t.Errorf("marker file after Close: stat = %v, want it removed", err)
+	}
+}
+
+// TestMarkerFilePrivate: a marker file others could read or write is not
+// trusted.
+func TestMarkerFilePrivate(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	s, err := Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := os.Chmod(s.file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(context.Background(), s.Addr()); !errors.Is(err, ErrNotEmbedded) {
+		t.Errorf("Verify with a world-readable marker file = %v, want ErrNotEmbedded", err)
 	}
 }

@@ -8,8 +8,8 @@
 // events one by one, retrying network errors, 5xx and 429 answers with a
 // doubling backoff.
 //
-// Secrets: the record is sent as the caller gives it (its error and output
-// already redacted). The webhook URL and the header values may be secrets
+// Secrets: the record's error and output are redacted by the caller, and
+// the body again with Options.Secrets before it is posted. The webhook URL and the header values may be secrets
 // (a Slack webhook's path is its credential): logs name the webhook's host
 // only, and error texts and response snippets are scrubbed of the URL and
 // of every header value before they are logged.
@@ -92,6 +92,10 @@ type Options struct {
 	// Registerer, when set, gets redcron_notifications_total{result} with
 	// result sent, failed or dropped.
 	Registerer prometheus.Registerer
+	// Secrets, when set, are redacted from the record's error and output
+	// when an event is queued, and from the whole body before it is
+	// posted, whatever the caller redacted already.
+	Secrets *jobs.Secrets
 }
 
 // Stats counts events by their end, since New.
@@ -179,6 +183,9 @@ func (n *Notifier) Notify(target Target, ev Event) bool {
 		return false
 	}
 	if !n.stopped.Load() {
+		// Redacted before the text line escapes it for Slack (&lt;...).
+		ev.Record.Error = n.opts.Secrets.Redact(ev.Record.Error)
+		ev.Record.Output = n.opts.Secrets.RedactTail(ev.Record.Output)
 		ev.Record = trimRecord(ev.Record)
 		select {
 		case n.queue <- item{target: target, ev: ev}:

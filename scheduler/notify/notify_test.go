@@ -206,6 +206,43 @@ func TestSendOnce(t *testing.T) {
 	}
 }
 
+// TestBodyRedacted: with Options.Secrets, a secret left in the record
+// (error, output, hence the text line) is posted as its ${VAR}, and the
+// body stays valid JSON.
+func TestBodyRedacted(t *testing.T) {
+	const secret = `pa"ss<word>1`
+	recv := newReceiver(t)
+	sec := jobs.NewSecrets()
+	sec.Add(secret, "${PW}")
+	n, _, stop := start(t, Options{Secrets: sec})
+	ev := failure()
+	ev.Record.Error = "auth " + secret + " refused"
+	ev.Record.Output = "login with " + secret
+	if !n.Notify(Target{Webhook: recv.URL}, ev) {
+		t.Fatal("Notify = false, want the event queued")
+	}
+	recv.wait(t, 1)
+	stop()
+	body := recv.requests()[0].body
+	var got struct {
+		Text   string       `json:"text"`
+		Record store.Record `json:"record"`
+	}
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatalf("body %s: %v", body, err)
+	}
+	checks := []struct{ name, got, want string }{
+		{"text", got.Text, "redcron: job backup failed (timeout) at 2026-11-30T03:00:00Z on replica r1, fence 42: auth ${PW} refused"},
+		{"error", got.Record.Error, "auth ${PW} refused"},
+		{"output", got.Record.Output, "login with ${PW}"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, c.got, c.want)
+		}
+	}
+}
+
 // TestRetry: network errors, 5xx and 429 are retried with backoff up to
 // MaxAttempts; a 3xx or another 4xx is not.
 func TestRetry(t *testing.T) {

@@ -32,6 +32,7 @@ func (n *Notifier) send(ctx context.Context, it item) {
 		n.opts.Logger.Error().Err(err).Str("job", it.ev.Record.Job).Msg("notification not sent: cannot encode it")
 		return
 	}
+	body = n.opts.Secrets.RedactJSON(body)
 	red := newRedactor(it.target)
 	log := n.opts.Logger.With().
 		Str("job", it.ev.Record.Job).

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -53,7 +54,7 @@ func Dial(rc jobs.RedisConfig, url string, lopts locker.Options) (*Conn, error) 
 			c, err := urlClient(u, rc)
 			if err != nil {
 				closeAll(cs)
-				return nil, fmt.Errorf("redisconn: quorum master %d: %w", i+1, err)
+				return nil, fmt.Errorf("%w: quorum master %d: %w", ErrBadURL, i+1, err)
 			}
 			cs, lcs = append(cs, c), append(lcs, c)
 		}
@@ -86,15 +87,12 @@ func Dial(rc jobs.RedisConfig, url string, lopts locker.Options) (*Conn, error) 
 	case rc.URL != "":
 		c, err := urlClient(rc.URL, rc)
 		if err != nil {
-			return nil, fmt.Errorf("redisconn: %w", err)
+			return nil, fmt.Errorf("%w: %w", ErrBadURL, err)
 		}
 		return single(c, lopts, redactURL(c))
 	}
 	return nil, ErrNoRedis
 }
-
-// ErrNoRedis is returned by Dial when the block names no Redis.
-var ErrNoRedis = errors.New("redisconn: no Redis configured")
 
 func single(c redis.UniversalClient, lopts locker.Options, describe string) (*Conn, error) {
 	l, err := locker.New(c, lopts)
@@ -132,10 +130,19 @@ const oneDial = 1
 
 // urlClient is a standalone client for a redis://, rediss:// or unix:// URL,
 // with the block's credentials, TLS and timeouts where the URL is silent.
+//
+// Its errors never show the URL's password: url.Parse's errors quote the
+// whole URL (and go-redis passes them on), so the URL is checked with
+// jobs.ParseSecretURL first, and go-redis's own errors are scrubbed.
 func urlClient(u string, rc jobs.RedisConfig) (*redis.Client, error) {
+	if _, err := jobs.ParseSecretURL(u); err != nil {
+		return nil, errors.New(strings.TrimPrefix(err.Error(), jobs.ErrBadURL.Error()+": "))
+	}
 	opt, err := redis.ParseURL(u)
 	if err != nil {
-		return nil, fmt.Errorf("redis url: %w", err)
+		s := jobs.NewSecrets()
+		s.AddURLPassword(u, jobs.RedactedLabel)
+		return nil, fmt.Errorf("%s: %s", jobs.RedactURL(u), s.Redact(err.Error()))
 	}
 	if opt.Username == "" {
 		opt.Username = rc.Username

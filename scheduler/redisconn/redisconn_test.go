@@ -2,6 +2,7 @@ package redisconn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -138,12 +139,46 @@ func TestDial(t *testing.T) {
 			t.Fatalf("got %v, want ErrNoRedis", err)
 		}
 	})
-	t.Run("bad URL", func(t *testing.T) {
-		_, err := Dial(baseConfig(), "mysql://nope", locker.Options{})
-		if err == nil || !strings.Contains(err.Error(), "redis url") {
-			t.Fatalf("got %v, want a redis url error", err)
-		}
-	})
+}
+
+// TestBadURLHidesPassword: a URL Dial refuses (as --redis, url or a quorum
+// master) is named in the error without its userinfo, whatever is wrong
+// with it.
+func TestBadURLHidesPassword(t *testing.T) {
+	const pw = "hunter2-secret"
+	tests := []struct {
+		name, url string
+		quorum    bool
+	}{
+		{"bad port", "redis://:" + pw + "@127.0.0.1:xx/0", false},
+		{"password where the user goes", "redis://" + pw + "@127.0.0.1:xx/0", false},
+		{"bad escape", "redis://user:" + pw + "%zz@127.0.0.1:6379/0", false},
+		{"bad scheme", "mysql://user:" + pw + "@127.0.0.1/0", false},
+		{"bad database", "redis://:" + pw + "@127.0.0.1:6379/abc", false},
+		{"control character", "redis://:" + pw + "@127.0.0.1:6379/0\x7f", false},
+		{"quorum master", "redis://:" + pw + "@127.0.0.1:xx/0", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := baseConfig()
+			override := tt.url
+			if tt.quorum {
+				rc.Quorum, override = []string{"redis://127.0.0.1:1/0", tt.url, "redis://127.0.0.1:3/0"}, ""
+			}
+			_, err := Dial(rc, override, locker.Options{})
+			if !errors.Is(err, ErrBadURL) {
+				t.Fatalf("got %v, want ErrBadURL", err)
+			}
+			for _, leak := range []string{pw, "hunter2", "secret"} {
+				if strings.Contains(err.Error(), leak) {
+					t.Errorf("error %q shows %q", err, leak)
+				}
+			}
+			if !strings.Contains(err.Error(), "127.0.0.1") {
+				t.Errorf("error %q: want it to name the URL's host", err)
+			}
+		})
+	}
 }
 
 // TestSentinelAndCluster: the scripts run through a Sentinel-discovered

@@ -3,7 +3,6 @@ package statusapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -45,14 +44,21 @@ var registerBrowserFuncs = sync.OnceFunc(func() {
 	})
 	// send-reports: prints a little (with markup, which the page must show
 	// as text) and fails on every other slot, with markup in its error too.
-	jobs.Register("browsertest.report", func(_ context.Context, r jobs.Run, _ struct{}) error {
-		fmt.Fprintf(r.Output, "rendered 12 reports for slot %s\n<b>3</b> queued for smtp\n", r.Slot.Format(time.RFC3339))
+	// Both carry its token, a secret from ${SMTP_TOKEN}: the page must show
+	// the ${SMTP_TOKEN}, never the value.
+	jobs.Register("browsertest.report", func(_ context.Context, r jobs.Run, a reportArgs) error {
+		fmt.Fprintf(r.Output, "rendered 12 reports for slot %s\n<b>3</b> queued for smtp (token %s)\n", r.Slot.Format(time.RFC3339), a.Token)
 		if (r.Slot.Unix()/2)%2 == 1 {
-			return errors.New("smtp: 451 4.3.0 <mx.example.com> temporarily unavailable, try again later")
+			return fmt.Errorf("smtp: 451 4.3.0 <mx.example.com> temporarily unavailable for AUTH %s, try again later", a.Token)
 		}
 		return nil
 	})
 })
+
+// reportArgs are the args of browsertest.report.
+type reportArgs struct {
+	Token string `yaml:"token"`
+}
 
 // browserConfig is the jobs.yaml of each replica; reportTimeout differs
 // between the two, so that send-reports shows config drift.
@@ -67,6 +73,7 @@ jobs:
   send-reports:
     schedule: "@every 2s"
     func: browsertest.report
+    args: {token: "${SMTP_TOKEN}"}
     timeout: ${REPORT_TIMEOUT}
   nightly-backup:
     schedule: "0 3 * * *"
@@ -80,7 +87,10 @@ jobs:
 
 const (
 	browserToken = "s3cret"
-	pauseNote    = "migrating <inventory> DB — back at 14:00"
+	// smtpToken is the secret of ${SMTP_TOKEN}: it is in the job's error
+	// and output, and must be nowhere on the page.
+	smtpToken = "smtp-tok-9f8e7d6c5b4a"
+	pauseNote = "migrating <inventory> DB — back at 14:00"
 	// waitTimeout bounds each wait for the page; generous, for a busy
 	// machine. testTimeout bounds the whole test, browser included.
 	waitTimeout = 15 * time.Second
@@ -107,7 +117,7 @@ func TestBrowserDashboard(t *testing.T) {
 	logger := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
 	var servers []*httptest.Server
 	for i, timeout := range []string{"10s", "20s"} {
-		env := map[string]string{"URL": rs.URL(), "REPORT_TIMEOUT": timeout}
+		env := map[string]string{"URL": rs.URL(), "REPORT_TIMEOUT": timeout, "SMTP_TOKEN": smtpToken}
 		cfg, err := jobs.Parse("jobs.yaml", []byte(browserConfig), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 		if err != nil {
 			t.Fatal(err)
@@ -243,8 +253,10 @@ func TestBrowserDashboard(t *testing.T) {
 		const row = document.querySelector('#history tbody tr[data-outcome="error"]');
 		const err = row && row.querySelector('pre.err'), out = row && row.querySelector('pre.out');
 		return err && out && err.textContent.includes('<mx.example.com>') && err.children.length === 0 &&
-			out.textContent.includes('<b>3</b> queued for smtp') && out.children.length === 0 && !document.querySelector('#history b');
+			out.textContent.includes('<b>3</b> queued for smtp') && out.children.length === 0 && !document.querySelector('#history b') &&
+			err.textContent.includes('AUTH ${SMTP_TOKEN},') && out.textContent.includes('(token ${SMTP_TOKEN})');
 	})()`)
+	b.noSecret("the job page of send-reports", smtpToken)
 	b.click(`#failures`)
 	b.wait("only failures", `(() => {
 		const rows = [...document.querySelectorAll('#history tbody tr[data-slot]')];
@@ -260,6 +272,7 @@ func TestBrowserDashboard(t *testing.T) {
 	b.wait("the overview, with runs of both jobs", `!document.getElementById('overview').hidden &&
 		!!document.querySelector('#jobs tr[data-job="send-reports"] .strip li[data-outcome="error"]') &&
 		!document.body.innerText.includes(`+jsString(browserToken)+`)`)
+	b.noSecret("the overview", smtpToken)
 	b.eval(`(() => { document.getElementById('notice').hidden = true; return true; })()`)
 	png := b.screenshot()
 	path := os.Getenv("REDCRON_SCREENSHOT")
@@ -272,6 +285,71 @@ func TestBrowserDashboard(t *testing.T) {
 	step("screenshot (%d bytes) in %s", len(png), path)
 
 	// (g) nothing in the console, no exception, the whole time.
+	b.checkConsole()
+}
+
+// TestBrowserReadAuth: with ReadAuth, the page asks for the token at
+// once (its first read is refused), shows why it shows nothing when the
+// dialog is cancelled, asks again on "enter token", refuses a wrong
+// token, then shows the jobs with the right one; reloaded, it reads with
+// the token it kept, without asking.
+func TestBrowserReadAuth(t *testing.T) {
+	chromium := findChromium(t)
+	registerBrowserFuncs()
+	rs := redistest.Start(t, redistest.Options{})
+	cfg, err := jobs.Parse("jobs.yaml", []byte(`
+redis: {url: "${URL}"}
+shutdown_grace: 3s
+jobs:
+  sync-inventory: {schedule: "* * * * * *", func: browsertest.sync, lock_ttl: 3s}
+`), func(k string) (string, bool) { return rs.URL(), k == "URL" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
+	s, err := scheduler.FromConfig(cfg, scheduler.Options{Replica: "r1", Logger: &logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		_ = s.Close()
+	})
+	c := SchedulerConfig(s, browserToken)
+	c.ReadAuth = true
+	srv := httptest.NewServer(LoopbackOnly(New(c)))
+	t.Cleanup(srv.Close)
+
+	b := startBrowser(t, chromium)
+	tokenDialog := `(() => { const d = document.getElementById('dlg'); return d.open && !document.getElementById('dlg-token-field').hidden &&
+		document.getElementById('dlg-note-field').hidden && document.getElementById('dlg-title').textContent === 'Token needed'; })()`
+	b.expect401()
+	b.do("open the page", chromedp.Navigate(srv.URL+"/"))
+	b.wait("the token dialog, at once", tokenDialog)
+	b.click(`#dlg-cancel`)
+	b.wait("the refusal shown, and a way to enter the token", `(() => {
+		const e = document.getElementById('conn-error');
+		return !e.hidden && e.textContent.includes('401') && !!document.getElementById('enter-token') && !document.querySelector('#jobs tr[data-job]');
+	})()`)
+	b.expect401()
+	b.click(`#enter-token`)
+	b.wait("the token dialog again", tokenDialog)
+	b.do("type a wrong token", chromedp.SendKeys(chromedp.ID("dlg-token"), "guess"))
+	b.expect401()
+	b.click(`#dlg-ok`)
+	b.wait("the dialog again, saying the token was refused", tokenDialog+` && document.getElementById('dlg-warn').textContent.includes('refused')`)
+	b.do("type the right token", chromedp.SendKeys(chromedp.ID("dlg-token"), browserToken))
+	b.click(`#dlg-ok`)
+	b.wait("the jobs, with an ok run", `!!document.querySelector('#jobs tr[data-job="sync-inventory"] .strip li[data-outcome="ok"]') &&
+		document.getElementById('conn-error').hidden && sessionStorage.getItem('redcron.token') === `+jsString(browserToken))
+	b.do("reload the page", chromedp.Reload())
+	b.wait("the jobs again, without a dialog", `!!document.querySelector('#jobs tr[data-job="sync-inventory"]') && !document.getElementById('dlg').open`)
 	b.checkConsole()
 }
 
@@ -468,6 +546,29 @@ func (b *browser) screenshot() []byte {
 		b.t.Fatalf("screenshot: %v", err)
 	}
 	return png
+}
+
+// noSecret fails the test when the page's text or HTML (the hidden
+// parts, attributes and session storage included) holds secret.
+func (b *browser) noSecret(where, secret string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, waitTimeout)
+	defer cancel()
+	found, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(() => {
+		const s = `+jsString(secret)+`, found = [];
+		if (document.body.innerText.includes(s)) found.push('text');
+		if (document.documentElement.outerHTML.includes(s)) found.push('HTML');
+		for (let i = 0; i < sessionStorage.length; i++) {
+			if ((sessionStorage.getItem(sessionStorage.key(i)) || '').includes(s)) found.push('session storage');
+		}
+		return found;
+	})()`))
+	if err != nil {
+		b.t.Fatalf("%s: reading the page: %v", where, err)
+	}
+	if len(found) > 0 {
+		b.t.Errorf("%s: the page's %s holds the secret %q\n%s", where, strings.Join(found, ", "), secret, b.dump())
+	}
 }
 
 // dump is the page's text and what it logged, for a failure's message.

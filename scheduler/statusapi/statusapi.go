@@ -3,11 +3,16 @@
 // with its state (paused with its note, running now, next slots, last
 // record, config drift), a strip of its recent records, paged history, the
 // live replicas; and pause, resume and trigger, which change state and so
-// need a bearer token. Everything is read from Redis, so every replica
-// shows the same.
+// need a bearer token (and, with Config.ReadAuth, so do the reads).
+// Everything is read from Redis, so every replica shows the same.
+//
+// Secrets (Config.Secrets) are redacted from every JSON answer: a
+// record's error or output, a job's schedule, an error from Redis, all
+// show a secret as the ${VAR} it came from.
 package statusapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	_ "embed"
@@ -41,14 +46,29 @@ type Config struct {
 	// Status shapes what each job shows (next slots, recent records,
 	// timeout); see Options.
 	Status Options
+	// ReadAuth makes the reads (GET /api/...) require the bearer token too;
+	// without a Token they are then refused (403). The page itself, static
+	// and without data, stays open: it asks for the token once and sends
+	// it with every read.
+	ReadAuth bool
+	// Secrets are redacted from every JSON answer (see the package doc);
+	// nil: none.
+	Secrets *jobs.Secrets
 }
 
-// ForScheduler is New for a running scheduler: its jobs, store, clock,
-// replica name and manual trigger, with token guarding the actions that
-// change state (empty: they are refused). Mount it anywhere, e.g. under
-// http.StripPrefix("/redcron", ...): the page's links are relative.
+// SchedulerConfig is the Config of a running scheduler: its jobs, store,
+// clock, replica name, manual trigger and secrets, with token guarding the
+// actions that change state (empty: they are refused). Set ReadAuth on it
+// to guard the reads too.
+func SchedulerConfig(s *scheduler.Scheduler, token string) Config {
+	return Config{Source: s, Replica: s.Replica(), Token: token, Trigger: s.Trigger, Secrets: s.Secrets()}
+}
+
+// ForScheduler is New(SchedulerConfig(s, token)): the handler of a running
+// scheduler. Mount it anywhere, e.g. under http.StripPrefix("/redcron",
+// ...): the page's links are relative.
 func ForScheduler(s *scheduler.Scheduler, token string) http.Handler {
-	return New(Config{Source: s, Replica: s.Replica(), Token: token, Trigger: s.Trigger})
+	return New(SchedulerConfig(s, token))
 }
 
 type api struct {
@@ -58,23 +78,29 @@ type api struct {
 // New returns the handler:
 //
 //	GET  /                              the page
-//	GET  /api/status                    Snapshot: jobs and replicas
-//	GET  /api/jobs                      []JobStatus
-//	GET  /api/jobs/{job}                JobStatus
-//	GET  /api/jobs/{job}/history        HistoryPage (?limit=N&before=RFC3339&failures=1)
-//	GET  /api/replicas                  []ReplicaStatus
+//	GET  /api/status                    Snapshot: jobs and replicas (bearer with ReadAuth)
+//	GET  /api/jobs                      []JobStatus (bearer with ReadAuth)
+//	GET  /api/jobs/{job}                JobStatus (bearer with ReadAuth)
+//	GET  /api/jobs/{job}/history        HistoryPage (?limit=N&before=RFC3339&failures=1; bearer with ReadAuth)
+//	GET  /api/replicas                  []ReplicaStatus (bearer with ReadAuth)
 //	POST /api/jobs/{job}/pause          (bearer; body {"note": "..."} optional)
 //	POST /api/jobs/{job}/resume         (bearer)
 //	POST /api/jobs/{job}/trigger        (bearer)
 func New(cfg Config) http.Handler {
 	a := &api{cfg: cfg}
+	read := func(h http.HandlerFunc) http.HandlerFunc {
+		if cfg.ReadAuth {
+			return a.authorized(h)
+		}
+		return h
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", a.page)
-	mux.HandleFunc("GET /api/status", a.snapshot)
-	mux.HandleFunc("GET /api/jobs", a.list)
-	mux.HandleFunc("GET /api/jobs/{name}", a.one)
-	mux.HandleFunc("GET /api/jobs/{name}/history", a.history)
-	mux.HandleFunc("GET /api/replicas", a.replicas)
+	mux.HandleFunc("GET /api/status", read(a.snapshot))
+	mux.HandleFunc("GET /api/jobs", read(a.list))
+	mux.HandleFunc("GET /api/jobs/{name}", read(a.one))
+	mux.HandleFunc("GET /api/jobs/{name}/history", read(a.history))
+	mux.HandleFunc("GET /api/replicas", read(a.replicas))
 	mux.HandleFunc("POST /api/jobs/{name}/pause", a.authorized(a.pause(true)))
 	mux.HandleFunc("POST /api/jobs/{name}/resume", a.authorized(a.pause(false)))
 	mux.HandleFunc("POST /api/jobs/{name}/trigger", a.authorized(a.trigger))
@@ -89,21 +115,21 @@ func (a *api) job(w http.ResponseWriter, r *http.Request) *jobs.Job {
 			return j
 		}
 	}
-	writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such job"})
+	a.writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such job"})
 	return nil
 }
 
 func (a *api) snapshot(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, Status(r.Context(), a.cfg.Source, a.cfg.Status))
+	a.writeJSON(w, http.StatusOK, Status(r.Context(), a.cfg.Source, a.cfg.Status))
 }
 
 func (a *api) list(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, Status(r.Context(), a.cfg.Source, a.cfg.Status).Jobs)
+	a.writeJSON(w, http.StatusOK, Status(r.Context(), a.cfg.Source, a.cfg.Status).Jobs)
 }
 
 func (a *api) one(w http.ResponseWriter, r *http.Request) {
 	if j := a.job(w, r); j != nil {
-		writeJSON(w, http.StatusOK, Status(r.Context(), a.cfg.Source, a.cfg.Status, j.Name).Jobs[0])
+		a.writeJSON(w, http.StatusOK, Status(r.Context(), a.cfg.Source, a.cfg.Status, j.Name).Jobs[0])
 	}
 }
 
@@ -112,10 +138,10 @@ func (a *api) replicas(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	reps, _, err := Replicas(ctx, a.cfg.Source.Store())
 	if err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		a.writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, reps)
+	a.writeJSON(w, http.StatusOK, reps)
 }
 
 // HistoryPage is one page of a job's records, newest slot first;
@@ -135,7 +161,7 @@ func (a *api) history(w http.ResponseWriter, r *http.Request) {
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 1000 {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "limit: want 1 to 1000"})
+			a.writeJSON(w, http.StatusBadRequest, map[string]string{"error": "limit: want 1 to 1000"})
 			return
 		}
 		p.Limit = n
@@ -143,7 +169,7 @@ func (a *api) history(w http.ResponseWriter, r *http.Request) {
 	if s := q.Get("before"); s != "" {
 		t, err := time.Parse(time.RFC3339, s)
 		if err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "before: want an RFC 3339 time"})
+			a.writeJSON(w, http.StatusBadRequest, map[string]string{"error": "before: want an RFC 3339 time"})
 			return
 		}
 		p.Before = t
@@ -154,7 +180,7 @@ func (a *api) history(w http.ResponseWriter, r *http.Request) {
 	p.Limit++ // one more tells whether a next page exists
 	recs, err := a.cfg.Source.Store().History(ctx, j.Name, p)
 	if err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		a.writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
 	}
 	page := HistoryPage{Records: recs}
@@ -166,24 +192,33 @@ func (a *api) history(w http.ResponseWriter, r *http.Request) {
 	if page.Records == nil {
 		page.Records = []store.Record{}
 	}
-	writeJSON(w, http.StatusOK, page)
+	a.writeJSON(w, http.StatusOK, page)
 }
 
 // authorized requires "Authorization: Bearer <Token>".
 func (a *api) authorized(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if a.cfg.Token == "" {
-			writeJSON(w, http.StatusForbidden, map[string]string{"error": "state-changing actions are off: start the replica with REDCRON_HTTP_TOKEN set"})
+	return RequireBearer(a.cfg.Token, h).ServeHTTP
+}
+
+// RequireBearer serves h only to requests with "Authorization: Bearer
+// <token>" (compared in constant time): others get 401 with a JSON error,
+// and every request gets 403 when token is empty (nothing can be allowed
+// without one). cmd/redcron guards /metrics with it when reads need the
+// token.
+func RequireBearer(token string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if token == "" {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "refused: this server has no token (start the replica with REDCRON_HTTP_TOKEN set)"})
 			return
 		}
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.cfg.Token)) != 1 {
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="redcron"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
 			return
 		}
-		h(w, r)
-	}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // maxNote bounds a pause note.
@@ -203,7 +238,7 @@ func (a *api) pause(on bool) http.HandlerFunc {
 		}
 		if on && r.ContentLength != 0 {
 			if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10)).Decode(&body); err != nil {
-				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: want {\"note\": \"...\"}"})
+				a.writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: want {\"note\": \"...\"}"})
 				return
 			}
 		}
@@ -222,10 +257,10 @@ func (a *api) pause(on bool) http.HandlerFunc {
 			err = a.cfg.Source.Store().Resume(ctx, j.Name)
 		}
 		if err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+			a.writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 			return
 		}
-		writeJSON(w, http.StatusOK, Status(r.Context(), a.cfg.Source, a.cfg.Status, j.Name).Jobs[0])
+		a.writeJSON(w, http.StatusOK, Status(r.Context(), a.cfg.Source, a.cfg.Status, j.Name).Jobs[0])
 	}
 }
 
@@ -238,7 +273,7 @@ func (a *api) trigger(w http.ResponseWriter, r *http.Request) {
 	}
 	name := j.Name
 	if a.cfg.Trigger == nil {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "triggers are off on this server"})
+		a.writeJSON(w, http.StatusNotFound, map[string]string{"error": "triggers are off on this server"})
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Status.withDefaults().Timeout)
@@ -246,20 +281,29 @@ func (a *api) trigger(w http.ResponseWriter, r *http.Request) {
 	slot, fence, err := a.cfg.Trigger(ctx, name)
 	switch {
 	case err == nil:
-		writeJSON(w, http.StatusAccepted, map[string]any{"job": name, "slot": slot, "fence": fence, "replica": a.cfg.Replica})
+		a.writeJSON(w, http.StatusAccepted, map[string]any{"job": name, "slot": slot, "fence": fence, "replica": a.cfg.Replica})
 	case errors.Is(err, locker.ErrNotObtained), errors.Is(err, scheduler.ErrJobDisabled):
-		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
+		a.writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
 	default:
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		a.writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 	}
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
+// writeJSON answers v as indented JSON, with the API's secrets redacted.
+func (a *api) writeJSON(w http.ResponseWriter, code int, v any) {
+	writeRedactedJSON(w, code, v, a.cfg.Secrets)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) { writeRedactedJSON(w, code, v, nil) }
+
+func writeRedactedJSON(w http.ResponseWriter, code int, v any, sec *jobs.Secrets) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v) // the API's values always encode
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	_, _ = w.Write(sec.RedactJSON(b.Bytes()))
 }
 
 //go:embed page.html
