@@ -37,7 +37,14 @@ type share struct {
 	// refresh asks the registry to read the registrations again, when a
 	// beat shows a replica whose registration is unknown or stale.
 	refresh chan struct{}
+	// slowUntil (Unix ns, scheduler clock): until then this replica's beats
+	// say it claims nothing, because a beat of its own was slow or failed.
+	slowUntil atomic.Int64
 }
+
+// slowFor is how long a replica whose beat failed leaves its share to the
+// others.
+const slowFor = time.Second
 
 // shareView is one beat's answer.
 type shareView struct {
@@ -48,7 +55,7 @@ type shareView struct {
 // Beat states: what a replica says of itself in its beats.
 const (
 	stateClaims = "claims" // it claims the firings it is first for
-	stateOff    = "off"    // its clock is off: it claims nothing
+	stateOff    = "off"    // its clock is off, or Redis answers it slowly: it claims nothing
 )
 
 func newShare(s *Scheduler) *share {
@@ -90,7 +97,7 @@ func (sh *share) setMembers(rs []store.Replica) {
 // state is what this replica's next beat says of it: "<state>:<config hash>".
 func (sh *share) state() string {
 	st := stateClaims
-	if !sh.s.clock.healthy() {
+	if !sh.s.clock.healthy() || sh.s.opts.Clock.Now().UnixNano() < sh.slowUntil.Load() {
 		st = stateOff
 	}
 	h := ""
@@ -127,6 +134,10 @@ func (sh *share) beat(ctx context.Context, state string) {
 	defer cancel()
 	live, err := s.store.Beat(cctx, s.opts.Replica, state, sh.forget())
 	if err != nil {
+		// Redis answers this replica slowly (a beat's reply took more
+		// than a beat) or not at all: its claims would be late too. Its
+		// next beats say it claims nothing, so the others take its share.
+		sh.slowUntil.Store(s.opts.Clock.Now().Add(slowFor).UnixNano())
 		s.log.Debug().Err(err).Msg("liveness beat failed")
 		return
 	}

@@ -82,7 +82,9 @@ func TestShareWork(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	var l ledger
 	fn := registerLedgerFunc(&l, behaviour{})
-	const n = 150
+	// 300 jobs for 8 s: a fair share's spread is then under 1 %, so ±10 %
+	// is over three of it.
+	const n = 300
 	js := shareJobs(t, n, fn)
 	ids := []string{"share-a", "share-b", "share-c"}
 	var ins []*instance

@@ -331,6 +331,13 @@ jobs:
 				// could not reach Redis, so the job's lease stayed until
 				// its TTL, and overlap forbid skipped the slots meanwhile.
 				explained["overlap, after A's run that could not finish before the cut"]++
+			case len(rs) == 1 && rs[0].Outcome == store.OutcomeSkipped && rs[0].Reason == store.ReasonOverlap &&
+				abortedBy(recs, s, a.name, lockTTL):
+				// A's claim of an earlier slot won in Redis but its reply
+				// was held or cut, and A gave it up: until A could tell
+				// Redis so, the claim kept the job's lease (it may have
+				// been running), and overlap forbid skipped the slots.
+				explained["overlap, after A's claim whose reply was lost"]++
 			default:
 				t.Errorf("(%s, %s) did not run: records %+v", job, time.Unix(s, 0).UTC().Format(time.TimeOnly), rs)
 			}
@@ -370,6 +377,19 @@ jobs:
 }
 
 // heldBy reports whether the last run of a job before slot s was on replica.
+// abortedBy says whether replica gave up (recorded aborted) a claim of one
+// of the slots less than ttl before s.
+func abortedBy(recs map[int64][]store.Record, s int64, replica string, ttl time.Duration) bool {
+	for p := s - int64(ttl/time.Second) - 1; p < s; p++ {
+		for _, r := range recs[p] {
+			if r.Outcome == store.OutcomeSkipped && r.Reason == store.ReasonAborted && r.Replica == replica {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func heldBy(rs []*edgeRun, s int64, replica string) bool {
 	var last *edgeRun
 	for _, r := range rs {
