@@ -100,6 +100,7 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 	lead := s.clock.lead()
 	deadline, retryUntil := claimBounds(j, slot, next, jitter)
 	deadline, retryUntil = deadline.Add(lead), retryUntil.Add(lead)
+	extended := false // retryUntil moved on for a claim that reached Redis
 	giveUp := func(reason string) *locker.Lease {
 		if !bid.Sent() {
 			bid = nil
@@ -202,7 +203,13 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			continue
 		}
 		// I/O error, no quorum, or confirmed too late: the claim may have
-		// won. Retry it as itself after the shared reconnect backoff.
+		// won. Retry it as itself after the shared reconnect backoff. A
+		// claim that reached Redis holds the slot if it won, so nobody
+		// else can run it: its retries may go on past the next slot, for
+		// OnTime more (within the claim deadline), before it is given up.
+		if bid.Sent() && !extended {
+			extended, retryUntil = true, minTime(deadline, retryUntil.Add(OnTime))
+		}
 		n := s.failures.Add(1)
 		js.metrics.claimErrors.Inc()
 		now := clk.Now()
@@ -253,6 +260,13 @@ func claimBounds(j *jobs.Job, slot, next time.Time, jitter time.Duration) (deadl
 		retryUntil = next
 	}
 	return deadline, retryUntil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // claimGuard ends a claim attempt this long before the next slot.
