@@ -82,7 +82,7 @@ func (d *decoder) finishCommand(s *jobDraft, j *Job, k *yaml.Node, a at, before 
 	case len(cmd.Argv) > 0 && cmd.Argv[0] == "":
 		d.fail(cn, a.sub("command"), nil, "empty program name (argv[0])")
 	case len(cmd.Argv) > 0 && !strings.ContainsRune(cmd.Argv[0], '/'):
-		if _, err := exec.LookPath(cmd.Argv[0]); err != nil {
+		if !d.lookPath(cmd.Argv[0]) {
 			d.warn(cn, a.sub("command"), "%q is not in this machine's PATH", cmd.Argv[0])
 		}
 	}
@@ -94,4 +94,18 @@ func (d *decoder) finishCommand(s *jobDraft, j *Job, k *yaml.Node, a at, before 
 		}
 		d.warn(kn, a.sub("kill_grace"), "kill_grace %s is longer than lock_ttl/3 (%s): a command that ignores SIGTERM may still run when its lease expires and another replica starts the job", cmd.KillGrace, j.LockTTL/3)
 	}
+}
+
+// lookPath says whether program is in PATH, once per program and file.
+func (d *decoder) lookPath(program string) bool {
+	ok, seen := d.inPath[program]
+	if !seen {
+		_, err := exec.LookPath(program)
+		ok = err == nil
+		if d.inPath == nil {
+			d.inPath = map[string]bool{}
+		}
+		d.inPath[program] = ok
+	}
+	return ok
 }

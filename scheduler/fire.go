@@ -378,8 +378,8 @@ func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, m
 	if !manual {
 		js.metrics.fireLag.Observe(start.Sub(slot).Seconds())
 	}
-	running := js.metrics.running
-	running.Inc()
+	running := &js.metrics.running
+	running.Add(1)
 	log.Info().Bool("manual", manual).Msg("run started")
 	attempts := 0
 	tail := jobs.NewTail(j.OutputTail)
@@ -404,7 +404,7 @@ func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, m
 		s.recorded(js, rec)
 	}
 
-	running.Dec()
+	running.Add(-1)
 	js.metrics.run(out).Inc()
 	js.metrics.duration.Observe(dur.Seconds())
 	if out == store.OutcomeOK {

@@ -9,26 +9,23 @@ import (
 )
 
 // outcomes and reasons are every label value the counters start with, at
-// zero, for each job: an alert on a series needs the series to exist.
+// zero, for each job: an alert on a series needs the series to exist. They
+// are every outcome a run can end with and every reason a skip can have.
 var (
-	outcomes = []string{store.OutcomeOK, store.OutcomeError, store.OutcomeTimeout, store.OutcomePanic,
+	outcomeNames = [...]string{store.OutcomeOK, store.OutcomeError, store.OutcomeTimeout, store.OutcomePanic,
 		store.OutcomeLeaseLost, store.OutcomeShutdown, store.OutcomeCanceled}
-	reasons = []string{store.ReasonPaused, store.ReasonOverlap, store.ReasonOutage, store.ReasonLate,
+	reasonNames = [...]string{store.ReasonPaused, store.ReasonOverlap, store.ReasonOutage, store.ReasonLate,
 		store.ReasonAborted, store.ReasonClock, store.ReasonSplit}
+	outcomes = outcomeNames[:]
+	reasons  = reasonNames[:]
 )
 
 // metrics are the scheduler's Prometheus collectors. Counts are this
 // replica's (sum them over replicas); a skip is counted by the replica that
-// recorded it, so the sum counts each skip once.
+// recorded it, so the sum counts each skip once. The per-job series are
+// kept by one collector (see jobsCollector).
 type metrics struct {
-	runs        *prometheus.CounterVec   // job, outcome
-	skips       *prometheus.CounterVec   // job, reason
-	claimErrors *prometheus.CounterVec   // job
-	fireLag     *prometheus.HistogramVec // job
-	duration    *prometheus.HistogramVec // job
-	lastSuccess *prometheus.GaugeVec     // job
-	running     *prometheus.GaugeVec     // job
-	drift       *prometheus.GaugeVec     // job
+	jobs        *jobsCollector
 	replicas    prometheus.Gauge
 	clockOffset prometheus.Gauge
 	stepIns     prometheus.Counter
@@ -37,32 +34,7 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "redcron_runs_total", Help: "Runs this replica started, by job and outcome.",
-		}, []string{"job", "outcome"}),
-		skips: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "redcron_skipped_slots_total", Help: "Slots whose skip this replica recorded, by job and reason (paused, overlap, outage, late, aborted, clock, split).",
-		}, []string{"job", "reason"}),
-		claimErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "redcron_claim_errors_total", Help: "Claims that failed with an I/O error (Redis unreachable), by job.",
-		}, []string{"job"}),
-		fireLag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "redcron_fire_lag_seconds", Help: "Time from a slot's nominal instant to the start of its run (after jitter and claim), by job.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
-		}, []string{"job"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "redcron_run_duration_seconds", Help: "How long runs took, all attempts included, by job.",
-			Buckets: []float64{.01, .05, .1, .5, 1, 5, 10, 30, 60, 300, 900, 3600},
-		}, []string{"job"}),
-		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "redcron_job_last_success_timestamp_seconds", Help: "Unix time of the last run of the job that this replica ran with outcome ok (max over replicas for the cluster's).",
-		}, []string{"job"}),
-		running: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "redcron_running", Help: "Runs of the job going on on this replica.",
-		}, []string{"job"}),
-		drift: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "redcron_config_drift", Help: "1 when the live replicas define the job differently (or not all of them define it).",
-		}, []string{"job"}),
+		jobs: newJobsCollector(),
 		replicas: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "redcron_replicas", Help: "Live replicas registered in Redis, as this replica last saw them.",
 		}),
@@ -77,14 +49,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		m.runs = register(reg, m.runs)
-		m.skips = register(reg, m.skips)
-		m.claimErrors = register(reg, m.claimErrors)
-		m.fireLag = register(reg, m.fireLag)
-		m.duration = register(reg, m.duration)
-		m.lastSuccess = register(reg, m.lastSuccess)
-		m.running = register(reg, m.running)
-		m.drift = register(reg, m.drift)
+		m.jobs = register(reg, m.jobs)
 		m.replicas = register(reg, m.replicas)
 		m.stepIns = register(reg, m.stepIns)
 		m.splitVotes = register(reg, m.splitVotes)
@@ -93,74 +58,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// jobMetrics are one job's series, looked up once: a label lookup per
-// firing was a tenth of a busy replica's CPU.
-type jobMetrics struct {
-	job         string
-	all         *metrics
-	runs        map[string]prometheus.Counter // by outcome
-	skips       map[string]prometheus.Counter // by reason
-	claimErrors prometheus.Counter
-	fireLag     prometheus.Observer
-	duration    prometheus.Observer
-	lastSuccess prometheus.Gauge
-	running     prometheus.Gauge
-	drift       prometheus.Gauge
-}
-
-// forJob creates job's series at zero, so that they exist before the first
-// event, and returns them.
-func (m *metrics) forJob(job string) *jobMetrics {
-	jm := &jobMetrics{
-		job:         job,
-		all:         m,
-		runs:        make(map[string]prometheus.Counter, len(outcomes)),
-		skips:       make(map[string]prometheus.Counter, len(reasons)),
-		claimErrors: m.claimErrors.WithLabelValues(job),
-		fireLag:     m.fireLag.WithLabelValues(job),
-		duration:    m.duration.WithLabelValues(job),
-		lastSuccess: m.lastSuccess.WithLabelValues(job),
-		running:     m.running.WithLabelValues(job),
-		drift:       m.drift.WithLabelValues(job),
-	}
-	for _, o := range outcomes {
-		jm.runs[o] = m.runs.WithLabelValues(job, o)
-	}
-	for _, r := range reasons {
-		jm.skips[r] = m.skips.WithLabelValues(job, r)
-	}
-	return jm
-}
-
-// run is the counter of runs that ended with outcome.
-func (jm *jobMetrics) run(outcome string) prometheus.Counter {
-	if c, ok := jm.runs[outcome]; ok {
-		return c
-	}
-	return jm.all.runs.WithLabelValues(jm.job, outcome)
-}
-
-// skip is the counter of slots skipped for reason.
-func (jm *jobMetrics) skip(reason string) prometheus.Counter {
-	if c, ok := jm.skips[reason]; ok {
-		return c
-	}
-	return jm.all.skips.WithLabelValues(jm.job, reason)
-}
+// forJob returns job's series, created at zero so that they exist before
+// the first event.
+func (m *metrics) forJob(job string) *jobMetrics { return m.jobs.forJob(job) }
 
 // dropJob deletes a removed job's series (a reload), so that its gauges
 // (last success) do not raise alerts for a job that no longer exists.
-func (m *metrics) dropJob(job string) {
-	l := prometheus.Labels{"job": job}
-	m.runs.DeletePartialMatch(l)
-	m.skips.DeletePartialMatch(l)
-	m.claimErrors.DeletePartialMatch(l)
-	m.fireLag.DeletePartialMatch(l)
-	m.duration.DeletePartialMatch(l)
-	m.lastSuccess.DeletePartialMatch(l)
-	m.running.DeletePartialMatch(l)
-	m.drift.DeletePartialMatch(l)
-}
+func (m *metrics) dropJob(job string) { m.jobs.drop(job) }
 
 // register registers c on reg, or returns the collector already there (so
 // several schedulers in one process can share a registry).

@@ -145,7 +145,7 @@ func TestQuorumMajorityAlive(t *testing.T) {
 			for _, s := range ins {
 				resent += counterOf(s.metrics.splitVotes)
 				for _, j := range js {
-					outages += counterOf(s.metrics.skips.WithLabelValues(j.Name, store.ReasonOutage))
+					outages += float64(s.metrics.jobs.get(j.Name).skip(store.ReasonOutage).Load())
 				}
 			}
 			t.Logf("missed %d; outage skips %v; split claims sent again by the scheduler %v", missed, outages, resent)

@@ -40,6 +40,7 @@ type share struct {
 	// slowUntil (Unix ns, scheduler clock): until then this replica's beats
 	// say it claims nothing, because a beat of its own was slow or failed.
 	slowUntil atomic.Int64
+	failed    int // beats failed in a row; beat goroutine only
 }
 
 // slowFor is how long a replica whose beat failed leaves its share to the
@@ -134,13 +135,17 @@ func (sh *share) beat(ctx context.Context, state string) {
 	defer cancel()
 	live, err := s.store.Beat(cctx, s.opts.Replica, state, sh.forget())
 	if err != nil {
-		// Redis answers this replica slowly (a beat's reply took more
-		// than a beat) or not at all: its claims would be late too. Its
-		// next beats say it claims nothing, so the others take its share.
-		sh.slowUntil.Store(s.opts.Clock.Now().Add(slowFor).UnixNano())
+		// Redis answers this replica slowly (two beats in a row without a
+		// reply within a beat) or not at all: its claims would be late
+		// too. Its next beats say it claims nothing, so the others take
+		// its share. One slow beat is not enough: a loaded machine has them.
+		if sh.failed++; sh.failed >= 2 {
+			sh.slowUntil.Store(s.opts.Clock.Now().Add(slowFor).UnixNano())
+		}
 		s.log.Debug().Err(err).Msg("liveness beat failed")
 		return
 	}
+	sh.failed = 0
 	if state == "" {
 		return
 	}

