@@ -120,7 +120,9 @@ func sentinelReady(sc *redis.SentinelClient, masterName string, master *Server, 
 
 // StartReplica starts a server that replicates from masterAddr (a master's
 // address, or a Proxy's in front of it, to delay or cut replication), and
-// waits until its link to the master is up. It is stopped in t.Cleanup.
+// waits until its link is up and it acknowledges writes (WAIT counts it:
+// a replica that just synced may take a second more). The master must
+// need no password. It is stopped in t.Cleanup.
 func StartReplica(t testing.TB, masterAddr string, opts Options) *Server {
 	t.Helper()
 	host, port, err := net.SplitHostPort(masterAddr)
@@ -129,21 +131,42 @@ func StartReplica(t testing.TB, masterAddr string, opts Options) *Server {
 	}
 	opts.Args = append(append([]string(nil), opts.Args...), "--replicaof", host, port)
 	s := Start(t, opts)
-	c := s.rawClient()
-	defer c.Close()
+	// One connection: WAIT counts the writes of its own connection.
+	m := redis.NewClient(&redis.Options{Addr: masterAddr, DialTimeout: 200 * time.Millisecond, ReadTimeout: 500 * time.Millisecond, MaxRetries: -1, PoolSize: 1})
+	defer m.Close()
+	online := fmt.Sprintf("port=%d,state=online", s.Port())
 	deadline := time.Now().Add(startTimeout)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		info, err := c.Info(ctx, "replication").Result()
-		cancel()
-		if err == nil && strings.Contains(info, "master_link_status:up") {
+		err := replicaAcks(m, online)
+		if err == nil {
 			return s
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("redistest: replica on %s: link to %s not up: %v\n%s", s.Addr(), masterAddr, err, info)
+			t.Fatalf("redistest: replica on %s of %s: %v", s.Addr(), masterAddr, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// replicaAcks says why the master behind m does not count the replica
+// whose INFO line holds online as acknowledging its writes (nil when it
+// does): every online replica must acknowledge a write made now.
+func replicaAcks(m *redis.Client, online string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	info, err := m.Info(ctx, "replication").Result()
+	if err != nil || !strings.Contains(info, online) {
+		return fmt.Errorf("not online on the master (%v):\n%s", err, info)
+	}
+	n := int64(strings.Count(info, "state=online"))
+	if err := m.Publish(ctx, "__redistest__", "sync").Err(); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	got, err := m.Do(ctx, "wait", n, 100).Int64()
+	if err != nil || got < n {
+		return fmt.Errorf("WAIT %d: %d replicas acknowledged (%v)", n, got, err)
+	}
+	return nil
 }
 
 // StartCluster starts n >= 1 cluster-enabled masters, joins them, splits the
