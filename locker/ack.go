@@ -51,13 +51,29 @@ func (p ackPolicy) wants(cs []*call) bool {
 	return false
 }
 
+// ackReserve is the time a WAIT leaves, before the earliest deadline of
+// the claims it follows, for its reply to come back: a WAIT that outlived
+// it would end in a timeout on the socket (and a closed connection)
+// rather than in a count of replicas. Redis ends a blocked WAIT at a cron
+// tick, up to 100ms late at the default hz of 10.
+const ackReserve = 150 * time.Millisecond
+
 // follow queues WAIT after the commands already in pipe when a call of cs
-// asks for it, and returns the command (nil when none does).
+// asks for it, and returns the command (nil when none does). WAIT's
+// timeout is the policy's, shortened to end ackReserve before the
+// earliest deadline of those calls.
 func (p ackPolicy) follow(ctx context.Context, pipe redis.Pipeliner, cs []*call) *redis.IntCmd {
 	if !p.wants(cs) {
 		return nil
 	}
-	w := redis.NewIntCmd(ctx, "wait", p.n, max(p.timeout.Milliseconds(), 1))
+	now := time.Now()
+	timeout := p.timeout
+	for _, c := range cs {
+		if c.ack.want {
+			timeout = min(timeout, c.deadline(now).Sub(now)-ackReserve)
+		}
+	}
+	w := redis.NewIntCmd(ctx, "wait", p.n, max(timeout.Milliseconds(), 1))
 	_ = pipe.Process(ctx, w)
 	return w
 }
@@ -95,7 +111,7 @@ func (c *call) acked(p ackPolicy) error {
 		return fmt.Errorf("%w: %w", ErrNotAcked, c.ack.err)
 	}
 	if c.ack.replicas < int64(p.n) {
-		return fmt.Errorf("%w: %d of %d replicas within %v", ErrNotAcked, c.ack.replicas, p.n, p.timeout)
+		return fmt.Errorf("%w: %d of %d replicas within at most %v", ErrNotAcked, c.ack.replicas, p.n, p.timeout)
 	}
 	return nil
 }

@@ -1,8 +1,10 @@
 package locker_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -177,5 +179,29 @@ func TestAckRefused(t *testing.T) {
 	}
 	if _, err := locker.NewQuorum(cs[:1], opts); err != nil {
 		t.Errorf("NewQuorum(1 client, MinReplicasAck 1): got %v, want nil (one node)", err)
+	}
+}
+
+// TestNotAckedBeforeTheDeadline: a claim whose context ends before the
+// ack timeout gets its WAIT shortened, and so the count of replicas (too
+// few) rather than a timeout on the socket.
+func TestNotAckedBeforeTheDeadline(t *testing.T) {
+	lone := redistest.Start(t, redistest.Options{})
+	l := ackLocker(t, lone, 1, 10*time.Second)
+	key, meta := keys(t)
+	// Load the script first: after NOSCRIPT the claim is sent again, and
+	// the first WAIT's time is lost.
+	warm, wcancel := context.WithTimeout(bg, time.Second)
+	_, _ = l.Obtain(warm, slotClaim(key+":warm", meta+":warm", time.Now().Truncate(time.Second)))
+	wcancel()
+	ctx, cancel := context.WithTimeout(bg, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := l.Obtain(ctx, slotClaim(key, meta, time.Now().Truncate(time.Second)))
+	if !errors.Is(err, locker.ErrNotAcked) || strings.Contains(err.Error(), "timeout") {
+		t.Errorf("got %v, want ErrNotAcked and no timeout", err)
+	}
+	if d := time.Since(start); d > 400*time.Millisecond {
+		t.Errorf("Obtain took %v, want it to end with its context (300ms)", d)
 	}
 }
