@@ -116,6 +116,19 @@ func (c *call) acked(p ackPolicy) error {
 	return nil
 }
 
+// unhold releases the lease key of a claim that won but was not
+// acknowledged, and keeps its mark (the slot stays claimed, by this bid):
+// its run must not start, and the job's next slots must not find the lease
+// busy and be skipped as overlapping while the claim waits to be retried
+// as itself (which finds its mark and takes the lease again) or withdrawn.
+// Best effort, bounded by NodeTimeout; when Redis cannot be told, the
+// lease expires with its TTL.
+func (b *Bid) unhold(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.lk.opts.NodeTimeout)
+	defer cancel()
+	_ = b.lk.each(cctx, releaseScript, b.claim.releaseLine(b.token, markKeep, ""))
+}
+
 // ackPolicy is the WAIT of the locker's options.
 func (o *Options) ackPolicy() ackPolicy {
 	if o.MinReplicasAck <= 0 {

@@ -133,6 +133,17 @@ func TestNotAcked(t *testing.T) {
 	if err != nil || fence != 1 {
 		t.Fatalf("fence on the master: got %d, %v; want 1 (the claim won there)", fence, err)
 	}
+	if n, _ := c.Exists(bg, key).Result(); n != 0 {
+		t.Errorf("lease key held after a claim that was not acknowledged: the next slots would find the job busy")
+	}
+	if tok, _ := c.HGet(bg, markOf(key, slot), "token").Result(); tok != bid.Token() {
+		t.Errorf("mark's token: got %q, want the bid's %q (the slot stays claimed by it)", tok, bid.Token())
+	}
+	// The job's next slot is not refused as overlapping (the lease is free);
+	// it is not acknowledged either.
+	if _, err := l.Obtain(bg, slotClaim(key, meta, slot.Add(time.Second))); !errors.Is(err, locker.ErrNotAcked) {
+		t.Errorf("the next slot's claim: got %v, want ErrNotAcked, not a busy lease", err)
+	}
 
 	redistest.StartReplica(t, master.Addr(), redistest.Options{})
 	lease, err := bid.Obtain(bg)

@@ -318,6 +318,7 @@ func (b *Bid) obtainSingle(ctx context.Context) (*Lease, error) {
 		return nil, r.err()
 	}
 	if err := c.acked(ln.ack); err != nil {
+		b.unhold(ctx)
 		return nil, withCtx(ctx, err)
 	}
 	lease := newLease(l, b, r.fence, start)

@@ -37,8 +37,10 @@ type Options struct {
 	// replicas of the node acknowledged it (WAIT, on the claim's own
 	// connection) before Obtain returns, so that a failover to a replica
 	// cannot forget a claim whose run started. A claim that won but was
-	// not acknowledged within AckTimeout fails with ErrNotAcked: it may
-	// have won, so retry the Bid as itself or withdraw it. One node only
+	// not acknowledged within AckTimeout fails with ErrNotAcked: its lease
+	// key is released at once (so that the job's next slots do not find it
+	// busy) and its mark kept; it may have won, so retry the Bid as itself
+	// (it takes the lease again) or withdraw it. One node only
 	// (New with a standalone or Sentinel client; not a Cluster client,
 	// not NewQuorum with several). Default 0: off.
 	MinReplicasAck int
