@@ -19,6 +19,7 @@ const (
 	DefaultDialTimeout   = time.Second
 	DefaultReadTimeout   = 500 * time.Millisecond
 	DefaultWriteTimeout  = 500 * time.Millisecond
+	DefaultAckTimeout    = 500 * time.Millisecond
 
 	// MinLockTTL is the shortest lock_ttl accepted: the watchdog renews at
 	// lock_ttl/3 and needs room for a round trip.
@@ -76,13 +77,44 @@ type RedisConfig struct {
 	Quorum   []string        // `quorum`: URLs of independent masters (odd count >= 3 recommended; >= 3 required)
 	Username string          // `username` (ACL)
 	Password string          // `password`, `password_file` (read at load), or $REDCRON_REDIS_PASSWORD, which wins
-	TLS      bool            // `tls`; implied by a rediss:// URL
+	TLS      bool            // `tls`; implied by a rediss:// URL and by a tls: mapping
 	Prefix   string          // `prefix`, no braces or spaces; "" means the scheduler's default, store.DefaultPrefix
+	// TLSOptions is the `tls:` mapping (private CA, client certificate,
+	// server name); nil for `tls: true|false`, which verifies the server
+	// against the system's roots.
+	TLSOptions *RedisTLS
 
 	DialTimeout  time.Duration // `dial_timeout`, default 1s
 	ReadTimeout  time.Duration // `read_timeout`, default 500ms
 	WriteTimeout time.Duration // `write_timeout`, default 500ms
 	MaxClockSkew time.Duration // `max_clock_skew`; 0 means the scheduler's default, scheduler.DefaultMaxClockSkew
+
+	// MinReplicasAck is `min_replicas_ack`: how many Redis replicas must
+	// acknowledge a claim (WAIT) before its run starts, so that a failover
+	// cannot forget it; default 0 (off). URL and Sentinel modes only.
+	MinReplicasAck int
+	// AckTimeout is `ack_timeout`: how long a claim waits for those
+	// acknowledgements; default 500ms.
+	AckTimeout time.Duration
+}
+
+// RedisTLS is the `redis.tls:` mapping. Paths are resolved against the
+// config file's directory; the decoder checks that the files can be read
+// and parsed.
+type RedisTLS struct {
+	// CAFile is `ca_file`: PEM certificates of the CAs that may sign the
+	// server's certificate; default the system's roots.
+	CAFile string
+	// CertFile and KeyFile are `cert_file` and `key_file`: a PEM client
+	// certificate and its private key, for servers that require one
+	// (tls-auth-clients); default none. One needs the other.
+	CertFile, KeyFile string
+	// ServerName is `server_name`: the name the server's certificate must
+	// carry; default the host dialed.
+	ServerName string
+	// InsecureSkipVerify is `insecure_skip_verify`: accept any server
+	// certificate (tests only); default false.
+	InsecureSkipVerify bool
 }
 
 // SentinelConfig is the `redis.sentinel:` block.
@@ -96,5 +128,6 @@ func defaultRedis() RedisConfig {
 		DialTimeout:  DefaultDialTimeout,
 		ReadTimeout:  DefaultReadTimeout,
 		WriteTimeout: DefaultWriteTimeout,
+		AckTimeout:   DefaultAckTimeout,
 	}
 }

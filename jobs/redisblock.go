@@ -18,6 +18,8 @@ type redisDraft struct {
 	r        *RedisConfig
 	modes    []string
 	password string // the key that set r.Password: password or password_file
+	// ackNode is the min_replicas_ack value, for a message that blames it.
+	ackNode *yaml.Node
 }
 
 // redisModeKeys are the keys that choose how to reach Redis; a redis: block
@@ -34,11 +36,7 @@ var redisKeys = slices.Concat(redisModeKeys, keyTable[*redisDraft]{
 	{"username", func(d *decoder, s *redisDraft, _, v *yaml.Node, a at) { s.r.Username, _ = d.str(v, a) }},
 	{"password", (*decoder).passwordKey},
 	{"password_file", (*decoder).passwordKey},
-	{"tls", func(d *decoder, s *redisDraft, _, v *yaml.Node, a at) {
-		if b, ok := d.boolean(v, a); ok {
-			s.r.TLS = s.r.TLS || b
-		}
-	}},
+	{"tls", (*decoder).tlsKey},
 	{"prefix", (*decoder).prefixKey},
 	{"dial_timeout", redisTimeout(func(r *RedisConfig) *time.Duration { return &r.DialTimeout })},
 	{"read_timeout", redisTimeout(func(r *RedisConfig) *time.Duration { return &r.ReadTimeout })},
@@ -48,6 +46,16 @@ var redisKeys = slices.Concat(redisModeKeys, keyTable[*redisDraft]{
 			s.r.MaxClockSkew = t
 		}
 	}},
+	{"min_replicas_ack", func(d *decoder, s *redisDraft, _, v *yaml.Node, a at) {
+		if x, ok := d.integer(v, a); ok {
+			if x < 0 {
+				d.fail(v, a, nil, "must not be negative, got %d", x)
+				return
+			}
+			s.r.MinReplicasAck, s.ackNode = x, v
+		}
+	}},
+	{"ack_timeout", redisTimeout(func(r *RedisConfig) *time.Duration { return &r.AckTimeout })},
 })
 
 // sentinelKeys are the keys of the redis.sentinel: block.
@@ -82,6 +90,10 @@ func (d *decoder) redis(n *yaml.Node, r *RedisConfig) {
 	}
 	if strings.HasPrefix(r.URL, "rediss://") {
 		r.TLS = true
+	}
+	if r.MinReplicasAck > 0 && (len(r.Cluster) > 0 || len(r.Quorum) > 0) {
+		d.fail(s.ackNode, a.sub("min_replicas_ack"), nil,
+			"works with url and sentinel only: on cluster, WAIT cannot follow a claim to its node; quorum mode survives the loss of a minority of masters instead")
 	}
 }
 

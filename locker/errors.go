@@ -54,6 +54,12 @@ var (
 	// (the caller was paused, or the reply delayed). The claim may have won:
 	// retry the Bid as itself, or Withdraw it.
 	ErrTooLate = errors.New("locker: claim confirmed too late")
+	// ErrNotAcked means a claim won on the node but fewer replicas than
+	// Options.MinReplicasAck acknowledged it within AckTimeout, or WAIT
+	// failed: a failover could forget it, so its run must not start. The
+	// claim may have won: retry the Bid as itself (it waits for the
+	// acknowledgements again), or Withdraw it.
+	ErrNotAcked = errors.New("locker: claim not acknowledged by enough replicas")
 	// ErrInvalid means a Claim or an argument is malformed (empty key,
 	// non-positive TTL, a mark or history without its TTL, ...).
 	ErrInvalid = errors.New("locker: invalid argument")

@@ -63,7 +63,11 @@ func New(client Client, opts Options) (*Locker, error) {
 	if err := checkClient(client); err != nil {
 		return nil, err
 	}
+	if err := checkAck(client, opts); err != nil {
+		return nil, err
+	}
 	l := &Locker{nodes: []*node{newNode(client)}, quorum: 1, opts: opts.withDefaults()}
+	l.nodes[0].lanes[laneMain].ack = l.opts.ackPolicy()
 	l.notices.init(l)
 	return l, nil
 }
@@ -133,6 +137,9 @@ func NewQuorum(clients []Client, opts Options) (*Locker, error) {
 	if len(clients) == 0 {
 		return nil, fmt.Errorf("%w: NewQuorum needs at least one client", ErrInvalid)
 	}
+	if opts.MinReplicasAck > 0 && len(clients) > 1 {
+		return nil, fmt.Errorf("%w: MinReplicasAck is for one node; a quorum survives the loss of a minority of masters instead", ErrInvalid)
+	}
 	nodes := make([]*node, len(clients))
 	for i, c := range clients {
 		if c == nil {
@@ -143,7 +150,13 @@ func NewQuorum(clients []Client, opts Options) (*Locker, error) {
 		}
 		nodes[i] = newNode(c)
 	}
+	if err := checkAck(clients[0], opts); err != nil {
+		return nil, err
+	}
 	l := &Locker{nodes: nodes, quorum: Majority(len(nodes)), opts: opts.withDefaults()}
+	if len(nodes) == 1 {
+		nodes[0].lanes[laneMain].ack = l.opts.ackPolicy()
+	}
 	l.notices.init(l)
 	return l, nil
 }
@@ -289,8 +302,12 @@ func (b *Bid) obtainSingle(ctx context.Context) (*Lease, error) {
 	start := time.Now()
 	cmd := redis.NewCmd(ctx, b.lines.obtain...)
 	b.sent = true
-	err := l.nodes[0].lanes[laneMain].run(newCall(ctx, cmd, obtainScript.src, l.opts.NodeTimeout))
-	if err != nil {
+	ln := &l.nodes[0].lanes[laneMain]
+	c := newCall(ctx, cmd, obtainScript.src, l.opts.NodeTimeout)
+	if ln.ack.n > 0 {
+		c.ack.want, c.timeout = true, l.opts.NodeTimeout+ln.ack.timeout
+	}
+	if err := ln.run(c); err != nil {
 		return nil, withCtx(ctx, err)
 	}
 	r, err := parseObtain(cmd.Val())
@@ -299,6 +316,10 @@ func (b *Bid) obtainSingle(ctx context.Context) (*Lease, error) {
 	}
 	if !r.ok() {
 		return nil, r.err()
+	}
+	if err := c.acked(ln.ack); err != nil {
+		b.unhold(ctx)
+		return nil, withCtx(ctx, err)
 	}
 	lease := newLease(l, b, r.fence, start)
 	if r.code == replyWait {

@@ -52,6 +52,7 @@ func newNode(c Client) *node {
 // queue is FIFO and one batch is in flight at a time).
 type lane struct {
 	client Client
+	ack    ackPolicy // WAIT after claims (see ack.go); zero: off
 
 	mu    sync.Mutex
 	busy  bool    // a call or batch is in flight; new calls queue
@@ -72,6 +73,7 @@ type call struct {
 	timeout time.Duration // from the write
 	node    int
 	done    chan *call // receives the call when its reply (or error) is in
+	ack     ackState   // replica acknowledgements, for claims (see ack.go)
 }
 
 func newCall(ctx context.Context, cmd *redis.Cmd, src string, timeout time.Duration) *call {
@@ -165,7 +167,11 @@ func (l *lane) flush() {
 // exec1 runs one call on its own, bounded by its deadline.
 func (l *lane) exec1(c *call) {
 	ctx, cancel := context.WithDeadline(c.ctx, c.deadline(time.Now()))
-	_ = l.client.Process(ctx, c.cmd)
+	if l.ack.wants([]*call{c}) {
+		l.execAcked(ctx, c)
+	} else {
+		_ = l.client.Process(ctx, c.cmd)
+	}
 	if isNoScript(c.cmd) {
 		l.evalFallback(ctx, []*call{c})
 	}
@@ -203,7 +209,9 @@ func (l *lane) execBatch(batch []*call) {
 	defer cancel()
 	pipe := l.client.Pipeline()
 	_ = pipe.BatchProcess(ctx, live...)
+	w := l.ack.follow(ctx, pipe, batch)
 	_, _ = pipe.Exec(ctx)
+	settle(w, batch)
 	var retry []*call
 	for _, c := range batch {
 		if isNoScript(c.cmd) {
@@ -226,7 +234,9 @@ func (l *lane) evalFallback(ctx context.Context, cs []*call) {
 		evals[i] = redis.NewCmd(c.ctx, args...)
 		_ = pipe.Process(ctx, evals[i])
 	}
+	w := l.ack.follow(ctx, pipe, cs) // the evals wrote on this connection
 	_, _ = pipe.Exec(ctx)
+	settle(w, cs)
 	for i, c := range cs {
 		c.cmd.SetVal(evals[i].Val())
 		c.cmd.SetErr(evals[i].Err())

@@ -33,6 +33,20 @@ type Options struct {
 	// Logger receives lease losses and renewal failures, with structured
 	// fields. Default: disabled (the zero zerolog.Logger writes nothing).
 	Logger zerolog.Logger
+	// MinReplicasAck, when positive, makes a claim wait until this many
+	// replicas of the node acknowledged it (WAIT, on the claim's own
+	// connection) before Obtain returns, so that a failover to a replica
+	// cannot forget a claim whose run started. A claim that won but was
+	// not acknowledged within AckTimeout fails with ErrNotAcked: its lease
+	// key is released at once (so that the job's next slots do not find it
+	// busy) and its mark kept; it may have won, so retry the Bid as itself
+	// (it takes the lease again) or withdraw it. One node only
+	// (New with a standalone or Sentinel client; not a Cluster client,
+	// not NewQuorum with several). Default 0: off.
+	MinReplicasAck int
+	// AckTimeout bounds that wait (WAIT's timeout); a claim's call may
+	// then take NodeTimeout + AckTimeout. Default 500ms.
+	AckTimeout time.Duration
 }
 
 // withDefaults returns o with every zero field set to its default.
@@ -45,6 +59,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Retries < 0 {
 		o.Retries = 0
+	}
+	if o.MinReplicasAck < 0 {
+		o.MinReplicasAck = 0
+	}
+	if o.AckTimeout <= 0 {
+		o.AckTimeout = DefaultAckTimeout
 	}
 	return o
 }

@@ -10,6 +10,7 @@ package redistest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -59,6 +60,13 @@ type Options struct {
 	// ErrNoFaketime) and with glibc's allocator instead of jemalloc. Its
 	// monotonic clock is not shifted. Restart keeps the offset.
 	ClockOffset time.Duration
+	// TLS, when set, makes the server speak TLS only, on its one port
+	// (plain TCP is off), with the PKI's server certificate; Client, URL
+	// (rediss://) and the readiness check use the PKI's CA.
+	TLS *PKI
+	// TLSAuthClients makes a TLS server require a client certificate
+	// signed by the PKI's CA (tls-auth-clients yes). Default: not required.
+	TLSAuthClients bool
 
 	// sentinelConf, when set, starts a Sentinel with this configuration
 	// file instead of a data server (see StartSentinel).
@@ -146,16 +154,22 @@ func (s *Server) args() []string {
 			"--daemonize", "no", "--loglevel", "warning",
 			"--logfile", filepath.Join(s.opts.Dir, "redis.log")}
 	}
-	a := []string{
-		"--bind", "127.0.0.1",
-		"--port", strconv.Itoa(s.port),
+	a := []string{"--bind", "127.0.0.1"}
+	if s.opts.TLS != nil {
+		a = append(a, s.opts.TLS.tlsArgs(strconv.Itoa(s.port), s.opts.TLSAuthClients)...)
+	} else {
+		a = append(a, "--port", strconv.Itoa(s.port))
+	}
+	a = append(a,
 		"--dir", s.opts.Dir,
 		"--save", "",
 		"--daemonize", "no",
 		"--protected-mode", "yes",
 		"--loglevel", "warning",
 		"--logfile", filepath.Join(s.opts.Dir, "redis.log"),
-	}
+		// A replica's first sync starts at once, not 5s later.
+		"--repl-diskless-sync-delay", "0",
+	)
 	if s.opts.AOF {
 		a = append(a, "--appendonly", "yes", "--appendfsync", "always")
 	} else {
@@ -243,8 +257,16 @@ func (s *Server) rawClient() *redis.Client {
 	return redis.NewClient(&redis.Options{
 		Addr: s.Addr(), Username: s.opts.Username, Password: s.password(),
 		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond,
-		MaxRetries: -1, PoolSize: 1,
+		MaxRetries: -1, PoolSize: 1, TLSConfig: s.tlsConfig(),
 	})
+}
+
+// tlsConfig is the client TLS configuration of a TLS server, else nil.
+func (s *Server) tlsConfig() *tls.Config {
+	if s.opts.TLS == nil {
+		return nil
+	}
+	return s.opts.TLS.ClientConfig()
 }
 
 func (s *Server) password() string {
@@ -263,15 +285,20 @@ func (s *Server) Port() int { return s.port }
 // Dir is the server's data directory.
 func (s *Server) Dir() string { return s.opts.Dir }
 
-// URL is a redis:// URL for the server, with credentials when set.
+// URL is a redis:// URL for the server (rediss:// for a TLS server), with
+// credentials when set. A TLS client also needs the PKI's CA.
 func (s *Server) URL() string {
+	scheme := "redis"
+	if s.opts.TLS != nil {
+		scheme = "rediss"
+	}
 	switch {
 	case s.opts.Username != "":
-		return fmt.Sprintf("redis://%s:%s@%s/0", s.opts.Username, s.opts.UserPassword, s.Addr())
+		return fmt.Sprintf("%s://%s:%s@%s/0", scheme, s.opts.Username, s.opts.UserPassword, s.Addr())
 	case s.opts.Password != "":
-		return fmt.Sprintf("redis://:%s@%s/0", s.opts.Password, s.Addr())
+		return fmt.Sprintf("%s://:%s@%s/0", scheme, s.opts.Password, s.Addr())
 	}
-	return "redis://" + s.Addr() + "/0"
+	return scheme + "://" + s.Addr() + "/0"
 }
 
 // Client returns a go-redis client for the server with short timeouts,
@@ -282,7 +309,7 @@ func (s *Server) Client(t testing.TB) *redis.Client {
 	c := redis.NewClient(&redis.Options{
 		Addr: s.Addr(), Username: s.opts.Username, Password: s.password(),
 		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
-		MaxRetries: -1, ContextTimeoutEnabled: true,
+		MaxRetries: -1, ContextTimeoutEnabled: true, TLSConfig: s.tlsConfig(),
 	})
 	t.Cleanup(func() { _ = c.Close() })
 	return c

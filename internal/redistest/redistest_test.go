@@ -87,3 +87,59 @@ func TestSeveral(t *testing.T) {
 		seen[s.Addr()] = true
 	}
 }
+
+func TestTLS(t *testing.T) {
+	pki := GeneratePKI(t)
+	for _, tc := range []struct {
+		name        string
+		auth        bool
+		noCertFails bool
+	}{
+		{"server only", false, false},
+		{"client certificates required", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := Start(t, Options{TLS: pki, TLSAuthClients: tc.auth})
+			ctx := context.Background()
+			if err := s.Client(t).Ping(ctx).Err(); err != nil {
+				t.Fatalf("ping over TLS with the PKI's CA and client certificate: %v", err)
+			}
+			if got := s.URL(); got != "rediss://"+s.Addr()+"/0" {
+				t.Errorf("URL() = %q, want rediss://%s/0", got, s.Addr())
+			}
+			plain := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second})
+			defer plain.Close()
+			if err := plain.Ping(ctx).Err(); err == nil {
+				t.Errorf("ping without TLS: got nil error, want one")
+			}
+			cfg := pki.ClientConfig()
+			cfg.Certificates = nil
+			noCert := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second, TLSConfig: cfg})
+			defer noCert.Close()
+			if err := noCert.Ping(ctx).Err(); (err != nil) != tc.noCertFails {
+				t.Errorf("ping without a client certificate: got %v, want failure %v", err, tc.noCertFails)
+			}
+		})
+	}
+}
+
+func TestReplica(t *testing.T) {
+	ctx := context.Background()
+	m := Start(t, Options{})
+	p := StartProxy(t, m.Addr())
+	r := StartReplica(t, p.Addr(), Options{})
+	if err := m.Client(t).Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, _ := r.Client(t).Get(ctx, "k").Result()
+		if got == "v" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica: got %q, want \"v\" replicated through the proxy", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

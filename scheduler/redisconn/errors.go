@@ -9,4 +9,9 @@ var (
 	// ErrBadURL wraps the reason a Redis URL was refused; the message shows
 	// the URL without its password.
 	ErrBadURL = errors.New("redisconn: bad redis url")
+	// ErrTLS is wrapped by Dial's error when the block's TLS settings
+	// cannot make a TLS configuration: a CA or client certificate file
+	// that cannot be read or parsed (its own error is wrapped beside it),
+	// or a certificate without its key.
+	ErrTLS = errors.New("redisconn: bad TLS settings")
 )

@@ -31,14 +31,25 @@ type Conn struct {
 	Clients []redis.UniversalClient
 	// Describe names the connection for logs, without credentials.
 	Describe string
+
+	acks int // replicas that must acknowledge each claim (min_replicas_ack)
 }
 
 // Dial builds the clients the block names; url, when not empty, replaces
 // the block's url, sentinel, cluster and quorum (the --redis flag). It
 // fails with ErrNoRedis when nothing is configured, and with a
-// configuration error (never echoing a password) for a bad URL. Clients
-// connect lazily: Dial does no I/O. opts may carry the locker's options
-// (NodeTimeout defaults to the block's larger read/write timeout).
+// configuration error (never echoing a password) for a bad URL or TLS
+// files that cannot be loaded. Clients connect lazily: Dial reads the TLS
+// files but does no network I/O. opts may carry the locker's options
+// (NodeTimeout defaults to the block's larger read/write timeout;
+// MinReplicasAck and AckTimeout to the block's min_replicas_ack and
+// ack_timeout).
+//
+// TLS (tls: true, a tls: mapping, or a rediss:// URL) is the same in every
+// mode: TLS 1.2 at least, the server verified against ca_file (default the
+// system's roots) under server_name (default the host dialed: each
+// Sentinel, master and Cluster node by its own address), and the client
+// certificate presented when the block names one.
 func Dial(rc jobs.RedisConfig, url string, lopts locker.Options) (*Conn, error) {
 	if url != "" {
 		rc.URL, rc.Sentinel, rc.Cluster, rc.Quorum = url, nil, nil, nil
@@ -46,12 +57,32 @@ func Dial(rc jobs.RedisConfig, url string, lopts locker.Options) (*Conn, error) 
 	if lopts.NodeTimeout == 0 {
 		lopts.NodeTimeout = max(rc.ReadTimeout, rc.WriteTimeout)
 	}
+	if lopts.MinReplicasAck == 0 && rc.MinReplicasAck > 0 {
+		lopts.MinReplicasAck, lopts.AckTimeout = rc.MinReplicasAck, rc.AckTimeout
+	}
+	tlsCfg, err := TLSConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := dial(rc, tlsCfg, lopts)
+	if err != nil {
+		return nil, err
+	}
+	conn.acks = lopts.MinReplicasAck
+	if conn.acks > 0 {
+		conn.Describe += fmt.Sprintf(", claims acknowledged by %d replica(s)", conn.acks)
+	}
+	return conn, nil
+}
+
+// dial builds the clients and the locker of one mode.
+func dial(rc jobs.RedisConfig, tlsCfg *tls.Config, lopts locker.Options) (*Conn, error) {
 	switch {
 	case len(rc.Quorum) > 0:
 		cs := make([]redis.UniversalClient, 0, len(rc.Quorum))
 		lcs := make([]locker.Client, 0, len(rc.Quorum))
 		for i, u := range rc.Quorum {
-			c, err := urlClient(u, rc)
+			c, err := urlClient(u, rc, tlsCfg)
 			if err != nil {
 				closeAll(cs)
 				return nil, fmt.Errorf("%w: quorum master %d: %w", ErrBadURL, i+1, err)
@@ -72,20 +103,20 @@ func Dial(rc jobs.RedisConfig, url string, lopts locker.Options) (*Conn, error) 
 	case rc.Sentinel != nil:
 		c := redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName: rc.Sentinel.Master, SentinelAddrs: rc.Sentinel.Addrs,
-			Username: rc.Username, Password: rc.Password, TLSConfig: tlsConfig(rc, ""),
+			Username: rc.Username, Password: rc.Password, TLSConfig: tlsCfg,
 			DialTimeout: rc.DialTimeout, ReadTimeout: rc.ReadTimeout, WriteTimeout: rc.WriteTimeout,
 			MaxRetries: noRetries, DialerRetries: oneDial, ContextTimeoutEnabled: true,
 		})
 		return single(c, lopts, "sentinel master "+rc.Sentinel.Master)
 	case len(rc.Cluster) > 0:
 		c := redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs: rc.Cluster, Username: rc.Username, Password: rc.Password, TLSConfig: tlsConfig(rc, ""),
+			Addrs: rc.Cluster, Username: rc.Username, Password: rc.Password, TLSConfig: tlsCfg,
 			DialTimeout: rc.DialTimeout, ReadTimeout: rc.ReadTimeout, WriteTimeout: rc.WriteTimeout,
 			MaxRetries: noRetries, DialerRetries: oneDial, ContextTimeoutEnabled: true,
 		})
 		return single(c, lopts, "cluster")
 	case rc.URL != "":
-		c, err := urlClient(rc.URL, rc)
+		c, err := urlClient(rc.URL, rc, tlsCfg)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrBadURL, err)
 		}
@@ -130,11 +161,14 @@ const oneDial = 1
 
 // urlClient is a standalone client for a redis://, rediss:// or unix:// URL,
 // with the block's credentials, TLS and timeouts where the URL is silent.
+// tlsCfg is the block's TLS (nil when off); a rediss:// URL turns TLS on
+// with the block's CA and client certificate, and its skip_verify=true is
+// kept.
 //
 // Its errors never show the URL's password: url.Parse's errors quote the
 // whole URL (and go-redis passes them on), so the URL is checked with
 // jobs.ParseSecretURL first, and go-redis's own errors are scrubbed.
-func urlClient(u string, rc jobs.RedisConfig) (*redis.Client, error) {
+func urlClient(u string, rc jobs.RedisConfig, tlsCfg *tls.Config) (*redis.Client, error) {
 	if _, err := jobs.ParseSecretURL(u); err != nil {
 		return nil, errors.New(strings.TrimPrefix(err.Error(), jobs.ErrBadURL.Error()+": "))
 	}
@@ -150,20 +184,70 @@ func urlClient(u string, rc jobs.RedisConfig) (*redis.Client, error) {
 	if opt.Password == "" {
 		opt.Password = rc.Password
 	}
-	if opt.TLSConfig == nil {
-		host, _, _ := net.SplitHostPort(opt.Addr)
-		opt.TLSConfig = tlsConfig(rc, host)
+	if fromURL := opt.TLSConfig; fromURL != nil || tlsCfg != nil {
+		cfg, err := buildTLS(rc.TLSOptions)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(opt.Addr)
+		}
+		if fromURL != nil && fromURL.InsecureSkipVerify {
+			cfg.InsecureSkipVerify = true
+		}
+		opt.TLSConfig = cfg
 	}
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = rc.DialTimeout, rc.ReadTimeout, rc.WriteTimeout
 	opt.MaxRetries, opt.DialerRetries, opt.ContextTimeoutEnabled = noRetries, oneDial, true
 	return redis.NewClient(opt), nil
 }
 
-func tlsConfig(rc jobs.RedisConfig, host string) *tls.Config {
-	if !rc.TLS {
-		return nil
+// TLSConfig is the client TLS configuration of a redis: block: nil when
+// TLS is off (tls: false and no rediss:// URL), else TLS 1.2 at least with
+// the block's CA, client certificate, server name and verification. It
+// reads the files, and fails with an error naming the file that cannot be
+// read or parsed (never quoting a key).
+func TLSConfig(rc jobs.RedisConfig) (*tls.Config, error) {
+	if !rc.TLS && !strings.HasPrefix(rc.URL, "rediss://") {
+		return nil, nil
 	}
-	return &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
+	return buildTLS(rc.TLSOptions)
+}
+
+// buildTLS makes a TLS configuration from the tls: mapping (nil: the
+// system's roots, the host dialed as the server name).
+func buildTLS(o *jobs.RedisTLS) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o == nil {
+		return cfg, nil
+	}
+	cfg.ServerName, cfg.InsecureSkipVerify = o.ServerName, o.InsecureSkipVerify
+	if o.CAFile != "" {
+		pool, err := jobs.LoadCAFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrTLS, err)
+		}
+		cfg.RootCAs = pool
+	}
+	switch {
+	case o.CertFile != "" && o.KeyFile != "":
+		certPEM, err := jobs.ReadPEMFile(o.CertFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: client certificate: %w", ErrTLS, err)
+		}
+		keyPEM, err := jobs.ReadPEMFile(o.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: client key: %w", ErrTLS, err)
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("%w: client certificate %s and key %s: %w", ErrTLS, o.CertFile, o.KeyFile, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	case o.CertFile != "" || o.KeyFile != "":
+		return nil, fmt.Errorf("%w: a client certificate needs both cert_file and key_file", ErrTLS)
+	}
+	return cfg, nil
 }
 
 // redactURL names a client's address without its password, for logs.
@@ -199,5 +283,24 @@ func (c *Conn) CheckSettings(ctx context.Context, log zerolog.Logger) {
 		for _, w := range rep.Warnings {
 			log.Warn().Int("node", i).Msg("REDIS SETTING WEAKENS THE GUARANTEES: " + w)
 		}
+	}
+	if c.acks > 0 {
+		c.checkReplicas(ctx, log)
+	}
+}
+
+// checkReplicas warns when the master has fewer online replicas than
+// min_replicas_ack: every claim then fails and nothing runs. INFO refused
+// (an ACL without it) gets one warning.
+func (c *Conn) checkReplicas(ctx context.Context, log zerolog.Logger) {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	cmd := redis.NewStringCmd(cctx, "info", "replication")
+	if err := c.Clients[0].Process(cctx, cmd); err != nil {
+		log.Warn().Err(err).Int("min_replicas_ack", c.acks).Msg("cannot read INFO replication: make sure the master has at least min_replicas_ack replicas online, or no claim is acknowledged and nothing runs")
+		return
+	}
+	if n := strings.Count(cmd.Val(), ",state=online"); n < c.acks {
+		log.Warn().Int("min_replicas_ack", c.acks).Int("replicas_online", n).Msg("FEWER REPLICAS THAN min_replicas_ack: claims are not acknowledged and nothing runs until enough replicas are online")
 	}
 }

@@ -2,6 +2,7 @@ package redisconn
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
@@ -250,5 +252,145 @@ func TestCheckSettings(t *testing.T) {
 				t.Errorf("log lines: got %d, want %d:\n%s", n, len(tc.want), out)
 			}
 		})
+	}
+}
+
+// TestTLS dials real TLS-only servers whose certificates a private CA
+// signed: the CA verifies them in URL and quorum mode, a wrong CA or a
+// wrong server name fails with the verification error, a server that
+// requires client certificates gets one, and insecure_skip_verify skips
+// the verification.
+func TestTLS(t *testing.T) {
+	pki, other := redistest.GeneratePKI(t), redistest.GeneratePKI(t)
+	srv := redistest.Start(t, redistest.Options{TLS: pki})
+	mtls := redistest.Start(t, redistest.Options{TLS: pki, TLSAuthClients: true})
+	q := []*redistest.Server{srv, redistest.Start(t, redistest.Options{TLS: pki}), redistest.Start(t, redistest.Options{TLS: pki})}
+
+	withTLS := func(url string, o jobs.RedisTLS) jobs.RedisConfig {
+		rc := baseConfig()
+		rc.URL, rc.TLS, rc.TLSOptions = url, true, &o
+		return rc
+	}
+	client := jobs.RedisTLS{CAFile: pki.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey}
+	for _, tc := range []struct {
+		name    string
+		rc      jobs.RedisConfig
+		wantErr string // "" when a claim must go through
+	}{
+		{"rediss URL, private CA", withTLS("rediss://"+srv.Addr()+"/0", jobs.RedisTLS{CAFile: pki.CAFile}), ""},
+		{"redis URL with tls on", withTLS("redis://"+srv.Addr()+"/0", jobs.RedisTLS{CAFile: pki.CAFile}), ""},
+		{"server name in the certificate", withTLS(srv.URL(), jobs.RedisTLS{CAFile: pki.CAFile, ServerName: "localhost"}), ""},
+		{"client certificate required and given", withTLS(mtls.URL(), client), ""},
+		{"wrong CA", withTLS(srv.URL(), jobs.RedisTLS{CAFile: other.CAFile}), "certificate signed by unknown authority"},
+		{"server name not in the certificate", withTLS(srv.URL(), jobs.RedisTLS{CAFile: pki.CAFile, ServerName: "redis.internal"}), "not redis.internal"},
+		{"system roots only", withTLS(srv.URL(), jobs.RedisTLS{}), "certificate signed by unknown authority"},
+		{"client certificate required, none given", withTLS(mtls.URL(), jobs.RedisTLS{CAFile: pki.CAFile}), "certificate required"},
+		{"insecure_skip_verify with a wrong CA", withTLS(srv.URL(), jobs.RedisTLS{CAFile: other.CAFile, InsecureSkipVerify: true}), ""},
+		{"quorum of three", func() jobs.RedisConfig {
+			rc := withTLS("", jobs.RedisTLS{CAFile: pki.CAFile})
+			rc.Quorum = []string{q[0].URL(), q[1].URL(), q[2].URL()}
+			return rc
+		}(), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// go-redis retries a failed dial 5 times, 100ms apart: leave
+			// room for the handshake's own error to come back.
+			c, err := Dial(tc.rc, "", locker.Options{NodeTimeout: 3 * time.Second})
+			if err != nil {
+				t.Fatalf("Dial: %v", err)
+			}
+			t.Cleanup(func() { _ = c.Close() })
+			if tc.wantErr == "" {
+				if f := claimOnce(t, c); f < 1 {
+					t.Errorf("fence: got %d, want >= 1", f)
+				}
+				return
+			}
+			err = c.Ready(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Ready: got %v, want an error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestTLSEveryMode: Sentinel and Cluster clients get the block's TLS
+// configuration too (one CA, client certificate and server name for every
+// node), and files that cannot be loaded fail Dial with ErrTLS.
+func TestTLSEveryMode(t *testing.T) {
+	pki := redistest.GeneratePKI(t)
+	rc := baseConfig()
+	rc.TLS, rc.TLSOptions = true, &jobs.RedisTLS{CAFile: pki.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey, ServerName: "redis.internal"}
+	sentinel, cluster := rc, rc
+	sentinel.Sentinel = &jobs.SentinelConfig{Master: "m", Addrs: []string{"127.0.0.1:1"}}
+	cluster.Cluster = []string{"127.0.0.1:1"}
+	for _, tc := range []struct {
+		name string
+		rc   jobs.RedisConfig
+		opts func(*Conn) any
+	}{
+		{"sentinel", sentinel, func(c *Conn) any { return c.Clients[0].(*redis.Client).Options().TLSConfig }},
+		{"cluster", cluster, func(c *Conn) any { return c.Clients[0].(*redis.ClusterClient).Options().TLSConfig }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Dial(tc.rc, "", locker.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.Close() })
+			got, _ := tc.opts(c).(*tls.Config)
+			if got == nil || got.RootCAs == nil || len(got.Certificates) != 1 || got.ServerName != "redis.internal" || got.MinVersion != tls.VersionTLS12 {
+				t.Errorf("TLS config: got %+v, want the CA, one client certificate, server name redis.internal, TLS 1.2+", got)
+			}
+		})
+	}
+	t.Run("files that cannot be loaded", func(t *testing.T) {
+		for _, o := range []jobs.RedisTLS{
+			{CAFile: pki.Dir + "/missing.pem"},
+			{CAFile: pki.ClientKey},
+			{CertFile: pki.ClientCert},
+			{CertFile: pki.ClientCert, KeyFile: pki.ServerKey},
+		} {
+			rc := baseConfig()
+			rc.URL, rc.TLS, rc.TLSOptions = "redis://127.0.0.1:1/0", true, &o
+			if _, err := Dial(rc, "", locker.Options{}); !errors.Is(err, ErrTLS) {
+				t.Errorf("Dial with %+v: got %v, want ErrTLS", o, err)
+			}
+		}
+	})
+}
+
+// TestMinReplicasAck: the block's min_replicas_ack reaches the locker (a
+// claim on a master without replicas is not acknowledged), the
+// connection says so, and CheckSettings warns that too few replicas are
+// online; with a replica, claims go through and nothing is said.
+func TestMinReplicasAck(t *testing.T) {
+	master := redistest.Start(t, redistest.Options{})
+	rc := baseConfig()
+	rc.URL, rc.MinReplicasAck, rc.AckTimeout = master.URL(), 1, 100*time.Millisecond
+	c, err := Dial(rc, "", locker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if want := "claims acknowledged by 1 replica(s)"; !strings.Contains(c.Describe, want) {
+		t.Errorf("Describe: got %q, want it to contain %q", c.Describe, want)
+	}
+	k := store.JobKeys("t", "ack")
+	if _, err := c.Locker.Obtain(context.Background(), locker.Claim{Key: k.Lease(), MetaKey: k.Meta(), TTL: time.Second}); !errors.Is(err, locker.ErrNotAcked) {
+		t.Errorf("claim without a replica: got %v, want ErrNotAcked", err)
+	}
+	var buf strings.Builder
+	c.CheckSettings(context.Background(), zerolog.New(&buf))
+	if want := "FEWER REPLICAS THAN min_replicas_ack"; strings.Count(buf.String(), want) != 1 {
+		t.Errorf("log: got %q, want %q once", buf.String(), want)
+	}
+
+	redistest.StartReplica(t, master.Addr(), redistest.Options{})
+	claimOnce(t, c)
+	buf.Reset()
+	c.CheckSettings(context.Background(), zerolog.New(&buf))
+	if strings.Contains(buf.String(), "min_replicas_ack") {
+		t.Errorf("log with a replica online: got %q, want no word of min_replicas_ack", buf.String())
 	}
 }

@@ -1,0 +1,169 @@
+package main
+
+// TestLeastPrivilegeACL: two replicas of the built binary and the control
+// commands run as a Redis ACL user with exactly store.ACLRules, the rules
+// the README prints: jobs run (one of them with overlap: replace, so
+// pub/sub is used too), status, history, replicas, pause, resume and
+// trigger --wait work, Redis refused nothing but CONFIG, which the
+// replicas turn into one warning, and the user cannot touch a key or a
+// channel outside the prefix, directly or from a script (Redis checks
+// each key a script's redis.call touches, whether or not the script
+// declared it in KEYS).
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redcron/redcron/internal/redistest"
+	"github.com/redcron/redcron/scheduler/store"
+)
+
+func TestLeastPrivilegeACL(t *testing.T) {
+	const (
+		prefix = "acl"
+		user   = "redcron"
+		pass   = "cron-pw"
+	)
+	bin := buildRedcron(t)
+	args := append([]string{"--user", user, "on", ">" + pass}, store.ACLRules(prefix)...)
+	srv := redistest.Start(t, redistest.Options{Password: "admin-pw", Args: args})
+	admin := srv.Client(t) // the default user, with every right
+	ctx := context.Background()
+	url := fmt.Sprintf("redis://%s:%s@%s/0", user, pass, srv.Addr())
+
+	dir := t.TempDir()
+	ledger := filepath.Join(dir, "ledger")
+	config := filepath.Join(dir, "jobs.yaml")
+	if err := os.WriteFile(config, []byte(fmt.Sprintf(`redis: {prefix: %s}
+shutdown_grace: 2s
+defaults: {lock_ttl: 3s, kill_grace: 1s}
+jobs:
+  tick:
+    schedule: "* * * * * *"
+    command: ["sh", "-c", "echo tick $REDCRON_SLOT $REDCRON_FENCE $REDCRON_REPLICA >> %s"]
+  replaced:
+    schedule: "* * * * * *"
+    overlap: replace
+    command: ["sleep", "3"]
+  report:
+    schedule: "0 0 1 1 *"
+    command: ["true"]
+`, prefix, ledger)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var reps []*e2eProc
+	for _, name := range []string{"a", "b"} {
+		p := startReplica(t, bin, config, url, name, filepath.Join(dir, name+".log"))
+		p.waitLog(t, "redcron started", e2eStartTimeout)
+		reps = append(reps, p)
+	}
+
+	eventually(t, 10*time.Second, "tick runs and a replaced run", func() bool {
+		b, _ := os.ReadFile(ledger)
+		replaced := false
+		for _, r := range historyOf(t, bin, config, url, "replaced") {
+			replaced = replaced || r.Reason == store.ReasonReplaced
+		}
+		return strings.Count(string(b), "\n") >= 3 && replaced
+	})
+	snap := statusOf(t, bin, config, url)
+	if last := jobIn(snap, "tick").Last; len(snap.Replicas) != 2 || last == nil || last.Outcome != store.OutcomeOK {
+		t.Errorf("status: got %d replicas and tick's last record %+v, want 2 and an ok run", len(snap.Replicas), last)
+	}
+	for _, c := range [][]string{
+		{"replicas", "--json"},
+		{"pause", "tick", "--note", "acl"},
+		{"resume", "tick"},
+		{"trigger", "report", "--wait", "--json"},
+	} {
+		if code, out := ctl(t, bin, config, url, c...); code != exitOK {
+			t.Errorf("redcron %s: exit %d, want 0:\n%s", strings.Join(c, " "), code, out)
+		}
+	}
+
+	for _, p := range reps {
+		p.signal(t, syscall.SIGTERM)
+		if !p.wait(10 * time.Second) {
+			t.Fatalf("%s did not exit after SIGTERM", p.name)
+		}
+		if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("%s: exit %d, want 0; log:\n%s", p.name, code, tail(p.log))
+		}
+		warned := 0
+		for _, l := range readLogs(t, p.log) {
+			if strings.HasPrefix(l.Message, "cannot read Redis settings") {
+				warned++
+			}
+		}
+		if warned != 1 {
+			t.Errorf("%s: %d warnings that settings cannot be read, want 1 (CONFIG is not granted)", p.name, warned)
+		}
+	}
+
+	// Everything Redis refused the user, from ACL LOG: CONFIG only.
+	entries, err := admin.Do(ctx, "acl", "log").Slice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		fields := aclEntry(e)
+		if fields["reason"] == "command" && (fields["object"] == "config|get" || fields["object"] == "client|setinfo") {
+			continue
+		}
+		t.Errorf("Redis refused the ACL user: %v", fields)
+	}
+
+	// Outside the prefix, nothing: a key, a key a script declares or does
+	// not declare, a channel.
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: user, Password: pass, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second})
+	defer c.Close()
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"SET other:x", c.Set(ctx, "other:x", 1, 0).Err()},
+		{"GET other:x", c.Get(ctx, "other:x").Err()},
+		{"EVAL declaring other:x", c.Eval(ctx, "return redis.call('SET', KEYS[1], 1)", []string{"other:x"}).Err()},
+		{"EVAL not declaring other:x", c.Eval(ctx, "return redis.call('SET', 'other:x', 1)", nil).Err()},
+		{"EVAL declaring acl:x, writing other:x", c.Eval(ctx, "return redis.call('SET', 'other:x', 1)", []string{prefix + ":x"}).Err()},
+		{"PUBLISH other:events", c.Publish(ctx, "other:events", "x").Err()},
+		{"FLUSHALL", c.FlushAll(ctx).Err()},
+		{"KEYS *", c.Keys(ctx, "*").Err()},
+	} {
+		// Redis checks every key a script's redis.call touches, declared in
+		// KEYS or not: a script gets its own refusal.
+		if tc.err == nil || !strings.Contains(tc.err.Error(), "NOPERM") && !strings.Contains(tc.err.Error(), "can't access at least one of the keys") {
+			t.Errorf("%s as the ACL user: got %v, want a refusal by the ACL", tc.name, tc.err)
+		}
+	}
+	if err := c.Set(ctx, prefix+":x", 1, time.Minute).Err(); err != nil {
+		t.Errorf("SET %s:x as the ACL user: %v", prefix, err)
+	}
+	if n, _ := admin.Exists(ctx, "other:x").Result(); n != 0 {
+		t.Errorf("other:x exists: a refused write went through")
+	}
+}
+
+// aclEntry turns one ACL LOG entry (a flat list of field, value) into a map.
+func aclEntry(e any) map[string]any {
+	m := map[string]any{}
+	switch v := e.(type) {
+	case []any:
+		for i := 0; i+1 < len(v); i += 2 {
+			m[fmt.Sprint(v[i])] = v[i+1]
+		}
+	case map[any]any:
+		for k, x := range v {
+			m[fmt.Sprint(k)] = x
+		}
+	}
+	return m
+}
