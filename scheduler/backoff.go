@@ -1,7 +1,10 @@
 package scheduler
 
 import (
+	"context"
 	"math"
+	"math/rand/v2"
+	"sync/atomic"
 	"time"
 )
 
@@ -41,4 +44,63 @@ func RetryDelay(backoff, maxBackoff time.Duration, failed int) time.Duration {
 // consecutive Redis errors: 100ms, 200ms, ... capped at 5s.
 func reconnectDelay(failures int) time.Duration {
 	return RetryDelay(reconnectMin, reconnectMax, failures)
+}
+
+// reconnect is the claims' shared reconnect backoff. Consecutive claim I/O
+// errors, across jobs, set the wait before a claim is sent again; the
+// first Redis call that succeeds again (a claim, a liveness beat, a clock
+// check) wakes every claim waiting it out, so that a slot is not lost to a
+// backoff that outlasts the outage (a Sentinel failover takes about 2 s).
+type reconnect struct {
+	failures atomic.Int64
+	// up is closed by the next success; nil while no claim waits.
+	up atomic.Pointer[chan struct{}]
+}
+
+// failed counts a claim I/O error and returns the wait before the next
+// attempt: reconnectDelay of the consecutive errors.
+func (r *reconnect) failed() time.Duration {
+	return reconnectDelay(int(r.failures.Add(1)))
+}
+
+// ok says Redis answered: the backoff starts over and waiting claims wake.
+func (r *reconnect) ok() {
+	if r.failures.Load() != 0 {
+		r.failures.Store(0)
+	}
+	if p := r.up.Swap(nil); p != nil {
+		close(*p)
+	}
+}
+
+// wait sleeps d on clk, or until Redis answers again (then a random
+// spread of up to reconnectMin, so that the woken claims do not all
+// arrive at once), or until ctx ends (returning context.Cause(ctx)).
+func (r *reconnect) wait(ctx context.Context, clk Clock, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return context.Cause(ctx)
+	}
+	t := clk.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C():
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-r.backUp():
+		return sleep(ctx, clk, min(rand.N(reconnectMin), d))
+	}
+}
+
+// backUp returns the channel the next success closes.
+func (r *reconnect) backUp() <-chan struct{} {
+	for {
+		if p := r.up.Load(); p != nil {
+			return *p
+		}
+		ch := make(chan struct{})
+		if r.up.CompareAndSwap(nil, &ch) {
+			return ch
+		}
+	}
 }

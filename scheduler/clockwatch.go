@@ -79,6 +79,7 @@ func (w *clockWatch) measure(ctx context.Context) {
 		return
 	}
 	w.lastErr = nil
+	w.s.reconnect.ok()
 	ok := sc.Offset.Abs() <= skew
 	w.s.metrics.clockOffset.Set(sc.Offset.Seconds())
 	switch {

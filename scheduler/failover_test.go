@@ -35,10 +35,12 @@ const (
 type failoverFigures struct {
 	ack         int
 	redisBack   time.Duration // kill to Sentinel naming the new master
+	settled     time.Duration // kill to when claims can win again: redisBack, or with acks the new master's first online replica
 	resume      time.Duration // kill to the first run of a slot after the kill
 	dup         int           // (job, slot) that ran twice or more
-	missed      int           // every-second slots from 2s before the kill to the resumed slot with no run
+	missed      int           // every-second slots from 2s before the kill to a second after settled with no run
 	missedAfter int           // every-second slots after that with no run
+	missedAt    []string      // those slots, job@slot
 	regressed   int           // runs whose fence was not above the previous slot's
 	retriedRan  int           // 10-second slots at the kill that ran (once or more)
 	runs        int
@@ -47,8 +49,8 @@ type failoverFigures struct {
 }
 
 func (f failoverFigures) String() string {
-	return fmt.Sprintf("min_replicas_ack=%d: Redis back after %v, runs resumed after %v; %d slots ran twice, %d every-second slots missed, %d fence regressions; %d of the %d 10-second slots at the kill ran; %d runs, median start %v after the slot before the kill",
-		f.ack, f.redisBack.Round(10*time.Millisecond), f.resume.Round(10*time.Millisecond), f.dup, f.missed, f.regressed, f.retriedRan, failoverJobs, f.runs, f.lag.Round(time.Millisecond))
+	return fmt.Sprintf("min_replicas_ack=%d: Redis back after %v, acknowledging after %v, runs resumed after %v; %d slots ran twice, %d every-second slots missed, %d fence regressions; %d of the %d 10-second slots at the kill ran; %d runs, median start %v after the slot before the kill",
+		f.ack, f.redisBack.Round(10*time.Millisecond), f.settled.Round(10*time.Millisecond), f.resume.Round(10*time.Millisecond), f.dup, f.missed, f.regressed, f.retriedRan, failoverJobs, f.runs, f.lag.Round(time.Millisecond))
 }
 
 // TestSentinelFailover kills the master of a Sentinel-managed Redis (a
@@ -98,7 +100,7 @@ func TestSentinelFailover(t *testing.T) {
 				t.Errorf("runs resumed after %v, want within %v of the kill", f.resume, failoverAfter-3*time.Second)
 			}
 			if f.missedAfter > 0 {
-				t.Errorf("%d every-second slots missed after runs resumed, want none", f.missedAfter)
+				t.Errorf("%d every-second slots missed from a second after the new master could acknowledge claims (%v after the kill), want none: %v", f.missedAfter, f.settled, f.missedAt)
 			}
 			if ack > 0 && f.retriedRan != failoverJobs {
 				t.Errorf("with min_replicas_ack %d: %d of the %d slots claimed at the kill ran, want all (retried as themselves after the failover)", ack, f.retriedRan, failoverJobs)
@@ -169,8 +171,16 @@ func runFailover(t *testing.T, ack int) failoverFigures {
 	t.Logf("%s: master killed, replication cut", killed.Format("15:04:05.000"))
 	back, promoted := waitNewMaster(t, sentinels[0], master, m.Addr())
 	t.Logf("%s: Sentinel names the new master %s", back.Format("15:04:05.000"), promoted)
+	settled := back
+	if ack > 0 {
+		// WAIT needs a replica of the new master: Sentinel reconfigures
+		// the other one after the promotion.
+		settled = waitReplicaOnline(t, promoted, killed.Add(failoverAfter))
+		t.Logf("%s: the new master has a replica online", settled.Format("15:04:05.000"))
+	}
 	waitUntil(killed.Add(failoverAfter))
-	f := failoverMeasure(l.snapshot(), kill, killed, back, ack)
+	f := failoverMeasure(l.snapshot(), kill, killed, settled, ack)
+	f.redisBack = back.Sub(killed)
 	if now, _ := masterOf(sentinels[0], master); now != promoted {
 		f.refailed = now
 	}
@@ -225,6 +235,26 @@ func waitNewMaster(t *testing.T, sentinel *redistest.Server, master, old string)
 	}
 }
 
+// waitReplicaOnline polls the master at addr until a replica of it is
+// online, and returns when; it fails the test at deadline.
+func waitReplicaOnline(t *testing.T, addr string, deadline time.Time) time.Time {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1})
+	defer c.Close()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		info, err := c.Info(ctx, "replication").Result()
+		cancel()
+		if err == nil && strings.Contains(info, "state=online") {
+			return time.Now()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new master %s has no replica online at the end (%v):\n%s", addr, err, info)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // masterOf is the address of the master a Sentinel names.
 func masterOf(sentinel *redistest.Server, master string) (string, error) {
 	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr(), DialTimeout: time.Second, ReadTimeout: time.Second, MaxRetries: -1})
@@ -259,18 +289,25 @@ func logReplication(t *testing.T, sentinel *redistest.Server, master string) {
 }
 
 // failoverMeasure computes the figures from the runs' ledger: kill is the
-// slot at the kill, killed the instant of the kill, back the instant the
-// new master was named.
-func failoverMeasure(es []entry, kill, killed, back time.Time, ack int) failoverFigures {
-	f := failoverFigures{ack: ack, redisBack: back.Sub(killed), runs: len(es)}
+// slot at the kill, killed the instant of the kill, settled the instant
+// claims could win again (the new master named, or with acks its first
+// replica online). Every every-second slot from a second after settled
+// must run: the slots before are counted as missed, those after as
+// missedAfter.
+func failoverMeasure(es []entry, kill, killed, settled time.Time, ack int) failoverFigures {
+	f := failoverFigures{ack: ack, settled: settled.Sub(killed), runs: len(es)}
 	type jobSlot struct {
 		job  string
 		slot int64
 	}
 	runs := map[jobSlot][]entry{}
 	var lags []time.Duration
-	var first time.Time   // the first run of a slot after the kill
-	var resumed time.Time // the first every-second slot after the kill that ran
+	var first time.Time // the first run of a slot after the kill
+	// The first every-second slot that must run: a second after settled.
+	due := settled.Add(time.Second).Truncate(time.Second)
+	if due.Before(settled.Add(time.Second)) {
+		due = due.Add(time.Second)
+	}
 	for _, e := range es {
 		if e.attempt > 1 {
 			continue
@@ -285,9 +322,6 @@ func failoverMeasure(es []entry, kill, killed, back time.Time, ack int) failover
 		}
 		if first.IsZero() || e.start.Before(first) {
 			first = e.start
-		}
-		if strings.HasPrefix(e.job, "every1s") && (resumed.IsZero() || e.slot.Before(resumed)) {
-			resumed = e.slot
 		}
 	}
 	if !first.IsZero() {
@@ -320,17 +354,18 @@ func failoverMeasure(es []entry, kill, killed, back time.Time, ack int) failover
 				top = max(top, e.fence)
 			}
 		}
-		if !strings.HasPrefix(job, "every1s") || resumed.IsZero() {
+		if !strings.HasPrefix(job, "every1s") {
 			continue
 		}
 		for s := kill.Unix() - 2; s <= last; s++ {
 			if len(runs[jobSlot{job, s}]) > 0 {
 				continue
 			}
-			if s < resumed.Unix() {
+			if s < due.Unix() {
 				f.missed++
 			} else {
 				f.missedAfter++
+				f.missedAt = append(f.missedAt, fmt.Sprintf("%s@%s", job, time.Unix(s, 0).UTC().Format(time.TimeOnly)))
 			}
 		}
 	}

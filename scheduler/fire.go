@@ -133,7 +133,7 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			acancel()
 		}
 		if err == nil {
-			s.failures.Store(0)
+			s.reconnect.ok()
 			if clk.Now().After(deadline) {
 				// Confirmed after the claim deadline (this replica paused
 				// between the check above and the reply): too late to run.
@@ -203,17 +203,18 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			continue
 		}
 		// I/O error, no quorum, or confirmed too late: the claim may have
-		// won. Retry it as itself after the shared reconnect backoff. A
-		// claim that reached Redis holds the slot if it won, so nobody
-		// else can run it: its retries may go on past the next slot, for
-		// OnTime more (within the claim deadline), before it is given up.
+		// won. Retry it as itself after the shared reconnect backoff, or as
+		// soon as Redis answers again. A claim that reached Redis holds the
+		// slot if it won, so nobody else can run it: its retries may go on
+		// past the next slot, for OnTime more (within the claim deadline),
+		// before it is given up.
 		if bid.Sent() && !extended {
 			extended, retryUntil = true, minTime(deadline, retryUntil.Add(OnTime))
 		}
-		n := s.failures.Add(1)
+		backoff := s.reconnect.failed()
 		js.metrics.claimErrors.Inc()
 		now := clk.Now()
-		wait := min(reconnectDelay(int(n)), retryUntil.Sub(now)-2*claimGuard)
+		wait := min(backoff, retryUntil.Sub(now)-2*claimGuard)
 		log := s.jobLog(js, slot)
 		e := log.Warn()
 		if attempt > 1 {
@@ -223,7 +224,7 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 		if wait <= 0 {
 			return giveUp(store.ReasonOutage)
 		}
-		if sleep(ctx, clk, wait) != nil {
+		if s.reconnect.wait(ctx, clk, wait) != nil {
 			return giveUp(store.ReasonAborted)
 		}
 	}

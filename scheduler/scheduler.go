@@ -37,12 +37,11 @@ type Scheduler struct {
 	metrics *metrics
 
 	started atomic.Bool
-	// failures counts consecutive claim I/O errors across jobs; it drives
-	// the shared reconnect backoff and is reset by any successful claim.
-	failures atomic.Int64
-	wg       sync.WaitGroup // every firing
-	workers  *workers       // the goroutines firings run on
-	gate     *gate          // the latest slot gate (see gateAt); loop only
+	// reconnect is the claims' shared backoff while Redis fails.
+	reconnect reconnect
+	wg        sync.WaitGroup // every firing
+	workers   *workers       // the goroutines firings run on
+	gate      *gate          // the latest slot gate (see gateAt); loop only
 	// gateCancel is the latest gate's attempt cancel; earlier ones end at
 	// their deadlines. Loop only.
 	gateCancel context.CancelFunc

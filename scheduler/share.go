@@ -146,6 +146,7 @@ func (sh *share) beat(ctx context.Context, state string) {
 		return
 	}
 	sh.failed = 0
+	s.reconnect.ok()
 	if state == "" {
 		return
 	}
