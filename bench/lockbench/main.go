@@ -164,19 +164,21 @@ func run(cfg config) error {
 		}
 	}
 
-	// results[variant][measure] -> samples (ops/s), one per repetition
-	results := map[string]map[string][]float64{}
-	add := func(v, m string, x float64) {
+	// results[variant][measure] -> samples (ops/s), one per repetition;
+	// cpu likewise, the servers' CPU per op (us).
+	results, cpu := map[string]map[string][]float64{}, map[string]map[string][]float64{}
+	add := func(v, m string, x, c float64) {
 		if results[v] == nil {
-			results[v] = map[string][]float64{}
+			results[v], cpu[v] = map[string][]float64{}, map[string][]float64{}
 		}
 		results[v][m] = append(results[v][m], x)
+		cpu[v][m] = append(cpu[v][m], c)
 	}
 	ctx := context.Background()
 	for rep := range cfg.reps {
 		fmt.Fprintf(os.Stderr, "lockbench: repetition %d of %d (load %s)\n", rep+1, cfg.reps, loadavg())
 		for _, conc := range cfg.concs {
-			ops, err := interleave(variants, cfg.duration, cfg.slices, rep, func(v lockOps) (func(time.Duration) (int64, time.Duration, error), func(), error) {
+			ops, cpuOps, err := interleave(variants, cfg.duration, cfg.slices, rep, clients, func(v lockOps) (func(time.Duration) (int64, time.Duration, error), func(), error) {
 				prefix := fmt.Sprintf("bench:%d:%d:%s", rep, conc, v.name)
 				return func(d time.Duration) (int64, time.Duration, error) {
 					return measure(ctx, d, conc, prefix, v.cycle)
@@ -186,7 +188,7 @@ func run(cfg config) error {
 				return fmt.Errorf("cycle x%d: %w", conc, err)
 			}
 			for i, v := range variants {
-				add(v.name, cycleMeasure(conc), ops[i])
+				add(v.name, cycleMeasure(conc), ops[i], cpuOps[i])
 			}
 		}
 		var renewable []lockOps
@@ -195,7 +197,7 @@ func run(cfg config) error {
 				renewable = append(renewable, v)
 			}
 		}
-		ops, err := interleave(renewable, cfg.duration, cfg.slices, rep, func(v lockOps) (func(time.Duration) (int64, time.Duration, error), func(), error) {
+		ops, cpuOps, err := interleave(renewable, cfg.duration, cfg.slices, rep, clients, func(v lockOps) (func(time.Duration) (int64, time.Duration, error), func(), error) {
 			key := fmt.Sprintf("renew:%d:%s", rep, v.name)
 			renew, release, err := v.hold(ctx, key)
 			if err != nil {
@@ -209,7 +211,7 @@ func run(cfg config) error {
 			return fmt.Errorf("renew: %w", err)
 		}
 		for i, v := range renewable {
-			add(v.name, renewMeasure, ops[i])
+			add(v.name, renewMeasure, ops[i], cpuOps[i])
 		}
 		for _, c := range clients {
 			if err := c.FlushAll(ctx).Err(); err != nil {
@@ -220,7 +222,7 @@ func run(cfg config) error {
 			return err
 		}
 	}
-	printTables(cfg, variants, results)
+	printTables(cfg, variants, results, cpu)
 	fmt.Printf("\nload at the end: %s\n", loadavg())
 	return nil
 }
@@ -233,35 +235,68 @@ func cycleMeasure(conc int) string { return "cycle x" + strconv.Itoa(conc) }
 // d/slices each, round robin (the first variant of each turn rotating), so
 // that every variant sees the same mix of the machine's moods. setup
 // prepares a variant once per repetition and returns its timed run and a
-// cleanup. It returns ops/s per variant, in the order of vs.
-func interleave(vs []lockOps, d time.Duration, slices, rep int, setup func(lockOps) (func(time.Duration) (int64, time.Duration, error), func(), error)) ([]float64, error) {
+// cleanup. It returns ops/s per variant, in the order of vs, and the
+// servers' CPU (INFO, all servers, read around each turn) per op, in
+// microseconds.
+func interleave(vs []lockOps, d time.Duration, slices, rep int, servers []redis.UniversalClient, setup func(lockOps) (func(time.Duration) (int64, time.Duration, error), func(), error)) (ops, cpuPerOp []float64, err error) {
 	runs := make([]func(time.Duration) (int64, time.Duration, error), len(vs))
 	for i, v := range vs {
 		r, cleanup, err := setup(v)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", v.name, err)
+			return nil, nil, fmt.Errorf("%s: %w", v.name, err)
 		}
 		defer cleanup()
 		runs[i] = r
 	}
 	n := make([]int64, len(vs))
 	took := make([]time.Duration, len(vs))
+	cpu := make([]time.Duration, len(vs))
 	for s := range slices {
 		for j := range vs {
 			i := (j + s + rep) % len(vs)
+			before, err := serverCPU(servers)
+			if err != nil {
+				return nil, nil, err
+			}
 			k, t, err := runs[i](d / time.Duration(slices))
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", vs[i].name, err)
+				return nil, nil, fmt.Errorf("%s: %w", vs[i].name, err)
+			}
+			after, err := serverCPU(servers)
+			if err != nil {
+				return nil, nil, err
 			}
 			n[i] += k
 			took[i] += t
+			cpu[i] += after - before
 		}
 	}
-	ops := make([]float64, len(vs))
+	ops, cpuPerOp = make([]float64, len(vs)), make([]float64, len(vs))
 	for i := range vs {
 		ops[i] = float64(n[i]) / took[i].Seconds()
+		cpuPerOp[i] = float64(cpu[i].Microseconds()) / float64(max(n[i], 1))
 	}
-	return ops, nil
+	return ops, cpuPerOp, nil
+}
+
+// serverCPU is the CPU the servers used so far (INFO cpu: used_cpu_user +
+// used_cpu_sys, summed).
+func serverCPU(cs []redis.UniversalClient) (time.Duration, error) {
+	var total time.Duration
+	for _, c := range cs {
+		txt, err := c.Info(context.Background(), "cpu").Result()
+		if err != nil {
+			return 0, err
+		}
+		for _, line := range strings.Split(txt, "\n") {
+			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+			if k == "used_cpu_user" || k == "used_cpu_sys" {
+				f, _ := strconv.ParseFloat(v, 64)
+				total += time.Duration(f * float64(time.Second))
+			}
+		}
+	}
+	return total, nil
 }
 
 // measure runs conc goroutines, each cycling on its own key, for d, and
@@ -318,7 +353,7 @@ func median(xs []float64) float64 {
 	return m
 }
 
-func printTables(cfg config, vs []lockOps, res map[string]map[string][]float64) {
+func printTables(cfg config, vs []lockOps, res, cpu map[string]map[string][]float64) {
 	var measures []string
 	for _, c := range cfg.concs {
 		measures = append(measures, cycleMeasure(c))
@@ -338,19 +373,24 @@ func printTables(cfg config, vs []lockOps, res map[string]map[string][]float64) 
 		}
 		fmt.Println()
 	}
-	header("ops/s: median [min-max]")
-	for _, v := range vs {
-		fmt.Printf("| %s |", v.name)
-		for _, m := range measures {
-			if xs := res[v.name][m]; len(xs) > 0 {
-				lo, med, hi := stats(xs)
-				fmt.Printf(" %.0f [%.0f-%.0f] |", med, lo, hi)
-			} else {
-				fmt.Printf(" - |")
+	spread := func(title, format string, of map[string]map[string][]float64) {
+		header(title)
+		for _, v := range vs {
+			fmt.Printf("| %s |", v.name)
+			for _, m := range measures {
+				if xs := of[v.name][m]; len(xs) > 0 {
+					lo, med, hi := stats(xs)
+					fmt.Printf(" "+format+" ["+format+"-"+format+"] |", med, lo, hi)
+				} else {
+					fmt.Printf(" - |")
+				}
 			}
+			fmt.Println()
 		}
-		fmt.Println()
 	}
+	spread("ops/s: median [min-max]", "%.0f", res)
+	fmt.Println()
+	spread("redis-server CPU per op, all servers (us): median [min-max]", "%.1f", cpu)
 
 	fmt.Println()
 	header("ratio of medians: to the floor / to the batched floor")
