@@ -20,7 +20,6 @@ type runMetrics struct {
 	// From INFO over the window: EVALSHA and EVAL calls (top-level only:
 	// scripts cannot call them), every call (scripts' included), CPU.
 	srvScripts, srvCalls int64
-	usec                 map[string]int64 // commandstats usec by command
 	redisCPU             time.Duration
 	seconds              float64
 	cpu                  []time.Duration // per replica, in the window
@@ -61,10 +60,6 @@ func (m *runMetrics) fill(reports []childReport, ss []serverSnap, specs []string
 	a, b := ss[0], ss[len(ss)-1]
 	m.srvScripts = b.calls["evalsha"] + b.calls["eval"] - a.calls["evalsha"] - a.calls["eval"]
 	m.srvCalls = b.allCalls() - a.allCalls()
-	m.usec = map[string]int64{}
-	for k, v := range b.usec {
-		m.usec[k] = v - a.usec[k]
-	}
 	m.redisCPU = b.cpu - a.cpu
 	m.seconds = b.at.Sub(a.at).Seconds()
 	m.memory = [2]int64{a.memory, b.memory}
@@ -73,22 +68,6 @@ func (m *runMetrics) fill(reports []childReport, ss []serverSnap, specs []string
 	var err error
 	m.v, err = analyse(es, specs, m.scenario.replicas, m.from, m.to)
 	return err
-}
-
-// topUsec lists the n commands Redis spent most time in (INFO
-// commandstats usec) per firing. A script's own line includes the
-// commands it called, which are also listed on their own.
-func (m *runMetrics) topUsec(n int) string {
-	names := make([]string, 0, len(m.usec))
-	for k := range m.usec {
-		names = append(names, k)
-	}
-	slices.SortFunc(names, func(a, b string) int { return int(m.usec[b] - m.usec[a]) })
-	var out []string
-	for _, k := range names[:min(n, len(names))] {
-		out = append(out, fmt.Sprintf("%s %.2f us", k, float64(m.usec[k])/m.firings()))
-	}
-	return strings.Join(out, ", ")
 }
 
 func (m *runMetrics) firings() float64 { return float64(m.v.expected) }
@@ -276,8 +255,8 @@ func (r suiteResult) print(reps int) {
 				wins = append(wins, fmt.Sprintf("%s %.1f %%", replicaName(i), 100*float64(w)/float64(max(m.v.runs, 1))))
 			}
 		}
-		fmt.Printf("- %v, rep %d: runs per replica [%s]; load %s; Redis evicted %d keys; Redis time per firing by command: %s\n",
-			sc, len(runs)/2+1, strings.Join(wins, ", "), strings.Join(m.loads, " -> "), m.evicted, m.topUsec(8))
+		fmt.Printf("- %v, rep %d: runs per replica [%s]; load %s; Redis evicted %d keys\n",
+			sc, len(runs)/2+1, strings.Join(wins, ", "), strings.Join(m.loads, " -> "), m.evicted)
 		for _, l := range m.firstLogs {
 			fmt.Printf("  - log: %s", l)
 		}

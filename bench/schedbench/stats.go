@@ -139,7 +139,6 @@ func redcronKind(cmd redis.Cmder) string {
 type serverSnap struct {
 	at      time.Time
 	calls   map[string]int64 // commandstats: also the commands scripts call
-	usec    map[string]int64 // commandstats: time in each command
 	cpu     time.Duration    // used_cpu_user + used_cpu_sys
 	memory  int64            // used_memory
 	keys    int64            // DBSIZE
@@ -147,7 +146,7 @@ type serverSnap struct {
 }
 
 func serverInfo(ctx context.Context, c *redis.Client) (serverSnap, error) {
-	s := serverSnap{at: time.Now(), calls: map[string]int64{}, usec: map[string]int64{}}
+	s := serverSnap{at: time.Now(), calls: map[string]int64{}}
 	txt, err := c.Info(ctx, "commandstats", "cpu", "memory", "stats").Result()
 	if err != nil {
 		return s, err
@@ -159,9 +158,6 @@ func serverInfo(ctx context.Context, c *redis.Client) (serverSnap, error) {
 			for _, f := range strings.Split(fields, ",") {
 				if v, ok := strings.CutPrefix(f, "calls="); ok {
 					s.calls[name], _ = strconv.ParseInt(v, 10, 64)
-				}
-				if v, ok := strings.CutPrefix(f, "usec="); ok {
-					s.usec[name], _ = strconv.ParseInt(v, 10, 64)
 				}
 			}
 			continue
