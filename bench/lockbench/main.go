@@ -1,16 +1,25 @@
 // Command lockbench measures a lock cycle (acquire + release) and a renewal
-// for redcron's locker beside the floor (a bare SET NX PX, then an EVALSHA
-// compare-and-delete) and beside its peers (bsm/redislock, go-redsync), all
-// in one process run against real redis-server processes it starts on
-// loopback. Variants are interleaved finely (each measurement is split into
-// turns that the variants take round robin, so that all of them see the same
-// mix of a shared machine's moods), every figure is the median of the
-// repetitions, and each is printed as a ratio to the floor; the quorum is
-// also compared with go-redsync's Redlock over the same nodes.
+// for redcron's locker beside two floors and beside its peers
+// (bsm/redislock, go-redsync), all in one process against real
+// redis-server processes it starts on loopback and stops at the end.
 //
-//	cd bench && go run ./lockbench -reps 3 -duration 2s
+// The floors are the bare two-round-trip lock (SET NX PX, then an EVALSHA
+// compare-and-delete): once with one command per round trip, once through
+// the same automatic pipelining our locker does (concurrent callers' commands
+// share round trips), so that batching and what each round trip carries
+// are compared separately. Beside the plain lock it measures the
+// scheduler's real path (a slot claim built as the scheduler builds it,
+// then Finish with the run's record) and a contended firing (three
+// replicas claim the same slot, two lose), with its own floor.
 //
-// -only REGEXP keeps the floor and the matching variants; -cpuprofile FILE
+// Variants are interleaved finely (each measurement is split into turns
+// that the variants take round robin, so that all of them see the same mix
+// of a shared machine's moods); every figure is the median of the
+// repetitions, printed with their min and max and as ratios to the floors.
+//
+//	cd bench && go run ./lockbench
+//
+// -only REGEXP keeps the floors and the matching variants; -cpuprofile FILE
 // profiles the whole run.
 package main
 
@@ -18,7 +27,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -32,20 +40,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/bsm/redislock"
-	"github.com/go-redsync/redsync/v4"
-	redsyncredis "github.com/go-redsync/redsync/v4/redis"
-	"github.com/go-redsync/redsync/v4/redis/goredis/v9"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redcron/redcron/internal/redistest"
-	"github.com/redcron/redcron/locker"
 )
 
-const ttl = 10 * time.Second
-
-// lockOps is one variant: a cycle (acquire then release) and a renewal on a
-// lock it holds. Each goroutine gets its own key.
+// lockOps is one variant: a cycle (acquire then release, or one firing)
+// and a renewal on a lock it holds. Each goroutine gets its own key. hold
+// is nil for variants without a renewal.
 type lockOps struct {
 	name  string
 	cycle func(ctx context.Context, key string) error
@@ -53,19 +55,36 @@ type lockOps struct {
 	hold func(ctx context.Context, key string) (renew func(context.Context) error, release func(), err error)
 }
 
+type config struct {
+	duration time.Duration
+	reps     int
+	slices   int
+	concs    []int
+	nodes    int
+	only     *regexp.Regexp
+}
+
 func main() {
 	var (
-		duration = flag.Duration("duration", 2*time.Second, "length of one measurement")
-		reps     = flag.Int("reps", 3, "repetitions of every measurement (medians are reported)")
-		slices   = flag.Int("slices", 10, "turns per measurement: variants take turns of duration/slices each")
-		concs    = flag.String("conc", "1,32", "comma-separated goroutine counts")
-		nodes    = flag.Int("nodes", 5, "redis-server processes for the quorum variants")
-		only     = flag.String("only", "", "regexp: run only the variants whose name matches (the floor always runs)")
-		cpuprof  = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+		cfg     config
+		concs   string
+		only    string
+		cpuprof string
 	)
+	flag.DurationVar(&cfg.duration, "duration", 2*time.Second, "length of one measurement of one variant")
+	flag.IntVar(&cfg.reps, "reps", 5, "repetitions of every measurement (min, median and max are reported)")
+	flag.IntVar(&cfg.slices, "slices", 10, "turns per measurement: variants take turns of duration/slices each")
+	flag.StringVar(&concs, "conc", "1,32", "comma-separated goroutine counts (concurrent cycles)")
+	flag.IntVar(&cfg.nodes, "nodes", 5, "redis-server processes for the quorum variants")
+	flag.StringVar(&only, "only", "", "regexp: run only the variants whose name matches (the floors always run)")
+	flag.StringVar(&cpuprof, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
-	if *cpuprof != "" {
-		f, err := os.Create(*cpuprof)
+	if err := parse(&cfg, concs, only); err != nil {
+		fmt.Fprintln(os.Stderr, "lockbench:", err)
+		os.Exit(2)
+	}
+	if cpuprof != "" {
+		f, err := os.Create(cpuprof)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "lockbench:", err)
 			os.Exit(1)
@@ -75,8 +94,8 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	err := run(*duration, *reps, *slices, *concs, *nodes, *only)
-	if *cpuprof != "" {
+	err := run(cfg)
+	if cpuprof != "" {
 		pprof.StopCPUProfile()
 	}
 	if err != nil {
@@ -85,21 +104,35 @@ func main() {
 	}
 }
 
-func run(duration time.Duration, reps, slices int, concList string, nNodes int, only string) error {
-	match, err := regexp.Compile(only)
-	if err != nil {
+func parse(cfg *config, concs, only string) error {
+	var err error
+	if cfg.only, err = regexp.Compile(only); err != nil {
 		return fmt.Errorf("bad -only: %w", err)
 	}
-	var concs []int
-	for _, f := range strings.Split(concList, ",") {
+	for _, f := range strings.Split(concs, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
-			return fmt.Errorf("bad -conc %q", concList)
+			return fmt.Errorf("bad -conc %q", concs)
 		}
-		concs = append(concs, n)
+		cfg.concs = append(cfg.concs, n)
 	}
-	servers := make([]*redistest.Server, nNodes)
-	clients := make([]redis.UniversalClient, nNodes)
+	if cfg.reps < 1 || cfg.slices < 1 || cfg.nodes < 1 || cfg.duration <= 0 {
+		return fmt.Errorf("-reps, -slices, -nodes and -duration must be positive")
+	}
+	return nil
+}
+
+// newClient is a client with the settings redcron's locker needs, and a
+// pool large enough for 32 goroutines.
+func newClient(addr string) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64, ReadTimeout: time.Second, WriteTimeout: time.Second,
+		MaxRetries: -1, ContextTimeoutEnabled: true})
+}
+
+func run(cfg config) error {
+	fmt.Printf("lockbench: %s, load %s\n", machine(), loadavg())
+	servers := make([]*redistest.Server, cfg.nodes)
+	clients := make([]redis.UniversalClient, cfg.nodes)
 	for i := range servers {
 		s, err := redistest.StartServer(redistest.Options{})
 		if err != nil {
@@ -107,35 +140,45 @@ func run(duration time.Duration, reps, slices int, concList string, nNodes int, 
 		}
 		defer s.Stop()
 		servers[i] = s
-		c := redis.NewClient(&redis.Options{Addr: s.Addr(), PoolSize: 64, ReadTimeout: time.Second, WriteTimeout: time.Second,
-			MaxRetries: -1, ContextTimeoutEnabled: true}) // the settings redcron's locker needs
+		c := newClient(s.Addr())
 		defer c.Close()
 		clients[i] = c
 	}
+	// The contended variants' other two replicas, each with its own client
+	// (connection pool) on the first server.
+	peers := []redis.UniversalClient{clients[0]}
+	for range 2 {
+		c := newClient(servers[0].Addr())
+		defer c.Close()
+		peers = append(peers, c)
+	}
 
-	all, err := buildVariants(clients)
+	all, err := buildVariants(context.Background(), clients, peers)
 	if err != nil {
 		return err
 	}
-	variants := all[:1]
-	for _, v := range all[1:] {
-		if match.MatchString(v.name) {
+	var variants []lockOps
+	for _, v := range all {
+		if v.name == floorName || v.name == batchedFloorName || cfg.only.MatchString(v.name) {
 			variants = append(variants, v)
 		}
 	}
 
-	// results[variant][measure] -> samples (ops/s)
-	results := map[string]map[string][]float64{}
-	add := func(v, m string, x float64) {
+	// results[variant][measure] -> samples (ops/s), one per repetition;
+	// cpu likewise, the servers' CPU per op (us).
+	results, cpu := map[string]map[string][]float64{}, map[string]map[string][]float64{}
+	add := func(v, m string, x, c float64) {
 		if results[v] == nil {
-			results[v] = map[string][]float64{}
+			results[v], cpu[v] = map[string][]float64{}, map[string][]float64{}
 		}
 		results[v][m] = append(results[v][m], x)
+		cpu[v][m] = append(cpu[v][m], c)
 	}
 	ctx := context.Background()
-	for rep := range reps {
-		for _, conc := range concs {
-			ops, err := interleave(ctx, variants, duration, slices, rep, func(v lockOps) (func(time.Duration) (int64, time.Duration, error), func(), error) {
+	for rep := range cfg.reps {
+		fmt.Fprintf(os.Stderr, "lockbench: repetition %d of %d (load %s)\n", rep+1, cfg.reps, loadavg())
+		for _, conc := range cfg.concs {
+			ops, cpuOps, err := interleave(variants, cfg.duration, cfg.slices, rep, clients, func(v lockOps) (func(time.Duration) (int64, time.Duration, error), func(), error) {
 				prefix := fmt.Sprintf("bench:%d:%d:%s", rep, conc, v.name)
 				return func(d time.Duration) (int64, time.Duration, error) {
 					return measure(ctx, d, conc, prefix, v.cycle)
@@ -145,10 +188,16 @@ func run(duration time.Duration, reps, slices int, concList string, nNodes int, 
 				return fmt.Errorf("cycle x%d: %w", conc, err)
 			}
 			for i, v := range variants {
-				add(v.name, "cycle/"+strconv.Itoa(conc), ops[i])
+				add(v.name, cycleMeasure(conc), ops[i], cpuOps[i])
 			}
 		}
-		ops, err := interleave(ctx, variants, duration, slices, rep, func(v lockOps) (func(time.Duration) (int64, time.Duration, error), func(), error) {
+		var renewable []lockOps
+		for _, v := range variants {
+			if v.hold != nil {
+				renewable = append(renewable, v)
+			}
+		}
+		ops, cpuOps, err := interleave(renewable, cfg.duration, cfg.slices, rep, clients, func(v lockOps) (func(time.Duration) (int64, time.Duration, error), func(), error) {
 			key := fmt.Sprintf("renew:%d:%s", rep, v.name)
 			renew, release, err := v.hold(ctx, key)
 			if err != nil {
@@ -161,50 +210,93 @@ func run(duration time.Duration, reps, slices int, concList string, nNodes int, 
 		if err != nil {
 			return fmt.Errorf("renew: %w", err)
 		}
-		for i, v := range variants {
-			add(v.name, "renew/1", ops[i])
+		for i, v := range renewable {
+			add(v.name, renewMeasure, ops[i], cpuOps[i])
 		}
 		for _, c := range clients {
-			_ = c.FlushAll(ctx).Err()
+			if err := c.FlushAll(ctx).Err(); err != nil {
+				return err
+			}
+		}
+		if err := loadScripts(ctx, clients[0]); err != nil { // FLUSHALL keeps scripts; a restart would not
+			return err
 		}
 	}
-	printTable(variants, concs, results, duration, reps, slices, nNodes)
+	printTables(cfg, variants, results, cpu)
+	fmt.Printf("\nload at the end: %s\n", loadavg())
 	return nil
 }
+
+const renewMeasure = "renew x1"
+
+func cycleMeasure(conc int) string { return "cycle x" + strconv.Itoa(conc) }
 
 // interleave measures every variant for d in total, as slices turns of
 // d/slices each, round robin (the first variant of each turn rotating), so
 // that every variant sees the same mix of the machine's moods. setup
 // prepares a variant once per repetition and returns its timed run and a
-// cleanup. It returns ops/s per variant, in the order of vs.
-func interleave(ctx context.Context, vs []lockOps, d time.Duration, slices, rep int, setup func(lockOps) (func(time.Duration) (int64, time.Duration, error), func(), error)) ([]float64, error) {
+// cleanup. It returns ops/s per variant, in the order of vs, and the
+// servers' CPU (INFO, all servers, read around each turn) per op, in
+// microseconds.
+func interleave(vs []lockOps, d time.Duration, slices, rep int, servers []redis.UniversalClient, setup func(lockOps) (func(time.Duration) (int64, time.Duration, error), func(), error)) (ops, cpuPerOp []float64, err error) {
 	runs := make([]func(time.Duration) (int64, time.Duration, error), len(vs))
 	for i, v := range vs {
 		r, cleanup, err := setup(v)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", v.name, err)
+			return nil, nil, fmt.Errorf("%s: %w", v.name, err)
 		}
 		defer cleanup()
 		runs[i] = r
 	}
 	n := make([]int64, len(vs))
 	took := make([]time.Duration, len(vs))
+	cpu := make([]time.Duration, len(vs))
 	for s := range slices {
 		for j := range vs {
 			i := (j + s + rep) % len(vs)
+			before, err := serverCPU(servers)
+			if err != nil {
+				return nil, nil, err
+			}
 			k, t, err := runs[i](d / time.Duration(slices))
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", vs[i].name, err)
+				return nil, nil, fmt.Errorf("%s: %w", vs[i].name, err)
+			}
+			after, err := serverCPU(servers)
+			if err != nil {
+				return nil, nil, err
 			}
 			n[i] += k
 			took[i] += t
+			cpu[i] += after - before
 		}
 	}
-	ops := make([]float64, len(vs))
+	ops, cpuPerOp = make([]float64, len(vs)), make([]float64, len(vs))
 	for i := range vs {
 		ops[i] = float64(n[i]) / took[i].Seconds()
+		cpuPerOp[i] = float64(cpu[i].Microseconds()) / float64(max(n[i], 1))
 	}
-	return ops, nil
+	return ops, cpuPerOp, nil
+}
+
+// serverCPU is the CPU the servers used so far (INFO cpu: used_cpu_user +
+// used_cpu_sys, summed).
+func serverCPU(cs []redis.UniversalClient) (time.Duration, error) {
+	var total time.Duration
+	for _, c := range cs {
+		txt, err := c.Info(context.Background(), "cpu").Result()
+		if err != nil {
+			return 0, err
+		}
+		for _, line := range strings.Split(txt, "\n") {
+			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+			if k == "used_cpu_user" || k == "used_cpu_sys" {
+				f, _ := strconv.ParseFloat(v, 64)
+				total += time.Duration(f * float64(time.Second))
+			}
+		}
+	}
+	return total, nil
 }
 
 // measure runs conc goroutines, each cycling on its own key, for d, and
@@ -242,186 +334,122 @@ func token() string {
 	return hex.EncodeToString(b[:])
 }
 
-var (
-	floorRelease = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`)
-	floorRenew   = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("pexpire", KEYS[1], ARGV[2]) else return 0 end`)
-)
-
-var errNotHeld = errors.New("lock not obtained")
-
-func buildVariants(clients []redis.UniversalClient) ([]lockOps, error) {
-	c0 := clients[0]
-	var vs []lockOps
-
-	// The floor: the bare two-round-trip lock, with the same 128-bit token.
-	floorAcquire := func(ctx context.Context, key string) (string, error) {
-		tok := token()
-		ok, err := c0.SetNX(ctx, key, tok, ttl).Result()
-		if err != nil {
-			return "", err
-		}
-		if !ok {
-			return "", errNotHeld
-		}
-		return tok, nil
-	}
-	vs = append(vs, lockOps{
-		name: "floor (SET NX PX + EVALSHA del)",
-		cycle: func(ctx context.Context, key string) error {
-			tok, err := floorAcquire(ctx, key)
-			if err != nil {
-				return err
-			}
-			return floorRelease.Run(ctx, c0, []string{key}, tok).Err()
-		},
-		hold: func(ctx context.Context, key string) (func(context.Context) error, func(), error) {
-			tok, err := floorAcquire(ctx, key)
-			if err != nil {
-				return nil, nil, err
-			}
-			return func(ctx context.Context) error {
-					return floorRenew.Run(ctx, c0, []string{key}, tok, ttl.Milliseconds()).Err()
-				}, func() {
-					_ = floorRelease.Run(context.Background(), c0, []string{key}, tok).Err()
-				}, nil
-		},
-	})
-
-	ours := func(name string, l *locker.Locker) lockOps {
-		claim := func(key string) locker.Claim {
-			tag := "{" + key + "}"
-			return locker.Claim{Key: tag + ":lease", MetaKey: tag + ":meta", TTL: ttl, Unwatched: true}
-		}
-		return lockOps{
-			name: name,
-			cycle: func(ctx context.Context, key string) error {
-				lease, err := l.Obtain(ctx, claim(key))
-				if err != nil {
-					return err
-				}
-				return lease.Release(ctx)
-			},
-			hold: func(ctx context.Context, key string) (func(context.Context) error, func(), error) {
-				lease, err := l.Obtain(ctx, claim(key))
-				if err != nil {
-					return nil, nil, err
-				}
-				return lease.Renew, func() { _ = lease.Release(context.Background()) }, nil
-			},
-		}
-	}
-	single, err := locker.New(c0, locker.Options{})
-	if err != nil {
-		return nil, err
-	}
-	vs = append(vs, ours("redcron, 1 node (fence incl.)", single))
-	lcs := make([]locker.Client, len(clients))
-	for i, c := range clients {
-		lcs[i] = c
-	}
-	q, err := locker.NewQuorum(lcs, locker.Options{})
-	if err != nil {
-		return nil, err
-	}
-	vs = append(vs, ours(fmt.Sprintf("redcron, quorum of %d", len(clients)), q))
-
-	rl := redislock.New(c0)
-	vs = append(vs, lockOps{
-		name: "bsm/redislock",
-		cycle: func(ctx context.Context, key string) error {
-			lk, err := rl.Obtain(ctx, key, ttl, nil)
-			if err != nil {
-				return err
-			}
-			return lk.Release(ctx)
-		},
-		hold: func(ctx context.Context, key string) (func(context.Context) error, func(), error) {
-			lk, err := rl.Obtain(ctx, key, ttl, nil)
-			if err != nil {
-				return nil, nil, err
-			}
-			return func(ctx context.Context) error { return lk.Refresh(ctx, ttl, nil) },
-				func() { _ = lk.Release(context.Background()) }, nil
-		},
-	})
-
-	redsyncVariant := func(name string, cs []redis.UniversalClient) lockOps {
-		pools := make([]redsyncredis.Pool, len(cs))
-		for i, c := range cs {
-			pools[i] = goredis.NewPool(c)
-		}
-		rs := redsync.New(pools...)
-		mutex := func(key string) *redsync.Mutex {
-			return rs.NewMutex(key, redsync.WithExpiry(ttl), redsync.WithTries(1))
-		}
-		return lockOps{
-			name: name,
-			cycle: func(ctx context.Context, key string) error {
-				m := mutex(key)
-				if err := m.LockContext(ctx); err != nil {
-					return err
-				}
-				_, err := m.UnlockContext(ctx)
-				return err
-			},
-			hold: func(ctx context.Context, key string) (func(context.Context) error, func(), error) {
-				m := mutex(key)
-				if err := m.LockContext(ctx); err != nil {
-					return nil, nil, err
-				}
-				return func(ctx context.Context) error { _, err := m.ExtendContext(ctx); return err },
-					func() { _, _ = m.UnlockContext(context.Background()) }, nil
-			},
-		}
-	}
-	vs = append(vs, redsyncVariant("go-redsync, 1 pool", clients[:1]))
-	vs = append(vs, redsyncVariant(fmt.Sprintf("go-redsync, %d pools", len(clients)), clients))
-	return vs, nil
-}
-
-func median(xs []float64) float64 {
+// stats are the min, median and max of xs.
+func stats(xs []float64) (lo, med, hi float64) {
 	s := append([]float64(nil), xs...)
 	sort.Float64s(s)
 	if len(s) == 0 {
-		return 0
+		return 0, 0, 0
 	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
+	med = s[len(s)/2]
+	if len(s)%2 == 0 {
+		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
 	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	return s[0], med, s[len(s)-1]
 }
 
-func printTable(vs []lockOps, concs []int, res map[string]map[string][]float64, d time.Duration, reps, slices, nodes int) {
-	measures := []string{}
-	for _, c := range concs {
-		measures = append(measures, "cycle/"+strconv.Itoa(c))
+func median(xs []float64) float64 {
+	_, m, _ := stats(xs)
+	return m
+}
+
+func printTables(cfg config, vs []lockOps, res, cpu map[string]map[string][]float64) {
+	var measures []string
+	for _, c := range cfg.concs {
+		measures = append(measures, cycleMeasure(c))
 	}
-	measures = append(measures, "renew/1")
-	floor := vs[0].name
-	fmt.Printf("lockbench: %s, GOMAXPROCS=%d, %d reps x %s per variant and measure (in %d interleaved turns), medians in ops/s, (ratio to the floor)\n\n", runtime.Version(), runtime.GOMAXPROCS(0), reps, d, slices)
-	fmt.Printf("| variant |")
-	for _, m := range measures {
-		fmt.Printf(" %s |", strings.Replace(strings.Replace(m, "cycle/", "cycle x", 1), "renew/", "renew x", 1))
-	}
-	fmt.Printf("\n|---|")
-	for range measures {
-		fmt.Printf("---|")
-	}
-	fmt.Println()
-	for _, v := range vs {
-		fmt.Printf("| %s |", v.name)
+	measures = append(measures, renewMeasure)
+	fmt.Printf("\n%s, GOMAXPROCS=%d, %d reps x %s per variant and measure (in %d interleaved turns each)\n\n",
+		runtime.Version(), runtime.GOMAXPROCS(0), cfg.reps, cfg.duration, cfg.slices)
+
+	header := func(title string) {
+		fmt.Printf("| %s |", title)
 		for _, m := range measures {
-			x, f := median(res[v.name][m]), median(res[floor][m])
-			fmt.Printf(" %.0f (%.2fx) |", x, x/f)
+			fmt.Printf(" %s |", m)
+		}
+		fmt.Printf("\n|---|")
+		for range measures {
+			fmt.Printf("---:|")
 		}
 		fmt.Println()
 	}
-	q, rs := fmt.Sprintf("redcron, quorum of %d", nodes), fmt.Sprintf("go-redsync, %d pools", nodes)
-	if res[q] == nil || res[rs] == nil {
-		return
+	spread := func(title, format string, of map[string]map[string][]float64) {
+		header(title)
+		for _, v := range vs {
+			fmt.Printf("| %s |", v.name)
+			for _, m := range measures {
+				if xs := of[v.name][m]; len(xs) > 0 {
+					lo, med, hi := stats(xs)
+					fmt.Printf(" "+format+" ["+format+"-"+format+"] |", med, lo, hi)
+				} else {
+					fmt.Printf(" - |")
+				}
+			}
+			fmt.Println()
+		}
 	}
-	for _, c := range concs {
-		m := "cycle/" + strconv.Itoa(c)
-		fmt.Printf("quorum of %d vs go-redsync %d pools, cycle x%d: %.2fx\n", nodes, nodes, c, median(res[q][m])/median(res[rs][m]))
+	spread("ops/s: median [min-max]", "%.0f", res)
+	fmt.Println()
+	spread("redis-server CPU per op, all servers (us): median [min-max]", "%.1f", cpu)
+
+	fmt.Println()
+	header("ratio of medians: to the floor / to the batched floor")
+	for _, v := range vs {
+		fmt.Printf("| %s |", v.name)
+		for _, m := range measures {
+			x := median(res[v.name][m])
+			if x == 0 {
+				fmt.Printf(" - |")
+				continue
+			}
+			fmt.Printf(" %.2fx / %.2fx |", x/median(res[floorName][m]), x/median(res[batchedFloorName][m]))
+		}
+		fmt.Println()
 	}
+
+	fmt.Println()
+	ratio := func(label, a, b string) {
+		if res[a] == nil || res[b] == nil {
+			return
+		}
+		for _, m := range measures {
+			if x, y := median(res[a][m]), median(res[b][m]); x > 0 && y > 0 {
+				fmt.Printf("- %s, %s: %.2fx\n", label, m, x/y)
+			}
+		}
+	}
+	ratio("what batching buys the floor (batched floor / floor)", batchedFloorName, floorName)
+	ratio("our plain lock / the batched floor", oursName, batchedFloorName)
+	ratio("the scheduler's claim + finish / our plain lock", slotName, oursName)
+	ratio("contended firing, ours / its floor", contendedName, contendedFloorName)
+	q := quorumName(cfg.nodes)
+	ratio(fmt.Sprintf("quorum of %d / go-redsync %d pools", cfg.nodes, cfg.nodes), q, redsyncName(cfg.nodes, false))
+	ratio(fmt.Sprintf("quorum of %d / go-redsync %d pools with WithFailFast(true)", cfg.nodes, cfg.nodes), q, redsyncName(cfg.nodes, true))
+}
+
+// machine describes the CPU, Go and redis-server.
+func machine() string {
+	model := "?"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d CPUs (%s), %s %s/%s", runtime.NumCPU(), model, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// loadavg is the first three fields of /proc/loadavg.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }

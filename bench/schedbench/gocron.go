@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -10,6 +11,8 @@ import (
 	"github.com/go-redsync/redsync/v4/redis/goredis/v9"
 	"github.com/jonboulle/clockwork"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/redcron/redcron/jobs"
 )
 
 // redsyncLocker is the usual gocron v2 distributed locker on go-redsync (the
@@ -33,6 +36,36 @@ func (l redsyncLock) Unlock(ctx context.Context) error {
 	return err
 }
 
+// keyedLocker is gocron's locker at its best: one key per job and second,
+// SET <job>:<second> <replica> NX EX 2, never released (it expires by
+// itself), so a replica whose timer fires later in the same second finds
+// the key: one command per replica per firing. The second is the
+// replica's clock rounded to the nearest second (gocron does not tell a
+// locker which run it is for).
+type keyedLocker struct {
+	c       *redis.Client
+	clk     clockwork.Clock
+	replica string
+}
+
+var errTaken = errors.New("taken")
+
+func (l keyedLocker) Lock(ctx context.Context, key string) (gocron.Lock, error) {
+	sec := l.clk.Now().Round(time.Second).Unix()
+	ok, err := l.c.SetNX(ctx, key+":"+strconv.FormatInt(sec, 10), l.replica, 2*time.Second).Result()
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok:
+		return nil, errTaken
+	}
+	return noUnlock{}, nil
+}
+
+type noUnlock struct{}
+
+func (noUnlock) Unlock(context.Context) error { return nil }
+
 // offsetClockwork is the real clock with Now shifted by off: gocron reads
 // Now to compute each next run and arms real timers for next - Now, so the
 // replica fires off early (off > 0).
@@ -45,50 +78,44 @@ func (c offsetClockwork) Now() time.Time                  { return c.Clock.Now()
 func (c offsetClockwork) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
 func (c offsetClockwork) Until(t time.Time) time.Duration { return t.Sub(c.Now()) }
 
-type gocronRun struct{ scheds []gocron.Scheduler }
-
-// startGocron starts one gocron v2 scheduler per client, each with the same
-// jobs (cron spec with seconds) and a redsync locker on its own client.
-// gocron cannot tell a job its slot: the ledger takes the replica's clock at
-// the job's start, rounded to the nearest second.
-func startGocron(clients []*redis.Client, nJobs int, spec string, offsets []time.Duration, l *ledger) (*gocronRun, error) {
-	g := &gocronRun{}
-	for r, c := range clients {
-		clk := offsetClockwork{clockwork.NewRealClock(), offsets[r]}
-		s, err := gocron.NewScheduler(
-			gocron.WithClock(clk),
-			gocron.WithLocation(time.UTC),
-			gocron.WithDistributedLocker(redsyncLocker{redsync.New(goredis.NewPool(c))}),
-		)
-		if err != nil {
-			return nil, err
-		}
-		g.scheds = append(g.scheds, s)
-		for j := range nJobs {
-			rep, job := int32(r), int32(j)
-			_, err := s.NewJob(gocron.CronJob(spec, true), gocron.NewTask(func() {
-				start := time.Now()
-				own := clk.Now()
-				slot := own.Add(500 * time.Millisecond).Truncate(time.Second)
-				l.add(entry{job: job, replica: rep, slot: slot.Unix(), start: start, lagOwn: own.Sub(slot)})
-			}), gocron.WithName("job"+strconv.Itoa(j)))
-			if err != nil {
-				return nil, err
-			}
-		}
-	}
-	for _, s := range g.scheds {
-		s.Start()
-	}
-	return g, nil
+type gocronReplica struct {
+	s gocron.Scheduler
+	c *redis.Client
 }
 
-func (g *gocronRun) stop() error {
-	var first error
-	for _, s := range g.scheds {
-		if err := s.Shutdown(); err != nil && first == nil {
-			first = err
+// startGocron starts one gocron v2 scheduler with the jobs of cfg (their
+// names and cron specs, with seconds) and the system's locker on
+// client c. gocron cannot tell a job its slot: the ledger takes the
+// replica's clock at the job's start, rounded to the nearest second.
+func startGocron(spec childSpec, cfg *jobs.Config, rec *recorder, c *redis.Client) (*gocronReplica, error) {
+	clk := offsetClockwork{clockwork.NewRealClock(), spec.Offset}
+	var lk gocron.Locker = redsyncLocker{redsync.New(goredis.NewPool(c))}
+	if spec.System == sysGocronKeyed {
+		lk = keyedLocker{c: c, clk: clk, replica: replicaName(spec.Replica)}
+	}
+	s, err := gocron.NewScheduler(gocron.WithClock(clk), gocron.WithLocation(time.UTC), gocron.WithDistributedLocker(lk))
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range cfg.Jobs {
+		name := j.Name
+		_, err := s.NewJob(gocron.CronJob(j.Spec, true), gocron.NewTask(func() {
+			start := time.Now()
+			rec.add(name, clk.Now().Round(time.Second), 0, start)
+		}), gocron.WithName(name))
+		if err != nil {
+			_ = s.Shutdown()
+			return nil, err
 		}
 	}
-	return first
+	s.Start()
+	return &gocronReplica{s: s, c: c}, nil
+}
+
+func (g *gocronReplica) stop() error {
+	err := g.s.Shutdown()
+	if cerr := g.c.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -1,107 +1,132 @@
 package main
 
 import (
-	"math"
-	"sort"
-	"sync"
+	"slices"
 	"time"
+
+	"github.com/redcron/redcron/scheduler/schedule"
 )
 
-// entry is one job start as the job saw it.
+// entry is one run as the replica that started it saw it.
 type entry struct {
-	job     int32
-	replica int32
-	slot    int64     // Unix seconds of the slot the run is for
-	fence   int64     // 0 for gocron (it has none)
-	start   time.Time // real clock (monotonic reading kept)
-	lagOwn  time.Duration
+	Job     int32
+	Replica int32 // filled in by the parent
+	Slot    int64 // Unix seconds of the slot the run is for
+	Fence   int64 // 0 for gocron (it has none)
+	Start   int64 // Unix nanoseconds, real clock
 }
 
-// ledger records every job start of one scenario.
-type ledger struct {
-	mu      sync.Mutex
-	entries []entry
-}
-
-func newLedger(capacity int) *ledger { return &ledger{entries: make([]entry, 0, capacity)} }
-
-func (l *ledger) add(e entry) {
-	l.mu.Lock()
-	l.entries = append(l.entries, e)
-	l.mu.Unlock()
-}
-
-func (l *ledger) snapshot() []entry {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]entry(nil), l.entries...)
-}
-
-// verdict is the ledger's analysis over the steady window [from, to] of
-// slots (Unix seconds, inclusive).
+// verdict is the ledger's analysis over the window's slots [from, to].
 type verdict struct {
 	expected, runs, duplicates, misses int
-	fenceRegressions                   int
-	lag                                []time.Duration // real clock, start - slot, every run in the window
-	lagOwn                             []time.Duration // on the running replica's clock
-	wins                               []int           // runs per replica
-	slotMax                            []time.Duration // per slot of the window: the latest start's lag, sorted
+	// offSchedule counts runs of a (job, second) that is not one of the
+	// job's slots; early, runs that started before their slot on the real
+	// clock (which is Redis's here).
+	offSchedule, early int
+	fenceRegressions   int
+	lag                []time.Duration // start - slot, every run, sorted
+	// latest is, per slot instant of the window (a second at which some
+	// job is due), the lag of its last run to start, sorted.
+	latest []time.Duration
+	wins   []int // runs per replica
 }
 
-func analyse(es []entry, nJobs, nReplicas int, from, to int64) verdict {
+// slotsOf returns the slots of each spec in [from, to], computed once per
+// distinct spec.
+func slotsOf(specs []string, from, to int64) ([][]int64, error) {
+	memo := map[string][]int64{}
+	out := make([][]int64, len(specs))
+	for i, spec := range specs {
+		if s, ok := memo[spec]; ok {
+			out[i] = s
+			continue
+		}
+		sched, err := schedule.Parse(spec, time.UTC)
+		if err != nil {
+			return nil, err
+		}
+		var s []int64
+		for t := sched.Next(time.Unix(from-1, 0)); !t.IsZero() && t.Unix() <= to; t = sched.Next(t) {
+			s = append(s, t.Unix())
+		}
+		memo[spec], out[i] = s, s
+	}
+	return out, nil
+}
+
+func analyse(es []entry, specs []string, nReplicas int, from, to int64) (verdict, error) {
 	v := verdict{wins: make([]int, nReplicas)}
-	nSlots := int(to - from + 1)
-	v.expected = nJobs * nSlots
-	counts := make([]int, v.expected)
+	due, err := slotsOf(specs, from, to)
+	if err != nil {
+		return v, err
+	}
+	width := int(to - from + 1)
+	// counts[job*width + second] holds runs; want marks the slots.
+	counts := make([]uint8, len(specs)*width)
+	want := make([]bool, len(specs)*width)
+	for j, ss := range due {
+		for _, s := range ss {
+			want[j*width+int(s-from)] = true
+			v.expected++
+		}
+	}
+	latest := make([]time.Duration, width)
+	seen := make([]bool, width)
 	for _, e := range es {
-		if e.slot < from || e.slot > to {
+		if e.Slot < from || e.Slot > to || int(e.Job) >= len(specs) {
 			continue
 		}
 		v.runs++
-		counts[int(e.job)*nSlots+int(e.slot-from)]++
-		v.lag = append(v.lag, e.start.Sub(time.Unix(e.slot, 0)))
-		v.lagOwn = append(v.lagOwn, e.lagOwn)
-		v.wins[e.replica]++
-	}
-	slotMax := make([]time.Duration, nSlots)
-	for i := range slotMax {
-		slotMax[i] = math.MinInt64
-	}
-	for _, e := range es {
-		if e.slot >= from && e.slot <= to {
-			if d := e.start.Sub(time.Unix(e.slot, 0)); d > slotMax[e.slot-from] {
-				slotMax[e.slot-from] = d
-			}
+		v.wins[e.Replica]++
+		i := int(e.Job)*width + int(e.Slot-from)
+		if counts[i] < 255 {
+			counts[i]++
+		}
+		lag := time.Unix(0, e.Start).Sub(time.Unix(e.Slot, 0))
+		v.lag = append(v.lag, lag)
+		if lag < 0 {
+			v.early++
+		}
+		if !want[i] {
+			v.offSchedule++
+			continue
+		}
+		if k := int(e.Slot - from); !seen[k] || lag > latest[k] {
+			latest[k], seen[k] = lag, true
 		}
 	}
-	sort.Slice(slotMax, func(i, j int) bool { return slotMax[i] < slotMax[j] })
-	v.slotMax = slotMax
-	for _, c := range counts {
+	for i, c := range counts {
 		switch {
+		case !want[i]:
 		case c == 0:
 			v.misses++
 		case c > 1:
-			v.duplicates += c - 1
+			v.duplicates += int(c) - 1
 		}
 	}
-	// Fences must increase with slots per job (redcron only).
+	for k := range latest {
+		if seen[k] {
+			v.latest = append(v.latest, latest[k])
+		}
+	}
+	// Fences must increase with slots, per job (redcron only).
 	byJob := map[int32][]entry{}
 	for _, e := range es {
-		if e.fence > 0 {
-			byJob[e.job] = append(byJob[e.job], e)
+		if e.Fence > 0 {
+			byJob[e.Job] = append(byJob[e.Job], e)
 		}
 	}
 	for _, js := range byJob {
-		sort.Slice(js, func(i, j int) bool { return js[i].slot < js[j].slot })
+		slices.SortFunc(js, func(a, b entry) int { return int(a.Slot - b.Slot) })
 		for i := 1; i < len(js); i++ {
-			if js[i].slot > js[i-1].slot && js[i].fence <= js[i-1].fence {
+			if js[i].Slot > js[i-1].Slot && js[i].Fence <= js[i-1].Fence {
 				v.fenceRegressions++
 			}
 		}
 	}
-	sort.Slice(v.lag, func(i, j int) bool { return v.lag[i] < v.lag[j] })
-	sort.Slice(v.lagOwn, func(i, j int) bool { return v.lagOwn[i] < v.lagOwn[j] })
-	return v
+	slices.Sort(v.lag)
+	slices.Sort(v.latest)
+	return v, nil
 }
 
 // pct is the p-th percentile (nearest rank) of sorted durations.

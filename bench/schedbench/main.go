@@ -1,247 +1,178 @@
-// Command schedbench measures redcron's scheduler as users run it: n
-// replicas (scheduler.Scheduler instances, each with its own go-redis client
-// and locker) in one process on one real redis-server, many jobs firing
-// every second, for a fixed time; then the same with one replica's clock
-// ahead. Beside it, in the same run, the peer: gocron v2 with a go-redsync
-// distributed locker, same jobs, same ledger, same skew. It prints a
-// markdown table (duplicates, misses, fire lag, Redis round trips per
-// firing, CPU) and a side-by-side comparison with ratios.
+// Command schedbench measures redcron's scheduler as users run it: R
+// replicas, each a separate process (schedbench re-executes itself with
+// -child), loading a generated jobs.yaml and claiming on one real
+// redis-server that the bench starts on loopback and stops at the end.
+// Beside it, in the same runs, its peer: gocron v2 with go-redsync's
+// locker (the stock setup) and with a key per job and second (SET NX EX 2,
+// no release). Every scenario runs -reps times, interleaved with the
+// other scenarios of its suite, and every figure is printed as the median
+// of the repetitions with their min and max, beside its target and, for
+// the peers, as ratios.
 //
-//	cd bench && go run ./schedbench -jobs 1000 -duration 30s
+//	cd bench && go run ./schedbench                        # the compare suite, a few minutes
+//	cd bench && go run ./schedbench -suite all -reps 5     # every suite, about 45 minutes
 //
-// Every job records (job, slot, replica, fence, start) in an in-memory
-// ledger. Figures cover the steady window: the slots from warmup after the
-// start to cooldown before the stop. The schedulers log at warn level only
-// (skipped slots, claim failures), into a counter.
+// Each child records every run it starts (job, slot, fence, start on the
+// real clock) and counts, with a go-redis hook on its client, every
+// command it sends; at the end it hands its ledger and counts to the
+// parent over a pipe. The parent reads redis-server's INFO (CPU, calls)
+// at the same instants. Figures cover a steady window that starts after
+// a slot mark's retention has passed (so that Redis expires marks as fast
+// as it writes them); see the suites below and bench/README.md.
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"runtime"
-	"runtime/pprof"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
-
-	"github.com/redcron/redcron/internal/redistest"
 )
 
+// suite is one family of scenarios: every combination of its systems,
+// replica counts and skews, with the same jobs.
+type suite struct {
+	name     string
+	systems  []string
+	replicas []int
+	skews    []time.Duration // replica 0's clock offset
+	// jobs on spec; spec "" means the mixed, mostly hourly set of the load
+	// suite (see writeJobs).
+	jobs int
+	spec string
+	// The jobs' catchup_window and history keep: they set how long a
+	// slot's mark is kept (Scheduler.MarkRetention: 2 x max_clock_skew +
+	// catchup_window + 5s) and when a job's history stops growing.
+	catchup time.Duration
+	keep    int
+	// warmup is how long the replicas run before the steady window, at
+	// least the marks' retention; window is its length (whole seconds).
+	warmup, window time.Duration
+}
+
+// Systems.
+const (
+	sysRedcron     = "redcron"
+	sysGocron      = "gocron"       // gocron v2 + go-redsync, the stock distributed locker
+	sysGocronKeyed = "gocron-keyed" // gocron v2 + SET job:second NX EX 2, never released
+)
+
+// suites are the scenarios, in the order "all" runs them. The compare and
+// replicas suites shorten the marks' retention to 10s (catchup_window 1s,
+// which only refuses claims made more than 1s after their slot) and the
+// history to 10 records, so that Redis is at steady state after 12s; the
+// retention suite is the compare suite's redcron scenario with the stock
+// jobs.yaml defaults (catchup_window 1m: retention 69s; history 100) and a
+// warmup past both, to show that the shortening does not change the
+// figures. The rate, burst and load suites use the stock defaults.
+var suites = []suite{
+	{name: "compare", systems: []string{sysRedcron, sysGocron, sysGocronKeyed}, replicas: []int{3},
+		skews: []time.Duration{0, 300 * time.Millisecond}, jobs: 1000, spec: "* * * * * *",
+		catchup: time.Second, keep: 10, warmup: 14 * time.Second, window: 10 * time.Second},
+	{name: "replicas", systems: []string{sysRedcron}, replicas: []int{3, 10, 30},
+		skews: []time.Duration{0}, jobs: 1000, spec: "* * * * * *",
+		catchup: time.Second, keep: 10, warmup: 15 * time.Second, window: 10 * time.Second},
+	{name: "retention", systems: []string{sysRedcron}, replicas: []int{3},
+		skews: []time.Duration{0}, jobs: 1000, spec: "* * * * * *",
+		catchup: time.Minute, keep: 100, warmup: 105 * time.Second, window: 20 * time.Second},
+	{name: "rate", systems: []string{sysRedcron}, replicas: []int{3},
+		skews: []time.Duration{0}, jobs: 10000, spec: "* * * * * *",
+		catchup: time.Minute, keep: 100, warmup: 75 * time.Second, window: 60 * time.Second},
+	{name: "burst", systems: []string{sysRedcron}, replicas: []int{3},
+		skews: []time.Duration{0}, jobs: 10000, spec: "*/20 * * * * *",
+		catchup: time.Minute, keep: 100, warmup: 75 * time.Second, window: 60 * time.Second},
+	{name: "load", systems: []string{sysRedcron}, replicas: []int{3},
+		skews: []time.Duration{0}, jobs: 100000, spec: "",
+		catchup: time.Minute, keep: 100, warmup: 60 * time.Second, window: 20 * time.Second},
+}
+
+// cooldown is how long the replicas run after the window, so that the
+// window's last runs end before they stop.
+const cooldown = 2 * time.Second
+
 type config struct {
-	jobs     int
-	replicas int
-	duration time.Duration
-	warmup   time.Duration
-	cooldown time.Duration
-	skew     time.Duration
-	spec     string
-	systems  string
-	cpuprof  string
+	suites   []suite
+	reps     int
+	profiles string // directory for the children's CPU profiles
+	child    bool
 }
 
 func main() {
-	var cfg config
-	flag.IntVar(&cfg.jobs, "jobs", 1000, "jobs, each on -spec")
-	flag.IntVar(&cfg.replicas, "replicas", 3, "scheduler instances per system")
-	flag.DurationVar(&cfg.duration, "duration", 30*time.Second, "length of one scenario")
-	flag.DurationVar(&cfg.warmup, "warmup", 3*time.Second, "slots this soon after the start are outside the steady window")
-	flag.DurationVar(&cfg.cooldown, "cooldown", 2*time.Second, "slots this close to the stop are outside the steady window")
-	flag.DurationVar(&cfg.skew, "skew", 300*time.Millisecond, "clock offset of replica 0 in the skewed scenarios (0: skip them)")
-	flag.StringVar(&cfg.spec, "spec", "* * * * * *", "every job's schedule")
-	flag.StringVar(&cfg.systems, "systems", "redcron,gocron", "systems to measure, in order")
-	flag.BoolVar(&traceOn, "trace", false, "time when each replica's claims begin relative to their slots (stderr)")
-	flag.StringVar(&cfg.cpuprof, "cpuprofile", "", "write a CPU profile of the whole run here")
+	var (
+		cfg      config
+		names    string
+		jobs     int
+		replicas string
+		warmup   time.Duration
+		window   time.Duration
+	)
+	flag.StringVar(&names, "suite", "compare", "comma-separated suites: compare, replicas, retention, rate, burst, load, or all")
+	flag.IntVar(&cfg.reps, "reps", 3, "repetitions of every scenario, interleaved (min, median and max are reported)")
+	flag.StringVar(&cfg.profiles, "cpuprofile", "", "directory: each child writes a CPU profile of its steady window there")
+	flag.IntVar(&jobs, "jobs", 0, "override every suite's job count (0: the suite's)")
+	flag.StringVar(&replicas, "replicas", "", "override every suite's replica counts, comma-separated")
+	flag.DurationVar(&warmup, "warmup", 0, "override every suite's warmup (0: the suite's; shorter than the marks' retention is not steady)")
+	flag.DurationVar(&window, "window", 0, "override every suite's steady window (0: the suite's)")
+	flag.BoolVar(&cfg.child, "child", false, "run as one replica, as the parent asks on stdin (internal)")
 	flag.Parse()
-	if err := run(cfg); err != nil {
+	if cfg.child {
+		if err := runChild(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "schedbench child:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := pickSuites(&cfg, names, jobs, replicas, warmup, window); err != nil {
+		fmt.Fprintln(os.Stderr, "schedbench:", err)
+		os.Exit(2)
+	}
+	if err := runParent(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "schedbench:", err)
 		os.Exit(1)
 	}
 }
 
-// result is one scenario's figures.
-type result struct {
-	system   string
-	skew     time.Duration
-	window   int // slots in the steady window
-	v        verdict
-	rt       rtSnap // summed over replicas, in the window
-	server   serverSnap
-	cpu      time.Duration // process CPU in the window
-	seconds  float64       // window length in real seconds
-	logLines int
-	logFirst []string
-	load     string
-}
-
-func run(cfg config) error {
-	if cfg.cpuprof != "" {
-		f, err := os.Create(cfg.cpuprof)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+// pickSuites selects the suites named and applies the overrides.
+func pickSuites(cfg *config, names string, jobs int, replicas string, warmup, window time.Duration) error {
+	if cfg.reps < 1 {
+		return fmt.Errorf("-reps must be at least 1")
 	}
-	srv, err := redistest.StartServer(redistest.Options{})
-	if err != nil {
-		return err
-	}
-	defer srv.Stop()
-	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer admin.Close()
-
-	fmt.Printf("machine: %s\n\n", machine(context.Background(), admin))
-	var results []result
-	for _, sys := range strings.Split(cfg.systems, ",") {
-		skews := []time.Duration{0}
-		if cfg.skew != 0 {
-			skews = append(skews, cfg.skew)
-		}
-		for _, skew := range skews {
-			fmt.Fprintf(os.Stderr, "schedbench: %s, skew %v, %d jobs, %d replicas, %v (load %s)\n", sys, skew, cfg.jobs, cfg.replicas, cfg.duration, loadavg())
-			r, err := scenario(cfg, srv, admin, strings.TrimSpace(sys), skew)
-			if err != nil {
-				return fmt.Errorf("%s skew %v: %w", sys, skew, err)
+	var rs []int
+	if replicas != "" {
+		for _, f := range strings.Split(replicas, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				return fmt.Errorf("bad -replicas %q", replicas)
 			}
-			results = append(results, r)
-			for _, l := range r.logFirst {
-				fmt.Fprint(os.Stderr, "  log: ", l)
-			}
+			rs = append(rs, n)
 		}
 	}
-	printTable(cfg, results)
+	want := strings.Split(names, ",")
+	for _, s := range suites {
+		if !slices.Contains(want, s.name) && !slices.Contains(want, "all") {
+			continue
+		}
+		if jobs > 0 {
+			s.jobs = jobs
+		}
+		if rs != nil {
+			s.replicas = rs
+		}
+		if warmup > 0 {
+			s.warmup = warmup
+		}
+		if window > 0 {
+			s.window = window.Truncate(time.Second)
+		}
+		if s.window < time.Second {
+			return fmt.Errorf("suite %s: the window must be at least 1s", s.name)
+		}
+		cfg.suites = append(cfg.suites, s)
+	}
+	if len(cfg.suites) == 0 {
+		return fmt.Errorf("no suite named in -suite %q", names)
+	}
 	return nil
-}
-
-// scenario runs one system for cfg.duration with replica 0's clock skew
-// ahead, and measures the steady window.
-func scenario(cfg config, srv *redistest.Server, admin *redis.Client, system string, skew time.Duration) (result, error) {
-	ctx := context.Background()
-	res := result{system: system, skew: skew}
-	if err := admin.FlushAll(ctx).Err(); err != nil {
-		return res, err
-	}
-	runtime.GC()
-	offsets := make([]time.Duration, cfg.replicas)
-	offsets[0] = skew
-	counters := make([]*rtCounter, cfg.replicas)
-	clients := make([]*redis.Client, cfg.replicas)
-	for i := range clients {
-		// As cmd/redcron configures its client (timeouts 1s/500ms/500ms,
-		// go-redis' default pool of 10 per CPU).
-		clients[i] = redis.NewClient(&redis.Options{Addr: srv.Addr(),
-			DialTimeout: time.Second, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond,
-			MaxRetries: -1, ContextTimeoutEnabled: true})
-		counters[i] = newRTCounter()
-		clients[i].AddHook(counters[i])
-		if err := clients[i].Ping(ctx).Err(); err != nil {
-			return res, err
-		}
-		defer clients[i].Close()
-	}
-	l := newLedger(cfg.jobs * (int(cfg.duration/time.Second) + 2))
-
-	t0 := time.Now()
-	stopAt := t0.Add(cfg.duration)
-	from := t0.Truncate(time.Second).Add(time.Second + cfg.warmup).Unix()
-	to := stopAt.Truncate(time.Second).Add(-cfg.cooldown).Unix()
-	if to < from {
-		return res, fmt.Errorf("no steady window: duration %v too short for warmup %v and cooldown %v", cfg.duration, cfg.warmup, cfg.cooldown)
-	}
-	res.window = int(to - from + 1)
-
-	var stop func() error
-	switch system {
-	case "redcron":
-		rr, err := startRedcron(clients, cfg.jobs, cfg.spec, offsets, l)
-		if err != nil {
-			return res, err
-		}
-		stop = rr.stop
-		defer func() { res.logLines, res.logFirst = rr.logs.n, rr.logs.first }()
-	case "gocron":
-		g, err := startGocron(clients, cfg.jobs, cfg.spec, offsets, l)
-		if err != nil {
-			return res, err
-		}
-		stop = g.stop
-	default:
-		return res, fmt.Errorf("unknown system %q", system)
-	}
-
-	// Snapshots bracket the window's work: a slot's claims start at
-	// slot - skew (the early replica) and end well before the next slot
-	// minus skew.
-	edge := func(slot int64) time.Time { return time.Unix(slot, 0).Add(-skew - 150*time.Millisecond) }
-	type snap struct {
-		rt     []rtSnap
-		server serverSnap
-		cpu    time.Duration
-		at     time.Time
-	}
-	take := func() (snap, error) {
-		s := snap{at: time.Now(), cpu: processCPU()}
-		for _, c := range counters {
-			s.rt = append(s.rt, c.snap())
-		}
-		var err error
-		s.server, err = serverInfo(ctx, admin)
-		return s, err
-	}
-	time.Sleep(time.Until(edge(from)))
-	a, err := take()
-	if err != nil {
-		_ = stop()
-		return res, err
-	}
-	res.load = loadavg()
-	time.Sleep(time.Until(edge(to + 1)))
-	b, err := take()
-	if err != nil {
-		_ = stop()
-		return res, err
-	}
-	res.load += " / " + loadavg()
-	time.Sleep(time.Until(stopAt))
-	if err := stop(); err != nil {
-		return res, err
-	}
-
-	for i := range counters {
-		d := b.rt[i].sub(a.rt[i])
-		res.rt.roundTrips += d.roundTrips
-		res.rt.cmds += d.cmds
-		res.rt.claims += d.claims
-		res.rt.finishes += d.finishes
-		res.rt.scripts += d.scripts
-	}
-	res.server = b.server.sub(a.server)
-	res.cpu = b.cpu - a.cpu
-	res.seconds = b.at.Sub(a.at).Seconds()
-	res.v = analyse(l.snapshot(), cfg.jobs, cfg.replicas, from, to)
-	return res, nil
-}
-
-func machine(ctx context.Context, admin *redis.Client) string {
-	model := "?"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				model = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	rv := "?"
-	if out, err := exec.Command("redis-server", "--version").Output(); err == nil {
-		rv = strings.TrimSpace(string(out))
-	}
-	return fmt.Sprintf("%d CPUs (%s), %s %s/%s, %s, load %s", runtime.NumCPU(), model, runtime.Version(), runtime.GOOS, runtime.GOARCH, rv, loadavg())
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,82 +15,139 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// rtCounter is a go-redis hook that counts round trips (one per command
-// outside a pipeline, one per pipeline) and classifies EVALSHA/EVAL calls
-// of the locker's scripts by their key count: 4 keys = obtain (claim),
-// 3 = finish, others (renew, release) = other.
-type rtCounter struct {
-	mu                        sync.Mutex
-	roundTrips, cmds          int64
-	claims, finishes, scripts int64
-	byName                    map[string]int64
+// Kinds of commands a replica sends, as counted by its hook.
+const (
+	kindClaim  = "claim"  // redcron: obtain.lua; gocron: redsync's or the keyed SET NX
+	kindFinish = "finish" // redcron: finish.lua; gocron + redsync: the unlock EVALSHA (also after a lost lock)
+	kindBeat   = "beat"   // redcron: work sharing's liveness beat
+	kindClock  = "clock"  // redcron: TIME, the clock check
+	kindOther  = "other"  // registrations, trigger polls, renewals, skips, ...
+)
+
+var kinds = []string{kindClaim, kindFinish, kindBeat, kindClock, kindOther}
+
+// counter is a go-redis hook that counts every command a client sends, a
+// pipeline's commands one by one: the top-level commands Redis gets from
+// this replica (what scripts call inside is not among them).
+type counter struct {
+	classify func(redis.Cmder) string
+	mu       sync.Mutex
+	kinds    map[string]int64
+	scripts  int64 // EVALSHA and EVAL, to cross-check with INFO commandstats
 }
 
-func newRTCounter() *rtCounter { return &rtCounter{byName: map[string]int64{}} }
+func newCounter(classify func(redis.Cmder) string) *counter {
+	return &counter{classify: classify, kinds: map[string]int64{}}
+}
 
-func (c *rtCounter) count(cmd redis.Cmder) {
-	name := strings.ToLower(cmd.Name())
-	c.cmds++
-	c.byName[name]++
-	if name == "evalsha" || name == "eval" {
-		c.scripts++
-		if args := cmd.Args(); len(args) > 2 {
-			switch fmt.Sprint(args[2]) {
-			case "4":
-				c.claims++
-			case "3":
-				c.finishes++
-			}
+func (c *counter) count(cmds ...redis.Cmder) {
+	c.mu.Lock()
+	for _, cmd := range cmds {
+		c.kinds[c.classify(cmd)]++
+		if n := cmd.Name(); n == "evalsha" || n == "eval" {
+			c.scripts++
 		}
 	}
+	c.mu.Unlock()
 }
 
-func (c *rtCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *counter) DialHook(next redis.DialHook) redis.DialHook { return next }
 
-func (c *rtCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+func (c *counter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		c.mu.Lock()
-		c.roundTrips++
 		c.count(cmd)
-		c.mu.Unlock()
 		return next(ctx, cmd)
 	}
 }
 
-func (c *rtCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (c *counter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		c.mu.Lock()
-		c.roundTrips++
-		for _, cmd := range cmds {
-			c.count(cmd)
-		}
-		c.mu.Unlock()
+		c.count(cmds...)
 		return next(ctx, cmds)
 	}
 }
 
-type rtSnap struct{ roundTrips, cmds, claims, finishes, scripts int64 }
+// counterSnap is a replica's counts and CPU at one instant.
+type counterSnap struct {
+	At      time.Time
+	CPU     time.Duration // this process, user + system
+	Kinds   map[string]int64
+	Scripts int64
+}
 
-func (c *rtCounter) snap() rtSnap {
+func (c *counter) snap() counterSnap {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return rtSnap{c.roundTrips, c.cmds, c.claims, c.finishes, c.scripts}
+	s := counterSnap{At: time.Now(), CPU: processCPU(), Kinds: map[string]int64{}, Scripts: c.scripts}
+	for k, v := range c.kinds {
+		s.Kinds[k] = v
+	}
+	return s
 }
 
-func (a rtSnap) sub(b rtSnap) rtSnap {
-	return rtSnap{a.roundTrips - b.roundTrips, a.cmds - b.cmds, a.claims - b.claims, a.finishes - b.finishes, a.scripts - b.scripts}
+// classifier tells a system's commands apart.
+func classifier(system string) func(redis.Cmder) string {
+	if system == sysRedcron {
+		return redcronKind
+	}
+	return func(cmd redis.Cmder) string {
+		switch cmd.Name() {
+		case "set":
+			return kindClaim
+		case "evalsha", "eval":
+			return kindFinish
+		}
+		return kindOther
+	}
 }
 
-// serverSnap is what INFO tells about the server: calls per command
-// (commandstats, which also counts commands that scripts call) and CPU.
+// redcronKind classifies by the locker's calling convention (prelude.lua:
+// EVALSHA sha nkeys keys... "name,name,..." arg pairs): a claim names the
+// pause key (obtain.lua is the only script that reads it); a finish's
+// arguments start with token, then record (release.lua's with token, then
+// mode). The beat's keys carry the {live} hash tag.
+func redcronKind(cmd redis.Cmder) string {
+	switch cmd.Name() {
+	case "time":
+		return kindClock
+	case "evalsha", "eval":
+	default:
+		return kindOther
+	}
+	a := cmd.Args()
+	if len(a) < 4 {
+		return kindOther
+	}
+	n, _ := strconv.Atoi(fmt.Sprint(a[2]))
+	if n >= 1 && strings.Contains(fmt.Sprint(a[3]), "{live}") {
+		return kindBeat
+	}
+	if len(a) < 7+n {
+		return kindOther
+	}
+	names := fmt.Sprint(a[3+n])
+	switch {
+	case strings.Contains(names, "pause"):
+		return kindClaim
+	case a[4+n] == "token" && a[6+n] == "record":
+		return kindFinish
+	}
+	return kindOther
+}
+
+// serverSnap is what INFO says about the server at one instant.
 type serverSnap struct {
-	calls map[string]int64
-	cpu   time.Duration // used_cpu_user + used_cpu_sys
+	at      time.Time
+	calls   map[string]int64 // commandstats: also the commands scripts call
+	cpu     time.Duration    // used_cpu_user + used_cpu_sys
+	memory  int64            // used_memory
+	keys    int64            // DBSIZE
+	evicted int64
 }
 
 func serverInfo(ctx context.Context, c *redis.Client) (serverSnap, error) {
-	s := serverSnap{calls: map[string]int64{}}
-	txt, err := c.Info(ctx, "commandstats", "cpu").Result()
+	s := serverSnap{at: time.Now(), calls: map[string]int64{}}
+	txt, err := c.Info(ctx, "commandstats", "cpu", "memory", "stats").Result()
 	if err != nil {
 		return s, err
 	}
@@ -98,27 +157,37 @@ func serverInfo(ctx context.Context, c *redis.Client) (serverSnap, error) {
 			name, fields, _ := strings.Cut(rest, ":")
 			for _, f := range strings.Split(fields, ",") {
 				if v, ok := strings.CutPrefix(f, "calls="); ok {
-					n, _ := strconv.ParseInt(v, 10, 64)
-					s.calls[name] = n
+					s.calls[name], _ = strconv.ParseInt(v, 10, 64)
 				}
 			}
 			continue
 		}
-		k, v, ok := strings.Cut(line, ":")
-		if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
+		k, v, _ := strings.Cut(line, ":")
+		switch k {
+		case "used_cpu_user", "used_cpu_sys":
 			f, _ := strconv.ParseFloat(v, 64)
 			s.cpu += time.Duration(f * float64(time.Second))
+		case "used_memory":
+			s.memory, _ = strconv.ParseInt(v, 10, 64)
+		case "evicted_keys":
+			s.evicted, _ = strconv.ParseInt(v, 10, 64)
 		}
 	}
-	return s, nil
+	s.keys, err = c.DBSize(ctx).Result()
+	return s, err
 }
 
-func (a serverSnap) sub(b serverSnap) serverSnap {
-	d := serverSnap{calls: map[string]int64{}, cpu: a.cpu - b.cpu}
-	for k, v := range a.calls {
-		d.calls[k] = v - b.calls[k]
+// allCalls is the sum of commandstats calls, less the parent's own INFO
+// and DBSIZE and the connection handshakes (HELLO, CLIENT SETINFO), which
+// go-redis sends outside its hooks.
+func (s serverSnap) allCalls() int64 {
+	var n int64
+	for k, v := range s.calls {
+		if k != "info" && k != "dbsize" && k != "hello" && !strings.HasPrefix(k, "client") {
+			n += v
+		}
 	}
-	return d
+	return n
 }
 
 // processCPU is this process's user + system CPU time.
@@ -140,3 +209,29 @@ func loadavg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
+
+// machine describes the CPUs, memory, Go and redis-server.
+func machine() string {
+	model, mem := "?", "?"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 1 {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			mem = fmt.Sprintf("%.0f GiB", float64(kb)/(1<<20))
+		}
+	}
+	rv := "?"
+	if out, err := exec.Command("redis-server", "--version").Output(); err == nil {
+		rv = strings.TrimSpace(string(out))
+	}
+	return fmt.Sprintf("%d CPUs (%s), %s RAM, %s %s/%s, %s", runtime.NumCPU(), model, mem, runtime.Version(), runtime.GOOS, runtime.GOARCH, rv)
+}
+
+func replicaName(i int) string { return "r" + strconv.Itoa(i) }

@@ -1,0 +1,365 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// runMetrics is one run of one scenario, over its steady window.
+type runMetrics struct {
+	scenario scenario
+	from, to int64
+	v        verdict
+	// kinds are the top-level commands all replicas sent in the window
+	// (their hooks), by kind; hookScripts their EVALSHA and EVAL.
+	kinds       map[string]int64
+	hookScripts int64
+	// From INFO over the window: EVALSHA and EVAL calls (top-level only:
+	// scripts cannot call them), every call (scripts' included), CPU.
+	srvScripts, srvCalls int64
+	redisCPU             time.Duration
+	seconds              float64
+	cpu                  []time.Duration // per replica, in the window
+	mem                  []memSnap       // per replica, at the window's end
+	parse, build         []time.Duration // per replica: jobs.Load, then building the scheduler
+	builtHeap            []uint64        // per replica: live heap once built
+	logs                 int
+	firstLogs            []string
+	// Redis at the window's start and end: used_memory and keys.
+	memory, keys [2]int64
+	evicted      int64
+	loads        []string // load average at the window's start and end
+}
+
+func (m *runMetrics) fill(reports []childReport, ss []serverSnap, specs []string) error {
+	var es []entry
+	m.kinds = map[string]int64{}
+	for _, r := range reports {
+		for _, e := range r.Entries {
+			e.Replica = int32(r.Replica)
+			es = append(es, e)
+		}
+		a, b := r.Snaps[0], r.Snaps[len(r.Snaps)-1]
+		for k, v := range b.Kinds {
+			m.kinds[k] += v - a.Kinds[k]
+		}
+		m.hookScripts += b.Scripts - a.Scripts
+		m.cpu = append(m.cpu, b.CPU-a.CPU)
+		m.mem = append(m.mem, r.Mem)
+		m.parse = append(m.parse, r.Parse)
+		m.build = append(m.build, r.Build)
+		m.builtHeap = append(m.builtHeap, r.BuiltHeap)
+		m.logs += r.Logs
+		if len(m.firstLogs) < 5 {
+			m.firstLogs = append(m.firstLogs, r.FirstLogs...)
+		}
+	}
+	a, b := ss[0], ss[len(ss)-1]
+	m.srvScripts = b.calls["evalsha"] + b.calls["eval"] - a.calls["evalsha"] - a.calls["eval"]
+	m.srvCalls = b.allCalls() - a.allCalls()
+	m.redisCPU = b.cpu - a.cpu
+	m.seconds = b.at.Sub(a.at).Seconds()
+	m.memory = [2]int64{a.memory, b.memory}
+	m.keys = [2]int64{a.keys, b.keys}
+	m.evicted = b.evicted - a.evicted
+	var err error
+	m.v, err = analyse(es, specs, m.scenario.replicas, m.from, m.to)
+	return err
+}
+
+func (m *runMetrics) firings() float64 { return float64(m.v.expected) }
+
+func (m *runMetrics) commands() int64 {
+	var n int64
+	for _, v := range m.kinds {
+		n += v
+	}
+	return n
+}
+
+// shareDev is the largest deviation of a replica's share of the runs from
+// 1/R, in percent of 1/R.
+func (m *runMetrics) shareDev() float64 {
+	if m.v.runs == 0 {
+		return 0
+	}
+	worst := 0.0
+	for _, w := range m.v.wins {
+		worst = max(worst, math.Abs(float64(w)/float64(m.v.runs)*float64(len(m.v.wins))-1))
+	}
+	return 100 * worst
+}
+
+func maxOf[T any](xs []T, f func(T) float64) float64 {
+	out := 0.0
+	for _, x := range xs {
+		out = max(out, f(x))
+	}
+	return out
+}
+
+func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+const mib = 1 << 20
+
+// column is one figure of a run.
+type column struct {
+	name   string
+	format string // for one value
+	get    func(*runMetrics) float64
+}
+
+var (
+	colFirings    = column{"firings", "%.0f", func(m *runMetrics) float64 { return m.firings() }}
+	colRuns       = column{"runs", "%.0f", func(m *runMetrics) float64 { return float64(m.v.runs) }}
+	colDups       = column{"duplicates", "%.0f", func(m *runMetrics) float64 { return float64(m.v.duplicates) }}
+	colMisses     = column{"misses", "%.0f", func(m *runMetrics) float64 { return float64(m.v.misses) }}
+	colEarly      = column{"early starts", "%.0f", func(m *runMetrics) float64 { return float64(m.v.early) }}
+	colOff        = column{"off-schedule runs", "%.0f", func(m *runMetrics) float64 { return float64(m.v.offSchedule) }}
+	colFence      = column{"fence regressions", "%.0f", func(m *runMetrics) float64 { return float64(m.v.fenceRegressions) }}
+	colShare      = column{"largest share off 1/R", "%.1f %%", func(m *runMetrics) float64 { return m.shareDev() }}
+	colLogs       = column{"warn log lines", "%.0f", func(m *runMetrics) float64 { return float64(m.logs) }}
+	colP50        = column{"lag p50", "%.1f ms", func(m *runMetrics) float64 { return msOf(pct(m.v.lag, 50)) }}
+	colP99        = column{"lag p99", "%.1f ms", func(m *runMetrics) float64 { return msOf(pct(m.v.lag, 99)) }}
+	colMax        = column{"lag max", "%.1f ms", func(m *runMetrics) float64 { return msOf(pct(m.v.lag, 100)) }}
+	colLatest     = column{"last start of a slot, worst slot", "%.1f ms", func(m *runMetrics) float64 { return msOf(pct(m.v.latest, 100)) }}
+	colCmds       = column{"commands / firing", "%.2f", func(m *runMetrics) float64 { return float64(m.commands()) / m.firings() }}
+	colClaims     = column{"claims / firing", "%.2f", func(m *runMetrics) float64 { return float64(m.kinds[kindClaim]) / m.firings() }}
+	colFinishes   = column{"finishes / firing", "%.2f", func(m *runMetrics) float64 { return float64(m.kinds[kindFinish]) / m.firings() }}
+	colBackground = column{"beats + clock + other / firing", "%.3f", func(m *runMetrics) float64 {
+		return float64(m.kinds[kindBeat]+m.kinds[kindClock]+m.kinds[kindOther]) / m.firings()
+	}}
+	colRedisCPU  = column{"Redis CPU / firing", "%.1f us", func(m *runMetrics) float64 { return float64(m.redisCPU.Microseconds()) / m.firings() }}
+	colRedisCore = column{"Redis CPU", "%.1f %% core", func(m *runMetrics) float64 { return 100 * m.redisCPU.Seconds() / m.seconds }}
+	colCPU       = column{"CPU / replica (mean)", "%.1f %% core", func(m *runMetrics) float64 {
+		var t time.Duration
+		for _, c := range m.cpu {
+			t += c
+		}
+		return 100 * t.Seconds() / m.seconds / float64(len(m.cpu))
+	}}
+	colCPUAll = column{"CPU, all replicas", "%.1f %% core", func(m *runMetrics) float64 {
+		var t time.Duration
+		for _, c := range m.cpu {
+			t += c
+		}
+		return 100 * t.Seconds() / m.seconds
+	}}
+	colRSS = column{"RSS, largest replica", "%.0f MiB", func(m *runMetrics) float64 {
+		return maxOf(m.mem, func(x memSnap) float64 { return float64(x.RSS) / mib })
+	}}
+	colHWM = column{"peak RSS, largest", "%.0f MiB", func(m *runMetrics) float64 {
+		return maxOf(m.mem, func(x memSnap) float64 { return float64(x.HWM) / mib })
+	}}
+	colHeap = column{"Go heap in use, largest", "%.0f MiB", func(m *runMetrics) float64 {
+		return maxOf(m.mem, func(x memSnap) float64 { return float64(x.Heap) / mib })
+	}}
+	colLive = column{"live heap after GC, largest", "%.0f MiB", func(m *runMetrics) float64 {
+		return maxOf(m.mem, func(x memSnap) float64 { return float64(x.Live) / mib })
+	}}
+	colLoad = column{"load time (jobs.Load + build), slowest replica", "%.2f s", func(m *runMetrics) float64 {
+		out := 0.0
+		for i := range m.parse {
+			out = max(out, (m.parse[i] + m.build[i]).Seconds())
+		}
+		return out
+	}}
+	colParse     = column{"jobs.Load, slowest", "%.2f s", func(m *runMetrics) float64 { return maxOf(m.parse, time.Duration.Seconds) }}
+	colBuild     = column{"build, slowest", "%.2f s", func(m *runMetrics) float64 { return maxOf(m.build, time.Duration.Seconds) }}
+	colBuiltHeap = column{"live heap once built, largest", "%.0f MiB", func(m *runMetrics) float64 {
+		return maxOf(m.builtHeap, func(x uint64) float64 { return float64(x) / mib })
+	}}
+	colMemFrom = column{"Redis memory, window start", "%.1f MiB", func(m *runMetrics) float64 { return float64(m.memory[0]) / mib }}
+	colMemTo   = column{"Redis memory, window end", "%.1f MiB", func(m *runMetrics) float64 { return float64(m.memory[1]) / mib }}
+	colKeyFrom = column{"keys, window start", "%.0f", func(m *runMetrics) float64 { return float64(m.keys[0]) }}
+	colKeyTo   = column{"keys, window end", "%.0f", func(m *runMetrics) float64 { return float64(m.keys[1]) }}
+	colInside  = column{"commands scripts ran inside / firing", "%.1f", func(m *runMetrics) float64 {
+		return float64(m.srvCalls-m.commands()) / m.firings()
+	}}
+	colCheck = column{"EVALSHA+EVAL: INFO / hooks", "%.3f", func(m *runMetrics) float64 {
+		if m.hookScripts == 0 {
+			return 1 // none sent, none seen
+		}
+		return float64(m.srvScripts) / float64(m.hookScripts)
+	}}
+)
+
+// values of c over runs, and their min, median and max.
+func summary(runs []runMetrics, c column) (lo, med, hi float64) {
+	xs := make([]float64, len(runs))
+	for i := range runs {
+		xs[i] = c.get(&runs[i])
+	}
+	slices.Sort(xs)
+	med = xs[len(xs)/2]
+	if len(xs)%2 == 0 {
+		med = (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
+	}
+	return xs[0], med, xs[len(xs)-1]
+}
+
+// cell is "median [min-max]", or one value when they agree.
+func cell(runs []runMetrics, c column) string {
+	lo, med, hi := summary(runs, c)
+	one := func(x float64) string { return fmt.Sprintf(c.format, x) }
+	if one(lo) == one(hi) {
+		return one(med)
+	}
+	num := func(x float64) string { return strings.Fields(one(x))[0] }
+	return fmt.Sprintf("%s [%s-%s]", one(med), num(lo), num(hi))
+}
+
+type suiteResult struct {
+	suite suite
+	runs  map[scenario][]runMetrics
+}
+
+func (r suiteResult) table(title string, cols []column) {
+	fmt.Printf("\n%s\n\n| scenario |", title)
+	for _, c := range cols {
+		fmt.Printf(" %s |", c.name)
+	}
+	fmt.Printf("\n| --- |%s\n", strings.Repeat(" ---: |", len(cols)))
+	for _, sc := range r.suite.scenarios() {
+		fmt.Printf("| %v |", sc)
+		for _, c := range cols {
+			fmt.Printf(" %s |", cell(r.runs[sc], c))
+		}
+		fmt.Println()
+	}
+}
+
+func (r suiteResult) print(reps int) {
+	s := r.suite
+	spec := s.spec
+	if spec == "" {
+		spec = "mixed: 99 % hourly, 1 % every minute"
+	}
+	fmt.Printf("\n## Suite %s: %d jobs on %q, catchup_window %v (mark retention %v), history keep %d; warmup %v, window %v; %d interleaved reps; cells: median [min-max]\n",
+		s.name, s.jobs, spec, s.catchup, s.retention(), s.keep, s.warmup, s.window, reps)
+	r.table("Outcomes (runs of the window's slots)", []column{colFirings, colRuns, colDups, colMisses, colEarly, colOff, colFence, colShare, colLogs})
+	r.table("Fire lag: run start minus slot, on the real clock (Redis's)", []column{colP50, colP99, colMax, colLatest})
+	r.table("Cost: top-level commands counted by each replica's client hook; CPU from INFO and getrusage", []column{colCmds, colClaims, colFinishes, colBackground, colRedisCPU, colRedisCore, colCPU, colCPUAll})
+	r.table("Memory and load (each replica loads jobs.yaml and builds its scheduler as cmd/redcron does)", []column{colLoad, colParse, colBuild, colBuiltHeap, colRSS, colHWM, colHeap, colLive})
+	r.table("Steady state and cross-checks", []column{colMemFrom, colMemTo, colKeyFrom, colKeyTo, colInside, colCheck})
+	fmt.Println()
+	for _, sc := range s.scenarios() {
+		runs := r.runs[sc]
+		m := runs[len(runs)/2]
+		var wins []string
+		if sc.replicas <= 10 {
+			for i, w := range m.v.wins {
+				wins = append(wins, fmt.Sprintf("%s %.1f %%", replicaName(i), 100*float64(w)/float64(max(m.v.runs, 1))))
+			}
+		}
+		fmt.Printf("- %v, rep %d: runs per replica [%s]; load %s; Redis evicted %d keys\n",
+			sc, len(runs)/2+1, strings.Join(wins, ", "), strings.Join(m.loads, " -> "), m.evicted)
+		for _, l := range m.firstLogs {
+			fmt.Printf("  - log: %s", l)
+		}
+	}
+	if s.name == "compare" {
+		r.peers()
+	}
+}
+
+// peers prints redcron beside the gocron setups, as ratios of medians.
+func (r suiteResult) peers() {
+	cols := []column{colDups, colMisses, colEarly, colP50, colP99, colCmds, colRedisCPU, colCPU}
+	for _, sk := range r.suite.skews {
+		base := r.runs[scenario{sysRedcron, 3, sk}]
+		if base == nil {
+			continue
+		}
+		fmt.Printf("\nPeers, skew %v (medians; ratio peer / redcron)\n\n| metric | redcron |", sk)
+		var peers []string
+		for _, sys := range []string{sysGocron, sysGocronKeyed} {
+			if r.runs[scenario{sys, 3, sk}] != nil {
+				peers = append(peers, sys)
+				fmt.Printf(" %s | ratio |", systemName(sys))
+			}
+		}
+		fmt.Printf("\n| --- | ---: |%s\n", strings.Repeat(" ---: | ---: |", len(peers)))
+		for _, c := range cols {
+			_, x, _ := summary(base, c)
+			fmt.Printf("| %s | %s |", c.name, fmt.Sprintf(c.format, x))
+			for _, sys := range peers {
+				_, y, _ := summary(r.runs[scenario{sys, 3, sk}], c)
+				fmt.Printf(" %s | %s |", fmt.Sprintf(c.format, y), ratio(y, x))
+			}
+			fmt.Println()
+		}
+	}
+}
+
+func ratio(a, b float64) string {
+	switch {
+	case a < 0 || b < 0:
+		return "n/a (early)"
+	case b == 0 && a == 0:
+		return "="
+	case b == 0:
+		return "inf (redcron 0)"
+	}
+	return fmt.Sprintf("%.2fx", a/b)
+}
+
+// target is a figure with its limit (met when at most limit).
+type target struct {
+	suite string
+	sc    scenario
+	what  string
+	col   column
+	limit float64
+}
+
+var targets = []target{
+	{"compare", scenario{sysRedcron, 3, 0}, "0 duplicates", colDups, 0},
+	{"compare", scenario{sysRedcron, 3, 0}, "0 misses", colMisses, 0},
+	{"compare", scenario{sysRedcron, 3, 0}, "p99 fire lag <= 25 ms at 1,000 firings/s", colP99, 25},
+	{"compare", scenario{sysRedcron, 3, 0}, "commands / firing <= 3", colCmds, 3},
+	{"compare", scenario{sysRedcron, 3, 0}, "runs per replica 1/R +- 10 %", colShare, 10},
+	{"compare", scenario{sysRedcron, 3, 300 * time.Millisecond}, "0 duplicates, one clock 300 ms ahead", colDups, 0},
+	{"compare", scenario{sysRedcron, 3, 300 * time.Millisecond}, "0 misses, one clock 300 ms ahead", colMisses, 0},
+	{"compare", scenario{sysRedcron, 3, 300 * time.Millisecond}, "runs per replica 1/R +- 10 %, one clock 300 ms ahead", colShare, 10},
+	{"replicas", scenario{sysRedcron, 3, 0}, "commands / firing <= 3, R = 3", colCmds, 3},
+	{"replicas", scenario{sysRedcron, 10, 0}, "commands / firing <= 3, R = 10", colCmds, 3},
+	{"replicas", scenario{sysRedcron, 30, 0}, "commands / firing <= 3, R = 30", colCmds, 3},
+	{"rate", scenario{sysRedcron, 3, 0}, "10,000 firings/s for 60 s: 0 duplicates", colDups, 0},
+	{"rate", scenario{sysRedcron, 3, 0}, "10,000 firings/s for 60 s: 0 misses", colMisses, 0},
+	{"rate", scenario{sysRedcron, 3, 0}, "10,000 firings/s for 60 s: p99 <= 100 ms", colP99, 100},
+	{"burst", scenario{sysRedcron, 3, 0}, "10,000 jobs at one instant: 0 duplicates", colDups, 0},
+	{"burst", scenario{sysRedcron, 3, 0}, "10,000 jobs at one instant: 0 misses", colMisses, 0},
+	{"burst", scenario{sysRedcron, 3, 0}, "10,000 jobs at one instant: the last starts within 1 s", colLatest, 1000},
+	{"load", scenario{sysRedcron, 3, 0}, "100,000 jobs load in <= 2 s", colLoad, 2},
+	{"load", scenario{sysRedcron, 3, 0}, "100,000 jobs: RSS <= 200 MiB per replica", colRSS, 200},
+	{"load", scenario{sysRedcron, 3, 0}, "100,000 jobs: peak RSS <= 200 MiB per replica", colHWM, 200},
+	{"load", scenario{sysRedcron, 3, 0}, "100,000 jobs: Go heap in use <= 200 MiB per replica", colHeap, 200},
+	{"load", scenario{sysRedcron, 3, 0}, "100,000 jobs: live heap <= 200 MiB per replica", colLive, 200},
+}
+
+// printTargets prints every target of the suites that ran: met when every
+// repetition meets it, "median only" when the median does.
+func printTargets(all []suiteResult) {
+	fmt.Printf("\n## Targets\n\n| suite | target | figure: median [min-max] | met |\n| --- | --- | ---: | --- |\n")
+	for _, t := range targets {
+		for _, r := range all {
+			runs := r.runs[t.sc]
+			if r.suite.name != t.suite || runs == nil {
+				continue
+			}
+			_, med, hi := summary(runs, t.col)
+			met := "no"
+			switch {
+			case hi <= t.limit:
+				met = "yes"
+			case med <= t.limit:
+				met = "median only"
+			}
+			fmt.Printf("| %s | %s | %s | %s |\n", t.suite, t.what, cell(runs, t.col), met)
+		}
+	}
+}
