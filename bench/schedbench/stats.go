@@ -135,11 +135,13 @@ func redcronKind(cmd redis.Cmder) string {
 	return kindOther
 }
 
-// serverSnap is what INFO says about the server at one instant.
+// serverSnap is what INFO says about the server at one instant (summed
+// over a cluster's masters).
 type serverSnap struct {
 	at      time.Time
 	calls   map[string]int64 // commandstats: also the commands scripts call
 	cpu     time.Duration    // used_cpu_user + used_cpu_sys
+	cpus    []time.Duration  // cpu of each master (backend.info)
 	memory  int64            // used_memory
 	keys    int64            // DBSIZE
 	evicted int64
