@@ -180,12 +180,13 @@ func serverInfo(ctx context.Context, c *redis.Client) (serverSnap, error) {
 }
 
 // allCalls is the sum of commandstats calls, less the parent's own INFO
-// and DBSIZE and the connection handshakes (HELLO, CLIENT SETINFO), which
-// go-redis sends outside its hooks.
+// and DBSIZE and the connection handshakes (HELLO, CLIENT SETINFO) and a
+// cluster client's slot map reads (CLUSTER SLOTS/SHARDS), which go-redis
+// sends outside its hooks.
 func (s serverSnap) allCalls() int64 {
 	var n int64
 	for k, v := range s.calls {
-		if k != "info" && k != "dbsize" && k != "hello" && !strings.HasPrefix(k, "client") {
+		if k != "info" && k != "dbsize" && k != "hello" && !strings.HasPrefix(k, "client") && !strings.HasPrefix(k, "cluster") {
 			n += v
 		}
 	}
