@@ -83,7 +83,7 @@ func (r suiteResult) soak() {
 			fmt.Printf("\n| ---: |%s\n", strings.Repeat(" ---: |", len(ser)))
 			t0 := m.samples[0].at
 			for _, smp := range m.samples {
-				fmt.Printf("| %.1f |", smp.at.Sub(t0).Minutes())
+				fmt.Printf("| %.2f |", smp.at.Sub(t0).Minutes())
 				for _, s := range ser {
 					fmt.Printf(" %s |", trimFloat(s.get(smp)))
 				}
