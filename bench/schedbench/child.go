@@ -29,10 +29,15 @@ type childSpec struct {
 	// only runs of these slots go in the ledger.
 	From, To int64
 	// Snaps are the instants at which the child takes its counters: the
-	// window's start and end. The CPU profile, if any, covers them.
+	// window's start and end, and for a sampled suite every sample
+	// between. The CPU profile, if any, covers them.
 	Snaps      []time.Time
 	Stop       time.Time
 	CPUProfile string
+	// Sampled makes the child read its memory at every snap (Mems), not
+	// only at the last, and keep its ledger in a file until it stops, so
+	// that the ledger (32 bytes a run) does not grow the heap it samples.
+	Sampled bool
 }
 
 // childReport is what one replica hands back (gob on its stdout).
@@ -47,7 +52,8 @@ type childReport struct {
 	BuiltHeap    uint64
 	Entries      []entry // runs of the window's slots
 	Snaps        []counterSnap
-	Mem          memSnap // at the window's end
+	Mem          memSnap   // at the window's end
+	Mems         []memSnap // at every snap, when Sampled
 	// Logs counts the warn-level lines the scheduler wrote in the window
 	// (skips, claim failures); FirstLogs are the first few.
 	Logs      int
@@ -66,6 +72,14 @@ func runChild(in io.Reader, out io.Writer) error {
 		return fmt.Errorf("reading the spec: %w", err)
 	}
 	rec := &recorder{from: spec.From, to: spec.To, entries: make([]entry, 0, 1024)}
+	if spec.Sampled {
+		sp, err := newSpool()
+		if err != nil {
+			return err
+		}
+		defer sp.remove()
+		rec.spool = sp
+	}
 	ledgerOf.Store(rec) // before jobs.Load resolves the job function
 	counter := newCounter(classifier(spec.System))
 	logs := &countWriter{}
@@ -107,7 +121,7 @@ func runChild(in io.Reader, out io.Writer) error {
 	for i, at := range spec.Snaps {
 		time.Sleep(time.Until(at))
 		rep.Snaps = append(rep.Snaps, counter.snap())
-		logs.counting(i == 0)
+		logs.counting(i < len(spec.Snaps)-1)
 		switch {
 		case i == 0 && spec.CPUProfile != "":
 			if prof, err = os.Create(spec.CPUProfile); err != nil {
@@ -125,21 +139,32 @@ func runChild(in io.Reader, out io.Writer) error {
 			}
 			rep.Mem = readMem()
 		}
+		if spec.Sampled {
+			if i == len(spec.Snaps)-1 {
+				rep.Mems = append(rep.Mems, rep.Mem)
+			} else {
+				rep.Mems = append(rep.Mems, readMem())
+			}
+		}
 	}
 	time.Sleep(time.Until(spec.Stop))
 	if err := r.stop(); err != nil {
 		return err
 	}
-	rep.Entries = rec.snapshot()
+	if rep.Entries, err = rec.snapshot(); err != nil {
+		return err
+	}
 	rep.Logs, rep.FirstLogs = logs.count()
 	return gob.NewEncoder(out).Encode(rep)
 }
 
-// recorder is the child's ledger: every run of the window's slots.
+// recorder is the child's ledger: every run of the window's slots, in
+// entries or, when spool is set, in its file.
 type recorder struct {
 	from, to int64
 	mu       sync.Mutex
 	entries  []entry
+	spool    *spool
 }
 
 // add records a run of job (named "j<index>") for slot that started at
@@ -150,15 +175,24 @@ func (r *recorder) add(job string, slot time.Time, fence int64, start time.Time)
 		return
 	}
 	idx, _ := strconv.Atoi(strings.TrimPrefix(job, "j"))
+	e := entry{Job: int32(idx), Slot: s, Fence: fence, Start: start.UnixNano()}
 	r.mu.Lock()
-	r.entries = append(r.entries, entry{Job: int32(idx), Slot: s, Fence: fence, Start: start.UnixNano()})
+	if r.spool != nil {
+		r.spool.add(e)
+	} else {
+		r.entries = append(r.entries, e)
+	}
 	r.mu.Unlock()
 }
 
-func (r *recorder) snapshot() []entry {
+// snapshot is the ledger so far (the spool's, read back).
+func (r *recorder) snapshot() ([]entry, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]entry(nil), r.entries...)
+	if r.spool != nil {
+		return r.spool.read()
+	}
+	return append([]entry(nil), r.entries...), nil
 }
 
 // countWriter counts the scheduler's warn-level log lines while counting

@@ -32,18 +32,19 @@ func jobSpecs(n int, spec string) []string {
 
 func jobName(i int) string { return fmt.Sprintf("j%06d", i) }
 
-// writeJobs writes the jobs.yaml every replica of a scenario loads: the
-// Redis URL, the suite's catchup_window and history keep over the
-// defaults, and one Go job per spec.
-func writeJobs(dir string, s suite, specs []string, addr string) (string, error) {
-	path := filepath.Join(dir, fmt.Sprintf("%s-%d.yaml", s.name, len(specs)))
+// writeJobs writes the jobs.yaml every replica of a scenario on masters
+// loads: the redis: block's connection lines (conn), the suite's
+// catchup_window and history keep over the defaults, and one Go job per
+// spec.
+func writeJobs(dir string, s suite, masters int, specs []string, conn string) (string, error) {
+	path := filepath.Join(dir, fmt.Sprintf("%s-%d-m%d.yaml", s.name, len(specs), masters))
 	f, err := os.Create(path)
 	if err != nil {
 		return "", err
 	}
 	w := bufio.NewWriter(f)
-	fmt.Fprintf(w, "redis:\n  url: redis://%s/0\ndefaults:\n  catchup_window: %s\n  history: {keep: %d}\njobs:\n",
-		addr, s.catchup, s.keep)
+	fmt.Fprintf(w, "redis:\n%sdefaults:\n  catchup_window: %s\n  history: {keep: %d}\njobs:\n",
+		conn, s.catchup, s.keep)
 	for i, spec := range specs {
 		fmt.Fprintf(w, "  %s: {schedule: %q, func: %s}\n", jobName(i), spec, funcName)
 	}

@@ -10,7 +10,16 @@
 // the peers, as ratios.
 //
 //	cd bench && go run ./schedbench                        # the compare suite, a few minutes
-//	cd bench && go run ./schedbench -suite all -reps 5     # every suite, about 45 minutes
+//	cd bench && go run ./schedbench -suite all -reps 5     # every suite but soak, about 50 minutes
+//	cd bench && go run ./schedbench -suite soak -reps 1    # 30 minutes at 1,000 firings/s, sampled every minute
+//	cd bench && go run ./schedbench -suite cluster         # 1 vs 3 Redis Cluster masters, a few minutes
+//
+// The soak suite is not part of "all" (its window alone is 30 minutes):
+// name it. It samples Redis's used_memory and key count and each
+// replica's memory every -sample through its window and prints them with
+// their growth. The cluster suite runs its replicas on Redis Clusters of
+// 1 and of 3 masters that the bench starts (internal/redistest), with
+// the same jobs, and reports Redis CPU per master.
 //
 // Each child records every run it starts (job, slot, fence, start on the
 // real clock) and counts, with a go-redis hook on its client, every
@@ -50,6 +59,15 @@ type suite struct {
 	// warmup is how long the replicas run before the steady window, at
 	// least the marks' retention; window is its length (whole seconds).
 	warmup, window time.Duration
+	// masters are the Redis topologies the scenarios run on: 0 is one
+	// plain redis-server (the bench's shared one), n > 0 a Redis Cluster
+	// of n masters (jobs.yaml's redis.cluster). nil means {0}.
+	masters []int
+	// sampled makes the window's snapshots every -sample, with Redis's
+	// memory and keys and each replica's memory at each (see soak.go).
+	sampled bool
+	// notInAll keeps the suite out of -suite all (it must be named).
+	notInAll bool
 }
 
 // Systems.
@@ -66,7 +84,8 @@ const (
 // retention suite is the compare suite's redcron scenario with the stock
 // jobs.yaml defaults (catchup_window 1m: retention 69s; history 100) and a
 // warmup past both, to show that the shortening does not change the
-// figures. The rate, burst and load suites use the stock defaults.
+// figures. The rate, burst and load suites use the stock defaults. The
+// cluster and soak suites shorten the retention as the compare suite does.
 var suites = []suite{
 	{name: "compare", systems: []string{sysRedcron, sysGocron, sysGocronKeyed}, replicas: []int{3},
 		skews: []time.Duration{0, 300 * time.Millisecond}, jobs: 1000, spec: "* * * * * *",
@@ -86,6 +105,14 @@ var suites = []suite{
 	{name: "load", systems: []string{sysRedcron}, replicas: []int{3},
 		skews: []time.Duration{0}, jobs: 100000, spec: "",
 		catchup: time.Minute, keep: 100, warmup: 60 * time.Second, window: 20 * time.Second},
+	{name: "cluster", systems: []string{sysRedcron}, replicas: []int{3},
+		skews: []time.Duration{0}, jobs: clusterJobs, spec: "* * * * * *",
+		catchup: time.Second, keep: 10, warmup: 14 * time.Second, window: 20 * time.Second,
+		masters: []int{1, 3}},
+	{name: "soak", systems: []string{sysRedcron}, replicas: []int{3},
+		skews: []time.Duration{0}, jobs: 1000, spec: "* * * * * *",
+		catchup: time.Second, keep: 10, warmup: 14 * time.Second, window: 30 * time.Minute,
+		sampled: true, notInAll: true},
 }
 
 // cooldown is how long the replicas run after the window, so that the
@@ -95,7 +122,8 @@ const cooldown = 2 * time.Second
 type config struct {
 	suites   []suite
 	reps     int
-	profiles string // directory for the children's CPU profiles
+	profiles string        // directory for the children's CPU profiles
+	sample   time.Duration // the sampled suites' sampling interval
 	child    bool
 }
 
@@ -108,7 +136,8 @@ func main() {
 		warmup   time.Duration
 		window   time.Duration
 	)
-	flag.StringVar(&names, "suite", "compare", "comma-separated suites: compare, replicas, retention, rate, burst, load, or all")
+	flag.StringVar(&names, "suite", "compare", "comma-separated suites: compare, replicas, retention, rate, burst, load, cluster, soak, or all (every suite but soak, which takes 30 minutes: name it)")
+	flag.DurationVar(&cfg.sample, "sample", time.Minute, "the soak suite's sampling interval (whole seconds) for Redis memory, keys and the replicas' memory")
 	flag.IntVar(&cfg.reps, "reps", 3, "repetitions of every scenario, interleaved (min, median and max are reported)")
 	flag.StringVar(&cfg.profiles, "cpuprofile", "", "directory: each child writes a CPU profile of its steady window there")
 	flag.IntVar(&jobs, "jobs", 0, "override every suite's job count (0: the suite's)")
@@ -139,6 +168,9 @@ func pickSuites(cfg *config, names string, jobs int, replicas string, warmup, wi
 	if cfg.reps < 1 {
 		return fmt.Errorf("-reps must be at least 1")
 	}
+	if cfg.sample = cfg.sample.Truncate(time.Second); cfg.sample < time.Second {
+		return fmt.Errorf("-sample must be at least 1s")
+	}
 	var rs []int
 	if replicas != "" {
 		for _, f := range strings.Split(replicas, ",") {
@@ -151,7 +183,7 @@ func pickSuites(cfg *config, names string, jobs int, replicas string, warmup, wi
 	}
 	want := strings.Split(names, ",")
 	for _, s := range suites {
-		if !slices.Contains(want, s.name) && !slices.Contains(want, "all") {
+		if !slices.Contains(want, s.name) && (s.notInAll || !slices.Contains(want, "all")) {
 			continue
 		}
 		if jobs > 0 {

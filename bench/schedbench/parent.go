@@ -13,21 +13,24 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/scheduler/schedule"
 )
 
-// scenario is one system with R replicas and replica 0's clock offset.
+// scenario is one system with R replicas and replica 0's clock offset, on
+// one plain redis-server (masters 0) or a Redis Cluster of masters masters.
 type scenario struct {
 	system   string
 	replicas int
 	skew     time.Duration
+	masters  int
 }
 
 func (sc scenario) String() string {
-	return fmt.Sprintf("%s, R=%d, skew %v", systemName(sc.system), sc.replicas, sc.skew)
+	s := fmt.Sprintf("%s, R=%d, skew %v", systemName(sc.system), sc.replicas, sc.skew)
+	if sc.masters > 0 {
+		s += fmt.Sprintf(", cluster of %d master(s)", sc.masters)
+	}
+	return s
 }
 
 func systemName(s string) string {
@@ -42,14 +45,24 @@ func systemName(s string) string {
 
 func (s suite) scenarios() []scenario {
 	var out []scenario
-	for _, sys := range s.systems {
-		for _, r := range s.replicas {
-			for _, sk := range s.skews {
-				out = append(out, scenario{sys, r, sk})
+	for _, n := range s.topologies() {
+		for _, sys := range s.systems {
+			for _, r := range s.replicas {
+				for _, sk := range s.skews {
+					out = append(out, scenario{sys, r, sk, n})
+				}
 			}
 		}
 	}
 	return out
+}
+
+// topologies are the suite's masters, {0} (one plain server) when unset.
+func (s suite) topologies() []int {
+	if len(s.masters) == 0 {
+		return []int{0}
+	}
+	return s.masters
 }
 
 // childWait bounds how long after its stop instant a child may take to
@@ -58,13 +71,11 @@ const childWait = 2 * time.Minute
 
 func runParent(cfg config) error {
 	fmt.Printf("schedbench: %s\nload at the start: %s\n\n", machine(), loadavg())
-	srv, err := redistest.StartServer(redistest.Options{})
+	plain, err := startBackend(0)
 	if err != nil {
 		return err
 	}
-	defer srv.Stop()
-	admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer admin.Close()
+	defer plain.stop()
 	dir, err := os.MkdirTemp("", "schedbench-")
 	if err != nil {
 		return err
@@ -82,27 +93,9 @@ func runParent(cfg config) error {
 
 	var all []suiteResult
 	for _, s := range cfg.suites {
-		specs := jobSpecs(s.jobs, s.spec)
-		path, err := writeJobs(dir, s, specs, srv.Addr())
+		res, err := runSuite(cfg, s, plain, dir, self)
 		if err != nil {
 			return err
-		}
-		res := suiteResult{suite: s, runs: map[scenario][]runMetrics{}}
-		scs := s.scenarios()
-		for rep := range cfg.reps {
-			for i := range scs {
-				sc := scs[(i+rep)%len(scs)] // rotate: each scenario sees the machine at different moments
-				fmt.Fprintf(os.Stderr, "schedbench: %s suite, %v, %d jobs, rep %d/%d (load %s)\n", s.name, sc, s.jobs, rep+1, cfg.reps, loadavg())
-				prof := ""
-				if cfg.profiles != "" {
-					prof = filepath.Join(cfg.profiles, fmt.Sprintf("%s-%s-R%d-skew%v-rep%d", s.name, sc.system, sc.replicas, sc.skew, rep+1))
-				}
-				m, err := runScenario(self, s, sc, path, specs, srv, admin, prof)
-				if err != nil {
-					return fmt.Errorf("%s suite, %v: %w", s.name, sc, err)
-				}
-				res.runs[sc] = append(res.runs[sc], m)
-			}
 		}
 		res.print(cfg.reps)
 		all = append(all, res)
@@ -112,12 +105,63 @@ func runParent(cfg config) error {
 	return nil
 }
 
+// runSuite runs every scenario of s cfg.reps times, interleaved, on the
+// plain server or on the clusters it starts for them (and stops).
+func runSuite(cfg config, s suite, plain *backend, dir, self string) (suiteResult, error) {
+	res := suiteResult{suite: s, runs: map[scenario][]runMetrics{}}
+	specs := jobSpecs(s.jobs, s.spec)
+	backends := map[int]*backend{}
+	paths := map[int]string{}
+	defer func() {
+		for n, b := range backends {
+			if n > 0 {
+				b.stop()
+			}
+		}
+	}()
+	for _, n := range s.topologies() {
+		b := plain
+		if n > 0 {
+			var err error
+			if b, err = startBackend(n); err != nil {
+				return res, err
+			}
+		}
+		backends[n] = b
+		path, err := writeJobs(dir, s, n, specs, b.redisBlock())
+		if err != nil {
+			return res, err
+		}
+		paths[n] = path
+	}
+	scs := s.scenarios()
+	for rep := range cfg.reps {
+		for i := range scs {
+			sc := scs[(i+rep)%len(scs)] // rotate: each scenario sees the machine at different moments
+			fmt.Fprintf(os.Stderr, "schedbench: %s suite, %v, %d jobs, rep %d/%d (load %s)\n", s.name, sc, s.jobs, rep+1, cfg.reps, loadavg())
+			prof := ""
+			if cfg.profiles != "" {
+				prof = filepath.Join(cfg.profiles, fmt.Sprintf("%s-%s-R%d-skew%v-rep%d", s.name, sc.system, sc.replicas, sc.skew, rep+1))
+				if sc.masters > 0 {
+					prof += fmt.Sprintf("-m%d", sc.masters)
+				}
+			}
+			m, err := runScenario(self, s, sc, paths[sc.masters], specs, backends[sc.masters], cfg.sample, prof)
+			if err != nil {
+				return res, fmt.Errorf("%s suite, %v: %w", s.name, sc, err)
+			}
+			res.runs[sc] = append(res.runs[sc], m)
+		}
+	}
+	return res, nil
+}
+
 // runScenario runs one scenario once: a fresh keyspace, R children, the
 // window's snapshots, and the analysis.
-func runScenario(self string, s suite, sc scenario, path string, specs []string, srv *redistest.Server, admin *redis.Client, prof string) (runMetrics, error) {
+func runScenario(self string, s suite, sc scenario, path string, specs []string, be *backend, sample time.Duration, prof string) (runMetrics, error) {
 	ctx := context.Background()
 	m := runMetrics{scenario: sc}
-	if err := admin.FlushAll(ctx).Err(); err != nil {
+	if err := be.flush(ctx); err != nil {
 		return m, err
 	}
 
@@ -140,6 +184,9 @@ func runScenario(self string, s suite, sc scenario, path string, specs []string,
 	// slot, or skew earlier for a gocron replica whose clock leads.
 	edge := func(sec int64) time.Time { return time.Unix(sec, 0).Add(-sc.skew - 150*time.Millisecond) }
 	snaps := []time.Time{edge(from), edge(to + 1)}
+	if s.sampled {
+		snaps = sampleSnaps(from, to, sample, edge)
+	}
 	stop := time.Unix(to+1, 0).Add(cooldown)
 
 	type done struct {
@@ -149,8 +196,8 @@ func runScenario(self string, s suite, sc scenario, path string, specs []string,
 	results := make(chan done, sc.replicas)
 	var cmds []*exec.Cmd
 	for i := range sc.replicas {
-		spec := childSpec{System: sc.system, Replica: i, Addr: srv.Addr(), Config: path,
-			From: from, To: to, Snaps: snaps, Stop: stop}
+		spec := childSpec{System: sc.system, Replica: i, Addr: be.addr(), Config: path,
+			From: from, To: to, Snaps: snaps, Stop: stop, Sampled: s.sampled}
 		if i == 0 {
 			spec.Offset = sc.skew
 		}
@@ -186,15 +233,17 @@ func runScenario(self string, s suite, sc scenario, path string, specs []string,
 	}
 
 	var srvSnaps []serverSnap
-	for _, at := range snaps {
+	for i, at := range snaps {
 		time.Sleep(time.Until(at))
-		ss, err := serverInfo(ctx, admin)
+		ss, err := be.info(ctx)
 		if err != nil {
 			killAll(cmds)
 			return m, err
 		}
 		srvSnaps = append(srvSnaps, ss)
-		m.loads = append(m.loads, loadavg())
+		if i == 0 || i == len(snaps)-1 {
+			m.loads = append(m.loads, loadavg())
+		}
 	}
 
 	timeout := time.NewTimer(time.Until(stop.Add(childWait)))

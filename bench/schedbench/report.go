@@ -21,6 +21,7 @@ type runMetrics struct {
 	// scripts cannot call them), every call (scripts' included), CPU.
 	srvScripts, srvCalls int64
 	redisCPU             time.Duration
+	masterCPU            []time.Duration // redisCPU of each master (one without a cluster)
 	seconds              float64
 	cpu                  []time.Duration // per replica, in the window
 	mem                  []memSnap       // per replica, at the window's end
@@ -32,6 +33,9 @@ type runMetrics struct {
 	memory, keys [2]int64
 	evicted      int64
 	loads        []string // load average at the window's start and end
+	// samples are Redis and the replicas at every snapshot of a sampled
+	// suite's window (see soak.go).
+	samples []sample
 }
 
 func (m *runMetrics) fill(reports []childReport, ss []serverSnap, specs []string) error {
@@ -61,6 +65,10 @@ func (m *runMetrics) fill(reports []childReport, ss []serverSnap, specs []string
 	m.srvScripts = b.calls["evalsha"] + b.calls["eval"] - a.calls["evalsha"] - a.calls["eval"]
 	m.srvCalls = b.allCalls() - a.allCalls()
 	m.redisCPU = b.cpu - a.cpu
+	for i := range b.cpus {
+		m.masterCPU = append(m.masterCPU, b.cpus[i]-a.cpus[i])
+	}
+	m.samples = samples(reports, ss)
 	m.seconds = b.at.Sub(a.at).Seconds()
 	m.memory = [2]int64{a.memory, b.memory}
 	m.keys = [2]int64{a.keys, b.keys}
@@ -264,20 +272,26 @@ func (r suiteResult) print(reps int) {
 	if s.name == "compare" {
 		r.peers()
 	}
+	if s.masters != nil {
+		r.topologies()
+	}
+	if s.sampled {
+		r.soak()
+	}
 }
 
 // peers prints redcron beside the gocron setups, as ratios of medians.
 func (r suiteResult) peers() {
 	cols := []column{colDups, colMisses, colEarly, colP50, colP99, colCmds, colRedisCPU, colCPU}
 	for _, sk := range r.suite.skews {
-		base := r.runs[scenario{sysRedcron, 3, sk}]
+		base := r.runs[scenario{sysRedcron, 3, sk, 0}]
 		if base == nil {
 			continue
 		}
 		fmt.Printf("\nPeers, skew %v (medians; ratio peer / redcron)\n\n| metric | redcron |", sk)
 		var peers []string
 		for _, sys := range []string{sysGocron, sysGocronKeyed} {
-			if r.runs[scenario{sys, 3, sk}] != nil {
+			if r.runs[scenario{sys, 3, sk, 0}] != nil {
 				peers = append(peers, sys)
 				fmt.Printf(" %s | ratio |", systemName(sys))
 			}
@@ -287,7 +301,7 @@ func (r suiteResult) peers() {
 			_, x, _ := summary(base, c)
 			fmt.Printf("| %s | %s |", c.name, fmt.Sprintf(c.format, x))
 			for _, sys := range peers {
-				_, y, _ := summary(r.runs[scenario{sys, 3, sk}], c)
+				_, y, _ := summary(r.runs[scenario{sys, 3, sk, 0}], c)
 				fmt.Printf(" %s | %s |", fmt.Sprintf(c.format, y), ratio(y, x))
 			}
 			fmt.Println()
@@ -317,28 +331,28 @@ type target struct {
 }
 
 var targets = []target{
-	{"compare", scenario{sysRedcron, 3, 0}, "0 duplicates", colDups, 0},
-	{"compare", scenario{sysRedcron, 3, 0}, "0 misses", colMisses, 0},
-	{"compare", scenario{sysRedcron, 3, 0}, "p99 fire lag <= 25 ms at 1,000 firings/s", colP99, 25},
-	{"compare", scenario{sysRedcron, 3, 0}, "commands / firing <= 3", colCmds, 3},
-	{"compare", scenario{sysRedcron, 3, 0}, "runs per replica 1/R +- 10 %", colShare, 10},
-	{"compare", scenario{sysRedcron, 3, 300 * time.Millisecond}, "0 duplicates, one clock 300 ms ahead", colDups, 0},
-	{"compare", scenario{sysRedcron, 3, 300 * time.Millisecond}, "0 misses, one clock 300 ms ahead", colMisses, 0},
-	{"compare", scenario{sysRedcron, 3, 300 * time.Millisecond}, "runs per replica 1/R +- 10 %, one clock 300 ms ahead", colShare, 10},
-	{"replicas", scenario{sysRedcron, 3, 0}, "commands / firing <= 3, R = 3", colCmds, 3},
-	{"replicas", scenario{sysRedcron, 10, 0}, "commands / firing <= 3, R = 10", colCmds, 3},
-	{"replicas", scenario{sysRedcron, 30, 0}, "commands / firing <= 3, R = 30", colCmds, 3},
-	{"rate", scenario{sysRedcron, 3, 0}, "10,000 firings/s for 60 s: 0 duplicates", colDups, 0},
-	{"rate", scenario{sysRedcron, 3, 0}, "10,000 firings/s for 60 s: 0 misses", colMisses, 0},
-	{"rate", scenario{sysRedcron, 3, 0}, "10,000 firings/s for 60 s: p99 <= 100 ms", colP99, 100},
-	{"burst", scenario{sysRedcron, 3, 0}, "10,000 jobs at one instant: 0 duplicates", colDups, 0},
-	{"burst", scenario{sysRedcron, 3, 0}, "10,000 jobs at one instant: 0 misses", colMisses, 0},
-	{"burst", scenario{sysRedcron, 3, 0}, "10,000 jobs at one instant: the last starts within 1 s", colLatest, 1000},
-	{"load", scenario{sysRedcron, 3, 0}, "100,000 jobs load in <= 2 s", colLoad, 2},
-	{"load", scenario{sysRedcron, 3, 0}, "100,000 jobs: RSS <= 200 MiB per replica", colRSS, 200},
-	{"load", scenario{sysRedcron, 3, 0}, "100,000 jobs: peak RSS <= 200 MiB per replica", colHWM, 200},
-	{"load", scenario{sysRedcron, 3, 0}, "100,000 jobs: Go heap in use <= 200 MiB per replica", colHeap, 200},
-	{"load", scenario{sysRedcron, 3, 0}, "100,000 jobs: live heap <= 200 MiB per replica", colLive, 200},
+	{"compare", scenario{sysRedcron, 3, 0, 0}, "0 duplicates", colDups, 0},
+	{"compare", scenario{sysRedcron, 3, 0, 0}, "0 misses", colMisses, 0},
+	{"compare", scenario{sysRedcron, 3, 0, 0}, "p99 fire lag <= 25 ms at 1,000 firings/s", colP99, 25},
+	{"compare", scenario{sysRedcron, 3, 0, 0}, "commands / firing <= 3", colCmds, 3},
+	{"compare", scenario{sysRedcron, 3, 0, 0}, "runs per replica 1/R +- 10 %", colShare, 10},
+	{"compare", scenario{sysRedcron, 3, 300 * time.Millisecond, 0}, "0 duplicates, one clock 300 ms ahead", colDups, 0},
+	{"compare", scenario{sysRedcron, 3, 300 * time.Millisecond, 0}, "0 misses, one clock 300 ms ahead", colMisses, 0},
+	{"compare", scenario{sysRedcron, 3, 300 * time.Millisecond, 0}, "runs per replica 1/R +- 10 %, one clock 300 ms ahead", colShare, 10},
+	{"replicas", scenario{sysRedcron, 3, 0, 0}, "commands / firing <= 3, R = 3", colCmds, 3},
+	{"replicas", scenario{sysRedcron, 10, 0, 0}, "commands / firing <= 3, R = 10", colCmds, 3},
+	{"replicas", scenario{sysRedcron, 30, 0, 0}, "commands / firing <= 3, R = 30", colCmds, 3},
+	{"rate", scenario{sysRedcron, 3, 0, 0}, "10,000 firings/s for 60 s: 0 duplicates", colDups, 0},
+	{"rate", scenario{sysRedcron, 3, 0, 0}, "10,000 firings/s for 60 s: 0 misses", colMisses, 0},
+	{"rate", scenario{sysRedcron, 3, 0, 0}, "10,000 firings/s for 60 s: p99 <= 100 ms", colP99, 100},
+	{"burst", scenario{sysRedcron, 3, 0, 0}, "10,000 jobs at one instant: 0 duplicates", colDups, 0},
+	{"burst", scenario{sysRedcron, 3, 0, 0}, "10,000 jobs at one instant: 0 misses", colMisses, 0},
+	{"burst", scenario{sysRedcron, 3, 0, 0}, "10,000 jobs at one instant: the last starts within 1 s", colLatest, 1000},
+	{"load", scenario{sysRedcron, 3, 0, 0}, "100,000 jobs load in <= 2 s", colLoad, 2},
+	{"load", scenario{sysRedcron, 3, 0, 0}, "100,000 jobs: RSS <= 200 MiB per replica", colRSS, 200},
+	{"load", scenario{sysRedcron, 3, 0, 0}, "100,000 jobs: peak RSS <= 200 MiB per replica", colHWM, 200},
+	{"load", scenario{sysRedcron, 3, 0, 0}, "100,000 jobs: Go heap in use <= 200 MiB per replica", colHeap, 200},
+	{"load", scenario{sysRedcron, 3, 0, 0}, "100,000 jobs: live heap <= 200 MiB per replica", colLive, 200},
 }
 
 // printTargets prints every target of the suites that ran: met when every

@@ -135,11 +135,13 @@ func redcronKind(cmd redis.Cmder) string {
 	return kindOther
 }
 
-// serverSnap is what INFO says about the server at one instant.
+// serverSnap is what INFO says about the server at one instant (summed
+// over a cluster's masters).
 type serverSnap struct {
 	at      time.Time
 	calls   map[string]int64 // commandstats: also the commands scripts call
 	cpu     time.Duration    // used_cpu_user + used_cpu_sys
+	cpus    []time.Duration  // cpu of each master (backend.info)
 	memory  int64            // used_memory
 	keys    int64            // DBSIZE
 	evicted int64
@@ -178,12 +180,13 @@ func serverInfo(ctx context.Context, c *redis.Client) (serverSnap, error) {
 }
 
 // allCalls is the sum of commandstats calls, less the parent's own INFO
-// and DBSIZE and the connection handshakes (HELLO, CLIENT SETINFO), which
-// go-redis sends outside its hooks.
+// and DBSIZE and the connection handshakes (HELLO, CLIENT SETINFO) and a
+// cluster client's slot map reads (CLUSTER SLOTS/SHARDS), which go-redis
+// sends outside its hooks.
 func (s serverSnap) allCalls() int64 {
 	var n int64
 	for k, v := range s.calls {
-		if k != "info" && k != "dbsize" && k != "hello" && !strings.HasPrefix(k, "client") {
+		if k != "info" && k != "dbsize" && k != "hello" && !strings.HasPrefix(k, "client") && !strings.HasPrefix(k, "cluster") {
 			n += v
 		}
 	}

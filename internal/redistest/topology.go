@@ -174,23 +174,48 @@ func replicaAcks(m *redis.Client, online string) error {
 // are stopped in t.Cleanup.
 func StartCluster(t testing.TB, n int) []*Server {
 	t.Helper()
+	nodes, err := StartClusterServers(n)
+	for _, s := range nodes {
+		t.Cleanup(s.Stop)
+	}
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	return nodes
+}
+
+// StartClusterServers is StartCluster outside of a test, as in a
+// benchmark: the caller must Stop every node it returns. On error, the
+// nodes that were started are returned too, for the caller to stop.
+func StartClusterServers(n int) ([]*Server, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*startTimeout)
 	defer cancel()
-	nodes := make([]*Server, n)
-	clients := make([]*redis.Client, n)
-	for i := range nodes {
-		nodes[i] = Start(t, Options{Cluster: true})
-		clients[i] = nodes[i].Client(t)
+	var nodes []*Server
+	clients := make([]*redis.Client, 0, n)
+	defer func() {
+		for _, c := range clients {
+			_ = c.Close()
+		}
+	}()
+	for range n {
+		s, err := StartServer(Options{Cluster: true})
+		if err != nil {
+			return nodes, err
+		}
+		nodes = append(nodes, s)
+		clients = append(clients, redis.NewClient(&redis.Options{Addr: s.Addr(),
+			DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
+			MaxRetries: -1, ContextTimeoutEnabled: true}))
 	}
 	const slots = 16384
 	for i, c := range clients {
 		lo, hi := i*slots/n, (i+1)*slots/n-1
 		if err := c.ClusterAddSlotsRange(ctx, lo, hi).Err(); err != nil {
-			t.Fatalf("redistest: CLUSTER ADDSLOTSRANGE %d %d: %v", lo, hi, err)
+			return nodes, fmt.Errorf("redistest: CLUSTER ADDSLOTSRANGE %d %d: %w", lo, hi, err)
 		}
 		if i > 0 {
 			if err := c.ClusterMeet(ctx, "127.0.0.1", fmt.Sprint(nodes[0].Port())).Err(); err != nil {
-				t.Fatalf("redistest: CLUSTER MEET: %v", err)
+				return nodes, fmt.Errorf("redistest: CLUSTER MEET: %w", err)
 			}
 		}
 	}
@@ -201,10 +226,10 @@ func StartCluster(t testing.TB, n int) []*Server {
 				break
 			}
 			if ctx.Err() != nil {
-				t.Fatalf("redistest: cluster of %d did not reach cluster_state:ok: %v\n%s", n, err, info)
+				return nodes, fmt.Errorf("redistest: cluster of %d did not reach cluster_state:ok: %v\n%s", n, err, info)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	return nodes
+	return nodes, nil
 }

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/redcron/redcron/internal/redistest"
+)
+
+// backend is the Redis a scenario's replicas claim on: one plain
+// redis-server, or the masters of a Redis Cluster. The parent reads each
+// server with its own admin client.
+type backend struct {
+	servers []*redistest.Server
+	admins  []*redis.Client
+	cluster bool
+}
+
+// startBackend starts one plain server (masters 0) or a cluster of
+// masters masters.
+func startBackend(masters int) (*backend, error) {
+	b := &backend{cluster: masters > 0}
+	if masters == 0 {
+		srv, err := redistest.StartServer(redistest.Options{})
+		if err != nil {
+			return nil, err
+		}
+		b.servers = []*redistest.Server{srv}
+	} else {
+		nodes, err := redistest.StartClusterServers(masters)
+		b.servers = nodes
+		if err != nil {
+			b.stop()
+			return nil, err
+		}
+	}
+	for _, s := range b.servers {
+		b.admins = append(b.admins, redis.NewClient(&redis.Options{Addr: s.Addr()}))
+	}
+	return b, nil
+}
+
+// stop closes the admin clients and stops the servers.
+func (b *backend) stop() {
+	for _, c := range b.admins {
+		_ = c.Close()
+	}
+	for _, s := range b.servers {
+		s.Stop()
+	}
+}
+
+// addr is the first server's host:port (the gocron replicas' Redis).
+func (b *backend) addr() string { return b.servers[0].Addr() }
+
+// redisBlock is the jobs.yaml redis: block's connection lines.
+func (b *backend) redisBlock() string {
+	if !b.cluster {
+		return fmt.Sprintf("  url: redis://%s/0\n", b.addr())
+	}
+	addrs := make([]string, len(b.servers))
+	for i, s := range b.servers {
+		addrs[i] = s.Addr()
+	}
+	return fmt.Sprintf("  cluster: [%s]\n", strings.Join(addrs, ", "))
+}
+
+// flush empties every master.
+func (b *backend) flush(ctx context.Context) error {
+	for _, c := range b.admins {
+		if err := c.FlushAll(ctx).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// info reads every server's INFO and sums it over the masters; cpus keeps
+// each master's CPU.
+func (b *backend) info(ctx context.Context) (serverSnap, error) {
+	var out serverSnap
+	for i, c := range b.admins {
+		s, err := serverInfo(ctx, c)
+		if err != nil {
+			return out, err
+		}
+		if i == 0 {
+			out = s
+			out.cpus = []time.Duration{s.cpu}
+			continue
+		}
+		for k, v := range s.calls {
+			out.calls[k] += v
+		}
+		out.cpu += s.cpu
+		out.cpus = append(out.cpus, s.cpu)
+		out.memory += s.memory
+		out.keys += s.keys
+		out.evicted += s.evicted
+	}
+	return out, nil
+}

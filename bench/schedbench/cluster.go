@@ -1,0 +1,42 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// clusterJobs is the cluster suite's job count, every second.
+const clusterJobs = 5000
+
+// colRate is the firings the replicas ran per second of the window (each
+// slot run at least once).
+var colRate = column{"firings run / s", "%.0f", func(m *runMetrics) float64 {
+	return float64(m.v.expected-m.v.misses) / float64(m.to-m.from+1)
+}}
+
+// topologies prints the suite's scenarios side by side with Redis CPU per
+// master: the same jobs over a cluster of 1 and of n masters.
+func (r suiteResult) topologies() {
+	fmt.Printf("\nTopologies: the same jobs on Redis Clusters of 1 and more masters. A script cannot span hash slots in a cluster, so each claim is its own EVALSHA on its job's {job}-tagged keys (the cluster client pipelines them per master); the work-sharing beat's {live} keys are on one master. Cells: median [min-max]; per master: medians.\n\n")
+	cols := []column{colRate, colDups, colMisses, colP50, colP99, colCmds, colRedisCPU}
+	fmt.Printf("| scenario |")
+	for _, c := range cols {
+		fmt.Printf(" %s |", c.name)
+	}
+	fmt.Printf(" Redis CPU / firing, per master | Redis CPU, per master |\n| --- |%s ---: | ---: |\n", strings.Repeat(" ---: |", len(cols)))
+	for _, sc := range r.suite.scenarios() {
+		runs := r.runs[sc]
+		fmt.Printf("| %v |", sc)
+		for _, c := range cols {
+			fmt.Printf(" %s |", cell(runs, c))
+		}
+		var perFiring, perCore []string
+		for i := range len(runs[0].masterCPU) {
+			_, us, _ := summary(runs, column{get: func(m *runMetrics) float64 { return float64(m.masterCPU[i].Microseconds()) / m.firings() }})
+			_, core, _ := summary(runs, column{get: func(m *runMetrics) float64 { return 100 * m.masterCPU[i].Seconds() / m.seconds }})
+			perFiring = append(perFiring, fmt.Sprintf("%.1f", us))
+			perCore = append(perCore, fmt.Sprintf("%.1f", core))
+		}
+		fmt.Printf(" %s us | %s %% core |\n", strings.Join(perFiring, " / "), strings.Join(perCore, " / "))
+	}
+}
