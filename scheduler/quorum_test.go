@@ -8,7 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/rs/zerolog"
 
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/jobs"
@@ -78,21 +77,7 @@ func startQuorumInstanceWith(t *testing.T, servers []*redistest.Server, js []*jo
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.Logger = testLogger(t, zerolog.WarnLevel)
-	s, err := New(js, q, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: got %v, want nil", err)
-		}
-	})
-	return s
+	return runScheduler(t, js, q, opts)
 }
 
 // TestQuorumMajorityAlive: 5 masters, 2 of them dead, 3 replicas that all

@@ -89,11 +89,7 @@ func TestDial(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := Dial(tc.rc(), tc.override, locker.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = c.Close() })
+			c := mustDial(t, tc.rc(), tc.override, locker.Options{})
 			if !strings.HasPrefix(c.Describe, tc.describe) || strings.Contains(c.Describe, "s3cret") {
 				t.Fatalf("describe: got %q, want prefix %q and no password", c.Describe, tc.describe)
 			}
@@ -106,11 +102,7 @@ func TestDial(t *testing.T) {
 	t.Run("wrong password: not ready", func(t *testing.T) {
 		rc := baseConfig()
 		rc.URL, rc.Username, rc.Password = "redis://"+acl.Addr()+"/0", "cron", "nope"
-		c, err := Dial(rc, "", locker.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
+		c := mustDial(t, rc, "", locker.Options{})
 		if err := c.Ready(context.Background()); err == nil {
 			t.Fatalf("ready with a wrong password: got nil, want an auth error")
 		}
@@ -119,18 +111,10 @@ func TestDial(t *testing.T) {
 	t.Run("quorum with one master down is still ready; with two it is not", func(t *testing.T) {
 		rc := baseConfig()
 		rc.Quorum = []string{q[0].URL(), q[1].URL(), "redis://127.0.0.1:1/0"}
-		c, err := Dial(rc, "", locker.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
+		c := mustDial(t, rc, "", locker.Options{})
 		claimOnce(t, c)
 		rc.Quorum = []string{q[0].URL(), "redis://127.0.0.1:1/0", "redis://127.0.0.1:2/0"}
-		c2, err := Dial(rc, "", locker.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c2.Close() })
+		c2 := mustDial(t, rc, "", locker.Options{})
 		if err := c2.Ready(context.Background()); err == nil {
 			t.Fatalf("ready with 2 of 3 masters down: got nil, want an error")
 		}
@@ -192,11 +176,7 @@ func TestSentinelAndCluster(t *testing.T) {
 		s := redistest.StartSentinel(t, "redcron-master", master)
 		rc := baseConfig()
 		rc.Sentinel = &jobs.SentinelConfig{Master: "redcron-master", Addrs: []string{s.Addr()}}
-		c, err := Dial(rc, "", locker.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
+		c := mustDial(t, rc, "", locker.Options{})
 		if f := claimOnce(t, c); f != 1 {
 			t.Fatalf("fence: got %d, want 1", f)
 		}
@@ -210,11 +190,7 @@ func TestSentinelAndCluster(t *testing.T) {
 		for _, n := range nodes {
 			rc.Cluster = append(rc.Cluster, n.Addr())
 		}
-		c, err := Dial(rc, "", locker.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
+		c := mustDial(t, rc, "", locker.Options{})
 		if f := claimOnce(t, c); f != 1 {
 			t.Fatalf("fence: got %d, want 1", f)
 		}
@@ -235,11 +211,7 @@ func TestCheckSettings(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := redistest.Start(t, redistest.Options{Args: tc.args})
-			c, err := Dial(baseConfig(), srv.URL(), locker.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = c.Close() })
+			c := mustDial(t, baseConfig(), srv.URL(), locker.Options{})
 			var buf strings.Builder
 			c.CheckSettings(context.Background(), zerolog.New(&buf))
 			out := buf.String()
@@ -333,11 +305,7 @@ func TestTLSEveryMode(t *testing.T) {
 		{"cluster", cluster, func(c *Conn) any { return c.Clients[0].(*redis.ClusterClient).Options().TLSConfig }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := Dial(tc.rc, "", locker.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = c.Close() })
+			c := mustDial(t, tc.rc, "", locker.Options{})
 			got, _ := tc.opts(c).(*tls.Config)
 			if got == nil || got.RootCAs == nil || len(got.Certificates) != 1 || got.ServerName != "redis.internal" || got.MinVersion != tls.VersionTLS12 {
 				t.Errorf("TLS config: got %+v, want the CA, one client certificate, server name redis.internal, TLS 1.2+", got)
@@ -368,11 +336,7 @@ func TestMinReplicasAck(t *testing.T) {
 	master := redistest.Start(t, redistest.Options{})
 	rc := baseConfig()
 	rc.URL, rc.MinReplicasAck, rc.AckTimeout = master.URL(), 1, 100*time.Millisecond
-	c, err := Dial(rc, "", locker.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c := mustDial(t, rc, "", locker.Options{})
 	if want := "claims acknowledged by 1 replica(s)"; !strings.Contains(c.Describe, want) {
 		t.Errorf("Describe: got %q, want it to contain %q", c.Describe, want)
 	}
@@ -393,4 +357,16 @@ func TestMinReplicasAck(t *testing.T) {
 	if strings.Contains(buf.String(), "min_replicas_ack") {
 		t.Errorf("log with a replica online: got %q, want no word of min_replicas_ack", buf.String())
 	}
+}
+
+// mustDial is Dial that fails the test on an error and closes the connection
+// when the test ends.
+func mustDial(t *testing.T, rc jobs.RedisConfig, override string, opts locker.Options) *Conn {
+	t.Helper()
+	c, err := Dial(rc, override, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }
