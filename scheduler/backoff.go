@@ -77,19 +77,11 @@ func (r *reconnect) ok() {
 // spread of up to reconnectMin, so that the woken claims do not all
 // arrive at once), or until ctx ends (returning context.Cause(ctx)).
 func (r *reconnect) wait(ctx context.Context, clk Clock, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return context.Cause(ctx)
+	woken, err := sleepOr(ctx, clk, d, r.backUp())
+	if err != nil || !woken {
+		return err
 	}
-	t := clk.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C():
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-r.backUp():
-		return sleep(ctx, clk, min(rand.N(reconnectMin), d))
-	}
+	return sleep(ctx, clk, min(rand.N(reconnectMin), d))
 }
 
 // backUp returns the channel the next success closes.

@@ -66,19 +66,27 @@ func sleepUntil(ctx context.Context, clk Clock, t time.Time) error {
 
 // sleep waits d on clk, or until ctx ends (returning context.Cause(ctx)).
 func sleep(ctx context.Context, clk Clock, d time.Duration) error {
+	_, err := sleepOr(ctx, clk, d, nil)
+	return err
+}
+
+// sleepOr is sleep that also ends, with woken true, when wake is closed.
+func sleepOr(ctx context.Context, clk Clock, d time.Duration, wake <-chan struct{}) (woken bool, err error) {
 	if err := ctx.Err(); err != nil {
-		return context.Cause(ctx)
+		return false, context.Cause(ctx)
 	}
 	if d <= 0 {
-		return nil
+		return false, nil
 	}
 	t := clk.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C():
-		return nil
+		return false, nil
 	case <-ctx.Done():
-		return context.Cause(ctx)
+		return false, context.Cause(ctx)
+	case <-wake:
+		return true, nil
 	}
 }
 
