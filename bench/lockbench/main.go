@@ -42,6 +42,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/redcron/redcron/bench/internal/host"
 	"github.com/redcron/redcron/internal/redistest"
 )
 
@@ -130,7 +131,7 @@ func newClient(addr string) *redis.Client {
 }
 
 func run(cfg config) error {
-	fmt.Printf("lockbench: %s, load %s\n", machine(), loadavg())
+	fmt.Printf("lockbench: %s, load %s\n", machine(), host.LoadAvg())
 	servers := make([]*redistest.Server, cfg.nodes)
 	clients := make([]redis.UniversalClient, cfg.nodes)
 	for i := range servers {
@@ -176,7 +177,7 @@ func run(cfg config) error {
 	}
 	ctx := context.Background()
 	for rep := range cfg.reps {
-		fmt.Fprintf(os.Stderr, "lockbench: repetition %d of %d (load %s)\n", rep+1, cfg.reps, loadavg())
+		fmt.Fprintf(os.Stderr, "lockbench: repetition %d of %d (load %s)\n", rep+1, cfg.reps, host.LoadAvg())
 		for _, conc := range cfg.concs {
 			ops, cpuOps, err := interleave(variants, cfg.duration, cfg.slices, rep, clients, func(v lockOps) (func(time.Duration) (int64, time.Duration, error), func(), error) {
 				prefix := fmt.Sprintf("bench:%d:%d:%s", rep, conc, v.name)
@@ -223,7 +224,7 @@ func run(cfg config) error {
 		}
 	}
 	printTables(cfg, variants, results, cpu)
-	fmt.Printf("\nload at the end: %s\n", loadavg())
+	fmt.Printf("\nload at the end: %s\n", host.LoadAvg())
 	return nil
 }
 
@@ -427,29 +428,7 @@ func printTables(cfg config, vs []lockOps, res, cpu map[string]map[string][]floa
 	ratio(fmt.Sprintf("quorum of %d / go-redsync %d pools with WithFailFast(true)", cfg.nodes, cfg.nodes), q, redsyncName(cfg.nodes, true))
 }
 
-// machine describes the CPU, Go and redis-server.
+// machine describes the CPUs and Go.
 func machine() string {
-	model := "?"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				model = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	return fmt.Sprintf("%d CPUs (%s), %s %s/%s", runtime.NumCPU(), model, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-}
-
-// loadavg is the first three fields of /proc/loadavg.
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
+	return fmt.Sprintf("%d CPUs (%s), %s %s/%s", runtime.NumCPU(), host.CPUModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

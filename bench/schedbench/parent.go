@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redcron/redcron/bench/internal/host"
 	"github.com/redcron/redcron/scheduler/schedule"
 )
 
@@ -70,7 +71,7 @@ func (s suite) topologies() []int {
 const childWait = 2 * time.Minute
 
 func runParent(cfg config) error {
-	fmt.Printf("schedbench: %s\nload at the start: %s\n\n", machine(), loadavg())
+	fmt.Printf("schedbench: %s\nload at the start: %s\n\n", machine(), host.LoadAvg())
 	plain, err := startBackend(0)
 	if err != nil {
 		return err
@@ -101,7 +102,7 @@ func runParent(cfg config) error {
 		all = append(all, res)
 	}
 	printTargets(all)
-	fmt.Printf("\nload at the end: %s\n", loadavg())
+	fmt.Printf("\nload at the end: %s\n", host.LoadAvg())
 	return nil
 }
 
@@ -138,7 +139,7 @@ func runSuite(cfg config, s suite, plain *backend, dir, self string) (suiteResul
 	for rep := range cfg.reps {
 		for i := range scs {
 			sc := scs[(i+rep)%len(scs)] // rotate: each scenario sees the machine at different moments
-			fmt.Fprintf(os.Stderr, "schedbench: %s suite, %v, %d jobs, rep %d/%d (load %s)\n", s.name, sc, s.jobs, rep+1, cfg.reps, loadavg())
+			fmt.Fprintf(os.Stderr, "schedbench: %s suite, %v, %d jobs, rep %d/%d (load %s)\n", s.name, sc, s.jobs, rep+1, cfg.reps, host.LoadAvg())
 			prof := ""
 			if cfg.profiles != "" {
 				prof = filepath.Join(cfg.profiles, fmt.Sprintf("%s-%s-R%d-skew%v-rep%d", s.name, sc.system, sc.replicas, sc.skew, rep+1))
@@ -242,7 +243,7 @@ func runScenario(self string, s suite, sc scenario, path string, specs []string,
 		}
 		srvSnaps = append(srvSnaps, ss)
 		if i == 0 || i == len(snaps)-1 {
-			m.loads = append(m.loads, loadavg())
+			m.loads = append(m.loads, host.LoadAvg())
 		}
 	}
 

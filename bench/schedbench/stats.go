@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/redcron/redcron/bench/internal/host"
 )
 
 // Kinds of commands a replica sends, as counted by its hook.
@@ -200,30 +202,9 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// loadavg is the first three fields of /proc/loadavg.
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 // machine describes the CPUs, memory, Go and redis-server.
 func machine() string {
-	model, mem := "?", "?"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				model = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
+	model, mem := host.CPUModel(), "?"
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		if f := strings.Fields(string(b)); len(f) > 1 {
 			kb, _ := strconv.ParseInt(f[1], 10, 64)
