@@ -85,3 +85,44 @@ func waitBusy(t *testing.T, ln *lane) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestStuck: a Locker is stuck while a call of its claims' lane has waited
+// longer than the bound for a reply that Redis holds back, and no longer
+// once the reply is in.
+func TestStuck(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	p := redistest.StartProxyFor(t, srv)
+	c := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, PoolSize: 4, ContextTimeoutEnabled: true, ReadTimeout: 5 * time.Second})
+	t.Cleanup(func() { _ = c.Close() })
+	lk, err := New(c, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ping(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	const bound = 100 * time.Millisecond
+	if lk.Stuck(bound) {
+		t.Fatalf("Stuck while idle: got true, want false")
+	}
+	p.Hold(redistest.ToClient)
+	ln := &lk.nodes[0].lanes[laneMain]
+	bg := context.Background()
+	done := make(chan error, 1)
+	go func() { done <- ln.run(newCall(bg, redis.NewCmd(bg, "ping"), "", 2*time.Second)) }()
+	waitBusy(t, ln)
+	if lk.Stuck(bound) {
+		t.Errorf("Stuck as the call is written: got true, want false")
+	}
+	time.Sleep(2 * bound)
+	if !lk.Stuck(bound) {
+		t.Errorf("Stuck with its reply held %v: got false, want true", 2*bound)
+	}
+	p.Release(redistest.ToClient)
+	if err := <-done; err != nil {
+		t.Fatalf("the held call: %v", err)
+	}
+	if lk.Stuck(bound) {
+		t.Errorf("Stuck once the reply is in: got true, want false")
+	}
+}

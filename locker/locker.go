@@ -167,6 +167,20 @@ func Majority(n int) int { return n/2 + 1 }
 // Nodes is the number of Redis nodes (1, or the masters of a quorum).
 func (l *Locker) Nodes() int { return len(l.nodes) }
 
+// Stuck says whether claims sent now could not reach a majority of nodes
+// soon: on so many nodes that no majority is left, the claims' lane has
+// waited more than d for a reply (replies held, or the connection cut
+// without an error yet), and new claims queue behind that call.
+func (l *Locker) Stuck(d time.Duration) bool {
+	now, stuck := time.Now(), 0
+	for _, n := range l.nodes {
+		if n.lanes[laneMain].waiting(now) > d {
+			stuck++
+		}
+	}
+	return stuck > len(l.nodes)-l.quorum
+}
+
 // Bid is one claim in flight under one token, from its first attempt until
 // it is won or given up. Each attempt may reach Redis even when its reply
 // is lost or late; the next attempt is the same claim again (same token),

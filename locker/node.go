@@ -55,9 +55,10 @@ type lane struct {
 	ack    ackPolicy // WAIT after claims (see ack.go); zero: off
 
 	mu    sync.Mutex
-	busy  bool    // a call or batch is in flight; new calls queue
-	queue []*call // waiting for the next batch
-	spare []*call // the previous batch's slice, reused
+	busy  bool      // a call or batch is in flight; new calls queue
+	since time.Time // when the call or batch in flight was written; zero when none
+	queue []*call   // waiting for the next batch
+	spare []*call   // the previous batch's slice, reused
 }
 
 // maxBatch caps the calls sent in one pipeline. A burst (every job of a
@@ -95,10 +96,11 @@ func (c *call) deadline(now time.Time) time.Time {
 func (l *lane) run(c *call) error {
 	l.mu.Lock()
 	if !l.busy {
-		l.busy = true
+		l.busy, l.since = true, time.Now()
 		l.mu.Unlock()
 		l.exec1(c)
 		l.mu.Lock()
+		l.since = time.Time{} // the flusher sets it for its batches
 		if len(l.queue) == 0 {
 			l.busy = false
 			l.mu.Unlock()
@@ -139,10 +141,11 @@ func (l *lane) flush() {
 		l.mu.Lock()
 		batch := l.queue
 		if len(batch) == 0 {
-			l.busy = false
+			l.busy, l.since = false, time.Time{}
 			l.mu.Unlock()
 			return
 		}
+		l.since = time.Now()
 		if len(batch) > maxBatch {
 			// Replies come back batch by batch: the first callers of a burst
 			// need not wait for Redis to run the whole burst.
@@ -162,6 +165,17 @@ func (l *lane) flush() {
 		l.spare = batch
 		l.mu.Unlock()
 	}
+}
+
+// waiting says how long the call or batch in flight has waited for its
+// reply (0 when none is in flight). Calls queued behind it wait as long.
+func (l *lane) waiting(now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.since.IsZero() {
+		return 0
+	}
+	return now.Sub(l.since)
 }
 
 // exec1 runs one call on its own, bounded by its deadline.

@@ -24,6 +24,7 @@ type Locker interface {
 	Bid(c locker.Claim) (*locker.Bid, error)
 	ServerClock(ctx context.Context, now func() time.Time) (locker.ServerClock, error)
 	RecordSkip(ctx context.Context, s locker.Skip) error
+	Stuck(d time.Duration) bool
 }
 
 // Scheduler runs jobs on their slots, claiming each (job, slot) in Redis

@@ -43,6 +43,13 @@ type share struct {
 	failed    int // beats failed in a row; beat goroutine only
 }
 
+// stuckAfter is how long a claim's reply may be outstanding before this
+// replica's beats say it claims nothing: its claims may sit queued behind
+// a held reply while its beats, on another connection, still reach Redis
+// and would vouch for them. Half a beat, so that the beat that says so
+// reaches Redis, and the others read it, before they look at HandOff.
+func (sh *share) stuckAfter() time.Duration { return sh.s.opts.ShareBeat / 2 }
+
 // slowFor is how long a replica whose beat failed leaves its share to the
 // others.
 const slowFor = time.Second
@@ -56,7 +63,7 @@ type shareView struct {
 // Beat states: what a replica says of itself in its beats.
 const (
 	stateClaims = "claims" // it claims the firings it is first for
-	stateOff    = "off"    // its clock is off, or Redis answers it slowly: it claims nothing
+	stateOff    = "off"    // its clock is off, Redis answers it slowly, or a claim's reply is outstanding (stuckAfter): the others claim its share too
 )
 
 func newShare(s *Scheduler) *share {
@@ -98,7 +105,7 @@ func (sh *share) setMembers(rs []store.Replica) {
 // state is what this replica's next beat says of it: "<state>:<config hash>".
 func (sh *share) state() string {
 	st := stateClaims
-	if !sh.s.clock.healthy() || sh.s.opts.Clock.Now().UnixNano() < sh.slowUntil.Load() {
+	if !sh.s.clock.healthy() || sh.s.opts.Clock.Now().UnixNano() < sh.slowUntil.Load() || sh.s.locker.Stuck(sh.stuckAfter()) {
 		st = stateOff
 	}
 	h := ""
@@ -109,13 +116,16 @@ func (sh *share) state() string {
 }
 
 // run beats every ShareBeat until ctx ends, then leaves the set, so that
-// the others step in for this replica at once.
+// the others step in for this replica at once. A beat that waits for its
+// reply does not delay the next: the others must read this replica's
+// state within HandOff.
 func (sh *share) run(ctx context.Context) {
 	s := sh.s
 	clk := s.opts.Clock
 	for {
+		start := clk.Now()
 		sh.beat(ctx, sh.state())
-		t := clk.NewTimer(s.opts.ShareBeat)
+		t := clk.NewTimer(max(0, s.opts.ShareBeat-clk.Now().Sub(start)))
 		select {
 		case <-ctx.Done():
 			t.Stop()

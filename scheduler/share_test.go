@@ -13,6 +13,8 @@ import (
 
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/jobs"
+	"github.com/redcron/redcron/locker"
+	"github.com/redcron/redcron/scheduler/store"
 )
 
 // TestRendezvousSpread: over many (job, slot) pairs each of R replicas is
@@ -206,6 +208,86 @@ func TestShareStepIn(t *testing.T) {
 	// The hand-off is 600 ms; a generous bound for a loaded machine.
 	if worst > 2*time.Second {
 		t.Errorf("latest start after its slot: got %v, want within the hand-off (600ms) plus a claim", worst)
+	}
+}
+
+// TestShareStepInHeldReply: the replica first for some firings has its
+// replies held from just before a slot, then is cut off. Its requests
+// still reach Redis: its liveness beats would vouch for it while its
+// claims queue behind the held reply and never get there. Its beats must
+// say it is stuck, so that the others step in: every firing of the
+// window is claimed by someone (at most a claim of the held replica that
+// reached Redis, whose reply was lost, is not run), and runs once.
+func TestShareStepInHeldReply(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	var l ledger
+	fn := registerLedgerFunc(&l, behaviour{})
+	const n = 60
+	js := shareJobs(t, n, fn)
+	proxy := redistest.StartProxyFor(t, srv)
+	ids := []string{"held-a", "held-b", "held-c"}
+	var ins []*instance
+	for i, id := range ids {
+		addr := srv.Addr()
+		if i == 0 {
+			addr = proxy.Addr()
+		}
+		ins = append(ins, startInstanceAt(t, addr, js, Options{Replica: id}))
+	}
+	time.Sleep(3 * time.Second)
+	steps0 := stepIns(ins[1:])
+
+	// A call of the held replica is in flight when its replies are held
+	// (any call: a finish, a claim), and its claims at the slot queue
+	// behind it. The cut comes before that call times out (NodeTimeout,
+	// 500 ms), so the queued claims never reach Redis.
+	slot := nextSecond(0)
+	waitUntil(slot.Add(-100 * time.Millisecond))
+	proxy.Hold(redistest.ToClient)
+	inFlight := make(chan error, 1)
+	go func() {
+		lk := ins[0].s.locker.(*locker.Locker)
+		_, err := lk.Obtain(context.Background(), locker.Claim{Key: "held-probe", MetaKey: "held-probe:meta", TTL: time.Second, Unwatched: true})
+		inFlight <- err
+	}()
+	waitUntil(slot.Add(300 * time.Millisecond))
+	proxy.Block(true) // what was held is dropped
+	err := <-inFlight
+	t.Logf("the call in flight: %v", err)
+	if err == nil {
+		t.Fatalf("the call in flight when held: got nil, want its reply lost")
+	}
+	waitUntil(slot.Add(3 * time.Second))
+	proxy.Block(false)
+	proxy.Release(redistest.ToClient)
+	time.Sleep(2 * time.Second) // the last slots of the window run
+
+	got := checkOnce(t, l.snapshot(), slot.Add(-2*time.Second))
+	c := newClient(t, srv)
+	ranByHeld, claimedNotRun := 0, 0
+	for _, j := range js {
+		for sec := slot.Unix(); sec < slot.Unix()+3; sec++ {
+			e, ok := got[j.Name][sec]
+			switch {
+			case ok && e.replica == ids[0]:
+				ranByHeld++
+			case ok:
+			default:
+				mark := store.JobKeys(store.DefaultPrefix, j.Name).Mark(unix(sec))
+				// A claim leaves its token on the mark; a skip record alone
+				// (the held replica's "outage") means nobody claimed.
+				if c.HExists(context.Background(), mark, "token").Val() {
+					claimedNotRun++ // the held replica's claim won; its reply was lost
+					continue
+				}
+				t.Errorf("job %s slot %d: nobody claimed it, want a step-in", j.Name, sec)
+			}
+		}
+	}
+	steps := stepIns(ins[1:]) - steps0
+	t.Logf("%.0f step-ins; %d firings run by the held replica, %d claimed by it and not run", steps, ranByHeld, claimedNotRun)
+	if steps == 0 {
+		t.Errorf("step-ins: got 0, want the held replica's share of the held slot")
 	}
 }
 
