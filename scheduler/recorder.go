@@ -17,12 +17,16 @@ import (
 // slot ends in exactly one record, promise 9); and it retries withdrawing
 // a bid that may have won when Redis could not be told at once. One
 // goroutine, owned by Run, works through a queue ordered by due time,
-// bounded in length (the oldest entries beyond maxPending are dropped,
-// counted and logged) and in age (an entry is dropped once its record can
-// no longer be written).
+// writing up to recordBatch due entries at once (they share pipelines, see
+// locker). The queue is bounded in length (maxPending: an entry beyond it
+// is dropped, counted and logged) and in age (an entry is dropped once its
+// record can no longer be written). An entry is small (the record is built
+// when written), so that an overload of a minute at 10,000 firings a
+// second fits.
 type recorder struct {
 	s    *Scheduler
 	kick chan struct{}
+	max  int // maxPending; tests lower it
 
 	mu      sync.Mutex
 	queue   pendingHeap
@@ -35,15 +39,17 @@ type pending struct {
 	slot   time.Time
 	reason string
 	bid    *locker.Bid // not nil: withdraw it first (it may have won)
-	skip   locker.Skip // the record, written once the slot is beyond any claim
 	due    time.Time   // on the scheduler's clock
-	giveUp time.Time   // on the scheduler's clock: drop after this
 	tries  int
 	index  int
 }
 
-// maxPending bounds the recorder's queue.
-const maxPending = 10000
+// maxPending bounds the recorder's queue: a minute and a half of skips at
+// 10,000 a second (about 100 bytes each).
+const maxPending = 1 << 20
+
+// recordBatch is how many due entries the recorder writes at once.
+const recordBatch = 256
 
 // maxLateRecords bounds how many of the slots passed over at once (a
 // replica waking late) are queued for a skip record; the rest are only
@@ -51,40 +57,44 @@ const maxPending = 10000
 const maxLateRecords = 100
 
 func newRecorder(s *Scheduler) *recorder {
-	return &recorder{s: s, kick: make(chan struct{}, 1)}
+	return &recorder{s: s, kick: make(chan struct{}, 1), max: maxPending}
 }
 
-// defer queues the skip record of (job, slot) for reason, after withdrawing
+// closes is when no replica claims (js, slot) any more: after its window,
+// on a clock at most MaxClockSkew behind.
+func (r *recorder) closes(js *jobState, slot time.Time) time.Time {
+	j := js.job
+	return slot.Add(Jitter(j.Name, slot, j.Jitter) + max(j.CatchupWindow, OnTime) + r.s.opts.MaxClockSkew)
+}
+
+// skipOf is the skip record of p; its run's mark, if any, lasts until at
+// least slot + retention.
+func (r *recorder) skipOf(p *pending) locker.Skip {
+	js := p.js
+	j := js.job
+	retention := r.s.MarkRetention(j)
+	return locker.Skip{
+		MarkKey: js.keys.Mark(p.slot), MetaKey: js.keys.Meta(), Slot: p.slot, FirstSeen: js.since,
+		Record: store.Skip(j.Name, p.slot, p.reason), Retention: retention,
+		NotBefore: r.closes(js, p.slot), NotAfter: p.slot.Add(retention),
+		HistoryKey: js.keys.History(), HistoryLen: j.History.OrDefault().Keep, HistoryTTL: j.History.OrDefault().MaxAge,
+	}
+}
+
+// add queues the skip record of (job, slot) for reason, after withdrawing
 // bid if not nil. Called by firings and the loop.
 func (r *recorder) add(js *jobState, slot time.Time, reason string, bid *locker.Bid) {
-	s := r.s
-	j := js.job
-	jitter := Jitter(j.Name, slot, j.Jitter)
-	// No replica claims the slot after its window (on a clock at most
-	// MaxClockSkew behind); its run's mark, if any, lasts until at least
-	// slot + retention.
-	closes := slot.Add(jitter + max(j.CatchupWindow, OnTime) + s.opts.MaxClockSkew)
-	retention := s.MarkRetention(j)
-	p := &pending{
-		js: js, slot: slot, reason: reason, bid: bid,
-		skip: locker.Skip{
-			MarkKey: js.keys.Mark(slot), MetaKey: js.keys.Meta(), Slot: slot, FirstSeen: js.since,
-			Record: store.Skip(j.Name, slot, reason), Retention: retention,
-			NotBefore: closes, NotAfter: slot.Add(retention),
-			HistoryKey: js.keys.History(), HistoryLen: js.job.History.OrDefault().Keep, HistoryTTL: js.job.History.OrDefault().MaxAge,
-		},
-		due:    s.opts.Clock.Now(),
-		giveUp: slot.Add(retention + s.opts.MaxClockSkew),
-	}
+	p := &pending{js: js, slot: slot, reason: reason, bid: bid, due: r.s.opts.Clock.Now()}
 	if bid == nil {
-		p.due = closes
+		p.due = r.closes(js, slot)
 	}
 	r.mu.Lock()
-	heap.Push(&r.queue, p)
-	for r.queue.Len() > maxPending {
-		heap.Remove(&r.queue, r.queue.oldest())
+	if r.queue.Len() >= r.max {
 		r.dropped++
+		r.mu.Unlock()
+		return
 	}
+	heap.Push(&r.queue, p)
 	r.mu.Unlock()
 	select {
 	case r.kick <- struct{}{}:
@@ -115,24 +125,27 @@ func (r *recorder) start(ctx context.Context) (stop func()) {
 
 func (r *recorder) run(ctx context.Context) {
 	clk := r.s.opts.Clock
+	batch := make([]*pending, 0, recordBatch)
 	for {
 		r.mu.Lock()
 		if r.dropped > 0 {
-			r.s.log.Warn().Int("slots", r.dropped).Int("max_pending", maxPending).Msg("skip records dropped: too many pending")
+			r.s.log.Warn().Int("slots", r.dropped).Int("max_pending", r.max).Msg("skip records dropped: too many pending")
 			r.dropped = 0
 		}
-		var p *pending
 		wait := maxSleep
-		if r.queue.Len() > 0 {
-			if d := r.queue[0].due.Sub(clk.Now()); d <= 0 {
-				p = heap.Pop(&r.queue).(*pending)
-			} else {
+		now := clk.Now()
+		for r.queue.Len() > 0 && len(batch) < recordBatch {
+			if d := r.queue[0].due.Sub(now); d > 0 {
 				wait = min(d, maxSleep)
+				break
 			}
+			batch = append(batch, heap.Pop(&r.queue).(*pending))
 		}
 		r.mu.Unlock()
-		if p != nil {
-			r.work(ctx, p)
+		if len(batch) > 0 {
+			r.workAll(ctx, batch)
+			clear(batch)
+			batch = batch[:0]
 			continue
 		}
 		t := clk.NewTimer(wait)
@@ -147,13 +160,31 @@ func (r *recorder) run(ctx context.Context) {
 	}
 }
 
+// workAll makes one attempt at each entry of batch, at once, and returns
+// when all are done.
+func (r *recorder) workAll(ctx context.Context, batch []*pending) {
+	if len(batch) == 1 {
+		r.work(ctx, batch[0])
+		return
+	}
+	var wg sync.WaitGroup
+	for _, p := range batch {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.work(ctx, p)
+		}()
+	}
+	wg.Wait()
+}
+
 // work makes one attempt at p and requeues it when it must be retried.
 func (r *recorder) work(ctx context.Context, p *pending) {
 	s := r.s
 	clk := s.opts.Clock
 	now := clk.Now()
-	if now.After(p.giveUp) {
-		return
+	if now.After(p.slot.Add(s.MarkRetention(p.js.job) + s.opts.MaxClockSkew)) {
+		return // too late to tell: its mark may be gone
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
 	defer cancel()
@@ -166,11 +197,11 @@ func (r *recorder) work(ctx context.Context, p *pending) {
 			return
 		}
 		p.bid, p.tries = nil, 0
-		p.due = p.skip.NotBefore
+		p.due = r.closes(p.js, p.slot)
 		r.requeue(p)
 		return
 	}
-	err := s.locker.RecordSkip(cctx, p.skip)
+	err := s.locker.RecordSkip(cctx, r.skipOf(p))
 	var ne *locker.NotObtainedError
 	switch {
 	case err == nil:
@@ -213,15 +244,4 @@ func (h *pendingHeap) Pop() any {
 	p := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return p
-}
-
-// oldest is the index of the entry with the earliest slot.
-func (h pendingHeap) oldest() int {
-	o := 0
-	for i, p := range h {
-		if p.slot.Before(h[o].slot) {
-			o = i
-		}
-	}
-	return o
 }

@@ -1,0 +1,99 @@
+package scheduler
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/redcron/redcron/internal/redistest"
+	"github.com/redcron/redcron/jobs"
+	"github.com/redcron/redcron/scheduler/store"
+)
+
+// syncBuffer is a bytes.Buffer safe for the recorder's concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestRecorderBatchesAndBounds: skips queued faster than one round trip
+// each are all written (in batches, against a real Redis), and past the
+// queue's bound the excess is dropped, counted and logged, not silently.
+func TestRecorderBatchesAndBounds(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	const n, bound = 600, 500
+	js := make([]*jobs.Job, n)
+	for i := range js {
+		js[i] = testJob(t, fmt.Sprintf("rec%03d", i), "* * * * * *", "", func(j *jobs.Job) { j.CatchupWindow = 0 })
+	}
+	var logs syncBuffer
+	log := zerolog.New(&logs)
+	s, err := New(js, newLocker(t, newClient(t, srv)), Options{Replica: "rec", Logger: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.recorder
+	r.max = bound
+	// A slot whose window has closed (closes = slot + 1s + 2s skew) and
+	// whose mark may still be written (retention 10s).
+	slot := time.Now().Truncate(time.Second).Add(-5 * time.Second)
+	for _, st := range s.jobs {
+		st.since = slot.Add(-time.Minute) // the cluster knew the job before
+		r.add(st, slot, store.ReasonOutage, nil)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := r.start(ctx)
+	t.Cleanup(cancel)
+	c := newClient(t, srv)
+	written := func() int {
+		n := 0
+		for _, st := range s.jobs {
+			n += int(c.Exists(context.Background(), st.keys.Mark(slot)).Val())
+		}
+		return n
+	}
+	for deadline := time.Now().Add(10 * time.Second); written() < bound && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+
+	recorded, none := 0, 0
+	for _, st := range s.jobs {
+		h := c.HGetAll(context.Background(), st.keys.Mark(slot)).Val()
+		m, ok, err := store.ParseMark(h)
+		switch {
+		case err != nil:
+			t.Errorf("%s: %v", st.job.Name, err)
+		case !ok:
+			none++
+		case m.Record.Outcome != store.OutcomeSkipped || m.Record.Reason != store.ReasonOutage:
+			t.Errorf("%s: record %+v, want skipped (outage)", st.job.Name, m.Record)
+		default:
+			recorded++
+		}
+	}
+	if recorded != bound || none != n-bound {
+		t.Errorf("records: got %d written and %d missing, want %d and %d", recorded, none, bound, n-bound)
+	}
+	if want := fmt.Sprintf(`"slots":%d,"max_pending":%d,"message":"skip records dropped: too many pending"`, n-bound, bound); !strings.Contains(logs.String(), want) {
+		t.Errorf("log: no line with %s", want)
+	}
+}
