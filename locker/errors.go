@@ -50,6 +50,12 @@ var (
 	// claims hold votes) and dropped its marks: no claim may have won, so
 	// the same bid may be sent again at once. ErrNoQuorum is wrapped too.
 	ErrSplitVote = errors.New("locker: split vote")
+	// ErrNotSent means a call's context ended while it waited in this
+	// process's queue for the node (calls made before it were still in
+	// flight): it was never written, so it cannot have run. Its context's
+	// error is wrapped too. A claim not sent did not fail on Redis: the
+	// caller is behind, not Redis.
+	ErrNotSent = errors.New("locker: not sent: the context ended while the call was queued")
 	// ErrTooLate means a claim was confirmed only after its local deadline
 	// (the caller was paused, or the reply delayed). The claim may have won:
 	// retry the Bid as itself, or Withdraw it.

@@ -315,6 +315,7 @@ func (b *Bid) obtainSingle(ctx context.Context) (*Lease, error) {
 	l := b.lk
 	start := time.Now()
 	cmd := redis.NewCmd(ctx, b.lines.obtain...)
+	sent := b.sent
 	b.sent = true
 	ln := &l.nodes[0].lanes[laneMain]
 	c := newCall(ctx, cmd, obtainScript.src, l.opts.NodeTimeout)
@@ -322,6 +323,10 @@ func (b *Bid) obtainSingle(ctx context.Context) (*Lease, error) {
 		c.ack.want, c.timeout = true, l.opts.NodeTimeout+ln.ack.timeout
 	}
 	if err := ln.run(c); err != nil {
+		if c.unsent() {
+			b.sent = sent // this attempt never left the queue
+			return nil, err
+		}
 		return nil, withCtx(ctx, err)
 	}
 	r, err := parseObtain(cmd.Val())

@@ -2,7 +2,9 @@ package locker
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -75,7 +77,18 @@ type call struct {
 	node    int
 	done    chan *call // receives the call when its reply (or error) is in
 	ack     ackState   // replica acknowledgements, for claims (see ack.go)
+	state   atomic.Int32
 }
+
+// Call states: a queued call is either written or dropped unsent, once.
+const (
+	callQueued  = iota
+	callWritten // in a batch being written (it may run)
+	callUnsent  // its context ended first: never written
+)
+
+// unsent says whether c was dropped from its queue without being written.
+func (c *call) unsent() bool { return c.state.Load() == callUnsent }
 
 func newCall(ctx context.Context, cmd *redis.Cmd, src string, timeout time.Duration) *call {
 	return &call{ctx: ctx, cmd: cmd, src: src, timeout: timeout}
@@ -115,10 +128,15 @@ func (l *lane) run(c *call) error {
 	l.mu.Unlock()
 	select {
 	case <-c.done:
-		return c.cmd.Err()
 	case <-c.ctx.Done():
-		return c.ctx.Err()
+		if !c.state.CompareAndSwap(callQueued, callUnsent) && !c.unsent() {
+			return c.ctx.Err() // written: its reply is lost to the caller
+		}
 	}
+	if c.unsent() {
+		return fmt.Errorf("%w: %w", ErrNotSent, c.ctx.Err())
+	}
+	return c.cmd.Err()
 }
 
 // send queues the call, starting a flusher when the lane is idle; c.done
@@ -180,6 +198,7 @@ func (l *lane) waiting(now time.Time) time.Duration {
 
 // exec1 runs one call on its own, bounded by its deadline.
 func (l *lane) exec1(c *call) {
+	c.state.Store(callWritten)
 	ctx, cancel := context.WithDeadline(c.ctx, c.deadline(time.Now()))
 	if l.ack.wants([]*call{c}) {
 		l.execAcked(ctx, c)
@@ -200,8 +219,9 @@ func (l *lane) execBatch(batch []*call) {
 	var dl time.Time
 	var first *call
 	for _, c := range batch {
-		if err := c.ctx.Err(); err != nil {
-			c.cmd.SetErr(err)
+		if err := c.ctx.Err(); err != nil || !c.state.CompareAndSwap(callQueued, callWritten) {
+			c.state.Store(callUnsent)
+			c.cmd.SetErr(c.ctx.Err())
 			continue
 		}
 		if d := c.deadline(now); first == nil || d.After(dl) {

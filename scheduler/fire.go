@@ -202,6 +202,16 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			}
 			continue
 		}
+		if errors.Is(err, locker.ErrNotSent) {
+			// The attempt waited in this replica's queue until its bound
+			// (the next slot): this replica is behind, Redis did not fail.
+			// Nothing reached Redis, so nothing to withdraw, no backoff,
+			// and the next slot supersedes this one: late.
+			if clk.Now().Before(retryUntil.Add(-2 * claimGuard)) {
+				continue
+			}
+			return giveUp(store.ReasonLate)
+		}
 		// I/O error, no quorum, or confirmed too late: the claim may have
 		// won. Retry it as itself after the shared reconnect backoff, or as
 		// soon as Redis answers again. A claim that reached Redis holds the

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/jobs"
+	"github.com/redcron/redcron/locker"
 	"github.com/redcron/redcron/scheduler/store"
 )
 
@@ -108,5 +109,67 @@ func TestClaimConfirmedTooLateDoesNotRun(t *testing.T) {
 		if e.slot.Equal(late.Record.Slot) {
 			t.Fatalf("the slot confirmed too late ran (fence %d), want it skipped", e.fence)
 		}
+	}
+}
+
+// TestQueuedClaimNotSent: a claim that waits in this replica's queue until
+// the next slot (a call before it is in flight and Redis holds its reply)
+// never reached Redis. It is recorded late, not as an outage: no claim
+// error is counted, nothing is withdrawn, and the next slot runs once the
+// reply comes.
+func TestQueuedClaimNotSent(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	proxy := redistest.StartProxyFor(t, srv)
+	var l ledger
+	fn := registerLedgerFunc(&l, behaviour{})
+	j := testJob(t, "queued", "* * * * * *", fn, func(j *jobs.Job) { j.CatchupWindow = 0 })
+	// Calls wait up to 3 s for their reply: the held call keeps the queue
+	// behind it past the next slot.
+	rc := redis.NewClient(&redis.Options{
+		Addr: proxy.Addr(), ReadTimeout: 5 * time.Second, WriteTimeout: time.Second,
+		MaxRetries: -1, PoolSize: 8, ContextTimeoutEnabled: true,
+	})
+	t.Cleanup(func() { _ = rc.Close() })
+	lk, err := locker.New(rc, locker.Options{NodeTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := runScheduler(t, []*jobs.Job{j}, lk, Options{Replica: "queued-r"})
+	waitFor(t, 10*time.Second, func() bool { return len(l.snapshot()) > 0 })
+
+	slot := nextSecond(0)
+	waitUntil(slot.Add(-150 * time.Millisecond))
+	proxy.Hold(redistest.ToClient)
+	probe := make(chan error, 1)
+	go func() {
+		_, err := lk.Obtain(context.Background(), locker.Claim{Key: "queued-probe", MetaKey: "queued-probe:meta", TTL: 5 * time.Second, Unwatched: true})
+		probe <- err
+	}()
+	waitUntil(slot.Add(1500 * time.Millisecond))
+	proxy.Release(redistest.ToClient)
+	if err := <-probe; err != nil {
+		t.Fatalf("the held call: %v", err)
+	}
+	next := slot.Add(time.Second)
+	c := newClient(t, srv)
+	// The skip is recorded once its window closes (slot + 1 s + 2 s skew).
+	waitFor(t, 10*time.Second, func() bool { m, ok := readMark(t, c, j.Name, slot); return ok && m.Ended })
+
+	m, _ := readMark(t, c, j.Name, slot)
+	if m.Record.Outcome != store.OutcomeSkipped || m.Record.Reason != store.ReasonLate || m.Token != "" {
+		t.Errorf("slot %v: record %+v, token %q; want skipped (late) with no claim", slot, m.Record, m.Token)
+	}
+	ran := false
+	for _, e := range l.snapshot() {
+		if e.slot.Equal(slot) {
+			t.Errorf("slot %v ran at %v, want not (its claim was never sent)", slot, e.start)
+		}
+		ran = ran || e.slot.Equal(next)
+	}
+	if !ran {
+		t.Errorf("slot %v did not run, want it run once the held reply came", next)
+	}
+	if got := s.jobs[0].metrics.claimErrors.Load(); got != 0 {
+		t.Errorf("claim errors: got %d, want 0 (a claim queued here did not fail on Redis)", got)
 	}
 }
