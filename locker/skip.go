@@ -38,15 +38,34 @@ type Skip struct {
 // or the I/O error (ErrNoQuorum in quorum mode when fewer than a majority
 // answered).
 func (l *Locker) RecordSkip(ctx context.Context, s Skip) error {
-	var a args
-	a.key("mark", s.MarkKey).key("meta", s.MetaKey).key("history", s.HistoryKey)
-	a.arg("slot", strconv.FormatInt(s.Slot.Unix(), 10)).arg("first", strconv.FormatInt(firstSeen(s.FirstSeen, s.Slot), 10))
-	a.arg("record", s.Record).arg("retention", ms(s.Retention))
-	a.arg("not_before", unixMS(s.NotBefore)).arg("not_after", unixMS(s.NotAfter))
-	if s.HistoryKey != "" {
-		a.arg("history_len", strconv.Itoa(s.HistoryLen)).arg("history_ttl", ms(s.HistoryTTL)).arg("history_score", unixMS(s.Slot))
+	return l.RecordSkips(ctx, []Skip{s})[0]
+}
+
+// RecordSkips is RecordSkip for each of ss, sent at once (pipelined with
+// the other calls queued on each node, without a goroutine per skip); the
+// errors are in the order of ss.
+func (l *Locker) RecordSkips(ctx context.Context, ss []Skip) []error {
+	gs := make([]*gather[obtainReply], len(ss))
+	for i, s := range ss {
+		var a args
+		a.key("mark", s.MarkKey).key("meta", s.MetaKey).key("history", s.HistoryKey)
+		a.arg("slot", strconv.FormatInt(s.Slot.Unix(), 10)).arg("first", strconv.FormatInt(firstSeen(s.FirstSeen, s.Slot), 10))
+		a.arg("record", s.Record).arg("retention", ms(s.Retention))
+		a.arg("not_before", unixMS(s.NotBefore)).arg("not_after", unixMS(s.NotAfter))
+		if s.HistoryKey != "" {
+			a.arg("history_len", strconv.Itoa(s.HistoryLen)).arg("history_ttl", ms(s.HistoryTTL)).arg("history_score", unixMS(s.Slot))
+		}
+		gs[i] = fanout(ctx, l.nodes, laneMain, l.opts.NodeTimeout, recordScript, recordScript.line(&a), parseObtainCmd)
 	}
-	rs := fanout(ctx, l.nodes, laneMain, l.opts.NodeTimeout, recordScript, recordScript.line(&a), parseObtainCmd).all()
+	errs := make([]error, len(ss))
+	for i, g := range gs {
+		errs[i] = l.recorded(ctx, g.all())
+	}
+	return errs
+}
+
+// recorded is RecordSkip's verdict on the nodes' replies.
+func (l *Locker) recorded(ctx context.Context, rs []nodeResult[obtainReply]) error {
 	counts := map[string]int{}
 	var best obtainReply
 	answered := 0

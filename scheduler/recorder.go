@@ -28,9 +28,10 @@ type recorder struct {
 	kick chan struct{}
 	max  int // maxPending; tests lower it
 
-	mu      sync.Mutex
-	queue   pendingHeap
-	dropped int // since the last log line
+	mu       sync.Mutex
+	queue    pendingHeap
+	dropped  int // beyond the bound, since the last log line
+	tooLateN int // too late to write, since the last log line
 }
 
 // pending is one deferred write.
@@ -48,8 +49,12 @@ type pending struct {
 // 10,000 a second (about 100 bytes each).
 const maxPending = 1 << 20
 
-// recordBatch is how many due entries the recorder writes at once.
-const recordBatch = 256
+// recordBatch is how many due records the recorder writes at once, and
+// withdrawBatch how many bids it withdraws at once (a goroutine each).
+const (
+	recordBatch   = 4096
+	withdrawBatch = 256
+)
 
 // maxLateRecords bounds how many of the slots passed over at once (a
 // replica waking late) are queued for a skip record; the rest are only
@@ -125,27 +130,37 @@ func (r *recorder) start(ctx context.Context) (stop func()) {
 
 func (r *recorder) run(ctx context.Context) {
 	clk := r.s.opts.Clock
-	batch := make([]*pending, 0, recordBatch)
+	var skips, bids []*pending
 	for {
 		r.mu.Lock()
 		if r.dropped > 0 {
 			r.s.log.Warn().Int("slots", r.dropped).Int("max_pending", r.max).Msg("skip records dropped: too many pending")
 			r.dropped = 0
 		}
+		if r.tooLateN > 0 {
+			r.s.log.Warn().Int("slots", r.tooLateN).Msg("skip records dropped: written too late to tell whether the slot ran")
+			r.tooLateN = 0
+		}
 		wait := maxSleep
 		now := clk.Now()
-		for r.queue.Len() > 0 && len(batch) < recordBatch {
+		for r.queue.Len() > 0 && len(skips) < recordBatch && len(bids) < withdrawBatch {
 			if d := r.queue[0].due.Sub(now); d > 0 {
 				wait = min(d, maxSleep)
 				break
 			}
-			batch = append(batch, heap.Pop(&r.queue).(*pending))
+			p := heap.Pop(&r.queue).(*pending)
+			if p.bid != nil {
+				bids = append(bids, p)
+			} else {
+				skips = append(skips, p)
+			}
 		}
 		r.mu.Unlock()
-		if len(batch) > 0 {
-			r.workAll(ctx, batch)
-			clear(batch)
-			batch = batch[:0]
+		if len(skips)+len(bids) > 0 {
+			r.workAll(ctx, skips, bids)
+			clear(skips)
+			clear(bids)
+			skips, bids = skips[:0], bids[:0]
 			continue
 		}
 		t := clk.NewTimer(wait)
@@ -160,63 +175,102 @@ func (r *recorder) run(ctx context.Context) {
 	}
 }
 
-// workAll makes one attempt at each entry of batch, at once, and returns
-// when all are done.
-func (r *recorder) workAll(ctx context.Context, batch []*pending) {
-	if len(batch) == 1 {
-		r.work(ctx, batch[0])
-		return
-	}
+// workAll makes one attempt at each entry: the records in one round of
+// pipelined calls, the withdrawals each on a goroutine of its own; it
+// returns when all are done.
+func (r *recorder) workAll(ctx context.Context, skips, bids []*pending) {
 	var wg sync.WaitGroup
-	for _, p := range batch {
+	for _, p := range bids {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.work(ctx, p)
+			r.withdraw(ctx, p)
 		}()
+	}
+	if len(skips) > 0 {
+		r.record(ctx, skips)
 	}
 	wg.Wait()
 }
 
-// work makes one attempt at p and requeues it when it must be retried.
-func (r *recorder) work(ctx context.Context, p *pending) {
+// tooLate says whether p's record can no longer be written: its run's
+// mark, if any, may be gone, so an absent mark proves nothing.
+func (r *recorder) tooLate(p *pending, now time.Time) bool {
+	return now.After(p.slot.Add(r.s.MarkRetention(p.js.job) + r.s.opts.MaxClockSkew))
+}
+
+// withdraw makes one attempt at withdrawing p's bid, then queues its
+// record (or the next attempt).
+func (r *recorder) withdraw(ctx context.Context, p *pending) {
 	s := r.s
-	clk := s.opts.Clock
-	now := clk.Now()
-	if now.After(p.slot.Add(s.MarkRetention(p.js.job) + s.opts.MaxClockSkew)) {
-		return // too late to tell: its mark may be gone
+	now := s.opts.Clock.Now()
+	if r.tooLate(p, now) {
+		r.late(1)
+		return
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
 	defer cancel()
 	p.tries++
-	retry := reconnectDelay(p.tries)
-	if p.bid != nil {
-		if err := p.bid.Withdraw(cctx); err != nil {
-			p.due = now.Add(retry)
-			r.requeue(p)
-			return
-		}
-		p.bid, p.tries = nil, 0
-		p.due = r.closes(p.js, p.slot)
+	if err := p.bid.Withdraw(cctx); err != nil {
+		p.due = now.Add(reconnectDelay(p.tries))
 		r.requeue(p)
 		return
 	}
-	err := s.locker.RecordSkip(cctx, r.skipOf(p))
-	var ne *locker.NotObtainedError
-	switch {
-	case err == nil:
-		s.skipped(p.js, p.slot, p.reason)
-	case errors.Is(err, locker.ErrEarly) && errors.As(err, &ne):
-		p.tries = 0
-		p.due = now.Add(ne.Wait + 10*time.Millisecond)
-		r.requeue(p)
-	case errors.Is(err, locker.ErrSlotClaimed), errors.Is(err, locker.ErrLate), errors.Is(err, locker.ErrUnborn):
-		// Another replica ran or recorded it, it is too late to tell, or
-		// the slot came before the job was first seen.
-	default:
-		p.due = now.Add(retry)
-		r.requeue(p)
+	p.bid, p.tries = nil, 0
+	p.due = r.closes(p.js, p.slot)
+	r.requeue(p)
+}
+
+// record makes one attempt at writing the records of ps, at once, and
+// requeues those to be retried.
+func (r *recorder) record(ctx context.Context, ps []*pending) {
+	s := r.s
+	now := s.opts.Clock.Now()
+	live := ps[:0]
+	for _, p := range ps {
+		if r.tooLate(p, now) {
+			r.late(1)
+			continue
+		}
+		live = append(live, p)
 	}
+	if len(live) == 0 {
+		return
+	}
+	skips := make([]locker.Skip, len(live))
+	for i, p := range live {
+		skips[i] = r.skipOf(p)
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
+	errs := s.locker.RecordSkips(cctx, skips)
+	cancel()
+	for i, p := range live {
+		err := errs[i]
+		var ne *locker.NotObtainedError
+		switch {
+		case err == nil:
+			s.skipped(p.js, p.slot, p.reason)
+		case errors.Is(err, locker.ErrEarly) && errors.As(err, &ne):
+			p.tries = 0
+			p.due = now.Add(ne.Wait + 10*time.Millisecond)
+			r.requeue(p)
+		case errors.Is(err, locker.ErrSlotClaimed), errors.Is(err, locker.ErrLate), errors.Is(err, locker.ErrUnborn):
+			// Another replica ran or recorded it, it is too late to tell,
+			// or the slot came before the job was first seen.
+		default:
+			p.tries++
+			p.due = now.Add(reconnectDelay(p.tries))
+			r.requeue(p)
+		}
+	}
+}
+
+// late counts n entries dropped because their records can no longer be
+// written (logged with the next round).
+func (r *recorder) late(n int) {
+	r.mu.Lock()
+	r.tooLateN += n
+	r.mu.Unlock()
 }
 
 func (r *recorder) requeue(p *pending) {

@@ -35,8 +35,9 @@ func (b *syncBuffer) String() string {
 }
 
 // TestRecorderBatchesAndBounds: skips queued faster than one round trip
-// each are all written (in batches, against a real Redis), and past the
-// queue's bound the excess is dropped, counted and logged, not silently.
+// each are all written (in batches, against a real Redis); past the
+// queue's bound the excess is dropped, counted and logged, not silently,
+// and so is a skip found after its run's mark could have expired.
 func TestRecorderBatchesAndBounds(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	const n, bound = 600, 500
@@ -59,6 +60,10 @@ func TestRecorderBatchesAndBounds(t *testing.T) {
 		st.since = slot.Add(-time.Minute) // the cluster knew the job before
 		r.add(st, slot, store.ReasonOutage, nil)
 	}
+	// Past retention (10s) + skew (2s): too late to tell whether it ran.
+	r.max++
+	old := slot.Add(-30 * time.Second)
+	r.add(s.jobs[0], old, store.ReasonOutage, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	stop := r.start(ctx)
 	t.Cleanup(cancel)
@@ -93,7 +98,13 @@ func TestRecorderBatchesAndBounds(t *testing.T) {
 	if recorded != bound || none != n-bound {
 		t.Errorf("records: got %d written and %d missing, want %d and %d", recorded, none, bound, n-bound)
 	}
-	if want := fmt.Sprintf(`"slots":%d,"max_pending":%d,"message":"skip records dropped: too many pending"`, n-bound, bound); !strings.Contains(logs.String(), want) {
+	if want := fmt.Sprintf(`"slots":%d,"max_pending":%d,"message":"skip records dropped: too many pending"`, n-bound, bound+1); !strings.Contains(logs.String(), want) {
 		t.Errorf("log: no line with %s", want)
+	}
+	if want := `"slots":1,"message":"skip records dropped: written too late to tell whether the slot ran"`; !strings.Contains(logs.String(), want) {
+		t.Errorf("log: no line with %s", want)
+	}
+	if _, ok := readMark(t, c, s.jobs[0].job.Name, old); ok {
+		t.Errorf("the slot past its retention: got a record, want none")
 	}
 }

@@ -23,7 +23,7 @@ import (
 type Locker interface {
 	Bid(c locker.Claim) (*locker.Bid, error)
 	ServerClock(ctx context.Context, now func() time.Time) (locker.ServerClock, error)
-	RecordSkip(ctx context.Context, s locker.Skip) error
+	RecordSkips(ctx context.Context, ss []locker.Skip) []error
 	Stuck(d time.Duration) bool
 }
 
