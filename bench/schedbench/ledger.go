@@ -29,6 +29,21 @@ type verdict struct {
 	// job is due), the lag of its last run to start, sorted.
 	latest []time.Duration
 	wins   []int // runs per replica
+	// recorded counts the misses with a skip record, by reason, and
+	// unrecorded those without; both nil/zero when records were not read
+	// (counted says whether they were).
+	recorded   map[string]int
+	unrecorded int
+	counted    bool
+	// lastUnrecorded are some misses without a record from the window's
+	// last seconds (whose marks may still be in Redis), for the notes.
+	lastUnrecorded []jobSlot
+}
+
+// jobSlot is one (job index, slot) of a suite.
+type jobSlot struct {
+	job  int32
+	slot int64
 }
 
 // slotsOf returns the slots of each spec in [from, to], computed once per
@@ -54,8 +69,11 @@ func slotsOf(specs []string, from, to int64) ([][]int64, error) {
 	return out, nil
 }
 
-func analyse(es []entry, specs []string, nReplicas int, from, to int64) (verdict, error) {
-	v := verdict{wins: make([]int, nReplicas)}
+// analyse checks the runs es of the window [from, to]; skips, when not
+// nil, are the skip records read from Redis, which the misses are matched
+// against.
+func analyse(es []entry, specs []string, nReplicas int, from, to int64, skips map[jobSlot]string) (verdict, error) {
+	v := verdict{wins: make([]int, nReplicas), counted: skips != nil, recorded: map[string]int{}}
 	due, err := slotsOf(specs, from, to)
 	if err != nil {
 		return v, err
@@ -100,6 +118,16 @@ func analyse(es []entry, specs []string, nReplicas int, from, to int64) (verdict
 		case !want[i]:
 		case c == 0:
 			v.misses++
+			if skips != nil {
+				if reason, ok := skips[jobSlot{int32(i / width), from + int64(i%width)}]; ok {
+					v.recorded[reason]++
+				} else {
+					v.unrecorded++
+					if js := (jobSlot{int32(i / width), from + int64(i%width)}); js.slot >= to-2 && len(v.lastUnrecorded) < 5 {
+						v.lastUnrecorded = append(v.lastUnrecorded, js)
+					}
+				}
+			}
 		case c > 1:
 			v.duplicates += int(c) - 1
 		}

@@ -10,11 +10,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/redcron/redcron/bench/internal/host"
+	"github.com/redcron/redcron/scheduler"
 	"github.com/redcron/redcron/scheduler/schedule"
+	"github.com/redcron/redcron/scheduler/store"
 )
 
 // scenario is one system with R replicas and replica 0's clock offset, on
@@ -189,6 +194,10 @@ func runScenario(self string, s suite, sc scenario, path string, specs []string,
 		snaps = sampleSnaps(from, to, sample, edge)
 	}
 	stop := time.Unix(to+1, 0).Add(cooldown)
+	countRecords := s.records && !be.cluster && sc.system == sysRedcron
+	if countRecords {
+		stop = time.Unix(to+1, 0).Add(max(s.catchup, scheduler.OnTime) + scheduler.DefaultMaxClockSkew + recordSlack)
+	}
 
 	type done struct {
 		rep childReport
@@ -268,7 +277,57 @@ func runScenario(self string, s suite, sc scenario, path string, specs []string,
 			return m, fmt.Errorf("replica %d was built only %v before the window: warmup %v is too short", r.Replica, snaps[0].Sub(r.Built), s.warmup)
 		}
 	}
-	return m, m.fill(reports, srvSnaps, specs)
+	if countRecords {
+		if m.skips, err = readSkips(ctx, be.admins[0], len(specs), from, to); err != nil {
+			return m, err
+		}
+	}
+	if err := m.fill(reports, srvSnaps, specs); err != nil {
+		return m, err
+	}
+	for _, js := range m.v.lastUnrecorded {
+		key := store.JobKeys(store.DefaultPrefix, jobName(int(js.job))).Mark(time.Unix(js.slot, 0))
+		h, err := be.admins[0].HGetAll(ctx, key).Result()
+		if err != nil {
+			return m, err
+		}
+		m.unrecordedMarks = append(m.unrecordedMarks, fmt.Sprintf("%s: %v", key, h))
+	}
+	return m, nil
+}
+
+// recordSlack is how long after the window's last skip records are due
+// the replicas keep running, so that their recorders write them.
+const recordSlack = 5 * time.Second
+
+// readSkips reads the skip records of the window's slots from the jobs'
+// history, by job index and slot.
+func readSkips(ctx context.Context, c *redis.Client, jobs int, from, to int64) (map[jobSlot]string, error) {
+	out := map[jobSlot]string{}
+	const chunk = 1000
+	for lo := 0; lo < jobs; lo += chunk {
+		pipe := c.Pipeline()
+		cmds := make([]*redis.StringSliceCmd, 0, chunk)
+		for i := lo; i < min(lo+chunk, jobs); i++ {
+			key := store.JobKeys(store.DefaultPrefix, jobName(i)).History()
+			cmds = append(cmds, pipe.ZRangeByScore(ctx, key, &redis.ZRangeBy{Min: strconv.FormatInt(from*1000, 10), Max: strconv.FormatInt(to*1000, 10)}))
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("reading the skip records: %w", err)
+		}
+		for k, cmd := range cmds {
+			for _, h := range cmd.Val() {
+				r, err := store.ParseRecord(h)
+				if err != nil {
+					return nil, err
+				}
+				if r.Outcome == store.OutcomeSkipped {
+					out[jobSlot{int32(lo + k), r.Slot.Unix()}] = r.Reason
+				}
+			}
+		}
+	}
+	return out, nil
 }
 
 // killAll kills the children the bench started.
