@@ -119,6 +119,8 @@ func (r *recorder) start(ctx context.Context) (stop func()) {
 	return func() {
 		cancel()
 		<-done
+		r.flush()
+		r.logDrops()
 		r.mu.Lock()
 		left := r.queue.Len()
 		r.mu.Unlock()
@@ -128,51 +130,101 @@ func (r *recorder) start(ctx context.Context) (stop func()) {
 	}
 }
 
+// flush writes, at shutdown, the entries already due, in rounds bounded
+// in all by CallTimeout; entries that fail again stay queued.
+func (r *recorder) flush() {
+	ctx, cancel := context.WithTimeout(context.Background(), r.s.opts.CallTimeout)
+	defer cancel()
+	for ctx.Err() == nil {
+		skips, bids := r.due(nil, nil)
+		if len(skips)+len(bids) == 0 {
+			return
+		}
+		r.workAll(ctx, skips, bids)
+		if r.requeued(skips, bids) {
+			return // what failed once fails again until Redis answers
+		}
+	}
+}
+
+// requeued says whether any entry of the round went back to the queue.
+func (r *recorder) requeued(rounds ...[]*pending) bool {
+	for _, ps := range rounds {
+		for _, p := range ps {
+			if p.index >= 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// due pops the entries due now into skips and bids, up to a round's
+// size.
+func (r *recorder) due(skips, bids []*pending) ([]*pending, []*pending) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.s.opts.Clock.Now()
+	for r.queue.Len() > 0 && len(skips) < recordBatch && len(bids) < withdrawBatch && !r.queue[0].due.After(now) {
+		p := heap.Pop(&r.queue).(*pending)
+		if p.bid != nil {
+			bids = append(bids, p)
+		} else {
+			skips = append(skips, p)
+		}
+	}
+	return skips, bids
+}
+
 func (r *recorder) run(ctx context.Context) {
 	clk := r.s.opts.Clock
 	var skips, bids []*pending
-	for {
-		r.mu.Lock()
-		if r.dropped > 0 {
-			r.s.log.Warn().Int("slots", r.dropped).Int("max_pending", r.max).Msg("skip records dropped: too many pending")
-			r.dropped = 0
-		}
-		if r.tooLateN > 0 {
-			r.s.log.Warn().Int("slots", r.tooLateN).Msg("skip records dropped: written too late to tell whether the slot ran")
-			r.tooLateN = 0
-		}
-		wait := maxSleep
-		now := clk.Now()
-		for r.queue.Len() > 0 && len(skips) < recordBatch && len(bids) < withdrawBatch {
-			if d := r.queue[0].due.Sub(now); d > 0 {
-				wait = min(d, maxSleep)
-				break
-			}
-			p := heap.Pop(&r.queue).(*pending)
-			if p.bid != nil {
-				bids = append(bids, p)
-			} else {
-				skips = append(skips, p)
-			}
-		}
-		r.mu.Unlock()
+	// A round under way when Run ends completes (each call is bounded by
+	// CallTimeout); stop then flushes what is due.
+	wctx := context.WithoutCancel(ctx)
+	for ctx.Err() == nil {
+		r.logDrops()
+		skips, bids = r.due(skips, bids)
 		if len(skips)+len(bids) > 0 {
-			r.workAll(ctx, skips, bids)
+			r.workAll(wctx, skips, bids)
 			clear(skips)
 			clear(bids)
 			skips, bids = skips[:0], bids[:0]
 			continue
 		}
-		t := clk.NewTimer(wait)
+		t := clk.NewTimer(r.wait())
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return
 		case <-r.kick:
 			t.Stop()
 		case <-t.C():
 		}
 	}
+}
+
+// logDrops logs the entries dropped since the last call.
+func (r *recorder) logDrops() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dropped > 0 {
+		r.s.log.Warn().Int("slots", r.dropped).Int("max_pending", r.max).Msg("skip records dropped: too many pending")
+		r.dropped = 0
+	}
+	if r.tooLateN > 0 {
+		r.s.log.Warn().Int("slots", r.tooLateN).Msg("skip records dropped: written too late to tell whether the slot ran")
+		r.tooLateN = 0
+	}
+}
+
+// wait is how long until the next entry is due, at most maxSleep.
+func (r *recorder) wait() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.queue.Len() == 0 {
+		return maxSleep
+	}
+	return min(max(r.queue[0].due.Sub(r.s.opts.Clock.Now()), 0), maxSleep)
 }
 
 // workAll makes one attempt at each entry: the records in one round of
@@ -296,6 +348,7 @@ func (h *pendingHeap) Push(x any) {
 func (h *pendingHeap) Pop() any {
 	old := *h
 	p := old[len(old)-1]
+	p.index = -1 // out of the queue
 	*h = old[:len(old)-1]
 	return p
 }

@@ -108,3 +108,38 @@ func TestRecorderBatchesAndBounds(t *testing.T) {
 		t.Errorf("the slot past its retention: got a record, want none")
 	}
 }
+
+// TestRecorderFlushesAtShutdown: at shutdown the recorder writes the
+// skips already due (here it never ran a round before), and logs those
+// not yet due, which other replicas may still claim.
+func TestRecorderFlushesAtShutdown(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	js := []*jobs.Job{
+		testJob(t, "flush-a", "* * * * * *", "", func(j *jobs.Job) { j.CatchupWindow = 0 }),
+		testJob(t, "flush-b", "* * * * * *", "", func(j *jobs.Job) { j.CatchupWindow = 0 }),
+	}
+	var logs syncBuffer
+	log := zerolog.New(&logs)
+	s, err := New(js, newLocker(t, newClient(t, srv)), Options{Replica: "flush", Logger: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.recorder
+	slot := time.Now().Truncate(time.Second).Add(-5 * time.Second)
+	for _, st := range s.jobs {
+		st.since = slot.Add(-time.Minute)
+	}
+	r.add(s.jobs[0], slot, store.ReasonOutage, nil)
+	r.add(s.jobs[1], slot.Add(time.Minute), store.ReasonOutage, nil) // due in a minute
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // Run is over before the recorder's first round
+	r.start(ctx)()
+
+	c := newClient(t, srv)
+	if m, ok := readMark(t, c, "flush-a", slot); !ok || m.Record.Reason != store.ReasonOutage {
+		t.Errorf("the due skip: got %+v (present %v), want it written at shutdown", m.Record, ok)
+	}
+	if want := `"slots":1,"message":"shutdown: skip records not yet due are not written"`; !strings.Contains(logs.String(), want) {
+		t.Errorf("log: no line with %s", want)
+	}
+}
