@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/gob"
 	"encoding/json"
 	"fmt"
@@ -58,6 +59,9 @@ type childReport struct {
 	// (skips, claim failures); FirstLogs are the first few.
 	Logs      int
 	FirstLogs []string
+	// Recorder are the recorder's lines about skip records it could not
+	// write (dropped, or left at shutdown), from the whole run.
+	Recorder []string
 }
 
 // replica is a running system in a child.
@@ -155,6 +159,9 @@ func runChild(in io.Reader, out io.Writer) error {
 		return err
 	}
 	rep.Logs, rep.FirstLogs = logs.count()
+	logs.mu.Lock()
+	rep.Recorder = logs.recorder
+	logs.mu.Unlock()
 	return gob.NewEncoder(out).Encode(rep)
 }
 
@@ -198,14 +205,18 @@ func (r *recorder) snapshot() ([]entry, error) {
 // countWriter counts the scheduler's warn-level log lines while counting
 // is on (the window) and keeps the first few.
 type countWriter struct {
-	mu    sync.Mutex
-	on    bool
-	n     int
-	first []string
+	mu       sync.Mutex
+	on       bool
+	n        int
+	first    []string
+	recorder []string
 }
 
 func (w *countWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
+	if bytes.Contains(p, []byte("skip records")) && len(w.recorder) < 20 {
+		w.recorder = append(w.recorder, string(p))
+	}
 	if w.on {
 		w.n++
 		if len(w.first) < 5 {

@@ -17,6 +17,7 @@ type runMetrics struct {
 	skips    map[jobSlot]string // the window's skip records, when read (suite.records)
 	// unrecordedMarks are the marks of some misses without a record.
 	unrecordedMarks []string
+	recorderLogs    []string // the replicas' lines on skip records not written
 	// kinds are the top-level commands all replicas sent in the window
 	// (their hooks), by kind; hookScripts their EVALSHA and EVAL.
 	kinds       map[string]int64
@@ -61,6 +62,9 @@ func (m *runMetrics) fill(reports []childReport, ss []serverSnap, specs []string
 		m.build = append(m.build, r.Build)
 		m.builtHeap = append(m.builtHeap, r.BuiltHeap)
 		m.logs += r.Logs
+		for _, l := range r.Recorder {
+			m.recorderLogs = append(m.recorderLogs, fmt.Sprintf("r%d: %s", r.Replica, l))
+		}
 		if len(m.firstLogs) < 5 {
 			m.firstLogs = append(m.firstLogs, r.FirstLogs...)
 		}
@@ -285,6 +289,9 @@ func (r suiteResult) print(reps int) {
 			for _, mk := range m.unrecordedMarks {
 				fmt.Printf("  - a miss without a record, its mark: %s\n", mk)
 			}
+		}
+		for _, l := range m.recorderLogs {
+			fmt.Printf("  - recorder log: %s", l)
 		}
 		for _, l := range m.firstLogs {
 			fmt.Printf("  - log: %s", l)
