@@ -70,8 +70,8 @@ type suite struct {
 	notInAll bool
 	// records keeps the replicas running until the window's skip records
 	// are due (catchup_window + max_clock_skew after its last slot), then
-	// reads the jobs' history: a miss with a skip record was recorded with
-	// a reason, one without was dropped (one plain Redis only).
+	// reads the jobs' history: a miss with a record was recorded (a skip
+	// with its reason), one without was dropped (one plain Redis only).
 	records bool
 }
 

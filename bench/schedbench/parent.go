@@ -300,8 +300,9 @@ func runScenario(self string, s suite, sc scenario, path string, specs []string,
 // the replicas keep running, so that their recorders write them.
 const recordSlack = 5 * time.Second
 
-// readSkips reads the skip records of the window's slots from the jobs'
-// history, by job index and slot.
+// readSkips reads the final records of the window's slots from the jobs'
+// history, by job index and slot: a skip's reason, or another record's
+// outcome.
 func readSkips(ctx context.Context, c *redis.Client, jobs int, from, to int64) (map[jobSlot]string, error) {
 	out := map[jobSlot]string{}
 	const chunk = 1000
@@ -321,9 +322,16 @@ func readSkips(ctx context.Context, c *redis.Client, jobs int, from, to int64) (
 				if err != nil {
 					return nil, err
 				}
-				if r.Outcome == store.OutcomeSkipped {
-					out[jobSlot{int32(lo + k), r.Slot.Unix()}] = r.Reason
+				// A skip by its reason; a run that started without reaching
+				// the job's function (its lease lost first) by its outcome.
+				what := r.Reason
+				if r.Outcome != store.OutcomeSkipped {
+					what = r.Outcome
+					if r.Reason != "" {
+						what += " (" + r.Reason + ")"
+					}
 				}
+				out[jobSlot{int32(lo + k), r.Slot.Unix()}] = what
 			}
 		}
 	}
