@@ -32,7 +32,7 @@ const (
 	ReasonPaused   = "paused"   // the job was paused
 	ReasonOverlap  = "overlap"  // overlap forbid: the job was still running
 	ReasonOutage   = "outage"   // no claim could be made (Redis unreachable) within the window
-	ReasonLate     = "late"     // the slot was found after its catch-up window
+	ReasonLate     = "late"     // the slot was found after its catch-up window, or its claim waited in the replica's own queue until the next slot (overload)
 	ReasonAborted  = "aborted"  // a claim that may have won was given up
 	ReasonClock    = "clock"    // the replicas that saw it had clocks off by more than max_clock_skew
 	ReasonSplit    = "split"    // quorum mode: the claimants' votes kept splitting until the next slot
