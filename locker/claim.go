@@ -50,6 +50,14 @@ type Claim struct {
 	// with ErrEarly and nothing is written; later, with ErrLate, and
 	// Records.Late is recorded. Zero: no bound.
 	NotBefore, NotAfter time.Time
+	// MarkFloor is how long after its slot every replica keeps a decided
+	// slot's mark, at least (the shortest Retention of any config). Within
+	// it, a slot claim that finds no mark but the job's high-water slot at
+	// or above Slot (a later slot was decided first: claims reordered under
+	// overload) records Records.Late and fails with ErrLate, so that the
+	// slot passed over has its record. Zero, or later: ErrSlotClaimed, and
+	// nothing is written (its mark may have expired).
+	MarkFloor time.Duration
 
 	// PauseKey, when set and present, makes Obtain fail with ErrPaused;
 	// Records.Paused is recorded in the mark.
@@ -180,6 +188,9 @@ func (c *Claim) lines(token string) lines {
 		}
 		if !c.NotAfter.IsZero() {
 			o.arg("not_after", unixMS(c.NotAfter))
+		}
+		if c.MarkFloor > 0 && c.Records.Late != "" {
+			o.arg("mark_floor", ms(c.MarkFloor))
 		}
 	}
 	if c.Replace {

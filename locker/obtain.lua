@@ -18,6 +18,9 @@
 --              sight, server clock); absent for a manual run or a plain lock
 --   A.first    first sight to store when the job has none yet (unix s)
 --   A.not_before, A.not_after   server-clock bounds of the claim (ms)
+--   A.mark_floor  ms after the slot during which every decided slot has
+--              a mark: a claim under the high-water slot that finds none
+--              records A.skip_late (optional)
 --   A.overlap  "replace" takes over a busy lease (see K.next); otherwise a
 --              busy lease refuses the claim
 --   A.channel  pub/sub channel that tells a replaced holder to stop
@@ -32,7 +35,8 @@
 --        {"busy", pttl}                  lease held by another run
 --        {"paused", pttl}                job paused (skip recorded)
 --        {"early", wait}                 slot not due on the server clock
---        {"late", over}                  past its window (skip recorded)
+--        {"late", over}                  past its window, or passed over by
+--                                        a later slot (skip recorded)
 --        {"unborn", first}               slot before the job's first sight
 
 local fence_of = function(v) return tonumber(v) end
@@ -79,11 +83,17 @@ local prevhw = false
 if A.slot then
   local slot = tonumber(A.slot)
   local meta = redis.call("HMGET", K.meta, "hw", "first")
+  local now = now_ms()
   if meta[1] and tonumber(meta[1]) >= slot then
+    if A.mark_floor and now <= slot * 1000 + tonumber(A.mark_floor) then
+      -- no mark where every replica keeps one: the slot was never
+      -- decided, a later one was first (claims reordered). Record it.
+      end_mark(A.skip_late)
+      return {"late", 0}
+    end
     -- decided before: its mark may have expired, the high-water has not
     return {"claimed", 0, ""}
   end
-  local now = now_ms()
   if A.not_before and now < tonumber(A.not_before) then
     return {"early", tonumber(A.not_before) - now}
   end

@@ -73,6 +73,48 @@ func TestSlotClaims(t *testing.T) {
 		}
 	})
 
+	// A later slot decided first (claims reordered under overload): within
+	// MarkFloor of its slot, a claim that finds no mark under the
+	// high-water records its slot late; past MarkFloor its mark could have
+	// expired, so it is refused as claimed, with nothing written.
+	t.Run("passed over", func(t *testing.T) {
+		t.Parallel()
+		key, meta := keys(t)
+		base := time.Now().Truncate(time.Second)
+		for _, tc := range []struct {
+			name     string
+			slot     time.Time // the slot passed over; slot+1s is decided first
+			wantLate bool
+		}{
+			{"within the floor", base.Add(-2 * time.Second), true},
+			{"past the floor", base.Add(-30 * time.Second), false},
+		} {
+			claim := func(slot time.Time) locker.Claim {
+				cl := slotClaim(key, meta, slot)
+				cl.FirstSeen = slot.Add(-time.Hour)
+				cl.MarkFloor = 6 * time.Second
+				return cl
+			}
+			must(t, c.HDel(bg, meta, "hw").Err())
+			lease := mustObtain(t, l, claim(tc.slot.Add(time.Second)))
+			if err := lease.Finish(bg, "done:ok"); err != nil {
+				t.Fatalf("%s: Finish: %v", tc.name, err)
+			}
+			err := tryObtain(l, claim(tc.slot))
+			mark := markOf(key, tc.slot)
+			switch {
+			case tc.wantLate && !errors.Is(err, locker.ErrLate):
+				t.Errorf("%s: got %v, want ErrLate", tc.name, err)
+			case tc.wantLate && hget(t, c, mark, "end") != recs.Late:
+				t.Errorf("%s: mark %v, want the late record", tc.name, hgetall(t, c, mark))
+			case !tc.wantLate && !errors.Is(err, locker.ErrSlotClaimed):
+				t.Errorf("%s: got %v, want ErrSlotClaimed", tc.name, err)
+			case !tc.wantLate && exists(t, c, mark):
+				t.Errorf("%s: a refused claim wrote mark %v", tc.name, hgetall(t, c, mark))
+			}
+		}
+	})
+
 	// Before NotBefore on the server's clock: ErrEarly with the wait, and
 	// nothing written (not even the first sight).
 	t.Run("early", func(t *testing.T) {

@@ -336,6 +336,7 @@ func (s *Scheduler) claimFor(js *jobState, slot time.Time, jitter time.Duration,
 		c.PauseKey = k.Paused()
 		c.NotBefore = slot.Add(jitter)
 		c.NotAfter = deadline.Add(s.opts.MaxClockSkew)
+		c.MarkFloor = MarkFloor
 		c.Records = locker.Records{
 			Paused: store.Skip(j.Name, slot, store.ReasonPaused),
 			Late:   store.Skip(j.Name, slot, store.ReasonLate),

@@ -25,6 +25,11 @@ const (
 	// MarkMargin is added to every slot mark's retention, for Redis and
 	// network latency and timer lateness (see [Scheduler.MarkRetention]).
 	MarkMargin = 5 * time.Second
+	// MarkFloor is how long after its slot every replica keeps a decided
+	// slot's mark, whatever its config: MarkRetention's least value, with
+	// no skew, jitter or catch-up window. A claim that finds, within it, no
+	// mark under a later decided slot records its slot late.
+	MarkFloor = OnTime + MarkMargin
 	// OnTime is the least catch-up window: a slot less than OnTime old is
 	// fired as on time even when the job's catchup_window is shorter (0).
 	OnTime = time.Second
