@@ -107,8 +107,9 @@ func (r *recorder) add(js *jobState, slot time.Time, reason string, bid *locker.
 	}
 }
 
-// start runs the recorder until ctx ends or the returned func, which stops
-// it, waits for it and logs what was left undone.
+// start runs the recorder until ctx ends or the returned func is called;
+// that func stops it, waits for it, writes the records already due (see
+// flush) and logs what is left.
 func (r *recorder) start(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
