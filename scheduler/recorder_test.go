@@ -1,11 +1,9 @@
 package scheduler
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,22 +14,21 @@ import (
 	"github.com/redcron/redcron/scheduler/store"
 )
 
-// syncBuffer is a bytes.Buffer safe for the recorder's concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+// recorderScheduler builds (does not run) a scheduler of js on srv for
+// the recorder's tests: every job was known to the cluster a minute
+// before slot, and its warn lines go to the returned buffer.
+func recorderScheduler(t *testing.T, srv *redistest.Server, replica string, js []*jobs.Job, slot time.Time) (*Scheduler, *lockedBuffer) {
+	t.Helper()
+	logs := &lockedBuffer{}
+	log := zerolog.New(logs)
+	s, err := New(js, newLocker(t, newClient(t, srv)), Options{Replica: replica, Logger: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range s.jobs {
+		st.since = slot.Add(-time.Minute)
+	}
+	return s, logs
 }
 
 // TestRecorderBatchesAndBounds: skips queued faster than one round trip
@@ -45,19 +42,13 @@ func TestRecorderBatchesAndBounds(t *testing.T) {
 	for i := range js {
 		js[i] = testJob(t, fmt.Sprintf("rec%03d", i), "* * * * * *", "", func(j *jobs.Job) { j.CatchupWindow = 0 })
 	}
-	var logs syncBuffer
-	log := zerolog.New(&logs)
-	s, err := New(js, newLocker(t, newClient(t, srv)), Options{Replica: "rec", Logger: &log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := s.recorder
-	r.max = bound
 	// A slot whose window has closed (closes = slot + 1s + 2s skew) and
 	// whose mark may still be written (retention 10s).
 	slot := time.Now().Truncate(time.Second).Add(-5 * time.Second)
+	s, logs := recorderScheduler(t, srv, "rec", js, slot)
+	r := s.recorder
+	r.max = bound
 	for _, st := range s.jobs {
-		st.since = slot.Add(-time.Minute) // the cluster knew the job before
 		r.add(st, slot, store.ReasonOutage, nil)
 	}
 	// Past retention (10s) + skew (2s): too late to tell whether it ran.
@@ -118,17 +109,9 @@ func TestRecorderFlushesAtShutdown(t *testing.T) {
 		testJob(t, "flush-a", "* * * * * *", "", func(j *jobs.Job) { j.CatchupWindow = 0 }),
 		testJob(t, "flush-b", "* * * * * *", "", func(j *jobs.Job) { j.CatchupWindow = 0 }),
 	}
-	var logs syncBuffer
-	log := zerolog.New(&logs)
-	s, err := New(js, newLocker(t, newClient(t, srv)), Options{Replica: "flush", Logger: &log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := s.recorder
 	slot := time.Now().Truncate(time.Second).Add(-5 * time.Second)
-	for _, st := range s.jobs {
-		st.since = slot.Add(-time.Minute)
-	}
+	s, logs := recorderScheduler(t, srv, "flush", js, slot)
+	r := s.recorder
 	r.add(s.jobs[0], slot, store.ReasonOutage, nil)
 	r.add(s.jobs[1], slot.Add(time.Minute), store.ReasonOutage, nil) // due in a minute
 	ctx, cancel := context.WithCancel(context.Background())
