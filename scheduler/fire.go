@@ -14,10 +14,14 @@ import (
 )
 
 // fire starts the firing that claims and runs (job, slot), on a worker
-// goroutine (see workers). Called by the loop only; the firing is counted
+// goroutine (see workers), unless the firing waits in standby for another
+// replica (see hold). Called by the loop only; the firing is counted
 // in s.wg and ends when the run is recorded, or at once when claiming is
 // over (ctx ended).
 func (s *Scheduler) fire(ctx context.Context, js *jobState, slot, next time.Time, g *gate) {
+	if g != nil && s.hold(ctx, js, slot, next) {
+		return // another replica is first: in standby (see hold)
+	}
 	s.wg.Add(1)
 	s.workers.do(func() {
 		defer s.wg.Done()
@@ -52,6 +56,7 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Ti
 	if err := sleepUntil(ctx, s.opts.Clock, due.Add(s.clock.lead())); err != nil {
 		return // shutting down: stop claiming
 	}
+	steppedIn := false
 	if !s.share.first(js, slot) {
 		// Another replica is first for this firing: look again once it
 		// must have beaten since the slot, and step in if it has not.
@@ -61,12 +66,10 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Ti
 		if !s.share.stepIn(js, slot, due) {
 			return
 		}
-		s.metrics.stepIns.Inc()
-		if e := s.log.Debug(); e.Enabled() {
-			e.Str("job", j.Name).Time("slot", slot).Msg("stepping in: the replica first for this firing has not beaten since its slot")
-		}
+		s.steppingIn(js, slot)
+		steppedIn = true
 	}
-	lease := s.claim(ctx, js, slot, next, jitter, g, bid)
+	lease := s.claim(ctx, js, slot, next, jitter, g, bid, steppedIn)
 	if lease == nil {
 		return
 	}
@@ -88,8 +91,10 @@ func (s *Scheduler) jobLog(js *jobState, slot time.Time) zerolog.Logger {
 // slot comes (that one is then the most recent missed slot, and it retries
 // in turn). A claim given up is withdrawn if it may have won (its mark then
 // records the slot as aborted), and the slot's skip is recorded once no
-// replica may claim it any more, if none did (see recorder).
-func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Time, jitter time.Duration, g *gate, bid *locker.Bid) *locker.Lease {
+// replica may claim it any more, if none did (see recorder). A step-in
+// (steppedIn) claims HandOff after the slot: its bound before the next slot
+// moves on by as much, within the claim deadline.
+func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Time, jitter time.Duration, g *gate, bid *locker.Bid, steppedIn bool) *locker.Lease {
 	j := js.job
 	clk := s.opts.Clock
 	if !s.clock.healthy() {
@@ -100,6 +105,9 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 	lead := s.clock.lead()
 	deadline, retryUntil := claimBounds(j, slot, next, jitter)
 	deadline, retryUntil = deadline.Add(lead), retryUntil.Add(lead)
+	if steppedIn {
+		retryUntil = minTime(deadline, retryUntil.Add(s.share.handOff()))
+	}
 	extended := false // retryUntil moved on for a claim that reached Redis
 	giveUp := func(reason string) *locker.Lease {
 		if !bid.Sent() {

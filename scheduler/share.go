@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"hash/fnv"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -196,10 +195,7 @@ func (sh *share) first(js *jobState, slot time.Time) bool {
 	if !sh.on() {
 		return true
 	}
-	// live now: beat within the hand-off
-	top, ok := sh.top(js, slot, func(v *shareView, r store.LiveReplica) bool {
-		return v.live.Now.Sub(r.Beat) <= sh.handOff()
-	})
+	top, ok := sh.top(js, slot, sh.liveNow)
 	return !ok || top == sh.s.opts.Replica
 }
 
@@ -219,16 +215,19 @@ func (sh *share) stepIn(js *jobState, slot, due time.Time) bool {
 // a live replica whose registration it does not know or that changed, or
 // a job defined differently.
 func (sh *share) top(js *jobState, slot time.Time, live func(*shareView, store.LiveReplica) bool) (id string, ok bool) {
+	return sh.topIn(sh.view.Load(), sh.members.Load(), js, slot, live)
+}
+
+// topIn is top over the view v and the registrations members.
+func (sh *share) topIn(v *shareView, members *map[string]store.Replica, js *jobState, slot time.Time, live func(*shareView, store.LiveReplica) bool) (id string, ok bool) {
 	s := sh.s
-	v := sh.view.Load()
-	members := sh.members.Load()
-	if v == nil || members == nil || s.opts.Clock.Now().Sub(v.got) > sh.handOff() {
+	if v == nil || members == nil || !sh.fresh(v) {
 		return "", false
 	}
 	me := s.opts.Replica
 	name, fp := js.job.Name, js.fingerprint
-	su := strconv.FormatInt(slot.Unix(), 10)
-	best, bestScore := me, rendezvous(name, su, me)
+	key := rendezvousKeyOf(name, slot)
+	best, bestScore := me, key.score(me)
 	for rid, r := range v.live.Replicas {
 		if rid == me || !live(v, r) || !claimsIn(r.State) {
 			continue
@@ -243,27 +242,54 @@ func (sh *share) top(js *jobState, slot time.Time, live func(*shareView, store.L
 		case rfp != fp:
 			return "", false // defined differently: everyone claims
 		}
-		if sc := rendezvous(name, su, rid); sc > bestScore || (sc == bestScore && rid < best) {
+		if sc := key.score(rid); sc > bestScore || (sc == bestScore && rid < best) {
 			best, bestScore = rid, sc
 		}
 	}
 	return best, true
 }
 
-// rendezvous is replica's score for (job, slot): the replica with the
+// fresh says whether v is recent enough to decide on: read within HandOff.
+func (sh *share) fresh(v *shareView) bool {
+	return sh.s.opts.Clock.Now().Sub(v.got) <= sh.handOff()
+}
+
+// rendezvousKey is the FNV-1a state after "job\x00slot\x00" (slot in Unix
+// seconds, decimal): each replica's score for (job, slot) goes on from it
+// with the replica's name, so that ranking R replicas hashes the job and
+// slot once and allocates nothing.
+type rendezvousKey uint64
+
+const (
+	fnvOffset64 = 14695981039346656037
+	fnvPrime64  = 1099511628211
+)
+
+func rendezvousKeyOf(job string, slot time.Time) rendezvousKey {
+	h := fnvString(fnvOffset64, job) * fnvPrime64 // then the 0 byte
+	var b [20]byte
+	for _, c := range strconv.AppendInt(b[:0], slot.Unix(), 10) {
+		h = (h ^ uint64(c)) * fnvPrime64
+	}
+	return rendezvousKey(h * fnvPrime64)
+}
+
+// score is replica's score for the key's (job, slot): the replica with the
 // highest score claims. FNV-1a, then a SplitMix64 finaliser for spread.
-func rendezvous(job, slot, replica string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(job))
-	h.Write([]byte{0})
-	h.Write([]byte(slot))
-	h.Write([]byte{0})
-	h.Write([]byte(replica))
-	x := h.Sum64()
+func (k rendezvousKey) score(replica string) uint64 {
+	x := fnvString(uint64(k), replica)
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
 	x ^= x >> 27
 	x *= 0x94d049bb133111eb
 	x ^= x >> 31
 	return x
+}
+
+// fnvString goes on with FNV-1a state h over s's bytes.
+func fnvString(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * fnvPrime64
+	}
+	return h
 }

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"strconv"
 	"strings"
@@ -27,10 +28,10 @@ func TestRendezvousSpread(t *testing.T) {
 			for i := range ids {
 				ids[i] = fmt.Sprintf("host-%d-%d", i, 1000+i*37)
 			}
-			first := func(job, slot string, ids []string) string {
+			first := func(job string, slot time.Time, ids []string) string {
 				best, score := "", uint64(0)
 				for _, id := range ids {
-					if sc := rendezvous(job, slot, id); best == "" || sc > score {
+					if sc := rendezvousKeyOf(job, slot).score(id); best == "" || sc > score {
 						best, score = id, sc
 					}
 				}
@@ -42,7 +43,7 @@ func TestRendezvousSpread(t *testing.T) {
 			for j := range jobsN {
 				job := "job-" + strconv.Itoa(j)
 				for s := range slots {
-					slot := strconv.Itoa(1_790_000_000 + s)
+					slot := time.Unix(int64(1_790_000_000+s), 0)
 					w := first(job, slot, ids)
 					count[w]++
 					if w2 := first(job, slot, ids[1:]); w2 != w && w != ids[0] {
@@ -65,12 +66,52 @@ func TestRendezvousSpread(t *testing.T) {
 	}
 }
 
-// shareJobs are n Go jobs every second, all on fn.
-func shareJobs(t *testing.T, n int, fn string) []*jobs.Job {
+// TestRendezvousScore: a replica's score is FNV-1a over "job\x00slot\x00replica"
+// with the SplitMix64 finaliser, as replicas of earlier versions compute
+// it: during a rolling update old and new replicas rank alike (were they
+// to differ, a firing could have no first replica that claims it).
+func TestRendezvousScore(t *testing.T) {
+	want := func(job, slot, replica string) uint64 {
+		h := fnv.New64a()
+		h.Write([]byte(job + "\x00" + slot + "\x00" + replica))
+		x := h.Sum64()
+		x ^= x >> 30
+		x *= 0xbf58476d1ce4e5b9
+		x ^= x >> 27
+		x *= 0x94d049bb133111eb
+		x ^= x >> 31
+		return x
+	}
+	for _, tc := range []struct {
+		job     string
+		slot    int64
+		replica string
+	}{
+		{"backup", 1_790_000_000, "host-1"},
+		{"", 0, ""},
+		{"report-é", -5, "pod-7f9c-abcdef"},
+		{"a", 9_999_999_999, "b"},
+	} {
+		t.Run(tc.job, func(t *testing.T) {
+			got := rendezvousKeyOf(tc.job, time.Unix(tc.slot, 0)).score(tc.replica)
+			if w := want(tc.job, strconv.FormatInt(tc.slot, 10), tc.replica); got != w {
+				t.Errorf("got %#x, want %#x", got, w)
+			}
+		})
+	}
+}
+
+// shareJobs are n Go jobs every second, all on fn, changed by mods.
+func shareJobs(t *testing.T, n int, fn string, mods ...func(*jobs.Job)) []*jobs.Job {
 	t.Helper()
 	js := make([]*jobs.Job, n)
 	for i := range js {
-		js[i] = testJob(t, fmt.Sprintf("share%03d", i), "* * * * * *", fn, func(j *jobs.Job) { j.CatchupWindow = 0 })
+		js[i] = testJob(t, fmt.Sprintf("share%03d", i), "* * * * * *", fn, func(j *jobs.Job) {
+			j.CatchupWindow = 0
+			for _, m := range mods {
+				m(j)
+			}
+		})
 	}
 	return js
 }
@@ -154,13 +195,26 @@ func TestShareWork(t *testing.T) {
 // TestShareStepIn: when the replica first for some firings stalls (its
 // Redis traffic held, as under SIGSTOP), the others take its share within
 // the hand-off, each firing once; when it comes back its held claims find
-// the slots taken.
+// the slots taken. Firings at their slot wait in standby for the hand-off
+// (see hold); jittered ones decide in their firing.
 func TestShareStepIn(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		jitter time.Duration
+	}{
+		{"standby", 0},
+		{"jitter", 400 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testShareStepIn(t, tc.jitter) })
+	}
+}
+
+func testShareStepIn(t *testing.T, jitter time.Duration) {
 	srv := redistest.Start(t, redistest.Options{})
 	var l ledger
 	fn := registerLedgerFunc(&l, behaviour{})
 	const n = 60
-	js := shareJobs(t, n, fn)
+	js := shareJobs(t, n, fn, func(j *jobs.Job) { j.Jitter = jitter })
 	proxies := []*redistest.Proxy{redistest.StartProxyFor(t, srv), redistest.StartProxyFor(t, srv), redistest.StartProxyFor(t, srv)}
 	ids := []string{"step-a", "step-b", "step-c"}
 	var ins []*instance
@@ -206,8 +260,8 @@ func TestShareStepIn(t *testing.T) {
 		t.Errorf("step-ins: got 0, want the stalled replica's share")
 	}
 	// The hand-off is 600 ms; a generous bound for a loaded machine.
-	if worst > 2*time.Second {
-		t.Errorf("latest start after its slot: got %v, want within the hand-off (600ms) plus a claim", worst)
+	if worst > 2*time.Second+jitter {
+		t.Errorf("latest start after its slot: got %v, want within the jitter (%v) and the hand-off (600ms) plus a claim", worst, jitter)
 	}
 }
 
@@ -316,4 +370,28 @@ func commandCalls(t *testing.T, stats, cmd string) int {
 		}
 	}
 	return 0
+}
+
+// TestStandbyTake: once the hand-off check has taken a standby's firings,
+// a firing of the same instant is refused (the loop then opens a new
+// standby for it) instead of being held where nobody looks again.
+func TestStandbyTake(t *testing.T) {
+	b := &standby{slot: time.Unix(1_790_000_000, 0)}
+	js := &jobState{}
+	v1, v2 := &shareView{}, &shareView{}
+	for i, v := range []*shareView{v1, v1, v2} {
+		if !b.add(js, time.Time{}, v) {
+			t.Fatalf("add %d before the check: got refused, want held", i)
+		}
+	}
+	fs, vs := b.take()
+	if len(fs) != 3 || len(vs) != 2 {
+		t.Errorf("take: got %d firings and %d views, want 3 and 2 (one per distinct view)", len(fs), len(vs))
+	}
+	if b.add(js, time.Time{}, v1) {
+		t.Errorf("add after the check: got held, want refused")
+	}
+	if fs, vs := b.take(); fs != nil || vs != nil {
+		t.Errorf("second take: got %d firings and %d views, want none", len(fs), len(vs))
+	}
 }
