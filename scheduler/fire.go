@@ -19,7 +19,7 @@ import (
 // in s.wg and ends when the run is recorded, or at once when claiming is
 // over (ctx ended).
 func (s *Scheduler) fire(ctx context.Context, js *jobState, slot, next time.Time, g *gate) {
-	if g != nil && s.hold(ctx, js, slot, next) {
+	if s.hold(ctx, js, slot, next) {
 		return // another replica is first: in standby (see hold)
 	}
 	s.wg.Add(1)

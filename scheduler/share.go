@@ -30,6 +30,8 @@ type share struct {
 	// members are the live replicas' registrations (their jobs), as the
 	// registry last read them; nil until the first read.
 	members atomic.Pointer[map[string]store.Replica]
+	// ranked is the ranking of the latest view and members (nowRanking).
+	ranked atomic.Pointer[rankedView]
 	// hash is this replica's config hash (its registration's), which its
 	// beats carry so that the others see a reload at once.
 	hash atomic.Pointer[string]
@@ -195,55 +197,121 @@ func (sh *share) first(js *jobState, slot time.Time) bool {
 	if !sh.on() {
 		return true
 	}
-	top, ok := sh.top(js, slot, sh.liveNow)
+	rk, _ := sh.nowRanking()
+	top, ok := rk.top(js, slot)
 	return !ok || top == sh.s.opts.Replica
 }
 
 // stepIn says, HandOff after the slot, whether this replica claims (js,
-// slot) after all: the replicas ranked above it have not beaten since the
-// slot (or it cannot tell).
+// slot) after all: the replicas ranked above it have not beaten since due
+// (or it cannot tell).
 func (sh *share) stepIn(js *jobState, slot, due time.Time) bool {
-	top, ok := sh.top(js, slot, func(v *shareView, r store.LiveReplica) bool {
-		return !r.Beat.Before(due)
-	})
+	top, ok := sh.sinceRanking(due).top(js, slot)
 	return !ok || top == sh.s.opts.Replica
 }
 
-// top returns the first, by rendezvous hash for (job, slot), of this
-// replica and the replicas that claim, define the job as this one does,
-// and pass live. ok is false when this replica cannot tell: no fresh view,
-// a live replica whose registration it does not know or that changed, or
-// a job defined differently.
-func (sh *share) top(js *jobState, slot time.Time, live func(*shareView, store.LiveReplica) bool) (id string, ok bool) {
-	return sh.topIn(sh.view.Load(), sh.members.Load(), js, slot, live)
+// ranking is who may be first for the firings decided on one share view:
+// this replica and the live replicas that claim, grouped by config hash.
+// Replicas with the same hash define every job alike, so one lookup per
+// group tells whether they run a job as this replica does. Built once per
+// view (nowRanking) or per standby check (sinceRanking), then used for
+// each firing; read-only once built.
+type ranking struct {
+	me     string
+	groups []rankGroup
+	// ok is false when this replica cannot tell: no fresh view, or a live
+	// replica whose registration it does not know or that changed.
+	ok bool
 }
 
-// topIn is top over the view v and the registrations members.
-func (sh *share) topIn(v *shareView, members *map[string]store.Replica, js *jobState, slot time.Time, live func(*shareView, store.LiveReplica) bool) (id string, ok bool) {
-	s := sh.s
+// rankGroup is the ranked replicas of one config hash.
+type rankGroup struct {
+	jobs map[string]string // job -> fingerprint, as they registered it
+	ids  []string
+}
+
+// rankedView is nowRanking's cache: the ranking of one view and one read
+// of the registrations.
+type rankedView struct {
+	v       *shareView
+	members *map[string]store.Replica
+	rk      *ranking
+}
+
+// nowRanking is the ranking of the replicas live now (beat within HandOff)
+// in the latest view, and that view; built once per view.
+func (sh *share) nowRanking() (*ranking, *shareView) {
+	v, members := sh.view.Load(), sh.members.Load()
 	if v == nil || members == nil || !sh.fresh(v) {
-		return "", false
+		return &ranking{}, v
 	}
-	me := s.opts.Replica
-	name, fp := js.job.Name, js.fingerprint
-	key := rendezvousKeyOf(name, slot)
-	best, bestScore := me, key.score(me)
+	if c := sh.ranked.Load(); c != nil && c.v == v && c.members == members {
+		return c.rk, v
+	}
+	rk := sh.rankingOf(v, members, sh.liveNow)
+	sh.ranked.Store(&rankedView{v: v, members: members, rk: rk})
+	return rk, v
+}
+
+// sinceRanking is the ranking of the replicas that beat since due, in the
+// latest view.
+func (sh *share) sinceRanking(due time.Time) *ranking {
+	v, members := sh.view.Load(), sh.members.Load()
+	if v == nil || members == nil || !sh.fresh(v) {
+		return &ranking{}
+	}
+	return sh.rankingOf(v, members, func(_ *shareView, r store.LiveReplica) bool {
+		return !r.Beat.Before(due)
+	})
+}
+
+// rankingOf ranks the replicas of v that claim and pass live.
+func (sh *share) rankingOf(v *shareView, members *map[string]store.Replica, live func(*shareView, store.LiveReplica) bool) *ranking {
+	rk := &ranking{me: sh.s.opts.Replica}
+	group := map[string]int{} // config hash -> index in groups
 	for rid, r := range v.live.Replicas {
-		if rid == me || !live(v, r) || !claimsIn(r.State) {
+		if rid == rk.me || !live(v, r) || !claimsIn(r.State) {
 			continue
 		}
+		h := hashOf(r.State)
 		m, known := (*members)[rid]
-		if !known || m.ConfigHash != hashOf(r.State) {
-			return "", false
+		if !known || m.ConfigHash != h {
+			return rk
 		}
-		switch rfp, has := m.Jobs[name]; {
+		i, seen := group[h]
+		if !seen {
+			i = len(rk.groups)
+			group[h] = i
+			rk.groups = append(rk.groups, rankGroup{jobs: m.Jobs})
+		}
+		rk.groups[i].ids = append(rk.groups[i].ids, rid)
+	}
+	rk.ok = true
+	return rk
+}
+
+// top returns the first, by rendezvous hash for (job, slot), of this
+// replica and the ranked replicas that define the job as this one does.
+// ok is false when this replica cannot tell: the ranking cannot, or a
+// replica defines the job differently.
+func (rk *ranking) top(js *jobState, slot time.Time) (id string, ok bool) {
+	if !rk.ok {
+		return "", false
+	}
+	name, fp := js.job.Name, js.fingerprint
+	key := rendezvousKeyOf(name, slot)
+	best, bestScore := rk.me, key.score(rk.me)
+	for _, g := range rk.groups {
+		switch rfp, has := g.jobs[name]; {
 		case !has:
-			continue // it does not run this job
+			continue // they do not run this job
 		case rfp != fp:
 			return "", false // defined differently: everyone claims
 		}
-		if sc := key.score(rid); sc > bestScore || (sc == bestScore && rid < best) {
-			best, bestScore = rid, sc
+		for _, rid := range g.ids {
+			if sc := key.score(rid); sc > bestScore || (sc == bestScore && rid < best) {
+				best, bestScore = rid, sc
+			}
 		}
 	}
 	return best, true

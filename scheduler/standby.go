@@ -36,15 +36,15 @@ type heldFiring struct {
 
 // hold puts (js, slot) in standby when another replica is first for it and
 // this replica can tell so now, and reports whether it did. It only takes
-// firings handed out before their slot without jitter; the others decide
-// at their slot, in the firing. Called by the loop only.
+// firings without jitter; the others decide at their slot, in the firing.
+// Called by the loop only.
 func (s *Scheduler) hold(ctx context.Context, js *jobState, slot, next time.Time) bool {
 	sh := s.share
 	if !sh.on() || js.job.Jitter > 0 {
 		return false
 	}
-	v, members := sh.view.Load(), sh.members.Load()
-	top, ok := sh.topIn(v, members, js, slot, sh.liveNow)
+	rk, v := sh.nowRanking()
+	top, ok := rk.top(js, slot)
 	if !ok || top == s.opts.Replica {
 		return false
 	}
@@ -100,8 +100,9 @@ func (s *Scheduler) checkStandby(ctx context.Context, b *standby) {
 	if sh.allBeat(views, b.slot) {
 		return
 	}
+	rk := sh.sinceRanking(b.slot) // share.stepIn, once for the instant
 	for _, f := range firings {
-		if !sh.stepIn(f.js, b.slot, b.slot) {
+		if top, ok := rk.top(f.js, b.slot); ok && top != s.opts.Replica {
 			continue
 		}
 		s.runStepIn(ctx, f.js, b.slot, f.next)
