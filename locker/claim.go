@@ -50,6 +50,12 @@ type Claim struct {
 	// with ErrEarly and nothing is written; later, with ErrLate, and
 	// Records.Late is recorded. Zero: no bound.
 	NotBefore, NotAfter time.Time
+	// Due is when the slot is due on the server's clock, for a claim sent
+	// ahead of it (NotBefore before Due): until then, a paused job or a
+	// busy lease fails the claim with ErrEarly (Wait: until Due) instead of
+	// recording the slot's skip or replacing the run, so that those are
+	// decided when the slot is due. Zero: NotBefore is the due time.
+	Due time.Time
 	// MarkFloor is how long after its slot every replica keeps a decided
 	// slot's mark, at least (the shortest Retention of any config). Within
 	// it, a slot claim that finds no mark but the job's high-water slot at
@@ -123,6 +129,8 @@ func (c *Claim) validate() error {
 		return fmt.Errorf("%w: claim %q: MarkKey needs MarkTTL and Retention", ErrInvalid, c.Key)
 	case !c.Slot.IsZero() && (c.MarkKey == "" || c.Records.Late == "" || c.Slot.Nanosecond() != 0):
 		return fmt.Errorf("%w: claim %q: a slot claim needs a MarkKey, Records.Late and a whole-second Slot", ErrInvalid, c.Key)
+	case !c.Due.IsZero() && (c.Slot.IsZero() || c.Due.Before(c.NotBefore)):
+		return fmt.Errorf("%w: claim %q: Due needs a slot claim, at or after NotBefore", ErrInvalid, c.Key)
 	case c.Replace && c.NextKey == "":
 		return fmt.Errorf("%w: claim %q: Replace needs NextKey", ErrInvalid, c.Key)
 	case c.HistoryKey != "" && (c.HistoryLen <= 0 || c.HistoryTTL < time.Millisecond):
@@ -188,6 +196,9 @@ func (c *Claim) lines(token string) lines {
 		}
 		if !c.NotAfter.IsZero() {
 			o.arg("not_after", unixMS(c.NotAfter))
+		}
+		if !c.Due.IsZero() {
+			o.arg("due", unixMS(c.Due))
 		}
 		if c.MarkFloor > 0 && c.Records.Late != "" {
 			o.arg("mark_floor", ms(c.MarkFloor))

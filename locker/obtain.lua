@@ -18,6 +18,10 @@
 --              sight, server clock); absent for a manual run or a plain lock
 --   A.first    first sight to store when the job has none yet (unix s)
 --   A.not_before, A.not_after   server-clock bounds of the claim (ms)
+--   A.due      when the slot is due (ms, at or after A.not_before): a claim
+--              sent ahead of it that finds the job paused or its lease
+--              busy waits ("early") rather than deciding the slot before
+--              it is due (optional)
 --   A.mark_floor  ms after the slot during which every decided slot has
 --              a mark: a claim under the high-water slot that finds none
 --              records A.skip_late (optional)
@@ -114,6 +118,10 @@ if A.slot then
 end
 
 if K.pause and redis.call("EXISTS", K.pause) == 1 then
+  local wait = before_due()
+  if wait then
+    return {"early", wait}
+  end
   if K.mark then
     end_mark(A.skip_paused)
   end
@@ -125,6 +133,12 @@ end
 
 local holder = redis.call("GET", K.lease)
 local waiting = false
+if holder then
+  local wait = before_due()
+  if wait then
+    return {"early", wait}
+  end
+end
 if not holder then
   redis.call("SET", K.lease, A.token, "PX", A.ttl)
 elseif A.overlap == "replace" then

@@ -17,10 +17,24 @@ do
   end
 end
 
--- now_ms is the server's clock (TIME) in milliseconds.
+-- now_ms is the server's clock (TIME) in milliseconds, read once per call.
+local now_cache
 local function now_ms()
-  local t = redis.call("TIME")
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if not now_cache then
+    local t = redis.call("TIME")
+    now_cache = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now_cache
+end
+
+-- before_due is the wait, in ms, until A.due (a slot claim sent ahead of
+-- its slot), or false once it is due or without A.due.
+local function before_due()
+  if not A.due then
+    return false
+  end
+  local wait = tonumber(A.due) - now_ms()
+  return wait > 0 and wait
 end
 
 -- push_history adds a final record to the job's history, a sorted set

@@ -143,6 +143,60 @@ func TestSlotClaims(t *testing.T) {
 		}
 	})
 
+	// Sent ahead of its slot (NotBefore passed, Due to come): a free lease
+	// is won at once; a busy lease or a pause answers ErrEarly until Due,
+	// writing nothing, and is decided (skip recorded) once the slot is due.
+	t.Run("ahead", func(t *testing.T) {
+		t.Parallel()
+		for _, tc := range []struct {
+			name    string
+			setup   func(cl *locker.Claim)
+			wantErr error
+			record  string
+		}{
+			{"free", func(*locker.Claim) {}, nil, ""},
+			{"busy", func(cl *locker.Claim) {
+				must(t, c.Set(bg, cl.Key, "another-run", time.Minute).Err())
+			}, locker.ErrNotObtained, recs.Busy},
+			{"paused", func(cl *locker.Claim) {
+				cl.PauseKey = cl.Key + ":paused"
+				must(t, c.Set(bg, cl.PauseKey, "1", time.Minute).Err())
+			}, locker.ErrPaused, recs.Paused},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				key, meta := keys(t)
+				cl := slotClaim(key, meta, slot)
+				cl.NotBefore, cl.Due = time.Now().Add(-time.Second), time.Now().Add(5*time.Second)
+				tc.setup(&cl)
+				err := tryObtain(l, cl)
+				if tc.wantErr == nil {
+					if err != nil {
+						t.Errorf("%s: Obtain ahead of the slot: got %v, want the lease", tc.name, err)
+					}
+					return
+				}
+				var ne *locker.NotObtainedError
+				if !errors.Is(err, locker.ErrEarly) || !errors.As(err, &ne) {
+					t.Errorf("%s: Obtain ahead of the slot: got %v, want ErrEarly", tc.name, err)
+					return
+				}
+				if ne.Wait < 4*time.Second || ne.Wait > 5500*time.Millisecond {
+					t.Errorf("%s: Wait: got %v, want about 5s (until Due)", tc.name, ne.Wait)
+				}
+				if exists(t, c, cl.MarkKey) || hexists(t, c, meta, "hw") || hexists(t, c, meta, "fence") {
+					t.Errorf("%s: a claim ahead of its slot decided it: mark %v", tc.name, hgetall(t, c, cl.MarkKey))
+				}
+				cl.Due = time.Now().Add(-time.Millisecond)
+				if err := tryObtain(l, cl); !errors.Is(err, tc.wantErr) {
+					t.Errorf("%s: Obtain once due: got %v, want %v", tc.name, err, tc.wantErr)
+				}
+				if got := hget(t, c, cl.MarkKey, "end"); got != tc.record {
+					t.Errorf("%s: mark end once due: got %q, want %q", tc.name, got, tc.record)
+				}
+			})
+		}
+	})
+
 	// After NotAfter on the server's clock: ErrLate, the Late record is
 	// written and the high-water raised, so the slot is decided.
 	t.Run("late", func(t *testing.T) {

@@ -47,7 +47,7 @@ func checkEvery(t *testing.T, es []entry, js []*jobs.Job, from, to time.Time) (p
 
 // TestHeldReplyRunsOnce: one of three replicas gets the replies to its
 // claims 900 ms late (the claims run in Redis, the replies come after the
-// read timeout), six times, at slot instants. A claim that may have won is
+// read timeout), six times, when the claims of a slot go out. A claim that may have won is
 // retried as itself: every slot still runs exactly once, none is lost.
 func TestHeldReplyRunsOnce(t *testing.T) {
 	t.Parallel()
@@ -67,7 +67,8 @@ func TestHeldReplyRunsOnce(t *testing.T) {
 	startInstance(t, srv, js, Options{Replica: "r2"})
 	first := begin.Truncate(time.Second).Add(2 * time.Second)
 	for i := range 6 {
-		at := first.Add(time.Duration(2*i) * time.Second)
+		// Claims go out claimAhead before their slot.
+		at := first.Add(time.Duration(2*i)*time.Second - claimAhead)
 		waitUntil(at.Add(-2 * time.Millisecond))
 		p.Hold(redistest.ToClient)
 		waitUntil(at.Add(900 * time.Millisecond))

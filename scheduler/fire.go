@@ -53,7 +53,7 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Ti
 		}
 	}
 	due := slot.Add(jitter)
-	if err := sleepUntil(ctx, s.opts.Clock, due.Add(s.clock.lead())); err != nil {
+	if err := sleepUntil(ctx, s.opts.Clock, due.Add(s.clock.lead()-claimAhead)); err != nil {
 		return // shutting down: stop claiming
 	}
 	steppedIn := false
@@ -73,6 +73,9 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Ti
 	if lease == nil {
 		return
 	}
+	// Claimed ahead: the run starts when the slot is due (on Redis's
+	// clock), also when shutdown began meanwhile (the wait is short).
+	_ = sleepUntil(context.WithoutCancel(ctx), s.opts.Clock, due.Add(s.clock.lead()))
 	s.execute(js, slot, lease, false)
 }
 
@@ -180,10 +183,14 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			log.Info().Err(err).Msg("slot before the job was first seen by the cluster: not caught up")
 			return nil
 		case errors.Is(err, locker.ErrEarly) && errors.As(err, &ne):
-			// Not due on Redis's clock: this replica's clock is ahead.
+			// Not due on Redis's clock: sent ahead (claimAhead) while the
+			// job is paused or its lease busy, or this replica's clock is
+			// ahead (Redis asks for a longer wait than its clock says).
 			// Within max_clock_skew, wait and send the same claim again;
 			// beyond, this replica's clock is off (the watch will say so).
-			s.clock.recheck()
+			if ne.Wait > slot.Add(jitter+lead).Sub(clk.Now())+clockSlack {
+				s.clock.recheck()
+			}
 			if ne.Wait > s.opts.MaxClockSkew || !clk.Now().Add(ne.Wait).Before(retryUntil) {
 				return giveUp(store.ReasonClock)
 			}
@@ -291,6 +298,10 @@ func minTime(a, b time.Time) time.Time {
 // claimGuard ends a claim attempt this long before the next slot.
 const claimGuard = 50 * time.Millisecond
 
+// clockSlack is how much longer than this replica's clock says Redis may
+// ask an early claim to wait before the clock is checked again.
+const clockSlack = 20 * time.Millisecond
+
 // attemptCtx bounds one claim attempt to end claimGuard before until (on
 // the scheduler's clock), and at least claimGuard from now.
 //
@@ -342,7 +353,7 @@ func (s *Scheduler) claimFor(js *jobState, slot time.Time, jitter time.Duration,
 		c.Slot = slot
 		c.FirstSeen = js.since
 		c.PauseKey = k.Paused()
-		c.NotBefore = slot.Add(jitter)
+		c.NotBefore, c.Due = slot.Add(jitter-claimAhead), slot.Add(jitter)
 		c.NotAfter = deadline.Add(s.opts.MaxClockSkew)
 		c.MarkFloor = MarkFloor
 		c.Records = locker.Records{

@@ -21,6 +21,12 @@ func nextSecond(d time.Duration) time.Time {
 	return time.Now().Truncate(time.Second).Add(time.Second + d)
 }
 
+// slotAhead is the first whole second at least d from now: a test that
+// acts d before a slot (say, before its claims go out) has the time to.
+func slotAhead(d time.Duration) time.Time {
+	return time.Now().Add(d).Truncate(time.Second).Add(time.Second)
+}
+
 // TestExactlyOnce: three instances, 20 jobs every second for 15 s: every
 // (job, slot) in the steady window runs exactly once, fences increase with
 // slots; again with two instances' clocks 1.5 s ahead and behind.

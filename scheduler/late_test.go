@@ -137,8 +137,8 @@ func TestQueuedClaimNotSent(t *testing.T) {
 	s := runScheduler(t, []*jobs.Job{j}, lk, Options{Replica: "queued-r"})
 	waitFor(t, 10*time.Second, func() bool { return len(l.snapshot()) > 0 })
 
-	slot := nextSecond(0)
-	waitUntil(slot.Add(-150 * time.Millisecond))
+	slot := slotAhead(claimAhead + 200*time.Millisecond)
+	waitUntil(slot.Add(-claimAhead - 150*time.Millisecond)) // before its claim goes out
 	proxy.Hold(redistest.ToClient)
 	probe := make(chan error, 1)
 	go func() {

@@ -16,7 +16,8 @@ import (
 // its firing then waits at the slot's gate, which one timer opens at the
 // slot, so 1,000 jobs due at the same instant all claim at once instead of
 // one by one behind the dispatching (and behind the claims already made).
-// Nothing is claimed before the slot on this replica's clock.
+// Nothing is claimed earlier than claimAhead before the slot on this
+// replica's clock, and nothing runs before the slot.
 func (s *Scheduler) loop(ctx context.Context) {
 	clk := s.opts.Clock
 	now := clk.Now()
@@ -160,19 +161,29 @@ func (s *Scheduler) due(ctx context.Context, js *jobState, now time.Time) {
 	js.next = js.sched.Next(now)
 }
 
-// dispatchLead is how long before a steady-state slot the loop hands it
-// to its firing, which then waits at the slot's gate.
+// dispatchLead is how long before a steady-state slot's claims go out
+// (claimAhead before the slot) the loop hands it to its firing, which then
+// waits at the slot's gate.
 const dispatchLead = 20 * time.Millisecond
+
+// claimAhead is how long before its slot (plus jitter) a firing sends its
+// claim, so that the claims of an instant are through Redis when it comes;
+// the run still starts at the slot. Until the slot is due on Redis's
+// clock, a paused job or a busy lease makes the claim wait (locker's
+// Claim.Due), so pause and overlap are decided at the slot; a pause set
+// after a claim won, in its last claimAhead, takes effect from the next
+// slot.
+const claimAhead = 100 * time.Millisecond
 
 // steady reports whether next is the slot right after last: due then
 // decides with one Next, and may do so before next comes.
 func (js *jobState) steady() bool { return !js.last.IsZero() && js.next.After(js.last) }
 
-// wake is when the loop handles the job: dispatchLead before its next slot
-// in the steady state, at the slot otherwise.
+// wake is when the loop handles the job: dispatchLead before its next
+// slot's claims in the steady state, at the slot otherwise.
 func (js *jobState) wake() time.Time {
 	if js.steady() {
-		return js.next.Add(-dispatchLead)
+		return js.next.Add(-claimAhead - dispatchLead)
 	}
 	return js.next
 }
@@ -183,7 +194,7 @@ const maxSleep = time.Second
 // gate is shared by the firings of one instant that were handed out early.
 type gate struct {
 	slot time.Time
-	open chan struct{} // closed when slot comes (or Run's context ends)
+	open chan struct{} // closed claimAhead before slot (or when Run's context ends)
 	// attempt bounds the first claim attempt of the firings whose retry
 	// bound is until (see claimBounds), so that 1,000 claims of one instant
 	// share one timer; it is never cancelled early, and ends at its deadline.
@@ -192,10 +203,12 @@ type gate struct {
 }
 
 // gateAt returns the gate of slot for js (next is js's slot after it): one
-// timer for all the jobs due at that instant. nil when slot has already
-// come. Called by the loop only.
+// timer for all the jobs due at that instant, which opens when their
+// claims go out. nil when that time has already come. Called by the loop
+// only.
 func (s *Scheduler) gateAt(ctx context.Context, js *jobState, slot, next, now time.Time) *gate {
-	if !slot.After(now) {
+	opens := slot.Add(-claimAhead)
+	if !opens.After(now) {
 		return nil
 	}
 	_, until := claimBounds(js.job, slot, next, Jitter(js.job.Name, slot, js.job.Jitter))
@@ -206,7 +219,7 @@ func (s *Scheduler) gateAt(ctx context.Context, js *jobState, slot, next, now ti
 	if s.gate != nil && s.gate.slot.Equal(slot) {
 		g.open = s.gate.open // another retry bound at the same instant
 	} else {
-		t := s.opts.Clock.NewTimer(slot.Sub(now))
+		t := s.opts.Clock.NewTimer(opens.Sub(now))
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()

@@ -203,7 +203,12 @@ func TestShareStepIn(t *testing.T) {
 		jitter time.Duration
 	}{
 		{"standby", 0},
-		{"jitter", 400 * time.Millisecond},
+		// Jitter differs per slot: a step-in (HandOff after its slot's
+		// jitter) claims before the next slot's claims go out (claimAhead
+		// before that slot's jitter) only while the jitter, HandOff and
+		// claimAhead fit in the period; otherwise the next slot's claim
+		// passes the step-in over, and the slot is recorded late.
+		{"jitter", 200 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testShareStepIn(t, tc.jitter) })
 	}
@@ -224,9 +229,10 @@ func testShareStepIn(t *testing.T, jitter time.Duration) {
 	time.Sleep(3 * time.Second)
 	steps0 := stepIns(ins[1:])
 
-	// Stall just before a slot: the others still count it live then, so
-	// they must step in for that slot's share.
-	waitUntil(nextSecond(-150 * time.Millisecond))
+	// Stall just before a slot's claims go out: the others still count it
+	// live then, so they must step in for that slot's share.
+	lead := claimAhead + 150*time.Millisecond
+	waitUntil(slotAhead(lead + 50*time.Millisecond).Add(-lead))
 	stall := time.Now()
 	proxies[0].Hold(redistest.Both)
 	from := stall.Truncate(time.Second).Add(time.Second)
@@ -293,10 +299,12 @@ func TestShareStepInHeldReply(t *testing.T) {
 
 	// A call of the held replica is in flight when its replies are held
 	// (any call: a finish, a claim), and its claims at the slot queue
-	// behind it. The cut comes before that call times out (NodeTimeout,
-	// 500 ms), so the queued claims never reach Redis.
-	slot := nextSecond(0)
-	waitUntil(slot.Add(-100 * time.Millisecond))
+	// behind it (they go out claimAhead before the slot). The cut comes
+	// before that call times out (NodeTimeout, 500 ms), so the queued
+	// claims never reach Redis.
+	slot := slotAhead(claimAhead + 150*time.Millisecond)
+	out := slot.Add(-claimAhead)
+	waitUntil(out.Add(-100 * time.Millisecond))
 	proxy.Hold(redistest.ToClient)
 	inFlight := make(chan error, 1)
 	go func() {
@@ -304,7 +312,7 @@ func TestShareStepInHeldReply(t *testing.T) {
 		_, err := lk.Obtain(context.Background(), locker.Claim{Key: "held-probe", MetaKey: "held-probe:meta", TTL: time.Second, Unwatched: true})
 		inFlight <- err
 	}()
-	waitUntil(slot.Add(300 * time.Millisecond))
+	waitUntil(out.Add(300 * time.Millisecond))
 	proxy.Block(true) // what was held is dropped
 	err := <-inFlight
 	t.Logf("the call in flight: %v", err)
