@@ -341,6 +341,7 @@ func (b *Bid) obtainSingle(ctx context.Context) (*Lease, error) {
 		return nil, withCtx(ctx, err)
 	}
 	lease := newLease(l, b, r.fence, start)
+	lease.due = dueAfter(r.due)
 	if r.code == replyWait {
 		if err := lease.awaitPredecessor(ctx, r.pttl); err != nil {
 			return nil, err

@@ -30,7 +30,8 @@
 --   A.channel  pub/sub channel that tells a replaced holder to stop
 --   A.skip_busy, A.skip_paused, A.skip_late   records of those skips
 --   A.history_len, A.history_ttl
--- Reply: {"won", fence, pttl}            lease held (pttl = its TTL)
+-- Reply: {"won", fence, pttl, due}       lease held (pttl = its TTL); due:
+--                                        ms until A.due (0: due)
 --        {"wait", fence, pttl}           slot claimed; the lease is still
 --                                        held by the run being replaced,
 --                                        for pttl ms at most (take.lua)
@@ -54,7 +55,7 @@ if K.mark then
     if holder == A.token then
       redis.call("PEXPIRE", K.lease, A.ttl)
       running_set()
-      return {"won", fence_of(m[3]), tonumber(A.ttl)}
+      return {"won", fence_of(m[3]), tonumber(A.ttl), before_due() or 0}
     end
     if K.next then
       local nx = redis.call("GET", K.next)
@@ -76,7 +77,7 @@ if K.mark then
     end
     redis.call("SET", K.lease, A.token, "PX", A.ttl)
     running_set()
-    return {"won", fence_of(m[3]), tonumber(A.ttl)}
+    return {"won", fence_of(m[3]), tonumber(A.ttl), before_due() or 0}
   end
   if m[1] or m[2] then
     return {"claimed", redis.call("PTTL", K.mark), m[2] or "", m[1] or ""}
@@ -173,4 +174,4 @@ if waiting then
   return {"wait", fence, redis.call("PTTL", K.lease)}
 end
 running_set()
-return {"won", fence, tonumber(A.ttl)}
+return {"won", fence, tonumber(A.ttl), before_due() or 0}

@@ -110,13 +110,13 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 	b.sent = true
 	g := fanout(ctx, l.nodes, laneMain, l.opts.NodeTimeout, obtainScript, b.lines.obtain, parseObtainCmd)
 	ok, failed := 0, 0
-	var fence, pttl int64
+	var fence, pttl, due int64
 	wait := false
 	for ok < l.quorum && failed <= n-l.quorum {
 		r, _ := g.next()
 		if r.err == nil && r.val.ok() {
 			ok++
-			fence = max(fence, r.val.fence)
+			fence, due = max(fence, r.val.fence), max(due, r.val.due)
 			if r.val.code == replyWait {
 				wait, pttl = true, max(pttl, r.val.pttl)
 			}
@@ -138,6 +138,7 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 	}
 	if err == nil {
 		lease := newLease(l, b, fence, start)
+		lease.due = dueAfter(due)
 		if wait {
 			g.all() // every claim answered before the take rounds begin
 			if err := lease.awaitPredecessor(ctx, pttl); err != nil {

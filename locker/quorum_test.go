@@ -496,3 +496,19 @@ func TestQuorumSlotContention(t *testing.T) {
 		}
 	}
 }
+
+// TestQuorumDue: a slot claim sent ahead of its slot (Claim.Due) wins on a
+// majority, and its lease says when the slot is due on the granting nodes'
+// clocks.
+func TestQuorumDue(t *testing.T) {
+	t.Parallel()
+	_, clients := cluster(t, 3, redistest.Options{})
+	q := newQuorum(t, clients, locker.Options{})
+	slot := time.Now().Truncate(time.Second).Add(time.Hour)
+	cl := slotClaim("{due}:lease", "{due}:meta", slot)
+	cl.NotBefore, cl.Due = time.Now().Add(-time.Second), time.Now().Add(3*time.Second)
+	lease := mustObtain(t, q, cl)
+	if d := time.Until(lease.Due()); d < 2*time.Second || d > 3500*time.Millisecond {
+		t.Errorf("Due: got %v from now, want about 3s (Claim.Due)", d)
+	}
+}

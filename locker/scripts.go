@@ -168,6 +168,7 @@ type obtainReply struct {
 	record string // claimed: the mark's final record, if any
 	token  string // claimed: the token of the claim holding the mark, if any
 	num    int64  // early: ms to wait; late: ms over; unborn: first sight (unix s)
+	due    int64  // won (obtain.lua): ms until Claim.Due on the node's clock
 }
 
 // ok says whether the node granted the claim (wait: the slot, not yet the
@@ -190,7 +191,7 @@ func parseObtain(v any) (obtainReply, error) {
 	r := obtainReply{code: code}
 	switch code {
 	case replyWon, replyWait:
-		r.fence, r.pttl = num(1), num(2)
+		r.fence, r.pttl, r.due = num(1), num(2), num(3)
 	case replyClaimed:
 		r.pttl = num(1)
 		if len(a) > 2 {

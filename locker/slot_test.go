@@ -168,13 +168,15 @@ func TestSlotClaims(t *testing.T) {
 				cl := slotClaim(key, meta, slot)
 				cl.NotBefore, cl.Due = time.Now().Add(-time.Second), time.Now().Add(5*time.Second)
 				tc.setup(&cl)
-				err := tryObtain(l, cl)
 				if tc.wantErr == nil {
-					if err != nil {
-						t.Errorf("%s: Obtain ahead of the slot: got %v, want the lease", tc.name, err)
+					// The lease says when the slot is due on Redis's clock.
+					lease := mustObtain(t, l, cl)
+					if d := time.Until(lease.Due()); d < 4*time.Second || d > 5500*time.Millisecond {
+						t.Errorf("Due: got %v from now, want about 5s (Claim.Due)", d)
 					}
 					return
 				}
+				err := tryObtain(l, cl)
 				var ne *locker.NotObtainedError
 				if !errors.Is(err, locker.ErrEarly) || !errors.As(err, &ne) {
 					t.Errorf("%s: Obtain ahead of the slot: got %v, want ErrEarly", tc.name, err)

@@ -73,9 +73,14 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Ti
 	if lease == nil {
 		return
 	}
-	// Claimed ahead: the run starts when the slot is due (on Redis's
-	// clock), also when shutdown began meanwhile (the wait is short).
-	_ = sleepUntil(context.WithoutCancel(ctx), s.opts.Clock, due.Add(s.clock.lead()))
+	// Claimed ahead: the run starts when the slot is due, also when
+	// shutdown began meanwhile (the wait is short): by this replica's
+	// clock, and by Redis's as the claim's reply told it (lease.Due), so
+	// that a clock that stepped ahead since its last check cannot start it
+	// early.
+	wctx := context.WithoutCancel(ctx)
+	_ = sleepUntil(wctx, s.opts.Clock, due.Add(s.clock.lead()))
+	_ = sleep(wctx, s.opts.Clock, time.Until(lease.Due()))
 	s.execute(js, slot, lease, false)
 }
 

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -171,5 +172,47 @@ func TestQueuedClaimNotSent(t *testing.T) {
 	}
 	if got := s.jobs[0].metrics.claimErrors.Load(); got != 0 {
 		t.Errorf("claim errors: got %d, want 0 (a claim queued here did not fail on Redis)", got)
+	}
+}
+
+// steppedClock is the real clock plus an offset that a test changes.
+type steppedClock struct{ offset atomic.Int64 }
+
+func (c *steppedClock) Now() time.Time                 { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *steppedClock) NewTimer(d time.Duration) Timer { return RealClock().NewTimer(d) }
+
+// TestClaimAheadClockStep: a replica's clock steps 50 ms ahead after its
+// last clock check (the next is an hour away). Its claims, sent ahead of
+// their slots, are still early enough for Redis (within claimAhead), and
+// its clock says the slot has come 50 ms before it has: the runs must
+// still start at their slots on Redis's clock, as the claims' replies
+// tell (locker.Lease.Due), never early.
+func TestClaimAheadClockStep(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.Options{})
+	l := &ledger{}
+	fn := registerLedgerFunc(l, behaviour{})
+	var js []*jobs.Job
+	for i := range 10 {
+		js = append(js, testJob(t, fmt.Sprintf("stepped%d", i), "* * * * * *", fn, nil))
+	}
+	clk := &steppedClock{}
+	startInstance(t, srv, js, Options{Replica: "stepped", Clock: clk, ClockCheck: time.Hour})
+	waitFor(t, 5*time.Second, func() bool { return len(l.snapshot()) > 0 })
+	clk.offset.Store(int64(50 * time.Millisecond))
+	from := slotAhead(claimAhead + 100*time.Millisecond)
+	waitUntil(from.Add(3*time.Second + 500*time.Millisecond))
+	runs := 0
+	for _, e := range l.snapshot() {
+		if e.slot.Before(from) {
+			continue
+		}
+		runs++
+		if e.start.Before(e.slot) {
+			t.Errorf("job %s slot %v started %v early", e.job, e.slot.Format(time.TimeOnly), e.slot.Sub(e.start))
+		}
+	}
+	if runs < 30 {
+		t.Errorf("runs from %v: got %d, want the 10 jobs' 3 slots at least", from.Format(time.TimeOnly), runs)
 	}
 }
