@@ -39,10 +39,8 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Ti
 	jitter := Jitter(j.Name, slot, j.Jitter)
 	// The claim is built before its slot comes (keys, records, the script's
 	// line): at the slot, a replica with thousands of jobs due only sends.
-	bid, err := s.locker.Bid(s.claimFor(js, slot, jitter, 0))
-	if err != nil {
-		log := s.jobLog(js, slot)
-		log.Error().Err(err).Msg("claim refused as invalid")
+	bid := s.slotBid(js, slot, jitter)
+	if bid == nil {
 		return
 	}
 	if g != nil {
@@ -69,6 +67,24 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Ti
 		s.steppingIn(js, slot)
 		steppedIn = true
 	}
+	s.claimAndRun(ctx, js, slot, next, jitter, g, bid, steppedIn)
+}
+
+// slotBid builds the Bid of (js, slot); nil, logged, when the claim is
+// refused as invalid.
+func (s *Scheduler) slotBid(js *jobState, slot time.Time, jitter time.Duration) *locker.Bid {
+	bid, err := s.locker.Bid(s.claimFor(js, slot, jitter, 0))
+	if err != nil {
+		log := s.jobLog(js, slot)
+		log.Error().Err(err).Msg("claim refused as invalid")
+		return nil
+	}
+	return bid
+}
+
+// claimAndRun claims (js, slot) with bid (see claim) and, once won, runs
+// it when the slot is due.
+func (s *Scheduler) claimAndRun(ctx context.Context, js *jobState, slot, next time.Time, jitter time.Duration, g *gate, bid *locker.Bid, steppedIn bool) {
 	lease := s.claim(ctx, js, slot, next, jitter, g, bid, steppedIn)
 	if lease == nil {
 		return
@@ -79,7 +95,7 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Ti
 	// that a clock that stepped ahead since its last check cannot start it
 	// early.
 	wctx := context.WithoutCancel(ctx)
-	_ = sleepUntil(wctx, s.opts.Clock, due.Add(s.clock.lead()))
+	_ = sleepUntil(wctx, s.opts.Clock, slot.Add(jitter+s.clock.lead()))
 	_ = sleep(wctx, s.opts.Clock, time.Until(lease.Due()))
 	s.execute(js, slot, lease, false)
 }

@@ -117,14 +117,8 @@ func (s *Scheduler) runStepIn(ctx context.Context, js *jobState, slot, next time
 	s.workers.do(func() {
 		defer s.wg.Done()
 		jitter := Jitter(js.job.Name, slot, js.job.Jitter)
-		bid, err := s.locker.Bid(s.claimFor(js, slot, jitter, 0))
-		if err != nil {
-			log := s.jobLog(js, slot)
-			log.Error().Err(err).Msg("claim refused as invalid")
-			return
-		}
-		if lease := s.claim(ctx, js, slot, next, jitter, nil, bid, true); lease != nil {
-			s.execute(js, slot, lease, false)
+		if bid := s.slotBid(js, slot, jitter); bid != nil {
+			s.claimAndRun(ctx, js, slot, next, jitter, nil, bid, true)
 		}
 	})
 }
