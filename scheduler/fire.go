@@ -39,7 +39,11 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Ti
 	jitter := Jitter(j.Name, slot, j.Jitter)
 	// The claim is built before its slot comes (keys, records, the script's
 	// line): at the slot, a replica with thousands of jobs due only sends.
-	bid := s.slotBid(js, slot, jitter)
+	ahead := claimAhead // dispatched late: the slot has come or nearly
+	if g != nil {
+		ahead = g.ahead
+	}
+	bid := s.slotBid(js, slot, jitter, ahead)
 	if bid == nil {
 		return
 	}
@@ -51,7 +55,7 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Ti
 		}
 	}
 	due := slot.Add(jitter)
-	if err := sleepUntil(ctx, s.opts.Clock, due.Add(s.clock.lead()-claimAhead)); err != nil {
+	if err := sleepUntil(ctx, s.opts.Clock, due.Add(s.clock.lead()-ahead)); err != nil {
 		return // shutting down: stop claiming
 	}
 	steppedIn := false
@@ -70,10 +74,10 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Ti
 	s.claimAndRun(ctx, js, slot, next, jitter, g, bid, steppedIn)
 }
 
-// slotBid builds the Bid of (js, slot); nil, logged, when the claim is
-// refused as invalid.
-func (s *Scheduler) slotBid(js *jobState, slot time.Time, jitter time.Duration) *locker.Bid {
-	bid, err := s.locker.Bid(s.claimFor(js, slot, jitter, 0))
+// slotBid builds the Bid of (js, slot), a claim sent ahead of the slot;
+// nil, logged, when the claim is refused as invalid.
+func (s *Scheduler) slotBid(js *jobState, slot time.Time, jitter, ahead time.Duration) *locker.Bid {
+	bid, err := s.locker.Bid(s.claimFor(js, slot, jitter, ahead, 0))
 	if err != nil {
 		log := s.jobLog(js, slot)
 		log.Error().Err(err).Msg("claim refused as invalid")
@@ -156,6 +160,7 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 		}
 		var lease *locker.Lease
 		var err error
+		sent := clk.Now()
 		if attempt == 1 && g != nil && g.attempt != nil && g.until.Equal(retryUntil) {
 			// The same bound as every first attempt of this instant.
 			lease, err = bid.Obtain(g.attempt)
@@ -163,6 +168,11 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			actx, acancel := s.attemptCtx(ctx, retryUntil)
 			lease, err = bid.Obtain(actx)
 			acancel()
+		}
+		if attempt == 1 && (err == nil || errors.Is(err, locker.ErrSlotClaimed)) {
+			// Answered: how long it took, queueing included, sets how
+			// early the next slots' claims go out (claimLead).
+			s.ahead.observe(clk.Now().Sub(sent))
 		}
 		if err == nil {
 			s.reconnect.ok()
@@ -204,7 +214,7 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			log.Info().Err(err).Msg("slot before the job was first seen by the cluster: not caught up")
 			return nil
 		case errors.Is(err, locker.ErrEarly) && errors.As(err, &ne):
-			// Not due on Redis's clock: sent ahead (claimAhead) while the
+			// Not due on Redis's clock: sent ahead (claimLead) while the
 			// job is paused or its lease busy, or this replica's clock is
 			// ahead (Redis asks for a longer wait than its clock says).
 			// Within max_clock_skew, wait and send the same claim again;
@@ -334,9 +344,10 @@ func (s *Scheduler) attemptCtx(ctx context.Context, until time.Time) (context.Co
 }
 
 // claimFor builds the Claim of (job, slot) for the job's overlap policy: a
-// slot claim, or, with manual != 0 (the trigger's Unix nanoseconds), a
-// manual run's claim, with a mark of its own and no slot checks.
-func (s *Scheduler) claimFor(js *jobState, slot time.Time, jitter time.Duration, manual int64) locker.Claim {
+// slot claim, which may go out ahead of the slot, or, with manual != 0
+// (the trigger's Unix nanoseconds), a manual run's claim, with a mark of
+// its own and no slot checks (ahead unused).
+func (s *Scheduler) claimFor(js *jobState, slot time.Time, jitter, ahead time.Duration, manual int64) locker.Claim {
 	j := js.job
 	k := js.keys
 	retention := s.MarkRetention(j)
@@ -374,7 +385,7 @@ func (s *Scheduler) claimFor(js *jobState, slot time.Time, jitter time.Duration,
 		c.Slot = slot
 		c.FirstSeen = js.since
 		c.PauseKey = k.Paused()
-		c.NotBefore, c.Due = slot.Add(jitter-claimAhead), slot.Add(jitter)
+		c.NotBefore, c.Due = slot.Add(jitter-ahead), slot.Add(jitter)
 		c.NotAfter = deadline.Add(s.opts.MaxClockSkew)
 		c.MarkFloor = MarkFloor
 		c.Records = locker.Records{

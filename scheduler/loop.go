@@ -16,8 +16,9 @@ import (
 // its firing then waits at the slot's gate, which one timer opens at the
 // slot, so 1,000 jobs due at the same instant all claim at once instead of
 // one by one behind the dispatching (and behind the claims already made).
-// Nothing is claimed earlier than claimAhead before the slot on this
-// replica's clock, and nothing runs before the slot.
+// Nothing is claimed earlier than the claim-ahead (claimLead: claimAhead,
+// more while claims take long) before the slot on this replica's clock,
+// and nothing runs before the slot.
 func (s *Scheduler) loop(ctx context.Context) {
 	clk := s.opts.Clock
 	now := clk.Now()
@@ -50,14 +51,16 @@ func (s *Scheduler) loop(ctx context.Context) {
 			heap.Init(&h)
 		}
 		last = now
-		if len(h) == 0 || h[0].wake().After(now) {
+		ahead := s.ahead.ahead()
+		s.metrics.claimAhead.Set(ahead.Seconds())
+		if len(h) == 0 || h[0].wake(ahead).After(now) {
 			// Never sleep long on one timer: timers run on the monotonic
 			// clock, which a suspended VM stops and an NTP step does not
 			// move; re-reading the wall clock every maxSleep keeps a slot
 			// from being found late (and skipped) on a healthy replica.
 			d := maxSleep
 			if len(h) > 0 {
-				d = min(h[0].wake().Sub(now), maxSleep)
+				d = min(h[0].wake(ahead).Sub(now), maxSleep)
 			}
 			t := clk.NewTimer(d)
 			select {
@@ -72,7 +75,7 @@ func (s *Scheduler) loop(ctx context.Context) {
 			continue
 		}
 		js := h[0]
-		s.due(ctx, js, now)
+		s.due(ctx, js, now, ahead)
 		if js.next.IsZero() {
 			heap.Pop(&h)
 			continue
@@ -130,7 +133,7 @@ func (s *Scheduler) applyReload(h slotHeap, r reload, now time.Time) slotHeap {
 // due handles a job whose next slot has come: it fires the most recent slot
 // if it is still within the catch-up window, logs and counts every slot it
 // passes over, and moves next on.
-func (s *Scheduler) due(ctx context.Context, js *jobState, now time.Time) {
+func (s *Scheduler) due(ctx context.Context, js *jobState, now time.Time, ahead time.Duration) {
 	window := max(js.job.CatchupWindow, OnTime)
 	// Steady state: next is the most recent slot (the one after it is
 	// still to come) and no slot lies between last and next, since next
@@ -139,7 +142,7 @@ func (s *Scheduler) due(ctx context.Context, js *jobState, now time.Time) {
 	if js.steady() {
 		if after := js.nextAfter(js.next); after.IsZero() || after.After(now) {
 			if now.Sub(js.next) < window {
-				s.fire(ctx, js, js.next, after, s.gateAt(ctx, js, js.next, after, now))
+				s.fire(ctx, js, js.next, after, s.gateAt(ctx, js, js.next, after, now, ahead))
 			} else {
 				s.passedOver(js, js.next, 1, js.next, false)
 			}
@@ -162,28 +165,20 @@ func (s *Scheduler) due(ctx context.Context, js *jobState, now time.Time) {
 }
 
 // dispatchLead is how long before a steady-state slot's claims go out
-// (claimAhead before the slot) the loop hands it to its firing, which then
+// (ahead of the slot, see claimLead) the loop hands it to its firing, which then
 // waits at the slot's gate.
 const dispatchLead = 20 * time.Millisecond
-
-// claimAhead is how long before its slot (plus jitter) a firing sends its
-// claim, so that the claims of an instant are through Redis when it comes;
-// the run still starts at the slot. Until the slot is due on Redis's
-// clock, a paused job or a busy lease makes the claim wait (locker's
-// Claim.Due), so pause and overlap are decided at the slot; a pause set
-// after a claim won, in its last claimAhead, takes effect from the next
-// slot.
-const claimAhead = 100 * time.Millisecond
 
 // steady reports whether next is the slot right after last: due then
 // decides with one Next, and may do so before next comes.
 func (js *jobState) steady() bool { return !js.last.IsZero() && js.next.After(js.last) }
 
 // wake is when the loop handles the job: dispatchLead before its next
-// slot's claims in the steady state, at the slot otherwise.
-func (js *jobState) wake() time.Time {
+// slot's claims (ahead before the slot) in the steady state, at the slot
+// otherwise.
+func (js *jobState) wake(ahead time.Duration) time.Time {
 	if js.steady() {
-		return js.next.Add(-claimAhead - dispatchLead)
+		return js.next.Add(-ahead - dispatchLead)
 	}
 	return js.next
 }
@@ -193,8 +188,9 @@ const maxSleep = time.Second
 
 // gate is shared by the firings of one instant that were handed out early.
 type gate struct {
-	slot time.Time
-	open chan struct{} // closed claimAhead before slot (or when Run's context ends)
+	slot  time.Time
+	open  chan struct{} // closed ahead before slot (or when Run's context ends)
+	ahead time.Duration // how long before slot the claims go out (claimLead)
 	// attempt bounds the first claim attempt of the firings whose retry
 	// bound is until (see claimBounds), so that 1,000 claims of one instant
 	// share one timer; it is never cancelled early, and ends at its deadline.
@@ -206,8 +202,11 @@ type gate struct {
 // timer for all the jobs due at that instant, which opens when their
 // claims go out. nil when that time has already come. Called by the loop
 // only.
-func (s *Scheduler) gateAt(ctx context.Context, js *jobState, slot, next, now time.Time) *gate {
-	opens := slot.Add(-claimAhead)
+func (s *Scheduler) gateAt(ctx context.Context, js *jobState, slot, next, now time.Time, ahead time.Duration) *gate {
+	if s.gate != nil && s.gate.slot.Equal(slot) {
+		ahead = s.gate.ahead // the instant's claims go out together
+	}
+	opens := slot.Add(-ahead)
 	if !opens.After(now) {
 		return nil
 	}
@@ -215,7 +214,7 @@ func (s *Scheduler) gateAt(ctx context.Context, js *jobState, slot, next, now ti
 	if g := s.gate; g != nil && g.slot.Equal(slot) && (g.until.Equal(until) || g.attempt == nil) {
 		return g
 	}
-	g := &gate{slot: slot, open: make(chan struct{}), until: until}
+	g := &gate{slot: slot, open: make(chan struct{}), ahead: ahead, until: until}
 	if s.gate != nil && s.gate.slot.Equal(slot) {
 		g.open = s.gate.open // another retry bound at the same instant
 	} else {

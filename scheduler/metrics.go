@@ -28,6 +28,7 @@ type metrics struct {
 	jobs        *jobsCollector
 	replicas    prometheus.Gauge
 	clockOffset prometheus.Gauge
+	claimAhead  prometheus.Gauge
 	stepIns     prometheus.Counter
 	splitVotes  prometheus.Counter
 }
@@ -47,6 +48,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		clockOffset: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "redcron_clock_offset_seconds", Help: "Redis's clock minus this replica's, as last measured (TIME, corrected for the round trip).",
 		}),
+		claimAhead: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "redcron_claim_ahead_seconds", Help: "How long before their slot this replica sends its claims: 0.1 s, up to 0.5 s while claims are slow to be answered.",
+		}),
 	}
 	if reg != nil {
 		m.jobs = register(reg, m.jobs)
@@ -54,6 +58,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.stepIns = register(reg, m.stepIns)
 		m.splitVotes = register(reg, m.splitVotes)
 		m.clockOffset = register(reg, m.clockOffset)
+		m.claimAhead = register(reg, m.claimAhead)
 	}
 	return m
 }

@@ -67,6 +67,7 @@ type Scheduler struct {
 	loopDone chan struct{}
 	registry *registry
 	share    *share
+	ahead    *claimLead      // how long before their slot claims go out
 	clk      *correctedClock // opts.Clock
 	events   *events
 
@@ -124,6 +125,7 @@ func New(js []*jobs.Job, l Locker, opts Options) (*Scheduler, error) {
 	s.recorder = newRecorder(s)
 	s.registry = newRegistry(s)
 	s.share = newShare(s)
+	s.ahead = newClaimLead(s.opts.Clock)
 	s.events = newEvents(s)
 	states, layout, err := s.states(js, nil)
 	if err != nil {

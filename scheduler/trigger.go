@@ -40,7 +40,7 @@ func (s *Scheduler) trigger(ctx context.Context, job string, id int64) (slot tim
 		return time.Time{}, 0, ErrNotRunning
 	}
 	slot = time.Unix(0, id).UTC().Truncate(time.Second)
-	bid, err := s.locker.Bid(s.claimFor(js, slot, 0, id))
+	bid, err := s.locker.Bid(s.claimFor(js, slot, 0, 0, id))
 	var lease *locker.Lease
 	if err == nil {
 		lease, err = bid.Obtain(ctx)
