@@ -10,8 +10,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/redcron/redcron/scheduler/schedule"
 )
 
 // This file is the decoder's core: it walks the YAML document, collects
@@ -77,6 +80,16 @@ type decoder struct {
 	// inPath caches whether a program name is in PATH: a file of 100,000
 	// command jobs named a few programs, and looking each up took 1.5 s.
 	inPath map[string]bool
+	// schedules caches the schedules parsed, by spec and zone: 100,000
+	// jobs name a few thousand specs, and parsing each job's took a fifth
+	// of loading them.
+	schedules map[scheduleKey]schedule.Schedule
+}
+
+// scheduleKey is a parsed schedule's spec and zone.
+type scheduleKey struct {
+	spec string
+	loc  *time.Location
 }
 
 // expansion is one ${VAR} that the environment resolved, in the scalar

@@ -72,10 +72,18 @@ func (d *decoder) schedule(s *jobDraft, j *Job, k *yaml.Node, a at) {
 	case specNode == nil:
 		d.fail(k, a.sub("schedule"), nil, "missing: a cron spec such as \"*/5 * * * *\" or \"@every 30s\"")
 	case j.Spec != "" || (!d.bad[deref(specNode)] && deref(specNode).Kind == yaml.ScalarNode && !isNull(specNode)):
-		sched, err := schedule.Parse(j.Spec, j.Location)
-		if err != nil {
-			d.fail(specNode, a.sub("schedule"), ErrBadSchedule, "%s", strings.TrimPrefix(err.Error(), "schedule: "))
-			return
+		key := scheduleKey{j.Spec, j.Location}
+		sched, ok := d.schedules[key]
+		if !ok {
+			var err error
+			if sched, err = schedule.Parse(j.Spec, j.Location); err != nil {
+				d.fail(specNode, a.sub("schedule"), ErrBadSchedule, "%s", strings.TrimPrefix(err.Error(), "schedule: "))
+				return
+			}
+			if d.schedules == nil {
+				d.schedules = map[scheduleKey]schedule.Schedule{}
+			}
+			d.schedules[key] = sched
 		}
 		j.Schedule = sched
 		// A slot claimed after the next one would be refused: the job's

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unique"
 
 	"github.com/robfig/cron/v3"
 )
@@ -74,7 +75,7 @@ func parseEvery(spec, arg string, loc *time.Location) (Schedule, error) {
 	case d%time.Second != 0:
 		return Schedule{}, fmt.Errorf("%w: %q: @every must be a whole number of seconds", ErrBadSchedule, spec)
 	}
-	return Schedule{kind: kindEvery, text: "@every " + d.String(), every: int64(d / time.Second), loc: loc}, nil
+	return Schedule{unique.Make(def{kind: kindEvery, text: "@every " + d.String(), every: int64(d / time.Second), loc: loc})}, nil
 }
 
 // descriptors are the minute and hour fields of each descriptor.

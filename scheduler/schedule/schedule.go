@@ -7,6 +7,7 @@ package schedule
 
 import (
 	"time"
+	"unique"
 
 	"github.com/robfig/cron/v3"
 )
@@ -47,7 +48,14 @@ const (
 //     "0-59 2 * * *" and "0 0,12 * * *" are fixed-time.
 //   - The zone is assumed to change its UTC offset at most once within any
 //     two days (true of every zone in the tz database since 1970).
-type Schedule struct {
+//
+// A Schedule is a handle (one word) on its interned definition: the jobs
+// with the same spec and zone share one copy, which with 100,000 jobs of a
+// few thousand distinct specs saves most of their size.
+type Schedule struct{ h unique.Handle[def] }
+
+// def is a Schedule's definition.
+type def struct {
 	kind  scheduleKind
 	text  string            // the spec as parsed
 	spec  cron.SpecSchedule // Location is UTC: robfig works on wall clock fields only
@@ -58,35 +66,45 @@ type Schedule struct {
 
 func newSpec(text string, s cron.SpecSchedule, minuteStar, hourStar bool, loc *time.Location) Schedule {
 	s.Location = time.UTC
-	return Schedule{kind: kindSpec, text: text, spec: s, fixed: !minuteStar && !hourStar, loc: loc}
+	return Schedule{unique.Make(def{kind: kindSpec, text: text, spec: s, fixed: !minuteStar && !hourStar, loc: loc})}
+}
+
+// v is s's definition; the zero def for the zero Schedule.
+func (s Schedule) v() def {
+	if s.h == (unique.Handle[def]{}) {
+		return def{}
+	}
+	return s.h.Value()
 }
 
 // String is the spec as parsed (trimmed; "@every" normalised).
-func (s Schedule) String() string { return s.text }
+func (s Schedule) String() string { return s.v().text }
 
 // Location is the zone the schedule is read in.
 func (s Schedule) Location() *time.Location {
-	if s.loc == nil {
-		return time.UTC
+	if loc := s.v().loc; loc != nil {
+		return loc
 	}
-	return s.loc
+	return time.UTC
 }
 
 // FixedTime reports whether Vixie cron's fixed-time daylight-saving rule
 // applies (a spec whose minute and hour fields are not wildcards).
-func (s Schedule) FixedTime() bool { return s.kind == kindSpec && s.fixed }
+func (s Schedule) FixedTime() bool { d := s.v(); return d.kind == kindSpec && d.fixed }
 
 // Every is the period of an "@every" schedule, 0 for other kinds.
 func (s Schedule) Every() time.Duration {
-	if s.kind != kindEvery {
-		return 0
+	if d := s.v(); d.kind == kindEvery {
+		return time.Duration(d.every) * time.Second
 	}
-	return time.Duration(s.every) * time.Second
+	return 0
 }
 
 // Next returns the first slot strictly after after, in UTC; the zero Time
 // when there is none within about five years.
-func (s Schedule) Next(after time.Time) time.Time {
+func (s Schedule) Next(after time.Time) time.Time { return s.v().next(after) }
+
+func (s def) next(after time.Time) time.Time {
 	a := after.Unix() // floor: a slot > a is > after, since slots are whole seconds
 	switch s.kind {
 	case kindEvery:
@@ -100,7 +118,7 @@ func (s Schedule) Next(after time.Time) time.Time {
 // nextSpec scans matching wall-clock times (robfig on UTC fields: no zone
 // trouble) from a lower bound, maps each to real instants in s.loc, and
 // returns the least instant after a.
-func (s Schedule) nextSpec(a int64) time.Time {
+func (s def) nextSpec(a int64) time.Time {
 	w := a + min(s.offset(a), s.offset(a+day)) // no candidate's wall time is earlier
 	best, found := int64(0), false
 	for range maxScan {
@@ -141,7 +159,7 @@ func (s Schedule) nextSpec(a int64) time.Time {
 // resolve maps wall time w (seconds, as if UTC) to its real instants in
 // s.loc, ascending: n == 1 normally, 2 when the time repeats (fall back),
 // 0 when it is skipped (spring forward), with gap the transition instant.
-func (s Schedule) resolve(w int64) (inst [2]int64, n int, gap int64) {
+func (s def) resolve(w int64) (inst [2]int64, n int, gap int64) {
 	before, after := s.offset(w-day), s.offset(w+day)
 	for i, o := range [2]int64{before, after} {
 		if i == 1 && o == before {
@@ -163,7 +181,7 @@ func (s Schedule) resolve(w int64) (inst [2]int64, n int, gap int64) {
 }
 
 // offset is s.loc's UTC offset in seconds at instant u.
-func (s Schedule) offset(u int64) int64 {
+func (s def) offset(u int64) int64 {
 	_, off := time.Unix(u, 0).In(s.loc).Zone()
 	return int64(off)
 }
@@ -171,7 +189,9 @@ func (s Schedule) offset(u int64) int64 {
 // Prev returns the latest slot at or before at, in UTC; the zero Time when
 // there is none within about six years. Catch-up uses it to find the most
 // recent missed slot.
-func (s Schedule) Prev(at time.Time) time.Time {
+func (s Schedule) Prev(at time.Time) time.Time { return s.v().prev(at) }
+
+func (s def) prev(at time.Time) time.Time {
 	if s.kind == 0 {
 		return time.Time{}
 	}
@@ -180,12 +200,12 @@ func (s Schedule) Prev(at time.Time) time.Time {
 		return unix(floorDiv(a, s.every) * s.every)
 	}
 	for span := int64(1); span <= maxPrevSpan; span *= 2 {
-		t := s.Next(time.Unix(a-span, 0))
+		t := s.next(time.Unix(a-span, 0))
 		if t.IsZero() || t.Unix() > a {
 			continue
 		}
 		for {
-			n := s.Next(t)
+			n := s.next(t)
 			if n.IsZero() || n.Unix() > a {
 				return t
 			}
@@ -210,7 +230,9 @@ func floorDiv(a, b int64) int64 {
 // from the start of 2025 (at most maxIntervalScan of them, enough for a
 // per-second spec to show its gap at once and a sparse one over the year).
 // 0 for the zero Schedule.
-func (s Schedule) Interval() time.Duration {
+func (s Schedule) Interval() time.Duration { return s.v().interval() }
+
+func (s def) interval() time.Duration {
 	switch s.kind {
 	case kindEvery:
 		return time.Duration(s.every) * time.Second
@@ -218,9 +240,9 @@ func (s Schedule) Interval() time.Duration {
 		t := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 		end := t.AddDate(1, 0, 0)
 		var best time.Duration
-		prev := s.Next(t)
+		prev := s.next(t)
 		for range maxIntervalScan {
-			next := s.Next(prev)
+			next := s.next(prev)
 			if next.IsZero() || prev.IsZero() || next.After(end) {
 				break
 			}
