@@ -48,7 +48,8 @@ func (c *jobsCollector) forJob(job string) *jobMetrics {
 	defer c.mu.Unlock()
 	jm := c.byJob[job]
 	if jm == nil {
-		jm = &jobMetrics{job: job, fireLag: newHistogram(fireLagBuckets), duration: newHistogram(durationBuckets)}
+		jm = &jobMetrics{job: job}
+		jm.fireLag.bounds, jm.duration.bounds = &fireLagBuckets, &durationBuckets
 		c.byJob[job] = jm
 	}
 	return jm
@@ -106,10 +107,10 @@ type jobMetrics struct {
 	runs        [len(outcomeNames)]counter // by outcome, in outcomes' order
 	skips       [len(reasonNames)]counter  // by reason, in reasons' order
 	claimErrors counter
-	fireLag     *histogram
-	duration    *histogram
+	fireLag     histogram
+	duration    histogram
 	lastSuccess gauge
-	running     atomic.Int64
+	running     atomic.Int32
 	drift       gauge
 }
 
@@ -124,8 +125,11 @@ func (jm *jobMetrics) skip(reason string) *counter {
 	return &jm.skips[slices.Index(reasons, reason)]
 }
 
-// counter is a monotonic count.
-type counter struct{ atomic.Uint64 }
+// counter is a monotonic count. Per-job counts are 32 bits (with 100,000
+// jobs every word counts): one job's count grows at most about once a
+// second (a slot a second, or a person's manual runs), which takes 136
+// years to wrap; Prometheus would read a wrap as a counter reset.
+type counter struct{ atomic.Uint32 }
 
 // Inc adds one.
 func (c *counter) Inc() { c.Add(1) }
@@ -136,22 +140,20 @@ type gauge struct{ bits atomic.Uint64 }
 func (g *gauge) Set(v float64) { g.bits.Store(math.Float64bits(v)) }
 func (g *gauge) get() float64  { return math.Float64frombits(g.bits.Load()) }
 
-// histogram counts observations into fixed buckets.
+// histogram counts observations into fixed buckets, inline in jobMetrics
+// (one allocation per job). Its counts are 32 bits, as counter's.
 type histogram struct {
-	bounds []float64
-	counts []atomic.Uint64 // per bucket (not cumulative); the last is +Inf
-	count  atomic.Uint64
-	sum    atomic.Uint64 // float64 bits
+	bounds *[]float64                    // fireLagBuckets or durationBuckets
+	counts [maxBuckets + 1]atomic.Uint32 // per bucket (not cumulative); counts[len(*bounds)] is +Inf
+	sum    atomic.Uint64                 // float64 bits
 }
 
-func newHistogram(bounds []float64) *histogram {
-	return &histogram{bounds: bounds, counts: make([]atomic.Uint64, len(bounds)+1)}
-}
+// maxBuckets is the most bounds a per-job histogram has.
+const maxBuckets = 15
 
 // Observe adds v.
 func (h *histogram) Observe(v float64) {
-	h.counts[sort.SearchFloat64s(h.bounds, v)].Add(1)
-	h.count.Add(1)
+	h.counts[sort.SearchFloat64s(*h.bounds, v)].Add(1)
 	for {
 		old := h.sum.Load()
 		if h.sum.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+v)) {
@@ -161,11 +163,13 @@ func (h *histogram) Observe(v float64) {
 }
 
 func (h *histogram) metric(d *prometheus.Desc, job string) prometheus.Metric {
-	buckets := make(map[float64]uint64, len(h.bounds))
+	bounds := *h.bounds
+	buckets := make(map[float64]uint64, len(bounds))
 	var cum uint64
-	for i, b := range h.bounds {
-		cum += h.counts[i].Load()
+	for i, b := range bounds {
+		cum += uint64(h.counts[i].Load())
 		buckets[b] = cum
 	}
-	return prometheus.MustNewConstHistogram(d, h.count.Load(), math.Float64frombits(h.sum.Load()), buckets, job)
+	cum += uint64(h.counts[len(bounds)].Load())
+	return prometheus.MustNewConstHistogram(d, cum, math.Float64frombits(h.sum.Load()), buckets, job)
 }
