@@ -25,7 +25,7 @@ type registry struct {
 	// scheduler's jobs slice, replaced by each reload); heartbeat goroutine
 	// only.
 	selfOf    []*jobState
-	selfCache store.Replica
+	selfCache store.Registration
 }
 
 // triggerPoll is how often a replica looks for queued trigger requests.
@@ -99,7 +99,7 @@ func (r *registry) loop(ctx context.Context, d time.Duration, kick <-chan struct
 // self is this replica's registration, built again only when the jobs
 // changed (with 100,000 jobs, building it every heartbeat was most of an
 // idle replica's CPU). Heartbeat goroutine only.
-func (r *registry) self() store.Replica {
+func (r *registry) self() store.Registration {
 	s := r.s
 	states := s.snapshot()
 	if r.selfOf != nil && len(states) == len(r.selfOf) && (len(states) == 0 || &states[0] == &r.selfOf[0]) {
@@ -114,8 +114,8 @@ func (r *registry) self() store.Replica {
 	}
 	h.Write([]byte(s.opts.Prefix + "\n" + s.opts.MaxClockSkew.String() + "\n" + s.opts.ShutdownGrace.String()))
 	me.ConfigHash = hex.EncodeToString(h.Sum(nil)[:6])
-	r.selfOf, r.selfCache = states, me
-	return me
+	r.selfOf, r.selfCache = states, store.NewRegistration(me)
+	return r.selfCache
 }
 
 // beat registers this replica, then reads every live replica and updates
@@ -138,6 +138,9 @@ func (r *registry) beat(ctx context.Context) {
 	s.share.setMembers(live)
 	s.metrics.replicas.Set(float64(len(live)))
 	drift := store.Drift(live)
+	if !anyTrue(drift) && !anyTrue(r.drift) {
+		return // no job drifts, and none did: every gauge is 0 already
+	}
 	for _, j := range s.Jobs() {
 		d := drift[j.Name]
 		v := 0.0
@@ -160,6 +163,16 @@ func (r *registry) beat(ctx context.Context) {
 			r.drift[j.Name] = d
 		}
 	}
+}
+
+// anyTrue reports whether some job of m is true.
+func anyTrue(m map[string]bool) bool {
+	for _, v := range m {
+		if v {
+			return true
+		}
+	}
+	return false
 }
 
 func orMissing(fp string) string {

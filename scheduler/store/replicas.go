@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -26,6 +27,68 @@ type Replica struct {
 	Jobs map[string]string `json:"jobs,omitempty"`
 }
 
+// Registration is a replica's registration with its encoding, made once
+// by NewRegistration: with 100,000 jobs it is megabytes of JSON, which
+// each heartbeat used to encode again.
+type Registration struct {
+	Replica
+	raw string
+}
+
+// NewRegistration encodes r.
+func NewRegistration(r Replica) Registration {
+	b, _ := json.Marshal(r)
+	return Registration{Replica: r, raw: string(b)}
+}
+
+// registrations are decoded registrations by replica id, each with the
+// JSON it was decoded from: Replicas decodes a registration again only
+// when it changed (with 100,000 jobs, decoding every live replica's at
+// every heartbeat was most of an idle replica's allocations).
+type registrations struct {
+	mu   sync.Mutex
+	byID map[string]Registration
+}
+
+// decode returns raw decoded, from the cache when id's registration is
+// the same as last time; ok is false when raw is not a registration.
+func (c *registrations) decode(id, raw string) (r Replica, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, hit := c.byID[id]; hit && old.raw == raw {
+		return old.Replica, true
+	}
+	if json.Unmarshal([]byte(raw), &r) != nil {
+		return Replica{}, false
+	}
+	if c.byID == nil {
+		c.byID = map[string]Registration{}
+	}
+	c.byID[id] = Registration{Replica: r, raw: raw}
+	return r, true
+}
+
+// put records r as decoded.
+func (c *registrations) put(r Registration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byID == nil {
+		c.byID = map[string]Registration{}
+	}
+	c.byID[r.Replica.Replica] = r
+}
+
+// keep forgets the registrations of the replicas not in ids.
+func (c *registrations) keep(ids map[string]bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id := range c.byID {
+		if !ids[id] {
+			delete(c.byID, id)
+		}
+	}
+}
+
 // replicasKey is the index of live replicas: a sorted set of replica ids
 // scored by the expiry (ms) of their heartbeat.
 func (s *Store) replicasKey() string { return s.prefix + ":replicas" }
@@ -35,22 +98,22 @@ func (s *Store) replicaKey(id string) string { return s.prefix + ":replica:" + i
 
 // Heartbeat registers r as live for ttl on every node (a majority must
 // confirm), and drops expired entries from the index.
-func (s *Store) Heartbeat(ctx context.Context, r Replica, ttl time.Duration) error {
-	b, _ := json.Marshal(r)
-	idx, key := s.replicasKey(), s.replicaKey(r.Replica)
+func (s *Store) Heartbeat(ctx context.Context, r Registration, ttl time.Duration) error {
+	idx, key := s.replicasKey(), s.replicaKey(r.Replica.Replica)
 	_, err := locker.Each(ctx, s.lk, func(ctx context.Context, c locker.Client) (struct{}, error) {
 		now := time.Now()
 		pipe := c.Pipeline()
-		_ = pipe.Process(ctx, redis.NewStatusCmd(ctx, "set", key, string(b), "px", ttl.Milliseconds()))
-		_ = pipe.Process(ctx, redis.NewIntCmd(ctx, "zadd", idx, now.Add(ttl).UnixMilli(), r.Replica))
+		_ = pipe.Process(ctx, redis.NewStatusCmd(ctx, "set", key, r.raw, "px", ttl.Milliseconds()))
+		_ = pipe.Process(ctx, redis.NewIntCmd(ctx, "zadd", idx, now.Add(ttl).UnixMilli(), r.Replica.Replica))
 		_ = pipe.Process(ctx, redis.NewIntCmd(ctx, "zremrangebyscore", idx, "-inf", strconv.FormatInt(now.UnixMilli(), 10)))
 		_ = pipe.Process(ctx, redis.NewBoolCmd(ctx, "pexpire", idx, (3*ttl).Milliseconds()))
 		_, err := pipe.Exec(ctx)
 		return struct{}{}, err
 	})
 	if err != nil {
-		return fmt.Errorf("store: heartbeat of %q: %w", r.Replica, err)
+		return fmt.Errorf("store: heartbeat of %q: %w", r.Replica.Replica, err)
 	}
+	s.read.put(r) // Replicas then reads this replica's own as decoded
 	return nil
 }
 
@@ -68,7 +131,9 @@ func (s *Store) Unregister(ctx context.Context, id string) error {
 }
 
 // Replicas lists the live replicas (those whose registration has not
-// expired), by id: the union of what the nodes that answered hold.
+// expired), by id: the union of what the nodes that answered hold. A
+// registration unchanged since the last call is not decoded again: the
+// Jobs maps returned are shared with later calls, to read only.
 func (s *Store) Replicas(ctx context.Context) ([]Replica, error) {
 	idx := s.replicasKey()
 	lists, err := locker.Each(ctx, s.lk, func(ctx context.Context, c locker.Client) ([]Replica, error) {
@@ -88,9 +153,11 @@ func (s *Store) Replicas(ctx context.Context) ([]Replica, error) {
 			}
 		}
 		var out []Replica
-		for _, g := range gets {
-			var r Replica
-			if g.Err() == nil && json.Unmarshal([]byte(g.Val()), &r) == nil {
+		for i, g := range gets {
+			if g.Err() != nil {
+				continue
+			}
+			if r, ok := s.read.decode(ids.Val()[i], g.Val()); ok {
 				out = append(out, r)
 			}
 		}
@@ -106,9 +173,12 @@ func (s *Store) Replicas(ctx context.Context) ([]Replica, error) {
 		}
 	}
 	out := make([]Replica, 0, len(byID))
-	for _, r := range byID {
+	ids := map[string]bool{}
+	for id, r := range byID {
 		out = append(out, r)
+		ids[id] = true
 	}
+	s.read.keep(ids)
 	slices.SortFunc(out, func(a, b Replica) int {
 		switch {
 		case a.Replica < b.Replica:
@@ -123,22 +193,32 @@ func (s *Store) Replicas(ctx context.Context) ([]Replica, error) {
 
 // Drift is, for each job defined on some live replica, whether the live
 // replicas disagree on it: different fingerprints, or defined on some and
-// not on others. A single replica never drifts.
+// not on others. A single replica never drifts. Replicas with the same
+// ConfigHash (a hash of every job's name and fingerprint) agree on every
+// job: then Drift reads no job and returns an empty map.
 func Drift(rs []Replica) map[string]bool {
-	defs := map[string]map[string]bool{} // job -> fingerprints seen
+	same := len(rs) > 0 && rs[0].ConfigHash != ""
+	for _, r := range rs {
+		same = same && r.ConfigHash == rs[0].ConfigHash
+	}
+	if same {
+		return map[string]bool{}
+	}
+	first := map[string]string{} // job -> the first fingerprint seen
 	count := map[string]int{}
+	out := map[string]bool{}
 	for _, r := range rs {
 		for job, fp := range r.Jobs {
-			if defs[job] == nil {
-				defs[job] = map[string]bool{}
+			if f, seen := first[job]; !seen {
+				first[job] = fp
+			} else if f != fp {
+				out[job] = true
 			}
-			defs[job][fp] = true
 			count[job]++
 		}
 	}
-	out := map[string]bool{}
-	for job, fps := range defs {
-		out[job] = len(fps) > 1 || count[job] < len(rs)
+	for job, n := range count {
+		out[job] = out[job] || n < len(rs)
 	}
 	return out
 }

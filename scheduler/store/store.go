@@ -19,6 +19,8 @@ import (
 type Store struct {
 	lk     *locker.Locker
 	prefix string
+	// read holds the registrations Replicas last decoded, by replica id.
+	read registrations
 }
 
 // New returns the store of the jobs under prefix ("" means DefaultPrefix),

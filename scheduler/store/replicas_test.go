@@ -1,0 +1,97 @@
+package store
+
+import (
+	"context"
+	"maps"
+	"testing"
+	"time"
+
+	"github.com/redcron/redcron/internal/redistest"
+	"github.com/redcron/redcron/locker"
+)
+
+// TestDrift checks which jobs drift: defined differently, or not on every
+// live replica; replicas with one config hash agree on every job.
+func TestDrift(t *testing.T) {
+	a := Replica{Replica: "a", ConfigHash: "h1", Jobs: map[string]string{"x": "1", "y": "2", "z": "3"}}
+	b := Replica{Replica: "b", ConfigHash: "h2", Jobs: map[string]string{"x": "1", "y": "9"}}
+	c := Replica{Replica: "c", ConfigHash: "h1", Jobs: map[string]string{"x": "1", "y": "2", "z": "3"}}
+	noHash := Replica{Replica: "d", Jobs: map[string]string{"x": "5"}}
+	noHash2 := Replica{Replica: "e", Jobs: map[string]string{"x": "6"}}
+	for _, tt := range []struct {
+		name string
+		rs   []Replica
+		want map[string]bool // the jobs that drift
+	}{
+		{"none", nil, map[string]bool{}},
+		{"one replica", []Replica{b}, map[string]bool{}},
+		{"same hash", []Replica{a, c}, map[string]bool{}},
+		{"fingerprint and missing", []Replica{a, b}, map[string]bool{"y": true, "z": true}},
+		{"three, one differs", []Replica{a, b, c}, map[string]bool{"y": true, "z": true}},
+		{"no hash: jobs compared", []Replica{noHash, noHash2}, map[string]bool{"x": true}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := map[string]bool{}
+			for job, d := range Drift(tt.rs) {
+				if d {
+					got[job] = true
+				}
+			}
+			if !maps.Equal(got, tt.want) {
+				t.Errorf("got drifting %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestReplicasDecodesChanges checks the registrations Replicas keeps
+// decoded, on a real Redis: a registration that changes is read anew, one
+// that expires or is removed is gone.
+func TestReplicasDecodesChanges(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	lk, err := locker.New(srv.Client(t), locker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(lk, "")
+	ctx := context.Background()
+	beat := func(r Replica) {
+		t.Helper()
+		if err := s.Heartbeat(ctx, NewRegistration(r), time.Minute); err != nil {
+			t.Fatalf("heartbeat %s: %v", r.Replica, err)
+		}
+	}
+	jobsOf := func() map[string]map[string]string {
+		t.Helper()
+		rs, err := s.Replicas(ctx)
+		if err != nil {
+			t.Fatalf("replicas: %v", err)
+		}
+		out := map[string]map[string]string{}
+		for _, r := range rs {
+			out[r.Replica] = r.Jobs
+		}
+		return out
+	}
+	beat(Replica{Replica: "a", ConfigHash: "h1", Jobs: map[string]string{"x": "1"}})
+	beat(Replica{Replica: "b", ConfigHash: "h1", Jobs: map[string]string{"x": "1"}})
+	if got := jobsOf(); len(got) != 2 || got["b"]["x"] != "1" {
+		t.Fatalf("first read: got %v, want a and b with x=1", got)
+	}
+	beat(Replica{Replica: "b", ConfigHash: "h2", Jobs: map[string]string{"x": "2", "y": "3"}})
+	if got := jobsOf(); got["b"]["x"] != "2" || got["b"]["y"] != "3" || got["a"]["x"] != "1" {
+		t.Fatalf("after b changed: got %v, want b with x=2, y=3 and a unchanged", got)
+	}
+	if err := s.Unregister(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if got := jobsOf(); len(got) != 1 || got["a"] == nil {
+		t.Fatalf("after b left: got %v, want a only", got)
+	}
+	s.read.mu.Lock()
+	_, kept := s.read.byID["b"]
+	s.read.mu.Unlock()
+	if kept {
+		t.Errorf("b's decoded registration is kept after it left, want it forgotten")
+	}
+}
