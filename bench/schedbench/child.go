@@ -35,6 +35,9 @@ type childSpec struct {
 	Snaps      []time.Time
 	Stop       time.Time
 	CPUProfile string
+	// HeapProfile, if set, is where the child writes a heap profile (in
+	// use after a GC) at the window's end.
+	HeapProfile string
 	// Sampled makes the child read its memory at every snap (Mems), not
 	// only at the last, and keep its ledger in a file until it stops, so
 	// that the ledger (32 bytes a run) does not grow the heap it samples.
@@ -142,6 +145,12 @@ func runChild(in io.Reader, out io.Writer) error {
 				_ = prof.Close()
 			}
 			rep.Mem = readMem()
+			if spec.HeapProfile != "" {
+				if err := writeHeapProfile(spec.HeapProfile); err != nil {
+					_ = r.stop()
+					return err
+				}
+			}
 		}
 		if spec.Sampled {
 			if i == len(spec.Snaps)-1 {
@@ -281,4 +290,17 @@ func liveHeap() uint64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
+}
+
+// writeHeapProfile writes the heap profile (as of the last GC) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -127,7 +127,7 @@ const cooldown = 2 * time.Second
 type config struct {
 	suites   []suite
 	reps     int
-	profiles string        // directory for the children's CPU profiles
+	profiles string        // directory for the children's CPU and heap profiles
 	sample   time.Duration // the sampled suites' sampling interval
 	child    bool
 }
@@ -144,7 +144,7 @@ func main() {
 	flag.StringVar(&names, "suite", "compare", "comma-separated suites: compare, replicas, retention, rate, burst, load, cluster, soak, or all (every suite but soak, which takes 30 minutes: name it)")
 	flag.DurationVar(&cfg.sample, "sample", time.Minute, "the soak suite's sampling interval (whole seconds) for Redis memory, keys and the replicas' memory")
 	flag.IntVar(&cfg.reps, "reps", 3, "repetitions of every scenario, interleaved (min, median and max are reported)")
-	flag.StringVar(&cfg.profiles, "cpuprofile", "", "directory: each child writes a CPU profile of its steady window there")
+	flag.StringVar(&cfg.profiles, "cpuprofile", "", "directory: each child writes there a CPU profile of its steady window and a heap profile at its end")
 	flag.IntVar(&jobs, "jobs", 0, "override every suite's job count (0: the suite's)")
 	flag.StringVar(&replicas, "replicas", "", "override every suite's replica counts, comma-separated")
 	flag.DurationVar(&warmup, "warmup", 0, "override every suite's warmup (0: the suite's; shorter than the marks' retention is not steady)")

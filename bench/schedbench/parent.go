@@ -213,6 +213,7 @@ func runScenario(self string, s suite, sc scenario, path string, specs []string,
 		}
 		if prof != "" {
 			spec.CPUProfile = fmt.Sprintf("%s-r%d.pprof", prof, i)
+			spec.HeapProfile = fmt.Sprintf("%s-r%d-heap.pprof", prof, i)
 		}
 		in, err := json.Marshal(spec)
 		if err != nil {
