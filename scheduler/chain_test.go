@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/jobs"
 	"github.com/redcron/redcron/locker"
 	"github.com/redcron/redcron/scheduler/store"
@@ -167,5 +169,72 @@ func TestRetrySkipsBackoffBeyondTimeout(t *testing.T) {
 		func(context.Context, jobs.Run) error { n++; return errors.New("fail") })
 	if err := f(context.Background(), jobs.Run{}); err == nil || n != 1 {
 		t.Errorf("got err %v after %d attempts, want an error after 1 (the 10s backoff outlasts the 5s timeout)", err, n)
+	}
+}
+
+// TestPanickingJob: a run whose function or wrapper panics is recorded
+// with outcome panic and the replica goes on; a panic in one attempt is
+// that attempt's failure, and the retry runs.
+func TestPanickingJob(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.Options{})
+	name := fmt.Sprintf("panics%d", funcSeq.Add(1))
+	jobs.Register(name, func(_ context.Context, r jobs.Run, _ struct{}) error {
+		if r.Job == "always" || (r.Job == "once" && r.Attempt == 1) {
+			panic("boom")
+		}
+		return nil
+	})
+	retry := func(j *jobs.Job) {
+		j.Retry = jobs.Retry{Attempts: 2, Backoff: 10 * time.Millisecond, MaxBackoff: time.Second}
+	}
+	js := []*jobs.Job{
+		testJob(t, "always", "* * * * * *", name, nil),         // the function panics
+		testJob(t, "once", "* * * * * *", name, retry),         // its first attempt panics
+		testJob(t, "wrapper", "* * * * * *", name, nil),        // a wrapper panics
+		testJob(t, "wrapper-once", "* * * * * *", name, retry), // a wrapper panics on the first attempt
+	}
+	panicky := func(next RunFunc) RunFunc {
+		return func(ctx context.Context, r jobs.Run) error {
+			if r.Job == "wrapper" || (r.Job == "wrapper-once" && r.Attempt == 1) {
+				panic("wrapper boom")
+			}
+			return next(ctx, r)
+		}
+	}
+	in := startInstance(t, srv, js, Options{Replica: "r0", Wrappers: []Wrapper{panicky}})
+	st := in.s.Store()
+	history := func(job string) []store.Record {
+		rs, err := st.History(context.Background(), job, store.Page{})
+		if err != nil {
+			t.Fatalf("history of %s: %v", job, err)
+		}
+		return rs
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		for _, j := range js {
+			if len(history(j.Name)) < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, tt := range []struct {
+		job, outcome, errHas string
+		attempts             int
+	}{
+		{"always", store.OutcomePanic, "boom", 1},
+		{"once", store.OutcomeOK, "", 2},
+		{"wrapper", store.OutcomePanic, "wrapper boom", 1},
+		{"wrapper-once", store.OutcomeOK, "", 2},
+	} {
+		t.Run(tt.job, func(t *testing.T) {
+			for _, r := range history(tt.job) {
+				if r.Outcome != tt.outcome || !strings.Contains(r.Error, tt.errHas) || r.Attempts != tt.attempts {
+					t.Errorf("slot %v: got outcome %q after %d attempts, error %q; want %q after %d, error with %q",
+						r.Slot, r.Outcome, r.Attempts, r.Error, tt.outcome, tt.attempts, tt.errHas)
+				}
+			}
+		})
 	}
 }

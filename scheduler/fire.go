@@ -446,7 +446,11 @@ func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, m
 	log.Info().Bool("manual", manual).Msg("run started")
 	attempts := 0
 	tail := jobs.NewTail(j.OutputTail)
-	run := Chain(Timeout(clk, j.Timeout), Retry(clk, j.Retry, &attempts))(js.fn)
+	fn := js.fn
+	if fn == nil {
+		fn = j.Run
+	}
+	run := Chain(Timeout(clk, j.Timeout), Retry(clk, j.Retry, &attempts), Recover())(fn)
 	err := run(ctx, jobs.Run{Job: j.Name, Slot: slot, Fence: lease.Fence(), Replica: s.opts.Replica, Manual: manual, Logger: log, Output: tail})
 	dur := clk.Now().Sub(start)
 	out, reason := outcome(ctx, err)

@@ -83,7 +83,10 @@ type jobState struct {
 	job   *jobs.Job
 	sched schedule.Schedule
 	keys  store.Keys
-	fn    RunFunc   // the job's function, wrapped (recover, Options.Wrappers); without Timeout and Retry, added per run
+	// fn is the job's function wrapped in Options.Wrappers, once per job
+	// (a wrapper may keep state per job); nil without wrappers. Timeout,
+	// Retry and Recover are added per run.
+	fn    RunFunc
 	since time.Time // when this replica loaded the job: its first sight, unless the cluster saw it earlier
 	// fingerprint is job.Fingerprint(): a reload keeps this state when the
 	// definition is the same.
@@ -175,11 +178,15 @@ func (s *Scheduler) states(js []*jobs.Job, old []*jobState) (out []*jobState, la
 		if o := prev[j.Name]; o != nil {
 			since = o.since // this replica saw the job before
 		}
+		var fn RunFunc
+		if len(opts.Wrappers) > 0 {
+			fn = Chain(opts.Wrappers...)(j.Run)
+		}
 		out = append(out, &jobState{
 			job:         j,
 			sched:       j.Schedule,
 			keys:        store.JobKeys(opts.Prefix, j.Name),
-			fn:          Chain(append([]Wrapper{Recover()}, opts.Wrappers...)...)(j.Run),
+			fn:          fn,
 			since:       since,
 			fingerprint: j.Fingerprint(),
 			metrics:     s.metrics.forJob(j.Name),
