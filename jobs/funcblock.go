@@ -47,12 +47,22 @@ func (d *decoder) finishFunc(s *jobDraft, j *Job, a at) {
 		return
 	}
 	j.fn = e
+	if j.Args == nil { // no args: decodedArgs gives the function's shared zero value
+		_, ps := e.cache.get(e, nil)
+		d.argProblems(a, ps)
+		return
+	}
 	args := &funcArgs{from: j.Args}
 	if _, ps := args.get(e, j.Args); len(ps) > 0 {
-		for _, p := range ps {
-			d.probs = append(d.probs, &Problem{File: d.file, Line: p.line, Job: a.job, Field: "args", Msg: p.msg})
-		}
+		d.argProblems(a, ps)
 		return
 	}
 	j.args = args
+}
+
+// argProblems reports the problems found in the job's args.
+func (d *decoder) argProblems(a at, ps []argProblem) {
+	for _, p := range ps {
+		d.probs = append(d.probs, &Problem{File: d.file, Line: p.line, Job: a.job, Field: "args", Msg: p.msg})
+	}
 }
