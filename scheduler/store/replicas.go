@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strconv"
 	"sync"
@@ -41,30 +42,37 @@ func NewRegistration(r Replica) Registration {
 	return Registration{Replica: r, raw: string(b)}
 }
 
-// registrations are decoded registrations by replica id, each with the
-// JSON it was decoded from: Replicas decodes a registration again only
-// when it changed (with 100,000 jobs, decoding every live replica's at
-// every heartbeat was most of an idle replica's allocations).
+// registrations are decoded registrations by replica id, each with a hash
+// of the JSON it was decoded from: Replicas decodes a registration again
+// only when it changed (with 100,000 jobs, decoding every live replica's
+// at every heartbeat was most of an idle replica's allocations).
 type registrations struct {
 	mu   sync.Mutex
-	byID map[string]Registration
+	byID map[string]decoded
 }
+
+// decoded is a registration decoded from JSON whose hash is sum.
+type decoded struct {
+	sum uint64
+	r   Replica
+}
+
+// rawSeed seeds the hashes of registrations.
+var rawSeed = maphash.MakeSeed()
 
 // decode returns raw decoded, from the cache when id's registration is
 // the same as last time; ok is false when raw is not a registration.
 func (c *registrations) decode(id, raw string) (r Replica, ok bool) {
+	sum := maphash.String(rawSeed, raw)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, hit := c.byID[id]; hit && old.raw == raw {
-		return old.Replica, true
+	if old, hit := c.byID[id]; hit && old.sum == sum {
+		return old.r, true
 	}
 	if json.Unmarshal([]byte(raw), &r) != nil {
 		return Replica{}, false
 	}
-	if c.byID == nil {
-		c.byID = map[string]Registration{}
-	}
-	c.byID[id] = Registration{Replica: r, raw: raw}
+	c.set(id, decoded{sum, r})
 	return r, true
 }
 
@@ -72,10 +80,14 @@ func (c *registrations) decode(id, raw string) (r Replica, ok bool) {
 func (c *registrations) put(r Registration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.set(r.Replica.Replica, decoded{maphash.String(rawSeed, r.raw), r.Replica})
+}
+
+func (c *registrations) set(id string, d decoded) {
 	if c.byID == nil {
-		c.byID = map[string]Registration{}
+		c.byID = map[string]decoded{}
 	}
-	c.byID[r.Replica.Replica] = r
+	c.byID[id] = d
 }
 
 // keep forgets the registrations of the replicas not in ids.
