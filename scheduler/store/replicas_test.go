@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"maps"
+	"reflect"
 	"testing"
 	"time"
 
@@ -93,5 +94,44 @@ func TestReplicasDecodesChanges(t *testing.T) {
 	s.read.mu.Unlock()
 	if kept {
 		t.Errorf("b's decoded registration is kept after it left, want it forgotten")
+	}
+}
+
+// TestReplicasShareJobs checks that replicas with the same jobs share one
+// decoded map of them, and that one whose jobs differ keeps its own.
+func TestReplicasShareJobs(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	lk, err := locker.New(srv.Client(t), locker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(lk, "")
+	ctx := context.Background()
+	same := func() map[string]string { return map[string]string{"x": "1", "y": "2"} }
+	for _, r := range []Replica{
+		{Replica: "a", ConfigHash: "h1", Jobs: same()},
+		{Replica: "b", ConfigHash: "h1", Jobs: same()},
+		{Replica: "c", ConfigHash: "h1", Jobs: same()},
+		{Replica: "d", ConfigHash: "h2", Jobs: map[string]string{"x": "1", "y": "3"}},
+	} {
+		if err := s.Heartbeat(ctx, NewRegistration(r), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.read = registrations{} // as another process reads them: none decoded yet
+	rs, err := s.Replicas(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]Replica{}
+	for _, r := range rs {
+		byID[r.Replica] = r
+	}
+	ptr := func(id string) uintptr { return reflect.ValueOf(byID[id].Jobs).Pointer() }
+	if ptr("a") != ptr("b") || ptr("b") != ptr("c") {
+		t.Errorf("a, b and c define the same jobs: got separate maps, want one shared")
+	}
+	if ptr("d") == ptr("a") || byID["d"].Jobs["y"] != "3" {
+		t.Errorf("d defines y differently: got %v (shared: %v), want its own map with y=3", byID["d"].Jobs, ptr("d") == ptr("a"))
 	}
 }
