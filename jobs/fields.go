@@ -33,7 +33,7 @@ type jobKey struct {
 // commandblock.go, httpblock.go, retryblock.go, historyblock.go,
 // notifyblock.go; the others are below.
 var jobKeyTable = []jobKey{
-	{name: "schedule", decode: func(d *decoder, s *jobDraft, _, v *yaml.Node, a at) { s.job.Spec, _ = d.str(v, a) }},
+	{name: "schedule", decode: func(d *decoder, s *jobDraft, _, v *yaml.Node, a at) { s.job.Spec = common(d.str(v, a)) }},
 	{name: "timezone", decode: decodeTimezone},
 	{name: "enabled", decode: func(d *decoder, s *jobDraft, _, v *yaml.Node, a at) {
 		if b, ok := d.boolean(v, a); ok {

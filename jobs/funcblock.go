@@ -11,7 +11,7 @@ import (
 // function's type (once, kept on the Job: see funcargs.go).
 
 func decodeFunc(d *decoder, s *jobDraft, _, v *yaml.Node, a at) {
-	s.job.Func, _ = d.str(v, a)
+	s.job.Func = common(d.str(v, a))
 }
 
 // decodeArgs keeps the args node, decoded when the job is whole. Unlike the

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"time"
+	"unique"
 
 	"gopkg.in/yaml.v3"
 )
@@ -22,6 +23,10 @@ func (d *decoder) str(n *yaml.Node, a at) (string, bool) {
 	d.textual[n] = true
 	return n.Value, true
 }
+
+// common is v (a str result) interned, for a text that many jobs repeat
+// (a function's name, a schedule): 100,000 jobs then hold a few copies.
+func common(v string, _ bool) string { return unique.Make(v).Value() }
 
 func (d *decoder) duration(n *yaml.Node, a at) (time.Duration, bool) {
 	n = deref(n)
