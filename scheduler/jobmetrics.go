@@ -48,7 +48,7 @@ func (c *jobsCollector) forJob(job string) *jobMetrics {
 	defer c.mu.Unlock()
 	jm := c.byJob[job]
 	if jm == nil {
-		jm = &jobMetrics{job: job}
+		jm = &jobMetrics{}
 		jm.fireLag.bounds, jm.duration.bounds = &fireLagBuckets, &durationBuckets
 		c.byJob[job] = jm
 	}
@@ -78,14 +78,18 @@ func (c *jobsCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *jobsCollector) Collect(ch chan<- prometheus.Metric) {
+	type series struct {
+		job string
+		jm  *jobMetrics
+	}
 	c.mu.RLock()
-	jms := make([]*jobMetrics, 0, len(c.byJob))
-	for _, jm := range c.byJob {
-		jms = append(jms, jm)
+	all := make([]series, 0, len(c.byJob))
+	for job, jm := range c.byJob {
+		all = append(all, series{job, jm})
 	}
 	c.mu.RUnlock()
-	for _, jm := range jms {
-		j := jm.job
+	for _, sr := range all {
+		j, jm := sr.job, sr.jm
 		for i, o := range outcomes {
 			ch <- prometheus.MustNewConstMetric(c.runs, prometheus.CounterValue, float64(jm.runs[i].Load()), j, o)
 		}
@@ -101,9 +105,9 @@ func (c *jobsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// jobMetrics are one job's series.
+// jobMetrics are one job's series (the job's name is their key in
+// jobsCollector.byJob).
 type jobMetrics struct {
-	job         string
 	runs        [len(outcomeNames)]counter // by outcome, in outcomes' order
 	skips       [len(reasonNames)]counter  // by reason, in reasons' order
 	claimErrors counter
