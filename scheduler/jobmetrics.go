@@ -13,7 +13,7 @@ import (
 // jobsCollector keeps the per-job series in plain atomics and writes them
 // out at scrape time. client_golang's vectors keep a metric object per
 // series: with 100,000 jobs of twenty series each (two of them histograms)
-// they took 1.2 GiB and 3 s to create; this takes about 500 bytes a job.
+// they took 1.2 GiB and 3 s to create; this takes about 260 bytes a job.
 type jobsCollector struct {
 	mu    sync.RWMutex
 	byJob map[string]*jobMetrics
