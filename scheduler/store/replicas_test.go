@@ -47,14 +47,9 @@ func TestDrift(t *testing.T) {
 
 // TestReplicasDecodesChanges checks the registrations Replicas keeps
 // decoded, on a real Redis: a registration that changes is read anew, one
-// that expires or is removed is gone.
+// that is removed is gone.
 func TestReplicasDecodesChanges(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	lk, err := locker.New(srv.Client(t), locker.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := New(lk, "")
+	s := startStore(t)
 	ctx := context.Background()
 	beat := func(r Replica) {
 		t.Helper()
@@ -100,12 +95,7 @@ func TestReplicasDecodesChanges(t *testing.T) {
 // TestReplicasShareJobs checks that replicas with the same jobs share one
 // decoded map of them, and that one whose jobs differ keeps its own.
 func TestReplicasShareJobs(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	lk, err := locker.New(srv.Client(t), locker.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := New(lk, "")
+	s := startStore(t)
 	ctx := context.Background()
 	same := func() map[string]string { return map[string]string{"x": "1", "y": "2"} }
 	for _, r := range []Replica{
@@ -134,4 +124,15 @@ func TestReplicasShareJobs(t *testing.T) {
 	if ptr("d") == ptr("a") || byID["d"].Jobs["y"] != "3" {
 		t.Errorf("d defines y differently: got %v (shared: %v), want its own map with y=3", byID["d"].Jobs, ptr("d") == ptr("a"))
 	}
+}
+
+// startStore is a Store on a fresh redis-server, stopped at cleanup.
+func startStore(t *testing.T) *Store {
+	t.Helper()
+	srv := redistest.Start(t, redistest.Options{})
+	lk, err := locker.New(srv.Client(t), locker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(lk, "")
 }
