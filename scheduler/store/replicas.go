@@ -35,12 +35,13 @@ type Replica struct {
 type Registration struct {
 	Replica
 	raw string
+	sum uint64 // raw's hash (see registrations)
 }
 
 // NewRegistration encodes r.
 func NewRegistration(r Replica) Registration {
 	b, _ := json.Marshal(r)
-	return Registration{Replica: r, raw: string(b)}
+	return Registration{Replica: r, raw: string(b), sum: maphash.Bytes(rawSeed, b)}
 }
 
 // registrations are decoded registrations by replica id, each with a hash
@@ -89,7 +90,7 @@ func (c *registrations) decode(id, raw string) (r Replica, ok bool) {
 func (c *registrations) put(r Registration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.set(r.Replica.Replica, decoded{maphash.String(rawSeed, r.raw), r.Replica})
+	c.set(r.Replica.Replica, decoded{r.sum, r.Replica})
 }
 
 func (c *registrations) set(id string, d decoded) {
