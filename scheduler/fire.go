@@ -349,7 +349,7 @@ func (s *Scheduler) attemptCtx(ctx context.Context, until time.Time) (context.Co
 // its own and no slot checks (ahead unused).
 func (s *Scheduler) claimFor(js *jobState, slot time.Time, jitter, ahead time.Duration, manual int64) locker.Claim {
 	j := js.job
-	k := js.keys
+	k := s.keysOf(js)
 	retention := s.MarkRetention(j)
 	// A claim built before its slot says the run started when it is due.
 	started := s.opts.Clock.Now()

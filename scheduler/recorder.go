@@ -78,11 +78,12 @@ func (r *recorder) skipOf(p *pending) locker.Skip {
 	js := p.js
 	j := js.job
 	retention := r.s.MarkRetention(j)
+	k := r.s.keysOf(js)
 	return locker.Skip{
-		MarkKey: js.keys.Mark(p.slot), MetaKey: js.keys.Meta(), Slot: p.slot, FirstSeen: js.since,
+		MarkKey: k.Mark(p.slot), MetaKey: k.Meta(), Slot: p.slot, FirstSeen: js.since,
 		Record: store.Skip(j.Name, p.slot, p.reason), Retention: retention,
 		NotBefore: r.closes(js, p.slot), NotAfter: p.slot.Add(retention),
-		HistoryKey: js.keys.History(), HistoryLen: j.History.OrDefault().Keep, HistoryTTL: j.History.OrDefault().MaxAge,
+		HistoryKey: k.History(), HistoryLen: j.History.OrDefault().Keep, HistoryTTL: j.History.OrDefault().MaxAge,
 	}
 }
 

@@ -62,7 +62,7 @@ func TestRecorderBatchesAndBounds(t *testing.T) {
 	written := func() int {
 		n := 0
 		for _, st := range s.jobs {
-			n += int(c.Exists(context.Background(), st.keys.Mark(slot)).Val())
+			n += int(c.Exists(context.Background(), s.keysOf(st).Mark(slot)).Val())
 		}
 		return n
 	}
@@ -73,7 +73,7 @@ func TestRecorderBatchesAndBounds(t *testing.T) {
 
 	recorded, none := 0, 0
 	for _, st := range s.jobs {
-		h := c.HGetAll(context.Background(), st.keys.Mark(slot)).Val()
+		h := c.HGetAll(context.Background(), s.keysOf(st).Mark(slot)).Val()
 		m, ok, err := store.ParseMark(h)
 		switch {
 		case err != nil:

@@ -82,7 +82,6 @@ type Scheduler struct {
 type jobState struct {
 	job   *jobs.Job
 	sched schedule.Schedule
-	keys  store.Keys
 	// fn is the job's function wrapped in Options.Wrappers, once per job
 	// (a wrapper may keep state per job); nil without wrappers. Timeout,
 	// Retry and Recover are added per run.
@@ -98,6 +97,13 @@ type jobState struct {
 	index int       // in the heap
 	rank  int       // order among jobs due at the same instant (see New)
 	memo  *nextMemo // shared by the jobs with the same schedule; nil: none
+}
+
+// keysOf is js's Redis keys, built for each claim or skip rather than kept
+// per job: a replica holds 100,000 jobs, and a firing's claim allocates
+// far more than this one string.
+func (s *Scheduler) keysOf(js *jobState) store.Keys {
+	return store.JobKeys(s.opts.Prefix, js.job.Name)
 }
 
 // New checks the jobs and returns a Scheduler for them over l, with opts as
@@ -185,7 +191,6 @@ func (s *Scheduler) states(js []*jobs.Job, old []*jobState) (out []*jobState, la
 		out = append(out, &jobState{
 			job:         j,
 			sched:       j.Schedule,
-			keys:        store.JobKeys(opts.Prefix, j.Name),
 			fn:          fn,
 			since:       since,
 			fingerprint: j.Fingerprint(),
