@@ -70,8 +70,8 @@ type decoder struct {
 	// them, where they went (secrets.go of the decoder: see secrets).
 	vars       []string
 	expansions []expansion
-	// typed holds the scalars read as a number, a boolean or a duration;
-	// textual those read as text. An expansion is a secret unless its
+	// typed holds the expanded scalars read as a number, a boolean or a
+	// duration; textual those read as text (see readAs). An expansion is a secret unless its
 	// scalar was only ever read as a number, a boolean or a duration.
 	typed, textual map[*yaml.Node]bool
 	// secrets are the secrets found while decoding (Redis passwords), to

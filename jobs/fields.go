@@ -99,6 +99,10 @@ func kindKeys() []string {
 	return names
 }
 
+// restrictedKeyList is restrictedKeys(), made once (the decoder checks
+// every job against it).
+var restrictedKeyList = restrictedKeys()
+
 // restrictedKeys returns the keys that only one kind takes, grouped by that
 // kind and sorted by name within it, the order their problems are reported in.
 func restrictedKeys() []*jobKey {

@@ -42,8 +42,8 @@ func (d *decoder) job(defaults *jobDraft, name string, k, v *yaml.Node) *Job {
 		}
 		d.fail(kinds[1], a.sub(kinds[1].Value), nil, "several kinds (%s): a job has exactly one of %s", strings.Join(where, ", "), joinWords(kindKeys(), "or"))
 	}
-	if j.Kind != "" {
-		for _, key := range restrictedKeys() {
+	if j.Kind != "" && len(s.restricted) > 0 {
+		for _, key := range restrictedKeyList {
 			if n := s.restricted[key.name]; n != nil && key.only != j.Kind {
 				d.fail(n, a.sub(key.name), nil, "only for %s jobs, this is a %s job", key.only, j.Kind)
 			}

@@ -20,8 +20,17 @@ func (d *decoder) str(n *yaml.Node, a at) (string, bool) {
 		d.fail(n, a, nil, "want a string, got %s", describe(n))
 		return "", false
 	}
-	d.textual[n] = true
+	d.readAs(n, d.textual)
 	return n.Value, true
+}
+
+// readAs notes in set (d.typed or d.textual) that n was read, for the
+// scalars ${VAR} changed: only those can be secrets (collectSecrets), and
+// noting every scalar cost a map entry per scalar of a 100,000-job file.
+func (d *decoder) readAs(n *yaml.Node, set map[*yaml.Node]bool) {
+	if d.expanded[n] {
+		set[n] = true
+	}
 }
 
 // common is v (a str result) interned, for a text that many jobs repeat
@@ -37,7 +46,7 @@ func (d *decoder) duration(n *yaml.Node, a at) (time.Duration, bool) {
 		d.fail(n, a, nil, "want a duration like 30s or 1m30s, got %s", describe(n))
 		return 0, false
 	}
-	d.typed[n] = true
+	d.readAs(n, d.typed)
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
 		d.fail(n, a, nil, "bad duration %q: want a number with a unit, like 30s or 1m30s", n.Value)
@@ -61,7 +70,7 @@ func (d *decoder) integer(n *yaml.Node, a at) (int, bool) {
 	if d.bad[n] {
 		return 0, false
 	}
-	d.typed[n] = true
+	d.readAs(n, d.typed)
 	var v int
 	if n.Kind != yaml.ScalarNode || d.tag(n) != "!!int" || decodeNode(d.plain(n), &v) != nil {
 		d.fail(n, a, nil, "want an integer, got %s", describe(n))
@@ -75,7 +84,7 @@ func (d *decoder) boolean(n *yaml.Node, a at) (bool, bool) {
 	if d.bad[n] {
 		return false, false
 	}
-	d.typed[n] = true
+	d.readAs(n, d.typed)
 	var v bool
 	if n.Kind != yaml.ScalarNode || d.tag(n) != "!!bool" || decodeNode(d.plain(n), &v) != nil {
 		d.fail(n, a, nil, "want true or false, got %s", describe(n))
