@@ -59,6 +59,11 @@ type suite struct {
 	// warmup is how long the replicas run before the steady window, at
 	// least the marks' retention; window is its length (whole seconds).
 	warmup, window time.Duration
+	// stagger spaces the replicas' starts (-stagger): 0 starts them
+	// together, so that they load jobs.yaml at once on the shared cores;
+	// a stagger longer than a load measures each loading while its peers
+	// run, as in a rolling start.
+	stagger time.Duration
 	// masters are the Redis topologies the scenarios run on: 0 is one
 	// plain redis-server (the bench's shared one), n > 0 a Redis Cluster
 	// of n masters (jobs.yaml's redis.cluster). nil means {0}.
@@ -144,6 +149,7 @@ func main() {
 		replicas string
 		warmup   time.Duration
 		window   time.Duration
+		stagger  time.Duration
 	)
 	flag.StringVar(&names, "suite", "compare", "comma-separated suites: compare, replicas, retention, rate, burst, load, cluster, soak, or all (every suite but soak, which takes 30 minutes: name it)")
 	flag.DurationVar(&cfg.sample, "sample", time.Minute, "the soak suite's sampling interval (whole seconds) for Redis memory, keys and the replicas' memory")
@@ -153,6 +159,7 @@ func main() {
 	flag.StringVar(&replicas, "replicas", "", "override every suite's replica counts, comma-separated")
 	flag.DurationVar(&warmup, "warmup", 0, "override every suite's warmup (0: the suite's; shorter than the marks' retention is not steady)")
 	flag.DurationVar(&window, "window", 0, "override every suite's steady window (0: the suite's)")
+	flag.DurationVar(&stagger, "stagger", 0, "start each suite's replicas this far apart (0: together)")
 	flag.BoolVar(&cfg.child, "child", false, "run as one replica, as the parent asks on stdin (internal)")
 	flag.Parse()
 	if cfg.child {
@@ -162,7 +169,7 @@ func main() {
 		}
 		return
 	}
-	if err := pickSuites(&cfg, names, jobs, replicas, warmup, window); err != nil {
+	if err := pickSuites(&cfg, names, jobs, replicas, warmup, window, stagger); err != nil {
 		fmt.Fprintln(os.Stderr, "schedbench:", err)
 		os.Exit(2)
 	}
@@ -173,7 +180,7 @@ func main() {
 }
 
 // pickSuites selects the suites named and applies the overrides.
-func pickSuites(cfg *config, names string, jobs int, replicas string, warmup, window time.Duration) error {
+func pickSuites(cfg *config, names string, jobs int, replicas string, warmup, window, stagger time.Duration) error {
 	if cfg.reps < 1 {
 		return fmt.Errorf("-reps must be at least 1")
 	}
@@ -207,6 +214,7 @@ func pickSuites(cfg *config, names string, jobs int, replicas string, warmup, wi
 		if window > 0 {
 			s.window = window.Truncate(time.Second)
 		}
+		s.stagger = stagger
 		if s.window < time.Second {
 			return fmt.Errorf("suite %s: the window must be at least 1s", s.name)
 		}

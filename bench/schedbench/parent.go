@@ -206,6 +206,9 @@ func runScenario(self string, s suite, sc scenario, path string, specs []string,
 	results := make(chan done, sc.replicas)
 	var cmds []*exec.Cmd
 	for i := range sc.replicas {
+		if i > 0 {
+			time.Sleep(s.stagger)
+		}
 		spec := childSpec{System: sc.system, Replica: i, Addr: be.addr(), Config: path,
 			From: from, To: to, Snaps: snaps, Stop: stop, Sampled: s.sampled}
 		if i == 0 {

@@ -260,8 +260,12 @@ func (r suiteResult) print(reps int) {
 	if spec == "" {
 		spec = "mixed: 99 % hourly, 1 % every minute"
 	}
-	fmt.Printf("\n## Suite %s: %d jobs on %q, catchup_window %v (mark retention %v), history keep %d; warmup %v, window %v; %d interleaved reps; cells: median [min-max]\n",
-		s.name, s.jobs, spec, s.catchup, s.retention(), s.keep, s.warmup, s.window, reps)
+	starts := "replicas started together"
+	if s.stagger > 0 {
+		starts = fmt.Sprintf("replicas started %v apart", s.stagger)
+	}
+	fmt.Printf("\n## Suite %s: %d jobs on %q, catchup_window %v (mark retention %v), history keep %d; warmup %v, window %v; %s; %d interleaved reps; cells: median [min-max]\n",
+		s.name, s.jobs, spec, s.catchup, s.retention(), s.keep, s.warmup, s.window, starts, reps)
 	r.table("Outcomes (runs of the window's slots)", []column{colFirings, colRuns, colDups, colMisses, colEarly, colOff, colFence, colShare, colLogs})
 	r.table("Fire lag: run start minus slot, on the real clock (Redis's)", []column{colP50, colP99, colMax, colLatest})
 	r.table("Cost: top-level commands counted by each replica's client hook; CPU from INFO and getrusage", []column{colCmds, colClaims, colFinishes, colBackground, colRedisCPU, colRedisCore, colCPU, colCPUAll})
