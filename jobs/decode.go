@@ -71,8 +71,9 @@ type decoder struct {
 	vars       []string
 	expansions []expansion
 	// typed holds the expanded scalars read as a number, a boolean or a
-	// duration; textual those read as text (see readAs). An expansion is a secret unless its
-	// scalar was only ever read as a number, a boolean or a duration.
+	// duration; textual those read as text (see readAs). An expansion is
+	// a secret unless its scalar was only ever read as a number, a
+	// boolean or a duration.
 	typed, textual map[*yaml.Node]bool
 	// secrets are the secrets found while decoding (Redis passwords), to
 	// which the expansions are added at the end.
