@@ -46,8 +46,8 @@ type Lease struct {
 	timer     *time.Timer // fires at deadline (watched leases only)
 	wd        *watchdog   // nil when unwatched or stopped
 	noticed   bool        // registered for replace notices
-	// due is when Claim.Due came on the server's clock, by the claim's
-	// reply (zero: it had); see Due.
+	// due is when Claim.Due comes on the server's clock, by the claim's
+	// reply and the node's dueClock (zero: it had); see Due.
 	due time.Time
 	// claims are the quorum claims still in flight when Obtain returned;
 	// ending the lease waits for them, so none lands after the release.
@@ -156,19 +156,12 @@ func (l *Lease) Fence() int64 { return l.fence }
 
 // Due is the local time (with a monotonic reading) by which the claim's
 // Claim.Due has come on the server's clock (on every granting node's, in
-// quorum mode): the wait the claim's reply gave, counted from when the
-// reply arrived, so that a run started then never starts early there,
-// whatever this machine's clock says. Zero when the claim won at or after
-// Due, or had none.
+// quorum mode), so that a run started then never starts early there,
+// whatever this machine's wall clock says: the wait the claim's reply gave,
+// counted from when the reply arrived or, earlier, from a recent reply of
+// the same node that queued less (see dueClock). Zero when the claim won at
+// or after Due, or had none.
 func (l *Lease) Due() time.Time { return l.due }
-
-// dueAfter is the local time ms from now, or zero for ms <= 0.
-func dueAfter(ms int64) time.Time {
-	if ms <= 0 {
-		return time.Time{}
-	}
-	return time.Now().Add(time.Duration(ms) * time.Millisecond)
-}
 
 // Deadline is the local deadline on the monotonic clock: the instant before
 // the last successful claim or renewal was sent, plus TTL, minus drift.

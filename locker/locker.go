@@ -341,7 +341,7 @@ func (b *Bid) obtainSingle(ctx context.Context) (*Lease, error) {
 		return nil, withCtx(ctx, err)
 	}
 	lease := newLease(l, b, r.fence, start)
-	lease.due = dueAfter(r.due)
+	lease.due = l.nodes[0].due.local(time.Now(), b.claim.Due.UnixMilli(), r.due)
 	if r.code == replyWait {
 		if err := lease.awaitPredecessor(ctx, r.pttl); err != nil {
 			return nil, err

@@ -17,6 +17,7 @@ import (
 type node struct {
 	client Client
 	lanes  [2]lane
+	due    dueClock // Lease.Due of this node's claim replies
 }
 
 // Lanes of a node.

@@ -110,13 +110,17 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 	b.sent = true
 	g := fanout(ctx, l.nodes, laneMain, l.opts.NodeTimeout, obtainScript, b.lines.obtain, parseObtainCmd)
 	ok, failed := 0, 0
-	var fence, pttl, due int64
+	var fence, pttl int64
+	var due time.Time // the latest of the granting nodes' Lease.Due
 	wait := false
 	for ok < l.quorum && failed <= n-l.quorum {
 		r, _ := g.next()
 		if r.err == nil && r.val.ok() {
 			ok++
-			fence, due = max(fence, r.val.fence), max(due, r.val.due)
+			fence = max(fence, r.val.fence)
+			if d := l.nodes[r.node].due.local(time.Now(), c.Due.UnixMilli(), r.val.due); d.After(due) {
+				due = d
+			}
 			if r.val.code == replyWait {
 				wait, pttl = true, max(pttl, r.val.pttl)
 			}
@@ -138,7 +142,7 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 	}
 	if err == nil {
 		lease := newLease(l, b, fence, start)
-		lease.due = dueAfter(due)
+		lease.due = due
 		if wait {
 			g.all() // every claim answered before the take rounds begin
 			if err := lease.awaitPredecessor(ctx, pttl); err != nil {

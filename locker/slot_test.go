@@ -606,3 +606,52 @@ func TestEndRetries(t *testing.T) {
 		})
 	}
 }
+
+// TestDueOfHeldReply: a claim sent ahead of its slot whose reply is held
+// 400ms on the way back still gets Lease.Due at the slot, from the node's
+// earlier reply that was not held, and never before the slot; a locker
+// with no earlier reply counts the held one's wait from when it arrived,
+// 400ms late (the fallback).
+func TestDueOfHeldReply(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t, redistest.Options{})
+	p := redistest.StartProxyFor(t, s)
+	c := redis.NewClient(&redis.Options{
+		Addr: p.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true,
+		DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: time.Second,
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	opts := locker.Options{NodeTimeout: 2 * time.Second}
+	l := mustNew(t, c, opts)
+	const held = 400 * time.Millisecond
+	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+	due := time.Now().Add(5 * time.Second).Truncate(time.Millisecond) // as the claim sends it
+	claim := func(name string) locker.Claim {
+		key, meta := keys(t)
+		cl := slotClaim(key+name, meta+name, slot)
+		cl.MarkKey = markOf(key+name, slot)
+		cl.NotBefore, cl.Due = time.Now().Add(-time.Second), due
+		return cl
+	}
+
+	first := mustObtain(t, l, claim("first"))
+	if first.Due().Before(due) {
+		t.Fatalf("first Due: %v before Claim.Due", due.Sub(first.Due()))
+	}
+	p.Delay(redistest.ToClient, held)
+	start := time.Now()
+	second := mustObtain(t, l, claim("second"))
+	if took := time.Since(start); took < held {
+		t.Fatalf("the held claim took %v, want at least %v: the proxy did not hold it", took, held)
+	}
+	if got := second.Due().Sub(first.Due()); got < 0 || got > 10*time.Millisecond {
+		t.Errorf("held reply's Due: got %v after the first's, want 0 to 10ms (from the first's sample)", got)
+	}
+
+	fresh := mustNew(t, c, opts)
+	third := mustObtain(t, fresh, claim("third"))
+	p.Delay(redistest.ToClient, 0) // the releases need not wait
+	if got := third.Due().Sub(due); got < held {
+		t.Errorf("held reply's Due with no earlier sample: got %v after Claim.Due, want at least %v", got, held)
+	}
+}

@@ -95,9 +95,9 @@ func (s *Scheduler) claimAndRun(ctx context.Context, js *jobState, slot, next ti
 	}
 	// Claimed ahead: the run starts when the slot is due, also when
 	// shutdown began meanwhile (the wait is short): by this replica's
-	// clock, and by Redis's as the claim's reply told it (lease.Due), so
-	// that a clock that stepped ahead since its last check cannot start it
-	// early.
+	// clock, and by Redis's as the claim's reply and the node's recent
+	// replies tell it (lease.Due), so that a clock that stepped ahead since
+	// its last check cannot start it early.
 	wctx := context.WithoutCancel(ctx)
 	_ = sleepUntil(wctx, s.opts.Clock, slot.Add(jitter+s.clock.lead()))
 	_ = sleep(wctx, s.opts.Clock, time.Until(lease.Due()))
