@@ -11,9 +11,9 @@ import (
 // A reply's own answer, its wait counted from when the reply was read, is
 // late by as long as the reply queued after the script ran: behind a burst
 // of claims, tens of milliseconds. So each node keeps its best recent sample
-// of the server's clock against the local monotonic one: the server read
-// at least srv (ms, TIME floored by the scripts) by the local instant at the
-// reply was read. The sample whose reply queued least gives the earliest
+// of the server's clock against the local monotonic one: the server's
+// clock read at least srv (ms, TIME floored by the scripts) by the local
+// instant at, when that reply was read. The sample whose reply queued least gives the earliest
 // instant that is still sure; the server's clock is allowed to run slower
 // than the local one by dueMaxDrift, and a sample older than dueSampleAge
 // is not used, which bounds what a step back of the server's clock could

@@ -629,7 +629,6 @@ func TestDueOfHeldReply(t *testing.T) {
 	claim := func(name string) locker.Claim {
 		key, meta := keys(t)
 		cl := slotClaim(key+name, meta+name, slot)
-		cl.MarkKey = markOf(key+name, slot)
 		cl.NotBefore, cl.Due = time.Now().Add(-time.Second), due
 		return cl
 	}
