@@ -94,6 +94,11 @@ func (r suiteResult) soak() {
 				growth = append(growth, fmt.Sprintf("%s %s (max of the last half %s)", s.name, grew(m.samples, s, false), grew(m.samples, s, true)))
 			}
 			fmt.Printf("\n- Flatness, growth from the first sample (after a %v warmup) to the last: %s\n", r.suite.warmup, strings.Join(growth, "; "))
+			var trends []string
+			for _, s := range ser {
+				trends = append(trends, s.name+" "+trend(m.samples, s))
+			}
+			fmt.Printf("- Trend over the window (a single sample swings with GC; these use every sample): least-squares slope per 10 minutes, in %% of the series' mean, and the mean of the second half against the first: %s\n", strings.Join(trends, "; "))
 			fmt.Printf("- Whole window (%d s at %.0f firings/s): %d duplicates, %d misses, lag p50 %.1f ms, p99 %.1f ms, %.2f commands / firing, Redis CPU %.1f us / firing\n",
 				m.to-m.from+1, m.firings()/float64(m.to-m.from+1), m.v.duplicates, m.v.misses,
 				msOf(pct(m.v.lag, 50)), msOf(pct(m.v.lag, 99)), colCmds.get(&m), colRedisCPU.get(&m))
@@ -115,6 +120,40 @@ func grew(ss []sample, s series, lastHalfMax bool) string {
 		return fmt.Sprintf("%s -> %s", trimFloat(first), trimFloat(last))
 	}
 	return fmt.Sprintf("%+.1f %%", 100*(last-first)/first)
+}
+
+// trend is s's least-squares slope over the samples, per 10 minutes in
+// percent of its mean, and the mean of the second half of the samples
+// against the first, in percent.
+func trend(ss []sample, s series) string {
+	if len(ss) < 4 {
+		return "n/a (fewer than 4 samples)"
+	}
+	n := float64(len(ss))
+	var sx, sy float64
+	for _, x := range ss {
+		sx += x.at.Sub(ss[0].at).Minutes()
+		sy += s.get(x)
+	}
+	mx, my := sx/n, sy/n
+	var sxy, sxx float64
+	for _, x := range ss {
+		dx := x.at.Sub(ss[0].at).Minutes() - mx
+		sxy += dx * (s.get(x) - my)
+		sxx += dx * dx
+	}
+	if my == 0 || sxx == 0 {
+		return "n/a (zero mean or one instant)"
+	}
+	half := len(ss) / 2
+	var a, b float64
+	for _, x := range ss[:half] {
+		a += s.get(x)
+	}
+	for _, x := range ss[len(ss)-half:] {
+		b += s.get(x)
+	}
+	return fmt.Sprintf("%+.1f %% / 10 min, halves %+.1f %%", 100*10*sxy/sxx/my, 100*(b-a)/a)
 }
 
 // trimFloat prints x with one decimal, or none when it is whole.
