@@ -135,7 +135,7 @@ func (l *lane) run(c *call) error {
 		}
 	}
 	if c.unsent() {
-		return fmt.Errorf("%w: %w", ErrNotSent, c.ctx.Err())
+		return notSent(c.ctx)
 	}
 	return c.cmd.Err()
 }
@@ -212,17 +212,35 @@ func (l *lane) exec1(c *call) {
 	cancel()
 }
 
+// ended says whether ctx has ended by now: also when its deadline has
+// passed but its timer has not fired yet (a call written then would only
+// time out on the socket).
+func ended(ctx context.Context, now time.Time) bool {
+	d, ok := ctx.Deadline()
+	return ctx.Err() != nil || ok && !d.After(now)
+}
+
+// notSent is the error of a call dropped from its queue unsent.
+func notSent(ctx context.Context) error {
+	cause := ctx.Err()
+	if cause == nil {
+		cause = context.DeadlineExceeded // see ended
+	}
+	return fmt.Errorf("%w: %w", ErrNotSent, cause)
+}
+
 // execBatch sends the live calls of batch as one pipeline with their latest
-// deadline and answers the others with their context's error.
+// deadline and answers the others with ErrNotSent (and their context's
+// error), as run does.
 func (l *lane) execBatch(batch []*call) {
 	now := time.Now()
 	live := make([]redis.Cmder, 0, len(batch))
 	var dl time.Time
 	var first *call
 	for _, c := range batch {
-		if err := c.ctx.Err(); err != nil || !c.state.CompareAndSwap(callQueued, callWritten) {
+		if ended(c.ctx, now) || !c.state.CompareAndSwap(callQueued, callWritten) {
 			c.state.Store(callUnsent)
-			c.cmd.SetErr(c.ctx.Err())
+			c.cmd.SetErr(notSent(c.ctx))
 			continue
 		}
 		if d := c.deadline(now); first == nil || d.After(dl) {

@@ -264,10 +264,8 @@ func (r *recorder) withdraw(ctx context.Context, p *pending) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
 	defer cancel()
-	p.tries++
 	if err := p.bid.Withdraw(cctx); err != nil {
-		p.due = now.Add(reconnectDelay(p.tries))
-		r.requeue(p)
+		r.retry(p, err, now)
 		return
 	}
 	p.bid, p.tries = nil, 0
@@ -312,11 +310,25 @@ func (r *recorder) record(ctx context.Context, ps []*pending) {
 			// Another replica ran or recorded it, it is too late to tell,
 			// or the slot came before the job was first seen.
 		default:
-			p.tries++
-			p.due = now.Add(reconnectDelay(p.tries))
-			r.requeue(p)
+			r.retry(p, err, now)
 		}
 	}
+}
+
+// retry requeues p after a failed attempt. A call that waited in this
+// replica's own queue until its round's bound never reached Redis: Redis
+// did not fail, this replica is behind, so it goes again in the next round
+// with no backoff (a backoff there would push an overloaded replica's
+// records past the point where they can be written). Any other error backs
+// off as a claim's does.
+func (r *recorder) retry(p *pending, err error, now time.Time) {
+	if errors.Is(err, locker.ErrNotSent) {
+		p.due = now
+	} else {
+		p.tries++
+		p.due = now.Add(reconnectDelay(p.tries))
+	}
+	r.requeue(p)
 }
 
 // late counts n entries dropped because their records can no longer be

@@ -126,3 +126,77 @@ func TestRecorderFlushesAtShutdown(t *testing.T) {
 		t.Errorf("log: no line with %s", want)
 	}
 }
+
+// TestRecorderRetriesUnsentAtOnce: a round of records that waits in this
+// replica's own queue past its bound (Redis answers each batch 200 ms
+// late, through a proxy, and the lane sends one batch at a time) did not
+// fail at Redis: the records that were never written go again in the next
+// round with no backoff, and every record is written in the end.
+func TestRecorderRetriesUnsentAtOnce(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	px := redistest.StartProxyFor(t, srv)
+	const n = 600
+	js := make([]*jobs.Job, n)
+	for i := range js {
+		js[i] = testJob(t, fmt.Sprintf("unsent%03d", i), "* * * * * *", "", func(j *jobs.Job) { j.CatchupWindow = 0 })
+	}
+	// Due (closes = slot + 1s + 2s skew) and writable until slot + 12s.
+	slot := time.Now().Truncate(time.Second).Add(-4 * time.Second)
+	log := zerolog.Nop()
+	s, err := New(js, newLocker(t, clientAt(t, px.Addr())), Options{Replica: "unsent", Logger: &log, CallTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range s.jobs {
+		st.since = slot.Add(-time.Minute)
+	}
+	r := s.recorder
+	for _, st := range s.jobs {
+		r.add(st, slot, store.ReasonOutage, nil)
+	}
+	ps, _ := r.due(nil, nil)
+	if len(ps) != n {
+		t.Fatalf("due: got %d entries, want %d", len(ps), n)
+	}
+
+	px.Delay(redistest.ToClient, 200*time.Millisecond)
+	r.record(context.Background(), ps) // one round, bounded by CallTimeout
+	now := time.Now()
+	again, backedOff := 0, 0
+	r.mu.Lock()
+	for _, p := range r.queue {
+		if p.tries == 0 && !p.due.After(now) {
+			again++
+		} else {
+			backedOff++
+		}
+	}
+	r.mu.Unlock()
+	// At most one batch (maxBatch calls) was written and unanswered when
+	// the round ended: only those may have reached Redis and back off.
+	if again < 100 || backedOff > 128 {
+		t.Errorf("after a round bounded by its queue: got %d requeued at once and %d backed off, want >= 100 and <= 128", again, backedOff)
+	}
+
+	px.Delay(redistest.ToClient, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := r.start(ctx)
+	t.Cleanup(cancel)
+	c := newClient(t, srv)
+	written := func() (n int) {
+		for _, st := range s.jobs {
+			if m, ok := readMark(t, c, st.job.Name, slot); ok && m.Record.Reason == store.ReasonOutage {
+				n++
+			}
+		}
+		return n
+	}
+	got := 0
+	for deadline := time.Now().Add(6 * time.Second); got < n && time.Now().Before(deadline); got = written() {
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop()
+	if got != n {
+		t.Errorf("records written: got %d, want %d", got, n)
+	}
+}
