@@ -118,6 +118,13 @@ func sentinelReady(sc *redis.SentinelClient, masterName string, master *Server, 
 	return nil
 }
 
+// syncTimeout bounds how long a new replica may take to link up with its
+// master and acknowledge writes: its handshake and first sync go through
+// Redis's once-a-second replication cron, and on a loaded machine (the
+// whole suite with the race detector on 2 cores) a replica was seen still
+// unlinked after startTimeout.
+const syncTimeout = 30 * time.Second
+
 // StartReplica starts a server that replicates from masterAddr (a master's
 // address, or a Proxy's in front of it, to delay or cut replication), and
 // waits until its link is up and it acknowledges writes (WAIT counts it:
@@ -135,7 +142,7 @@ func StartReplica(t testing.TB, masterAddr string, opts Options) *Server {
 	m := redis.NewClient(&redis.Options{Addr: masterAddr, DialTimeout: 200 * time.Millisecond, ReadTimeout: 500 * time.Millisecond, MaxRetries: -1, PoolSize: 1})
 	defer m.Close()
 	online := fmt.Sprintf("port=%d,state=online", s.Port())
-	deadline := time.Now().Add(startTimeout)
+	deadline := time.Now().Add(syncTimeout)
 	for {
 		err := replicaAcks(m, online)
 		if err == nil {
