@@ -178,9 +178,11 @@ func TestShareWork(t *testing.T) {
 		}
 	}
 	// None expected; a loaded machine can delay two beats of a replica in
-	// a row, which then leaves its share to the others for a second.
-	if steps > 0.02*float64(total) {
-		t.Errorf("step-ins while every replica was healthy: got %v, want none (at most 2%% of %d)", steps, total)
+	// a row, which then leaves its share to the others for a second (41
+	// of 1,800 were seen with the whole suite on 2 slow cores; a replica's
+	// share of one second is 100).
+	if steps > 0.05*float64(total) {
+		t.Errorf("step-ins while every replica was healthy: got %v, want none (at most 5%% of %d)", steps, total)
 	}
 	// Claims: about one script call to claim and one to finish each firing;
 	// the window's edges, the beats and, on a loaded machine, the claims of
