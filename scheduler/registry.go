@@ -125,11 +125,15 @@ func (r *registry) beat(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
 	defer cancel()
 	me := r.self()
+	// The beats may say this config hash before it is registered: the
+	// replicas with the same hash need no registration to rank this one,
+	// and the others, which do, claim until they have read it. So a
+	// starved replica whose registration is slow to write still shares.
+	s.share.setHash(me.ConfigHash)
 	if err := s.store.Heartbeat(cctx, me, 3*s.opts.Heartbeat); err != nil {
 		s.log.Debug().Err(err).Msg("heartbeat failed")
 		return
 	}
-	s.share.setHash(me.ConfigHash) // registered: the beats may say so
 	live, err := s.store.Replicas(cctx)
 	if err != nil {
 		s.log.Debug().Err(err).Msg("reading the live replicas failed")

@@ -42,7 +42,7 @@ func (s *Scheduler) Reload(js []*jobs.Job) error {
 	// Until the new registration is written, the beats say the config is
 	// changing: the others then claim rather than count on this replica
 	// for a job it may no longer have.
-	s.share.setHash("reloading")
+	s.share.setHash(reloadingHash)
 	s.jobsMu.Lock()
 	s.jobs = states
 	s.jobsMu.Unlock()

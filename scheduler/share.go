@@ -20,20 +20,27 @@ import (
 // from Redis, or with their clock off), the first of those that have
 // beaten steps in and claims. The claim itself keeps a slot to one run, so
 // a view that differs between replicas costs a redundant claim, never a
-// second run; where a replica cannot tell (no fresh beat, a replica whose
-// jobs it does not know, a job defined differently) it claims, as every
-// replica did before sharing.
+// second run; where a replica cannot tell (no beat answered yet, a
+// replica with another config whose jobs it does not know, a job defined
+// differently) it claims, as every replica did before sharing. Where it
+// cannot rely on the first (its view is stale, or every replica above it
+// says it is off), the first fallbackClaimers of the ranking claim, not
+// every replica: a slow moment must not multiply the claims by R.
 type share struct {
 	s *Scheduler
 	// view is the last answer to this replica's beat; nil until the first.
 	view atomic.Pointer[shareView]
 	// members are the live replicas' registrations (their jobs), as the
-	// registry last read them; nil until the first read.
+	// registry last read them; nil until the first read. Only replicas
+	// whose config hash differs from this one's need theirs read.
 	members atomic.Pointer[map[string]store.Replica]
-	// ranked is the ranking of the latest view and members (nowRanking).
+	// ranked is the ranking of the latest view, members and hash
+	// (nowRanking).
 	ranked atomic.Pointer[rankedView]
-	// hash is this replica's config hash (its registration's), which its
-	// beats carry so that the others see a reload at once.
+	// hash is this replica's config hash (its registration's, set before
+	// that is written), which its beats carry so that the others see a
+	// reload at once, and so that those with the same hash rank it
+	// without reading its registration.
 	hash atomic.Pointer[string]
 	// refresh asks the registry to read the registrations again, when a
 	// beat shows a replica whose registration is unknown or stale.
@@ -84,6 +91,18 @@ func (sh *share) forget() time.Duration { return max(10*time.Second, 20*sh.s.opt
 
 // setHash publishes this replica's config hash, for its next beats.
 func (sh *share) setHash(h string) { sh.hash.Store(&h) }
+
+// reloadingHash is the config hash a replica's beats carry while it loads
+// a new config (see Reload): it matches no replica's, not even another
+// reloading one's.
+const reloadingHash = "reloading"
+
+// sameHash says whether h, a beat's config hash, is this replica's (set as
+// mine): such a replica defines every job as this one does, and needs no
+// registration read to be ranked.
+func sameHash(h string, mine *string) bool {
+	return mine != nil && h == *mine && h != "" && h != reloadingHash
+}
 
 // kick asks the registry to register this replica and read the others
 // again now.
@@ -162,9 +181,9 @@ func (sh *share) beat(ctx context.Context, state string) {
 		return
 	}
 	sh.view.Store(&shareView{live: live, got: s.opts.Clock.Now()})
-	members := sh.members.Load()
+	members, mine := sh.members.Load(), sh.hash.Load()
 	for id, r := range live.Replicas {
-		if id == s.opts.Replica {
+		if id == s.opts.Replica || sameHash(hashOf(r.State), mine) {
 			continue
 		}
 		if m, ok := (*orEmpty(members))[id]; !ok || m.ConfigHash != hashOf(r.State) {
@@ -191,130 +210,185 @@ func hashOf(state string) string {
 func claimsIn(state string) bool { return strings.HasPrefix(state, stateClaims+":") }
 
 // first says whether this replica claims (js, slot) at the slot: sharing
-// is off, the replica cannot tell who else would, or it is the first of
-// the live replicas.
+// is off, the replica cannot tell who else would, or the ranking says it
+// claims (ranking.claims).
 func (sh *share) first(js *jobState, slot time.Time) bool {
 	if !sh.on() {
 		return true
 	}
 	rk, _ := sh.nowRanking()
-	top, ok := rk.top(js, slot)
-	return !ok || top == sh.s.opts.Replica
+	return rk.claims(js, slot)
 }
 
 // stepIn says, HandOff after the slot, whether this replica claims (js,
 // slot) after all: the replicas ranked above it have not beaten since due
 // (or it cannot tell).
 func (sh *share) stepIn(js *jobState, slot, due time.Time) bool {
-	top, ok := sh.sinceRanking(due).top(js, slot)
-	return !ok || top == sh.s.opts.Replica
+	return sh.sinceRanking(due).claims(js, slot)
 }
 
-// ranking is who may be first for the firings decided on one share view:
-// this replica and the live replicas that claim, grouped by config hash.
-// Replicas with the same hash define every job alike, so one lookup per
-// group tells whether they run a job as this replica does. Built once per
-// view (nowRanking) or per standby check (sinceRanking), then used for
-// each firing; read-only once built.
+// fallbackClaimers is how many replicas at most claim a firing when its
+// first cannot be relied on: every replica's view of the others is stale
+// (beats answered late, as on a starved machine), or every replica ranked
+// above is "off". Each of the first fallbackClaimers in the ranking then
+// claims, not every replica: were they all to claim, a slow moment would
+// multiply the claims by R and make every replica slower still. Two, so
+// that one more replica lost at that moment still leaves a claimer.
+const fallbackClaimers = 2
+
+// ranking is who may claim the firings decided on one share view: this
+// replica and the live replicas, grouped by config hash. Replicas with the
+// same hash define every job alike, so one lookup per group tells whether
+// they run a job as this replica does. Built once per view (nowRanking)
+// or per standby check (sinceRanking), then used for each firing;
+// read-only once built.
 type ranking struct {
-	me     string
-	groups []rankGroup
-	// ok is false when this replica cannot tell: no fresh view, or a live
+	me string
+	// meClaims is this replica's own state in the view: it claims.
+	meClaims bool
+	groups   []rankGroup
+	// ok is false when this replica cannot tell: no view yet, or a live
 	// replica whose registration it does not know or that changed.
 	ok bool
+	// stale is true when the view is older than HandOff: who is live and
+	// who claims may have changed since (see claims).
+	stale bool
 }
 
 // rankGroup is the ranked replicas of one config hash.
 type rankGroup struct {
 	jobs map[string]string // job -> fingerprint, as they registered it
-	ids  []string
+	same bool              // this replica's hash: jobs unused, every job alike
+	ids  []rankedReplica
 }
 
-// rankedView is nowRanking's cache: the ranking of one view and one read
-// of the registrations.
+// rankedReplica is one replica of a ranking and whether its beat said it
+// claims.
+type rankedReplica struct {
+	id     string
+	claims bool
+}
+
+// rankedView is nowRanking's cache: the ranking of one view, one read of
+// the registrations and one config hash of this replica's, and the same
+// marked stale.
 type rankedView struct {
 	v       *shareView
 	members *map[string]store.Replica
+	hash    *string
 	rk      *ranking
+	stale   *ranking
 }
 
 // nowRanking is the ranking of the replicas live now (beat within HandOff)
-// in the latest view, and that view; built once per view.
+// in the latest view, and that view; built once per view. Once the view is
+// older than HandOff the ranking says so (ranking.stale).
 func (sh *share) nowRanking() (*ranking, *shareView) {
-	v, members := sh.view.Load(), sh.members.Load()
-	if v == nil || members == nil || !sh.fresh(v) {
+	v, members, mine := sh.view.Load(), sh.members.Load(), sh.hash.Load()
+	if v == nil {
 		return &ranking{}, v
 	}
-	if c := sh.ranked.Load(); c != nil && c.v == v && c.members == members {
-		return c.rk, v
+	c := sh.ranked.Load()
+	if c == nil || c.v != v || c.members != members || c.hash != mine {
+		rk := sh.rankingOf(v, members, mine, sh.liveNow)
+		stale := *rk
+		stale.stale = true
+		c = &rankedView{v: v, members: members, hash: mine, rk: rk, stale: &stale}
+		sh.ranked.Store(c)
 	}
-	rk := sh.rankingOf(v, members, sh.liveNow)
-	sh.ranked.Store(&rankedView{v: v, members: members, rk: rk})
-	return rk, v
+	if !sh.fresh(v) {
+		return c.stale, v
+	}
+	return c.rk, v
 }
 
 // sinceRanking is the ranking of the replicas that beat since due, in the
-// latest view.
+// latest view; nowRanking's stale one when that view is older than
+// HandOff, as it cannot tell who beat since.
 func (sh *share) sinceRanking(due time.Time) *ranking {
-	v, members := sh.view.Load(), sh.members.Load()
-	if v == nil || members == nil || !sh.fresh(v) {
-		return &ranking{}
+	v := sh.view.Load()
+	if v == nil || !sh.fresh(v) {
+		rk, _ := sh.nowRanking()
+		return rk
 	}
-	return sh.rankingOf(v, members, func(_ *shareView, r store.LiveReplica) bool {
+	return sh.rankingOf(v, sh.members.Load(), sh.hash.Load(), func(_ *shareView, r store.LiveReplica) bool {
 		return !r.Beat.Before(due)
 	})
 }
 
-// rankingOf ranks the replicas of v that claim and pass live.
-func (sh *share) rankingOf(v *shareView, members *map[string]store.Replica, live func(*shareView, store.LiveReplica) bool) *ranking {
-	rk := &ranking{me: sh.s.opts.Replica}
+// rankingOf ranks the replicas of v that pass live, with mine, this
+// replica's config hash, and members, the registrations read (either may
+// be nil). A replica whose hash is mine defines every job alike. One with
+// another hash that says it claims, and whose registration this replica
+// has not read (or that changed since), leaves the ranking unable to tell;
+// one that says it is off is left out then, as it is not relied on to
+// claim.
+func (sh *share) rankingOf(v *shareView, members *map[string]store.Replica, mine *string, live func(*shareView, store.LiveReplica) bool) *ranking {
+	rk := &ranking{me: sh.s.opts.Replica, meClaims: true}
+	if r, ok := v.live.Replicas[rk.me]; ok {
+		rk.meClaims = claimsIn(r.State)
+	}
 	group := map[string]int{} // config hash -> index in groups
 	for rid, r := range v.live.Replicas {
-		if rid == rk.me || !live(v, r) || !claimsIn(r.State) {
+		if rid == rk.me || !live(v, r) {
 			continue
 		}
+		claims := claimsIn(r.State)
 		h := hashOf(r.State)
-		m, known := (*members)[rid]
-		if !known || m.ConfigHash != h {
+		same := sameHash(h, mine)
+		m, known := (*orEmpty(members))[rid]
+		if !same && (!known || m.ConfigHash != h) {
+			if !claims {
+				continue
+			}
 			return rk
 		}
 		i, seen := group[h]
 		if !seen {
 			i = len(rk.groups)
 			group[h] = i
-			rk.groups = append(rk.groups, rankGroup{jobs: m.Jobs})
+			rk.groups = append(rk.groups, rankGroup{jobs: m.Jobs, same: same})
 		}
-		rk.groups[i].ids = append(rk.groups[i].ids, rid)
+		rk.groups[i].ids = append(rk.groups[i].ids, rankedReplica{id: rid, claims: claims})
 	}
 	rk.ok = true
 	return rk
 }
 
-// top returns the first, by rendezvous hash for (job, slot), of this
-// replica and the ranked replicas that define the job as this one does.
-// ok is false when this replica cannot tell: the ranking cannot, or a
-// replica defines the job differently.
-func (rk *ranking) top(js *jobState, slot time.Time) (id string, ok bool) {
+// claims says whether this replica claims (js, slot) on this ranking,
+// among itself and the replicas that define the job as it does: when it
+// cannot tell (the ranking cannot, or a replica defines the job
+// differently); on a stale ranking, when it is among the first
+// fallbackClaimers by rendezvous hash; otherwise when no replica above it
+// claims and it claims itself or is among the first fallbackClaimers.
+// With every replica healthy that is the first alone.
+func (rk *ranking) claims(js *jobState, slot time.Time) bool {
 	if !rk.ok {
-		return "", false
+		return true
 	}
 	name, fp := js.job.Name, js.fingerprint
 	key := rendezvousKeyOf(name, slot)
-	best, bestScore := rk.me, key.score(rk.me)
+	mine := key.score(rk.me)
+	above, claimerAbove := 0, false
 	for _, g := range rk.groups {
 		switch rfp, has := g.jobs[name]; {
+		case g.same:
 		case !has:
 			continue // they do not run this job
 		case rfp != fp:
-			return "", false // defined differently: everyone claims
+			return true // defined differently: everyone claims
 		}
-		for _, rid := range g.ids {
-			if sc := key.score(rid); sc > bestScore || (sc == bestScore && rid < best) {
-				best, bestScore = rid, sc
+		for _, r := range g.ids {
+			if sc := key.score(r.id); sc > mine || (sc == mine && r.id < rk.me) {
+				above++
+				claimerAbove = claimerAbove || r.claims
 			}
 		}
 	}
-	return best, true
+	if rk.stale {
+		return above < fallbackClaimers
+	}
+	return !claimerAbove && (rk.meClaims || above < fallbackClaimers)
 }
 
 // fresh says whether v is recent enough to decide on: read within HandOff.

@@ -44,8 +44,7 @@ func (s *Scheduler) hold(ctx context.Context, js *jobState, slot, next time.Time
 		return false
 	}
 	rk, v := sh.nowRanking()
-	top, ok := rk.top(js, slot)
-	if !ok || top == s.opts.Replica {
+	if rk.claims(js, slot) {
 		return false
 	}
 	b := s.standby
@@ -102,7 +101,7 @@ func (s *Scheduler) checkStandby(ctx context.Context, b *standby) {
 	}
 	rk := sh.sinceRanking(b.slot) // share.stepIn, once for the instant
 	for _, f := range firings {
-		if top, ok := rk.top(f.js, b.slot); ok && top != s.opts.Replica {
+		if !rk.claims(f.js, b.slot) {
 			continue
 		}
 		s.runStepIn(ctx, f.js, b.slot, f.next)
@@ -137,20 +136,22 @@ func (sh *share) liveNow(v *shareView, r store.LiveReplica) bool {
 }
 
 // allBeat says whether, in a fresh view, every replica that could have
-// been first in the views firings were decided on (live then, claiming,
-// registered with the config it beat) has beaten since due, still claims
-// and kept that config: each of those firings then had its first replica
-// claim it, and nobody steps in. False when this replica cannot tell.
+// claimed in the views firings were decided on (live then, registered with
+// the config it beat; also one that said it was off, which claims when
+// every replica above it is off too) has beaten since due in the state and
+// with the config it had: each of those firings then had the replicas that
+// were to claim it claim it, and nobody steps in. False when this replica
+// cannot tell.
 func (sh *share) allBeat(views []*shareView, due time.Time) bool {
-	now, members := sh.view.Load(), sh.members.Load()
-	if now == nil || members == nil || !sh.fresh(now) {
+	now := sh.view.Load()
+	if now == nil || !sh.fresh(now) {
 		return false
 	}
 	me := sh.s.opts.Replica
 	for _, v := range views {
 		for rid, r := range v.live.Replicas {
-			if rid == me || !sh.liveNow(v, r) || !claimsIn(r.State) {
-				continue // never first in v
+			if rid == me || !sh.liveNow(v, r) {
+				continue // not ranked in v
 			}
 			cur, ok := now.live.Replicas[rid]
 			if !ok || cur.Beat.Before(due) || cur.State != r.State {
