@@ -34,7 +34,10 @@ type verdict struct {
 	// (counted says whether they were).
 	recorded   map[string]int
 	unrecorded int
-	counted    bool
+	// unrecordedAt counts the misses without a record by their slot's
+	// second in the window (slot - from).
+	unrecordedAt map[int64]int
+	counted      bool
 	// lastUnrecorded are some misses without a record from the window's
 	// last seconds (whose marks may still be in Redis), for the notes.
 	lastUnrecorded []jobSlot
@@ -123,6 +126,10 @@ func analyse(es []entry, specs []string, nReplicas int, from, to int64, skips ma
 					v.recorded[reason]++
 				} else {
 					v.unrecorded++
+					if v.unrecordedAt == nil {
+						v.unrecordedAt = map[int64]int{}
+					}
+					v.unrecordedAt[int64(i%width)]++
 					if js := (jobSlot{int32(i / width), from + int64(i%width)}); js.slot >= to-2 && len(v.lastUnrecorded) < 5 {
 						v.lastUnrecorded = append(v.lastUnrecorded, js)
 					}

@@ -290,6 +290,14 @@ func (r suiteResult) print(reps int) {
 				parts = append(parts, fmt.Sprintf("%s %d", k, m.v.recorded[k]))
 			}
 			fmt.Printf("  - misses with a record (skips by reason, other records by outcome): [%s]; without a record: %d\n", strings.Join(parts, ", "), m.v.unrecorded)
+			if len(m.v.unrecordedAt) > 0 {
+				secs := slices.Sorted(maps.Keys(m.v.unrecordedAt))
+				var at []string
+				for _, sec := range secs {
+					at = append(at, fmt.Sprintf("+%ds %d", sec, m.v.unrecordedAt[sec]))
+				}
+				fmt.Printf("  - misses without a record, by their slot's second in the window: %s\n", strings.Join(at, ", "))
+			}
 			for _, mk := range m.unrecordedMarks {
 				fmt.Printf("  - a miss without a record, its mark: %s\n", mk)
 			}
