@@ -8,8 +8,8 @@ import (
 	"github.com/redcron/redcron/scheduler/store"
 )
 
-// standby holds the firings of one instant that another replica is first
-// for (see share): the loop decides so when it hands a slot out, so that
+// standby holds the firings of one instant that other replicas claim (see
+// share): the loop decides so when it hands a slot out, so that
 // such a firing costs no goroutine, no claim built and no timer of its own.
 // One goroutine per instant looks again HandOff after the slot: when every
 // replica that was first for one of them has beaten since the slot, still
@@ -34,8 +34,10 @@ type heldFiring struct {
 	next time.Time
 }
 
-// hold puts (js, slot) in standby when another replica is first for it and
-// this replica can tell so now, and reports whether it did. It only takes
+// hold puts (js, slot) in standby when this replica does not claim it at
+// its slot (ranking.claims: another replica is first, or, when the first
+// cannot be relied on, this one is not among the fallback claimers), and
+// reports whether it did. It only takes
 // firings without jitter; the others decide at their slot, in the firing.
 // Called by the loop only.
 func (s *Scheduler) hold(ctx context.Context, js *jobState, slot, next time.Time) bool {
