@@ -181,12 +181,12 @@ func (sh *share) beat(ctx context.Context, state string) {
 		return
 	}
 	sh.view.Store(&shareView{live: live, got: s.opts.Clock.Now()})
-	members, mine := sh.members.Load(), sh.hash.Load()
+	registered, mine := *orEmpty(sh.members.Load()), sh.hash.Load()
 	for id, r := range live.Replicas {
 		if id == s.opts.Replica || sameHash(hashOf(r.State), mine) {
 			continue
 		}
-		if m, ok := (*orEmpty(members))[id]; !ok || m.ConfigHash != hashOf(r.State) {
+		if m, ok := registered[id]; !ok || m.ConfigHash != hashOf(r.State) {
 			sh.kick() // the registry reads the registrations again
 			return
 		}
@@ -328,6 +328,7 @@ func (sh *share) rankingOf(v *shareView, members *map[string]store.Replica, mine
 	if r, ok := v.live.Replicas[rk.me]; ok {
 		rk.meClaims = claimsIn(r.State)
 	}
+	registered := *orEmpty(members)
 	group := map[string]int{} // config hash -> index in groups
 	for rid, r := range v.live.Replicas {
 		if rid == rk.me || !live(v, r) {
@@ -336,7 +337,7 @@ func (sh *share) rankingOf(v *shareView, members *map[string]store.Replica, mine
 		claims := claimsIn(r.State)
 		h := hashOf(r.State)
 		same := sameHash(h, mine)
-		m, known := (*orEmpty(members))[rid]
+		m, known := registered[rid]
 		if !same && (!known || m.ConfigHash != h) {
 			if !claims {
 				continue
@@ -372,7 +373,7 @@ func (rk *ranking) claims(js *jobState, slot time.Time) bool {
 	above, claimerAbove := 0, false
 	for _, g := range rk.groups {
 		switch rfp, has := g.jobs[name]; {
-		case g.same:
+		case g.same: // they define every job as this replica does
 		case !has:
 			continue // they do not run this job
 		case rfp != fp:

@@ -37,9 +37,8 @@ type heldFiring struct {
 // hold puts (js, slot) in standby when this replica does not claim it at
 // its slot (ranking.claims: another replica is first, or, when the first
 // cannot be relied on, this one is not among the fallback claimers), and
-// reports whether it did. It only takes
-// firings without jitter; the others decide at their slot, in the firing.
-// Called by the loop only.
+// reports whether it did. It only takes firings without jitter; the others
+// decide at their slot, in the firing. Called by the loop only.
 func (s *Scheduler) hold(ctx context.Context, js *jobState, slot, next time.Time) bool {
 	sh := s.share
 	if !sh.on() || js.job.Jitter > 0 {
