@@ -126,3 +126,47 @@ func TestStuck(t *testing.T) {
 		t.Errorf("Stuck once the reply is in: got true, want false")
 	}
 }
+
+// TestRecordsPassQueuedClaims: skip records do not wait behind the main
+// lane. A main-lane call that Redis holds (BLPOP on an empty list, which
+// blocks only its own connection) keeps that lane busy with a call queued
+// behind it, as an overloaded replica's claims do; a skip record, bounded
+// by half the hold, is still written.
+func TestRecordsPassQueuedClaims(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, PoolSize: 4, ContextTimeoutEnabled: true, ReadTimeout: 5 * time.Second})
+	t.Cleanup(func() { _ = c.Close() })
+	lk, err := New(c, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg := context.Background()
+	if err := c.Ping(bg).Err(); err != nil {
+		t.Fatal(err)
+	}
+	const hold = 2 * time.Second
+	ln := &lk.nodes[0].lanes[laneMain]
+	held := make(chan error, 2)
+	go func() {
+		held <- ln.run(newCall(bg, redis.NewCmd(bg, "blpop", "test:empty", hold.Seconds()), "", 2*hold))
+	}()
+	waitBusy(t, ln)
+	go func() { held <- ln.run(newCall(bg, redis.NewCmd(bg, "ping"), "", 2*hold)) }()
+
+	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+	sk := Skip{MarkKey: "test:{j}:slot", MetaKey: "test:{j}:meta", Slot: slot, Record: "skipped:late",
+		Retention: time.Hour, NotBefore: time.Now().Add(-time.Second), NotAfter: time.Now().Add(time.Minute)}
+	ctx, cancel := context.WithTimeout(bg, hold/2)
+	defer cancel()
+	if err := lk.RecordSkips(ctx, []Skip{sk})[0]; err != nil {
+		t.Fatalf("RecordSkips behind a held main lane: got %v, want nil", err)
+	}
+	if got := c.HGet(bg, sk.MarkKey, "end").Val(); got != sk.Record {
+		t.Errorf("mark end: got %q, want %q", got, sk.Record)
+	}
+	for range 2 {
+		if err := <-held; err != nil && !errors.Is(err, redis.Nil) {
+			t.Errorf("main-lane call: %v", err)
+		}
+	}
+}

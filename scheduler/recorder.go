@@ -306,9 +306,11 @@ func (r *recorder) record(ctx context.Context, ps []*pending) {
 			p.tries = 0
 			p.due = now.Add(ne.Wait + 10*time.Millisecond)
 			r.requeue(p)
-		case errors.Is(err, locker.ErrSlotClaimed), errors.Is(err, locker.ErrLate), errors.Is(err, locker.ErrUnborn):
-			// Another replica ran or recorded it, it is too late to tell,
-			// or the slot came before the job was first seen.
+		case errors.Is(err, locker.ErrLate):
+			r.late(1) // Redis's clock says the mark may be gone: logged
+		case errors.Is(err, locker.ErrSlotClaimed), errors.Is(err, locker.ErrUnborn):
+			// Another replica ran or recorded it, or the slot came before
+			// the job was first seen.
 		default:
 			r.retry(p, err, now)
 		}

@@ -100,6 +100,35 @@ func TestRecorderBatchesAndBounds(t *testing.T) {
 	}
 }
 
+// TestRecorderCountsLateAtRedis: a record that this replica's clock still
+// allows but Redis's, 5s ahead, finds past its window (the run's mark may
+// be gone) is not written and is counted in the "too late" log line, not
+// dropped silently.
+func TestRecorderCountsLateAtRedis(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{ClockOffset: 5 * time.Second})
+	js := []*jobs.Job{testJob(t, "late-at-redis", "* * * * * *", "", func(j *jobs.Job) { j.CatchupWindow = 0 })}
+	// Here: closed (slot + 1s + 2s skew) and within retention (10s) +
+	// skew; on Redis's clock, 13s after the slot: past retention.
+	slot := time.Now().Truncate(time.Second).Add(-8 * time.Second)
+	s, logs := recorderScheduler(t, srv, "late", js, slot)
+	r := s.recorder
+	r.add(s.jobs[0], slot, store.ReasonOutage, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	stop := r.start(ctx)
+	want := `"slots":1,"message":"skip records dropped: written too late to tell whether the slot ran"`
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), want) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	if !strings.Contains(logs.String(), want) {
+		t.Errorf("log: no line with %s; got %s", want, logs.String())
+	}
+	if _, ok := readMark(t, newClient(t, srv), "late-at-redis", slot); ok {
+		t.Errorf("a record past its window on Redis's clock: got one, want none")
+	}
+}
+
 // TestRecorderFlushesAtShutdown: at shutdown the recorder writes the
 // skips already due (here it never ran a round before), and logs those
 // not yet due, which other replicas may still claim.
