@@ -10,23 +10,23 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// node is one Redis (one client) with automatic pipelining, in three
-// lanes: renewals travel in batches of their own, so that a renewal close
-// to its lease's deadline never shortens, or waits behind, a burst of
-// claims; so do skip records, which have a window of a few seconds and
-// must not wait behind the claims of an overloaded replica; every other
-// call (claims, finishes, releases) goes in the main lane.
+// node is one Redis (one client) with automatic pipelining, in two lanes:
+// renewals travel in batches of their own, so that a renewal close to its
+// lease's deadline never shortens, or waits behind, a burst of claims; every
+// other call (claims, finishes, releases, skip records) goes in the main
+// lane, so that an overloaded replica sends one batch at a time. (Skip
+// records in a lane of their own were measured to make 30 replicas at
+// 1,000 firings/s collapse: bench/README.md, "Changes at 7a9902a".)
 type node struct {
 	client Client
-	lanes  [3]lane
+	lanes  [2]lane
 	due    dueClock // Lease.Due of this node's claim replies
 }
 
 // Lanes of a node.
 const (
-	laneMain   = 0
-	laneRenew  = 1
-	laneRecord = 2
+	laneMain  = 0
+	laneRenew = 1
 )
 
 func newNode(c Client) *node {

@@ -41,10 +41,9 @@ func (l *Locker) RecordSkip(ctx context.Context, s Skip) error {
 	return l.RecordSkips(ctx, []Skip{s})[0]
 }
 
-// RecordSkips is RecordSkip for each of ss, sent at once (pipelined in a
-// lane of their own on each node, without a goroutine per skip, so that
-// they never wait behind queued claims); the errors are in the order of
-// ss.
+// RecordSkips is RecordSkip for each of ss, sent at once (pipelined with
+// the other calls queued on each node, without a goroutine per skip); the
+// errors are in the order of ss.
 func (l *Locker) RecordSkips(ctx context.Context, ss []Skip) []error {
 	gs := make([]*gather[obtainReply], len(ss))
 	for i, s := range ss {
@@ -56,7 +55,7 @@ func (l *Locker) RecordSkips(ctx context.Context, ss []Skip) []error {
 		if s.HistoryKey != "" {
 			a.arg("history_len", strconv.Itoa(s.HistoryLen)).arg("history_ttl", ms(s.HistoryTTL)).arg("history_score", unixMS(s.Slot))
 		}
-		gs[i] = fanout(ctx, l.nodes, laneRecord, l.opts.NodeTimeout, recordScript, recordScript.line(&a), parseObtainCmd)
+		gs[i] = fanout(ctx, l.nodes, laneMain, l.opts.NodeTimeout, recordScript, recordScript.line(&a), parseObtainCmd)
 	}
 	errs := make([]error, len(ss))
 	for i, g := range gs {
