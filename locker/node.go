@@ -15,8 +15,8 @@ import (
 // lease's deadline never shortens, or waits behind, a burst of claims; every
 // other call (claims, finishes, releases, skip records) goes in the main
 // lane, so that an overloaded replica sends one batch at a time. (Skip
-// records in a lane of their own were measured to make 30 replicas at
-// 1,000 firings/s collapse: bench/README.md, "Changes at 7a9902a".)
+// records in a lane of their own made 30 replicas at 1,000 firings/s lose
+// firings: bench/results/ab/r30-5..10-*.)
 type node struct {
 	client Client
 	lanes  [2]lane
