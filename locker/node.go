@@ -14,9 +14,10 @@ import (
 // renewals travel in batches of their own, so that a renewal close to its
 // lease's deadline never shortens, or waits behind, a burst of claims; every
 // other call (claims, finishes, releases, skip records) goes in the main
-// lane, so that an overloaded replica sends one batch at a time. (Skip
-// records in a lane of their own made 30 replicas at 1,000 firings/s lose
-// firings: bench/results/ab/r30-5..10-*.)
+// lane, so that an overloaded replica sends one batch at a time. (A lane
+// of their own, tried, bought nothing measurable at 10,000 firings/s and
+// was not shown harmless for 30 replicas: bench/results/ab/rate-10..13-*,
+// r30-5..10-*.)
 type node struct {
 	client Client
 	lanes  [2]lane
