@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"math"
@@ -22,6 +23,9 @@ type runMetrics struct {
 	// (their hooks), by kind; hookScripts their EVALSHA and EVAL.
 	kinds       map[string]int64
 	hookScripts int64
+	// details and failed are the same commands by kind and what they are
+	// (commandDetail), all sent and those whose reply was an error.
+	details, failed map[string]int64
 	// From INFO over the window: EVALSHA and EVAL calls (top-level only:
 	// scripts cannot call them), every call (scripts' included), CPU.
 	srvScripts, srvCalls int64
@@ -46,6 +50,7 @@ type runMetrics struct {
 func (m *runMetrics) fill(reports []childReport, ss []serverSnap, specs []string) error {
 	var es []entry
 	m.kinds = map[string]int64{}
+	m.details, m.failed = map[string]int64{}, map[string]int64{}
 	for _, r := range reports {
 		for _, e := range r.Entries {
 			e.Replica = int32(r.Replica)
@@ -54,6 +59,12 @@ func (m *runMetrics) fill(reports []childReport, ss []serverSnap, specs []string
 		a, b := r.Snaps[0], r.Snaps[len(r.Snaps)-1]
 		for k, v := range b.Kinds {
 			m.kinds[k] += v - a.Kinds[k]
+		}
+		for k, v := range b.Details {
+			m.details[k] += v - a.Details[k]
+		}
+		for k, v := range b.Failed {
+			m.failed[k] += v - a.Failed[k]
 		}
 		m.hookScripts += b.Scripts - a.Scripts
 		m.cpu = append(m.cpu, b.CPU-a.CPU)
@@ -87,6 +98,32 @@ func (m *runMetrics) fill(reports []childReport, ss []serverSnap, specs []string
 }
 
 func (m *runMetrics) firings() float64 { return float64(m.v.expected) }
+
+// detailLine lists the commands sent per firing by kind and what they are,
+// the most first, down to 0.005 a firing, each with how many of them failed
+// per firing when any did.
+func (m *runMetrics) detailLine() string {
+	keys := slices.SortedFunc(maps.Keys(m.details), func(a, b string) int {
+		return cmp.Or(cmp.Compare(m.details[b], m.details[a]), cmp.Compare(a, b))
+	})
+	var parts []string
+	for _, k := range keys {
+		per := float64(m.details[k]) / m.firings()
+		if per < 0.005 {
+			break
+		}
+		p := fmt.Sprintf("%s %.3f", k, per)
+		if f := m.failed[k]; f > 0 {
+			p += fmt.Sprintf(" (%.3f)", float64(f)/m.firings())
+		}
+		parts = append(parts, p)
+	}
+	var failed int64
+	for _, v := range m.failed {
+		failed += v
+	}
+	return fmt.Sprintf("[%s]; failed in all %.3f", strings.Join(parts, "; "), float64(failed)/m.firings())
+}
 
 func (m *runMetrics) commands() int64 {
 	var n int64
@@ -283,6 +320,7 @@ func (r suiteResult) print(reps int) {
 		}
 		fmt.Printf("- %v, rep %d: runs per replica [%s]; load %s; Redis evicted %d keys\n",
 			sc, len(runs)/2+1, strings.Join(wins, ", "), strings.Join(m.loads, " -> "), m.evicted)
+		fmt.Printf("  - commands / firing by kind and what they are (failed replies): %s\n", m.detailLine())
 		if m.v.counted {
 			reasons := slices.Sorted(maps.Keys(m.v.recorded))
 			var parts []string

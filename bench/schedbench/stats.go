@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"runtime"
@@ -35,17 +37,23 @@ type counter struct {
 	classify func(redis.Cmder) string
 	mu       sync.Mutex
 	kinds    map[string]int64
-	scripts  int64 // EVALSHA and EVAL, to cross-check with INFO commandstats
+	// details counts the commands by kind and what they are (commandDetail),
+	// failed the ones whose reply was an error other than redis.Nil
+	// (timeouts and cut connections included), by the same key.
+	details, failed map[string]int64
+	scripts         int64 // EVALSHA and EVAL, to cross-check with INFO commandstats
 }
 
 func newCounter(classify func(redis.Cmder) string) *counter {
-	return &counter{classify: classify, kinds: map[string]int64{}}
+	return &counter{classify: classify, kinds: map[string]int64{}, details: map[string]int64{}, failed: map[string]int64{}}
 }
 
 func (c *counter) count(cmds ...redis.Cmder) {
 	c.mu.Lock()
 	for _, cmd := range cmds {
-		c.kinds[c.classify(cmd)]++
+		k := c.classify(cmd)
+		c.kinds[k]++
+		c.details[k+" "+commandDetail(cmd)]++
 		if n := cmd.Name(); n == "evalsha" || n == "eval" {
 			c.scripts++
 		}
@@ -53,19 +61,57 @@ func (c *counter) count(cmds ...redis.Cmder) {
 	c.mu.Unlock()
 }
 
+// counted counts the commands of cmds that failed, once their replies are in.
+func (c *counter) counted(cmds ...redis.Cmder) {
+	c.mu.Lock()
+	for _, cmd := range cmds {
+		if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			c.failed[c.classify(cmd)+" "+commandDetail(cmd)]++
+		}
+	}
+	c.mu.Unlock()
+}
+
+// commandDetail names a command within its kind: a script by the names of
+// its arguments (the locker's calling convention, see redcronKind), up to
+// 40 bytes of them, anything else by its name.
+func commandDetail(cmd redis.Cmder) string {
+	n := cmd.Name()
+	if n != "evalsha" && n != "eval" {
+		return n
+	}
+	a := cmd.Args()
+	if len(a) < 4 {
+		return n
+	}
+	nk, _ := strconv.Atoi(fmt.Sprint(a[2]))
+	if len(a) <= 3+nk {
+		return n
+	}
+	names := fmt.Sprint(a[3+nk])
+	if len(names) > 40 {
+		names = names[:40] + "..."
+	}
+	return n + "(" + names + ")"
+}
+
 func (c *counter) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (c *counter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		c.count(cmd)
-		return next(ctx, cmd)
+		err := next(ctx, cmd)
+		c.counted(cmd)
+		return err
 	}
 }
 
 func (c *counter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		c.count(cmds...)
-		return next(ctx, cmds)
+		err := next(ctx, cmds)
+		c.counted(cmds...)
+		return err
 	}
 }
 
@@ -74,17 +120,16 @@ type counterSnap struct {
 	At      time.Time
 	CPU     time.Duration // this process, user + system
 	Kinds   map[string]int64
+	Details map[string]int64 // counter.details
+	Failed  map[string]int64 // counter.failed
 	Scripts int64
 }
 
 func (c *counter) snap() counterSnap {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s := counterSnap{At: time.Now(), CPU: processCPU(), Kinds: map[string]int64{}, Scripts: c.scripts}
-	for k, v := range c.kinds {
-		s.Kinds[k] = v
-	}
-	return s
+	return counterSnap{At: time.Now(), CPU: processCPU(), Kinds: maps.Clone(c.kinds),
+		Details: maps.Clone(c.details), Failed: maps.Clone(c.failed), Scripts: c.scripts}
 }
 
 // classifier tells a system's commands apart.
