@@ -152,7 +152,13 @@ func startInstance(t *testing.T, srv *redistest.Server, js []*jobs.Job, opts Opt
 // startInstanceAt is startInstance on a client to addr (a proxy's).
 func startInstanceAt(t *testing.T, addr string, js []*jobs.Job, opts Options) *instance {
 	t.Helper()
-	l := newLocker(t, clientAt(t, addr))
+	return startInstanceOn(t, clientAt(t, addr), js, opts)
+}
+
+// startInstanceOn is startInstance on client c.
+func startInstanceOn(t *testing.T, c *redis.Client, js []*jobs.Job, opts Options) *instance {
+	t.Helper()
+	l := newLocker(t, c)
 	opts.Logger = testLogger(t, testLogLevel)
 	s, err := New(js, l, opts)
 	if err != nil {

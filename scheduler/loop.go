@@ -4,8 +4,6 @@ import (
 	"container/heap"
 	"context"
 	"time"
-
-	"github.com/redcron/redcron/scheduler/store"
 )
 
 // loop is the one goroutine that owns the jobs' next and last slots: a
@@ -251,7 +249,8 @@ func (s *Scheduler) skipped(js *jobState, slot time.Time, reason string) {
 // this replica found after their catch-up window (it was paused, or its
 // timer woke late): other replicas may have run them. The newest
 // maxLateRecords are queued for the recorder, which records each as
-// skipped (late) if no replica ran it.
+// skipped (late) if no replica ran it, leaving it to the replica that
+// claims the slot when that one is live (recorder.addPassed).
 func (s *Scheduler) passedOver(js *jobState, newest time.Time, n int, oldest time.Time, capped bool) {
 	e := s.log.Info().Str("job", js.job.Name).Time("slot", newest)
 	if n > 1 {
@@ -260,7 +259,7 @@ func (s *Scheduler) passedOver(js *jobState, newest time.Time, n int, oldest tim
 	e.Msg("slots found after their catch-up window; recorded as skipped (late) unless another replica ran them")
 	t := newest
 	for i := 0; i < min(n, maxLateRecords) && !t.IsZero() && !t.Before(oldest); i++ {
-		s.recorder.add(js, t, store.ReasonLate, nil)
+		s.recorder.addPassed(js, t)
 		t = js.sched.Prev(t.Add(-time.Second))
 	}
 }

@@ -41,6 +41,10 @@ type pending struct {
 	reason string
 	bid    *locker.Bid // not nil: withdraw it first (it may have won)
 	due    time.Time   // on the scheduler's clock
+	// passed: a slot this replica's loop found after its catch-up window,
+	// whose record is left to the replica that claims the slot if that one
+	// is live (see addPassed).
+	passed bool
 	tries  int
 	index  int
 }
@@ -94,6 +98,29 @@ func (r *recorder) add(js *jobState, slot time.Time, reason string, bid *locker.
 	if bid == nil {
 		p.due = r.closes(js, slot)
 	}
+	r.push(p)
+}
+
+// addPassed queues the skip record (late) of a slot that this replica's
+// loop found after its catch-up window. When the host is paused or
+// starved every replica finds the same slots so, and were each to write
+// their records, a slow moment would multiply the record writes by R and
+// make every replica slower still (seen at 30 replicas). With work shared
+// the record is left to the replicas that claim the slot: it comes due
+// HandOff after closes, and is written only if the ranking then says this
+// replica claims (js, slot) (share.first). A replica ranked above it that
+// has beaten since closes is live, and writes its own.
+func (r *recorder) addPassed(js *jobState, slot time.Time) {
+	p := &pending{js: js, slot: slot, reason: store.ReasonLate, due: r.closes(js, slot)}
+	if r.s.share.on() {
+		p.passed = true
+		p.due = p.due.Add(r.s.share.handOff())
+	}
+	r.push(p)
+}
+
+// push queues p, or drops and counts it beyond the queue's bound.
+func (r *recorder) push(p *pending) {
 	r.mu.Lock()
 	if r.queue.Len() >= r.max {
 		r.dropped++
@@ -280,7 +307,10 @@ func (r *recorder) record(ctx context.Context, ps []*pending) {
 	now := s.opts.Clock.Now()
 	live := ps[:0]
 	for _, p := range ps {
-		if r.tooLate(p, now) {
+		switch {
+		case p.passed && !s.share.first(p.js, p.slot):
+			continue // left to a replica ranked above this one (addPassed)
+		case r.tooLate(p, now):
 			r.late(1)
 			continue
 		}

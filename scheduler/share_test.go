@@ -9,10 +9,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/jobs"
@@ -627,5 +629,152 @@ func TestStandbyTake(t *testing.T) {
 	}
 	if fs, vs := b.take(); fs != nil || vs != nil {
 		t.Errorf("second take: got %d firings and %d views, want none", len(fs), len(vs))
+	}
+}
+
+// stallClock is the real clock whose timers, while a stall lasts, fire no
+// earlier than its end, as a paused process's do (SIGSTOP, a paused VM, a
+// starved host): every replica on it wakes late at once.
+type stallClock struct{ until atomic.Int64 } // Unix ns
+
+func (c *stallClock) Now() time.Time { return time.Now() }
+func (c *stallClock) NewTimer(d time.Duration) Timer {
+	if end := time.Unix(0, c.until.Load()); time.Now().Add(d).Before(end) {
+		d = time.Until(end)
+	}
+	return RealClock().NewTimer(d)
+}
+
+// scriptHook counts the scripts a client sends whose argument names are
+// names (the locker's calling convention: record.lua's are
+// recordNames, obtain.lua's claimNames); seen, if set, is called with each.
+type scriptHook struct {
+	names string
+	n     atomic.Int64
+	seen  func()
+}
+
+const (
+	recordNames = "mark,meta,history"
+	claimNames  = "lease,meta,mark,history,running,pause"
+)
+
+func (h *scriptHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *scriptHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.count(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *scriptHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			h.count(c)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func (h *scriptHook) count(cmd redis.Cmder) {
+	a := cmd.Args()
+	if n := cmd.Name(); (n != "evalsha" && n != "eval") || len(a) < 4 {
+		return
+	}
+	if nk, _ := strconv.Atoi(fmt.Sprint(a[2])); len(a) > 3+nk && fmt.Sprint(a[3+nk]) == h.names {
+		h.n.Add(1)
+		if h.seen != nil {
+			h.seen()
+		}
+	}
+}
+
+var _ redis.Hook = (*scriptHook)(nil)
+
+// TestSharePausedRecordsOnce: every replica pauses at once, long enough
+// that their loops find slots after the catch-up window. Each of those
+// slots still ends in one record (a run or a skip, late), and the records
+// are left to the replicas that claim each slot, not written by every
+// replica: about fallbackClaimers record scripts per slot, where every
+// replica writing them sends R. Also when the replica first for some
+// slots never comes back: the others write its slots' records.
+func TestSharePausedRecordsOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		firstOut bool // replica 0 is stopped during the pause
+	}{
+		{"all resume", false},
+		{"one never resumes", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t, redistest.Options{})
+			var l ledger
+			fn := registerLedgerFunc(&l, behaviour{})
+			const n = 40
+			js := shareJobs(t, n, fn)
+			clk := &stallClock{}
+			ids := []string{"paused-a", "paused-b", "paused-c", "paused-d", "paused-e", "paused-f"}
+			var ins []*instance
+			var hooks []*scriptHook
+			for _, id := range ids {
+				c := newClient(t, srv)
+				h := &scriptHook{names: recordNames}
+				c.AddHook(h)
+				hooks = append(hooks, h)
+				ins = append(ins, startInstanceOn(t, c, js, Options{Replica: id, Clock: clk}))
+			}
+			time.Sleep(3 * time.Second) // every replica sees the others
+
+			// Pause 100 ms after slot X's claims, for 3.5 s: the loops wake
+			// at X+3.6 and find X+1 and X+2 after their window (1 s).
+			x := time.Now().Truncate(time.Second).Add(time.Second)
+			waitUntil(x.Add(100 * time.Millisecond))
+			clk.until.Store(x.Add(3600 * time.Millisecond).UnixNano())
+			if tc.firstOut {
+				time.Sleep(500 * time.Millisecond)
+				ins[0].stop(t)
+			}
+			// The last records come due at X+2 + 3 s (closes) + 600 ms
+			// (HandOff); generous margin for a loaded machine.
+			waitUntil(x.Add(9 * time.Second))
+			c := newClient(t, srv)
+			got := checkOnce(t, l.snapshot(), x)
+			// Every slot of the pause ran or has its skip record; the
+			// slots around it are counted too, as records of any slot
+			// count in the scripts sent.
+			skips := 0
+			for _, j := range js {
+				for sec := x.Unix() - 1; sec <= x.Unix()+5; sec++ {
+					if _, ran := got[j.Name][sec]; ran {
+						continue
+					}
+					m, ok := readMark(t, c, j.Name, unix(sec))
+					switch {
+					case ok && m.Ended && m.Record.Outcome == store.OutcomeSkipped:
+						skips++
+					case sec == x.Unix()+1 || sec == x.Unix()+2:
+						t.Errorf("job %s slot %d: not run and no skip record (mark %+v, found %v)", j.Name, sec, m, ok)
+					}
+				}
+			}
+			var calls int64
+			for _, h := range hooks {
+				calls += h.n.Load()
+			}
+			t.Logf("%d slots skipped (%d found after their window); %d record scripts sent", skips, 2*n, calls)
+			if skips == 0 {
+				t.Fatalf("no slot was found after its window: the pause did not take (got 0 skips, want up to %d)", 2*n)
+			}
+			// Two per slot were seen (158 for 80 slots with 4 replicas): right
+			// after the pause a ranking may still be stale, or say that
+			// replicas are off, and then the first fallbackClaimers of each
+			// slot's ranking write. Half a script more per slot leaves room
+			// for records retried on a loaded machine.
+			if bound := int64((fallbackClaimers + 0.5) * float64(skips)); calls > bound {
+				t.Errorf("record scripts: got %d for %d skipped slots, want at most %d (%d per slot and retries; every replica writing them sends %d)",
+					calls, skips, bound, fallbackClaimers, len(ids))
+			}
+		})
 	}
 }
