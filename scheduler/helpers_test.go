@@ -159,7 +159,9 @@ func startInstanceAt(t *testing.T, addr string, js []*jobs.Job, opts Options) *i
 func startInstanceOn(t *testing.T, c *redis.Client, js []*jobs.Job, opts Options) *instance {
 	t.Helper()
 	l := newLocker(t, c)
-	opts.Logger = testLogger(t, testLogLevel)
+	if opts.Logger == nil {
+		opts.Logger = testLogger(t, testLogLevel)
+	}
 	s, err := New(js, l, opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)

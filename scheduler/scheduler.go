@@ -272,6 +272,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}()
 
 	s.setAccepting(true) // manual triggers, from now until the loop ends
+	s.share.awaitView(ctx)
 	s.loop(ctx)
 	close(s.loopDone)
 	s.setAccepting(false)

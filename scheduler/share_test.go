@@ -15,6 +15,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/jobs"
@@ -774,6 +775,97 @@ func TestSharePausedRecordsOnce(t *testing.T) {
 			if bound := int64((fallbackClaimers + 0.5) * float64(skips)); calls > bound {
 				t.Errorf("record scripts: got %d for %d skipped slots, want at most %d (%d per slot and retries; every replica writing them sends %d)",
 					calls, skips, bound, fallbackClaimers, len(ids))
+			}
+		})
+	}
+}
+
+// TestShareWaitsForFirstView: a replica claims nothing before its first
+// beat is answered, where it cannot tell who claims and would claim every
+// firing (30 replicas starting at once did so for seconds, which kept
+// Redis too slow to answer their beats). With every reply 150 ms late
+// (its first beat, with the connection's setup, about 300 ms) it claims
+// only once it has that view; with no reply at all it waits CallTimeout,
+// says so, and then claims as before, running its share once replies
+// come.
+func TestShareWaitsForFirstView(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		slow func(p *redistest.Proxy) // from before the replica starts
+		back time.Duration            // when the proxy is healthy again, after the start
+		call time.Duration            // its CallTimeout (0: the default)
+	}{
+		{"slow replies", func(p *redistest.Proxy) { p.Delay(redistest.Both, 75*time.Millisecond) }, 0, 0},
+		{"no replies", func(p *redistest.Proxy) { p.Hold(redistest.Both) }, 2500 * time.Millisecond, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t, redistest.Options{})
+			var l ledger
+			fn := registerLedgerFunc(&l, behaviour{})
+			const n = 40
+			js := shareJobs(t, n, fn)
+			for _, id := range []string{"view-a", "view-b", "view-c"} {
+				startInstance(t, srv, js, Options{Replica: id})
+			}
+			time.Sleep(2 * time.Second) // they see each other
+
+			p := redistest.StartProxyFor(t, srv)
+			tc.slow(p)
+			c := clientAt(t, p.Addr())
+			var in atomic.Pointer[instance]
+			var blind atomic.Int64 // claims sent before the first view
+			h := &scriptHook{names: claimNames, seen: func() {
+				if i := in.Load(); i == nil || i.s.share.view.Load() == nil {
+					blind.Add(1)
+				}
+			}}
+			c.AddHook(h)
+			logs := &lockedBuffer{}
+			log := zerolog.New(logs)
+			// Started just before a slot's claims go out (about 100 ms
+			// ahead of it), so that a loop that did not wait would claim
+			// that slot blind.
+			waitUntil(time.Now().Truncate(time.Second).Add(1850 * time.Millisecond))
+			start := time.Now()
+			in.Store(startInstanceOn(t, c, js, Options{Replica: "view-d", Logger: &log, CallTimeout: tc.call}))
+			if tc.back > 0 {
+				time.Sleep(tc.back)
+				p.Release(redistest.Both)
+			}
+			// Past the default CallTimeout (5 s) from the start: had its first
+			// beat never been answered, it would claim blind by then.
+			waitUntil(start.Add(7 * time.Second))
+			from := time.Now().Truncate(time.Second)
+			time.Sleep(3 * time.Second)
+			to := time.Now().Truncate(time.Second).Add(-time.Second)
+
+			waited := strings.Contains(logs.String(), "no liveness beat answered yet")
+			t.Logf("view-d: %d claims, %d before its first view; waited out CallTimeout: %v", h.n.Load(), blind.Load(), waited)
+			if tc.back == 0 {
+				if got := blind.Load(); got != 0 {
+					t.Errorf("claims sent before the first view: got %d, want 0", got)
+				}
+				if waited {
+					t.Errorf("the replica waited out CallTimeout for a view, want its first beat answered (about 300 ms)")
+				}
+			} else if !waited {
+				t.Errorf("no \"no liveness beat answered yet\" line: the replica did not wait out CallTimeout, or did not say so")
+			}
+			got := checkOnce(t, l.snapshot(), from)
+			byD := 0
+			for job, m := range got {
+				for sec := from.Unix(); sec < to.Unix(); sec++ {
+					e, ok := m[sec]
+					switch {
+					case !ok:
+						t.Errorf("job %s slot %d did not run", job, sec)
+					case e.replica == "view-d":
+						byD++
+					}
+				}
+			}
+			if tc.back > 0 && byD == 0 {
+				t.Errorf("runs by the replica once its replies came: got 0, want its share")
 			}
 		})
 	}
