@@ -105,7 +105,7 @@ func (r *recorder) add(js *jobState, slot time.Time, reason string, bid *locker.
 // loop found after its catch-up window. When the host is paused or
 // starved every replica finds the same slots so, and were each to write
 // their records, a slow moment would multiply the record writes by R and
-// make every replica slower still (seen at 30 replicas). With work shared
+// make every replica slower still. With work shared
 // the record is left to the replicas that claim the slot: it comes due
 // HandOff after closes, and is written only if the ranking then says this
 // replica claims (js, slot) (share.first). A replica ranked above it that
