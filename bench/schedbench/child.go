@@ -88,7 +88,7 @@ func runChild(in io.Reader, out io.Writer) error {
 		rec.spool = sp
 	}
 	ledgerOf.Store(rec) // before jobs.Load resolves the job function
-	counter := newCounter(classifier(spec.System))
+	counter := newCounter(spec.System)
 	logs := &countWriter{}
 	client := func() *redis.Client {
 		// As cmd/redcron's client for a redis:// URL: timeouts of the

@@ -346,6 +346,18 @@ func (r suiteResult) print(reps int) {
 		for _, l := range m.firstLogs {
 			fmt.Printf("  - log: %s", l)
 		}
+		// The other reps' first warn lines too, where they missed firings
+		// or logged any: a rep other than the median may be the one that
+		// went wrong.
+		for i, o := range runs {
+			if i == len(runs)/2 || (o.v.misses == 0 && o.logs == 0) {
+				continue
+			}
+			fmt.Printf("  - rep %d: %d misses, %d warn lines; its first ones:\n", i+1, o.v.misses, o.logs)
+			for _, l := range o.firstLogs {
+				fmt.Printf("    - log: %s", l)
+			}
+		}
 	}
 	if s.name == "compare" {
 		r.peers()

@@ -41,11 +41,13 @@ type counter struct {
 	// failed the ones whose reply was an error other than redis.Nil
 	// (timeouts and cut connections included), by the same key.
 	details, failed map[string]int64
+	named           bool  // commandDetail's: the commands are redcron's
 	scripts         int64 // EVALSHA and EVAL, to cross-check with INFO commandstats
 }
 
-func newCounter(classify func(redis.Cmder) string) *counter {
-	return &counter{classify: classify, kinds: map[string]int64{}, details: map[string]int64{}, failed: map[string]int64{}}
+func newCounter(system string) *counter {
+	return &counter{classify: classifier(system), named: system == sysRedcron,
+		kinds: map[string]int64{}, details: map[string]int64{}, failed: map[string]int64{}}
 }
 
 func (c *counter) count(cmds ...redis.Cmder) {
@@ -53,7 +55,7 @@ func (c *counter) count(cmds ...redis.Cmder) {
 	for _, cmd := range cmds {
 		k := c.classify(cmd)
 		c.kinds[k]++
-		c.details[k+" "+commandDetail(cmd)]++
+		c.details[k+" "+commandDetail(cmd, k, c.named)]++
 		if n := cmd.Name(); n == "evalsha" || n == "eval" {
 			c.scripts++
 		}
@@ -66,18 +68,21 @@ func (c *counter) counted(cmds ...redis.Cmder) {
 	c.mu.Lock()
 	for _, cmd := range cmds {
 		if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
-			c.failed[c.classify(cmd)+" "+commandDetail(cmd)]++
+			k := c.classify(cmd)
+			c.failed[k+" "+commandDetail(cmd, k, c.named)]++
 		}
 	}
 	c.mu.Unlock()
 }
 
-// commandDetail names a command within its kind: a script by the names of
-// its arguments (the locker's calling convention, see redcronKind), up to
-// 40 bytes of them, anything else by its name.
-func commandDetail(cmd redis.Cmder) string {
+// commandDetail names a command of kind within it: with named (redcron's
+// commands) a script other than a beat by the names of its arguments (the
+// locker's calling convention, see redcronKind), up to 40 bytes of them;
+// anything else by its name (a beat's first argument is its replica, and a
+// gocron unlock's its token: naming by them would give each its own line).
+func commandDetail(cmd redis.Cmder, kind string, named bool) string {
 	n := cmd.Name()
-	if n != "evalsha" && n != "eval" {
+	if (n != "evalsha" && n != "eval") || kind == kindBeat || !named {
 		return n
 	}
 	a := cmd.Args()
