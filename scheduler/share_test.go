@@ -310,19 +310,10 @@ func TestShareWork(t *testing.T) {
 	stats := c.Info(ctx, "commandstats").Val()
 	steps := stepIns(ins) - steps0
 
-	got := checkOnce(t, l.snapshot(), from)
-	per := map[string]int{}
+	per, _ := windowRuns(t, checkOnce(t, l.snapshot(), from), from, to)
 	total := 0
-	for job, m := range got {
-		for sec := from.Unix(); sec < to.Unix(); sec++ {
-			e, ok := m[sec]
-			if !ok {
-				t.Errorf("job %s slot %d did not run", job, sec)
-				continue
-			}
-			per[e.replica]++
-			total++
-		}
+	for _, k := range per {
+		total += k
 	}
 	if want := n * int(to.Unix()-from.Unix()); total != want {
 		t.Errorf("runs in the window: got %d, want %d", total, want)
@@ -407,22 +398,8 @@ func testShareStepIn(t *testing.T, jitter time.Duration) {
 	proxies[0].Release(redistest.Both)
 	time.Sleep(2 * time.Second) // its held claims land and are refused
 
-	got := checkOnce(t, l.snapshot(), stall.Add(-2*time.Second))
-	var worst time.Duration
-	byStalled := 0
-	for job, m := range got {
-		for sec := from.Unix(); sec < to.Unix(); sec++ {
-			e, ok := m[sec]
-			switch {
-			case !ok:
-				t.Errorf("job %s slot %d did not run", job, sec)
-				continue
-			case e.replica == ids[0]:
-				byStalled++
-			}
-			worst = max(worst, e.start.Sub(unix(sec)))
-		}
-	}
+	per, worst := windowRuns(t, checkOnce(t, l.snapshot(), stall.Add(-2*time.Second)), from, to)
+	byStalled := per[ids[0]]
 	steps := stepIns(ins[1:]) - steps0
 	t.Logf("stalled at %v: %.0f step-ins, latest start %v after its slot", stall.Format("15:04:05.000"), steps, worst)
 	if byStalled != 0 {
@@ -580,6 +557,26 @@ func TestShareSlowRedis(t *testing.T) {
 		t.Errorf("script calls per firing: got %.2f, want at most %.1f (%d claims, a finish, the beats, and two to spare; every replica claiming makes %.0f)",
 			perFiring, limit, fallbackClaimers, replicas+1+beats)
 	}
+}
+
+// windowRuns counts the runs of got (checkOnce's) per replica for the
+// slots from `from` up to `to`, and reports a slot that did not run; worst
+// is the latest start after its slot.
+func windowRuns(t *testing.T, got map[string]map[int64]entry, from, to time.Time) (per map[string]int, worst time.Duration) {
+	t.Helper()
+	per = map[string]int{}
+	for job, m := range got {
+		for sec := from.Unix(); sec < to.Unix(); sec++ {
+			e, ok := m[sec]
+			if !ok {
+				t.Errorf("job %s slot %d did not run", job, sec)
+				continue
+			}
+			per[e.replica]++
+			worst = max(worst, e.start.Sub(unix(sec)))
+		}
+	}
+	return per, worst
 }
 
 // stepIns sums the instances' step-in counters.
@@ -851,20 +848,8 @@ func TestShareWaitsForFirstView(t *testing.T) {
 			} else if !waited {
 				t.Errorf("no \"no liveness beat answered yet\" line: the replica did not wait out CallTimeout, or did not say so")
 			}
-			got := checkOnce(t, l.snapshot(), from)
-			byD := 0
-			for job, m := range got {
-				for sec := from.Unix(); sec < to.Unix(); sec++ {
-					e, ok := m[sec]
-					switch {
-					case !ok:
-						t.Errorf("job %s slot %d did not run", job, sec)
-					case e.replica == "view-d":
-						byD++
-					}
-				}
-			}
-			if tc.back > 0 && byD == 0 {
+			per, _ := windowRuns(t, checkOnce(t, l.snapshot(), from), from, to)
+			if byD := per["view-d"]; tc.back > 0 && byD == 0 {
 				t.Errorf("runs by the replica once its replies came: got 0, want its share")
 			}
 		})
