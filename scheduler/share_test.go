@@ -780,8 +780,8 @@ func TestSharePausedRecordsOnce(t *testing.T) {
 // TestShareWaitsForFirstView: a replica claims nothing before its first
 // beat is answered, where it cannot tell who claims and would claim every
 // firing (30 replicas starting at once did so for seconds, which kept
-// Redis too slow to answer their beats). With every reply 150 ms late
-// (its first beat, with the connection's setup, about 300 ms) it claims
+// Redis too slow to answer their beats). With every reply 100 ms late
+// (its first beat, with the connection's setup, about 200 ms) it claims
 // only once it has that view; with no reply at all it waits CallTimeout,
 // says so, and then claims as before, running its share once replies
 // come.
@@ -792,7 +792,7 @@ func TestShareWaitsForFirstView(t *testing.T) {
 		back time.Duration            // when the proxy is healthy again, after the start
 		call time.Duration            // its CallTimeout (0: the default)
 	}{
-		{"slow replies", func(p *redistest.Proxy) { p.Delay(redistest.Both, 75*time.Millisecond) }, 0, 0},
+		{"slow replies", func(p *redistest.Proxy) { p.Delay(redistest.Both, 50*time.Millisecond) }, 0, 0},
 		{"no replies", func(p *redistest.Proxy) { p.Hold(redistest.Both) }, 2500 * time.Millisecond, time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -843,7 +843,7 @@ func TestShareWaitsForFirstView(t *testing.T) {
 					t.Errorf("claims sent before the first view: got %d, want 0", got)
 				}
 				if waited {
-					t.Errorf("the replica waited out CallTimeout for a view, want its first beat answered (about 300 ms)")
+					t.Errorf("the replica waited out CallTimeout for a view, want its first beat answered (about 200 ms)")
 				}
 			} else if !waited {
 				t.Errorf("no \"no liveness beat answered yet\" line: the replica did not wait out CallTimeout, or did not say so")
