@@ -34,28 +34,28 @@ var kinds = []string{kindClaim, kindFinish, kindBeat, kindClock, kindOther}
 // pipeline's commands one by one: the top-level commands Redis gets from
 // this replica (what scripts call inside is not among them).
 type counter struct {
-	classify func(redis.Cmder) string
+	classify func(redis.Cmder) (kind, detail string)
 	mu       sync.Mutex
 	kinds    map[string]int64
-	// details counts the commands by kind and what they are (commandDetail),
-	// failed the ones whose reply was an error other than redis.Nil
-	// (timeouts and cut connections included), by the same key.
+	// details counts the commands by kind and what they are (the
+	// classifier's detail), failed the ones whose reply was an error other
+	// than redis.Nil (timeouts and cut connections included), by the same
+	// key.
 	details, failed map[string]int64
-	named           bool  // commandDetail's: the commands are redcron's
 	scripts         int64 // EVALSHA and EVAL, to cross-check with INFO commandstats
 }
 
 func newCounter(system string) *counter {
-	return &counter{classify: classifier(system), named: system == sysRedcron,
+	return &counter{classify: classifier(system),
 		kinds: map[string]int64{}, details: map[string]int64{}, failed: map[string]int64{}}
 }
 
 func (c *counter) count(cmds ...redis.Cmder) {
 	c.mu.Lock()
 	for _, cmd := range cmds {
-		k := c.classify(cmd)
+		k, d := c.classify(cmd)
 		c.kinds[k]++
-		c.details[k+" "+commandDetail(cmd, k, c.named)]++
+		c.details[k+" "+d]++
 		if n := cmd.Name(); n == "evalsha" || n == "eval" {
 			c.scripts++
 		}
@@ -68,36 +68,11 @@ func (c *counter) counted(cmds ...redis.Cmder) {
 	c.mu.Lock()
 	for _, cmd := range cmds {
 		if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
-			k := c.classify(cmd)
-			c.failed[k+" "+commandDetail(cmd, k, c.named)]++
+			k, d := c.classify(cmd)
+			c.failed[k+" "+d]++
 		}
 	}
 	c.mu.Unlock()
-}
-
-// commandDetail names a command of kind within it: with named (redcron's
-// commands) a script other than a beat by the names of its arguments (the
-// locker's calling convention, see redcronKind), up to 40 bytes of them;
-// anything else by its name (a beat's first argument is its replica, and a
-// gocron unlock's its token: naming by them would give each its own line).
-func commandDetail(cmd redis.Cmder, kind string, named bool) string {
-	n := cmd.Name()
-	if (n != "evalsha" && n != "eval") || kind == kindBeat || !named {
-		return n
-	}
-	a := cmd.Args()
-	if len(a) < 4 {
-		return n
-	}
-	nk, _ := strconv.Atoi(fmt.Sprint(a[2]))
-	if len(a) <= 3+nk {
-		return n
-	}
-	names := fmt.Sprint(a[3+nk])
-	if len(names) > 40 {
-		names = names[:40] + "..."
-	}
-	return n + "(" + names + ")"
 }
 
 func (c *counter) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -137,19 +112,21 @@ func (c *counter) snap() counterSnap {
 		Details: maps.Clone(c.details), Failed: maps.Clone(c.failed), Scripts: c.scripts}
 }
 
-// classifier tells a system's commands apart.
-func classifier(system string) func(redis.Cmder) string {
+// classifier tells a system's commands apart: their kind, and what they
+// are within it (a command's name; see redcronKind for redcron's scripts).
+func classifier(system string) func(redis.Cmder) (kind, detail string) {
 	if system == sysRedcron {
 		return redcronKind
 	}
-	return func(cmd redis.Cmder) string {
-		switch cmd.Name() {
+	return func(cmd redis.Cmder) (string, string) {
+		switch n := cmd.Name(); n {
 		case "set":
-			return kindClaim
+			return kindClaim, n
 		case "evalsha", "eval":
-			return kindFinish
+			return kindFinish, n
+		default:
+			return kindOther, n
 		}
-		return kindOther
 	}
 }
 
@@ -157,34 +134,44 @@ func classifier(system string) func(redis.Cmder) string {
 // EVALSHA sha nkeys keys... "name,name,..." arg pairs): a claim names the
 // pause key (obtain.lua is the only script that reads it); a finish's
 // arguments start with token, then record (release.lua's with token, then
-// mode). The beat's keys carry the {live} hash tag.
-func redcronKind(cmd redis.Cmder) string {
-	switch cmd.Name() {
+// mode). The beat's keys carry the {live} hash tag. A script other than a
+// beat is detailed by its argument names, up to 40 bytes of them (a beat's
+// first argument is its replica: naming beats by it would give each replica
+// a line of its own); any other command by its name.
+func redcronKind(cmd redis.Cmder) (kind, detail string) {
+	name := cmd.Name()
+	switch name {
 	case "time":
-		return kindClock
+		return kindClock, name
 	case "evalsha", "eval":
 	default:
-		return kindOther
+		return kindOther, name
 	}
 	a := cmd.Args()
 	if len(a) < 4 {
-		return kindOther
+		return kindOther, name
 	}
 	n, _ := strconv.Atoi(fmt.Sprint(a[2]))
 	if n >= 1 && strings.Contains(fmt.Sprint(a[3]), "{live}") {
-		return kindBeat
+		return kindBeat, name
 	}
-	if len(a) < 7+n {
-		return kindOther
+	if len(a) <= 3+n {
+		return kindOther, name
 	}
 	names := fmt.Sprint(a[3+n])
-	switch {
-	case strings.Contains(names, "pause"):
-		return kindClaim
-	case a[4+n] == "token" && a[6+n] == "record":
-		return kindFinish
+	shown := names
+	if len(shown) > 40 {
+		shown = shown[:40] + "..."
 	}
-	return kindOther
+	detail = name + "(" + shown + ")"
+	switch {
+	case len(a) < 7+n:
+	case strings.Contains(names, "pause"):
+		return kindClaim, detail
+	case a[4+n] == "token" && a[6+n] == "record":
+		return kindFinish, detail
+	}
+	return kindOther, detail
 }
 
 // serverSnap is what INFO says about the server at one instant (summed
