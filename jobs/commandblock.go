@@ -73,7 +73,7 @@ func decodeOutputLimit(d *decoder, s *jobDraft, _, v *yaml.Node, a at) {
 // the number of problems found before the job.
 func (d *decoder) finishCommand(s *jobDraft, j *Job, k *yaml.Node, a at, before int) {
 	cmd := s.cmd
-	cn := s.nodes[KindCommand]
+	cn := s.nodes.get(KindCommand)
 	switch {
 	case len(cmd.Argv) == 0 && !d.bad[deref(cn)]:
 		if len(d.probs) == before || deref(cn).Kind == yaml.SequenceNode {
@@ -88,7 +88,7 @@ func (d *decoder) finishCommand(s *jobDraft, j *Job, k *yaml.Node, a at, before 
 	}
 	j.Command = &cmd
 	if j.LockTTL > 0 && cmd.KillGrace > j.LockTTL/3 {
-		kn := s.nodes["kill_grace"]
+		kn := s.nodes.get("kill_grace")
 		if kn == nil {
 			kn = k
 		}

@@ -85,6 +85,10 @@ type decoder struct {
 	// jobs name a few thousand specs, and parsing each job's took a fifth
 	// of loading them.
 	schedules map[scheduleKey]schedule.Schedule
+	// draft is the job draft that each job's decoding starts over (see
+	// jobDraft.reset): a draft lives only while its job decodes, and
+	// allocating one per job was a quarter of a load's allocations.
+	draft jobDraft
 }
 
 // scheduleKey is a parsed schedule's spec and zone.

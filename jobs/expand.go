@@ -109,12 +109,14 @@ func validEnvName(s string) bool {
 }
 
 // expandTree expands ${VAR} in every scalar value (not in keys), in place,
-// before anything is decoded, so lines stay right. path locates the node.
+// before anything is decoded, so lines stay right. path locates the node;
+// nothing keeps it (pathAt copies), so a mapping's children share its
+// backing array instead of a copy each.
 func (d *decoder) expandTree(n *yaml.Node, path []string) {
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			d.expandTree(n.Content[i+1], append(path[:len(path):len(path)], n.Content[i].Value))
+			d.expandTree(n.Content[i+1], append(path, n.Content[i].Value))
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {

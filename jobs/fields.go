@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -32,7 +31,7 @@ type jobKey struct {
 // from it. The decoders live with their blocks: funcblock.go,
 // commandblock.go, httpblock.go, retryblock.go, historyblock.go,
 // notifyblock.go; the others are below.
-var jobKeyTable = []jobKey{
+var jobKeyTable = [numJobKeys]jobKey{
 	{name: "schedule", decode: func(d *decoder, s *jobDraft, _, v *yaml.Node, a at) { s.job.Spec = common(d.str(v, a)) }},
 	{name: "timezone", decode: decodeTimezone},
 	{name: "enabled", decode: func(d *decoder, s *jobDraft, _, v *yaml.Node, a at) {
@@ -70,14 +69,36 @@ var jobKeyTable = []jobKey{
 	{name: KindHTTP, kind: true, decode: func(d *decoder, s *jobDraft, _, v *yaml.Node, a at) { d.httpBlock(v, a, &s.http) }},
 }
 
-func findJobKey(name string) *jobKey {
-	for i := range jobKeyTable {
-		if jobKeyTable[i].name == name {
-			return &jobKeyTable[i]
-		}
+// numJobKeys is the number of per-job keys: the size of jobKeyTable and
+// of a draft's keyNodes (a test checks that every entry is filled).
+const numJobKeys = 20
+
+// jobKeyIndexes maps each per-job key's name to its index in jobKeyTable;
+// filled by init, as the table's decoders use it (through jobKeyIndex).
+var jobKeyIndexes map[string]int
+
+func init() {
+	jobKeyIndexes = make(map[string]int, len(jobKeyTable))
+	for i, k := range jobKeyTable {
+		jobKeyIndexes[k.name] = i
 	}
-	return nil
 }
+
+// jobKeyIndex is the index of the key called name in jobKeyTable, or -1.
+func jobKeyIndex(name string) int {
+	if i, ok := jobKeyIndexes[name]; ok {
+		return i
+	}
+	return -1
+}
+
+// keyNodes holds, for each per-job key (indexed as jobKeyTable), the node
+// that set it or nil. An array, not a map: each job's draft starts as a
+// copy of the defaults' (clone), which at 100,000 jobs made two maps a job.
+type keyNodes [numJobKeys]*yaml.Node
+
+// get returns the node that set the key called name (a key of the table).
+func (n *keyNodes) get(name string) *yaml.Node { return n[jobKeyIndex(name)] }
 
 // knownJobKeys lists every per-job key, sorted, for "unknown key (known: ...)".
 func knownJobKeys() string {
@@ -125,10 +146,10 @@ type jobDraft struct {
 	http     HTTPSpec
 	defaults bool                  // the defaults: block, not a job
 	kinds    []*yaml.Node          // the kind keys (func, command, http) set here, in order
-	nodes    map[string]*yaml.Node // key -> value node that set it (for later messages)
+	nodes    keyNodes              // key -> value node that set it (for later messages)
 	// restricted holds the kind-restricted keys in effect -> the node that a
 	// job of another kind is blamed at.
-	restricted map[string]*yaml.Node
+	restricted keyNodes
 }
 
 // newJobDraft starts a draft from the built-in defaults (config.go).
@@ -145,30 +166,23 @@ func newJobDraft() *jobDraft {
 			OutputTail:    DefaultOutputTail,
 		},
 		cmd:        CommandSpec{KillGrace: DefaultKillGrace, OutputLimit: DefaultOutputLimit},
-		http:       HTTPSpec{Method: DefaultHTTPMethod, Timeout: DefaultHTTPTimeout},
-		nodes:      map[string]*yaml.Node{},
-		restricted: map[string]*yaml.Node{},
+		http: HTTPSpec{Method: DefaultHTTPMethod, Timeout: DefaultHTTPTimeout},
 	}
 }
 
-// clone starts a job's draft from the defaults: block's.
-func (s *jobDraft) clone() *jobDraft {
-	c := *s
-	c.defaults = false
-	c.kinds = nil
-	c.nodes = maps.Clone(s.nodes)
-	c.restricted = maps.Clone(s.restricted)
-	return &c
+// reset makes s a job's draft that starts from the defaults: block's
+// draft, keeping the backing array of s's kinds.
+func (s *jobDraft) reset(defaults *jobDraft) {
+	kinds := s.kinds[:0]
+	*s = *defaults
+	s.defaults = false
+	s.kinds = kinds
 }
 
 // restrict records that key, when in effect, is blamed at n on a job of a
 // kind that does not take it; n == nil lifts it.
 func (s *jobDraft) restrict(key string, n *yaml.Node) {
-	if n == nil {
-		delete(s.restricted, key)
-		return
-	}
-	s.restricted[key] = n
+	s.restricted[jobKeyIndex(key)] = n
 }
 
 // jobField decodes one per-job key into s. Single-field rules are checked
@@ -176,17 +190,18 @@ func (s *jobDraft) restrict(key string, n *yaml.Node) {
 // its line; whole-job rules are in jobblock.go.
 func (d *decoder) jobField(s *jobDraft, k, v *yaml.Node, a at) {
 	fa := a.sub(k.Value)
-	key := findJobKey(k.Value)
-	if key == nil {
+	i := jobKeyIndex(k.Value)
+	if i < 0 {
 		d.fail(k, fa, nil, "unknown key (known: %s)", knownJobKeys())
 		return
 	}
-	s.nodes[key.name] = v
+	key := &jobKeyTable[i]
+	s.nodes[i] = v
 	if key.kind {
 		s.kinds = append(s.kinds, k)
 	}
 	if key.only != "" && !s.defaults {
-		s.restrict(key.name, k) // refused later unless the job is of that kind
+		s.restricted[i] = k // refused later unless the job is of that kind
 	}
 	key.decode(d, s, k, v, fa)
 }

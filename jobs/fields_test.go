@@ -59,6 +59,20 @@ func TestBlockShapes(t *testing.T) {
 	}
 }
 
+// TestJobKeyTableFilled: numJobKeys is the table's length, so every entry
+// of the array has a name and a decoder, and names are unique.
+func TestJobKeyTableFilled(t *testing.T) {
+	for i, key := range jobKeyTable {
+		if key.name == "" || key.decode == nil {
+			t.Errorf("entry %d: got name %q (decoder set: %v), want a named key with a decoder: numJobKeys too large?", i, key.name, key.decode != nil)
+			continue
+		}
+		if got := jobKeyIndex(key.name); got != i {
+			t.Errorf("jobKeyIndex(%q): got %d, want %d", key.name, got, i)
+		}
+	}
+}
+
 // TestDefaultsAcceptEveryJobKey: the defaults: block takes every key of the
 // job key table.
 func TestDefaultsAcceptEveryJobKey(t *testing.T) {

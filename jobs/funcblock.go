@@ -30,7 +30,7 @@ func decodeArgs(_ *decoder, s *jobDraft, _, v *yaml.Node, _ at) {
 // finishFunc resolves the job's function and decodes its args once, into
 // j.args, reporting every problem in them.
 func (d *decoder) finishFunc(s *jobDraft, j *Job, a at) {
-	fn := s.nodes[KindFunc]
+	fn := s.nodes.get(KindFunc)
 	if j.Func == "" {
 		if !d.bad[deref(fn)] && deref(fn).Kind == yaml.ScalarNode && !isNull(fn) {
 			d.fail(fn, a.sub("func"), nil, "empty function name")

@@ -125,7 +125,7 @@ func validHeaderName(s string) bool {
 func (d *decoder) finishHTTP(s *jobDraft, j *Job, a at, before int) {
 	h := s.http
 	if h.URL == "" && len(d.probs) == before {
-		d.fail(s.nodes[KindHTTP], a.sub("http.url"), nil, "missing: an absolute http:// or https:// URL")
+		d.fail(s.nodes.get(KindHTTP), a.sub("http.url"), nil, "missing: an absolute http:// or https:// URL")
 	}
 	j.HTTP = &h
 }

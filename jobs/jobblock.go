@@ -19,7 +19,8 @@ func (d *decoder) job(defaults *jobDraft, name string, k, v *yaml.Node) *Job {
 		d.fail(v, a, nil, "want a mapping of job keys, got %s", describe(v))
 		return nil
 	}
-	s := defaults.clone()
+	s := &d.draft
+	s.reset(defaults)
 	for _, kv := range d.pairs(v, a) {
 		d.jobField(s, kv[0], kv[1], a)
 	}
@@ -42,9 +43,9 @@ func (d *decoder) job(defaults *jobDraft, name string, k, v *yaml.Node) *Job {
 		}
 		d.fail(kinds[1], a.sub(kinds[1].Value), nil, "several kinds (%s): a job has exactly one of %s", strings.Join(where, ", "), joinWords(kindKeys(), "or"))
 	}
-	if j.Kind != "" && len(s.restricted) > 0 {
+	if j.Kind != "" {
 		for _, key := range restrictedKeyList {
-			if n := s.restricted[key.name]; n != nil && key.only != j.Kind {
+			if n := s.restricted.get(key.name); n != nil && key.only != j.Kind {
 				d.fail(n, a.sub(key.name), nil, "only for %s jobs, this is a %s job", key.only, j.Kind)
 			}
 		}
@@ -67,7 +68,7 @@ func (d *decoder) job(defaults *jobDraft, name string, k, v *yaml.Node) *Job {
 // schedule parses the job's schedule in its zone, and checks that its
 // jitter is shorter than the schedule's shortest interval.
 func (d *decoder) schedule(s *jobDraft, j *Job, k *yaml.Node, a at) {
-	specNode := s.nodes["schedule"]
+	specNode := s.nodes.get("schedule")
 	switch {
 	case specNode == nil:
 		d.fail(k, a.sub("schedule"), nil, "missing: a cron spec such as \"*/5 * * * *\" or \"@every 30s\"")
@@ -91,7 +92,7 @@ func (d *decoder) schedule(s *jobDraft, j *Job, k *yaml.Node, a at) {
 		// slots: only when there is a jitter to bound.)
 		if j.Jitter > 0 {
 			if iv := sched.Interval(); iv > 0 && j.Jitter >= iv {
-				jn := s.nodes["jitter"]
+				jn := s.nodes.get("jitter")
 				if jn == nil {
 					jn = k
 				}
