@@ -153,12 +153,12 @@ func New(js []*jobs.Job, l Locker, opts Options) (*Scheduler, error) {
 // zero schedule.
 func (s *Scheduler) states(js []*jobs.Job, old []*jobState) (out []*jobState, layout func(), err error) {
 	opts := s.opts
-	prev := map[string]*jobState{}
+	prev := make(map[string]*jobState, len(old))
 	for _, o := range old {
 		prev[o.job.Name] = o
 	}
 	now := opts.Clock.Now()
-	seen := map[string]bool{}
+	seen := make(map[string]bool, len(js))
 	var errs []error
 	for i, j := range js {
 		switch {
@@ -176,7 +176,8 @@ func (s *Scheduler) states(js []*jobs.Job, old []*jobState) (out []*jobState, la
 			continue
 		}
 		seen[j.Name] = true
-		if o := prev[j.Name]; o != nil && o.fingerprint == j.Fingerprint() {
+		fp := j.Fingerprint()
+		if o := prev[j.Name]; o != nil && o.fingerprint == fp {
 			out = append(out, o)
 			continue
 		}
@@ -193,7 +194,7 @@ func (s *Scheduler) states(js []*jobs.Job, old []*jobState) (out []*jobState, la
 			sched:       j.Schedule,
 			fn:          fn,
 			since:       since,
-			fingerprint: j.Fingerprint(),
+			fingerprint: fp,
 			metrics:     s.metrics.forJob(j.Name),
 		})
 	}
