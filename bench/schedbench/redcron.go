@@ -44,6 +44,9 @@ type redcronReplica struct {
 }
 
 func startRedcron(spec childSpec, cfg *jobs.Config, logs *countWriter, counter *counter) (*redcronReplica, error) {
+	// As cmd/redcron does once the file is decoded: collect its node tree
+	// before the scheduler is built.
+	debug.FreeOSMemory()
 	conn, err := redisconn.Dial(cfg.Redis, "", locker.Options{})
 	if err != nil {
 		return nil, err
@@ -64,7 +67,7 @@ func startRedcron(spec childSpec, cfg *jobs.Config, logs *countWriter, counter *
 		_ = conn.Close()
 		return nil, err
 	}
-	// As cmd/redcron does once built: hand the decoding's garbage back.
+	// As cmd/redcron does once built: hand the build's garbage back.
 	debug.FreeOSMemory()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &redcronReplica{cancel: cancel, done: make(chan error, 1), conn: conn}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +45,9 @@ func reloadOnHUP(ctx context.Context, cfg *jobs.Config, sched *scheduler.Schedul
 				log.Error().Err(err).Msg("SIGHUP: config refused; the old jobs keep running")
 				continue
 			}
+			// The new file's node tree is garbage now, while the old jobs
+			// are live: collect it before the new jobs' states are built.
+			debug.FreeOSMemory()
 			if next.Redis.Prefix != cfg.Redis.Prefix || next.Redis.MaxClockSkew != cfg.Redis.MaxClockSkew ||
 				next.ShutdownGrace != cfg.ShutdownGrace || !sameRedis(next.Redis, cfg.Redis) {
 				log.Warn().Msg("SIGHUP: redis:, prefix, max_clock_skew and shutdown_grace changes take effect at the next restart")
