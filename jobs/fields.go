@@ -144,9 +144,9 @@ type jobDraft struct {
 	job      Job
 	cmd      CommandSpec
 	http     HTTPSpec
-	defaults bool                  // the defaults: block, not a job
-	kinds    []*yaml.Node          // the kind keys (func, command, http) set here, in order
-	nodes    keyNodes              // key -> value node that set it (for later messages)
+	defaults bool         // the defaults: block, not a job
+	kinds    []*yaml.Node // the kind keys (func, command, http) set here, in order
+	nodes    keyNodes     // key -> value node that set it (for later messages)
 	// restricted holds the kind-restricted keys in effect -> the node that a
 	// job of another kind is blamed at.
 	restricted keyNodes
@@ -165,7 +165,7 @@ func newJobDraft() *jobDraft {
 			History:       History{Keep: DefaultHistoryKeep, MaxAge: DefaultHistoryMaxAge},
 			OutputTail:    DefaultOutputTail,
 		},
-		cmd:        CommandSpec{KillGrace: DefaultKillGrace, OutputLimit: DefaultOutputLimit},
+		cmd:  CommandSpec{KillGrace: DefaultKillGrace, OutputLimit: DefaultOutputLimit},
 		http: HTTPSpec{Method: DefaultHTTPMethod, Timeout: DefaultHTTPTimeout},
 	}
 }
