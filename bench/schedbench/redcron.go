@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -46,7 +47,7 @@ type redcronReplica struct {
 func startRedcron(spec childSpec, cfg *jobs.Config, logs *countWriter, counter *counter) (*redcronReplica, error) {
 	// As cmd/redcron does once the file is decoded: collect its node tree
 	// before the scheduler is built.
-	debug.FreeOSMemory()
+	runtime.GC()
 	conn, err := redisconn.Dial(cfg.Redis, "", locker.Options{})
 	if err != nil {
 		return nil, err

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/signal"
-	"runtime/debug"
+	"runtime"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,7 +47,7 @@ func reloadOnHUP(ctx context.Context, cfg *jobs.Config, sched *scheduler.Schedul
 			}
 			// The new file's node tree is garbage now, while the old jobs
 			// are live: collect it before the new jobs' states are built.
-			debug.FreeOSMemory()
+			runtime.GC()
 			if next.Redis.Prefix != cfg.Redis.Prefix || next.Redis.MaxClockSkew != cfg.Redis.MaxClockSkew ||
 				next.ShutdownGrace != cfg.ShutdownGrace || !sameRedis(next.Redis, cfg.Redis) {
 				log.Warn().Msg("SIGHUP: redis:, prefix, max_clock_skew and shutdown_grace changes take effect at the next restart")

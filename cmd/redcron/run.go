@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -104,9 +105,11 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		log.Warn().Str("file", w.File).Int("line", w.Line).Str("job", w.Job).Str("field", w.Field).Msg(w.Msg)
 	}
 	// Decoding leaves the file's node tree as garbage: collect it before
-	// the scheduler is built, so that the two do not add up (100,000 jobs:
-	// peak RSS 226 MiB down to 179).
-	debug.FreeOSMemory()
+	// the scheduler is built, whose states then reuse its memory instead
+	// of adding to it (100,000 jobs: peak RSS 226 MiB down to 176-182,
+	// and building takes 130 ms instead of 270). Not FreeOSMemory: the
+	// pages would go back to the OS only to be faulted in again.
+	runtime.GC()
 	if *replica == "" {
 		*replica = os.Getenv("REDCRON_REPLICA") // "" means the scheduler's default, host-pid
 	}
