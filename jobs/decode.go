@@ -87,7 +87,7 @@ type decoder struct {
 	schedules map[scheduleKey]schedule.Schedule
 	// draft is the job draft that each job's decoding starts over (see
 	// jobDraft.reset): a draft lives only while its job decodes, and
-	// allocating one per job was a quarter of a load's allocations.
+	// allocating one per job was a fifth of a load's allocations.
 	draft jobDraft
 }
 
