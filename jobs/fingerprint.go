@@ -6,9 +6,10 @@ import (
 	"slices"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/redcron/redcron/internal/jsonstr"
 )
 
 // Fingerprint is a short hash of everything in the job's definition that
@@ -31,17 +32,17 @@ func (j *Job) Fingerprint() string {
 	var buf [512]byte
 	b := buf[:0]
 	b = append(b, `{"Spec":`...)
-	b = appendJSONString(b, j.Spec)
+	b = jsonstr.Append(b, j.Spec)
 	b = append(b, `,"Zone":`...)
 	zone := ""
 	if j.Location != nil {
 		zone = j.Location.String()
 	}
-	b = appendJSONString(b, zone)
+	b = jsonstr.Append(b, zone)
 	b = append(b, `,"Kind":`...)
-	b = appendJSONString(b, j.Kind)
+	b = jsonstr.Append(b, j.Kind)
 	b = append(b, `,"Func":`...)
-	b = appendJSONString(b, j.Func)
+	b = jsonstr.Append(b, j.Func)
 	b = append(b, `,"Args":`...)
 	args := ""
 	if j.Args != nil {
@@ -49,7 +50,7 @@ func (j *Job) Fingerprint() string {
 			args = string(y)
 		}
 	}
-	b = appendJSONString(b, args)
+	b = jsonstr.Append(b, args)
 	b = append(b, `,"Command":`...)
 	if c := j.Command; c == nil {
 		b = append(b, "null"...)
@@ -62,7 +63,7 @@ func (j *Job) Fingerprint() string {
 		}
 		if c.Dir != "" {
 			b = append(b, `,"dir":`...)
-			b = appendJSONString(b, c.Dir)
+			b = jsonstr.Append(b, c.Dir)
 		}
 		b = append(b, `,"kill_grace":`...)
 		b = strconv.AppendInt(b, int64(c.KillGrace), 10)
@@ -75,13 +76,13 @@ func (j *Job) Fingerprint() string {
 		b = append(b, "null"...)
 	} else {
 		b = append(b, `{"Method":`...)
-		b = appendJSONString(b, h.Method)
+		b = jsonstr.Append(b, h.Method)
 		b = append(b, `,"URL":`...)
-		b = appendJSONString(b, h.URL)
+		b = jsonstr.Append(b, h.URL)
 		b = append(b, `,"Headers":`...)
 		b = appendJSONMap(b, h.Headers)
 		b = append(b, `,"Body":`...)
-		b = appendJSONString(b, h.Body)
+		b = jsonstr.Append(b, h.Body)
 		b = append(b, `,"Expect":`...)
 		if h.Expect == nil {
 			b = append(b, "null"...)
@@ -103,7 +104,7 @@ func (j *Job) Fingerprint() string {
 	b = appendJSONDuration(b, `,"CatchupWindow":`, j.CatchupWindow)
 	b = appendJSONDuration(b, `,"Jitter":`, j.Jitter)
 	b = append(b, `,"Overlap":`...)
-	b = appendJSONString(b, string(j.Overlap))
+	b = jsonstr.Append(b, string(j.Overlap))
 	b = append(b, `,"Retry":{"Attempts":`...)
 	b = strconv.AppendInt(b, int64(j.Retry.Attempts), 10)
 	b = appendJSONDuration(b, `,"Backoff":`, j.Retry.Backoff)
@@ -136,7 +137,7 @@ func appendJSONStrings(b []byte, ss []string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, s)
+		b = jsonstr.Append(b, s)
 	}
 	return append(b, ']')
 }
@@ -156,62 +157,9 @@ func appendJSONMap(b []byte, m map[string]string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, k)
+		b = jsonstr.Append(b, k)
 		b = append(b, ':')
-		b = appendJSONString(b, m[k])
+		b = jsonstr.Append(b, m[k])
 	}
 	return append(b, '}')
-}
-
-// appendJSONString appends s quoted as encoding/json's Marshal quotes it:
-// HTML characters escaped, invalid UTF-8 replaced by U+FFFD, U+2028 and
-// U+2029 escaped.
-func appendJSONString(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

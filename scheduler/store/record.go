@@ -6,7 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/redcron/redcron/internal/jsonstr"
 )
 
 // Outcomes of a run, the "outcome" of its Record (and label of
@@ -72,18 +73,18 @@ func (r Record) Encode() string {
 	}
 	b := make([]byte, 0, 96+len(r.Job)+len(r.Replica)+len(r.Error)+len(r.Output))
 	b = append(b, `{"job":`...)
-	b = appendString(b, r.Job)
+	b = jsonstr.Append(b, r.Job)
 	b = append(b, `,"slot":"`...)
 	b = r.Slot.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","outcome":`...)
-	b = appendString(b, r.Outcome)
+	b = jsonstr.Append(b, r.Outcome)
 	if r.Reason != "" {
 		b = append(b, `,"reason":`...)
-		b = appendString(b, r.Reason)
+		b = jsonstr.Append(b, r.Reason)
 	}
 	if r.Replica != "" {
 		b = append(b, `,"replica":`...)
-		b = appendString(b, r.Replica)
+		b = jsonstr.Append(b, r.Replica)
 	}
 	if r.Fence != 0 {
 		b = append(b, `,"fence":`...)
@@ -107,67 +108,14 @@ func (r Record) Encode() string {
 	}
 	if r.Error != "" {
 		b = append(b, `,"error":`...)
-		b = appendString(b, r.Error)
+		b = jsonstr.Append(b, r.Error)
 	}
 	if r.Output != "" {
 		b = append(b, `,"output":`...)
-		b = appendString(b, r.Output)
+		b = jsonstr.Append(b, r.Output)
 	}
 	b = append(b, '}')
 	return string(b)
-}
-
-// appendString appends s as a JSON string the way encoding/json writes it:
-// <, > and & escaped for HTML, U+2028 and U+2029 escaped, invalid UTF-8
-// replaced by U+FFFD.
-func appendString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // ParseRecord decodes a stored record.
