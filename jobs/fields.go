@@ -94,7 +94,7 @@ func jobKeyIndex(name string) int {
 
 // keyNodes holds, for each per-job key (indexed as jobKeyTable), the node
 // that set it or nil. An array, not a map: each job's draft starts as a
-// copy of the defaults' (clone), which at 100,000 jobs made two maps a job.
+// copy of the defaults' (reset), which with maps cost two a job.
 type keyNodes [numJobKeys]*yaml.Node
 
 // get returns the node that set the key called name (a key of the table).

@@ -92,7 +92,7 @@ func TestFingerprintAsJSON(t *testing.T) {
 		"é ü 世界", "bad \xff utf-8 \xc3", "line\u2028para\u2029", "emoji 🙂"}
 	paris, err := time.LoadLocation("Europe/Paris")
 	if err != nil {
-		t.Skip("no zone database")
+		t.Fatalf("got %v, want the Europe/Paris zone (TestFingerprint needs it too)", err)
 	}
 	base := Job{Name: "a", Spec: "@every 10s", Location: time.UTC, Kind: KindFunc, Func: "test.noargs", LockTTL: DefaultLockTTL,
 		Overlap: OverlapForbid, CatchupWindow: time.Minute, Enabled: true, Retry: Retry{Attempts: 3, Backoff: time.Second, MaxBackoff: time.Minute},
