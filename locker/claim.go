@@ -181,8 +181,8 @@ func (c *Claim) keys(a *args) *args {
 
 func (c *Claim) lines(token string) lines {
 	ttl := ms(c.TTL)
-	var o args
-	c.keys(&o).key("pause", c.PauseKey)
+	o := obtainScript.args()
+	c.keys(o).key("pause", c.PauseKey)
 	o.arg("token", token).arg("ttl", ttl)
 	if c.MarkKey != "" {
 		o.arg("mark_ttl", ms(c.markTTL())).arg("retention", ms(c.Retention)).arg("run", c.Running)
@@ -207,28 +207,28 @@ func (c *Claim) lines(token string) lines {
 	if c.Replace {
 		o.arg("overlap", "replace").argIf("channel", c.Channel)
 	}
-	c.history(&o)
+	c.history(o)
 
-	return lines{obtain: obtainScript.line(&o)}
+	return lines{obtain: o.line()}
 }
 
 // renewLine is renew.lua's command line for token.
 func (c *Claim) renewLine(token string) []any {
-	var r args
+	r := renewScript.args()
 	r.key("lease", c.Key).key("mark", c.MarkKey).key("running", c.RunningKey)
 	if c.Replace {
 		r.key("next", c.NextKey)
 	}
 	r.arg("token", token).arg("ttl", ms(c.TTL)).arg("mark_ttl", ms(c.markTTL()))
-	return renewScript.line(&r)
+	return r.line()
 }
 
 // takeLine is take.lua's command line for token (overlap replace).
 func (c *Claim) takeLine(token string) []any {
-	var t args
+	t := takeScript.args()
 	t.key("lease", c.Key).key("next", c.NextKey).key("mark", c.MarkKey).key("running", c.RunningKey)
 	t.arg("token", token).arg("ttl", ms(c.TTL)).arg("mark_ttl", ms(c.markTTL()))
-	return takeScript.line(&t)
+	return t.line()
 }
 
 // Modes of release.lua for the claim's own running mark.
@@ -241,8 +241,8 @@ const (
 // releaseLine is release.lua's command line for token, in mode, with the
 // record of a withdrawal.
 func (c *Claim) releaseLine(token, mode, record string) []any {
-	var a args
-	c.keys(&a)
+	a := releaseScript.args()
+	c.keys(a)
 	a.arg("token", token).arg("mode", mode)
 	if c.MarkKey != "" {
 		a.arg("retention", ms(c.Retention))
@@ -253,17 +253,17 @@ func (c *Claim) releaseLine(token, mode, record string) []any {
 			a.arg("slot", strconv.FormatInt(c.Slot.Unix(), 10))
 		}
 	}
-	c.history(&a)
-	return releaseScript.line(&a)
+	c.history(a)
+	return a.line()
 }
 
 // finishLine is finish.lua's command line.
 func (c *Claim) finishLine(token, record string) []any {
-	var a args
+	a := finishScript.args()
 	a.key("lease", c.Key).key("mark", c.MarkKey).key("history", c.HistoryKey).key("running", c.RunningKey)
 	a.arg("token", token).arg("record", record).arg("retention", ms(c.Retention))
-	c.history(&a)
-	return finishScript.line(&a)
+	c.history(a)
+	return a.line()
 }
 
 // firstSeen is the first sight stored for a job, in whole seconds: the

@@ -277,9 +277,9 @@ func (l *Locker) writeFence(ctx context.Context, key string, f int64, claims []n
 	if have >= l.quorum {
 		return nil
 	}
-	var a args
+	a := fenceScript.args()
 	a.key("meta", key).arg("fence", strconv.FormatInt(f, 10))
-	g := fanoutTo(ctx, l.nodes, skip, laneMain, l.opts.NodeTimeout, fenceScript, fenceScript.line(&a), int64Reply)
+	g := fanoutTo(ctx, l.nodes, skip, laneMain, l.opts.NodeTimeout, fenceScript, a.line(), int64Reply)
 	ok, failed, others := have, 0, g.pending
 	for ok < l.quorum && failed <= others-(l.quorum-have) {
 		r, _ := g.next()

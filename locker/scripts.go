@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -55,10 +56,20 @@ var (
 )
 
 // script is a Lua script wrapped once by redis.NewScript, with its SHA1
-// boxed once for the command lines.
+// boxed once for the command lines, and the length of its longest command
+// line so far, to size the next one.
 type script struct {
-	src string
-	sha any
+	src     string
+	sha     any
+	longest atomic.Int32
+	names   atomic.Pointer[keyNames]
+}
+
+// keyNames is the names of a line's keys, as sent and boxed once: a
+// script's lines mostly name the same keys.
+type keyNames struct {
+	text string
+	box  any
 }
 
 func newScript(body string) *script {
@@ -66,32 +77,56 @@ func newScript(body string) *script {
 	return &script{src: src, sha: redis.NewScript(src).Hash()}
 }
 
-// args builds a script's command line in the calling convention of
+// args builds a command line of s in the calling convention of
 // prelude.lua: the names of the keys given, then name/value pairs. A key
-// or argument that is not given is simply absent.
+// or argument that is not given is simply absent. The line is built in
+// place, in one slice as long as s's longest line so far (a replica builds
+// lines for thousands of firings a second): every key comes before the
+// first argument.
 type args struct {
+	s     *script
+	out   []any // "evalsha", sha, nkeys, keys..., names, pairs...
 	names []byte
-	keys  []any
-	vals  []any
+	at    int // index of names in out, once the first argument came
 }
 
-// key adds KEYS entry k under name; an empty k is not added.
+// args starts a command line of s.
+func (s *script) args() *args {
+	out := make([]any, 3, max(int(s.longest.Load()), 16))
+	out[0] = "evalsha"
+	return &args{s: s, out: out, names: make([]byte, 0, 64)}
+}
+
+// key adds KEYS entry k under name; an empty k is not added. It panics
+// after an argument (a bug in this package).
 func (a *args) key(name, k string) *args {
 	if k == "" {
 		return a
+	}
+	if a.at > 0 {
+		panic("locker: script key " + name + " after an argument")
 	}
 	if len(a.names) > 0 {
 		a.names = append(a.names, ',')
 	}
 	a.names = append(a.names, name...)
-	a.keys = append(a.keys, k)
+	a.out = append(a.out, k)
 	return a
 }
 
 // arg adds the argument name = v (a string, or a number formatted once).
 func (a *args) arg(name string, v any) *args {
-	a.vals = append(a.vals, name, v)
+	a.endKeys()
+	a.out = append(a.out, name, v)
 	return a
+}
+
+// endKeys ends the keys: the names' place follows them.
+func (a *args) endKeys() {
+	if a.at == 0 {
+		a.at = len(a.out)
+		a.out = append(a.out, nil)
+	}
 }
 
 // argIf adds the argument when v is not empty.
@@ -103,12 +138,20 @@ func (a *args) argIf(name, v string) *args {
 }
 
 // line returns the command line "EVALSHA sha nkeys keys... names pairs...".
-func (s *script) line(a *args) []any {
-	out := make([]any, 0, 4+len(a.keys)+len(a.vals))
-	out = append(out, "evalsha", s.sha, len(a.keys))
-	out = append(out, a.keys...)
-	out = append(out, string(a.names))
-	return append(out, a.vals...)
+func (a *args) line() []any {
+	a.endKeys()
+	out := a.out
+	n := a.s.names.Load()
+	if n == nil || n.text != string(a.names) {
+		n = &keyNames{text: string(a.names)}
+		n.box = n.text
+		a.s.names.Store(n)
+	}
+	out[1], out[2], out[a.at] = a.s.sha, a.at-3, n.box
+	if l := int32(len(out)); l > a.s.longest.Load() {
+		a.s.longest.Store(l) // racing stores only size the next lines
+	}
+	return out
 }
 
 // ms renders d in whole milliseconds (at least 1) for PX and PEXPIRE.

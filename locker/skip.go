@@ -47,7 +47,7 @@ func (l *Locker) RecordSkip(ctx context.Context, s Skip) error {
 func (l *Locker) RecordSkips(ctx context.Context, ss []Skip) []error {
 	gs := make([]*gather[obtainReply], len(ss))
 	for i, s := range ss {
-		var a args
+		a := recordScript.args()
 		a.key("mark", s.MarkKey).key("meta", s.MetaKey).key("history", s.HistoryKey)
 		a.arg("slot", strconv.FormatInt(s.Slot.Unix(), 10)).arg("first", strconv.FormatInt(firstSeen(s.FirstSeen, s.Slot), 10))
 		a.arg("record", s.Record).arg("retention", ms(s.Retention))
@@ -55,7 +55,7 @@ func (l *Locker) RecordSkips(ctx context.Context, ss []Skip) []error {
 		if s.HistoryKey != "" {
 			a.arg("history_len", strconv.Itoa(s.HistoryLen)).arg("history_ttl", ms(s.HistoryTTL)).arg("history_score", unixMS(s.Slot))
 		}
-		gs[i] = fanout(ctx, l.nodes, laneMain, l.opts.NodeTimeout, recordScript, recordScript.line(&a), parseObtainCmd)
+		gs[i] = fanout(ctx, l.nodes, laneMain, l.opts.NodeTimeout, recordScript, a.line(), parseObtainCmd)
 	}
 	errs := make([]error, len(ss))
 	for i, g := range gs {
