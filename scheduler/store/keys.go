@@ -29,14 +29,17 @@ func JobKeys(prefix, job string) Keys {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
-	p := prefix + ":{" + job + "}:"
+	np := len(prefix) + len(":{") + len(job) + len("}:")
 	var b strings.Builder
-	b.Grow(len(fixedKeys)*len(p) + len("meta"+"lease"+"history"+"running"+"paused"))
+	b.Grow(len(fixedKeys)*np + len("meta"+"lease"+"history"+"running"+"paused"))
 	for _, name := range fixedKeys {
-		b.WriteString(p)
+		b.WriteString(prefix)
+		b.WriteString(":{")
+		b.WriteString(job)
+		b.WriteString("}:")
 		b.WriteString(name)
 	}
-	return Keys{Job: job, all: b.String(), np: len(p)}
+	return Keys{Job: job, all: b.String(), np: np}
 }
 
 // fixed is the i-th key of all (fixedKeys' order).

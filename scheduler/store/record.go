@@ -71,7 +71,13 @@ func (r Record) Encode() string {
 	if len(r.Error) > MaxErrorLen {
 		r.Error = strings.ToValidUTF8(r.Error[:MaxErrorLen], "") + "…"
 	}
-	b := make([]byte, 0, 96+len(r.Job)+len(r.Replica)+len(r.Error)+len(r.Output))
+	// Built in a buffer on the stack when it fits (a replica encodes
+	// records for thousands of firings a second), then copied once.
+	var buf [512]byte
+	b := buf[:0]
+	if n := 160 + len(r.Job) + len(r.Replica) + len(r.Error) + len(r.Output); n > len(buf) {
+		b = make([]byte, 0, n)
+	}
 	b = append(b, `{"job":`...)
 	b = jsonstr.Append(b, r.Job)
 	b = append(b, `,"slot":"`...)
