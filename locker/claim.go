@@ -148,8 +148,8 @@ func (c *Claim) markTTL() time.Duration { return max(c.MarkTTL, c.TTL) }
 // lines are a lease's script command lines, each built once: every
 // attempt, renewal and take sends the same line. Most claims of a busy
 // cluster lose, so the claim's line is built with the bid, the renewal's
-// only with a lease (newLease) and the take's only when a lease waits for
-// the run it replaces.
+// only at a lease's first renewal (most runs end before it) and the take's
+// only when a lease waits for the run it replaces.
 type lines struct {
 	obtain, renew, take []any
 }

@@ -58,9 +58,6 @@ type Lease struct {
 func newLease(lk *Locker, b *Bid, fence int64, start time.Time) *Lease {
 	c := &b.claim
 	drift := lk.opts.drift(c.TTL)
-	if b.lines.renew == nil {
-		b.lines.renew = c.renewLine(b.token)
-	}
 	return &Lease{
 		lk:        lk,
 		bid:       b,
@@ -205,6 +202,10 @@ func (l *Lease) renew(ctx context.Context) error {
 	defer l.opMu.Unlock()
 	if l.hold.Err() != nil {
 		return context.Cause(l.hold)
+	}
+	if l.bid.lines.renew == nil {
+		// Built at the first renewal: most runs end before one.
+		l.bid.lines.renew = l.bid.claim.renewLine(l.bid.token)
 	}
 	timeout := l.lk.opts.NodeTimeout
 	if !l.bid.claim.Unwatched {
