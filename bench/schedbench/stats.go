@@ -34,9 +34,12 @@ var kinds = []string{kindClaim, kindFinish, kindBeat, kindClock, kindOther}
 // pipeline's commands one by one: the top-level commands Redis gets from
 // this replica (what scripts call inside is not among them).
 type counter struct {
-	classify func(redis.Cmder) (kind, detail string)
+	classify func(redis.Cmder) class
 	mu       sync.Mutex
-	kinds    map[string]int64
+	// keys holds each class's key in details and failed, built once: the
+	// hook runs in the replica measured, for every command it sends.
+	keys  map[class]string
+	kinds map[string]int64
 	// details counts the commands by kind and what they are (the
 	// classifier's detail), failed the ones whose reply was an error other
 	// than redis.Nil (timeouts and cut connections included), by the same
@@ -46,16 +49,16 @@ type counter struct {
 }
 
 func newCounter(system string) *counter {
-	return &counter{classify: classifier(system),
+	return &counter{classify: classifier(system), keys: map[class]string{},
 		kinds: map[string]int64{}, details: map[string]int64{}, failed: map[string]int64{}}
 }
 
 func (c *counter) count(cmds ...redis.Cmder) {
 	c.mu.Lock()
 	for _, cmd := range cmds {
-		k, d := c.classify(cmd)
-		c.kinds[k]++
-		c.details[k+" "+d]++
+		cl := c.classify(cmd)
+		c.kinds[cl.kind]++
+		c.details[c.key(cl)]++
 		if n := cmd.Name(); n == "evalsha" || n == "eval" {
 			c.scripts++
 		}
@@ -68,11 +71,34 @@ func (c *counter) counted(cmds ...redis.Cmder) {
 	c.mu.Lock()
 	for _, cmd := range cmds {
 		if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
-			k, d := c.classify(cmd)
-			c.failed[k+" "+d]++
+			c.failed[c.key(c.classify(cmd))]++
 		}
 	}
 	c.mu.Unlock()
+}
+
+// class is what a command is: its kind, its name and, for a script, the
+// names of its keys and arguments (see redcronKind).
+type class struct {
+	kind, name, names string
+}
+
+// key is cl's key in details and failed: "kind name", or "kind
+// name(names)" with up to 40 bytes of the names. Called with c.mu held.
+func (c *counter) key(cl class) string {
+	if k, ok := c.keys[cl]; ok {
+		return k
+	}
+	k := cl.kind + " " + cl.name
+	if cl.names != "" {
+		shown := cl.names
+		if len(shown) > 40 {
+			shown = shown[:40] + "..."
+		}
+		k += "(" + shown + ")"
+	}
+	c.keys[cl] = k
+	return k
 }
 
 func (c *counter) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -114,18 +140,18 @@ func (c *counter) snap() counterSnap {
 
 // classifier tells a system's commands apart: their kind, and what they
 // are within it (a command's name; see redcronKind for redcron's scripts).
-func classifier(system string) func(redis.Cmder) (kind, detail string) {
+func classifier(system string) func(redis.Cmder) class {
 	if system == sysRedcron {
 		return redcronKind
 	}
-	return func(cmd redis.Cmder) (string, string) {
+	return func(cmd redis.Cmder) class {
 		switch n := cmd.Name(); n {
 		case "set":
-			return kindClaim, n
+			return class{kind: kindClaim, name: n}
 		case "evalsha", "eval":
-			return kindFinish, n
+			return class{kind: kindFinish, name: n}
 		default:
-			return kindOther, n
+			return class{kind: kindOther, name: n}
 		}
 	}
 }
@@ -138,40 +164,44 @@ func classifier(system string) func(redis.Cmder) (kind, detail string) {
 // beat is detailed by its argument names, up to 40 bytes of them (a beat's
 // first argument is its replica: naming beats by it would give each replica
 // a line of its own); any other command by its name.
-func redcronKind(cmd redis.Cmder) (kind, detail string) {
+func redcronKind(cmd redis.Cmder) class {
 	name := cmd.Name()
 	switch name {
 	case "time":
-		return kindClock, name
+		return class{kind: kindClock, name: name}
 	case "evalsha", "eval":
 	default:
-		return kindOther, name
+		return class{kind: kindOther, name: name}
 	}
 	a := cmd.Args()
 	if len(a) < 4 {
-		return kindOther, name
+		return class{kind: kindOther, name: name}
 	}
-	n, _ := strconv.Atoi(fmt.Sprint(a[2]))
-	if n >= 1 && strings.Contains(fmt.Sprint(a[3]), "{live}") {
-		return kindBeat, name
+	n := 0
+	switch v := a[2].(type) {
+	case int:
+		n = v
+	case int64:
+		n = int(v)
+	case string:
+		n, _ = strconv.Atoi(v)
+	}
+	if k, _ := a[3].(string); n >= 1 && strings.Contains(k, "{live}") {
+		return class{kind: kindBeat, name: name}
 	}
 	if len(a) <= 3+n {
-		return kindOther, name
+		return class{kind: kindOther, name: name}
 	}
-	names := fmt.Sprint(a[3+n])
-	shown := names
-	if len(shown) > 40 {
-		shown = shown[:40] + "..."
-	}
-	detail = name + "(" + shown + ")"
+	names, _ := a[3+n].(string)
+	cl := class{kind: kindOther, name: name, names: names}
 	switch {
 	case len(a) < 7+n:
 	case strings.Contains(names, "pause"):
-		return kindClaim, detail
+		cl.kind = kindClaim
 	case a[4+n] == "token" && a[6+n] == "record":
-		return kindFinish, detail
+		cl.kind = kindFinish
 	}
-	return kindOther, detail
+	return cl
 }
 
 // serverSnap is what INFO says about the server at one instant (summed
