@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -454,6 +455,11 @@ func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, m
 	err := run(ctx, jobs.Run{Job: j.Name, Slot: slot, Fence: lease.Fence(), Replica: s.opts.Replica, Manual: manual, Logger: log, Output: tail})
 	dur := clk.Now().Sub(start)
 	out, reason := outcome(ctx, err)
+	// The runs of one instant start before any of them is recorded: the
+	// firings woken at the slot go first, then this one encodes its record
+	// and finishes (a replica with hundreds of runs at one instant would
+	// otherwise start its last run only after recording all the others).
+	runtime.Gosched()
 
 	// The record leaves the process (history, API, notifications): its
 	// texts are redacted before anything else sees them.
