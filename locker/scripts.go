@@ -56,8 +56,9 @@ var (
 )
 
 // script is a Lua script wrapped once by redis.NewScript, with its SHA1
-// boxed once for the command lines, and the length of its longest command
-// line so far, to size the next one.
+// boxed once for the command lines, the length of its longest command line
+// so far, to size the next one, and the names of the keys of its last line
+// (see keyNames).
 type script struct {
 	src     string
 	sha     any
@@ -148,8 +149,10 @@ func (a *args) line() []any {
 		a.s.names.Store(n)
 	}
 	out[1], out[2], out[a.at] = a.s.sha, a.at-3, n.box
-	if l := int32(len(out)); l > a.s.longest.Load() {
-		a.s.longest.Store(l) // racing stores only size the next lines
+	for l := a.s.longest.Load(); int32(len(out)) > l; l = a.s.longest.Load() {
+		if a.s.longest.CompareAndSwap(l, int32(len(out))) {
+			break
+		}
 	}
 	return out
 }

@@ -39,40 +39,28 @@ func (w *watchdog) run(l *Lease) {
 	defer close(w.done)
 	every := l.bid.claim.TTL / 3
 	retry := max(every/4, 5*time.Millisecond)
-	var t *time.Timer
+	t := time.NewTimer(0) // the first renewal is due: this runs from w.first
+	defer t.Stop()
 	for {
 		select {
 		case <-w.quit:
 			return
 		case <-l.hold.Done():
 			return
-		default:
+		case <-t.C:
 		}
 		if !l.renewing() {
 			return // replaced, and its stop budget is spent: let it expire
 		}
 		err := l.renew(l.hold)
-		next := every
 		switch {
 		case err == nil:
+			t.Reset(every)
 		case l.hold.Err() != nil || errors.Is(err, ErrLeaseLost):
 			return
 		default:
 			l.lk.opts.Logger.Debug().Str("key", l.bid.claim.Key).Int64("fence", l.fence).Int64("retry_in_ms", retry.Milliseconds()).Err(err).Msg("lease renewal failed")
-			next = retry
-		}
-		if t == nil {
-			t = time.NewTimer(next)
-			defer t.Stop()
-		} else {
-			t.Reset(next)
-		}
-		select {
-		case <-w.quit:
-			return
-		case <-l.hold.Done():
-			return
-		case <-t.C:
+			t.Reset(retry)
 		}
 	}
 }

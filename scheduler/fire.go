@@ -455,10 +455,11 @@ func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, m
 	err := run(ctx, jobs.Run{Job: j.Name, Slot: slot, Fence: lease.Fence(), Replica: s.opts.Replica, Manual: manual, Logger: log, Output: tail})
 	dur := clk.Now().Sub(start)
 	out, reason := outcome(ctx, err)
-	// The runs of one instant start before any of them is recorded: the
-	// firings woken at the slot go first, then this one encodes its record
-	// and finishes (a replica with hundreds of runs at one instant would
-	// otherwise start its last run only after recording all the others).
+	// Yield, so that the firings already woken at the slot can start
+	// their runs before this one encodes its record and finishes: without
+	// it, a replica with hundreds of runs at one instant started its last
+	// run only after recording the others (a hint to the Go scheduler,
+	// measured in bench/README.md, not a guarantee).
 	runtime.Gosched()
 
 	// The record leaves the process (history, API, notifications): its

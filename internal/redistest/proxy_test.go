@@ -101,8 +101,10 @@ func TestProxyPing(t *testing.T) {
 			if got := p.Conns(); got != 1 {
 				t.Errorf("Conns: got %d, want 1", got)
 			}
-			// The client may still talk (a pool's health check) between the
-			// three reads: read again until they agree, for 2 s at most.
+			// The proxy counts a chunk once its write returned, so a count
+			// can still change after the client has its reply (the PING,
+			// 14 bytes, counted after the PONG arrived): read again until
+			// the three agree, for 2 s at most.
 			var up, down, both int64
 			for end := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 				up, down, both = p.Bytes(ToServer), p.Bytes(ToClient), p.Bytes(Both)

@@ -6,9 +6,11 @@ import (
 	"time"
 )
 
-// BenchmarkClaimLines builds the command line of a slot claim as the
-// scheduler sends it (mark, history, running index, pause key, records),
-// the work a replica does for every firing it claims. Run with
+// BenchmarkClaimLines builds the command lines of a slot claim as the
+// scheduler sends it (mark, history, running index, pause key, records):
+// the claim's and the finish's, which a replica builds for every firing it
+// claims, and the renewal's, which it builds for a run that reaches its
+// first renewal. Run with
 //
 //	go test -run '^$' -bench ClaimLines -benchmem ./locker/
 func BenchmarkClaimLines(b *testing.B) {
