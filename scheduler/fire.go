@@ -120,9 +120,7 @@ func (s *Scheduler) jobLog(js *jobState, slot time.Time) zerolog.Logger {
 // slot comes (that one is then the most recent missed slot, and it retries
 // in turn). A claim given up is withdrawn if it may have won (its mark then
 // records the slot as aborted), and the slot's skip is recorded once no
-// replica may claim it any more, if none did (see recorder); a claim shed
-// because none of its attempts ever left this replica's queue has its skip
-// written at once (see recorder.addNow). A step-in
+// replica may claim it any more, if none did (see recorder). A step-in
 // (steppedIn) claims HandOff after the slot: its bound before the next slot
 // moves on by as much, within the claim deadline.
 func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Time, jitter time.Duration, g *gate, bid *locker.Bid, steppedIn bool) *locker.Lease {
@@ -258,12 +256,6 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			// and the next slot supersedes this one: late.
 			if clk.Now().Before(retryUntil.Add(-2 * claimGuard)) {
 				continue
-			}
-			if !bid.Sent() && ctx.Err() == nil {
-				// No attempt ever left the queue: this replica sheds the
-				// slot, and its skip is written at once (see addNow).
-				s.recorder.addNow(js, slot)
-				return nil
 			}
 			return giveUp(store.ReasonLate)
 		}

@@ -13,8 +13,7 @@ import (
 
 // recorder finishes what a firing could not: it records the skip of a slot
 // that this replica gave up (outage), refused (clock) or found too late,
-// once no replica may claim the slot any more (or at once for a claim this
-// replica shed before sending it, see addNow) and only if none did (so a
+// once no replica may claim the slot any more and only if none did (so a
 // slot ends in exactly one record, promise 9); and it retries withdrawing
 // a bid that may have won when Redis could not be told at once. One
 // goroutine, owned by Run, works through a queue ordered by due time,
@@ -46,11 +45,8 @@ type pending struct {
 	// whose record is left to the replica that claims the slot if that one
 	// is live (see addPassed).
 	passed bool
-	// now: the record may be written once the slot is due, not only once
-	// no replica may claim it any more (see addNow).
-	now   bool
-	tries int
-	index int
+	tries  int
+	index  int
 }
 
 // maxPending bounds the recorder's queue: a minute and a half of skips at
@@ -90,18 +86,9 @@ func (r *recorder) skipOf(p *pending) locker.Skip {
 	return locker.Skip{
 		MarkKey: k.Mark(p.slot), MetaKey: k.Meta(), Slot: p.slot, FirstSeen: js.since,
 		Record: store.Skip(j.Name, p.slot, p.reason), Retention: retention,
-		NotBefore: r.notBefore(p), NotAfter: p.slot.Add(retention),
+		NotBefore: r.closes(js, p.slot), NotAfter: p.slot.Add(retention),
 		HistoryKey: k.History(), HistoryLen: j.History.OrDefault().Keep, HistoryTTL: j.History.OrDefault().MaxAge,
 	}
-}
-
-// notBefore is when Redis may write p's record: once the slot is due for
-// an entry of addNow, once no replica may claim it (closes) otherwise.
-func (r *recorder) notBefore(p *pending) time.Time {
-	if p.now {
-		return p.slot.Add(Jitter(p.js.job.Name, p.slot, p.js.job.Jitter))
-	}
-	return r.closes(p.js, p.slot)
 }
 
 // add queues the skip record of (job, slot) for reason, after withdrawing
@@ -112,20 +99,6 @@ func (r *recorder) add(js *jobState, slot time.Time, reason string, bid *locker.
 		p.due = r.closes(js, slot)
 	}
 	r.push(p)
-}
-
-// addNow queues the skip record (late) of a slot whose claim this replica
-// shed: none of its attempts left this replica's own queue before the next
-// slot. Due at once, so that an overloaded replica records what it sheds
-// while the slot's mark can still tell whether it ran (from the slot to
-// slot + retention, where add's entries have only the span after closes).
-// Written only if the slot has no mark, on the one node that decides it,
-// the skip decides the slot as a claim would: a replica that claims the
-// slot after it finds it recorded, one that claimed before keeps its run.
-// (A quorum claim is never unsent once fanned out: a skip written on some
-// nodes and a claim won on others would be two records.)
-func (r *recorder) addNow(js *jobState, slot time.Time) {
-	r.push(&pending{js: js, slot: slot, reason: store.ReasonLate, now: true, due: r.s.opts.Clock.Now()})
 }
 
 // addPassed queues the skip record (late) of a slot that this replica's
