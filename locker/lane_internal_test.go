@@ -126,3 +126,50 @@ func TestStuck(t *testing.T) {
 		t.Errorf("Stuck once the reply is in: got true, want false")
 	}
 }
+
+// TestSkipsDoNotWaitForClaims: skip records go in a lane of their own, so
+// that a replica that is behind, with many claims queued in its main lane,
+// still writes them within their window. With every reply delayed 200 ms
+// and 1,024 calls queued in the main lane (8 batches, 1.8 s at least),
+// RecordSkips returns while most of them are still waiting.
+func TestSkipsDoNotWaitForClaims(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	p := redistest.StartProxyFor(t, srv)
+	c := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, PoolSize: 4, ContextTimeoutEnabled: true, ReadTimeout: 5 * time.Second})
+	t.Cleanup(func() { _ = c.Close() })
+	lk, err := New(c, Options{NodeTimeout: 5 * time.Second}) // a new connection's setup, NOSCRIPT and EVAL: 4 delayed round trips
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg := context.Background()
+	if err := c.Ping(bg).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p.Delay(redistest.ToClient, 200*time.Millisecond)
+	ln := &lk.nodes[0].lanes[laneMain]
+	const queued = 8 * maxBatch
+	done := make(chan *call, queued+1)
+	for range queued + 1 {
+		cl := newCall(bg, redis.NewCmd(bg, "ping"), "", 10*time.Second)
+		cl.done = done
+		ln.send(cl)
+	}
+	waitBusy(t, ln)
+
+	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+	tag := "redcron:{" + t.Name() + "}"
+	errs := lk.RecordSkips(bg, []Skip{{MarkKey: tag + ":slot", MetaKey: tag + ":meta", Slot: slot, Record: "skipped:late",
+		Retention: time.Hour, NotBefore: time.Now().Add(-time.Second), NotAfter: time.Now().Add(time.Minute)}})
+	answered := len(done)
+	if errs[0] != nil {
+		t.Fatalf("RecordSkips: %v", errs[0])
+	}
+	if answered > queued/2 {
+		t.Errorf("main-lane calls answered when the skip was: got %d of %d, want at most %d (the skip waited behind them)", answered, queued+1, queued/2)
+	}
+	for range queued + 1 {
+		if cl := <-done; cl.cmd.Err() != nil {
+			t.Fatalf("a main-lane call: %v", cl.cmd.Err())
+		}
+	}
+}
