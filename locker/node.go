@@ -10,37 +10,28 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// node is one Redis (one client) with automatic pipelining, in three
-// lanes: renewals travel in batches of their own, so that a renewal close
-// to its lease's deadline never shortens, or waits behind, a burst of
-// claims; skip records (several skips a call, see RecordSkips) too, since
-// a skip may only be written in the few seconds between the end of its
-// slot's catch-up window and the end of its mark's retention, and a
-// replica that is behind queues its claims for seconds; every other call
-// (claims, finishes, releases, withdrawals) goes in the main lane, so that
-// an overloaded replica sends one batch at a time. (A lane of their own
-// for finishes and single-skip records, tried, bought nothing measurable
-// at 10,000 firings/s and was not shown harmless for 30 replicas:
-// bench/results/ab/rate-10..13-*, r30-5..10-*.)
+// node is one Redis (one client) with automatic pipelining, in two lanes:
+// renewals travel in batches of their own, so that a renewal close to its
+// lease's deadline never shortens, or waits behind, a burst of claims; every
+// other call (claims, finishes, releases, skip records) goes in the main
+// lane, so that an overloaded replica sends one batch at a time. (A lane
+// of their own, tried, bought nothing measurable at 10,000 firings/s and
+// was not shown harmless for 30 replicas: bench/results/ab/rate-10..13-*,
+// r30-5..10-*.)
 type node struct {
 	client Client
-	lanes  [3]lane
+	lanes  [2]lane
 	due    dueClock // Lease.Due of this node's claim replies
-	// oneServer: every key is on one server (a standalone or Sentinel
-	// client), so a script may name keys of any hash slot.
-	oneServer bool
 }
 
 // Lanes of a node.
 const (
 	laneMain  = 0
 	laneRenew = 1
-	laneSkip  = 2
 )
 
 func newNode(c Client) *node {
 	n := &node{client: c}
-	_, n.oneServer = c.(interface{ Options() *redis.Options })
 	for i := range n.lanes {
 		n.lanes[i].client = c
 	}

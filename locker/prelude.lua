@@ -2,12 +2,10 @@
 -- Scripts take named arguments, so that a part a call does not need is
 -- simply absent, with no stand-in keys or positional flags:
 --   ARGV[1]      comma-separated names of KEYS, in order ("lease,meta,mark")
---   ARGV[2..n]   name/value pairs ("token", "ab12...", "ttl", "30000", ...),
---                up to a name "--", if any, after which the arguments are
---                the script's own (from ARGV[REST]; see records.lua)
+--   ARGV[2..n]   name/value pairs ("token", "ab12...", "ttl", "30000", ...)
 -- K[name] is a key (nil when not given), A[name] an argument (nil likewise).
 -- Records are opaque strings built by the caller: no script parses one.
-local K, A, REST = {}, {}, #ARGV + 1
+local K, A = {}, {}
 do
   local i = 1
   for name in string.gmatch(ARGV[1], "[^,]+") do
@@ -15,10 +13,6 @@ do
     i = i + 1
   end
   for j = 2, #ARGV - 1, 2 do
-    if ARGV[j] == "--" then
-      REST = j + 1
-      break
-    end
     A[ARGV[j]] = ARGV[j + 1]
   end
 end

@@ -49,10 +49,10 @@ var (
 	// fenceScript raises a fence counter (quorum write-back).
 	fenceScript = newScript(fenceLua)
 
-	//go:embed records.lua
-	recordsLua string
-	// recordsScript records skips for slots nobody claimed, several at once.
-	recordsScript = newScript(recordsLua)
+	//go:embed record.lua
+	recordLua string
+	// recordScript records a skip for a slot nobody claimed.
+	recordScript = newScript(recordLua)
 )
 
 // script is a Lua script wrapped once by redis.NewScript, with its SHA1

@@ -252,7 +252,7 @@ func TestQuorumSplitRecorded(t *testing.T) {
 	}
 	var reasons []string
 	s.recorder.mu.Lock()
-	for _, p := range append(append(pendingHeap(nil), s.recorder.queue...), s.recorder.bids...) {
+	for _, p := range s.recorder.queue {
 		if p.slot.Equal(slot) {
 			reasons = append(reasons, p.reason)
 		}

@@ -15,28 +15,23 @@ import (
 // that this replica gave up (outage), refused (clock) or found too late,
 // once no replica may claim the slot any more and only if none did (so a
 // slot ends in exactly one record, promise 9); and it retries withdrawing
-// a bid that may have won when Redis could not be told at once. Two
-// goroutines, owned by Run, work through two queues ordered by due time:
-// one writes up to recordBatch due records at once (several in a script
-// call, see locker.RecordSkips), the other withdraws up to withdrawBatch
-// due bids at once, so that records never wait for withdrawals, which
-// queue behind the claims of a replica that is behind. The queues are
-// bounded in length together (maxPending: an entry beyond it is dropped,
-// counted and logged) and in age (an entry is dropped once its record can
-// no longer be written). An entry is small (the record is built when
-// written), so that an overload of a minute at 10,000 firings a second
-// fits.
+// a bid that may have won when Redis could not be told at once. One
+// goroutine, owned by Run, works through a queue ordered by due time,
+// writing up to recordBatch due entries at once (they share pipelines, see
+// locker). The queue is bounded in length (maxPending: an entry beyond it
+// is dropped, counted and logged) and in age (an entry is dropped once its
+// record can no longer be written). An entry is small (the record is built
+// when written), so that an overload of a minute at 10,000 firings a
+// second fits.
 type recorder struct {
-	s        *Scheduler
-	kick     chan struct{} // a record was queued
-	kickBids chan struct{} // a bid was queued
-	max      int           // maxPending; tests lower it
+	s    *Scheduler
+	kick chan struct{}
+	max  int // maxPending; tests lower it
 
 	mu       sync.Mutex
-	queue    pendingHeap // records to write
-	bids     pendingHeap // bids to withdraw, each then a record to write
-	dropped  int         // beyond the bound, since the last log line
-	tooLateN int         // too late to write, since the last log line
+	queue    pendingHeap
+	dropped  int // beyond the bound, since the last log line
+	tooLateN int // too late to write, since the last log line
 }
 
 // pending is one deferred write.
@@ -59,13 +54,9 @@ type pending struct {
 const maxPending = 1 << 20
 
 // recordBatch is how many due records the recorder writes at once, and
-// withdrawBatch how many bids it withdraws at once (a goroutine each). A
-// round waits for its replies, which queue behind the claims of a replica
-// that is behind (up to about a second), so a round carries more than a
-// second of skips at 10,000 firings a second: 16,384, in 256 script calls
-// (locker.RecordSkips).
+// withdrawBatch how many bids it withdraws at once (a goroutine each).
 const (
-	recordBatch   = 16384
+	recordBatch   = 4096
 	withdrawBatch = 256
 )
 
@@ -75,7 +66,7 @@ const (
 const maxLateRecords = 100
 
 func newRecorder(s *Scheduler) *recorder {
-	return &recorder{s: s, kick: make(chan struct{}, 1), kickBids: make(chan struct{}, 1), max: maxPending}
+	return &recorder{s: s, kick: make(chan struct{}, 1), max: maxPending}
 }
 
 // closes is when no replica claims (js, slot) any more: after its window,
@@ -128,30 +119,18 @@ func (r *recorder) addPassed(js *jobState, slot time.Time) {
 	r.push(p)
 }
 
-// push queues p, or drops and counts it beyond the queues' bound.
+// push queues p, or drops and counts it beyond the queue's bound.
 func (r *recorder) push(p *pending) {
 	r.mu.Lock()
-	if r.queue.Len()+r.bids.Len() >= r.max {
+	if r.queue.Len() >= r.max {
 		r.dropped++
 		r.mu.Unlock()
 		return
 	}
-	r.mu.Unlock()
-	r.requeue(p)
-}
-
-// requeue queues p in its queue (bids or records), with no bound: p was
-// queued before.
-func (r *recorder) requeue(p *pending) {
-	q, kick := &r.queue, r.kick
-	if p.bid != nil {
-		q, kick = &r.bids, r.kickBids
-	}
-	r.mu.Lock()
-	heap.Push(q, p)
+	heap.Push(&r.queue, p)
 	r.mu.Unlock()
 	select {
-	case kick <- struct{}{}:
+	case r.kick <- struct{}{}:
 	default:
 	}
 }
@@ -161,16 +140,18 @@ func (r *recorder) requeue(p *pending) {
 // flush) and logs what is left.
 func (r *recorder) start(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { r.run(ctx, &r.queue, r.kick, recordBatch, r.record) })
-	wg.Go(func() { r.run(ctx, &r.bids, r.kickBids, withdrawBatch, r.withdrawAll) })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.run(ctx)
+	}()
 	return func() {
 		cancel()
-		wg.Wait()
+		<-done
 		r.flush()
 		r.logDrops()
 		r.mu.Lock()
-		left := r.queue.Len() + r.bids.Len()
+		left := r.queue.Len()
 		r.mu.Unlock()
 		if left > 0 {
 			r.s.log.Warn().Int("slots", left).Msg("shutdown: skip records not yet due are not written")
@@ -208,44 +189,43 @@ func (r *recorder) requeued(rounds ...[]*pending) bool {
 }
 
 // due pops the entries due now into skips and bids, up to a round's
-// size each.
+// size.
 func (r *recorder) due(skips, bids []*pending) ([]*pending, []*pending) {
-	return r.dueIn(&r.queue, skips, recordBatch), r.dueIn(&r.bids, bids, withdrawBatch)
-}
-
-// dueIn pops the entries of q due now into ps, up to n in all.
-func (r *recorder) dueIn(q *pendingHeap, ps []*pending, n int) []*pending {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.s.opts.Clock.Now()
-	for q.Len() > 0 && len(ps) < n && !(*q)[0].due.After(now) {
-		ps = append(ps, heap.Pop(q).(*pending))
+	for r.queue.Len() > 0 && len(skips) < recordBatch && len(bids) < withdrawBatch && !r.queue[0].due.After(now) {
+		p := heap.Pop(&r.queue).(*pending)
+		if p.bid != nil {
+			bids = append(bids, p)
+		} else {
+			skips = append(skips, p)
+		}
 	}
-	return ps
+	return skips, bids
 }
 
-// run works through q (records or bids) in rounds of up to n due entries,
-// each done by work, until ctx ends; kick says that q has a new entry.
-func (r *recorder) run(ctx context.Context, q *pendingHeap, kick <-chan struct{}, n int, work func(context.Context, []*pending)) {
+func (r *recorder) run(ctx context.Context) {
 	clk := r.s.opts.Clock
-	var ps []*pending
+	var skips, bids []*pending
 	// A round under way when Run ends completes (each call is bounded by
 	// CallTimeout); stop then flushes what is due.
 	wctx := context.WithoutCancel(ctx)
 	for ctx.Err() == nil {
 		r.logDrops()
-		ps = r.dueIn(q, ps, n)
-		if len(ps) > 0 {
-			work(wctx, ps)
-			clear(ps)
-			ps = ps[:0]
+		skips, bids = r.due(skips, bids)
+		if len(skips)+len(bids) > 0 {
+			r.workAll(wctx, skips, bids)
+			clear(skips)
+			clear(bids)
+			skips, bids = skips[:0], bids[:0]
 			continue
 		}
-		t := clk.NewTimer(r.wait(q))
+		t := clk.NewTimer(r.wait())
 		select {
 		case <-ctx.Done():
 			t.Stop()
-		case <-kick:
+		case <-r.kick:
 			t.Stop()
 		case <-t.C():
 		}
@@ -266,34 +246,30 @@ func (r *recorder) logDrops() {
 	}
 }
 
-// wait is how long until the next entry of q is due, at most maxSleep.
-func (r *recorder) wait(q *pendingHeap) time.Duration {
+// wait is how long until the next entry is due, at most maxSleep.
+func (r *recorder) wait() time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if q.Len() == 0 {
+	if r.queue.Len() == 0 {
 		return maxSleep
 	}
-	return min(max((*q)[0].due.Sub(r.s.opts.Clock.Now()), 0), maxSleep)
+	return min(max(r.queue[0].due.Sub(r.s.opts.Clock.Now()), 0), maxSleep)
 }
 
-// workAll makes one attempt at each entry, the records and the
-// withdrawals at once (see record and withdrawAll); it returns when all
-// are done.
+// workAll makes one attempt at each entry: the records in one round of
+// pipelined calls, the withdrawals each on a goroutine of its own; it
+// returns when all are done.
 func (r *recorder) workAll(ctx context.Context, skips, bids []*pending) {
 	var wg sync.WaitGroup
-	wg.Go(func() { r.withdrawAll(ctx, bids) })
+	for _, p := range bids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.withdraw(ctx, p)
+		}()
+	}
 	if len(skips) > 0 {
 		r.record(ctx, skips)
-	}
-	wg.Wait()
-}
-
-// withdrawAll makes one attempt at withdrawing each bid of ps, each on a
-// goroutine of its own; it returns when all are done.
-func (r *recorder) withdrawAll(ctx context.Context, ps []*pending) {
-	var wg sync.WaitGroup
-	for _, p := range ps {
-		wg.Go(func() { r.withdraw(ctx, p) })
 	}
 	wg.Wait()
 }
@@ -392,6 +368,12 @@ func (r *recorder) retry(p *pending, err error, now time.Time) {
 func (r *recorder) late(n int) {
 	r.mu.Lock()
 	r.tooLateN += n
+	r.mu.Unlock()
+}
+
+func (r *recorder) requeue(p *pending) {
+	r.mu.Lock()
+	heap.Push(&r.queue, p)
 	r.mu.Unlock()
 }
 

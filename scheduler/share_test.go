@@ -643,11 +643,9 @@ func (c *stallClock) NewTimer(d time.Duration) Timer {
 	return RealClock().NewTimer(d)
 }
 
-// scriptHook counts what the scripts a client sends whose argument names
-// are names write (the locker's calling convention: records.lua's are
-// recordNames, for each skip of the call, obtain.lua's claimNames): a
-// claim per obtain.lua call, a skip per name group of a records.lua call.
-// seen, if set, is called with each call.
+// scriptHook counts the scripts a client sends whose argument names are
+// names (the locker's calling convention: record.lua's are
+// recordNames, obtain.lua's claimNames); seen, if set, is called with each.
 type scriptHook struct {
 	names string
 	n     atomic.Int64
@@ -683,7 +681,7 @@ func (h *scriptHook) count(cmd redis.Cmder) {
 		return
 	}
 	if nk, _ := strconv.Atoi(fmt.Sprint(a[2])); len(a) > 3+nk && fmt.Sprint(a[3+nk]) == h.names {
-		h.n.Add(int64(nk / (strings.Count(h.names, ",") + 1)))
+		h.n.Add(1)
 		if h.seen != nil {
 			h.seen()
 		}
@@ -758,11 +756,11 @@ func TestSharePausedRecordsOnce(t *testing.T) {
 					}
 				}
 			}
-			var calls int64 // skips written, a call writing several
+			var calls int64
 			for _, h := range hooks {
 				calls += h.n.Load()
 			}
-			t.Logf("%d slots skipped (%d found after their window); %d skip records sent", skips, 2*n, calls)
+			t.Logf("%d slots skipped (%d found after their window); %d record scripts sent", skips, 2*n, calls)
 			if skips == 0 {
 				t.Fatalf("no slot was found after its window: the pause did not take (got 0 skips, want up to %d)", 2*n)
 			}
@@ -772,7 +770,7 @@ func TestSharePausedRecordsOnce(t *testing.T) {
 			// slot's ranking write. Half a script more per slot leaves room
 			// for records retried on a loaded machine.
 			if bound := int64((fallbackClaimers + 0.5) * float64(skips)); calls > bound {
-				t.Errorf("skip records sent: got %d for %d skipped slots, want at most %d (%d per slot and retries; every replica writing them sends %d)",
+				t.Errorf("record scripts: got %d for %d skipped slots, want at most %d (%d per slot and retries; every replica writing them sends %d)",
 					calls, skips, bound, fallbackClaimers, len(ids))
 			}
 		})

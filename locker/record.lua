@@ -1,0 +1,32 @@
+-- record.lua: record a skip for a slot that nobody claimed, once no replica
+-- may claim it any more (a slot this replica gave up in an outage, refused
+-- for its clock, or found too late).
+--   K.mark, K.meta, K.history (optional)
+--   A.slot (unix s), A.first (first sight to store when the job has none),
+--   A.record, A.retention (ms), A.not_before,
+--   A.not_after (server ms: the window in which an absent mark proves that
+--   no run is on record), A.history_len, A.history_ttl
+-- Reply: {"recorded"}; {"early", wait} not yet; {"claimed"} the slot has a
+-- record or a claim; {"late"} too late to tell; {"unborn", first} the slot
+-- is before the job's first sight (never a slot of the job).
+local now = now_ms()
+if now < tonumber(A.not_before) then
+  return {"early", tonumber(A.not_before) - now}
+end
+if redis.call("EXISTS", K.mark) == 1 then
+  return {"claimed"}
+end
+local first = redis.call("HGET", K.meta, "first")
+if not first then
+  first = A.first
+  redis.call("HSET", K.meta, "first", first)
+end
+if tonumber(A.slot) < tonumber(first) then
+  return {"unborn", tonumber(first)}
+end
+if now > tonumber(A.not_after) then
+  return {"late"}
+end
+end_mark(A.record)
+raise_hw()
+return {"recorded"}
