@@ -299,17 +299,30 @@ func TestShareWork(t *testing.T) {
 	ctx := context.Background()
 
 	// Warm up until every replica sees the others, then measure a window.
+	// A window in which a claim failed (Redis did not answer a replica in
+	// time: the shared machine stalled) had a replica that was not
+	// healthy, and its step-ins are expected: it is measured again, up to
+	// three windows in all.
 	time.Sleep(3 * time.Second)
-	if err := c.ConfigResetStat(ctx).Err(); err != nil {
-		t.Fatal(err)
+	var from, to time.Time
+	var stats string
+	var steps float64
+	for try := 1; ; try++ {
+		if err := c.ConfigResetStat(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		from = time.Now().Truncate(time.Second).Add(time.Second)
+		steps0, errs0 := stepIns(ins), claimErrors(ins)
+		time.Sleep(8 * time.Second)
+		to = time.Now().Truncate(time.Second).Add(-time.Second) // slots before it have run
+		stats = c.Info(ctx, "commandstats").Val()
+		steps = stepIns(ins) - steps0
+		errs := claimErrors(ins) - errs0
+		if errs == 0 || try == 3 {
+			break
+		}
+		t.Logf("window %d: %d claims failed (a stall), %v step-ins: measuring again", try, errs, steps)
 	}
-	from := time.Now().Truncate(time.Second).Add(time.Second)
-	steps0 := stepIns(ins)
-	time.Sleep(8 * time.Second)
-	to := time.Now().Truncate(time.Second).Add(-time.Second) // slots before it have run
-	stats := c.Info(ctx, "commandstats").Val()
-	steps := stepIns(ins) - steps0
-
 	per, _ := windowRuns(t, checkOnce(t, l.snapshot(), from), from, to)
 	total := 0
 	for _, k := range per {
@@ -586,6 +599,18 @@ func stepIns(ins []*instance) float64 {
 		var m dto.Metric
 		if err := in.s.metrics.stepIns.Write(&m); err == nil {
 			n += m.GetCounter().GetValue()
+		}
+	}
+	return n
+}
+
+// claimErrors is the claims that failed with an I/O error, over every job
+// of every instance.
+func claimErrors(ins []*instance) int64 {
+	var n int64
+	for _, in := range ins {
+		for _, js := range in.s.jobs {
+			n += int64(js.metrics.claimErrors.Load())
 		}
 	}
 	return n
