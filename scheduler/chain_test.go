@@ -211,9 +211,9 @@ func TestPanickingJob(t *testing.T) {
 		}
 		return rs
 	}
-	// runs is a job's records of runs: a stall of the shared machine can
-	// have a later slot decided before an earlier one, which is then
-	// recorded as skipped (late), no run to look at here.
+	// runs is a job's records of runs: in a stall of the shared machine a
+	// slot can be recorded as skipped (late), which is no run to look at
+	// here.
 	runs := func(job string) []store.Record {
 		var out []store.Record
 		for _, r := range history(job) {
