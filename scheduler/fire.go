@@ -440,7 +440,7 @@ func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, m
 
 	start := clk.Now()
 	if !manual {
-		js.metrics.fireLag.Observe(start.Sub(slot).Seconds())
+		js.metrics.observeFireLag(start.Sub(slot).Seconds())
 	}
 	running := &js.metrics.running
 	running.Add(1)
@@ -480,7 +480,7 @@ func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, m
 
 	running.Add(-1)
 	js.metrics.run(out).Inc()
-	js.metrics.duration.Observe(dur.Seconds())
+	js.metrics.observeDuration(dur.Seconds())
 	if out == store.OutcomeOK {
 		js.metrics.lastSuccess.Set(float64(clk.Now().UnixMilli()) / 1000)
 	}

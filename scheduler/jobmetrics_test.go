@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"math"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,9 +23,9 @@ func TestJobsCollector(t *testing.T) {
 		t.Fatalf("forJob twice: got a new series, want the same")
 	}
 	for _, v := range []float64{0.0005, 0.003, 0.003, 0.2, 120} { // the last past every bound
-		jm.fireLag.Observe(v)
+		jm.observeFireLag(v)
 	}
-	jm.duration.Observe(2)
+	jm.observeDuration(2)
 	jm.run("ok").Inc()
 	jm.run("ok").Inc()
 	jm.skip("late").Inc()
@@ -70,4 +71,56 @@ func TestJobsCollector(t *testing.T) {
 	if got := byName["redcron_running"].GetMetric()[0].GetGauge().GetValue(); got != 1 {
 		t.Errorf("running: got %v, want 1", got)
 	}
+}
+
+// TestLazyHistogram checks the histograms allocated at their first
+// observation: before it a job's histograms are written out at zero with
+// every bucket, and observations racing to allocate one all count.
+func TestLazyHistogram(t *testing.T) {
+	t.Run("at zero before the first observation", func(t *testing.T) {
+		c := newJobsCollector()
+		jm := c.forJob("idle")
+		if jm.fireLag.p.Load() != nil || jm.duration.p.Load() != nil {
+			t.Fatalf("a new job's histograms: got allocated, want nil until observed")
+		}
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(c)
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatalf("gather: %v", err)
+		}
+		for _, want := range []struct {
+			name    string
+			buckets int
+		}{{"redcron_fire_lag_seconds", len(fireLagBuckets)}, {"redcron_run_duration_seconds", len(durationBuckets)}} {
+			var h *dto.Histogram
+			for _, mf := range mfs {
+				if mf.GetName() == want.name && len(mf.GetMetric()) == 1 {
+					h = mf.GetMetric()[0].GetHistogram()
+				}
+			}
+			if h == nil {
+				t.Fatalf("%s: got no series, want one at zero", want.name)
+			}
+			if h.GetSampleCount() != 0 || h.GetSampleSum() != 0 || len(h.GetBucket()) != want.buckets {
+				t.Errorf("%s: got count %d, sum %v, %d buckets; want 0, 0, %d", want.name, h.GetSampleCount(), h.GetSampleSum(), len(h.GetBucket()), want.buckets)
+			}
+		}
+	})
+	t.Run("racing first observations", func(t *testing.T) {
+		var l lazyHistogram
+		const n = 64
+		var wg sync.WaitGroup
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				l.observe(fireLagBuckets, 0.003)
+			}()
+		}
+		wg.Wait()
+		if got := l.p.Load().counts[2].Load(); got != n {
+			t.Errorf("observations counted: got %d, want %d", got, n)
+		}
+	})
 }
