@@ -42,8 +42,8 @@ func (s *Scheduler) loop(ctx context.Context) {
 			// (the job's high-water slot refuses it).
 			s.log.Warn().Int64("step_ms", last.Sub(now).Milliseconds()).Msg("clock stepped back: recomputing every job's next slot")
 			for _, js := range h {
-				if next := js.sched.Next(now); !next.IsZero() {
-					js.last, js.next = js.sched.Prev(now), next
+				if next := js.job.Schedule.Next(now); !next.IsZero() {
+					js.last, js.next = js.job.Schedule.Prev(now), next
 				}
 			}
 			heap.Init(&h)
@@ -92,12 +92,12 @@ func (s *Scheduler) schedule(js *jobState, now time.Time, catchUp bool) bool {
 		return false
 	}
 	if catchUp {
-		js.next = js.sched.Prev(now)
+		js.next = js.job.Schedule.Prev(now)
 	} else {
-		js.last, js.next = js.sched.Prev(now), time.Time{}
+		js.last, js.next = js.job.Schedule.Prev(now), time.Time{}
 	}
 	if js.next.IsZero() {
-		js.next = js.sched.Next(now)
+		js.next = js.job.Schedule.Next(now)
 	}
 	if js.next.IsZero() {
 		s.log.Warn().Str("job", js.job.Name).Msg("schedule names no future slot")
@@ -148,18 +148,18 @@ func (s *Scheduler) due(ctx context.Context, js *jobState, now time.Time, ahead 
 			return
 		}
 	}
-	prev := js.sched.Prev(now)
-	d := decideCatchUp(js.sched, js.last, now, prev, window)
+	prev := js.job.Schedule.Prev(now)
+	d := decideCatchUp(js.job.Schedule, js.last, now, prev, window)
 	if d.Skipped > 0 && !js.last.IsZero() {
 		s.passedOver(js, d.Newest, d.Skipped, d.Oldest, d.Capped)
 	}
 	if !d.Slot.IsZero() {
-		s.fire(ctx, js, d.Slot, js.sched.Next(d.Slot), nil)
+		s.fire(ctx, js, d.Slot, js.job.Schedule.Next(d.Slot), nil)
 	}
 	if !prev.IsZero() && prev.After(js.last) {
 		js.last = prev
 	}
-	js.next = js.sched.Next(now)
+	js.next = js.job.Schedule.Next(now)
 }
 
 // dispatchLead is how long before a steady-state slot's claims go out
@@ -260,7 +260,7 @@ func (s *Scheduler) passedOver(js *jobState, newest time.Time, n int, oldest tim
 	t := newest
 	for i := 0; i < min(n, maxLateRecords) && !t.IsZero() && !t.Before(oldest); i++ {
 		s.recorder.addPassed(js, t)
-		t = js.sched.Prev(t.Add(-time.Second))
+		t = js.job.Schedule.Prev(t.Add(-time.Second))
 	}
 }
 
@@ -275,15 +275,8 @@ func (h slotHeap) Less(i, j int) bool {
 	}
 	return h[i].rank < h[j].rank
 }
-func (h slotHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
-}
-func (h *slotHeap) Push(x any) {
-	js := x.(*jobState)
-	js.index = len(*h)
-	*h = append(*h, js)
-}
+func (h slotHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *slotHeap) Push(x any)   { *h = append(*h, x.(*jobState)) }
 func (h *slotHeap) Pop() any {
 	old := *h
 	js := old[len(old)-1]
@@ -299,13 +292,13 @@ type nextMemo struct {
 	ok          bool
 }
 
-// nextAfter is js.sched.Next(t), through the job's shared memo if any.
+// nextAfter is js.job.Schedule.Next(t), through the job's shared memo if any.
 func (js *jobState) nextAfter(t time.Time) time.Time {
 	m := js.memo
 	if m != nil && m.ok && m.after.Equal(t) {
 		return m.next
 	}
-	n := js.sched.Next(t)
+	n := js.job.Schedule.Next(t)
 	if m != nil {
 		m.after, m.next, m.ok = t, n, true
 	}

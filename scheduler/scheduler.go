@@ -80,8 +80,7 @@ type Scheduler struct {
 // jobState is one job's schedule and keys; next and last are owned by the
 // loop goroutine.
 type jobState struct {
-	job   *jobs.Job
-	sched schedule.Schedule
+	job *jobs.Job
 	// fn is the job's function wrapped in Options.Wrappers, once per job
 	// (a wrapper may keep state per job); nil without wrappers. Timeout,
 	// Retry and Recover are added per run.
@@ -92,11 +91,10 @@ type jobState struct {
 	fingerprint string
 	metrics     *jobMetrics // the job's series
 
-	next  time.Time // next slot to consider
-	last  time.Time // latest slot handled (fired or skipped); zero at start
-	index int       // in the heap
-	rank  int       // order among jobs due at the same instant (see New)
-	memo  *nextMemo // shared by the jobs with the same schedule; nil: none
+	next time.Time // next slot to consider
+	last time.Time // latest slot handled (fired or skipped); zero at start
+	rank int       // order among jobs due at the same instant (see New)
+	memo *nextMemo // shared by the jobs with the same schedule; nil: none
 }
 
 // keysOf is js's Redis keys, built for each claim or skip rather than kept
@@ -191,7 +189,6 @@ func (s *Scheduler) states(js []*jobs.Job, old []*jobState) (out []*jobState, la
 		}
 		out = append(out, &jobState{
 			job:         j,
-			sched:       j.Schedule,
 			fn:          fn,
 			since:       since,
 			fingerprint: fp,
@@ -210,10 +207,11 @@ func (s *Scheduler) states(js []*jobs.Job, old []*jobState) (out []*jobState, la
 		memos := map[schedule.Schedule]*nextMemo{}
 		rot := int(Jitter(opts.Replica, time.Unix(0, 0), time.Duration(max(len(out), 1))))
 		for i, js := range out {
-			if memos[js.sched] == nil {
-				memos[js.sched] = &nextMemo{}
+			sched := js.job.Schedule
+			if memos[sched] == nil {
+				memos[sched] = &nextMemo{}
 			}
-			js.memo = memos[js.sched]
+			js.memo = memos[sched]
 			js.rank = (i + rot) % len(out)
 		}
 	}
