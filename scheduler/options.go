@@ -22,8 +22,9 @@ const (
 	DefaultClockCheck    = time.Second
 	DefaultHeartbeat     = 5 * time.Second
 	DefaultShareBeat     = 200 * time.Millisecond
-	// MarkMargin is added to every slot mark's retention, for Redis and
-	// network latency and timer lateness (see [Scheduler.MarkRetention]).
+	// MarkMargin is the least margin in a slot mark's retention, for Redis
+	// and network latency and timer lateness; a job's margin grows with its
+	// catch-up window (see [MarkMarginOf]).
 	MarkMargin = 5 * time.Second
 	// MarkFloor is how long after its slot every replica keeps a decided
 	// slot's mark, whatever its config: MarkRetention's least value, with

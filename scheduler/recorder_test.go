@@ -229,3 +229,35 @@ func TestRecorderRetriesUnsentAtOnce(t *testing.T) {
 		t.Errorf("records written: got %d, want %d", got, n)
 	}
 }
+
+// TestMarkRetention checks the marks' retention and, with it, the window in
+// which a skip may be written (from closes to the mark's end): its margin
+// grows with the catch-up window, at least MarkMargin.
+func TestMarkRetention(t *testing.T) {
+	s := &Scheduler{opts: Options{MaxClockSkew: 2 * time.Second}}
+	r := newRecorder(s)
+	for _, tt := range []struct {
+		name           string
+		catchup, jit   time.Duration
+		want, wantSkip time.Duration // retention; the skip write window
+	}{
+		{"no catch-up", 0, 0, 10 * time.Second, 7 * time.Second},
+		{"10s catch-up", 10 * time.Second, 0, 19 * time.Second, 7 * time.Second},
+		{"20s catch-up", 20 * time.Second, 0, 29 * time.Second, 7 * time.Second},
+		{"default 1m", time.Minute, 0, 79 * time.Second, 17 * time.Second},
+		{"1m with jitter", time.Minute, 3 * time.Second, 82 * time.Second, 17 * time.Second},
+		{"1h", time.Hour, 0, time.Hour + 904*time.Second, 902 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			j := &jobs.Job{Name: "j", CatchupWindow: tt.catchup, Jitter: tt.jit}
+			if got := s.MarkRetention(j); got != tt.want {
+				t.Errorf("retention: got %v, want %v", got, tt.want)
+			}
+			slot := time.Unix(1_800_000_000, 0)
+			js := &jobState{job: j}
+			if got := slot.Add(s.MarkRetention(j)).Sub(r.closes(js, slot)); got < tt.wantSkip || got > tt.wantSkip+tt.jit {
+				t.Errorf("skip write window: got %v, want %v (plus up to the jitter %v)", got, tt.wantSkip, tt.jit)
+			}
+		})
+	}
+}

@@ -220,15 +220,26 @@ func (s *Scheduler) states(js []*jobs.Job, old []*jobState) (out []*jobState, la
 
 // MarkRetention is how long the record of a (job, slot) stays in its mark
 // after a claim, renewal or finish: 2 x MaxClockSkew +
-// max(catchup_window, OnTime) + jitter + MarkMargin. A slot is claimed
-// from its instant (plus jitter) until its claim window ends, up to
+// max(catchup_window, OnTime) + jitter + MarkMarginOf(catchup_window). A
+// slot is claimed from its instant (plus jitter) until its claim window ends, up to
 // MaxClockSkew later on a replica whose clock is behind; the mark then
 // still holds the slot's record, so that a skip recorded for a slot nobody
 // claimed is never written beside a run's record (see recorder). The slot
 // can never be claimed twice whatever this retention (the job's high-water
 // slot guards it); it only bounds the ledger's memory (promise 7).
 func (s *Scheduler) MarkRetention(j *jobs.Job) time.Duration {
-	return 2*s.opts.MaxClockSkew + max(j.CatchupWindow, OnTime) + max(j.Jitter, 0) + MarkMargin
+	return 2*s.opts.MaxClockSkew + max(j.CatchupWindow, OnTime) + max(j.Jitter, 0) + MarkMarginOf(j.CatchupWindow)
+}
+
+// MarkMarginOf is the margin in the mark retention of a job whose catch-up
+// window is catchup: max(MarkMargin, catchup/4), 15s for the default 1m. A
+// slot's skip is written only from the end of its claim window to the end
+// of its mark (see recorder), a window of MaxClockSkew + this margin. A
+// replica that fell behind under overload by part of its catch-up window,
+// within which it still runs slots, so still records the skips of the slots
+// that it could not claim; a fixed 5s lost such records (bench/README.md).
+func MarkMarginOf(catchup time.Duration) time.Duration {
+	return max(MarkMargin, catchup/4)
 }
 
 // Replica is this scheduler's replica name.

@@ -43,11 +43,13 @@ func newSlotJobs(prefix string) *slotJobs {
 
 // Settings of the bench jobs: the jobs.yaml defaults.
 const (
-	benchLockTTL   = jobs.DefaultLockTTL
-	benchCatchup   = jobs.DefaultCatchupWindow
-	benchMaxSkew   = scheduler.DefaultMaxClockSkew
-	benchRetention = 2*benchMaxSkew + benchCatchup + scheduler.MarkMargin // Scheduler.MarkRetention, no jitter
+	benchLockTTL = jobs.DefaultLockTTL
+	benchCatchup = jobs.DefaultCatchupWindow
+	benchMaxSkew = scheduler.DefaultMaxClockSkew
 )
+
+// benchRetention is Scheduler.MarkRetention of the bench jobs (no jitter).
+var benchRetention = 2*benchMaxSkew + benchCatchup + scheduler.MarkMarginOf(benchCatchup)
 
 // nextSlot is job's next slot.
 func (sj *slotJobs) nextSlot(job string) time.Time {
