@@ -171,10 +171,14 @@ func (l *lazyHistogram) observe(bounds []float64, v float64) {
 func (l *lazyHistogram) metric(d *prometheus.Desc, bounds []float64, job string) prometheus.Metric {
 	h := l.p.Load()
 	if h == nil {
-		h = &histogram{}
+		h = &noObservations
 	}
 	return h.metric(d, bounds, job)
 }
+
+// noObservations is the histogram of every lazyHistogram not yet observed
+// (never written to).
+var noObservations histogram
 
 // histogram counts observations into fixed buckets (one allocation per
 // histogram). Its counts are 32 bits, as counter's.

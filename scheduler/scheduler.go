@@ -219,16 +219,23 @@ func (s *Scheduler) states(js []*jobs.Job, old []*jobState) (out []*jobState, la
 }
 
 // MarkRetention is how long the record of a (job, slot) stays in its mark
-// after a claim, renewal or finish: 2 x MaxClockSkew +
-// max(catchup_window, OnTime) + jitter + MarkMarginOf(catchup_window). A
-// slot is claimed from its instant (plus jitter) until its claim window ends, up to
+// after a claim, renewal or finish: MarkRetentionOf this replica's
+// MaxClockSkew and the job's catchup_window and jitter. A slot is claimed
+// from its instant (plus jitter) until its claim window ends, up to
 // MaxClockSkew later on a replica whose clock is behind; the mark then
 // still holds the slot's record, so that a skip recorded for a slot nobody
 // claimed is never written beside a run's record (see recorder). The slot
 // can never be claimed twice whatever this retention (the job's high-water
 // slot guards it); it only bounds the ledger's memory (promise 7).
 func (s *Scheduler) MarkRetention(j *jobs.Job) time.Duration {
-	return 2*s.opts.MaxClockSkew + max(j.CatchupWindow, OnTime) + max(j.Jitter, 0) + MarkMarginOf(j.CatchupWindow)
+	return MarkRetentionOf(s.opts.MaxClockSkew, j.CatchupWindow, j.Jitter)
+}
+
+// MarkRetentionOf is a mark's retention for a max clock skew and a job's
+// catch-up window and jitter: 2 x maxSkew + max(catchup, OnTime) +
+// max(jitter, 0) + MarkMarginOf(catchup).
+func MarkRetentionOf(maxSkew, catchup, jitter time.Duration) time.Duration {
+	return 2*maxSkew + max(catchup, OnTime) + max(jitter, 0) + MarkMarginOf(catchup)
 }
 
 // MarkMarginOf is the margin in the mark retention of a job whose catch-up

@@ -49,7 +49,7 @@ const (
 )
 
 // benchRetention is Scheduler.MarkRetention of the bench jobs (no jitter).
-var benchRetention = 2*benchMaxSkew + benchCatchup + scheduler.MarkMarginOf(benchCatchup)
+var benchRetention = scheduler.MarkRetentionOf(benchMaxSkew, benchCatchup, 0)
 
 // nextSlot is job's next slot.
 func (sj *slotJobs) nextSlot(job string) time.Time {

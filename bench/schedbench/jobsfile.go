@@ -58,5 +58,5 @@ func writeJobs(dir string, s suite, masters int, specs []string, conn string) (s
 // retention is a slot mark's retention for the suite's jobs
 // (Scheduler.MarkRetention, with the default max_clock_skew and no jitter).
 func (s suite) retention() time.Duration {
-	return 2*scheduler.DefaultMaxClockSkew + max(s.catchup, scheduler.OnTime) + scheduler.MarkMarginOf(s.catchup)
+	return scheduler.MarkRetentionOf(scheduler.DefaultMaxClockSkew, s.catchup, 0)
 }
