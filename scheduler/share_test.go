@@ -396,25 +396,45 @@ func testShareStepIn(t *testing.T, jitter time.Duration) {
 	for i, id := range ids {
 		ins = append(ins, startInstanceAt(t, proxies[i].Addr(), js, Options{Replica: id}))
 	}
-	time.Sleep(3 * time.Second)
-	steps0 := stepIns(ins[1:])
+	// A stall in which a claim of the others failed (Redis did not answer
+	// them in time: the shared machine stalled, as a fresh clone's run
+	// showed with 85 claims timed out) had no healthy replica to step in,
+	// and a slot of it may be recorded late instead of run: it is made
+	// again, up to three in all, and the last is checked (every run since
+	// the first is checked for duplicates).
+	var first, stall, from, to time.Time
+	var steps0 float64
+	for try := 1; ; try++ {
+		time.Sleep(3 * time.Second)
+		steps0 = stepIns(ins[1:])
+		errs0 := claimErrors(ins[1:])
 
-	// Stall just before a slot's claims go out: the others still count it
-	// live then, so they must step in for that slot's share. How early the
-	// claims go out follows how fast Redis answered lately (claimLead): on
-	// a loaded machine it was seen above claimAhead, and a claim won just
-	// before the stall then ran once the replica was back.
-	lead := ins[0].s.ahead.ahead() + 150*time.Millisecond
-	waitUntil(slotAhead(lead + 50*time.Millisecond).Add(-lead))
-	stall := time.Now()
-	proxies[0].Hold(redistest.Both)
-	from := stall.Truncate(time.Second).Add(time.Second)
-	time.Sleep(5 * time.Second)
-	to := time.Now().Truncate(time.Second).Add(-time.Second)
-	proxies[0].Release(redistest.Both)
-	time.Sleep(2 * time.Second) // its held claims land and are refused
+		// Stall just before a slot's claims go out: the others still count
+		// it live then, so they must step in for that slot's share. How
+		// early the claims go out follows how fast Redis answered lately
+		// (claimLead): on a loaded machine it was seen above claimAhead,
+		// and a claim won just before the stall then ran once the replica
+		// was back.
+		lead := ins[0].s.ahead.ahead() + 150*time.Millisecond
+		waitUntil(slotAhead(lead + 50*time.Millisecond).Add(-lead))
+		stall = time.Now()
+		if try == 1 {
+			first = stall
+		}
+		proxies[0].Hold(redistest.Both)
+		from = stall.Truncate(time.Second).Add(time.Second)
+		time.Sleep(5 * time.Second)
+		to = time.Now().Truncate(time.Second).Add(-time.Second)
+		proxies[0].Release(redistest.Both)
+		time.Sleep(2 * time.Second) // its held claims land and are refused
+		errs := claimErrors(ins[1:]) - errs0
+		if errs == 0 || try == 3 {
+			break
+		}
+		t.Logf("stall %d at %v: the others had %d claim errors; stalling again", try, stall.Format("15:04:05.000"), errs)
+	}
 
-	per, worst := windowRuns(t, checkOnce(t, l.snapshot(), stall.Add(-2*time.Second)), from, to)
+	per, worst := windowRuns(t, checkOnce(t, l.snapshot(), first.Add(-2*time.Second)), from, to)
 	byStalled := per[ids[0]]
 	steps := stepIns(ins[1:]) - steps0
 	t.Logf("stalled at %v: %.0f step-ins, latest start %v after its slot", stall.Format("15:04:05.000"), steps, worst)
