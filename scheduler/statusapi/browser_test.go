@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -482,9 +483,15 @@ func (b *browser) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
+// click clicks the element of sel once it is visible, in one task of the
+// page. chromedp.Click reads the element's position and then sends the
+// mouse there: a refresh that re-rendered the page in between (every 2.5
+// s) had the click of a job's link on a fresh clone's run land beside it,
+// and the job page never opened.
 func (b *browser) click(sel string) {
 	b.t.Helper()
-	b.do("click "+sel, chromedp.Click(chromedp.CSS(sel)))
+	b.do("click "+sel, chromedp.WaitVisible(chromedp.CSS(sel)),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector(`+strconv.Quote(sel)+`).click()`))
 }
 
 // wait polls the page until the JavaScript expression is truthy.
