@@ -3,6 +3,8 @@ package locker
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,4 +127,92 @@ func TestStuck(t *testing.T) {
 	if lk.Stuck(bound) {
 		t.Errorf("Stuck once the reply is in: got true, want false")
 	}
+}
+
+// TestNoScriptLoadsEachScriptOnce: a batch whose scripts the server does
+// not have (a new or restarted Redis: its script cache is empty) is
+// answered NOSCRIPT, call by call; it is sent again with each script's
+// source once, as EVAL ahead of the other calls of that script, which go
+// as EVALSHA, and every call gets its own reply.
+func TestNoScriptLoadsEachScriptOnce(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = c.Close() })
+	ctx := context.Background()
+	if err := c.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	plus, minus := newScript(`return tonumber(A.n)`), newScript(`return -tonumber(A.n)`)
+	const n = 60
+	batch := make([]*call, n)
+	for i := range batch {
+		s := plus
+		if i%2 == 1 {
+			s = minus
+		}
+		batch[i] = newCall(ctx, redis.NewCmd(ctx, s.args().arg("n", strconv.Itoa(i)).line()...), s.src, 5*time.Second)
+	}
+	before := netInput(t, c)
+	(&newNode(c).lanes[laneMain]).execBatch(batch)
+	sent := netInput(t, c) - before
+
+	for i, cl := range batch {
+		want := int64(i)
+		if i%2 == 1 {
+			want = -want
+		}
+		if got, err := cl.cmd.Int64(); err != nil || got != want {
+			t.Errorf("call %d: got %d, %v, want %d", i, got, err, want)
+		}
+	}
+	stats := c.Info(ctx, "commandstats").Val()
+	evals, shas := commandCalls(t, stats, "eval"), commandCalls(t, stats, "evalsha")
+	t.Logf("%d calls of 2 scripts (%d B of source each): %d EVAL, %d EVALSHA, %d B received by Redis", n, len(plus.src), evals, shas, sent)
+	if evals != 2 {
+		t.Errorf("EVAL calls: got %d, want 2 (one per script; %d when every call is sent again with its source)", evals, n)
+	}
+	if want := n + n - 2; shas != want {
+		t.Errorf("EVALSHA calls: got %d, want %d (%d answered NOSCRIPT, then the %d not sent as EVAL)", shas, want, n, n-2)
+	}
+}
+
+// netInput is the bytes Redis has read from its clients.
+func netInput(t *testing.T, c *redis.Client) int {
+	t.Helper()
+	return infoInt(t, c.Info(context.Background(), "stats").Val(), "total_net_input_bytes")
+}
+
+// infoInt reads field from an INFO section's text.
+func infoInt(t *testing.T, info, field string) int {
+	t.Helper()
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatalf("INFO %s: %v", field, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("INFO: no %s in %q", field, info)
+	return 0
+}
+
+// commandCalls is a command's calls in INFO commandstats (0 when absent).
+func commandCalls(t *testing.T, stats, cmd string) int {
+	t.Helper()
+	for _, line := range strings.Split(stats, "\r\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
+			v, _, _ := strings.Cut(rest, ",")
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatalf("commandstats %s: %v", cmd, err)
+			}
+			return n
+		}
+	}
+	return 0
 }

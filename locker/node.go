@@ -3,6 +3,7 @@ package locker
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -292,13 +293,22 @@ func (l *lane) execBatch(batch []*call) {
 }
 
 // evalFallback reruns EVALSHA calls that met NOSCRIPT (after a restart or
-// SCRIPT FLUSH) as EVAL, which also loads the script again.
+// SCRIPT FLUSH) in one pipeline: the first call of each script as EVAL,
+// which loads it again, the others of that script as EVALSHA behind it.
+// A batch of a restart's first burst (up to maxBatch claims) then sends
+// obtain.lua's source once, not once per claim. A call answered NOSCRIPT
+// again (the scripts flushed once more in between) fails with that
+// error, and its caller's retry loads the script anew.
 func (l *lane) evalFallback(ctx context.Context, cs []*call) {
 	pipe := l.client.Pipeline()
 	evals := make([]*redis.Cmd, len(cs))
+	var loaded []string // sources sent as EVAL in this pipeline
 	for i, c := range cs {
 		args := append([]any(nil), c.cmd.Args()...)
-		args[0], args[1] = "eval", c.src
+		if !slices.Contains(loaded, c.src) {
+			args[0], args[1] = "eval", c.src
+			loaded = append(loaded, c.src)
+		}
 		evals[i] = redis.NewCmd(c.ctx, args...)
 		_ = pipe.Process(ctx, evals[i])
 	}
