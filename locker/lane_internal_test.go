@@ -182,34 +182,25 @@ func TestNoScriptLoadsEachScriptOnce(t *testing.T) {
 // netInput is the bytes Redis has read from its clients.
 func netInput(t *testing.T, c *redis.Client) int {
 	t.Helper()
-	return infoInt(t, c.Info(context.Background(), "stats").Val(), "total_net_input_bytes")
+	return infoInt(t, c.Info(context.Background(), "stats").Val(), "total_net_input_bytes:")
 }
 
-// infoInt reads field from an INFO section's text.
-func infoInt(t *testing.T, info, field string) int {
-	t.Helper()
-	for _, line := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				t.Fatalf("INFO %s: %v", field, err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("INFO: no %s in %q", field, info)
-	return 0
-}
-
-// commandCalls is a command's calls in INFO commandstats (0 when absent).
+// commandCalls is a command's calls in INFO commandstats.
 func commandCalls(t *testing.T, stats, cmd string) int {
 	t.Helper()
-	for _, line := range strings.Split(stats, "\r\n") {
-		if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
+	return infoInt(t, stats, "cmdstat_"+cmd+":calls=")
+}
+
+// infoInt is the number that follows prefix in an INFO section's text, up
+// to the end of its line or a comma; 0 when no line starts with prefix.
+func infoInt(t *testing.T, info, prefix string) int {
+	t.Helper()
+	for _, line := range strings.Split(info, "\r\n") {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
 			v, _, _ := strings.Cut(rest, ",")
 			n, err := strconv.Atoi(v)
 			if err != nil {
-				t.Fatalf("commandstats %s: %v", cmd, err)
+				t.Fatalf("INFO %s: %v", prefix, err)
 			}
 			return n
 		}
