@@ -64,6 +64,14 @@ type Claim struct {
 	// slot passed over has its record. Zero, or later: ErrSlotClaimed, and
 	// nothing is written (its mark may have expired).
 	MarkFloor time.Duration
+	// PrevSlot is the job's slot before Slot, and PrevUntil how long, on
+	// the server's clock, another replica may still claim it (stepping in
+	// for one that stalled): until then, while PrevSlot is undecided (the
+	// high-water below it, the job seen by then), the claim fails with
+	// ErrEarly (Wait: until PrevUntil) and writes nothing, rather than pass
+	// the previous slot over. PrevUntil is at or before Due (NotBefore
+	// when Due is zero); zero: no wait. Whole seconds for PrevSlot.
+	PrevSlot, PrevUntil time.Time
 
 	// PauseKey, when set and present, makes Obtain fail with ErrPaused;
 	// Records.Paused is recorded in the mark.
@@ -131,12 +139,23 @@ func (c *Claim) validate() error {
 		return fmt.Errorf("%w: claim %q: a slot claim needs a MarkKey, Records.Late and a whole-second Slot", ErrInvalid, c.Key)
 	case !c.Due.IsZero() && (c.Slot.IsZero() || c.Due.Before(c.NotBefore)):
 		return fmt.Errorf("%w: claim %q: Due needs a slot claim, at or after NotBefore", ErrInvalid, c.Key)
+	case !c.PrevUntil.IsZero() && (c.Slot.IsZero() || !c.PrevSlot.Before(c.Slot) || c.PrevSlot.Nanosecond() != 0 || c.PrevUntil.After(c.due())):
+		return fmt.Errorf("%w: claim %q: PrevUntil needs a slot claim, a whole-second PrevSlot before Slot, and to be at or before Due", ErrInvalid, c.Key)
 	case c.Replace && c.NextKey == "":
 		return fmt.Errorf("%w: claim %q: Replace needs NextKey", ErrInvalid, c.Key)
 	case c.HistoryKey != "" && (c.HistoryLen <= 0 || c.HistoryTTL < time.Millisecond):
 		return fmt.Errorf("%w: claim %q: HistoryKey needs HistoryLen and HistoryTTL", ErrInvalid, c.Key)
 	}
 	return nil
+}
+
+// due is when the slot claim is due on the server's clock: Due, or
+// NotBefore when Due is zero.
+func (c *Claim) due() time.Time {
+	if c.Due.IsZero() {
+		return c.NotBefore
+	}
+	return c.Due
 }
 
 // stopTime is StopTime, at most TTL/3.
@@ -202,6 +221,9 @@ func (c *Claim) lines(token string) lines {
 		}
 		if c.MarkFloor > 0 && c.Records.Late != "" {
 			o.arg("mark_floor", ms(c.MarkFloor))
+		}
+		if !c.PrevUntil.IsZero() {
+			o.arg("prev_slot", strconv.FormatInt(c.PrevSlot.Unix(), 10)).arg("prev_until", unixMS(c.PrevUntil))
 		}
 	}
 	if c.Replace {

@@ -17,10 +17,12 @@ var (
 	ErrSlotClaimed = errors.New("locker: slot already claimed")
 	// ErrPaused means the claim's pause key exists.
 	ErrPaused = errors.New("locker: paused")
-	// ErrEarly means the slot is not due yet on the server's clock
-	// (Claim.NotBefore); NotObtainedError.Wait says for how long. Nothing
-	// was written: the claim may be retried as itself after Wait.
-	ErrEarly = errors.New("locker: slot not due on the server clock")
+	// ErrEarly means the claim came early on the server's clock: its slot
+	// is not due yet (Claim.NotBefore, Claim.Due), or the slot before may
+	// still be claimed (Claim.PrevUntil); NotObtainedError.Wait says for
+	// how long. Nothing was written: the claim may be retried as itself
+	// after Wait.
+	ErrEarly = errors.New("locker: claim early on the server clock")
 	// ErrLate means the slot is past Claim.NotAfter on the server's clock;
 	// the skip was recorded (Records.Late).
 	ErrLate = errors.New("locker: slot past its claim window on the server clock")
@@ -82,7 +84,7 @@ type NotObtainedError struct {
 	Reason    error         // one of the sentinels above
 	TTL       time.Duration // remaining TTL of the key that blocked (0 if unknown or none)
 	Record    string        // the mark's final record when Reason is ErrSlotClaimed
-	Wait      time.Duration // ErrEarly: how long until the slot is due on the server
+	Wait      time.Duration // ErrEarly: how long until the claim may be sent again (server clock)
 	FirstSeen time.Time     // ErrUnborn: the job's first sight
 }
 

@@ -593,6 +593,10 @@ func TestObtainRefused(t *testing.T) {
 			{"slot without late record", locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, MarkKey: mark, MarkTTL: time.Minute, Retention: time.Minute, Slot: slot}},
 			{"slot not whole seconds", locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, MarkKey: mark, MarkTTL: time.Minute, Retention: time.Minute, Slot: slot.Add(time.Millisecond), Records: recs}},
 			{"replace without next key", locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, Replace: true}},
+			{"previous slot after due", locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, MarkKey: mark, MarkTTL: time.Minute, Retention: time.Minute, Slot: slot, Records: recs,
+				Due: slot, PrevSlot: slot.Add(-time.Second), PrevUntil: slot.Add(time.Millisecond)}},
+			{"previous slot not before", locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, MarkKey: mark, MarkTTL: time.Minute, Retention: time.Minute, Slot: slot, Records: recs,
+				Due: slot, PrevSlot: slot, PrevUntil: slot}},
 		} {
 			if _, err := l.Bid(tc.c); !errors.Is(err, locker.ErrInvalid) {
 				t.Errorf("%s: Bid: got %v, want ErrInvalid", tc.name, err)

@@ -25,6 +25,9 @@
 --   A.mark_floor  ms after the slot during which every decided slot has
 --              a mark: a claim under the high-water slot that finds none
 --              records A.skip_late (optional)
+--   A.prev_slot, A.prev_until   the job's slot before A.slot (unix s) and
+--              until when (ms) it may still be claimed: until then, while
+--              it is undecided, the claim waits ("early") (optional)
 --   A.overlap  "replace" takes over a busy lease (see K.next); otherwise a
 --              busy lease refuses the claim
 --   A.channel  pub/sub channel that tells a replaced holder to stop
@@ -39,7 +42,9 @@
 --                                        decided (end: its final record)
 --        {"busy", pttl}                  lease held by another run
 --        {"paused", pttl}                job paused (skip recorded)
---        {"early", wait}                 slot not due on the server clock
+--        {"early", wait}                 slot not due on the server clock,
+--                                        or the slot before may still be
+--                                        claimed (A.prev_until)
 --        {"late", over}                  past its window, or passed over by
 --                                        a later slot (skip recorded)
 --        {"unborn", first}               slot before the job's first sight
@@ -101,6 +106,15 @@ if A.slot then
   end
   if A.not_before and now < tonumber(A.not_before) then
     return {"early", tonumber(A.not_before) - now}
+  end
+  if A.prev_slot and now < tonumber(A.prev_until) then
+    -- The slot before is undecided (high-water below it) though the job
+    -- was seen by then: a replica stepping in for it may still claim it,
+    -- and claiming this one first would pass it over.
+    local prev = tonumber(A.prev_slot)
+    if (not meta[1] or tonumber(meta[1]) < prev) and meta[2] and prev >= tonumber(meta[2]) then
+      return {"early", tonumber(A.prev_until) - now}
+    end
   end
   local first = meta[2]
   if not first then

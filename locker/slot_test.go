@@ -199,6 +199,71 @@ func TestSlotClaims(t *testing.T) {
 		}
 	})
 
+	// The slot before may still be claimed (PrevUntil to come): while it
+	// is undecided, the claim answers ErrEarly until PrevUntil and writes
+	// nothing; once it is decided, before its first sight, or PrevUntil
+	// has passed, the claim wins at once.
+	t.Run("previous slot", func(t *testing.T) {
+		t.Parallel()
+		for _, tc := range []struct {
+			name  string
+			first time.Time // the job's first sight in Redis (zero: none)
+			until time.Duration
+			setup func(cl locker.Claim) // given the previous slot's claim
+			early bool
+		}{
+			{"undecided", slot.Add(-time.Hour), 5 * time.Second, nil, true},
+			{"decided", slot.Add(-time.Hour), 5 * time.Second, func(prev locker.Claim) {
+				if err := mustObtain(t, l, prev).Finish(bg, "done:ok"); err != nil {
+					t.Fatalf("Finish of the previous slot: %v", err)
+				}
+			}, false},
+			{"before the first sight", slot, 5 * time.Second, nil, false},
+			{"job never seen", time.Time{}, 5 * time.Second, nil, false},
+			{"until passed", slot.Add(-time.Hour), -time.Second, nil, false},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				key, meta := keys(t)
+				prev := slot.Add(-time.Second)
+				if !tc.first.IsZero() {
+					must(t, c.HSet(bg, meta, "first", unix(tc.first)).Err())
+				}
+				if tc.setup != nil {
+					tc.setup(slotClaim(key, meta, prev))
+				}
+				hw := hget(t, c, meta, "hw")
+				cl := slotClaim(key, meta, slot)
+				cl.FirstSeen = slot.Add(-time.Hour)
+				cl.PrevSlot, cl.PrevUntil = prev, time.Now().Add(tc.until)
+				cl.Due = time.Now().Add(6 * time.Second)
+				err := tryObtain(l, cl)
+				if !tc.early {
+					if err != nil {
+						t.Fatalf("Obtain: got %v, want the lease", err)
+					}
+					return
+				}
+				var ne *locker.NotObtainedError
+				if !errors.Is(err, locker.ErrEarly) || !errors.As(err, &ne) {
+					t.Fatalf("Obtain: got %v, want ErrEarly", err)
+				}
+				if ne.Wait < 4*time.Second || ne.Wait > 5500*time.Millisecond {
+					t.Errorf("Wait: got %v, want about 5s (until PrevUntil)", ne.Wait)
+				}
+				if exists(t, c, cl.MarkKey) || exists(t, c, key) || hget(t, c, meta, "hw") != hw || hexists(t, c, meta, "fence") {
+					t.Errorf("a claim waiting for the slot before decided it: mark %v, meta %v", hgetall(t, c, cl.MarkKey), hgetall(t, c, meta))
+				}
+				// The slot before is claimed (a step-in): this one is free.
+				if err := mustObtain(t, l, slotClaim(key, meta, prev)).Finish(bg, "done:ok"); err != nil {
+					t.Fatalf("Finish of the previous slot: %v", err)
+				}
+				if err := tryObtain(l, cl); err != nil {
+					t.Errorf("Obtain once the slot before is decided: got %v, want the lease", err)
+				}
+			})
+		}
+	})
+
 	// After NotAfter on the server's clock: ErrLate, the Late record is
 	// written and the high-water raised, so the slot is decided.
 	t.Run("late", func(t *testing.T) {
