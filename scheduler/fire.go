@@ -16,26 +16,27 @@ import (
 
 // fire starts the firing that claims and runs (job, slot), on a worker
 // goroutine (see workers), unless the firing waits in standby for another
-// replica (see hold). Called by the loop only; the firing is counted
-// in s.wg and ends when the run is recorded, or at once when claiming is
-// over (ctx ended).
-func (s *Scheduler) fire(ctx context.Context, js *jobState, slot, next time.Time, g *gate) {
+// replica (see hold). prev is the job's slot before slot when the loop
+// knows it (zero otherwise; see prevWait). Called by the loop only; the
+// firing is counted in s.wg and ends when the run is recorded, or at once
+// when claiming is over (ctx ended).
+func (s *Scheduler) fire(ctx context.Context, js *jobState, prev, slot, next time.Time, g *gate) {
 	if s.hold(ctx, js, slot, next) {
 		return // another replica is first: in standby (see hold)
 	}
 	s.wg.Add(1)
 	s.workers.do(func() {
 		defer s.wg.Done()
-		s.firing(ctx, js, slot, next, g)
+		s.firing(ctx, js, prev, slot, next, g)
 	})
 }
 
 // firing waits for the slot (its gate, when handed out early), the slot's
 // jitter and this replica's clock lead over Redis, claims it (retrying the
 // same claim while the slot is claimable), and runs it under the lease.
-// next is the job's slot after slot (zero: none); g is nil when the slot
-// has already come.
-func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Time, g *gate) {
+// prev and next are the job's slots before and after slot (zero: not
+// known, none); g is nil when the slot has already come.
+func (s *Scheduler) firing(ctx context.Context, js *jobState, prev, slot, next time.Time, g *gate) {
 	j := js.job
 	jitter := Jitter(j.Name, slot, j.Jitter)
 	// The claim is built before its slot comes (keys, records, the script's
@@ -44,7 +45,7 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Ti
 	if g != nil {
 		ahead = g.ahead
 	}
-	bid := s.slotBid(js, slot, jitter, ahead)
+	bid := s.slotBid(js, prev, slot, jitter, ahead)
 	if bid == nil {
 		return
 	}
@@ -75,10 +76,16 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, slot, next time.Ti
 	s.claimAndRun(ctx, js, slot, next, jitter, g, bid, steppedIn)
 }
 
-// slotBid builds the Bid of (js, slot), a claim sent ahead of the slot;
-// nil, logged, when the claim is refused as invalid.
-func (s *Scheduler) slotBid(js *jobState, slot time.Time, jitter, ahead time.Duration) *locker.Bid {
-	bid, err := s.locker.Bid(s.claimFor(js, slot, jitter, ahead, 0))
+// slotBid builds the Bid of (js, slot), a claim sent ahead of the slot,
+// which waits for the job's slot before it, prev, while a replica may
+// still step in for that one (see prevWait; zero prev: no wait); nil,
+// logged, when the claim is refused as invalid.
+func (s *Scheduler) slotBid(js *jobState, prev, slot time.Time, jitter, ahead time.Duration) *locker.Bid {
+	c := s.claimFor(js, slot, jitter, ahead, 0)
+	if until := s.prevWait(js, prev, slot, jitter, ahead); !until.IsZero() {
+		c.PrevSlot, c.PrevUntil = prev, until
+	}
+	bid, err := s.locker.Bid(c)
 	if err != nil {
 		log := s.jobLog(js, slot)
 		log.Error().Err(err).Msg("claim refused as invalid")
@@ -103,6 +110,27 @@ func (s *Scheduler) claimAndRun(ctx context.Context, js *jobState, slot, next ti
 	_ = sleepUntil(wctx, s.opts.Clock, slot.Add(jitter+s.clock.lead()))
 	_ = sleep(wctx, s.opts.Clock, time.Until(lease.Due()))
 	s.execute(js, slot, lease, false)
+}
+
+// prevWait is until when, on Redis's clock, the claim of (js, slot) waits
+// for the job's slot before it, prev, to be decided (locker's
+// Claim.PrevUntil): a replica stepping in for prev claims it HandOff after
+// its due, and its claim may take ahead to arrive. Claimed first, slot
+// would pass prev over, recorded late: with a short period and jitter, or
+// when claims go out far ahead of their slot (claimLead under load), the
+// next slot's claims go out before the step-in. Never later than slot's
+// due; zero when prev is unknown, sharing is off (no step-ins), or the
+// wait is over before the claim goes out.
+func (s *Scheduler) prevWait(js *jobState, prev, slot time.Time, jitter, ahead time.Duration) time.Time {
+	if prev.IsZero() || !s.share.on() {
+		return time.Time{}
+	}
+	due := slot.Add(jitter)
+	until := minTime(prev.Add(Jitter(js.job.Name, prev, js.job.Jitter)+s.share.handOff()+ahead), due)
+	if !until.After(due.Add(-ahead)) {
+		return time.Time{}
+	}
+	return until
 }
 
 // jobLog is the logger of (job, slot). Built only when a line is written:

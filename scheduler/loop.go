@@ -140,7 +140,7 @@ func (s *Scheduler) due(ctx context.Context, js *jobState, now time.Time, ahead 
 	if js.steady() {
 		if after := js.nextAfter(js.next); after.IsZero() || after.After(now) {
 			if now.Sub(js.next) < window {
-				s.fire(ctx, js, js.next, after, s.gateAt(ctx, js, js.next, after, now, ahead))
+				s.fire(ctx, js, js.last, js.next, after, s.gateAt(ctx, js, js.next, after, now, ahead))
 			} else {
 				s.passedOver(js, js.next, 1, js.next, false)
 			}
@@ -154,7 +154,7 @@ func (s *Scheduler) due(ctx context.Context, js *jobState, now time.Time, ahead 
 		s.passedOver(js, d.Newest, d.Skipped, d.Oldest, d.Capped)
 	}
 	if !d.Slot.IsZero() {
-		s.fire(ctx, js, d.Slot, js.job.Schedule.Next(d.Slot), nil)
+		s.fire(ctx, js, time.Time{}, d.Slot, js.job.Schedule.Next(d.Slot), nil)
 	}
 	if !prev.IsZero() && prev.After(js.last) {
 		js.last = prev

@@ -117,7 +117,7 @@ func (s *Scheduler) runStepIn(ctx context.Context, js *jobState, slot, next time
 	s.workers.do(func() {
 		defer s.wg.Done()
 		jitter := Jitter(js.job.Name, slot, js.job.Jitter)
-		if bid := s.slotBid(js, slot, jitter, claimAhead); bid != nil {
+		if bid := s.slotBid(js, time.Time{}, slot, jitter, claimAhead); bid != nil {
 			s.claimAndRun(ctx, js, slot, next, jitter, nil, bid, true)
 		}
 	})
