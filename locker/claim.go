@@ -64,13 +64,15 @@ type Claim struct {
 	// slot passed over has its record. Zero, or later: ErrSlotClaimed, and
 	// nothing is written (its mark may have expired).
 	MarkFloor time.Duration
-	// PrevSlot is the job's slot before Slot, and PrevUntil how long, on
-	// the server's clock, another replica may still claim it (stepping in
-	// for one that stalled): until then, while PrevSlot is undecided (the
-	// high-water below it, the job seen by then), the claim fails with
-	// ErrEarly (Wait: until PrevUntil) and writes nothing, rather than pass
-	// the previous slot over. PrevUntil is at or before Due (NotBefore
-	// when Due is zero); zero: no wait. Whole seconds for PrevSlot.
+	// PrevSlot is the job's slot before Slot, and PrevUntil until when,
+	// on the server's clock, another replica may still claim it (stepping
+	// in for one that stalled): until then, while PrevSlot is undecided
+	// (the high-water below it, and the job's first sight at or before
+	// it), the claim fails with ErrEarly (Wait: until PrevUntil) and
+	// writes nothing, rather than pass the previous slot over. Zero
+	// PrevUntil: no wait, and PrevSlot is unused. Otherwise the claim must
+	// be a slot claim, PrevSlot whole seconds before Slot, and PrevUntil
+	// at or before Due (NotBefore when Due is zero), or it is ErrInvalid.
 	PrevSlot, PrevUntil time.Time
 
 	// PauseKey, when set and present, makes Obtain fail with ErrPaused;
@@ -139,7 +141,7 @@ func (c *Claim) validate() error {
 		return fmt.Errorf("%w: claim %q: a slot claim needs a MarkKey, Records.Late and a whole-second Slot", ErrInvalid, c.Key)
 	case !c.Due.IsZero() && (c.Slot.IsZero() || c.Due.Before(c.NotBefore)):
 		return fmt.Errorf("%w: claim %q: Due needs a slot claim, at or after NotBefore", ErrInvalid, c.Key)
-	case !c.PrevUntil.IsZero() && (c.Slot.IsZero() || !c.PrevSlot.Before(c.Slot) || c.PrevSlot.Nanosecond() != 0 || c.PrevUntil.After(c.due())):
+	case !c.PrevUntil.IsZero() && (c.Slot.IsZero() || c.PrevSlot.IsZero() || !c.PrevSlot.Before(c.Slot) || c.PrevSlot.Nanosecond() != 0 || c.PrevUntil.After(c.due())):
 		return fmt.Errorf("%w: claim %q: PrevUntil needs a slot claim, a whole-second PrevSlot before Slot, and to be at or before Due", ErrInvalid, c.Key)
 	case c.Replace && c.NextKey == "":
 		return fmt.Errorf("%w: claim %q: Replace needs NextKey", ErrInvalid, c.Key)

@@ -597,6 +597,11 @@ func TestObtainRefused(t *testing.T) {
 				Due: slot, PrevSlot: slot.Add(-time.Second), PrevUntil: slot.Add(time.Millisecond)}},
 			{"previous slot not before", locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, MarkKey: mark, MarkTTL: time.Minute, Retention: time.Minute, Slot: slot, Records: recs,
 				Due: slot, PrevSlot: slot, PrevUntil: slot}},
+			{"previous slot not whole seconds", locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, MarkKey: mark, MarkTTL: time.Minute, Retention: time.Minute, Slot: slot, Records: recs,
+				Due: slot, PrevSlot: slot.Add(-time.Millisecond), PrevUntil: slot}},
+			{"previous slot missing", locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, MarkKey: mark, MarkTTL: time.Minute, Retention: time.Minute, Slot: slot, Records: recs,
+				Due: slot, PrevUntil: slot}},
+			{"previous slot without a slot claim", locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, PrevSlot: slot.Add(-time.Second), PrevUntil: slot}},
 		} {
 			if _, err := l.Bid(tc.c); !errors.Is(err, locker.ErrInvalid) {
 				t.Errorf("%s: Bid: got %v, want ErrInvalid", tc.name, err)

@@ -218,6 +218,7 @@ func TestSlotClaims(t *testing.T) {
 					t.Fatalf("Finish of the previous slot: %v", err)
 				}
 			}, false},
+			{"first sight at the slot before", slot.Add(-time.Second), 5 * time.Second, nil, true},
 			{"before the first sight", slot, 5 * time.Second, nil, false},
 			{"job never seen", time.Time{}, 5 * time.Second, nil, false},
 			{"until passed", slot.Add(-time.Hour), -time.Second, nil, false},

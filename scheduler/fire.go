@@ -119,15 +119,16 @@ func (s *Scheduler) claimAndRun(ctx context.Context, js *jobState, slot, next ti
 // would pass prev over, recorded late: with a short period and jitter, or
 // when claims go out far ahead of their slot (claimLead under load), the
 // next slot's claims go out before the step-in. Never later than slot's
-// due; zero when prev is unknown, sharing is off (no step-ins), or the
-// wait is over before the claim goes out.
+// due; zero when prev is unknown, sharing is off, no replica may have
+// stalled since prev was due (share.mayStepIn: a wait under load would
+// only add claims), or the wait is over before the claim goes out.
 func (s *Scheduler) prevWait(js *jobState, prev, slot time.Time, jitter, ahead time.Duration) time.Time {
 	if prev.IsZero() || !s.share.on() {
 		return time.Time{}
 	}
-	due := slot.Add(jitter)
-	until := minTime(prev.Add(Jitter(js.job.Name, prev, js.job.Jitter)+s.share.handOff()+ahead), due)
-	if !until.After(due.Add(-ahead)) {
+	due, prevDue := slot.Add(jitter), prev.Add(Jitter(js.job.Name, prev, js.job.Jitter))
+	until := minTime(prevDue.Add(s.share.handOff()+ahead), due)
+	if !until.After(due.Add(-ahead)) || !s.share.mayStepIn(prevDue) {
 		return time.Time{}
 	}
 	return until
@@ -244,14 +245,18 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			return nil
 		case errors.Is(err, locker.ErrEarly) && errors.As(err, &ne):
 			// Not due on Redis's clock: sent ahead (claimLead) while the
-			// job is paused or its lease busy, or this replica's clock is
-			// ahead (Redis asks for a longer wait than its clock says).
-			// Within max_clock_skew, wait and send the same claim again;
-			// beyond, this replica's clock is off (the watch will say so).
-			if ne.Wait > slot.Add(jitter+lead).Sub(clk.Now())+clockSlack {
+			// job is paused or its lease busy, or while a step-in may
+			// still claim the slot before (prevWait), or this replica's
+			// clock is ahead (Redis asks for a longer wait than its clock
+			// says). A wait up to the slot's due is no clock fault; a
+			// longer one within max_clock_skew is waited for too, and
+			// the same claim sent again; beyond, this replica's clock is
+			// off (the watch will say so).
+			toDue := slot.Add(jitter + lead).Sub(clk.Now())
+			if ne.Wait > toDue+clockSlack {
 				s.clock.recheck()
 			}
-			if ne.Wait > s.opts.MaxClockSkew || !clk.Now().Add(ne.Wait).Before(retryUntil) {
+			if ne.Wait > max(s.opts.MaxClockSkew, toDue) || !clk.Now().Add(ne.Wait).Before(retryUntil) {
 				return giveUp(store.ReasonClock)
 			}
 			if sleep(ctx, clk, ne.Wait+time.Millisecond) != nil {

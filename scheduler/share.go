@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,6 +71,21 @@ const slowFor = time.Second
 type shareView struct {
 	live store.Live
 	got  time.Time // on this replica's clock
+	// beats are the last beats of the other replicas that say they
+	// claim, oldest first (see mayStepIn).
+	beats []time.Time
+}
+
+// newShareView is the view of one beat's answer, got at got.
+func (sh *share) newShareView(live store.Live, got time.Time) *shareView {
+	v := &shareView{live: live, got: got}
+	for id, r := range live.Replicas {
+		if id != sh.s.opts.Replica && claimsIn(r.State) {
+			v.beats = append(v.beats, r.Beat)
+		}
+	}
+	slices.SortFunc(v.beats, time.Time.Compare)
+	return v
 }
 
 // Beat states: what a replica says of itself in its beats.
@@ -206,7 +222,7 @@ func (sh *share) beat(ctx context.Context, state string) {
 	if state == "" {
 		return
 	}
-	sh.view.Store(&shareView{live: live, got: s.opts.Clock.Now()})
+	sh.view.Store(sh.newShareView(live, s.opts.Clock.Now()))
 	sh.viewedOnce.Do(func() { close(sh.viewed) })
 	registered, mine := *orEmpty(sh.members.Load()), sh.hash.Load()
 	for id, r := range live.Replicas {
@@ -252,6 +268,20 @@ func (sh *share) first(js *jobState, slot time.Time) bool {
 // (or it cannot tell).
 func (sh *share) stepIn(js *jobState, slot, due time.Time) bool {
 	return sh.sinceRanking(due).claims(js, slot)
+}
+
+// mayStepIn says whether a replica may step in for a firing due at due, by
+// the latest view: another replica that claims last beat before due, but
+// not long before (within two HandOffs: it may have been live, and first,
+// then), so it may have stalled since. False without a fresh view: the
+// first fallbackClaimers then claim at the slot, and nobody steps in.
+func (sh *share) mayStepIn(due time.Time) bool {
+	v := sh.view.Load()
+	if v == nil || !sh.fresh(v) {
+		return false
+	}
+	i, _ := slices.BinarySearchFunc(v.beats, due.Add(-2*sh.handOff()), time.Time.Compare)
+	return i < len(v.beats) && v.beats[i].Before(due)
 }
 
 // fallbackClaimers is how many replicas at most claim a firing when its

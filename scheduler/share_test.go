@@ -375,10 +375,10 @@ func TestShareStepIn(t *testing.T) {
 	}{
 		{"standby", 0, 0},
 		// Jitter differs per slot: a step-in (HandOff after its slot's
-		// jitter) claims before the next slot's claims go out (claimAhead
-		// before that slot's jitter) only while the jitter, HandOff and
-		// claimAhead fit in the period; otherwise the next slot's claim
-		// passes the step-in over, and the slot is recorded late.
+		// jitter) may claim after the next slot's claims go out
+		// (claimAhead before that slot's jitter); the next slot's claim
+		// then waits for it (prevWait), which it can within that slot's
+		// own jitter while the jitter and HandOff fit in the period.
 		{"jitter", 200 * time.Millisecond, 0},
 		// Redis answered the others late for a moment before the stall:
 		// their claims then go out up to maxClaimAhead before each slot
