@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -169,7 +168,7 @@ func TestNoScriptLoadsEachScriptOnce(t *testing.T) {
 		}
 	}
 	stats := c.Info(ctx, "commandstats").Val()
-	evals, shas := commandCalls(t, stats, "eval"), commandCalls(t, stats, "evalsha")
+	evals, shas := redistest.CommandCalls(t, stats, "eval"), redistest.CommandCalls(t, stats, "evalsha")
 	t.Logf("%d calls of 2 scripts (%d B of source each): %d EVAL, %d EVALSHA, %d B received by Redis", n, len(plus.src), evals, shas, sent)
 	if evals != 2 {
 		t.Errorf("EVAL calls: got %d, want 2 (one per script; %d when every call is sent again with its source)", evals, n)
@@ -182,28 +181,5 @@ func TestNoScriptLoadsEachScriptOnce(t *testing.T) {
 // netInput is the bytes Redis has read from its clients.
 func netInput(t *testing.T, c *redis.Client) int {
 	t.Helper()
-	return infoInt(t, c.Info(context.Background(), "stats").Val(), "total_net_input_bytes:")
-}
-
-// commandCalls is a command's calls in INFO commandstats.
-func commandCalls(t *testing.T, stats, cmd string) int {
-	t.Helper()
-	return infoInt(t, stats, "cmdstat_"+cmd+":calls=")
-}
-
-// infoInt is the number that follows prefix in an INFO section's text, up
-// to the end of its line or a comma; 0 when no line starts with prefix.
-func infoInt(t *testing.T, info, prefix string) int {
-	t.Helper()
-	for _, line := range strings.Split(info, "\r\n") {
-		if rest, ok := strings.CutPrefix(line, prefix); ok {
-			v, _, _ := strings.Cut(rest, ",")
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				t.Fatalf("INFO %s: %v", prefix, err)
-			}
-			return n
-		}
-	}
-	return 0
+	return redistest.InfoInt(t, c.Info(context.Background(), "stats").Val(), "total_net_input_bytes:")
 }

@@ -354,7 +354,7 @@ func TestShareWork(t *testing.T) {
 	// (2.53 was seen with the whole suite on 2 slow cores). The bound is
 	// the target's: at most 3 per firing, where every replica claiming
 	// every firing would make 4 (3 claims, 1 finish).
-	calls := commandCalls(t, stats, "evalsha") + commandCalls(t, stats, "eval")
+	calls := redistest.CommandCalls(t, stats, "evalsha") + redistest.CommandCalls(t, stats, "eval")
 	firings := float64(n) * statsAt.Sub(from).Seconds()
 	t.Logf("script calls per firing: %.2f (%d calls, %.0f firings)", float64(calls)/firings, calls, firings)
 	if perFiring := float64(calls) / firings; perFiring > 3 {
@@ -612,7 +612,7 @@ func TestShareSlowRedis(t *testing.T) {
 	if missed > 0 {
 		t.Errorf("firings in the window that did not run: got %d of %d, want 0", missed, n*int(to.Unix()-from.Unix()))
 	}
-	calls := commandCalls(t, stats, "evalsha") + commandCalls(t, stats, "eval")
+	calls := redistest.CommandCalls(t, stats, "evalsha") + redistest.CommandCalls(t, stats, "eval")
 	perFiring := float64(calls) / firings
 	beats := float64(replicas) * float64(time.Second/beat) / n // per firing
 	t.Logf("replies delayed %v: %d script calls, %.2f per firing (%.2f of them beats); %.0f step-ins", delay, calls, perFiring, beats, stepIns(ins))
@@ -664,21 +664,6 @@ func claimErrors(ins []*instance) int64 {
 		}
 	}
 	return n
-}
-
-// commandCalls reads a command's calls from INFO commandstats.
-func commandCalls(t *testing.T, stats, cmd string) int {
-	t.Helper()
-	for _, line := range strings.Split(stats, "\n") {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":calls="); ok {
-			v, err := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
-			if err != nil {
-				t.Fatalf("commandstats %q: %v", line, err)
-			}
-			return v
-		}
-	}
-	return 0
 }
 
 // TestStandbyTake: once the hand-off check has taken a standby's firings,
