@@ -138,8 +138,9 @@ func TestQueuedClaimNotSent(t *testing.T) {
 	s := runScheduler(t, []*jobs.Job{j}, lk, Options{Replica: "queued-r"})
 	waitFor(t, 10*time.Second, func() bool { return len(l.snapshot()) > 0 })
 
-	slot := slotAhead(claimAhead + 200*time.Millisecond)
-	waitUntil(slot.Add(-claimAhead - 150*time.Millisecond)) // before its claim goes out
+	slot := slotAhead(maxClaimAhead + 200*time.Millisecond)
+	waitUntil(slot.Add(-maxClaimAhead - 100*time.Millisecond))
+	waitUntil(slot.Add(-s.ahead.ahead() - 150*time.Millisecond)) // before its claim goes out (more than claimAhead ahead on a loaded machine)
 	proxy.Hold(redistest.ToClient)
 	probe := make(chan error, 1)
 	go func() {
