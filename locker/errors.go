@@ -85,6 +85,7 @@ type NotObtainedError struct {
 	TTL       time.Duration // remaining TTL of the key that blocked (0 if unknown or none)
 	Record    string        // the mark's final record when Reason is ErrSlotClaimed
 	Wait      time.Duration // ErrEarly: how long until the claim may be sent again (server clock)
+	Prev      bool          // ErrEarly: the wait is for the slot before to be decided (Claim.PrevUntil), not for this slot to be due
 	FirstSeen time.Time     // ErrUnborn: the job's first sight
 }
 

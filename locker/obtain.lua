@@ -42,9 +42,9 @@
 --                                        decided (end: its final record)
 --        {"busy", pttl}                  lease held by another run
 --        {"paused", pttl}                job paused (skip recorded)
---        {"early", wait}                 slot not due on the server clock,
---                                        or the slot before may still be
---                                        claimed (A.prev_until)
+--        {"early", wait[, "prev"]}       slot not due on the server clock,
+--                                        or ("prev") the slot before may
+--                                        still be claimed (A.prev_until)
 --        {"late", over}                  past its window, or passed over by
 --                                        a later slot (skip recorded)
 --        {"unborn", first}               slot before the job's first sight
@@ -113,7 +113,7 @@ if A.slot then
     -- and claiming this one first would pass it over.
     local prev = tonumber(A.prev_slot)
     if (not meta[1] or tonumber(meta[1]) < prev) and meta[2] and prev >= tonumber(meta[2]) then
-      return {"early", tonumber(A.prev_until) - now}
+      return {"early", tonumber(A.prev_until) - now, "prev"}
     end
   end
   local first = meta[2]

@@ -214,6 +214,7 @@ type obtainReply struct {
 	record string // claimed: the mark's final record, if any
 	token  string // claimed: the token of the claim holding the mark, if any
 	num    int64  // early: ms to wait; late: ms over; unborn: first sight (unix s)
+	prev   bool   // early: the wait is for the slot before (Claim.PrevUntil)
 	due    int64  // won (obtain.lua): ms until Claim.Due on the node's clock
 }
 
@@ -250,6 +251,10 @@ func parseObtain(v any) (obtainReply, error) {
 		r.pttl = num(1)
 	case replyEarly, replyLate, replyUnborn:
 		r.num = num(1)
+		if len(a) > 2 {
+			tag, _ := a[2].(string)
+			r.prev = code == replyEarly && tag == "prev"
+		}
 	case replySuperseded, replyRecorded:
 	default:
 		return obtainReply{}, fmt.Errorf("locker: unexpected obtain reply %v", v)
@@ -266,7 +271,7 @@ func (r obtainReply) err() *NotObtainedError {
 	case replyClaimed:
 		e.Reason, e.Record = ErrSlotClaimed, r.record
 	case replyEarly:
-		e.Reason, e.Wait = ErrEarly, time.Duration(r.num)*time.Millisecond
+		e.Reason, e.Wait, e.Prev = ErrEarly, time.Duration(r.num)*time.Millisecond, r.prev
 	case replyLate:
 		e.Reason = ErrLate
 	case replyUnborn:

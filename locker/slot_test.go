@@ -130,6 +130,9 @@ func TestSlotClaims(t *testing.T) {
 		if ne.Wait < 4*time.Second || ne.Wait > 5500*time.Millisecond {
 			t.Errorf("Wait: got %v, want about 5s", ne.Wait)
 		}
+		if ne.Prev {
+			t.Errorf("Prev: got true, want false (the wait is for NotBefore)")
+		}
 		for _, k := range []string{key, meta, cl.MarkKey} {
 			if exists(t, c, k) {
 				t.Errorf("an early claim wrote %s", k)
@@ -184,6 +187,9 @@ func TestSlotClaims(t *testing.T) {
 				}
 				if ne.Wait < 4*time.Second || ne.Wait > 5500*time.Millisecond {
 					t.Errorf("%s: Wait: got %v, want about 5s (until Due)", tc.name, ne.Wait)
+				}
+				if ne.Prev {
+					t.Errorf("%s: Prev: got true, want false (the wait is for Due)", tc.name)
 				}
 				if exists(t, c, cl.MarkKey) || hexists(t, c, meta, "hw") || hexists(t, c, meta, "fence") {
 					t.Errorf("%s: a claim ahead of its slot decided it: mark %v", tc.name, hgetall(t, c, cl.MarkKey))
@@ -250,6 +256,9 @@ func TestSlotClaims(t *testing.T) {
 				}
 				if ne.Wait < 4*time.Second || ne.Wait > 5500*time.Millisecond {
 					t.Errorf("Wait: got %v, want about 5s (until PrevUntil)", ne.Wait)
+				}
+				if !ne.Prev {
+					t.Errorf("Prev: got false, want true (the wait is for the slot before)")
 				}
 				if exists(t, c, cl.MarkKey) || exists(t, c, key) || hget(t, c, meta, "hw") != hw || hexists(t, c, meta, "fence") {
 					t.Errorf("a claim waiting for the slot before decided it: mark %v, meta %v", hgetall(t, c, cl.MarkKey), hgetall(t, c, meta))

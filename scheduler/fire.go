@@ -252,6 +252,9 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			// longer one within max_clock_skew is waited for too, and
 			// the same claim sent again; beyond, this replica's clock is
 			// off (the watch will say so).
+			if ne.Prev {
+				s.metrics.prevWaits.Inc()
+			}
 			toDue := slot.Add(jitter + lead).Sub(clk.Now())
 			if ne.Wait > toDue+clockSlack {
 				s.clock.recheck()

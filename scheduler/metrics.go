@@ -30,6 +30,7 @@ type metrics struct {
 	clockOffset prometheus.Gauge
 	claimAhead  prometheus.Gauge
 	stepIns     prometheus.Counter
+	prevWaits   prometheus.Counter
 	splitVotes  prometheus.Counter
 }
 
@@ -41,6 +42,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		stepIns: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "redcron_share_step_ins_total", Help: "Firings this replica claimed for another that had not beaten since their slot (work sharing).",
+		}),
+		prevWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "redcron_share_prev_waits_total", Help: "Claims of this replica that Redis held back while a replica stepping in could still claim the job's slot before (work sharing).",
 		}),
 		splitVotes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "redcron_split_votes_total", Help: "Quorum claims of this replica whose votes split after the locker's retries, sent again by the scheduler.",
@@ -56,6 +60,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.jobs = register(reg, m.jobs)
 		m.replicas = register(reg, m.replicas)
 		m.stepIns = register(reg, m.stepIns)
+		m.prevWaits = register(reg, m.prevWaits)
 		m.splitVotes = register(reg, m.splitVotes)
 		m.clockOffset = register(reg, m.clockOffset)
 		m.claimAhead = register(reg, m.claimAhead)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -411,7 +412,7 @@ func testShareStepIn(t *testing.T, jitter, slow time.Duration) {
 	// again, up to three in all, and the last is checked (every run since
 	// the first is checked for duplicates).
 	var first, stall, from, to time.Time
-	var steps0 float64
+	var steps0, waits0 float64
 	for try := 1; ; try++ {
 		time.Sleep(3 * time.Second)
 		if slow > 0 {
@@ -429,7 +430,7 @@ func testShareStepIn(t *testing.T, jitter, slow time.Duration) {
 				}
 			}
 		}
-		steps0 = stepIns(ins[1:])
+		steps0, waits0 = stepIns(ins[1:]), prevWaits(ins[1:])
 		errs0 := claimErrors(ins[1:])
 
 		// Stall just before a slot's claims go out: the others still count
@@ -459,13 +460,17 @@ func testShareStepIn(t *testing.T, jitter, slow time.Duration) {
 
 	per, worst := windowRuns(t, checkOnce(t, l.snapshot(), first.Add(-2*time.Second)), from, to)
 	byStalled := per[ids[0]]
-	steps := stepIns(ins[1:]) - steps0
-	t.Logf("stalled at %v: %.0f step-ins, latest start %v after its slot", stall.Format("15:04:05.000"), steps, worst)
+	steps, waits := stepIns(ins[1:])-steps0, prevWaits(ins[1:])-waits0
+	t.Logf("stalled at %v: %.0f step-ins, %.0f claims waited for the slot before, latest start %v after its slot",
+		stall.Format("15:04:05.000"), steps, waits, worst)
 	if byStalled != 0 {
 		t.Errorf("the stalled replica ran %d firings while stalled, want 0", byStalled)
 	}
 	if steps == 0 {
 		t.Errorf("step-ins: got 0, want the stalled replica's share")
+	}
+	if slow > 0 && waits == 0 {
+		t.Errorf("claims that waited for the slot before: got 0, want some (the next slot's claims go out before the step-ins)")
 	}
 	// The hand-off is 600 ms; a generous bound for a loaded machine.
 	if worst > 2*time.Second+jitter {
@@ -677,10 +682,19 @@ func windowRuns(t *testing.T, got map[string]map[int64]entry, from, to time.Time
 
 // stepIns sums the instances' step-in counters.
 func stepIns(ins []*instance) float64 {
+	return sumCounter(ins, func(m *metrics) prometheus.Counter { return m.stepIns })
+}
+
+// prevWaits sums the claims of ins that waited for the slot before.
+func prevWaits(ins []*instance) float64 {
+	return sumCounter(ins, func(m *metrics) prometheus.Counter { return m.prevWaits })
+}
+
+func sumCounter(ins []*instance, counter func(*metrics) prometheus.Counter) float64 {
 	var n float64
 	for _, in := range ins {
 		var m dto.Metric
-		if err := in.s.metrics.stepIns.Write(&m); err == nil {
+		if err := counter(in.s.metrics).Write(&m); err == nil {
 			n += m.GetCounter().GetValue()
 		}
 	}
