@@ -31,6 +31,10 @@ func TestPrevWait(t *testing.T) {
 		{"claims 450 ms ahead: at most until due", DefaultShareBeat, stalled, prev, 450 * time.Millisecond, slot},
 		{"every replica beat since", DefaultShareBeat, prev.Add(300 * time.Millisecond), prev, 450 * time.Millisecond, time.Time{}},
 		{"silent long before: not first then", DefaultShareBeat, prev.Add(-3 * handOff), prev, 450 * time.Millisecond, time.Time{}},
+		// The slot before was decided up to maxClaimAhead before it, on a
+		// view up to HandOff old, that counted a replica live for HandOff
+		// after its beat.
+		{"silent since 1.5 s before: first in an older view", DefaultShareBeat, prev.Add(-1500 * time.Millisecond), prev, 450 * time.Millisecond, slot},
 		{"no view", DefaultShareBeat, time.Time{}, prev, 450 * time.Millisecond, time.Time{}},
 		{"slot before not known", DefaultShareBeat, stalled, time.Time{}, 450 * time.Millisecond, time.Time{}},
 		{"sharing off: no step-ins", -1, stalled, prev, 450 * time.Millisecond, time.Time{}},

@@ -272,15 +272,18 @@ func (sh *share) stepIn(js *jobState, slot, due time.Time) bool {
 
 // mayStepIn says whether a replica may step in for a firing due at due, by
 // the latest view: another replica that claims last beat before due, but
-// not long before (within two HandOffs: it may have been live, and first,
-// then), so it may have stalled since. False without a fresh view: the
-// first fallbackClaimers then claim at the slot, and nobody steps in.
+// not so long before that no replica can have counted it live, and first,
+// when it decided the firing: that decision is made up to maxClaimAhead
+// before due, on a view up to HandOff old (fresh), which counts a replica
+// live up to HandOff after its beat (liveNow). So it may have stalled
+// since. False without a fresh view: the first fallbackClaimers then claim
+// at the slot, and nobody steps in.
 func (sh *share) mayStepIn(due time.Time) bool {
 	v := sh.view.Load()
 	if v == nil || !sh.fresh(v) {
 		return false
 	}
-	i, _ := slices.BinarySearchFunc(v.beats, due.Add(-2*sh.handOff()), time.Time.Compare)
+	i, _ := slices.BinarySearchFunc(v.beats, due.Add(-maxClaimAhead-2*sh.handOff()), time.Time.Compare)
 	return i < len(v.beats) && v.beats[i].Before(due)
 }
 
