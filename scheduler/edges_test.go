@@ -47,7 +47,8 @@ func checkEvery(t *testing.T, es []entry, js []*jobs.Job, from, to time.Time) (p
 
 // TestHeldReplyRunsOnce: one of three replicas gets the replies to its
 // claims 900 ms late (the claims run in Redis, the replies come after the
-// read timeout), six times, when the claims of a slot go out. A claim that may have won is
+// read timeout), six times, when the claims of a slot go out (its own
+// claim-ahead before the slot, read before each hold). A claim that may have won is
 // retried as itself: every slot still runs exactly once, none is lost.
 func TestHeldReplyRunsOnce(t *testing.T) {
 	t.Parallel()
@@ -62,13 +63,16 @@ func TestHeldReplyRunsOnce(t *testing.T) {
 	begin := nextSecond(300 * time.Millisecond)
 	waitUntil(begin)
 	held := prometheus.NewRegistry()
-	startInstanceAt(t, p.Addr(), js, Options{Replica: "held", Registerer: held})
+	hin := startInstanceAt(t, p.Addr(), js, Options{Replica: "held", Registerer: held})
 	startInstance(t, srv, js, Options{Replica: "r1"})
 	startInstance(t, srv, js, Options{Replica: "r2"})
 	first := begin.Truncate(time.Second).Add(2 * time.Second)
 	for i := range 6 {
-		// Claims go out claimAhead before their slot.
-		at := first.Add(time.Duration(2*i)*time.Second - claimAhead)
+		// Claims go out the held replica's claim-ahead before their slot:
+		// claimAhead, more on a loaded machine (claimLead).
+		slot := first.Add(time.Duration(2*i) * time.Second)
+		waitUntil(slot.Add(-maxClaimAhead - 50*time.Millisecond))
+		at := slot.Add(-hin.s.ahead.ahead())
 		waitUntil(at.Add(-2 * time.Millisecond))
 		p.Hold(redistest.ToClient)
 		waitUntil(at.Add(900 * time.Millisecond))
