@@ -549,7 +549,7 @@ func TestShareStepInHeldReply(t *testing.T) {
 			e, ok := got[j.Name][sec]
 			switch {
 			case ok && e.replica == ids[0]:
-				ranByHeld++ // its claim's reply came before the hold; its finish is lost
+				ranByHeld++ // its claim's reply came before the hold; its finish may be lost
 				leaseLeft[j.Name] = true
 			case ok:
 			default:
