@@ -87,9 +87,8 @@ func TestClaimLeadBusyRedis(t *testing.T) {
 	}
 	in := startInstance(t, srv, js, Options{Replica: "busy", ClockCheck: time.Hour})
 	waitFor(t, 5*time.Second, func() bool { return len(l.snapshot()) > 0 })
-	first := slotAhead(maxClaimAhead + 100*time.Millisecond)
-	waitUntil(first.Add(-maxClaimAhead - 50*time.Millisecond))
-	ahead0 := in.s.ahead.ahead()
+	first := slotAhead(maxClaimAhead + 200*time.Millisecond)
+	ahead0 := first.Sub(claimsOut(in.s, first))
 	busyFor := ahead0 + 200*time.Millisecond
 	const slots = 6
 	spin := fmt.Sprintf(`local function us() local t = redis.call("TIME") return t[1] * 1000000 + t[2] end

@@ -71,8 +71,7 @@ func TestHeldReplyRunsOnce(t *testing.T) {
 		// Claims go out the held replica's claim-ahead before their slot:
 		// claimAhead, more on a loaded machine (claimLead).
 		slot := first.Add(time.Duration(2*i) * time.Second)
-		waitUntil(slot.Add(-maxClaimAhead - 50*time.Millisecond))
-		at := slot.Add(-hin.s.ahead.ahead())
+		at := claimsOut(hin.s, slot)
 		waitUntil(at.Add(-2 * time.Millisecond))
 		p.Hold(redistest.ToClient)
 		waitUntil(at.Add(900 * time.Millisecond))

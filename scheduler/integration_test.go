@@ -27,6 +27,16 @@ func slotAhead(d time.Duration) time.Time {
 	return time.Now().Add(d).Truncate(time.Second).Add(time.Second)
 }
 
+// claimsOut waits until before the earliest that claims of slot can go
+// out (maxClaimAhead before it) and returns when s's claims of slot go
+// out: its claim-ahead then, claimAhead or, on a loaded machine whose
+// Redis answered slowly, more (claimLead). A test that times a fault
+// against the claims reads it here rather than assume claimAhead.
+func claimsOut(s *Scheduler, slot time.Time) time.Time {
+	waitUntil(slot.Add(-maxClaimAhead - 150*time.Millisecond))
+	return slot.Add(-s.ahead.ahead())
+}
+
 // TestExactlyOnce: three instances, 20 jobs every second for 15 s: every
 // (job, slot) in the steady window runs exactly once, fences increase with
 // slots; again with two instances' clocks 1.5 s ahead and behind.

@@ -139,8 +139,7 @@ func TestQueuedClaimNotSent(t *testing.T) {
 	waitFor(t, 10*time.Second, func() bool { return len(l.snapshot()) > 0 })
 
 	slot := slotAhead(maxClaimAhead + 200*time.Millisecond)
-	waitUntil(slot.Add(-maxClaimAhead - 100*time.Millisecond))
-	waitUntil(slot.Add(-s.ahead.ahead() - 150*time.Millisecond)) // before its claim goes out (more than claimAhead ahead on a loaded machine)
+	waitUntil(claimsOut(s, slot).Add(-150 * time.Millisecond)) // before its claim goes out
 	proxy.Hold(redistest.ToClient)
 	probe := make(chan error, 1)
 	go func() {

@@ -516,8 +516,7 @@ func TestShareStepInHeldReply(t *testing.T) {
 	// before that call times out (NodeTimeout, 500 ms), so the queued
 	// claims never reach Redis.
 	slot := slotAhead(maxClaimAhead + 250*time.Millisecond)
-	waitUntil(slot.Add(-maxClaimAhead - 150*time.Millisecond))
-	out := slot.Add(-ins[0].s.ahead.ahead())
+	out := claimsOut(ins[0].s, slot)
 	waitUntil(out.Add(-100 * time.Millisecond))
 	proxy.Hold(redistest.ToClient)
 	inFlight := make(chan error, 1)
