@@ -251,10 +251,7 @@ func parseObtain(v any) (obtainReply, error) {
 		r.pttl = num(1)
 	case replyEarly, replyLate, replyUnborn:
 		r.num = num(1)
-		if len(a) > 2 {
-			tag, _ := a[2].(string)
-			r.prev = code == replyEarly && tag == "prev"
-		}
+		r.prev = code == replyEarly && len(a) > 2 && a[2] == "prev"
 	case replySuperseded, replyRecorded:
 	default:
 		return obtainReply{}, fmt.Errorf("locker: unexpected obtain reply %v", v)
