@@ -147,26 +147,12 @@ func parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	d := &decoder{file: file, lookup: lookupEnv, bad: map[*yaml.Node]bool{}, expanded: map[*yaml.Node]bool{},
 		typed: map[*yaml.Node]bool{}, textual: map[*yaml.Node]bool{}, secrets: NewSecrets()}
 
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	switch err := dec.Decode(&doc); {
-	case errors.Is(err, io.EOF):
-		d.fail(nil, at{}, nil, "no jobs: the file is empty")
-		return nil, d.result()
-	case err != nil:
-		d.syntax(err)
-		return nil, d.result()
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		if err != nil {
-			d.syntax(err)
-		} else {
-			d.fail(&extra, at{}, nil, "only one YAML document is accepted")
+	root, ok := fastParse(data)
+	if !ok {
+		if root, ok = d.yamlParse(data); !ok {
+			return nil, d.result()
 		}
-		return nil, d.result()
 	}
-	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
@@ -195,6 +181,31 @@ func parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 		}
 	}
 	return cfg, nil
+}
+
+// yamlParse reads data's one YAML document with yaml.v3, for a file
+// outside fastParse's subset; on a problem it reports it and returns false.
+func (d *decoder) yamlParse(data []byte) (*yaml.Node, bool) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	switch err := dec.Decode(&doc); {
+	case errors.Is(err, io.EOF):
+		d.fail(nil, at{}, nil, "no jobs: the file is empty")
+		return nil, false
+	case err != nil:
+		d.syntax(err)
+		return nil, false
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			d.syntax(err)
+		} else {
+			d.fail(&extra, at{}, nil, "only one YAML document is accepted")
+		}
+		return nil, false
+	}
+	return &doc, true
 }
 
 func (d *decoder) result() error {
