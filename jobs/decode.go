@@ -225,12 +225,20 @@ func (d *decoder) syntax(err error) {
 	d.probs = append(d.probs, &Problem{File: d.file, Line: line, Msg: msg})
 }
 
+// pairsScanMax is the most keys for which pairs finds a duplicate by a scan
+// of the keys before it rather than a map (quicker for a job's few keys, for
+// each of 100,000 jobs).
+const pairsScanMax = 16
+
 // pairs returns the key/value pairs of mapping m, reporting duplicate and
 // non-string keys (yaml.v3 only catches duplicates when decoding into Go values).
 func (d *decoder) pairs(m *yaml.Node, a at) [][2]*yaml.Node {
 	m = deref(m)
-	var out [][2]*yaml.Node
-	seen := map[string]int{}
+	out := make([][2]*yaml.Node, 0, len(m.Content)/2)
+	var seen map[string]int // for a mapping of more than pairsScanMax keys
+	if cap(out) > pairsScanMax {
+		seen = make(map[string]int, cap(out))
+	}
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := m.Content[i], m.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
@@ -241,11 +249,20 @@ func (d *decoder) pairs(m *yaml.Node, a at) [][2]*yaml.Node {
 			d.fail(k, a.sub("<<"), nil, "merge keys are not supported; use the defaults: block")
 			continue
 		}
-		if first, dup := seen[k.Value]; dup {
+		first := -1
+		if seen != nil {
+			if line, dup := seen[k.Value]; dup {
+				first = line
+			} else {
+				seen[k.Value] = k.Line
+			}
+		} else if j := slices.IndexFunc(out, func(kv [2]*yaml.Node) bool { return kv[0].Value == k.Value }); j >= 0 {
+			first = out[j][0].Line
+		}
+		if first >= 0 {
 			d.fail(k, a.sub(k.Value), nil, "duplicate key (first at line %d)", first)
 			continue
 		}
-		seen[k.Value] = k.Line
 		out = append(out, [2]*yaml.Node{k, v})
 	}
 	return out

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -208,6 +209,31 @@ func problemsOf(t *testing.T, src string, env map[string]string) []*Problem {
 		t.Fatalf("got %T, want *ConfigError", err)
 	}
 	return ce.Problems
+}
+
+// TestDuplicateKeys checks both ways pairs finds a repeated key: a scan
+// for a block of a few keys, a map for one of more than pairsScanMax.
+func TestDuplicateKeys(t *testing.T) {
+	var env strings.Builder
+	for i := 0; i < pairsScanMax+4; i++ {
+		fmt.Fprintf(&env, "      V%d: x\n", i)
+	}
+	cases := []struct {
+		name, src, want string
+	}{
+		{"few keys", "jobs:\n  a:\n    schedule: \"@hourly\"\n    func: test.noargs\n    schedule: \"@daily\"\n",
+			"test.yaml:5: job a: field schedule: duplicate key (first at line 3)"},
+		{"many keys", "jobs:\n  a:\n    schedule: \"@hourly\"\n    command: [\"true\"]\n    env:\n" + env.String() + "      V3: y\n",
+			fmt.Sprintf("test.yaml:%d: job a: field env.V3: duplicate key (first at line 9)", 6+pairsScanMax+4)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ps := problemsOf(t, c.src, nil)
+			if len(ps) != 1 || ps[0].Error() != c.want {
+				t.Fatalf("got %v, want [%s]", ps, c.want)
+			}
+		})
+	}
 }
 
 func TestParseReportsEveryProblem(t *testing.T) {

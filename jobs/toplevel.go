@@ -1,8 +1,6 @@
 package jobs
 
 import (
-	"regexp"
-
 	"gopkg.in/yaml.v3"
 )
 
@@ -73,7 +71,22 @@ func (d *decoder) defaults(n *yaml.Node) *jobDraft {
 	return s
 }
 
-var jobNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+// usableJobName reports whether name is 1 to MaxNameLen of A-Z a-z 0-9 _ . -
+// (a loop, not a regexp: it runs once per job, 100,000 times in a large
+// file).
+func usableJobName(name string) bool {
+	if name == "" || len(name) > MaxNameLen {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '.', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // jobs decodes the jobs: block, a mapping of job name to job, into
 // cfg.Jobs: names are checked here, each job in jobblock.go.
@@ -101,7 +114,7 @@ func (d *decoder) jobs(n *yaml.Node, defaults *jobDraft, cfg *Config) {
 			continue
 		}
 		seen[name] = k.Line
-		if !jobNameRE.MatchString(name) {
+		if !usableJobName(name) {
 			d.fail(k, a.sub("name"), nil, "unusable job name %q: use 1 to %d of A-Z a-z 0-9 _ . - (it goes into Redis keys)", name, MaxNameLen)
 		}
 		if j := d.job(defaults, name, k, v); j != nil {
