@@ -164,7 +164,7 @@ func parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 		}
 		return nil, d.result()
 	}
-	d.expandTree(root, nil)
+	d.expandTree(root, make([]string, 0, 8)) // room for a path's keys: siblings reuse it
 
 	cfg := d.topLevel(root)
 	d.collectSecrets()

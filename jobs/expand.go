@@ -127,6 +127,9 @@ func (d *decoder) expandTree(n *yaml.Node, path []string) {
 			d.expandTree(c, p)
 		}
 	case yaml.ScalarNode:
+		if !strings.Contains(n.Value, "${") {
+			return // as expandVars would, without its callback: most scalars of a large file
+		}
 		v, err := expandVars(n.Value, d.lookup, func(name, value string, fromEnv bool) {
 			if !slices.Contains(d.vars, name) {
 				d.vars = append(d.vars, name)
