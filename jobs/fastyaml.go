@@ -343,13 +343,34 @@ func (p *fastParser) key() (*yaml.Node, bool) {
 // isIndicator reports whether c cannot start a plain scalar, unless it is
 // a '-' followed by a plainSafe byte ("-c", "-5"). YAML also lets "?" and
 // ":" start one so; the subset does not.
-func isIndicator(c byte) bool {
-	return strings.IndexByte("-?:,[]{}#&*!|>'\"%@`", c) >= 0
+func isIndicator(c byte) bool { return byteIn(&indicators, c) }
+
+// byteSet is a set of bytes, for the scanner's tests of one byte.
+type byteSet [256 / 64]uint64
+
+func newByteSet(chars string) (s byteSet) {
+	for i := 0; i < len(chars); i++ {
+		s[chars[i]/64] |= 1 << (chars[i] % 64)
+	}
+	return s
 }
+
+func byteIn(s *byteSet, c byte) bool { return s[c/64]&(1<<(c%64)) != 0 }
+
+var (
+	indicators = newByteSet("-?:,[]{}#&*!|>'\"%@`")
+	// flowStops end a plain scalar in a flow collection, as yaml.v3's
+	// scanner has it ('?' too, unlike the spec).
+	flowStops = newByteSet(",?[]{}")
+	// numberStarts and wordStarts start the plain scalars that yaml.v3
+	// may resolve to other than a string (see plainTag).
+	numberStarts = newByteSet("+-.0123456789")
+	wordStarts   = newByteSet("yYnNtTfFoO~")
+)
 
 // plainSafe reports whether c may follow a plain scalar's leading '-'.
 func plainSafe(c byte, flow bool) bool {
-	return c > ' ' && c <= '~' && !(flow && strings.IndexByte(",?[]{}", c) >= 0)
+	return c > ' ' && c <= '~' && !(flow && byteIn(&flowStops, c))
 }
 
 // plainEnd moves pos past the plain scalar at pos to where it stops: a
@@ -375,7 +396,7 @@ func (p *fastParser) plainEnd(flow bool) (end int, ok bool) {
 			}
 		case c == '#' && p.src[p.pos-1] == ' ':
 			return 0, false // a comment
-		case flow && strings.IndexByte(",?[]{}", c) >= 0: // as yaml.v3's scanner stops
+		case flow && byteIn(&flowStops, c):
 			return end, end > start
 		}
 		p.pos++
@@ -412,9 +433,9 @@ func plainTag(v string) string {
 		return "!!null"
 	}
 	switch c := v[0]; {
-	case strings.IndexByte("+-.0123456789", c) >= 0:
+	case byteIn(&numberStarts, c):
 		return (&yaml.Node{Kind: yaml.ScalarNode, Value: v}).ShortTag()
-	case strings.IndexByte("yYnNtTfFoO~", c) < 0:
+	case !byteIn(&wordStarts, c):
 		return "!!str"
 	}
 	switch v {
