@@ -142,3 +142,38 @@ local s = us() while us() - s < %d do end return 1`, busyFor.Microseconds())
 		t.Errorf("runs started within %v of their slot: got %d of %d, want at least half", busyFor/3, onTime, runs)
 	}
 }
+
+// TestClaimLeadTimedOut holds Redis's replies to a replica longer than
+// its read timeout (500 ms) for a slot's claims: their first attempts time
+// out unanswered. Such a claim took at least the timeout, so the
+// claim-ahead must rise to its bound, maxClaimAhead, not stay at its
+// floor as if nothing had been measured; every slot still runs once.
+func TestClaimLeadTimedOut(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.Options{})
+	p := redistest.StartProxyFor(t, srv)
+	l := &ledger{}
+	fn := registerLedgerFunc(l, behaviour{})
+	var js []*jobs.Job
+	for i := range 3 {
+		js = append(js, testJob(t, fmt.Sprintf("timedout%d", i), "* * * * * *", fn, nil))
+	}
+	in := startInstanceAt(t, p.Addr(), js, Options{Replica: "timedout", ClockCheck: time.Hour})
+	waitFor(t, 5*time.Second, func() bool { return len(l.snapshot()) > 0 })
+	from := time.Now()
+	if got := in.s.ahead.ahead(); got >= maxClaimAhead {
+		t.Fatalf("claim-ahead before the held replies: got %v, want under %v (else the test shows nothing)", got, maxClaimAhead)
+	}
+	// Hold over one slot's claims (they go out at most maxClaimAhead
+	// before it) and then some.
+	slot := slotAhead(maxClaimAhead + 100*time.Millisecond)
+	waitUntil(slot.Add(-maxClaimAhead - 50*time.Millisecond))
+	p.Delay(redistest.ToClient, 900*time.Millisecond)
+	waitUntil(slot.Add(700 * time.Millisecond))
+	p.Delay(redistest.ToClient, 0)
+	waitUntil(slot.Add(2500 * time.Millisecond))
+	if got, want := in.s.ahead.ahead(), maxClaimAhead; got != want {
+		t.Errorf("claim-ahead after claims timed out at the read timeout: got %v, want %v", got, want)
+	}
+	checkOnce(t, l.snapshot(), from)
+}

@@ -199,9 +199,11 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			lease, err = bid.Obtain(actx)
 			acancel()
 		}
-		if attempt == 1 && (err == nil || errors.Is(err, locker.ErrSlotClaimed)) {
-			// Answered: how long it took, queueing included, sets how
-			// early the next slots' claims go out (claimLead).
+		if attempt == 1 && ctx.Err() == nil {
+			// How long it took, queueing included, sets how early the next
+			// slots' claims go out (claimLead). A claim that timed out
+			// took at least that long: when Redis answers later than the
+			// read timeout, the claim-ahead must rise the most.
 			s.ahead.observe(clk.Now().Sub(sent))
 		}
 		if err == nil {
