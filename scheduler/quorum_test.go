@@ -69,9 +69,20 @@ func startQuorumInstance(t *testing.T, servers []*redistest.Server, js []*jobs.J
 // retries of a split vote (negative: none).
 func startQuorumInstanceWith(t *testing.T, servers []*redistest.Server, js []*jobs.Job, opts Options, retries int) *Scheduler {
 	t.Helper()
-	clients := make([]locker.Client, len(servers))
+	addrs := make([]string, len(servers))
 	for n, srv := range servers {
-		clients[n] = newClient(t, srv)
+		addrs[n] = srv.Addr()
+	}
+	return startQuorumInstanceAt(t, addrs, js, opts, retries)
+}
+
+// startQuorumInstanceAt is startQuorumInstanceWith on the masters at addrs
+// (proxies' or servers').
+func startQuorumInstanceAt(t *testing.T, addrs []string, js []*jobs.Job, opts Options, retries int) *Scheduler {
+	t.Helper()
+	clients := make([]locker.Client, len(addrs))
+	for n, addr := range addrs {
+		clients[n] = clientAt(t, addr)
 	}
 	q, err := locker.NewQuorum(clients, locker.Options{Retries: retries, RetryDelay: 50 * time.Millisecond})
 	if err != nil {
@@ -84,7 +95,12 @@ func startQuorumInstanceWith(t *testing.T, servers []*redistest.Server, js []*jo
 // claim every firing (work sharing off, the worst case for split votes):
 // every firing runs once, and none is recorded as an outage. With the
 // locker's own retries (as redisconn dials a quorum) and without them, when
-// the scheduler sends a split claim again itself.
+// the scheduler sends a split claim again itself. Each replica reaches the
+// live masters through proxies that delay it by 0, 5 and 10 ms in a
+// different order, so that each live master hears another replica first
+// and the first claims of an instant split. Without it, whether claims
+// split was left to the order in which one process's timers fire, which
+// can stay the same for a whole run: 1 run in 10 had no split at all.
 func TestQuorumMajorityAlive(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -112,7 +128,16 @@ func TestQuorumMajorityAlive(t *testing.T) {
 			waitUntil(begin.Add(-300 * time.Millisecond))
 			var ins []*Scheduler
 			for i := range 3 {
-				ins = append(ins, startQuorumInstanceWith(t, servers, js, Options{Replica: fmt.Sprintf("r%d", i), ShareBeat: -1}, tc.retries))
+				addrs := make([]string, len(servers))
+				for m, srv := range servers {
+					addrs[m] = srv.Addr()
+					if m < 3 {
+						p := redistest.StartProxyFor(t, srv)
+						p.Delay(redistest.ToServer, time.Duration((m-i+3)%3)*5*time.Millisecond)
+						addrs[m] = p.Addr()
+					}
+				}
+				ins = append(ins, startQuorumInstanceAt(t, addrs, js, Options{Replica: fmt.Sprintf("r%d", i), ShareBeat: -1}, tc.retries))
 			}
 			end := begin.Add(8 * time.Second)
 			waitUntil(end.Add(2 * time.Second))
