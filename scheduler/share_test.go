@@ -301,11 +301,13 @@ func TestShareWork(t *testing.T) {
 
 	// Warm up until every replica sees the others, then measure a window.
 	// A window in which a claim failed (Redis did not answer a replica in
-	// time: the shared machine stalled) had a replica that was not
-	// healthy, and its step-ins are expected: it is measured again, up to
-	// three windows in all. A stall at the window's end shows in claims
-	// that time out after it (at the read timeout, 500 ms): the errors
-	// are read a second after the window, and count as its own.
+	// time: the shared machine stalled) or a replica stepped in (another's
+	// beats came late: it was starved of CPU, as in a run of the whole
+	// suite where 77 step-ins took share-b's share to 0.291) had a replica
+	// that was not healthy: it is measured again, up to three windows in
+	// all. A stall at the window's end shows in claims that time out after
+	// it (at the read timeout, 500 ms): the errors are read a second after
+	// the window, and count as its own.
 	time.Sleep(3 * time.Second)
 	var from, to, statsAt time.Time
 	var stats string
@@ -322,10 +324,10 @@ func TestShareWork(t *testing.T) {
 		steps = stepIns(ins) - steps0
 		time.Sleep(time.Second)
 		errs := claimErrors(ins) - errs0
-		if errs == 0 || try == 3 {
+		if (errs == 0 && steps == 0) || try == 3 {
 			break
 		}
-		t.Logf("window %d: %d claims failed (a stall), %v step-ins: measuring again", try, errs, steps)
+		t.Logf("window %d: %d claims failed, %v step-ins (a stall): measuring again", try, errs, steps)
 	}
 	per, _ := windowRuns(t, checkOnce(t, l.snapshot(), from), from, to)
 	total := 0
