@@ -124,20 +124,23 @@ func TestQuorumMajorityAlive(t *testing.T) {
 			for i := range 6 {
 				js = append(js, testJob(t, fmt.Sprintf("m%d", i), "* * * * * *", fn, nil))
 			}
+			addrs := make([][]string, 3) // per replica, per master
+			for i := range addrs {
+				addrs[i] = make([]string, len(servers))
+				for m, srv := range servers {
+					addrs[i][m] = srv.Addr()
+					if m < 3 {
+						p := redistest.StartProxyFor(t, srv)
+						p.Delay(redistest.ToServer, time.Duration((m-i+3)%3)*5*time.Millisecond)
+						addrs[i][m] = p.Addr()
+					}
+				}
+			}
 			begin := nextSecond(0)
 			waitUntil(begin.Add(-300 * time.Millisecond))
 			var ins []*Scheduler
 			for i := range 3 {
-				addrs := make([]string, len(servers))
-				for m, srv := range servers {
-					addrs[m] = srv.Addr()
-					if m < 3 {
-						p := redistest.StartProxyFor(t, srv)
-						p.Delay(redistest.ToServer, time.Duration((m-i+3)%3)*5*time.Millisecond)
-						addrs[m] = p.Addr()
-					}
-				}
-				ins = append(ins, startQuorumInstanceAt(t, addrs, js, Options{Replica: fmt.Sprintf("r%d", i), ShareBeat: -1}, tc.retries))
+				ins = append(ins, startQuorumInstanceAt(t, addrs[i], js, Options{Replica: fmt.Sprintf("r%d", i), ShareBeat: -1}, tc.retries))
 			}
 			end := begin.Add(8 * time.Second)
 			waitUntil(end.Add(2 * time.Second))
