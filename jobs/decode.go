@@ -139,14 +139,24 @@ func (d *decoder) warn(n *yaml.Node, a at, format string, args ...any) {
 var yamlLineRE = regexp.MustCompile(`line (\d+)`)
 
 // parse is Parse without the recover, for the fuzz test: it reads the one
-// YAML document, expands ${VAR}, and decodes the top level (toplevel.go).
+// YAML document, expands ${VAR}, and decodes the top level (toplevel.go),
+// each job as it is read where the file allows it (stream.go).
 func parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
 	if lookupEnv == nil {
 		lookupEnv = func(string) (string, bool) { return "", false }
 	}
-	d := &decoder{file: file, lookup: lookupEnv, bad: map[*yaml.Node]bool{}, expanded: map[*yaml.Node]bool{},
-		typed: map[*yaml.Node]bool{}, textual: map[*yaml.Node]bool{}, secrets: NewSecrets()}
+	if streamable(data) {
+		if cfg, ok := parseStream(file, data, lookupEnv); ok {
+			return cfg, nil
+		}
+	}
+	return parseTree(file, data, lookupEnv)
+}
 
+// parseTree decodes data from its whole node tree: read by fastParse, or
+// by yaml.v3 outside fastParse's subset, then ${VAR} expanded over it.
+func parseTree(file string, data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
+	d := newDecoder(file, lookupEnv)
 	root, ok := fastParse(data)
 	if !ok {
 		if root, ok = d.yamlParse(data); !ok {
@@ -166,11 +176,22 @@ func parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	}
 	d.expandTree(root, make([]string, 0, 8)) // room for a path's keys: siblings reuse it
 
-	cfg := d.topLevel(root)
+	cfg := d.topLevel(root, nil)
 	d.collectSecrets()
 	if len(d.probs) > 0 {
 		return nil, d.result()
 	}
+	return d.complete(cfg), nil
+}
+
+func newDecoder(file string, lookupEnv func(string) (string, bool)) *decoder {
+	return &decoder{file: file, lookup: lookupEnv, bad: map[*yaml.Node]bool{}, expanded: map[*yaml.Node]bool{},
+		typed: map[*yaml.Node]bool{}, textual: map[*yaml.Node]bool{}, secrets: NewSecrets()}
+}
+
+// complete adds to cfg, decoded without a problem, its warnings, secrets
+// and variables.
+func (d *decoder) complete(cfg *Config) *Config {
 	d.redactProblems(d.warns)
 	cfg.Warnings = d.warns
 	cfg.Secrets = d.secrets
@@ -180,7 +201,7 @@ func parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 			j.Command.Withhold = d.vars
 		}
 	}
-	return cfg, nil
+	return cfg
 }
 
 // yamlParse reads data's one YAML document with yaml.v3, for a file

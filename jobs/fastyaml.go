@@ -32,12 +32,20 @@ const fastMaxKey = 1000
 // fastParse returns the document node of data as yaml.v3's Decode would,
 // without comments, or ok false if data is outside the subset it reads.
 func fastParse(data []byte) (doc *yaml.Node, ok bool) {
+	return fastParseStream(data, nil)
+}
+
+// fastParseStream is fastParse that hands each entry of the top-level jobs:
+// block mapping to s as soon as it is read, instead of keeping it in the
+// tree: that mapping's node is then returned without Content. With s nil
+// it is fastParse. A false ok may come after s was handed entries.
+func fastParseStream(data []byte, s jobSink) (doc *yaml.Node, ok bool) {
 	for _, c := range data {
 		if (c < ' ' || c > '~') && c != '\n' {
 			return nil, false
 		}
 	}
-	p := &fastParser{src: string(data), line: 1, strs: map[string]string{}}
+	p := &fastParser{src: string(data), line: 1, strs: map[string]string{}, sink: s}
 	if !p.nextLine() {
 		return nil, false // empty: yaml.v3 says so
 	}
@@ -63,6 +71,20 @@ type fastParser struct {
 	// collection's above its parent's, so that each gets its Content in
 	// one allocation of the right size.
 	stack []*yaml.Node
+	// sink, if not nil, takes the entries of the top-level jobs: block
+	// mapping (see fastParseStream); atJobs is set while the value of the
+	// first top-level "jobs" key is read.
+	sink   jobSink
+	atJobs bool
+}
+
+// jobSink takes the jobs of a file as fastParseStream reads them.
+type jobSink interface {
+	// begin is called once, when the jobs: block mapping starts, with the
+	// top-level keys and values read before it; m is that mapping's node.
+	begin(m *yaml.Node, before []*yaml.Node)
+	// job is called with each entry of the jobs: mapping, in file order.
+	job(k, v *yaml.Node)
 }
 
 // fastMaxSharedLen is the longest value that fastParser.str shares, and
@@ -206,16 +228,33 @@ func (p *fastParser) blockMapping(indent, depth int) (*yaml.Node, bool) {
 	m := p.node(yaml.MappingNode, "!!map")
 	base := len(p.stack)
 	defer p.children(m, base)
+	stream := p.atJobs && depth == 1
+	if stream {
+		p.sink.begin(m, p.stack)
+	}
+	p.atJobs = false
 	for {
 		k, ok := p.key()
 		if !ok {
 			return nil, false
 		}
+		// The first top-level jobs: key's value is streamed if it is a
+		// block mapping (the root is the first collection on the stack).
+		first := depth == 0 && p.sink != nil && k.Value == "jobs"
+		p.atJobs = first
 		v, ok := p.blockValue(indent, depth, true)
+		p.atJobs = false
 		if !ok {
 			return nil, false
 		}
-		p.stack = append(p.stack, k, v)
+		if first {
+			p.sink = nil
+		}
+		if stream {
+			p.sink.job(k, v)
+		} else {
+			p.stack = append(p.stack, k, v)
+		}
 		if !p.more() {
 			return m, true
 		}

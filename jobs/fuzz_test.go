@@ -8,12 +8,14 @@ import (
 )
 
 // FuzzParse feeds arbitrary bytes to the decoder (parse, without Parse's
-// recover, so that a panic is found rather than hidden). Seeds live in
+// recover, so that a panic is found rather than hidden), and holds
+// parseStream to parseTree. Seeds live in
 // testdata/fuzz/FuzzParse.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("jobs:\n  a: {schedule: '@every 5s', func: test.echo, args: {message: hi}}\n"))
 	env := mapEnv(map[string]string{"A": "1", "URL": "redis://127.0.0.1:6379"})
 	f.Fuzz(func(t *testing.T, data []byte) {
+		checkStream(t, data, env) // decoded as read, the file decodes as from its tree
 		cfg, err := parse("fuzz.yaml", data, env)
 		if err != nil {
 			var ce *ConfigError

@@ -32,9 +32,17 @@ var topKeys = keyTable[*topDraft]{
 
 // topLevel decodes the root mapping: the top-level keys, then the defaults:
 // block, then each job over the defaults. It returns the config, complete
-// only when no problem was found.
-func (d *decoder) topLevel(root *yaml.Node) *Config {
+// only when no problem was found. With s, the defaults and the jobs were
+// decoded as the file was read (see parseStream), and s.redo is set if the
+// root does not hold them as decoded.
+func (d *decoder) topLevel(root *yaml.Node, s *jobStream) *Config {
 	t := &topDraft{cfg: &Config{File: d.file, Redis: defaultRedis()}}
+	var streamed []*Problem
+	if s != nil {
+		// The stream's warnings come after the top level's, as they do
+		// when the jobs are decoded after it.
+		streamed, d.warns = d.warns, nil
+	}
 	decodeBlock(d, root, at{}, topKeys, t)
 	if p, ok := d.lookup(RedisPasswordEnv); ok && p != "" {
 		// The environment's password wins over the file's, as
@@ -42,6 +50,12 @@ func (d *decoder) topLevel(root *yaml.Node) *Config {
 		// of the file.
 		t.cfg.Redis.Password = p
 		d.secrets.Add(p, "${"+RedisPasswordEnv+"}")
+	}
+	if s != nil {
+		d.warns = append(d.warns, streamed...)
+		s.redo = s.redo || t.defaults != s.defaultsNode || t.jobs != s.jobsNode
+		t.cfg.Jobs = s.jobs
+		return t.cfg
 	}
 	defaults := d.defaults(t.defaults)
 	if t.jobs == nil {
@@ -102,23 +116,29 @@ func (d *decoder) jobs(n *yaml.Node, defaults *jobDraft, cfg *Config) {
 	}
 	seen := map[string]int{}
 	for i := 0; i+1 < len(jm.Content); i += 2 {
-		k, v := jm.Content[i], jm.Content[i+1]
-		name := k.Value
-		a := at{job: name}
-		if k.Kind != yaml.ScalarNode {
-			d.fail(k, at{field: "jobs"}, nil, "a job name must be a string, got %s", describe(k))
-			continue
-		}
-		if first, dup := seen[name]; dup {
-			d.fail(k, a.sub("name"), nil, "duplicate job name (first declared at line %d)", first)
-			continue
-		}
-		seen[name] = k.Line
-		if !usableJobName(name) {
-			d.fail(k, a.sub("name"), nil, "unusable job name %q: use 1 to %d of A-Z a-z 0-9 _ . - (it goes into Redis keys)", name, MaxNameLen)
-		}
-		if j := d.job(defaults, name, k, v); j != nil {
+		if j := d.jobEntry(defaults, seen, jm.Content[i], jm.Content[i+1]); j != nil {
 			cfg.Jobs = append(cfg.Jobs, j)
 		}
 	}
+}
+
+// jobEntry decodes the entry k: v of the jobs: block over defaults, seen
+// holding the line of each job name before it. It returns nil on a
+// problem, which it reports.
+func (d *decoder) jobEntry(defaults *jobDraft, seen map[string]int, k, v *yaml.Node) *Job {
+	name := k.Value
+	a := at{job: name}
+	if k.Kind != yaml.ScalarNode {
+		d.fail(k, at{field: "jobs"}, nil, "a job name must be a string, got %s", describe(k))
+		return nil
+	}
+	if first, dup := seen[name]; dup {
+		d.fail(k, a.sub("name"), nil, "duplicate job name (first declared at line %d)", first)
+		return nil
+	}
+	seen[name] = k.Line
+	if !usableJobName(name) {
+		d.fail(k, a.sub("name"), nil, "unusable job name %q: use 1 to %d of A-Z a-z 0-9 _ . - (it goes into Redis keys)", name, MaxNameLen)
+	}
+	return d.job(defaults, name, k, v)
 }
