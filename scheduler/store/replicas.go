@@ -2,11 +2,11 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -34,29 +34,47 @@ type Replica struct {
 // each heartbeat used to encode again.
 type Registration struct {
 	Replica
-	raw string
-	sum uint64 // raw's hash (see registrations)
+	raw  string
+	sum  uint64   // raw's hash (see registrations)
+	jobs jobsHash // hash of raw's jobs
 }
 
 // NewRegistration encodes r.
 func NewRegistration(r Replica) Registration {
 	b, _ := json.Marshal(r)
-	return Registration{Replica: r, raw: string(b), sum: maphash.Bytes(rawSeed, b)}
+	var w wireReplica
+	_ = json.Unmarshal(b, &w) // for the jobs as encoded, hashed as a peer's are
+	return Registration{Replica: r, raw: string(b), sum: maphash.Bytes(rawSeed, b), jobs: sha256.Sum256(w.Jobs)}
 }
+
+// wireReplica is a registration as read, its jobs left encoded: a replica
+// whose jobs are those of a registration already decoded shares that
+// one's map without decoding its own.
+type wireReplica struct {
+	Replica
+	Jobs json.RawMessage `json:"jobs,omitempty"` // over Replica.Jobs, a level deeper
+}
+
+// jobsHash is the SHA-256 of a registration's encoded jobs: json.Marshal
+// writes a map's keys in order, so equal maps hash the same.
+type jobsHash = [sha256.Size]byte
 
 // registrations are decoded registrations by replica id, each with a hash
 // of the JSON it was decoded from: Replicas decodes a registration again
 // only when it changed (with 100,000 jobs, decoding every live replica's
 // at every heartbeat was most of an idle replica's allocations).
 type registrations struct {
-	mu   sync.Mutex
-	byID map[string]decoded
+	mu          sync.Mutex
+	byID        map[string]decoded
+	jobsDecoded int // jobs maps decoded (not shared), for tests
 }
 
-// decoded is a registration decoded from JSON whose hash is sum.
+// decoded is a registration decoded from JSON whose hash is sum, and
+// whose jobs' encoding hashes to jobs.
 type decoded struct {
-	sum uint64
-	r   Replica
+	sum  uint64
+	r    Replica
+	jobs jobsHash
 }
 
 // rawSeed seeds the hashes of registrations.
@@ -71,18 +89,30 @@ func (c *registrations) decode(id, raw string) (r Replica, ok bool) {
 	if old, hit := c.byID[id]; hit && old.sum == sum {
 		return old.r, true
 	}
-	if json.Unmarshal([]byte(raw), &r) != nil {
+	var w wireReplica
+	if json.Unmarshal([]byte(raw), &w) != nil {
 		return Replica{}, false
 	}
+	r = w.Replica
 	// Replicas with one config define the same jobs: they share one map
-	// (with 100,000 jobs, a map a replica took 12 MiB on each of them).
+	// (with 100,000 jobs, a map a replica took 12 MiB on each of them),
+	// and only the first is decoded (decoding each peer's at a start was
+	// 24 MiB of garbage, by which the collector then let the heap grow).
+	jobs := sha256.Sum256(w.Jobs)
+	shared := false
 	for _, d := range c.byID {
-		if d.r.ConfigHash == r.ConfigHash && maps.Equal(d.r.Jobs, r.Jobs) {
-			r.Jobs = d.r.Jobs
+		if d.jobs == jobs {
+			r.Jobs, shared = d.r.Jobs, true
 			break
 		}
 	}
-	c.set(id, decoded{sum, r})
+	if !shared && len(w.Jobs) > 0 {
+		c.jobsDecoded++
+		if json.Unmarshal(w.Jobs, &r.Jobs) != nil {
+			return Replica{}, false
+		}
+	}
+	c.set(id, decoded{sum, r, jobs})
 	return r, true
 }
 
@@ -90,7 +120,7 @@ func (c *registrations) decode(id, raw string) (r Replica, ok bool) {
 func (c *registrations) put(r Registration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.set(r.Replica.Replica, decoded{r.sum, r.Replica})
+	c.set(r.Replica.Replica, decoded{r.sum, r.Replica, r.jobs})
 }
 
 func (c *registrations) set(id string, d decoded) {

@@ -124,6 +124,30 @@ func TestReplicasShareJobs(t *testing.T) {
 	if ptr("d") == ptr("a") || byID["d"].Jobs["y"] != "3" {
 		t.Errorf("d defines y differently: got %v (shared: %v), want its own map with y=3", byID["d"].Jobs, ptr("d") == ptr("a"))
 	}
+	if got := s.read.jobsDecoded; got != 2 {
+		t.Errorf("got %d jobs maps decoded, want 2 (one for a, b and c, one for d)", got)
+	}
+
+	// A replica that registered itself decodes no peer whose jobs are
+	// its own, even under another config hash (another prefix).
+	if err := s.Heartbeat(ctx, NewRegistration(Replica{Replica: "e", ConfigHash: "h3", Jobs: same()}), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	own := NewRegistration(Replica{Replica: "a", ConfigHash: "h1", Jobs: same()})
+	s.read = registrations{} // a's process: its own registration only
+	s.read.put(own)
+	if rs, err = s.Replicas(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		byID[r.Replica] = r
+	}
+	if ptr("e") != reflect.ValueOf(own.Jobs).Pointer() || ptr("b") != ptr("e") || !maps.Equal(byID["e"].Jobs, same()) {
+		t.Errorf("b, c and e define a's jobs: got maps of their own, want a's")
+	}
+	if got := s.read.jobsDecoded; got != 1 {
+		t.Errorf("got %d jobs maps decoded, want 1 (d's)", got)
+	}
 }
 
 // startStore is a Store on a fresh redis-server, stopped at cleanup.
