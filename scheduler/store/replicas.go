@@ -3,10 +3,10 @@ package store
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"slices"
 	"strconv"
 	"sync"
@@ -34,9 +34,9 @@ type Replica struct {
 // each heartbeat used to encode again.
 type Registration struct {
 	Replica
-	raw  string
-	sum  uint64   // raw's hash (see registrations)
-	jobs jobsHash // hash of raw's jobs
+	raw    string
+	digest string   // raw's digest (see registrations)
+	jobs   jobsHash // hash of raw's jobs
 }
 
 // NewRegistration encodes r.
@@ -44,7 +44,16 @@ func NewRegistration(r Replica) Registration {
 	b, _ := json.Marshal(r)
 	var w wireReplica
 	_ = json.Unmarshal(b, &w) // for the jobs as encoded, hashed as a peer's are
-	return Registration{Replica: r, raw: string(b), sum: maphash.Bytes(rawSeed, b), jobs: sha256.Sum256(w.Jobs)}
+	return Registration{Replica: r, raw: string(b), digest: digestOf(b), jobs: sha256.Sum256(w.Jobs)}
+}
+
+// digestOf returns the digest of an encoded registration: the first 16
+// bytes of its SHA-256, in hex. A replica writes it beside its
+// registration, so that the others read the registration (megabytes with
+// 100,000 jobs) only when it changed.
+func digestOf[T string | []byte](raw T) string {
+	sum := sha256.Sum256([]byte(raw))
+	return hex.EncodeToString(sum[:16])
 }
 
 // wireReplica is a registration as read, its jobs left encoded: a replica
@@ -59,36 +68,44 @@ type wireReplica struct {
 // writes a map's keys in order, so equal maps hash the same.
 type jobsHash = [sha256.Size]byte
 
-// registrations are decoded registrations by replica id, each with a hash
-// of the JSON it was decoded from: Replicas decodes a registration again
-// only when it changed (with 100,000 jobs, decoding every live replica's
-// at every heartbeat was most of an idle replica's allocations).
+// registrations are decoded registrations by replica id, each with the
+// digest of the JSON it was decoded from: Replicas reads and decodes a
+// registration again only when its digest changed (with 100,000 jobs,
+// decoding every live replica's at every heartbeat was most of an idle
+// replica's allocations, and reading them 3 MiB a peer a heartbeat).
 type registrations struct {
 	mu          sync.Mutex
 	byID        map[string]decoded
 	jobsDecoded int // jobs maps decoded (not shared), for tests
 }
 
-// decoded is a registration decoded from JSON whose hash is sum, and
-// whose jobs' encoding hashes to jobs.
+// decoded is a registration decoded from JSON whose digest is digest,
+// and whose jobs' encoding hashes to jobs.
 type decoded struct {
-	sum  uint64
-	r    Replica
-	jobs jobsHash
+	digest string
+	r      Replica
+	jobs   jobsHash
 }
 
-// rawSeed seeds the hashes of registrations.
-var rawSeed = maphash.MakeSeed()
+// cached returns id's registration decoded if its digest is digest.
+func (c *registrations) cached(id, digest string) (Replica, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, hit := c.byID[id]; hit && old.digest == digest {
+		return old.r, true
+	}
+	return Replica{}, false
+}
 
 // decode returns raw decoded, from the cache when id's registration is
 // the same as last time; ok is false when raw is not a registration.
 func (c *registrations) decode(id, raw string) (r Replica, ok bool) {
-	sum := maphash.String(rawSeed, raw)
+	digest := digestOf(raw)
+	if r, hit := c.cached(id, digest); hit {
+		return r, true
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, hit := c.byID[id]; hit && old.sum == sum {
-		return old.r, true
-	}
 	var w wireReplica
 	if json.Unmarshal([]byte(raw), &w) != nil {
 		return Replica{}, false
@@ -112,7 +129,7 @@ func (c *registrations) decode(id, raw string) (r Replica, ok bool) {
 			return Replica{}, false
 		}
 	}
-	c.set(id, decoded{sum, r, jobs})
+	c.set(id, decoded{digest, r, jobs})
 	return r, true
 }
 
@@ -120,7 +137,7 @@ func (c *registrations) decode(id, raw string) (r Replica, ok bool) {
 func (c *registrations) put(r Registration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.set(r.Replica.Replica, decoded{r.sum, r.Replica, r.jobs})
+	c.set(r.Replica.Replica, decoded{r.digest, r.Replica, r.jobs})
 }
 
 func (c *registrations) set(id string, d decoded) {
@@ -148,14 +165,21 @@ func (s *Store) replicasKey() string { return s.prefix + ":replicas" }
 // replicaKey holds one replica's registration (JSON), with a TTL.
 func (s *Store) replicaKey(id string) string { return s.prefix + ":replica:" + id }
 
+// digestKey holds the digest of one replica's registration (digestOf),
+// with the registration's TTL.
+func (s *Store) digestKey(id string) string { return s.prefix + ":replica-digest:" + id }
+
 // Heartbeat registers r as live for ttl on every node (a majority must
 // confirm), and drops expired entries from the index.
 func (s *Store) Heartbeat(ctx context.Context, r Registration, ttl time.Duration) error {
-	idx, key := s.replicasKey(), s.replicaKey(r.Replica.Replica)
+	idx, key, digest := s.replicasKey(), s.replicaKey(r.Replica.Replica), s.digestKey(r.Replica.Replica)
 	_, err := locker.Each(ctx, s.lk, func(ctx context.Context, c locker.Client) (struct{}, error) {
 		now := time.Now()
 		pipe := c.Pipeline()
 		_ = pipe.Process(ctx, redis.NewStatusCmd(ctx, "set", key, r.raw, "px", ttl.Milliseconds()))
+		// After the registration: a reader that sees this digest reads
+		// this registration (or a newer one).
+		_ = pipe.Process(ctx, redis.NewStatusCmd(ctx, "set", digest, r.digest, "px", ttl.Milliseconds()))
 		_ = pipe.Process(ctx, redis.NewIntCmd(ctx, "zadd", idx, now.Add(ttl).UnixMilli(), r.Replica.Replica))
 		_ = pipe.Process(ctx, redis.NewIntCmd(ctx, "zremrangebyscore", idx, "-inf", strconv.FormatInt(now.UnixMilli(), 10)))
 		_ = pipe.Process(ctx, redis.NewBoolCmd(ctx, "pexpire", idx, (3*ttl).Milliseconds()))
@@ -171,15 +195,41 @@ func (s *Store) Heartbeat(ctx context.Context, r Registration, ttl time.Duration
 
 // Unregister removes replica id (at shutdown); best effort.
 func (s *Store) Unregister(ctx context.Context, id string) error {
-	idx, key := s.replicasKey(), s.replicaKey(id)
+	idx, key, digest := s.replicasKey(), s.replicaKey(id), s.digestKey(id)
 	_, err := locker.Each(ctx, s.lk, func(ctx context.Context, c locker.Client) (struct{}, error) {
 		pipe := c.Pipeline()
-		_ = pipe.Process(ctx, redis.NewIntCmd(ctx, "del", key))
+		_ = pipe.Process(ctx, redis.NewIntCmd(ctx, "del", key, digest))
 		_ = pipe.Process(ctx, redis.NewIntCmd(ctx, "zrem", idx, id))
 		_, err := pipe.Exec(ctx)
 		return struct{}{}, err
 	})
 	return err
+}
+
+// gets reads key(id) for each of ids in one pipeline; a missing key's
+// command fails with redis.Nil.
+func (s *Store) gets(ctx context.Context, c locker.Client, ids []string, key func(string) string) []*redis.StringCmd {
+	cmds := make([]*redis.StringCmd, len(ids))
+	if len(ids) == 0 {
+		return cmds
+	}
+	pipe := c.Pipeline()
+	for i, id := range ids {
+		cmds[i] = redis.NewStringCmd(ctx, "get", key(id))
+		_ = pipe.Process(ctx, cmds[i])
+	}
+	_, _ = pipe.Exec(ctx) // each command holds its error
+	return cmds
+}
+
+// firstErr returns the first error of cmds other than a missing key.
+func firstErr(cmds []*redis.StringCmd) error {
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+	}
+	return nil
 }
 
 // Replicas lists the live replicas (those whose registration has not
@@ -193,23 +243,33 @@ func (s *Store) Replicas(ctx context.Context) ([]Replica, error) {
 		if err := c.Process(ctx, ids); err != nil {
 			return nil, err
 		}
-		pipe := c.Pipeline()
-		gets := make([]*redis.StringCmd, len(ids.Val()))
-		for i, id := range ids.Val() {
-			gets[i] = redis.NewStringCmd(ctx, "get", s.replicaKey(id))
-			_ = pipe.Process(ctx, gets[i])
-		}
-		if len(gets) > 0 {
-			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-				return nil, err
-			}
+		// The digests first; then the registrations whose digest is not
+		// the one decoded last time (or that have none: a replica of a
+		// version that writes none).
+		digests := s.gets(ctx, c, ids.Val(), s.digestKey)
+		if err := firstErr(digests); err != nil {
+			return nil, err
 		}
 		var out []Replica
-		for i, g := range gets {
-			if g.Err() != nil {
-				continue
+		var changed []string
+		for i, id := range ids.Val() {
+			if digests[i].Err() == nil {
+				if r, hit := s.read.cached(id, digests[i].Val()); hit {
+					out = append(out, r)
+					continue
+				}
 			}
-			if r, ok := s.read.decode(ids.Val()[i], g.Val()); ok {
+			changed = append(changed, id)
+		}
+		raws := s.gets(ctx, c, changed, s.replicaKey)
+		if err := firstErr(raws); err != nil {
+			return nil, err
+		}
+		for i, g := range raws {
+			if g.Err() != nil {
+				continue // expired since the index was read
+			}
+			if r, ok := s.read.decode(changed[i], g.Val()); ok {
 				out = append(out, r)
 			}
 		}

@@ -2,10 +2,15 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"reflect"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/locker"
@@ -159,4 +164,110 @@ func startStore(t *testing.T) *Store {
 		t.Fatal(err)
 	}
 	return New(lk, "")
+}
+
+// getCounter counts the GET commands whose key contains part, in
+// pipelines and alone.
+type getCounter struct {
+	part string
+	n    atomic.Int64
+}
+
+func (g *getCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (g *getCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		g.count(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (g *getCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			g.count(c)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func (g *getCounter) count(cmd redis.Cmder) {
+	if args := cmd.Args(); len(args) == 2 && cmd.Name() == "get" && strings.Contains(fmt.Sprint(args[1]), g.part) {
+		g.n.Add(1)
+	}
+}
+
+// TestReplicasReadChangesOnly checks, on a real Redis, that a replica
+// reads a peer's registration only when its digest changed, and every
+// time from a peer that writes no digest (an older version).
+func TestReplicasReadChangesOnly(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	store := func(hook redis.Hook) *Store {
+		t.Helper()
+		c := srv.Client(t)
+		if hook != nil {
+			c.AddHook(hook)
+		}
+		lk, err := locker.New(c, locker.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return New(lk, "")
+	}
+	ctx := context.Background()
+	writer := store(nil)
+	beat := func(r Replica) {
+		t.Helper()
+		if err := writer.Heartbeat(ctx, NewRegistration(r), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raws := &getCounter{part: ":replica:"}
+	reader := store(raws)
+	read := func(want map[string]string) int64 {
+		t.Helper()
+		before := raws.n.Load()
+		rs, err := reader.Replicas(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, r := range rs {
+			got[r.Replica] = r.Jobs["x"]
+		}
+		if !maps.Equal(got, want) {
+			t.Fatalf("got replicas' x %v, want %v", got, want)
+		}
+		return raws.n.Load() - before
+	}
+	beat(Replica{Replica: "a", Jobs: map[string]string{"x": "1"}})
+	beat(Replica{Replica: "b", Jobs: map[string]string{"x": "1"}})
+	for _, step := range []struct {
+		name     string
+		change   func()
+		want     map[string]string
+		wantGets int64
+	}{
+		{"first read", func() {}, map[string]string{"a": "1", "b": "1"}, 2},
+		{"nothing changed", func() {}, map[string]string{"a": "1", "b": "1"}, 0},
+		{"b beats again, unchanged", func() { beat(Replica{Replica: "b", Jobs: map[string]string{"x": "1"}}) }, map[string]string{"a": "1", "b": "1"}, 0},
+		{"b changed", func() { beat(Replica{Replica: "b", Jobs: map[string]string{"x": "2"}}) }, map[string]string{"a": "1", "b": "2"}, 1},
+		{"c writes no digest", func() {
+			c := srv.Client(t)
+			raw := NewRegistration(Replica{Replica: "c", Jobs: map[string]string{"x": "3"}}).raw
+			if err := c.Set(ctx, writer.replicaKey("c"), raw, time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.ZAdd(ctx, writer.replicasKey(), redis.Z{Score: float64(time.Now().Add(time.Minute).UnixMilli()), Member: "c"}).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}, map[string]string{"a": "1", "b": "2", "c": "3"}, 1},
+		{"c is read each time", func() {}, map[string]string{"a": "1", "b": "2", "c": "3"}, 1},
+		{"a's digest lost", func() { srv.Client(t).Del(ctx, writer.digestKey("a")) }, map[string]string{"a": "1", "b": "2", "c": "3"}, 2},
+	} {
+		step.change()
+		if got := read(step.want); got != step.wantGets {
+			t.Errorf("%s: got %d registrations read, want %d", step.name, got, step.wantGets)
+		}
+	}
 }
