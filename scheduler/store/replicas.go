@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"sync"
@@ -44,16 +45,18 @@ func NewRegistration(r Replica) Registration {
 	b, _ := json.Marshal(r)
 	var w wireReplica
 	_ = json.Unmarshal(b, &w) // for the jobs as encoded, hashed as a peer's are
-	return Registration{Replica: r, raw: string(b), digest: digestOf(b), jobs: sha256.Sum256(w.Jobs)}
+	raw := string(b)
+	return Registration{Replica: r, raw: raw, digest: digestOf(raw), jobs: sha256.Sum256(w.Jobs)}
 }
 
 // digestOf returns the digest of an encoded registration: the first 16
 // bytes of its SHA-256, in hex. A replica writes it beside its
 // registration, so that the others read the registration (megabytes with
 // 100,000 jobs) only when it changed.
-func digestOf[T string | []byte](raw T) string {
-	sum := sha256.Sum256([]byte(raw))
-	return hex.EncodeToString(sum[:16])
+func digestOf(raw string) string {
+	h := sha256.New()
+	_, _ = io.WriteString(h, raw) // no copy of raw: it may be megabytes
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // wireReplica is a registration as read, its jobs left encoded: a replica
