@@ -76,6 +76,23 @@ type fastParser struct {
 	// first top-level "jobs" key is read.
 	sink   jobSink
 	atJobs bool
+	// free holds the nodes of streamed jobs that nothing kept, for node
+	// to reuse: a job's nodes were most of a large file's allocations.
+	free []*yaml.Node
+}
+
+// fastMaxFree bounds the nodes kept for reuse: more than one job has.
+const fastMaxFree = 256
+
+// reuse adds n and its descendants to the nodes that node reuses.
+func (p *fastParser) reuse(n *yaml.Node) {
+	if len(p.free) >= fastMaxFree {
+		return
+	}
+	p.free = append(p.free, n)
+	for _, c := range n.Content {
+		p.reuse(c)
+	}
 }
 
 // jobSink takes the jobs of a file as fastParseStream reads them.
@@ -84,7 +101,9 @@ type jobSink interface {
 	// top-level keys and values read before it; m is that mapping's node.
 	begin(m *yaml.Node, before []*yaml.Node)
 	// job is called with each entry of the jobs: mapping, in file order.
-	job(k, v *yaml.Node)
+	// It returns whether it kept none of their nodes, which are then
+	// reused for the next.
+	job(k, v *yaml.Node) (done bool)
 }
 
 // fastMaxSharedLen is the longest value that fastParser.str shares, and
@@ -197,6 +216,12 @@ func (p *fastParser) children(n *yaml.Node, base int) {
 }
 
 func (p *fastParser) node(kind yaml.Kind, tag string) *yaml.Node {
+	if k := len(p.free); k > 0 {
+		n := p.free[k-1]
+		p.free = p.free[:k-1]
+		*n = yaml.Node{Kind: kind, Tag: tag, Line: p.line, Column: p.col() + 1}
+		return n
+	}
 	return &yaml.Node{Kind: kind, Tag: tag, Line: p.line, Column: p.col() + 1}
 }
 
@@ -251,7 +276,10 @@ func (p *fastParser) blockMapping(indent, depth int) (*yaml.Node, bool) {
 			p.sink = nil
 		}
 		if stream {
-			p.sink.job(k, v)
+			if p.sink.job(k, v) {
+				p.reuse(k)
+				p.reuse(v)
+			}
 		} else {
 			p.stack = append(p.stack, k, v)
 		}

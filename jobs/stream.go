@@ -49,10 +49,16 @@ func (s *jobStream) begin(m *yaml.Node, before []*yaml.Node) {
 	s.seen = map[string]int{}
 }
 
-func (s *jobStream) job(k, v *yaml.Node) {
-	if j := s.d.jobEntry(s.defaults, s.seen, k, v); j != nil {
+// job decodes one job. A Job keeps no node of the file but its Args,
+// and no other state keeps any of a streamed job's (no ${VAR} was
+// expanded, and the draft is reset at every job): the nodes of a job
+// without Args are done with.
+func (s *jobStream) job(k, v *yaml.Node) (done bool) {
+	j := s.d.jobEntry(s.defaults, s.seen, k, v)
+	if j != nil {
 		s.jobs = append(s.jobs, j)
 	}
+	return j == nil || j.Args == nil
 }
 
 // parseStream decodes data, a streamable file, with the jobs decoded as

@@ -243,9 +243,10 @@ type weakSink struct {
 	values []weak.Pointer[yaml.Node]
 }
 
-func (w *weakSink) job(k, v *yaml.Node) {
+func (w *weakSink) job(k, v *yaml.Node) bool {
 	w.values = append(w.values, weak.Make(v))
 	w.jobStream.job(k, v)
+	return false // not reused: the nodes must become garbage
 }
 
 // TestStreamDropsNodes checks that a streamed job's nodes are garbage once
