@@ -13,6 +13,8 @@ var ACLCommands = []string{
 	// FLUSH), the server's clock, and what the scripts call.
 	"evalsha", "eval", "time",
 	"get", "set", "del", "exists", "pexpire", "pttl",
+	// The digests of the live replicas' registrations.
+	"mget",
 	"hget", "hmget", "hset", "hdel", "hincrby", "hgetall",
 	"zadd", "zrem", "zrange", "zrangebyscore", "zrevrange", "zremrangebyrank", "zremrangebyscore",
 	// Trigger requests: a list, queued by `redcron trigger`, taken by a replica.

@@ -169,8 +169,9 @@ func (s *Store) replicasKey() string { return s.prefix + ":replicas" }
 func (s *Store) replicaKey(id string) string { return s.prefix + ":replica:" + id }
 
 // digestKey holds the digest of one replica's registration (digestOf),
-// with the registration's TTL.
-func (s *Store) digestKey(id string) string { return s.prefix + ":replica-digest:" + id }
+// with the registration's TTL. The digests share a hash tag, so that one
+// MGET reads them all on a Cluster too.
+func (s *Store) digestKey(id string) string { return s.prefix + ":{replicas}:digest:" + id }
 
 // Heartbeat registers r as live for ttl on every node (a majority must
 // confirm), and drops expired entries from the index.
@@ -207,6 +208,30 @@ func (s *Store) Unregister(ctx context.Context, id string) error {
 		return struct{}{}, err
 	})
 	return err
+}
+
+// digests reads the digests of ids' registrations in one MGET: "" where
+// a replica wrote none.
+func (s *Store) digests(ctx context.Context, c locker.Client, ids []string) ([]string, error) {
+	out := make([]string, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := make([]any, 0, 1+len(ids))
+	args = append(args, "mget")
+	for _, id := range ids {
+		args = append(args, s.digestKey(id))
+	}
+	cmd := redis.NewSliceCmd(ctx, args...)
+	if err := c.Process(ctx, cmd); err != nil {
+		return nil, err
+	}
+	for i, v := range cmd.Val() {
+		if i < len(out) {
+			out[i], _ = v.(string)
+		}
+	}
+	return out, nil
 }
 
 // gets reads key(id) for each of ids in one pipeline; a missing key's
@@ -246,21 +271,19 @@ func (s *Store) Replicas(ctx context.Context) ([]Replica, error) {
 		if err := c.Process(ctx, ids); err != nil {
 			return nil, err
 		}
-		// The digests first; then the registrations whose digest is not
-		// the one decoded last time (or that have none: a replica of a
-		// version that writes none).
-		digests := s.gets(ctx, c, ids.Val(), s.digestKey)
-		if err := firstErr(digests); err != nil {
+		// The digests first, in one MGET; then the registrations whose
+		// digest is not the one decoded last time (or that have none: a
+		// replica of a version that writes none).
+		digests, err := s.digests(ctx, c, ids.Val())
+		if err != nil {
 			return nil, err
 		}
 		var out []Replica
 		var changed []string
 		for i, id := range ids.Val() {
-			if digests[i].Err() == nil {
-				if r, hit := s.read.cached(id, digests[i].Val()); hit {
-					out = append(out, r)
-					continue
-				}
+			if r, hit := s.read.cached(id, digests[i]); hit && digests[i] != "" {
+				out = append(out, r)
+				continue
 			}
 			changed = append(changed, id)
 		}
