@@ -17,7 +17,7 @@ import (
 // TestCluster: two replicas on a Redis Cluster of three masters. The jobs'
 // keys spread over the masters (one hash tag per job), every slot runs
 // once, the work is shared (the beats' keys share one tag), and the
-// ledger reads back through the store.
+// ledger and the live replicas read back through the store.
 func TestCluster(t *testing.T) {
 	t.Parallel()
 	nodes := redistest.StartCluster(t, 3)
@@ -65,5 +65,13 @@ func TestCluster(t *testing.T) {
 	recs, err := a.store.History(context.Background(), "cl07", store.Page{Limit: 3})
 	if err != nil || len(recs) != 3 {
 		t.Errorf("history of cl07 through the store: got %d records, %v; want 3", len(recs), err)
+	}
+	// The registrations' digests are read in one MGET: their keys share
+	// a hash slot. Twice: read, then found unchanged.
+	for i := range 2 {
+		reps, err := a.store.Replicas(context.Background())
+		if err != nil || len(reps) != 2 || len(reps[0].Jobs) != len(js) || len(reps[1].Jobs) != len(js) {
+			t.Errorf("live replicas through the store, read %d: got %d, %v; want a and b with %d jobs each", i+1, len(reps), err, len(js))
+		}
 	}
 }
