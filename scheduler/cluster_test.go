@@ -74,4 +74,18 @@ func TestCluster(t *testing.T) {
 			t.Errorf("live replicas through the store, read %d: got %d, %v; want a and b with %d jobs each", i+1, len(reps), err, len(js))
 		}
 	}
+	// A replica's registration and digest (two hash slots) go when it
+	// unregisters.
+	ctx := context.Background()
+	if err := a.store.Heartbeat(ctx, store.NewRegistration(store.Replica{Replica: "z"}), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.store.Unregister(ctx, "z"); err != nil {
+		t.Errorf("unregister on a Cluster: %v", err)
+	}
+	for _, n := range nodes {
+		if keys, _ := n.Client(t).Keys(ctx, "redcron:*z").Result(); len(keys) > 0 {
+			t.Errorf("keys left after z unregistered: %v", keys)
+		}
+	}
 }

@@ -202,7 +202,8 @@ func (s *Store) Unregister(ctx context.Context, id string) error {
 	idx, key, digest := s.replicasKey(), s.replicaKey(id), s.digestKey(id)
 	_, err := locker.Each(ctx, s.lk, func(ctx context.Context, c locker.Client) (struct{}, error) {
 		pipe := c.Pipeline()
-		_ = pipe.Process(ctx, redis.NewIntCmd(ctx, "del", key, digest))
+		_ = pipe.Process(ctx, redis.NewIntCmd(ctx, "del", key))
+		_ = pipe.Process(ctx, redis.NewIntCmd(ctx, "del", digest)) // another hash slot on a Cluster
 		_ = pipe.Process(ctx, redis.NewIntCmd(ctx, "zrem", idx, id))
 		_, err := pipe.Exec(ctx)
 		return struct{}{}, err
