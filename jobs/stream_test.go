@@ -47,13 +47,23 @@ func sameConfig(got, want *Config) string {
 			return fmt.Sprintf("job %d: got %+v, want %+v", i, got.Jobs[i], want.Jobs[i])
 		}
 	}
+	// Secrets by their values, labels and order (their redaction tables
+	// are built lazily).
+	if gs, ws := got.Secrets, want.Secrets; !reflect.DeepEqual(gs.order, ws.order) || !reflect.DeepEqual(gs.values, ws.values) {
+		return fmt.Sprintf("got secrets %q, want %q", gs.values, ws.values)
+	}
 	g, w := *got, *want
 	g.Jobs, w.Jobs = nil, nil
+	g.Secrets, w.Secrets = nil, nil
 	if !reflect.DeepEqual(g, w) {
 		return fmt.Sprintf("got %+v, want %+v", g, w)
 	}
 	return ""
 }
+
+// streamEnv is the environment of the stream tests' ${VAR}s: a secret
+// URL, a message, and a duration (read as one: not a secret).
+var streamEnv = mapEnv(map[string]string{"URL": "redis://:sekrit-password@127.0.0.1:6379", "MSG": "hello world", "T": "20s", "N": "5"})
 
 func TestStream(t *testing.T) {
 	redis := "redis:\n  url: redis://127.0.0.1:6379\n"
@@ -79,16 +89,18 @@ func TestStream(t *testing.T) {
 		{"jobs a sequence", "jobs:\n- a\n", false},
 		{"no jobs", defaults, false},
 		{"a comment", "# c\n" + job, false},
-		{"a variable", "jobs:\n  a: {schedule: '${S:-@every 5s}', func: test.echo}\n", false},
+		{"a variable's default", "jobs:\n  a: {schedule: '${S:-@every 5s}', func: test.echo}\n", true},
+		{"variables on both sides of jobs", "redis:\n  url: ${URL}\njobs:\n  a: {schedule: '@every 5s', func: test.echo, args: {message: '${MSG}'}}\n  b: {schedule: '@every 5s', command: [echo, '${MSG}'], timeout: '${T}'}\n  c: {schedule: '@every 5s', func: test.echo}\nshutdown_grace: ${T}\n", true},
+		{"an unset variable", "jobs:\n  a: {schedule: '${NOPE}', func: test.echo}\n", false},
 		{"outside the subset", job + "x: &a 1\n", false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if got := checkStream(t, []byte(c.in), nil); got != c.stream {
+			if got := checkStream(t, []byte(c.in), streamEnv); got != c.stream {
 				t.Fatalf("parseStream decoded it: got %v, want %v", got, c.stream)
 			}
 			// Whichever way Parse takes, it gives parseTree's result.
-			cfg, err := Parse("s.yaml", []byte(c.in), mapEnv(nil))
-			want, wantErr := parseTree("s.yaml", []byte(c.in), mapEnv(nil))
+			cfg, err := Parse("s.yaml", []byte(c.in), streamEnv)
+			want, wantErr := parseTree("s.yaml", []byte(c.in), streamEnv)
 			if fmt.Sprint(err) != fmt.Sprint(wantErr) {
 				t.Fatalf("Parse: got error %v, want %v", err, wantErr)
 			}
@@ -126,7 +138,7 @@ func TestStreamRandom(t *testing.T) {
 	const files = 2000
 	streamed := 0
 	for i := 0; i < files; i++ {
-		if checkStream(t, []byte(randomJobsFile(rng)), nil) {
+		if checkStream(t, []byte(randomJobsFile(rng)), streamEnv) {
 			streamed++
 		}
 	}
@@ -144,17 +156,17 @@ var (
 		"timezone":       {"UTC", "Europe/Paris"},
 		"lock_ttl":       {"10s", "1m"},
 		"overlap":        {"forbid", "allow"},
-		"timeout":        {"5s", "0s"},
+		"timeout":        {"5s", "0s", "${T}", "'${T}'"},
 		"catchup_window": {"1m", "0s", "10m"},
 		"jitter":         {"0s", "2s"},
 		"retry":          {"{attempts: 2}", "{attempts: 3}"},
 		"history":        {"{keep: 5}", "{keep: 100}"},
 		"enabled":        {"true", "false"},
-		"output_tail":    {"100", "0"},
+		"output_tail":    {"100", "0", "${N}", "'${N}'", "${N:-7}"},
 		"func":           {"test.echo"},
-		"args":           {"{message: hi}", "{count: 2, tags: [a, b]}"},
-		"command":        {"[true]", "[no-such-program-x, -v]"},
-		"env":            {"{A: b}"},
+		"args":           {"{message: hi}", "{count: 2, tags: [a, b]}", "{message: '${MSG}'}"},
+		"command":        {"[true]", "[no-such-program-x, -v]", "[echo, '${MSG}']"},
+		"env":            {"{A: b}", "{A: '${MSG}', B: '${URL}'}"},
 		"kill_grace":     {"1s", "60s"},
 		"http":           {"{url: 'http://127.0.0.1:1/x'}", "{url: 'http://127.0.0.1:1/y', method: POST, expect: [200, 204]}"},
 	}
@@ -167,8 +179,8 @@ var (
 	randomDefaultKeys = []string{"timezone", "lock_ttl", "overlap", "timeout", "catchup_window", "jitter", "retry", "history", "output_tail"}
 	// randomTopLevel are top-level blocks, each a choice of values for one key.
 	randomTopLevel = [][]string{
-		{"redis:\n  url: redis://127.0.0.1:6379\n", "redis:\n  quorum:\n  - redis://127.0.0.1:1\n  - redis://127.0.0.1:2\n  - redis://127.0.0.1:3\n  - redis://127.0.0.1:4\n"},
-		{"shutdown_grace: 20s\n", "shutdown_grace: 1m\n"},
+		{"redis:\n  url: redis://127.0.0.1:6379\n", "redis:\n  url: ${URL}\n", "redis:\n  quorum:\n  - redis://127.0.0.1:1\n  - redis://127.0.0.1:2\n  - redis://127.0.0.1:3\n  - redis://127.0.0.1:4\n"},
+		{"shutdown_grace: 20s\n", "shutdown_grace: 1m\n", "shutdown_grace: ${T}\n"},
 	}
 )
 
