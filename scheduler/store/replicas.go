@@ -7,9 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,18 +45,16 @@ func NewRegistration(r Replica) Registration {
 	b, _ := json.Marshal(r)
 	var w wireReplica
 	_ = json.Unmarshal(b, &w) // for the jobs as encoded, hashed as a peer's are
-	raw := string(b)
-	return Registration{Replica: r, raw: raw, digest: digestOf(raw), jobs: sha256.Sum256(w.Jobs)}
+	return Registration{Replica: r, raw: string(b), digest: digestOf(b), jobs: sha256.Sum256(w.Jobs)}
 }
 
 // digestOf returns the digest of an encoded registration: the first 16
 // bytes of its SHA-256, in hex. A replica writes it beside its
 // registration, so that the others read the registration (megabytes with
 // 100,000 jobs) only when it changed.
-func digestOf(raw string) string {
-	h := sha256.New()
-	_, _ = io.WriteString(h, raw) // no copy of raw: it may be megabytes
-	return hex.EncodeToString(h.Sum(nil)[:16])
+func digestOf(raw []byte) string {
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:16])
 }
 
 // wireReplica is a registration as read, its jobs left encoded: a replica
@@ -103,14 +101,15 @@ func (c *registrations) cached(id, digest string) (Replica, bool) {
 // decode returns raw decoded, from the cache when id's registration is
 // the same as last time; ok is false when raw is not a registration.
 func (c *registrations) decode(id, raw string) (r Replica, ok bool) {
-	digest := digestOf(raw)
+	b := []byte(raw) // one copy, hashed and decoded
+	digest := digestOf(b)
 	if r, hit := c.cached(id, digest); hit {
 		return r, true
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var w wireReplica
-	if json.Unmarshal([]byte(raw), &w) != nil {
+	if json.Unmarshal(b, &w) != nil {
 		return Replica{}, false
 	}
 	r = w.Replica
@@ -181,8 +180,10 @@ func (s *Store) Heartbeat(ctx context.Context, r Registration, ttl time.Duration
 		now := time.Now()
 		pipe := c.Pipeline()
 		_ = pipe.Process(ctx, redis.NewStatusCmd(ctx, "set", key, r.raw, "px", ttl.Milliseconds()))
-		// After the registration: a reader that sees this digest reads
-		// this registration (or a newer one).
+		// A reader may see this digest beside the registration before
+		// it (on a Cluster the two keys are on different nodes): it
+		// caches what it read under that registration's own digest, so
+		// the next read finds the digest changed and reads it again.
 		_ = pipe.Process(ctx, redis.NewStatusCmd(ctx, "set", digest, r.digest, "px", ttl.Milliseconds()))
 		_ = pipe.Process(ctx, redis.NewIntCmd(ctx, "zadd", idx, now.Add(ttl).UnixMilli(), r.Replica.Replica))
 		_ = pipe.Process(ctx, redis.NewIntCmd(ctx, "zremrangebyscore", idx, "-inf", strconv.FormatInt(now.UnixMilli(), 10)))
@@ -224,7 +225,19 @@ func (s *Store) digests(ctx context.Context, c locker.Client, ids []string) ([]s
 		args = append(args, s.digestKey(id))
 	}
 	cmd := redis.NewSliceCmd(ctx, args...)
-	if err := c.Process(ctx, cmd); err != nil {
+	err := c.Process(ctx, cmd)
+	if err != nil && strings.HasPrefix(err.Error(), "NOPERM") {
+		// An ACL user set up before MGET joined ACLCommands: one GET
+		// each, as before (a refused command a heartbeat).
+		for i, g := range gets(ctx, c, ids, s.digestKey) {
+			out[i] = g.Val()
+			if err := g.Err(); err != nil && !errors.Is(err, redis.Nil) {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	if err != nil {
 		return nil, err
 	}
 	for i, v := range cmd.Val() {
@@ -237,7 +250,7 @@ func (s *Store) digests(ctx context.Context, c locker.Client, ids []string) ([]s
 
 // gets reads key(id) for each of ids in one pipeline; a missing key's
 // command fails with redis.Nil.
-func (s *Store) gets(ctx context.Context, c locker.Client, ids []string, key func(string) string) []*redis.StringCmd {
+func gets(ctx context.Context, c locker.Client, ids []string, key func(string) string) []*redis.StringCmd {
 	cmds := make([]*redis.StringCmd, len(ids))
 	if len(ids) == 0 {
 		return cmds
@@ -288,7 +301,7 @@ func (s *Store) Replicas(ctx context.Context) ([]Replica, error) {
 			}
 			changed = append(changed, id)
 		}
-		raws := s.gets(ctx, c, changed, s.replicaKey)
+		raws := gets(ctx, c, changed, s.replicaKey)
 		if err := firstErr(raws); err != nil {
 			return nil, err
 		}

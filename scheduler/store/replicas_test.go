@@ -264,10 +264,61 @@ func TestReplicasReadChangesOnly(t *testing.T) {
 		}, map[string]string{"a": "1", "b": "2", "c": "3"}, 1},
 		{"c is read each time", func() {}, map[string]string{"a": "1", "b": "2", "c": "3"}, 1},
 		{"a's digest lost", func() { srv.Client(t).Del(ctx, writer.digestKey("a")) }, map[string]string{"a": "1", "b": "2", "c": "3"}, 2},
+		// On a Cluster a reader may see a digest before its registration.
+		{"b's digest ahead of its registration", func() {
+			next := NewRegistration(Replica{Replica: "b", Jobs: map[string]string{"x": "4"}})
+			if err := srv.Client(t).Set(ctx, writer.digestKey("b"), next.digest, time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}, map[string]string{"a": "1", "b": "2", "c": "3"}, 3},
+		{"b's registration catches up", func() { beat(Replica{Replica: "b", Jobs: map[string]string{"x": "4"}}) }, map[string]string{"a": "1", "b": "4", "c": "3"}, 3},
 	} {
 		step.change()
 		if got := read(step.want); got != step.wantGets {
 			t.Errorf("%s: got %d registrations read, want %d", step.name, got, step.wantGets)
+		}
+	}
+}
+
+// TestReplicasWithoutMGET checks, on a real Redis, that a replica whose ACL
+// user predates MGET in ACLCommands (refused with NOPERM) still reads the
+// live replicas, one GET a digest.
+func TestReplicasWithoutMGET(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := context.Background()
+	rules := []string{"setuser", "old", "on", ">old-password"}
+	for _, r := range ACLRules(DefaultPrefix) {
+		if r != "+mget" {
+			rules = append(rules, r)
+		}
+	}
+	args := []any{"acl"}
+	for _, r := range rules {
+		args = append(args, r)
+	}
+	if err := srv.Client(t).Do(ctx, args...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "old", Password: "old-password",
+		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, MaxRetries: -1, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = c.Close() })
+	if err := c.Do(ctx, "mget", DefaultPrefix+":x").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOPERM") {
+		t.Fatalf("MGET as the old user: got %v, want NOPERM", err)
+	}
+	lk, err := locker.New(c, locker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(lk, "")
+	for _, id := range []string{"a", "b"} {
+		if err := s.Heartbeat(ctx, NewRegistration(Replica{Replica: id, Jobs: map[string]string{"x": id}}), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2 {
+		rs, err := s.Replicas(ctx)
+		if err != nil || len(rs) != 2 || rs[0].Jobs["x"] != "a" || rs[1].Jobs["x"] != "b" {
+			t.Fatalf("read %d: got %v, %v; want a and b", i+1, rs, err)
 		}
 	}
 }
