@@ -145,19 +145,27 @@ func parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	if lookupEnv == nil {
 		lookupEnv = func(string) (string, bool) { return "", false }
 	}
+	fast := true
 	if streamable(data) {
-		if cfg, ok := parseStream(file, data, lookupEnv); ok {
+		cfg, ok, outside := parseStream(file, data, lookupEnv)
+		if ok {
 			return cfg, nil
 		}
+		fast = !outside
 	}
-	return parseTree(file, data, lookupEnv)
+	return parseTree(file, data, lookupEnv, fast)
 }
 
-// parseTree decodes data from its whole node tree: read by fastParse, or
-// by yaml.v3 outside fastParse's subset, then ${VAR} expanded over it.
-func parseTree(file string, data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
+// parseTree decodes data from its whole node tree: read by fastParse
+// (unless fast is false: data is known to be outside its subset), or by
+// yaml.v3, then ${VAR} expanded over it.
+func parseTree(file string, data []byte, lookupEnv func(string) (string, bool), fast bool) (*Config, error) {
 	d := newDecoder(file, lookupEnv)
-	root, ok := fastParse(data)
+	var root *yaml.Node
+	ok := false
+	if fast {
+		root, ok = fastParse(data)
+	}
 	if !ok {
 		if root, ok = d.yamlParse(data); !ok {
 			return nil, d.result()

@@ -104,6 +104,9 @@ type jobSink interface {
 	// It returns whether it kept none of their nodes, which are then
 	// reused for the next.
 	job(k, v *yaml.Node) (done bool)
+	// failed reports whether the file has a problem: the parse stops,
+	// and the file is decoded again from its tree.
+	failed() bool
 }
 
 // fastMaxSharedLen is the longest value that fastParser.str shares, and
@@ -279,6 +282,9 @@ func (p *fastParser) blockMapping(indent, depth int) (*yaml.Node, bool) {
 			if p.sink.job(k, v) {
 				p.reuse(k)
 				p.reuse(v)
+			}
+			if p.sink.failed() {
+				return nil, false
 			}
 		} else {
 			p.stack = append(p.stack, k, v)

@@ -69,6 +69,8 @@ func (s *jobStream) job(k, v *yaml.Node) (done bool) {
 	return !kept && (j == nil || j.Args == nil)
 }
 
+func (s *jobStream) failed() bool { return len(s.d.probs) > 0 }
+
 // expandPairs expands ${VAR} in the values of the mapping pairs kv from
 // the from-th pair on, as expandTree does for the root's, and returns how
 // many pairs kv holds.
@@ -80,23 +82,28 @@ func (d *decoder) expandPairs(kv []*yaml.Node, from int) int {
 }
 
 // parseStream decodes data, a streamable file, with the jobs expanded
-// and decoded as fastParseStream reads them. It returns ok false, and the file must be
-// decoded from its tree, if data is outside fastParse's subset, has no
-// jobs: block mapping, has a defaults: block after its jobs: block, or has
-// any problem (so that every message is the tree's, in its order).
-func parseStream(file string, data []byte, lookupEnv func(string) (string, bool)) (*Config, bool) {
+// and decoded as fastParseStream reads them. It returns ok false, and the
+// file must be decoded from its tree, if data is outside fastParse's
+// subset (then outside is true: yaml.v3 reads it), has no jobs: block
+// mapping, has a defaults: block after its jobs: block, or has any
+// problem (so that every message is the tree's, in its order; the parse
+// stops at the first job with one).
+func parseStream(file string, data []byte, lookupEnv func(string) (string, bool)) (cfg *Config, ok, outside bool) {
 	d := newDecoder(file, lookupEnv)
 	s := &jobStream{d: d}
-	doc, ok := fastParseStream(data, s)
-	if !ok || s.jobsNode == nil || len(d.probs) > 0 {
-		return nil, false
+	doc, fast := fastParseStream(data, s)
+	switch {
+	case !fast && !s.failed():
+		return nil, false, true
+	case !fast || s.jobsNode == nil || s.failed():
+		return nil, false, false
 	}
 	root := doc.Content[0]
 	d.expandPairs(root.Content, s.expanded) // the top-level values after the jobs: block
-	cfg := d.topLevel(root, s)
+	cfg = d.topLevel(root, s)
 	d.collectSecrets()
 	if s.redo || len(d.probs) > 0 {
-		return nil, false
+		return nil, false, false
 	}
-	return d.complete(cfg), true
+	return d.complete(cfg), true, false
 }

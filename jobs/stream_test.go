@@ -23,11 +23,14 @@ func checkStream(t *testing.T, data []byte, env func(string) (string, bool)) boo
 	if !streamable(data) {
 		return false
 	}
-	got, ok := parseStream("s.yaml", data, env)
-	want, err := parseTree("s.yaml", data, env)
+	got, ok, outside := parseStream("s.yaml", data, env)
 	if !ok {
+		if _, fast := fastParse(data); outside && fast {
+			t.Fatalf("parseStream says %q is outside fastParse's subset, fastParse reads it", data)
+		}
 		return false
 	}
+	want, err := parseTree("s.yaml", data, env, true)
 	if err != nil {
 		t.Fatalf("parseStream decoded %q, parseTree says: %v", data, err)
 	}
@@ -100,7 +103,7 @@ func TestStream(t *testing.T) {
 			}
 			// Whichever way Parse takes, it gives parseTree's result.
 			cfg, err := Parse("s.yaml", []byte(c.in), streamEnv)
-			want, wantErr := parseTree("s.yaml", []byte(c.in), streamEnv)
+			want, wantErr := parseTree("s.yaml", []byte(c.in), streamEnv, true)
 			if fmt.Sprint(err) != fmt.Sprint(wantErr) {
 				t.Fatalf("Parse: got error %v, want %v", err, wantErr)
 			}
@@ -118,7 +121,7 @@ func TestStream(t *testing.T) {
 // before the jobs'.
 func TestStreamWarningOrder(t *testing.T) {
 	in := "jobs:\n  b: {schedule: '@every 5s', command: [no-such-program-x]}\nredis:\n  quorum:\n  - redis://127.0.0.1:1\n  - redis://127.0.0.1:2\n  - redis://127.0.0.1:3\n  - redis://127.0.0.1:4\n"
-	cfg, ok := parseStream("s.yaml", []byte(in), mapEnv(nil))
+	cfg, ok, _ := parseStream("s.yaml", []byte(in), mapEnv(nil))
 	if !ok {
 		t.Fatal("parseStream did not decode the file")
 	}
@@ -291,4 +294,27 @@ func TestStreamDropsNodes(t *testing.T) {
 	}
 	runtime.KeepAlive(s.jobs)
 	runtime.KeepAlive(doc)
+}
+
+// TestStreamStopsAtAProblem checks that the stream stops at the first job
+// with a problem (the file is then decoded from its tree, whose messages
+// are the ones given): a refused reload of a large file costs one decode,
+// not two.
+func TestStreamStopsAtAProblem(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("jobs:\n  bad: {schedule: nope, func: test.noargs}\n")
+	for i := range 100 {
+		fmt.Fprintf(&b, "  j%d: {schedule: '@every 5s', func: test.noargs}\n", i)
+	}
+	s := &jobStream{d: newDecoder("s.yaml", mapEnv(nil))}
+	if _, ok := fastParseStream([]byte(b.String()), s); ok {
+		t.Fatal("the stream read the whole file, want it stopped")
+	}
+	if len(s.seen) != 1 {
+		t.Fatalf("got %d jobs decoded, want 1 (the bad one)", len(s.seen))
+	}
+	_, err := Parse("s.yaml", []byte(b.String()), nil)
+	if err == nil || !strings.Contains(err.Error(), "s.yaml:2: job bad: field schedule") {
+		t.Fatalf("got error %v, want the bad job's schedule at line 2", err)
+	}
 }
