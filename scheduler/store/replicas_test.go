@@ -322,3 +322,70 @@ func TestReplicasWithoutMGET(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicasReadChangesOnlyQuorum checks the digests on a quorum of 3
+// real Redis masters, read at once: a changed registration is read from
+// one to all of them (a node whose digest is checked after another's
+// read finds it decoded), and from none while it is unchanged.
+func TestReplicasReadChangesOnlyQuorum(t *testing.T) {
+	ctx := context.Background()
+	var servers []*redistest.Server
+	for range 3 {
+		servers = append(servers, redistest.Start(t, redistest.Options{}))
+	}
+	store := func(hook redis.Hook) *Store {
+		t.Helper()
+		var clients []locker.Client
+		for _, srv := range servers {
+			c := srv.Client(t)
+			if hook != nil {
+				c.AddHook(hook)
+			}
+			clients = append(clients, c)
+		}
+		lk, err := locker.NewQuorum(clients, locker.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return New(lk, "")
+	}
+	writer := store(nil)
+	raws := &getCounter{part: ":replica:"}
+	reader := store(raws)
+	beat := func(id, x string) {
+		t.Helper()
+		if err := writer.Heartbeat(ctx, NewRegistration(Replica{Replica: id, Jobs: map[string]string{"x": x}}), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	beat("a", "1")
+	beat("b", "1")
+	for _, step := range []struct {
+		name             string
+		change           func()
+		want             map[string]string
+		minGets, maxGets int64
+	}{
+		{"first read", func() {}, map[string]string{"a": "1", "b": "1"}, 2, 6},
+		{"nothing changed", func() {}, map[string]string{"a": "1", "b": "1"}, 0, 0},
+		{"b changed on every node", func() { beat("b", "2") }, map[string]string{"a": "1", "b": "2"}, 1, 3},
+		{"then unchanged", func() {}, map[string]string{"a": "1", "b": "2"}, 0, 0},
+	} {
+		step.change()
+		before := raws.n.Load()
+		rs, err := reader.Replicas(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		got := map[string]string{}
+		for _, r := range rs {
+			got[r.Replica] = r.Jobs["x"]
+		}
+		if !maps.Equal(got, step.want) {
+			t.Errorf("%s: got replicas' x %v, want %v", step.name, got, step.want)
+		}
+		if n := raws.n.Load() - before; n < step.minGets || n > step.maxGets {
+			t.Errorf("%s: got %d registrations read, want %d to %d", step.name, n, step.minGets, step.maxGets)
+		}
+	}
+}
