@@ -88,11 +88,12 @@ type decoded struct {
 	jobs   jobsHash
 }
 
-// cached returns id's registration decoded if its digest is digest.
+// cached returns id's registration decoded if its digest is digest (not
+// "": no digest).
 func (c *registrations) cached(id, digest string) (Replica, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, hit := c.byID[id]; hit && old.digest == digest {
+	if old, hit := c.byID[id]; hit && digest != "" && old.digest == digest {
 		return old.r, true
 	}
 	return Replica{}, false
@@ -229,13 +230,11 @@ func (s *Store) digests(ctx context.Context, c locker.Client, ids []string) ([]s
 	if err != nil && strings.HasPrefix(err.Error(), "NOPERM") {
 		// An ACL user set up before MGET joined ACLCommands: one GET
 		// each, as before (a refused command a heartbeat).
-		for i, g := range gets(ctx, c, ids, s.digestKey) {
-			out[i] = g.Val()
-			if err := g.Err(); err != nil && !errors.Is(err, redis.Nil) {
-				return nil, err
-			}
+		cmds := gets(ctx, c, ids, s.digestKey)
+		for i, g := range cmds {
+			out[i] = g.Val() // "" for a missing key
 		}
-		return out, nil
+		return out, firstErr(cmds)
 	}
 	if err != nil {
 		return nil, err
@@ -295,7 +294,7 @@ func (s *Store) Replicas(ctx context.Context) ([]Replica, error) {
 		var out []Replica
 		var changed []string
 		for i, id := range ids.Val() {
-			if r, hit := s.read.cached(id, digests[i]); hit && digests[i] != "" {
+			if r, hit := s.read.cached(id, digests[i]); hit {
 				out = append(out, r)
 				continue
 			}
