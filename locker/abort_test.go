@@ -281,6 +281,122 @@ func TestQuorumSplitVote(t *testing.T) {
 	}
 }
 
+// TestQuorumSplitCutInQueue: after a lost split vote, an attempt that no
+// node received, because its context ended while it waited in this
+// replica's queue behind replies the proxies hold, reports that split vote
+// again, with its ErrNotSent and its context's error: it told the nodes
+// nothing, so it is neither an outage nor a new answer. Without an earlier
+// split it is ErrNotSent alone, and nodes that refuse the connection are
+// an outage, not a split.
+func TestQuorumSplitCutInQueue(t *testing.T) {
+	t.Parallel()
+	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+	prev := slot.Add(-time.Minute)
+	tests := []struct {
+		name      string
+		split     bool // a first attempt loses a split vote
+		refused   bool // the nodes refuse connections (else replies are held)
+		wantSplit bool
+	}{
+		{"split, then cut in the queue", true, false, true},
+		{"cut in the queue at once", false, false, false},
+		{"split, then the nodes refuse", true, true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			proxies := make([]*redistest.Proxy, 3)
+			clients := make([]*redis.Client, 3)
+			for i := range proxies {
+				s := redistest.Start(t, redistest.Options{})
+				direct := newClient(t, s)
+				proxies[i] = redistest.StartProxyFor(t, s)
+				c := redis.NewClient(&redis.Options{
+					Addr: proxies[i].Addr(), MaxRetries: -1, ContextTimeoutEnabled: true,
+					DialTimeout: time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: time.Second,
+				})
+				t.Cleanup(func() { _ = c.Close() })
+				clients[i] = c
+				key, meta := keys(t)
+				hw := unix(prev)
+				if i < 2 {
+					// Two other claimants hold one node each: the vote splits.
+					hw = unix(slot)
+					must(t, direct.HSet(bg, markOf(key, slot), "token", []string{"aaa", "bbb"}[i], "fence", 1, "run", "running", "prevhw", unix(prev)).Err())
+					must(t, direct.Expire(bg, markOf(key, slot), time.Minute).Err())
+				}
+				must(t, direct.HSet(bg, meta, "hw", hw, "first", unix(prev)).Err())
+			}
+			key, meta := keys(t)
+			claim := slotClaim(key, meta, slot)
+			claim.Unwatched = true
+			q := newQuorum(t, clients, locker.Options{NodeTimeout: 2 * time.Second})
+			b, err := q.Bid(claim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.split {
+				if _, err := b.Obtain(bg); !errors.Is(err, locker.ErrSplitVote) {
+					t.Fatalf("first attempt: got %v, want ErrSplitVote", err)
+				}
+			}
+			if tc.refused {
+				for _, p := range proxies {
+					p.Close()
+				}
+			} else {
+				// Another claim's replies are held: this bid's calls queue
+				// behind them (for NodeTimeout) and its context ends first.
+				for _, p := range proxies {
+					p.Hold(redistest.ToClient)
+				}
+				other := slotClaim(key+"-other", meta+"-other", slot)
+				other.Unwatched = true
+				ob, err := q.Bid(other)
+				if err != nil {
+					t.Fatal(err)
+				}
+				done := make(chan error, 1)
+				go func() {
+					_, err := ob.Obtain(bg) // held until it times out
+					done <- err
+				}()
+				t.Cleanup(func() {
+					for _, p := range proxies {
+						p.Release(redistest.ToClient)
+					}
+					if err := <-done; err == nil {
+						t.Errorf("the other claim: got a lease, want its replies held past NodeTimeout")
+					}
+				})
+				for i, p := range proxies {
+					for n := 0; p.Pending(redistest.ToClient) == 0; n++ {
+						if n == 500 {
+							t.Fatalf("node %d: the other claim's reply never arrived at the proxy", i)
+						}
+						time.Sleep(10 * time.Millisecond)
+					}
+				}
+			}
+			ctx, cancel := context.WithTimeout(bg, 300*time.Millisecond)
+			_, err = b.Obtain(ctx)
+			cancel()
+			if got := errors.Is(err, locker.ErrSplitVote); got != tc.wantSplit {
+				t.Errorf("attempt: got %v; ErrSplitVote %v, want %v", err, got, tc.wantSplit)
+			}
+			if tc.refused {
+				if !errors.Is(err, locker.ErrNoQuorum) || errors.Is(err, locker.ErrNotSent) {
+					t.Errorf("attempt: got %v, want ErrNoQuorum without ErrNotSent", err)
+				}
+				return
+			}
+			if !errors.Is(err, locker.ErrNotSent) || !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("attempt: got %v, want ErrNotSent and context.DeadlineExceeded", err)
+			}
+		})
+	}
+}
+
 // TestRetriedClaimIsIdempotent: the same claim (same token) sent twice, as
 // a retry after a lost reply is, wins both times with the same fence
 // instead of reporting its own mark as "slot claimed"; another token's

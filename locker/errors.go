@@ -51,6 +51,9 @@ var (
 	// plus the nodes that did not answer make no majority, and other
 	// claims hold votes) and dropped its marks: no claim may have won, so
 	// the same bid may be sent again at once. ErrNoQuorum is wrapped too.
+	// An attempt after it that no node received (cut by its context in
+	// this process's queue) returns that split vote again, joined with
+	// its own ErrNotSent.
 	ErrSplitVote = errors.New("locker: split vote")
 	// ErrNotSent means a call's context ended while it waited in this
 	// process's queue for the node (calls made before it were still in

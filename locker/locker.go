@@ -192,7 +192,8 @@ type Bid struct {
 	claim Claim
 	token string
 	lines lines
-	sent  bool // an attempt may have reached Redis
+	sent  bool  // an attempt may have reached Redis
+	split error // the last attempt's lost split vote (quorum mode), if it was one
 }
 
 // Bid prepares a claim under a new token; nothing is sent yet. It fails

@@ -167,6 +167,7 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 		retryUntil = minTime(deadline, retryUntil.Add(s.share.handOff()))
 	}
 	extended := false // retryUntil moved on for a claim that reached Redis
+	split := false    // the last attempt's votes split (quorum mode)
 	giveUp := func(reason string) *locker.Lease {
 		if !bid.Sent() {
 			bid = nil
@@ -183,6 +184,10 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 		switch {
 		case ctx.Err() != nil:
 			return giveUp(store.ReasonAborted) // shutting down: no new attempt
+		case clk.Now().After(deadline) && split:
+			// Woken late from the wait before a new vote (a starved
+			// host): the slot was lost to the split, not to lateness.
+			return giveUp(store.ReasonSplit)
 		case clk.Now().After(deadline):
 			return giveUp(store.ReasonLate)
 		case !s.clock.healthy():
@@ -206,6 +211,7 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			// read timeout, the claim-ahead must rise the most.
 			s.ahead.observe(clk.Now().Sub(sent))
 		}
+		split = errors.Is(err, locker.ErrSplitVote)
 		if err == nil {
 			s.reconnect.ok()
 			if clk.Now().After(deadline) {

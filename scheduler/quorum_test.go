@@ -248,48 +248,68 @@ func counterOf(c prometheus.Counter) float64 {
 // TestQuorumSplitRecorded: a claim that stays split until the next slot
 // (another claim's running mark holds one of the two live masters of three,
 // as a claimant that died mid-claim leaves it) runs nothing and is queued
-// to be recorded as a split vote, not as an outage.
+// to be recorded as a split vote, not as an outage. Also when the replica
+// wakes from a wait before a new vote only after the claim deadline (its
+// timers stall, as on a starved host, from the first split on): the slot
+// was lost to the split, not to lateness.
 func TestQuorumSplitRecorded(t *testing.T) {
 	t.Parallel()
-	servers := []*redistest.Server{
-		redistest.Start(t, redistest.Options{}), redistest.Start(t, redistest.Options{}), redistest.Start(t, redistest.Options{}),
-	}
-	if err := servers[2].Kill(); err != nil {
-		t.Fatal(err)
-	}
-	l := &ledger{}
-	fn := registerLedgerFunc(l, behaviour{})
-	j := testJob(t, "ghosted", "* * * * * *", fn, func(j *jobs.Job) { j.CatchupWindow = 0 })
-	slot := nextSecond(2 * time.Second)
-	ghost := store.Record{Job: j.Name, Slot: slot, Outcome: store.OutcomeRunning, Replica: "ghost"}.Encode()
-	c := servers[0].Client(t)
-	ctx := context.Background()
-	mark := store.JobKeys("", j.Name).Mark(slot)
-	if err := c.HSet(ctx, mark, "token", "ghost-token", "fence", 1, "run", ghost, "prevhw", "").Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Expire(ctx, mark, time.Minute).Err(); err != nil {
-		t.Fatal(err)
-	}
-	s := startQuorumInstance(t, servers, []*jobs.Job{j}, Options{Replica: "r0"})
-	waitUntil(slot.Add(2 * time.Second))
-	for _, e := range l.snapshot() {
-		if e.slot.Equal(slot) {
-			t.Errorf("slot %v ran on %s, want no run (no majority possible)", slot, e.replica)
-		}
-	}
-	var reasons []string
-	s.recorder.mu.Lock()
-	for _, p := range s.recorder.queue {
-		if p.slot.Equal(slot) {
-			reasons = append(reasons, p.reason)
-		}
-	}
-	s.recorder.mu.Unlock()
-	if len(reasons) != 1 || reasons[0] != store.ReasonSplit {
-		t.Errorf("skip records queued for slot %v: got %v, want [%s]", slot, reasons, store.ReasonSplit)
-	}
-	if n := counterOf(s.metrics.splitVotes); n == 0 {
-		t.Errorf("split claims sent again: got 0, want some")
+	for _, stall := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stall=%v", stall), func(t *testing.T) {
+			t.Parallel()
+			servers := []*redistest.Server{
+				redistest.Start(t, redistest.Options{}), redistest.Start(t, redistest.Options{}), redistest.Start(t, redistest.Options{}),
+			}
+			if err := servers[2].Kill(); err != nil {
+				t.Fatal(err)
+			}
+			l := &ledger{}
+			fn := registerLedgerFunc(l, behaviour{})
+			j := testJob(t, "ghosted", "* * * * * *", fn, func(j *jobs.Job) { j.CatchupWindow = 0 })
+			slot := nextSecond(2 * time.Second)
+			ghost := store.Record{Job: j.Name, Slot: slot, Outcome: store.OutcomeRunning, Replica: "ghost"}.Encode()
+			c := servers[0].Client(t)
+			ctx := context.Background()
+			mark := store.JobKeys("", j.Name).Mark(slot)
+			if err := c.HSet(ctx, mark, "token", "ghost-token", "fence", 1, "run", ghost, "prevhw", "").Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Expire(ctx, mark, time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+			clk := &stallClock{}
+			s := startQuorumInstance(t, servers, []*jobs.Job{j}, Options{Replica: "r0", Clock: clk})
+			if stall {
+				// Past the claim deadline (slot + OnTime, no catch-up).
+				stallEnd := slot.Add(OnTime + 500*time.Millisecond)
+				for n := 0; counterOf(s.metrics.splitVotes) == 0; n++ {
+					if n == 10000 || time.Now().After(slot.Add(OnTime/2)) {
+						t.Fatalf("no split vote by %v: cannot stall from the first one on", time.Now())
+					}
+					time.Sleep(time.Millisecond)
+				}
+				clk.until.Store(stallEnd.UnixNano())
+			}
+			waitUntil(slot.Add(2 * time.Second))
+			for _, e := range l.snapshot() {
+				if e.slot.Equal(slot) {
+					t.Errorf("slot %v ran on %s, want no run (no majority possible)", slot, e.replica)
+				}
+			}
+			var reasons []string
+			s.recorder.mu.Lock()
+			for _, p := range s.recorder.queue {
+				if p.slot.Equal(slot) {
+					reasons = append(reasons, p.reason)
+				}
+			}
+			s.recorder.mu.Unlock()
+			if len(reasons) != 1 || reasons[0] != store.ReasonSplit {
+				t.Errorf("skip records queued for slot %v: got %v, want [%s]", slot, reasons, store.ReasonSplit)
+			}
+			if n := counterOf(s.metrics.splitVotes); n == 0 {
+				t.Errorf("split claims sent again: got 0, want some")
+			}
+		})
 	}
 }
