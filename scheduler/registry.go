@@ -26,6 +26,7 @@ type registry struct {
 	// only.
 	selfOf    []*jobState
 	selfCache store.Registration
+	gen       int64 // selfCache's Generation
 }
 
 // triggerPoll is how often a replica looks for queued trigger requests.
@@ -105,7 +106,8 @@ func (r *registry) self() store.Registration {
 	if r.selfOf != nil && len(states) == len(r.selfOf) && (len(states) == 0 || &states[0] == &r.selfOf[0]) {
 		return r.selfCache
 	}
-	me := store.Replica{Replica: s.opts.Replica, Version: s.opts.Version, Started: r.started.UTC(), HTTP: s.opts.HTTP, Jobs: make(map[string]string, len(states))}
+	r.gen++
+	me := store.Replica{Replica: s.opts.Replica, Version: s.opts.Version, Started: r.started.UTC(), HTTP: s.opts.HTTP, Generation: r.gen, Jobs: make(map[string]string, len(states))}
 	h := sha256.New()
 	for _, js := range states {
 		fp := js.fingerprint

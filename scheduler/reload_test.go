@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -41,10 +42,20 @@ func TestReload(t *testing.T) {
 		testJob(t, "changed", "* * * * * *", fast, nil), // from hourly to every second
 		testJob(t, "added", "* * * * * *", fast, nil),
 	}
+	registered := func(gen int64, job string) func() bool {
+		return func() bool {
+			rs, err := in.s.store.Replicas(context.Background())
+			return err == nil && len(rs) == 1 && rs[0].Generation == gen && rs[0].Jobs[job] != ""
+		}
+	}
+	waitFor(t, 10*time.Second, registered(1, "removed"))
 	reloaded := time.Now()
 	if err := in.s.Reload(next); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
+	// The next heartbeat registers the new jobs as the replica's second
+	// generation: the newer copy where quorum nodes disagree.
+	waitFor(t, 10*time.Second, registered(2, "added"))
 	if in.s.job("keep") != keepState {
 		t.Errorf("an unchanged job lost its state in the reload")
 	}

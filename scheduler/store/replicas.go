@@ -25,6 +25,11 @@ type Replica struct {
 	Started    time.Time `json:"started"`
 	ConfigHash string    `json:"config_hash"`
 	HTTP       string    `json:"http"`
+	// Generation counts the process's registrations: 1 at its start, one
+	// more at each reload that changed its jobs. Of two copies of a
+	// registration (quorum mode, a node that missed a heartbeat), the
+	// later Started, then the higher Generation, is reported.
+	Generation int64 `json:"generation,omitempty"`
 	// Jobs maps each job the replica defines to its definition's
 	// fingerprint (jobs.Job.Fingerprint).
 	Jobs map[string]string `json:"jobs,omitempty"`
@@ -274,7 +279,8 @@ func firstErr(cmds []*redis.StringCmd) error {
 }
 
 // Replicas lists the live replicas (those whose registration has not
-// expired), by id: the union of what the nodes that answered hold. A
+// expired), by id: the union of what the nodes that answered hold, the
+// newest copy of each (see Replica.Generation). A
 // registration unchanged since the last call is not decoded again: the
 // Jobs maps returned are shared with later calls, to read only.
 func (s *Store) Replicas(ctx context.Context) ([]Replica, error) {
@@ -320,7 +326,9 @@ func (s *Store) Replicas(ctx context.Context) ([]Replica, error) {
 	byID := map[string]Replica{}
 	for _, l := range lists {
 		for _, r := range l {
-			byID[r.Replica] = r
+			if old, seen := byID[r.Replica]; !seen || r.newer(old) {
+				byID[r.Replica] = r
+			}
 		}
 	}
 	out := make([]Replica, 0, len(byID))
@@ -340,6 +348,15 @@ func (s *Store) Replicas(ctx context.Context) ([]Replica, error) {
 		return 0
 	})
 	return out, nil
+}
+
+// newer says whether r is a later registration of its replica than old:
+// a later process start, or a later one of the same process.
+func (r Replica) newer(old Replica) bool {
+	if !r.Started.Equal(old.Started) {
+		return r.Started.After(old.Started)
+	}
+	return r.Generation > old.Generation
 }
 
 // Drift is, for each job defined on some live replica, whether the live

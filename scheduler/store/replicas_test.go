@@ -389,3 +389,71 @@ func TestReplicasReadChangesOnlyQuorum(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicasNewestQuorum: on a quorum of 3 masters, a node that missed a
+// replica's heartbeat (its proxy cut the writer off) keeps the previous
+// registration; Replicas reports the newest copy, wherever the stale node
+// is in node order: the later process start, then the later generation.
+func TestReplicasNewestQuorum(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name       string
+		stale      int // the node that misses the second heartbeat
+		old, fresh Replica
+	}{
+		{"reload, stale node last", 2,
+			Replica{Replica: "a", Started: t0, Generation: 1, Jobs: map[string]string{"x": "1"}},
+			Replica{Replica: "a", Started: t0, Generation: 2, Jobs: map[string]string{"x": "2"}}},
+		{"reload, stale node first", 0,
+			Replica{Replica: "a", Started: t0, Generation: 1, Jobs: map[string]string{"x": "1"}},
+			Replica{Replica: "a", Started: t0, Generation: 2, Jobs: map[string]string{"x": "2"}}},
+		{"restart, stale node last", 2,
+			Replica{Replica: "a", Started: t0, Generation: 5, Jobs: map[string]string{"x": "1"}},
+			Replica{Replica: "a", Started: t0.Add(time.Minute), Generation: 1, Jobs: map[string]string{"x": "2"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var proxies []*redistest.Proxy
+			var direct, proxied []locker.Client
+			for range 3 {
+				srv := redistest.Start(t, redistest.Options{})
+				p := redistest.StartProxyFor(t, srv)
+				c := redis.NewClient(&redis.Options{
+					Addr: p.Addr(), DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
+					MaxRetries: -1, ContextTimeoutEnabled: true,
+				})
+				t.Cleanup(func() { _ = c.Close() })
+				proxies, direct, proxied = append(proxies, p), append(direct, srv.Client(t)), append(proxied, c)
+			}
+			quorum := func(clients []locker.Client) *Store {
+				lk, err := locker.NewQuorum(clients, locker.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return New(lk, "")
+			}
+			writer, reader := quorum(proxied), quorum(direct)
+			if err := writer.Heartbeat(ctx, NewRegistration(tc.old), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			proxies[tc.stale].Block(true)
+			if err := writer.Heartbeat(ctx, NewRegistration(tc.fresh), time.Minute); err != nil {
+				t.Fatalf("heartbeat with node %d cut off: %v (a majority answered)", tc.stale, err)
+			}
+			proxies[tc.stale].Block(false)
+			if got := direct[tc.stale].(*redis.Client).Get(ctx, writer.digestKey("a")).Val(); got != NewRegistration(tc.old).digest {
+				t.Fatalf("node %d's digest: got %q, want the old registration's (it missed the heartbeat)", tc.stale, got)
+			}
+			for i := range 3 { // the cache must not change the answer
+				rs, err := reader.Replicas(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(rs) != 1 || rs[0].Jobs["x"] != "2" || rs[0].Generation != tc.fresh.Generation {
+					t.Errorf("read %d: got %+v, want the fresh registration (x=2, generation %d)", i, rs, tc.fresh.Generation)
+				}
+			}
+		})
+	}
+}
