@@ -286,30 +286,34 @@ func TestQuorumSplitVote(t *testing.T) {
 // replica's queue behind replies the proxies hold, reports that split vote
 // again, with its ErrNotSent and its context's error: it told the nodes
 // nothing, so it is neither an outage nor a new answer. Without an earlier
-// split it is ErrNotSent alone, and nodes that refuse the connection are
-// an outage, not a split.
+// split it is no split vote; after an attempt that may have won (its
+// replies held), the cut attempt keeps that attempt's marks, to be retried
+// or withdrawn; and nodes that refuse the connection are an outage.
 func TestQuorumSplitCutInQueue(t *testing.T) {
 	t.Parallel()
 	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
 	prev := slot.Add(-time.Minute)
 	tests := []struct {
 		name      string
-		split     bool // a first attempt loses a split vote
-		refused   bool // the nodes refuse connections (else replies are held)
+		first     string // the first attempt: "split" (a lost split vote), "unheard" (replies held: it may have won), or "" (none)
+		refused   bool   // the nodes refuse connections (else replies are held)
 		wantSplit bool
 	}{
-		{"split, then cut in the queue", true, false, true},
-		{"cut in the queue at once", false, false, false},
-		{"split, then the nodes refuse", true, true, false},
+		{"split, then cut in the queue", "split", false, true},
+		{"cut in the queue at once", "", false, false},
+		{"may have won, then cut in the queue", "unheard", false, false},
+		{"split, then the nodes refuse", "split", true, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			key, meta := keys(t)
 			proxies := make([]*redistest.Proxy, 3)
 			clients := make([]*redis.Client, 3)
+			direct := make([]*redis.Client, 3)
 			for i := range proxies {
 				s := redistest.Start(t, redistest.Options{})
-				direct := newClient(t, s)
+				direct[i] = newClient(t, s)
 				proxies[i] = redistest.StartProxyFor(t, s)
 				c := redis.NewClient(&redis.Options{
 					Addr: proxies[i].Addr(), MaxRetries: -1, ContextTimeoutEnabled: true,
@@ -317,27 +321,50 @@ func TestQuorumSplitCutInQueue(t *testing.T) {
 				})
 				t.Cleanup(func() { _ = c.Close() })
 				clients[i] = c
-				key, meta := keys(t)
 				hw := unix(prev)
-				if i < 2 {
+				if i < 2 && tc.first == "split" {
 					// Two other claimants hold one node each: the vote splits.
 					hw = unix(slot)
-					must(t, direct.HSet(bg, markOf(key, slot), "token", []string{"aaa", "bbb"}[i], "fence", 1, "run", "running", "prevhw", unix(prev)).Err())
-					must(t, direct.Expire(bg, markOf(key, slot), time.Minute).Err())
+					must(t, direct[i].HSet(bg, markOf(key, slot), "token", []string{"aaa", "bbb"}[i], "fence", 1, "run", "running", "prevhw", unix(prev)).Err())
+					must(t, direct[i].Expire(bg, markOf(key, slot), time.Minute).Err())
 				}
-				must(t, direct.HSet(bg, meta, "hw", hw, "first", unix(prev)).Err())
+				must(t, direct[i].HSet(bg, meta, "hw", hw, "first", unix(prev)).Err())
 			}
-			key, meta := keys(t)
 			claim := slotClaim(key, meta, slot)
 			claim.Unwatched = true
 			q := newQuorum(t, clients, locker.Options{NodeTimeout: 2 * time.Second})
+			// Connected, and obtain.lua loaded, before any reply is held
+			// (else a held NOSCRIPT would keep the claim from running).
+			warm := slotClaim(key+"-warm", meta+"-warm", slot)
+			warm.Unwatched = true
+			wl, err := q.Obtain(bg, warm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			must(t, wl.Release(bg))
 			b, err := q.Bid(claim)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if tc.split {
+			t.Cleanup(func() {
+				for _, p := range proxies {
+					p.Release(redistest.ToClient)
+				}
+			})
+			switch tc.first {
+			case "split":
 				if _, err := b.Obtain(bg); !errors.Is(err, locker.ErrSplitVote) {
 					t.Fatalf("first attempt: got %v, want ErrSplitVote", err)
+				}
+			case "unheard":
+				for _, p := range proxies {
+					p.Hold(redistest.ToClient)
+				}
+				ctx, cancel := context.WithTimeout(bg, 300*time.Millisecond)
+				_, err := b.Obtain(ctx)
+				cancel()
+				if err == nil || errors.Is(err, locker.ErrSplitVote) {
+					t.Fatalf("first attempt, replies held: got %v, want an I/O error (it may have won)", err)
 				}
 			}
 			if tc.refused {
@@ -347,8 +374,10 @@ func TestQuorumSplitCutInQueue(t *testing.T) {
 			} else {
 				// Another claim's replies are held: this bid's calls queue
 				// behind them (for NodeTimeout) and its context ends first.
-				for _, p := range proxies {
+				sent := make([]int64, len(proxies))
+				for i, p := range proxies {
 					p.Hold(redistest.ToClient)
+					sent[i] = p.Bytes(redistest.ToServer)
 				}
 				other := slotClaim(key+"-other", meta+"-other", slot)
 				other.Unwatched = true
@@ -356,31 +385,46 @@ func TestQuorumSplitCutInQueue(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				done := make(chan error, 1)
+				done := make(chan struct{})
 				go func() {
-					_, err := ob.Obtain(bg) // held until it times out
-					done <- err
+					defer close(done)
+					if lease, err := ob.Obtain(bg); err == nil { // held until released
+						_ = lease.Release(bg)
+					}
 				}()
 				t.Cleanup(func() {
 					for _, p := range proxies {
 						p.Release(redistest.ToClient)
 					}
-					if err := <-done; err == nil {
-						t.Errorf("the other claim: got a lease, want its replies held past NodeTimeout")
-					}
+					<-done
 				})
 				for i, p := range proxies {
-					for n := 0; p.Pending(redistest.ToClient) == 0; n++ {
+					for n := 0; p.Bytes(redistest.ToServer) == sent[i]; n++ {
 						if n == 500 {
-							t.Fatalf("node %d: the other claim's reply never arrived at the proxy", i)
+							t.Fatalf("node %d: the other claim never reached the server", i)
 						}
 						time.Sleep(10 * time.Millisecond)
 					}
 				}
 			}
-			ctx, cancel := context.WithTimeout(bg, 300*time.Millisecond)
+			ctx, cancel := context.WithTimeout(bg, 100*time.Millisecond)
+			released := make(chan struct{})
+			go func() {
+				// Once this attempt's context has ended in the queue, the
+				// replies flow again: what the attempt does next (a drop
+				// of its marks, if it thought it lost) reaches the nodes.
+				defer close(released)
+				<-ctx.Done()
+				time.Sleep(50 * time.Millisecond)
+				for _, p := range proxies {
+					if !tc.refused {
+						p.Release(redistest.ToClient)
+					}
+				}
+			}()
 			_, err = b.Obtain(ctx)
 			cancel()
+			<-released
 			if got := errors.Is(err, locker.ErrSplitVote); got != tc.wantSplit {
 				t.Errorf("attempt: got %v; ErrSplitVote %v, want %v", err, got, tc.wantSplit)
 			}
@@ -392,6 +436,13 @@ func TestQuorumSplitCutInQueue(t *testing.T) {
 			}
 			if !errors.Is(err, locker.ErrNotSent) || !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("attempt: got %v, want ErrNotSent and context.DeadlineExceeded", err)
+			}
+			if tc.first == "unheard" {
+				for i, c := range direct {
+					if got := hget(t, c, markOf(key, slot), "token"); got != b.Token() {
+						t.Errorf("node %d mark token after the cut attempt: got %q, want the bid's (it may have won: kept for a retry or Withdraw)", i, got)
+					}
+				}
 			}
 		})
 	}

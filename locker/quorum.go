@@ -108,6 +108,8 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 	validUntil := start.Add(c.TTL - l.opts.drift(c.TTL))
 
 	b.sent = true
+	split := b.split // the last attempt's lost split vote, if it was one
+	b.split = nil
 	g := fanout(ctx, l.nodes, laneMain, l.opts.NodeTimeout, obtainScript, b.lines.obtain, parseObtainCmd)
 	ok, failed := 0, 0
 	var fence, pttl int64
@@ -158,13 +160,14 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 	// Failure: wait for the slow claims (bounded by NodeTimeout), then look
 	// at every answer.
 	rs := g.all()
-	if b.split != nil && cutInQueue(rs) {
+	if split != nil && cutInQueue(rs) {
 		// No node saw this attempt: its context ended while it waited in
 		// this replica's queue (behind a slow reply, or on a starved
-		// host). The bid's last answer, a lost split vote, still stands.
-		return nil, errors.Join(b.split, withCtx(ctx, fmt.Errorf("%w: %w", err, joinErrs(rs))))
+		// host). The bid's last answer, a lost split vote (its marks
+		// dropped), still stands.
+		b.split = split
+		return nil, errors.Join(split, withCtx(ctx, fmt.Errorf("%w: %w", err, joinErrs(rs))))
 	}
-	b.split = nil
 	if state, decided := quorumRefusal(rs, n, l.quorum); decided {
 		// Others decided the slot: our running marks, if any, stand on a
 		// minority.
@@ -178,14 +181,14 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 		// 5 masters dead leave 3 votes to split): Bid.Obtain retries it
 		// after a random delay, as Redlock does.
 		b.drop(rs)
-		split := splitWith(rs)
-		if split {
+		lost := splitWith(rs)
+		if lost {
 			err = fmt.Errorf("%w: %w", err, ErrSplitVote)
 		}
 		if ioErr := joinErrs(rs); ioErr != nil {
 			err = fmt.Errorf("%w: %w", err, ioErr)
 		}
-		if split {
+		if lost {
 			b.split = err
 		}
 		return nil, withCtx(ctx, err)
@@ -334,23 +337,26 @@ func splitWith(rs []nodeResult[obtainReply]) bool {
 }
 
 // neverSent reports an error that proves the command never reached the
-// node: the connection could not even be dialled, or the call's context
-// ended while it was queued (ErrNotSent).
+// node: the connection could not even be dialled. A call dropped unsent
+// from this process's queue (ErrNotSent) is not counted: it did not reach
+// the node, but the bid's earlier attempts may have, and won there.
 func neverSent(err error) bool {
 	var op *net.OpError
-	return errors.Is(err, ErrNotSent) || errors.As(err, &op) && op.Op == "dial"
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // cutInQueue reports whether a claim's context ended while it was queued
 // for some node and no other node received it (each could not be dialled):
-// then the claim told the nodes nothing, and it is no outage either.
+// then the attempt told the nodes nothing, and it is no outage either.
 func cutInQueue(rs []nodeResult[obtainReply]) bool {
 	cut := false
 	for _, r := range rs {
-		if r.err == nil || !neverSent(r.err) {
+		switch {
+		case r.err != nil && errors.Is(r.err, ErrNotSent):
+			cut = true
+		case r.err == nil || !neverSent(r.err):
 			return false
 		}
-		cut = cut || errors.Is(r.err, ErrNotSent)
 	}
 	return cut
 }

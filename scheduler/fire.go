@@ -280,10 +280,14 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			return nil
 		case errors.Is(err, locker.ErrSplitVote):
 			// Quorum mode: the claimants' votes split again after the
-			// locker's own retries. No claim won and each dropped its
-			// marks, so this is no outage: send the same claim again
-			// after a short random delay, until the next slot.
-			s.metrics.splitVotes.Inc()
+			// locker's own retries (or the attempt after the split was
+			// cut in this replica's queue: the split stands). No claim
+			// won and each dropped its marks, so this is no outage: send
+			// the same claim again after a short random delay, until the
+			// next slot.
+			if !errors.Is(err, locker.ErrNotSent) {
+				s.metrics.splitVotes.Inc() // a vote, not a cut attempt
+			}
 			wait := splitRetry(attempt)
 			if !clk.Now().Add(wait).Before(retryUntil.Add(-claimGuard)) {
 				return giveUp(store.ReasonSplit)

@@ -3,11 +3,13 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/jobs"
@@ -251,7 +253,8 @@ func counterOf(c prometheus.Counter) float64 {
 // to be recorded as a split vote, not as an outage. Also when the replica
 // wakes from a wait before a new vote only after the claim deadline (its
 // timers stall, as on a starved host, from the first split on): the slot
-// was lost to the split, not to lateness.
+// was lost to the split, not to lateness. The stall starts as the ghost's
+// vote is read (ghostHook), before the scheduler's first wait.
 func TestQuorumSplitRecorded(t *testing.T) {
 	t.Parallel()
 	for _, stall := range []bool{false, true} {
@@ -278,18 +281,21 @@ func TestQuorumSplitRecorded(t *testing.T) {
 				t.Fatal(err)
 			}
 			clk := &stallClock{}
-			s := startQuorumInstance(t, servers, []*jobs.Job{j}, Options{Replica: "r0", Clock: clk})
+			hook := &ghostHook{clk: clk}
 			if stall {
-				// Past the claim deadline (slot + OnTime, no catch-up).
-				stallEnd := slot.Add(OnTime + 500*time.Millisecond)
-				for n := 0; counterOf(s.metrics.splitVotes) == 0; n++ {
-					if n == 10000 || time.Now().After(slot.Add(OnTime/2)) {
-						t.Fatalf("no split vote by %v: cannot stall from the first one on", time.Now())
-					}
-					time.Sleep(time.Millisecond)
-				}
-				clk.until.Store(stallEnd.UnixNano())
+				hook.until = slot.Add(OnTime + 300*time.Millisecond) // past the claim deadline (no catch-up)
 			}
+			clients := make([]locker.Client, len(servers))
+			for n, srv := range servers {
+				c := clientAt(t, srv.Addr())
+				c.AddHook(hook)
+				clients[n] = c
+			}
+			q, err := locker.NewQuorum(clients, locker.Options{Retries: 3, RetryDelay: 50 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := runScheduler(t, []*jobs.Job{j}, q, Options{Replica: "r0", Clock: clk})
 			waitUntil(slot.Add(2 * time.Second))
 			for _, e := range l.snapshot() {
 				if e.slot.Equal(slot) {
@@ -310,6 +316,48 @@ func TestQuorumSplitRecorded(t *testing.T) {
 			if n := counterOf(s.metrics.splitVotes); n == 0 {
 				t.Errorf("split claims sent again: got 0, want some")
 			}
+			if stall && !hook.stalled.Load() {
+				t.Errorf("the ghost's vote was never read: no stall")
+			}
 		})
+	}
+}
+
+// ghostHook stalls clk's timers until until (when set) as soon as a claim's
+// reply names the ghost's token: a node's vote for another claimant, read
+// before the claim's votes are counted as split.
+type ghostHook struct {
+	clk     *stallClock
+	until   time.Time
+	stalled atomic.Bool
+}
+
+func (h *ghostHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *ghostHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.after(cmd)
+		return err
+	}
+}
+
+func (h *ghostHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, c := range cmds {
+			h.after(c)
+		}
+		return err
+	}
+}
+
+func (h *ghostHook) after(cmd redis.Cmder) {
+	c, ok := cmd.(*redis.Cmd)
+	if h.until.IsZero() || !ok || c.Err() != nil {
+		return
+	}
+	if r, ok := c.Val().([]any); ok && len(r) >= 4 && r[0] == "claimed" && r[3] == "ghost-token" && h.stalled.CompareAndSwap(false, true) {
+		h.clk.until.Store(h.until.UnixNano())
 	}
 }

@@ -26,7 +26,7 @@ type Replica struct {
 	ConfigHash string    `json:"config_hash"`
 	HTTP       string    `json:"http"`
 	// Generation counts the process's registrations: 1 at its start, one
-	// more at each reload that changed its jobs. Of two copies of a
+	// more at the first heartbeat after each reload. Of two copies of a
 	// registration (quorum mode, a node that missed a heartbeat), the
 	// later Started, then the higher Generation, is reported.
 	Generation int64 `json:"generation,omitempty"`
