@@ -288,7 +288,7 @@ func TestQuorumSplitRecorded(t *testing.T) {
 			clients := make([]locker.Client, len(servers))
 			for n, srv := range servers {
 				c := clientAt(t, srv.Addr())
-				c.AddHook(hook)
+				c.AddHook(afterHook(hook.after))
 				clients[n] = c
 			}
 			q, err := locker.NewQuorum(clients, locker.Options{Retries: 3, RetryDelay: 50 * time.Millisecond})
@@ -324,32 +324,12 @@ func TestQuorumSplitRecorded(t *testing.T) {
 }
 
 // ghostHook stalls clk's timers until until (when set) as soon as a claim's
-// reply names the ghost's token: a node's vote for another claimant, read
-// before the claim's votes are counted as split.
+// reply names the ghost's token (see afterHook): a node's vote for another
+// claimant, read before the claim's votes are counted as split.
 type ghostHook struct {
 	clk     *stallClock
 	until   time.Time
 	stalled atomic.Bool
-}
-
-func (h *ghostHook) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *ghostHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
-		h.after(cmd)
-		return err
-	}
-}
-
-func (h *ghostHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		err := next(ctx, cmds)
-		for _, c := range cmds {
-			h.after(c)
-		}
-		return err
-	}
 }
 
 func (h *ghostHook) after(cmd redis.Cmder) {
