@@ -416,10 +416,11 @@ func TestQuorumSplitCutInQueue(t *testing.T) {
 				defer close(released)
 				<-ctx.Done()
 				time.Sleep(50 * time.Millisecond)
+				if tc.refused {
+					return // the proxies are closed
+				}
 				for _, p := range proxies {
-					if !tc.refused {
-						p.Release(redistest.ToClient)
-					}
+					p.Release(redistest.ToClient)
 				}
 			}()
 			_, err = b.Obtain(ctx)

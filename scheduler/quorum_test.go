@@ -68,23 +68,28 @@ func startQuorumInstance(t *testing.T, servers []*redistest.Server, js []*jobs.J
 }
 
 // startQuorumInstanceWith is startQuorumInstance with the locker's
-// retries of a split vote (negative: none).
-func startQuorumInstanceWith(t *testing.T, servers []*redistest.Server, js []*jobs.Job, opts Options, retries int) *Scheduler {
+// retries of a split vote (negative: none), and hooks on every master's
+// client.
+func startQuorumInstanceWith(t *testing.T, servers []*redistest.Server, js []*jobs.Job, opts Options, retries int, hooks ...redis.Hook) *Scheduler {
 	t.Helper()
 	addrs := make([]string, len(servers))
 	for n, srv := range servers {
 		addrs[n] = srv.Addr()
 	}
-	return startQuorumInstanceAt(t, addrs, js, opts, retries)
+	return startQuorumInstanceAt(t, addrs, js, opts, retries, hooks...)
 }
 
 // startQuorumInstanceAt is startQuorumInstanceWith on the masters at addrs
 // (proxies' or servers').
-func startQuorumInstanceAt(t *testing.T, addrs []string, js []*jobs.Job, opts Options, retries int) *Scheduler {
+func startQuorumInstanceAt(t *testing.T, addrs []string, js []*jobs.Job, opts Options, retries int, hooks ...redis.Hook) *Scheduler {
 	t.Helper()
 	clients := make([]locker.Client, len(addrs))
 	for n, addr := range addrs {
-		clients[n] = clientAt(t, addr)
+		c := clientAt(t, addr)
+		for _, h := range hooks {
+			c.AddHook(h)
+		}
+		clients[n] = c
 	}
 	q, err := locker.NewQuorum(clients, locker.Options{Retries: retries, RetryDelay: 50 * time.Millisecond})
 	if err != nil {
@@ -285,17 +290,7 @@ func TestQuorumSplitRecorded(t *testing.T) {
 			if stall {
 				hook.until = slot.Add(OnTime + 300*time.Millisecond) // past the claim deadline (no catch-up)
 			}
-			clients := make([]locker.Client, len(servers))
-			for n, srv := range servers {
-				c := clientAt(t, srv.Addr())
-				c.AddHook(afterHook(hook.after))
-				clients[n] = c
-			}
-			q, err := locker.NewQuorum(clients, locker.Options{Retries: 3, RetryDelay: 50 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			s := runScheduler(t, []*jobs.Job{j}, q, Options{Replica: "r0", Clock: clk})
+			s := startQuorumInstanceWith(t, servers, []*jobs.Job{j}, Options{Replica: "r0", Clock: clk}, 3, afterHook(hook.after))
 			waitUntil(slot.Add(2 * time.Second))
 			for _, e := range l.snapshot() {
 				if e.slot.Equal(slot) {
