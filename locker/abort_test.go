@@ -281,28 +281,33 @@ func TestQuorumSplitVote(t *testing.T) {
 	}
 }
 
-// TestQuorumSplitCutInQueue: after a lost split vote, an attempt that no
-// node received, because its context ended while it waited in this
-// replica's queue behind replies the proxies hold, reports that split vote
-// again, with its ErrNotSent and its context's error: it told the nodes
-// nothing, so it is neither an outage nor a new answer. Without an earlier
-// split it is no split vote; after an attempt that may have won (its
-// replies held), the cut attempt keeps that attempt's marks, to be retried
-// or withdrawn; and nodes that refuse the connection are an outage.
-func TestQuorumSplitCutInQueue(t *testing.T) {
+// TestQuorumSplitCutShort: after a lost split vote, an attempt that its
+// context cut short reports that split vote again, with its context's
+// error: it learned nothing new about the vote, so it is neither an outage
+// nor a new answer. Cut in this replica's queue (behind replies the proxies
+// hold for another claim), with ErrNotSent; cut in flight (its own replies
+// held until its context ends), with its marks kept, since they may have
+// won. Without an earlier split it is no split vote; after an attempt that
+// may have won (its replies held), the cut attempt keeps that attempt's
+// marks, to be retried or withdrawn. Nodes that refuse the connection, or
+// whose replies do not come within NodeTimeout while the context lives,
+// are an outage.
+func TestQuorumSplitCutShort(t *testing.T) {
 	t.Parallel()
 	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
 	prev := slot.Add(-time.Minute)
 	tests := []struct {
 		name      string
 		first     string // the first attempt: "split" (a lost split vote), "unheard" (replies held: it may have won), or "" (none)
-		refused   bool   // the nodes refuse connections (else replies are held)
+		then      string // the next attempt: "queue" (cut queued behind held replies), "flight" (its replies held past its context), "timeout" (held past NodeTimeout), "refused"
 		wantSplit bool
 	}{
-		{"split, then cut in the queue", "split", false, true},
-		{"cut in the queue at once", "", false, false},
-		{"may have won, then cut in the queue", "unheard", false, false},
-		{"split, then the nodes refuse", "split", true, false},
+		{"split, then cut in the queue", "split", "queue", true},
+		{"split, then cut in flight", "split", "flight", true},
+		{"cut in the queue at once", "", "queue", false},
+		{"may have won, then cut in the queue", "unheard", "queue", false},
+		{"split, then the nodes refuse", "split", "refused", false},
+		{"split, then NodeTimeout", "split", "timeout", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -316,7 +321,7 @@ func TestQuorumSplitCutInQueue(t *testing.T) {
 				direct[i] = newClient(t, s)
 				proxies[i] = redistest.StartProxyFor(t, s)
 				c := redis.NewClient(&redis.Options{
-					Addr: proxies[i].Addr(), MaxRetries: -1, ContextTimeoutEnabled: true,
+					Addr: proxies[i].Addr(), MaxRetries: -1, ContextTimeoutEnabled: true, DialerRetries: 1, // as redisconn dials
 					DialTimeout: time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: time.Second,
 				})
 				t.Cleanup(func() { _ = c.Close() })
@@ -332,7 +337,11 @@ func TestQuorumSplitCutInQueue(t *testing.T) {
 			}
 			claim := slotClaim(key, meta, slot)
 			claim.Unwatched = true
-			q := newQuorum(t, clients, locker.Options{NodeTimeout: 2 * time.Second})
+			nodeTimeout := 2 * time.Second
+			if tc.then == "timeout" {
+				nodeTimeout = 200 * time.Millisecond
+			}
+			q := newQuorum(t, clients, locker.Options{NodeTimeout: nodeTimeout})
 			// Connected, and obtain.lua loaded, before any reply is held
 			// (else a held NOSCRIPT would keep the claim from running).
 			warm := slotClaim(key+"-warm", meta+"-warm", slot)
@@ -367,11 +376,16 @@ func TestQuorumSplitCutInQueue(t *testing.T) {
 					t.Fatalf("first attempt, replies held: got %v, want an I/O error (it may have won)", err)
 				}
 			}
-			if tc.refused {
+			switch tc.then {
+			case "refused":
 				for _, p := range proxies {
 					p.Close()
 				}
-			} else {
+			case "flight", "timeout":
+				for _, p := range proxies {
+					p.Hold(redistest.ToClient)
+				}
+			case "queue":
 				// Another claim's replies are held: this bid's calls queue
 				// behind them (for NodeTimeout) and its context ends first.
 				sent := make([]int64, len(proxies))
@@ -407,16 +421,23 @@ func TestQuorumSplitCutInQueue(t *testing.T) {
 					}
 				}
 			}
-			ctx, cancel := context.WithTimeout(bg, 100*time.Millisecond)
+			bound := 100 * time.Millisecond
+			if tc.then == "timeout" {
+				bound = 2 * time.Second // NodeTimeout ends the calls first
+			}
+			ctx, cancel := context.WithTimeout(bg, bound)
 			released := make(chan struct{})
 			go func() {
-				// Once this attempt's context has ended in the queue, the
-				// replies flow again: what the attempt does next (a drop
-				// of its marks, if it thought it lost) reaches the nodes.
+				// Once this attempt's calls have ended, the replies flow
+				// again: what the attempt does next (a drop of its marks,
+				// if it thought it lost) reaches the nodes.
 				defer close(released)
-				<-ctx.Done()
+				select {
+				case <-ctx.Done():
+				case <-time.After(nodeTimeout):
+				}
 				time.Sleep(50 * time.Millisecond)
-				if tc.refused {
+				if tc.then == "refused" {
 					return // the proxies are closed
 				}
 				for _, p := range proxies {
@@ -429,9 +450,20 @@ func TestQuorumSplitCutInQueue(t *testing.T) {
 			if got := errors.Is(err, locker.ErrSplitVote); got != tc.wantSplit {
 				t.Errorf("attempt: got %v; ErrSplitVote %v, want %v", err, got, tc.wantSplit)
 			}
-			if tc.refused {
-				if !errors.Is(err, locker.ErrNoQuorum) || errors.Is(err, locker.ErrNotSent) {
-					t.Errorf("attempt: got %v, want ErrNoQuorum without ErrNotSent", err)
+			switch tc.then {
+			case "refused", "timeout":
+				if !errors.Is(err, locker.ErrNoQuorum) || errors.Is(err, locker.ErrNotSent) || errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("attempt: got %v, want ErrNoQuorum without ErrNotSent or the context's error", err)
+				}
+				return
+			case "flight":
+				if errors.Is(err, locker.ErrNotSent) || !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("attempt: got %v, want context.DeadlineExceeded without ErrNotSent", err)
+				}
+				// Node 2 held no other claim's mark: this attempt won there
+				// (its reply lost), and the mark stays for a retry or Withdraw.
+				if got := hget(t, direct[2], markOf(key, slot), "token"); got != b.Token() {
+					t.Errorf("node 2 mark token after the attempt cut in flight: got %q, want the bid's (it may have won)", got)
 				}
 				return
 			}

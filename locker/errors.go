@@ -51,9 +51,10 @@ var (
 	// plus the nodes that did not answer make no majority, and other
 	// claims hold votes) and dropped its marks: no claim may have won, so
 	// the same bid may be sent again at once. ErrNoQuorum is wrapped too.
-	// An attempt after it that no node received (cut by its context in
-	// this process's queue) returns that split vote again, joined with
-	// its own ErrNotSent.
+	// An attempt after it that its context cut short (dropped unsent from
+	// this process's queue, or its replies not in by the deadline) returns
+	// that split vote again, joined with its own error and the context's;
+	// its marks, which may have won, are kept: retry it or Withdraw it.
 	ErrSplitVote = errors.New("locker: split vote")
 	// ErrNotSent means a call's context ended while it waited in this
 	// process's queue for the node (calls made before it were still in

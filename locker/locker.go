@@ -193,7 +193,7 @@ type Bid struct {
 	token string
 	lines lines
 	sent  bool  // an attempt may have reached Redis
-	split error // the last attempt's lost split vote (quorum mode), if it was one
+	split error // the last lost split vote (quorum mode) that no answer since has overtaken
 }
 
 // Bid prepares a claim under a new token; nothing is sent yet. It fails

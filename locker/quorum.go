@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"time"
 
@@ -160,41 +161,39 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 	// Failure: wait for the slow claims (bounded by NodeTimeout), then look
 	// at every answer.
 	rs := g.all()
-	if split != nil && cutInQueue(rs) {
-		// No node saw this attempt: its context ended while it waited in
-		// this replica's queue (behind a slow reply, or on a starved
-		// host). The bid's last answer, a lost split vote (its marks
-		// dropped), still stands.
-		b.split = split
-		return nil, errors.Join(split, withCtx(ctx, fmt.Errorf("%w: %w", err, joinErrs(rs))))
-	}
 	if state, decided := quorumRefusal(rs, n, l.quorum); decided {
 		// Others decided the slot: our running marks, if any, stand on a
 		// minority.
 		b.drop(rs)
 		return nil, state
 	}
-	if !mayHaveWon(rs, l.quorum) {
+	won := mayHaveWon(rs, l.quorum)
+	if !won {
 		// A split vote, or too few nodes answered to win: drop our marks so
 		// that a retry (ours or another claimant's) can win. When other
 		// claims hold votes it is a split vote, even with nodes down (2 of
 		// 5 masters dead leave 3 votes to split): Bid.Obtain retries it
 		// after a random delay, as Redlock does.
 		b.drop(rs)
-		lost := splitWith(rs)
-		if lost {
-			err = fmt.Errorf("%w: %w", err, ErrSplitVote)
-		}
-		if ioErr := joinErrs(rs); ioErr != nil {
-			err = fmt.Errorf("%w: %w", err, ioErr)
-		}
-		if lost {
-			b.split = err
-		}
-		return nil, withCtx(ctx, err)
+	}
+	lost := !won && splitWith(rs)
+	if !lost && split != nil && cutShort(ctx, rs) {
+		// This attempt's context ended before the nodes' answers were all
+		// in (it waited in this replica's queue, or its replies were late,
+		// on a starved host): it learned nothing new about the vote, and
+		// the bid's last answer, a lost split vote, still stands. Marks
+		// this attempt may have won with are kept, for a retry or Withdraw.
+		b.split = split
+		return nil, errors.Join(split, withCtx(ctx, fmt.Errorf("%w: %w", err, joinErrs(rs))))
+	}
+	if lost {
+		err = fmt.Errorf("%w: %w", err, ErrSplitVote)
 	}
 	if ioErr := joinErrs(rs); ioErr != nil {
 		err = fmt.Errorf("%w: %w", err, ioErr)
+	}
+	if lost {
+		b.split = err
 	}
 	return nil, withCtx(ctx, err)
 }
@@ -345,17 +344,26 @@ func neverSent(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// cutInQueue reports whether a claim's context ended while it was queued
-// for some node and no other node received it (each could not be dialled):
-// then the attempt told the nodes nothing, and it is no outage either.
-func cutInQueue(rs []nodeResult[obtainReply]) bool {
+// cutShort reports whether a claim attempt was cut short by its context:
+// the context has ended, and each node that gave no answer either lost the
+// call to the context (dropped unsent from this process's queue, or its
+// reply not in by the context's deadline) or could not be dialled, with at
+// least one lost to the context. A node that ran out its own NodeTimeout
+// while the context lived is an outage: its error came before the context
+// ended, so the check (made once every node is done) sees a live context.
+func cutShort(ctx context.Context, rs []nodeResult[obtainReply]) bool {
+	if !ended(ctx, time.Now()) {
+		return false
+	}
 	cut := false
 	for _, r := range rs {
 		switch {
-		case r.err != nil && errors.Is(r.err, ErrNotSent):
+		case r.err == nil || neverSent(r.err):
+		case errors.Is(r.err, ErrNotSent), errors.Is(r.err, context.DeadlineExceeded),
+			errors.Is(r.err, context.Canceled), errors.Is(r.err, os.ErrDeadlineExceeded):
 			cut = true
-		case r.err == nil || !neverSent(r.err):
-			return false
+		default:
+			return false // a fault of its own (a reset connection, an error reply)
 		}
 	}
 	return cut

@@ -281,12 +281,12 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 		case errors.Is(err, locker.ErrSplitVote):
 			// Quorum mode: the claimants' votes split again after the
 			// locker's own retries (or the attempt after the split was
-			// cut in this replica's queue: the split stands). No claim
-			// won and each dropped its marks, so this is no outage: send
-			// the same claim again after a short random delay, until the
-			// next slot.
-			if !errors.Is(err, locker.ErrNotSent) {
-				s.metrics.splitVotes.Inc() // a vote, not a cut attempt
+			// cut short by its bound, in this replica's queue or waiting
+			// for late replies: the split stands). This is no outage:
+			// send the same claim again after a short random delay, until
+			// the next slot; a claim given up is withdrawn (giveUp).
+			if !errors.Is(err, context.DeadlineExceeded) {
+				s.metrics.splitVotes.Inc() // a vote, not an attempt cut short
 			}
 			wait := splitRetry(attempt)
 			if !clk.Now().Add(wait).Before(retryUntil.Add(-claimGuard)) {

@@ -259,17 +259,31 @@ func counterOf(c prometheus.Counter) float64 {
 // wakes from a wait before a new vote only after the claim deadline (its
 // timers stall, as on a starved host, from the first split on): the slot
 // was lost to the split, not to lateness. The stall starts as the ghost's
-// vote is read (ghostHook), before the scheduler's first wait.
+// vote is read (ghostHook), before the scheduler's first wait. And when the
+// ghost's master answers late from half-way through the slot (its proxy
+// holds the replies, as a starved host reads them): the last attempt, cut
+// short by its bound with the other master's vote in, learned nothing new.
 func TestQuorumSplitRecorded(t *testing.T) {
 	t.Parallel()
-	for _, stall := range []bool{false, true} {
-		t.Run(fmt.Sprintf("stall=%v", stall), func(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		stall bool // the timers stall past the claim deadline from the first split on
+		late  bool // the ghost's master's replies are held from half-way through the slot
+	}{
+		{name: "split"},
+		{name: "stalled timers", stall: true},
+		{name: "late replies", late: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			servers := []*redistest.Server{
-				redistest.Start(t, redistest.Options{}), redistest.Start(t, redistest.Options{}), redistest.Start(t, redistest.Options{}),
-			}
-			if err := servers[2].Kill(); err != nil {
-				t.Fatal(err)
+			servers := []*redistest.Server{redistest.Start(t, redistest.Options{}), redistest.Start(t, redistest.Options{})}
+			// The third master is dead: its port refuses, and no server that
+			// another test starts can take it.
+			addrs := []string{servers[0].Addr(), servers[1].Addr(), redistest.RefusedAddr(t)}
+			var proxy *redistest.Proxy
+			if tc.late {
+				proxy = redistest.StartProxyFor(t, servers[0])
+				addrs[0] = proxy.Addr()
 			}
 			l := &ledger{}
 			fn := registerLedgerFunc(l, behaviour{})
@@ -287,10 +301,20 @@ func TestQuorumSplitRecorded(t *testing.T) {
 			}
 			clk := &stallClock{}
 			hook := &ghostHook{clk: clk}
-			if stall {
+			if tc.stall {
 				hook.until = slot.Add(OnTime + 300*time.Millisecond) // past the claim deadline (no catch-up)
 			}
-			s := startQuorumInstanceWith(t, servers, []*jobs.Job{j}, Options{Replica: "r0", Clock: clk}, 3, afterHook(hook.after))
+			s := startQuorumInstanceAt(t, addrs, []*jobs.Job{j}, Options{Replica: "r0", Clock: clk}, 3, afterHook(hook.after))
+			if tc.late {
+				// A claim written from now on waits for the ghost's master
+				// until its attempt's bound (slot+950ms) ends it, before
+				// its NodeTimeout (500ms); one is written before slot+900ms,
+				// as a split claim is sent again within 401ms until then.
+				waitUntil(slot.Add(500 * time.Millisecond))
+				proxy.Hold(redistest.ToClient)
+				waitUntil(slot.Add(OnTime + 200*time.Millisecond))
+				proxy.Release(redistest.ToClient)
+			}
 			waitUntil(slot.Add(2 * time.Second))
 			for _, e := range l.snapshot() {
 				if e.slot.Equal(slot) {
@@ -311,7 +335,7 @@ func TestQuorumSplitRecorded(t *testing.T) {
 			if n := counterOf(s.metrics.splitVotes); n == 0 {
 				t.Errorf("split claims sent again: got 0, want some")
 			}
-			if stall && !hook.stalled.Load() {
+			if tc.stall && !hook.stalled.Load() {
 				t.Errorf("the ghost's vote was never read: no stall")
 			}
 		})
