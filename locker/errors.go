@@ -1,6 +1,7 @@
 package locker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -132,9 +133,15 @@ func (e *FinishError) Error() string {
 // Unwrap returns Reason.
 func (e *FinishError) Unwrap() error { return e.Reason }
 
-// withCtx wraps err and keeps ctx's error when the context ended the call.
-func withCtx(ctx interface{ Err() error }, err error) error {
-	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+// withCtx wraps err and keeps ctx's error when the context ended the call,
+// also when its deadline has passed but its timer has not fired yet (a
+// socket deadline set from it can fire first).
+func withCtx(ctx context.Context, err error) error {
+	cerr := ctx.Err()
+	if cerr == nil && ended(ctx, time.Now()) {
+		cerr = context.DeadlineExceeded
+	}
+	if cerr != nil && !errors.Is(err, cerr) {
 		return errors.Join(err, cerr)
 	}
 	return err
