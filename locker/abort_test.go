@@ -272,7 +272,10 @@ func TestQuorumSplitVote(t *testing.T) {
 				t.Fatalf("retry after the split: %v", err)
 			}
 			t.Cleanup(func() { _ = lease.Release(bg) })
+			// Obtain returns once a majority answered; the last node's
+			// claim may still be on its way (bounded by NodeTimeout).
 			for i, c := range clients {
+				waitFor(t, 5*time.Second, func() bool { return exists(t, c, claim.MarkKey) })
 				if got := hget(t, c, claim.MarkKey, "token"); got != b.Token() {
 					t.Errorf("node %d mark token after the retry: got %q, want the bid's", i, got)
 				}
