@@ -285,16 +285,17 @@ func TestQuorumSplitVote(t *testing.T) {
 }
 
 // TestQuorumSplitCutShort: after a lost split vote, an attempt that its
-// context cut short reports that split vote again, with its context's
-// error: it learned nothing new about the vote, so it is neither an outage
-// nor a new answer. Cut in this replica's queue (behind replies the proxies
-// hold for another claim), with ErrNotSent; cut in flight (its own replies
-// held until its context ends), with its marks kept, since they may have
-// won. Without an earlier split it is no split vote; after an attempt that
-// may have won (its replies held), the cut attempt keeps that attempt's
-// marks, to be retried or withdrawn. Nodes that refuse the connection, or
-// whose replies do not come within NodeTimeout while the context lives,
-// are an outage.
+// context cut short reports that split vote again, with ErrCutShort and
+// its context's error: it learned nothing new about the vote, so it is
+// neither an outage nor a new answer. Cut in this replica's queue (behind
+// replies the proxies hold for another claim), with ErrNotSent; cut in
+// flight (its own replies held until its context ends), with its marks
+// kept, since they may have won. Without an earlier split it is no split
+// vote; after an attempt that may have won (its replies held), the cut
+// attempt keeps that attempt's marks, to be retried or withdrawn. Nodes
+// that refuse the connection, whose replies do not come within NodeTimeout
+// while the context lives, or too many of them down for a majority beside
+// a cut one, are an outage.
 func TestQuorumSplitCutShort(t *testing.T) {
 	t.Parallel()
 	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
@@ -302,7 +303,7 @@ func TestQuorumSplitCutShort(t *testing.T) {
 	tests := []struct {
 		name      string
 		first     string // the first attempt: "split" (a lost split vote), "unheard" (replies held: it may have won), or "" (none)
-		then      string // the next attempt: "queue" (cut queued behind held replies), "flight" (its replies held past its context), "timeout" (held past NodeTimeout), "refused"
+		then      string // the next attempt: "queue" (cut queued behind held replies), "flight" (its replies held past its context), "timeout" (held past NodeTimeout), "refused", "down" (two nodes refuse, the third's reply held past the context)
 		wantSplit bool
 	}{
 		{"split, then cut in the queue", "split", "queue", true},
@@ -311,6 +312,7 @@ func TestQuorumSplitCutShort(t *testing.T) {
 		{"may have won, then cut in the queue", "unheard", "queue", false},
 		{"split, then the nodes refuse", "split", "refused", false},
 		{"split, then NodeTimeout", "split", "timeout", false},
+		{"split, then two nodes down and one cut", "split", "down", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -342,7 +344,7 @@ func TestQuorumSplitCutShort(t *testing.T) {
 			claim.Unwatched = true
 			nodeTimeout := 2 * time.Second
 			if tc.then == "timeout" {
-				nodeTimeout = 200 * time.Millisecond
+				nodeTimeout = 500 * time.Millisecond
 			}
 			q := newQuorum(t, clients, locker.Options{NodeTimeout: nodeTimeout})
 			// Connected, and obtain.lua loaded, before any reply is held
@@ -388,6 +390,10 @@ func TestQuorumSplitCutShort(t *testing.T) {
 				for _, p := range proxies {
 					p.Hold(redistest.ToClient)
 				}
+			case "down":
+				proxies[0].Close()
+				proxies[1].Close()
+				proxies[2].Hold(redistest.ToClient)
 			case "queue":
 				// Another claim's replies are held: this bid's calls queue
 				// behind them (for NodeTimeout) and its context ends first.
@@ -424,9 +430,12 @@ func TestQuorumSplitCutShort(t *testing.T) {
 					}
 				}
 			}
-			bound := 100 * time.Millisecond
-			if tc.then == "timeout" {
-				bound = 2 * time.Second // NodeTimeout ends the calls first
+			bound := 100 * time.Millisecond // the calls wait in the queue
+			switch tc.then {
+			case "flight", "down":
+				bound = 500 * time.Millisecond // written at once, then cut
+			case "timeout":
+				bound = 5 * time.Second // NodeTimeout ends the calls first
 			}
 			ctx, cancel := context.WithTimeout(bg, bound)
 			released := make(chan struct{})
@@ -453,7 +462,15 @@ func TestQuorumSplitCutShort(t *testing.T) {
 			if got := errors.Is(err, locker.ErrSplitVote); got != tc.wantSplit {
 				t.Errorf("attempt: got %v; ErrSplitVote %v, want %v", err, got, tc.wantSplit)
 			}
+			if got := errors.Is(err, locker.ErrCutShort); got != tc.wantSplit {
+				t.Errorf("attempt: got %v; ErrCutShort %v, want %v", err, got, tc.wantSplit)
+			}
 			switch tc.then {
+			case "down":
+				if !errors.Is(err, locker.ErrNoQuorum) {
+					t.Errorf("attempt: got %v, want ErrNoQuorum", err)
+				}
+				return
 			case "refused", "timeout":
 				if !errors.Is(err, locker.ErrNoQuorum) || errors.Is(err, locker.ErrNotSent) || errors.Is(err, context.DeadlineExceeded) {
 					t.Errorf("attempt: got %v, want ErrNoQuorum without ErrNotSent or the context's error", err)

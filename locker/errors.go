@@ -52,11 +52,16 @@ var (
 	// plus the nodes that did not answer make no majority, and other
 	// claims hold votes) and dropped its marks: no claim may have won, so
 	// the same bid may be sent again at once. ErrNoQuorum is wrapped too.
-	// An attempt after it that its context cut short (dropped unsent from
-	// this process's queue, or its replies not in by the deadline) returns
-	// that split vote again, joined with its own error and the context's;
-	// its marks, which may have won, are kept: retry it or Withdraw it.
+	// An attempt after it that ErrCutShort ends returns it again.
 	ErrSplitVote = errors.New("locker: split vote")
+	// ErrCutShort means a quorum claim attempt was ended by its context
+	// before the nodes' answers were in (dropped unsent from this process's
+	// queue, or its replies late), after the bid's last attempt lost a
+	// split vote: that ErrSplitVote is returned again beside it, as no
+	// answer since says otherwise. The attempt may have won where it was
+	// not answered, so its marks are kept: retry the Bid as itself, or
+	// Withdraw it.
+	ErrCutShort = errors.New("locker: attempt cut short by its context")
 	// ErrNotSent means a call's context ended while it waited in this
 	// process's queue for the node (calls made before it were still in
 	// flight): it was never written, so it cannot have run. Its context's

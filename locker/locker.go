@@ -193,7 +193,7 @@ type Bid struct {
 	token string
 	lines lines
 	sent  bool  // an attempt may have reached Redis
-	split error // the last lost split vote (quorum mode) that no answer since has overtaken
+	split error // the last lost split vote (quorum mode), while only attempts cut short (ErrCutShort) followed it
 }
 
 // Bid prepares a claim under a new token; nothing is sent yet. It fails
@@ -237,7 +237,7 @@ func (b *Bid) Obtain(ctx context.Context) (*Lease, error) {
 		if err == nil {
 			return lease, nil
 		}
-		if attempt >= b.lk.opts.Retries || !b.retryable(err) || ctx.Err() != nil {
+		if attempt >= b.lk.opts.Retries || !b.retryable(err) || ended(ctx, time.Now()) {
 			return nil, fmt.Errorf("locker: obtain %q: %w", b.claim.Key, err)
 		}
 		t := time.NewTimer(mrand.N(b.lk.opts.RetryDelay) + 1)
@@ -251,8 +251,9 @@ func (b *Bid) Obtain(ctx context.Context) (*Lease, error) {
 }
 
 // retryable says whether Obtain retries err itself after a random delay:
-// a busy lease that recorded nothing, and a split vote that this claim
-// surely lost (its marks were dropped).
+// a busy lease that recorded nothing, and a split vote, which this claim
+// surely lost (its marks were dropped) unless an attempt cut short since
+// (ErrCutShort; then it is retried as itself, marks and all).
 func (b *Bid) retryable(err error) bool {
 	if errors.Is(err, ErrSplitVote) {
 		return true

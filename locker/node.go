@@ -2,7 +2,9 @@ package locker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -84,6 +86,7 @@ type call struct {
 	done    chan *call // receives the call when its reply (or error) is in
 	ack     ackState   // replica acknowledgements, for claims (see ack.go)
 	state   atomic.Int32
+	written time.Time // when it was written (zero: never); set before done receives it
 }
 
 // Call states: a queued call is either written or dropped unsent, once.
@@ -95,6 +98,27 @@ const (
 
 // unsent says whether c was dropped from its queue without being written.
 func (c *call) unsent() bool { return c.state.Load() == callUnsent }
+
+// cutByCtx says whether c's context, not its node, ended it: it was
+// dropped unsent, or it timed out (or was cancelled) with its context
+// ended, at a deadline that was its context's, earlier than its own
+// timeout from the write. Read once c's reply (or error) is in.
+func (c *call) cutByCtx() bool {
+	if c.unsent() {
+		return true
+	}
+	err := c.cmd.Err()
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, context.Canceled):
+		return c.ctx.Err() != nil
+	case !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded):
+		return false
+	}
+	cd, ok := c.ctx.Deadline()
+	return ok && cd.Before(c.written.Add(c.timeout))
+}
 
 func newCall(ctx context.Context, cmd *redis.Cmd, src string, timeout time.Duration) *call {
 	return &call{ctx: ctx, cmd: cmd, src: src, timeout: timeout}
@@ -204,8 +228,9 @@ func (l *lane) waiting(now time.Time) time.Duration {
 
 // exec1 runs one call on its own, bounded by its deadline.
 func (l *lane) exec1(c *call) {
+	c.written = time.Now()
 	c.state.Store(callWritten)
-	ctx, cancel := context.WithDeadline(c.ctx, c.deadline(time.Now()))
+	ctx, cancel := context.WithDeadline(c.ctx, c.deadline(c.written))
 	if l.ack.wants([]*call{c}) {
 		l.execAcked(ctx, c)
 	} else {
@@ -259,6 +284,7 @@ func (l *lane) execBatch(batch []*call) {
 			c.cmd.SetErr(notSent(c.ctx))
 			continue
 		}
+		c.written = now
 		if d := c.deadline(now); first == nil || d.After(dl) {
 			dl = d
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strconv"
 	"time"
 
@@ -17,6 +16,7 @@ type nodeResult[T any] struct {
 	node int
 	val  T
 	err  error
+	cut  bool // its context, not the node, ended the call (see call.cutByCtx)
 }
 
 // gather receives the results of a fan-out, one at a time.
@@ -61,7 +61,7 @@ func (g *gather[T]) next() (nodeResult[T], bool) {
 	}
 	c := <-g.ch
 	g.pending--
-	r := nodeResult[T]{node: c.node, err: c.cmd.Err()}
+	r := nodeResult[T]{node: c.node, err: c.cmd.Err(), cut: c.cutByCtx()}
 	if r.err == nil {
 		r.val, r.err = g.parse(c.cmd)
 	}
@@ -109,7 +109,7 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 	validUntil := start.Add(c.TTL - l.opts.drift(c.TTL))
 
 	b.sent = true
-	split := b.split // the last attempt's lost split vote, if it was one
+	split := b.split // the last lost split vote, if only cut attempts followed it
 	b.split = nil
 	g := fanout(ctx, l.nodes, laneMain, l.opts.NodeTimeout, obtainScript, b.lines.obtain, parseObtainCmd)
 	ok, failed := 0, 0
@@ -177,23 +177,23 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 		b.drop(rs)
 	}
 	lost := !won && splitWith(rs)
-	if !lost && split != nil && cutShort(ctx, rs) {
-		// This attempt's context ended before the nodes' answers were all
-		// in (it waited in this replica's queue, or its replies were late,
-		// on a starved host): it learned nothing new about the vote, and
-		// the bid's last answer, a lost split vote, still stands. Marks
-		// this attempt may have won with are kept, for a retry or Withdraw.
-		b.split = split
-		return nil, errors.Join(split, withCtx(ctx, fmt.Errorf("%w: %w", err, joinErrs(rs))))
-	}
 	if lost {
 		err = fmt.Errorf("%w: %w", err, ErrSplitVote)
 	}
 	if ioErr := joinErrs(rs); ioErr != nil {
 		err = fmt.Errorf("%w: %w", err, ioErr)
 	}
-	if lost {
+	switch {
+	case lost:
 		b.split = err
+	case split != nil && cutShort(rs, n, l.quorum):
+		// This attempt's context ended before the nodes' answers were all
+		// in (it waited in this replica's queue, or its replies were late,
+		// on a starved host): it learned nothing new about the vote, and
+		// the bid's last answer, a lost split vote, still stands. Marks
+		// this attempt may have won with are kept, for a retry or Withdraw.
+		b.split = split
+		return nil, errors.Join(split, withCtx(ctx, fmt.Errorf("%w: %w", ErrCutShort, err)))
 	}
 	return nil, withCtx(ctx, err)
 }
@@ -345,28 +345,25 @@ func neverSent(err error) bool {
 }
 
 // cutShort reports whether a claim attempt was cut short by its context:
-// the context has ended, and each node that gave no answer either lost the
-// call to the context (dropped unsent from this process's queue, or its
-// reply not in by the context's deadline) or could not be dialled, with at
-// least one lost to the context. A node that ran out its own NodeTimeout
-// while the context lived is an outage: its error came before the context
-// ended, so the check (made once every node is done) sees a live context.
-func cutShort(ctx context.Context, rs []nodeResult[obtainReply]) bool {
-	if !ended(ctx, time.Now()) {
-		return false
-	}
-	cut := false
+// some node's call was ended by the context (dropped unsent, or its reply
+// not in by the context's deadline; see call.cutByCtx), every other node
+// answered or could not be dialled, and the nodes that could be dialled
+// could make a majority. A node that ran out its own NodeTimeout, or too
+// many nodes down, are an outage.
+func cutShort(rs []nodeResult[obtainReply], n, quorum int) bool {
+	cut, down := false, 0
 	for _, r := range rs {
 		switch {
-		case r.err == nil || neverSent(r.err):
-		case errors.Is(r.err, ErrNotSent), errors.Is(r.err, context.DeadlineExceeded),
-			errors.Is(r.err, context.Canceled), errors.Is(r.err, os.ErrDeadlineExceeded):
+		case r.err == nil:
+		case r.cut:
 			cut = true
+		case neverSent(r.err):
+			down++
 		default:
-			return false // a fault of its own (a reset connection, an error reply)
+			return false // a fault of its own (a timeout, a reset, an error reply)
 		}
 	}
-	return cut
+	return cut && down <= n-quorum
 }
 
 // tally counts renew/release statuses.

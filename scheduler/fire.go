@@ -280,13 +280,19 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			return nil
 		case errors.Is(err, locker.ErrSplitVote):
 			// Quorum mode: the claimants' votes split again after the
-			// locker's own retries (or the attempt after the split was
-			// cut short by its bound, in this replica's queue or waiting
-			// for late replies: the split stands). This is no outage:
-			// send the same claim again after a short random delay, until
-			// the next slot; a claim given up is withdrawn (giveUp).
-			if !errors.Is(err, context.DeadlineExceeded) {
+			// locker's own retries. This is no outage: send the same
+			// claim again after a short random delay, until the next
+			// slot. Or the attempt after the split was cut short by its
+			// bound, in this replica's queue or waiting for late replies
+			// (ErrCutShort): the split stands, but the attempt may have
+			// won where it was not answered, so, as after an I/O error,
+			// its retries may go on past the next slot, for OnTime more
+			// (within the claim deadline). A claim given up is withdrawn
+			// (giveUp).
+			if !errors.Is(err, locker.ErrCutShort) {
 				s.metrics.splitVotes.Inc() // a vote, not an attempt cut short
+			} else if !extended {
+				extended, retryUntil = true, minTime(deadline, retryUntil.Add(OnTime))
 			}
 			wait := splitRetry(attempt)
 			if !clk.Now().Add(wait).Before(retryUntil.Add(-claimGuard)) {

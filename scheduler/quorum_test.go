@@ -64,24 +64,18 @@ func TestQuorumExactlyOnce(t *testing.T) {
 // by the locker as redisconn dials a quorum.
 func startQuorumInstance(t *testing.T, servers []*redistest.Server, js []*jobs.Job, opts Options) *Scheduler {
 	t.Helper()
-	return startQuorumInstanceWith(t, servers, js, opts, 3)
-}
-
-// startQuorumInstanceWith is startQuorumInstance with the locker's
-// retries of a split vote (negative: none), and hooks on every master's
-// client.
-func startQuorumInstanceWith(t *testing.T, servers []*redistest.Server, js []*jobs.Job, opts Options, retries int, hooks ...redis.Hook) *Scheduler {
-	t.Helper()
 	addrs := make([]string, len(servers))
 	for n, srv := range servers {
 		addrs[n] = srv.Addr()
 	}
-	return startQuorumInstanceAt(t, addrs, js, opts, retries, hooks...)
+	return startQuorumInstanceAt(t, addrs, js, opts, locker.Options{Retries: 3})
 }
 
-// startQuorumInstanceAt is startQuorumInstanceWith on the masters at addrs
-// (proxies' or servers').
-func startQuorumInstanceAt(t *testing.T, addrs []string, js []*jobs.Job, opts Options, retries int, hooks ...redis.Hook) *Scheduler {
+// startQuorumInstanceAt is startQuorumInstance on the masters at addrs
+// (proxies' or servers'), with the locker's options lo (Retries: the
+// locker's retries of a split vote, negative for none; RetryDelay 50ms
+// when zero), and hooks on every master's client.
+func startQuorumInstanceAt(t *testing.T, addrs []string, js []*jobs.Job, opts Options, lo locker.Options, hooks ...redis.Hook) *Scheduler {
 	t.Helper()
 	clients := make([]locker.Client, len(addrs))
 	for n, addr := range addrs {
@@ -91,7 +85,10 @@ func startQuorumInstanceAt(t *testing.T, addrs []string, js []*jobs.Job, opts Op
 		}
 		clients[n] = c
 	}
-	q, err := locker.NewQuorum(clients, locker.Options{Retries: retries, RetryDelay: 50 * time.Millisecond})
+	if lo.RetryDelay == 0 {
+		lo.RetryDelay = 50 * time.Millisecond
+	}
+	q, err := locker.NewQuorum(clients, lo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +137,7 @@ func TestQuorumMajorityAlive(t *testing.T) {
 			waitUntil(begin.Add(-300 * time.Millisecond))
 			var ins []*Scheduler
 			for i := range 3 {
-				ins = append(ins, startQuorumInstanceAt(t, addrs[i], js, Options{Replica: fmt.Sprintf("r%d", i), ShareBeat: -1}, tc.retries))
+				ins = append(ins, startQuorumInstanceAt(t, addrs[i], js, Options{Replica: fmt.Sprintf("r%d", i), ShareBeat: -1}, locker.Options{Retries: tc.retries}))
 			}
 			end := begin.Add(8 * time.Second)
 			waitUntil(end.Add(2 * time.Second))
@@ -251,21 +248,25 @@ func counterOf(c prometheus.Counter) float64 {
 // to be recorded as a split vote, not as an outage. Also when the replica
 // wakes from a wait before a new vote only after the claim deadline (its
 // timers stall, as on a starved host, from the first split on): the slot
-// was lost to the split, not to lateness. The stall starts as the ghost's
-// vote is read (ghostHook), before the scheduler's first wait. And when the
-// ghost's master answers late from half-way through the slot (its proxy
-// holds the replies, as a starved host reads them): the last attempt, cut
-// short by its bound with the other master's vote in, learned nothing new.
+// was lost to the split, not to lateness. And when the ghost's master
+// answers late from the first split on (its proxy holds the replies, as a
+// starved host reads them): the next attempts, cut short by their bound
+// with the other master's vote in, learned nothing new. With a catch-up
+// window past the next slot, a claim so cut may have won where it was not
+// answered, so it is sent again past the next slot, as after an I/O error.
+// The stall and the hold start as the ghost's vote is read (ghostHook).
 func TestQuorumSplitRecorded(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name  string
-		stall bool // the timers stall past the claim deadline from the first split on
-		late  bool // the ghost's master's replies are held from half-way through the slot
+		name    string
+		stall   bool          // the timers stall past the claim deadline from the first split on
+		late    bool          // the ghost's master's replies are held from the first split until after the next slot
+		catchup time.Duration // the job's catch-up window
 	}{
 		{name: "split"},
 		{name: "stalled timers", stall: true},
 		{name: "late replies", late: true},
+		{name: "late replies, catch-up past the next slot", late: true, catchup: 2 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -273,14 +274,16 @@ func TestQuorumSplitRecorded(t *testing.T) {
 			// The third master is dead: its port refuses, and no server that
 			// another test starts can take it.
 			addrs := []string{servers[0].Addr(), servers[1].Addr(), redistest.RefusedAddr(t)}
+			lo := locker.Options{Retries: 3}
 			var proxy *redistest.Proxy
 			if tc.late {
 				proxy = redistest.StartProxyFor(t, servers[0])
 				addrs[0] = proxy.Addr()
+				lo.NodeTimeout = 3 * time.Second // past every attempt's bound: the bound cuts the calls
 			}
 			l := &ledger{}
 			fn := registerLedgerFunc(l, behaviour{})
-			j := testJob(t, "ghosted", "* * * * * *", fn, func(j *jobs.Job) { j.CatchupWindow = 0 })
+			j := testJob(t, "ghosted", "* * * * * *", fn, func(j *jobs.Job) { j.CatchupWindow = tc.catchup })
 			slot := nextSecond(2 * time.Second)
 			ghost := store.Record{Job: j.Name, Slot: slot, Outcome: store.OutcomeRunning, Replica: "ghost"}.Encode()
 			c := servers[0].Client(t)
@@ -293,22 +296,19 @@ func TestQuorumSplitRecorded(t *testing.T) {
 				t.Fatal(err)
 			}
 			clk := &stallClock{}
-			hook := &ghostHook{clk: clk}
-			if tc.stall {
-				hook.until = slot.Add(OnTime + 300*time.Millisecond) // past the claim deadline (no catch-up)
+			hook := &ghostHook{}
+			switch {
+			case tc.stall:
+				hook.onVote = func() { clk.until.Store(slot.Add(OnTime + 300*time.Millisecond).UnixNano()) } // past the claim deadline (no catch-up)
+			case tc.late:
+				hook.onVote = func() { proxy.Hold(redistest.ToClient) }
 			}
-			s := startQuorumInstanceAt(t, addrs, []*jobs.Job{j}, Options{Replica: "r0", Clock: clk}, 3, afterHook(hook.after))
+			s := startQuorumInstanceAt(t, addrs, []*jobs.Job{j}, Options{Replica: "r0", Clock: clk}, lo, afterHook(hook.after))
 			if tc.late {
-				// A claim written from now on waits for the ghost's master
-				// until its attempt's bound (slot+950ms) ends it, before
-				// its NodeTimeout (500ms); one is written before slot+900ms,
-				// as a split claim is sent again within 401ms until then.
-				waitUntil(slot.Add(500 * time.Millisecond))
-				proxy.Hold(redistest.ToClient)
 				waitUntil(slot.Add(OnTime + 200*time.Millisecond))
 				proxy.Release(redistest.ToClient)
 			}
-			waitUntil(slot.Add(2 * time.Second))
+			waitUntil(slot.Add(max(tc.catchup, OnTime) + time.Second)) // before the skip record is due (+ MaxClockSkew)
 			for _, e := range l.snapshot() {
 				if e.slot.Equal(slot) {
 					t.Errorf("slot %v ran on %s, want no run (no majority possible)", slot, e.replica)
@@ -325,31 +325,41 @@ func TestQuorumSplitRecorded(t *testing.T) {
 			if len(reasons) != 1 || reasons[0] != store.ReasonSplit {
 				t.Errorf("skip records queued for slot %v: got %v, want [%s]", slot, reasons, store.ReasonSplit)
 			}
-			if n := counterOf(s.metrics.splitVotes); n == 0 {
+			// Held from the first split on, the locker's own retry of it is
+			// cut short, which counts no new split vote; after the release
+			// (catch-up past the next slot) the retries split again.
+			if n := counterOf(s.metrics.splitVotes); n == 0 && (!tc.late || tc.catchup > OnTime) {
 				t.Errorf("split claims sent again: got 0, want some")
 			}
-			if tc.stall && !hook.stalled.Load() {
-				t.Errorf("the ghost's vote was never read: no stall")
+			if hook.onVote != nil && !hook.fired.Load() {
+				t.Errorf("the ghost's vote was never read: no stall, no hold")
+			}
+			if last := time.Unix(0, hook.last.Load()); tc.catchup > OnTime && !last.After(slot.Add(OnTime)) {
+				t.Errorf("last vote for the ghost read at %v, want after the next slot %v (the cut claim sent again within its catch-up window)", last, slot.Add(OnTime))
 			}
 		})
 	}
 }
 
-// ghostHook stalls clk's timers until until (when set) as soon as a claim's
-// reply names the ghost's token (see afterHook): a node's vote for another
-// claimant, read before the claim's votes are counted as split.
+// ghostHook calls onVote once as soon as a claim's reply names the ghost's
+// token (see afterHook): a node's vote for another claimant, read before
+// the claim's votes are counted as split. last is when such a reply was
+// last read (Unix ns).
 type ghostHook struct {
-	clk     *stallClock
-	until   time.Time
-	stalled atomic.Bool
+	onVote func()
+	fired  atomic.Bool
+	last   atomic.Int64
 }
 
 func (h *ghostHook) after(cmd redis.Cmder) {
 	c, ok := cmd.(*redis.Cmd)
-	if h.until.IsZero() || !ok || c.Err() != nil {
+	if !ok || c.Err() != nil {
 		return
 	}
-	if r, ok := c.Val().([]any); ok && len(r) >= 4 && r[0] == "claimed" && r[3] == "ghost-token" && h.stalled.CompareAndSwap(false, true) {
-		h.clk.until.Store(h.until.UnixNano())
+	if r, ok := c.Val().([]any); ok && len(r) >= 4 && r[0] == "claimed" && r[3] == "ghost-token" {
+		h.last.Store(time.Now().UnixNano())
+		if h.onVote != nil && h.fired.CompareAndSwap(false, true) {
+			h.onVote()
+		}
 	}
 }

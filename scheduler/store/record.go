@@ -36,7 +36,7 @@ const (
 	ReasonLate     = "late"     // the slot was found after its catch-up window, or its claim waited in the replica's own queue until the next slot (overload)
 	ReasonAborted  = "aborted"  // a claim that may have won was given up
 	ReasonClock    = "clock"    // the replicas that saw it had clocks off by more than max_clock_skew
-	ReasonSplit    = "split"    // quorum mode: the claimants' votes kept splitting until the next slot
+	ReasonSplit    = "split"    // quorum mode: the claimants' votes kept splitting until the next slot (later attempts, if any, cut short unanswered)
 	ReasonReplaced = "replaced" // lease_lost: a later slot replaced the run (overlap replace)
 )
 
