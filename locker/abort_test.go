@@ -303,7 +303,7 @@ func TestQuorumSplitCutShort(t *testing.T) {
 	tests := []struct {
 		name      string
 		first     string // the first attempt: "split" (a lost split vote), "unheard" (replies held: it may have won), or "" (none)
-		then      string // the next attempt: "queue" (cut queued behind held replies), "flight" (its replies held past its context), "timeout" (held past NodeTimeout), "refused", "down" (two nodes refuse, the third's reply held past the context)
+		then      string // the next attempt: "queue" (cut queued behind held replies), "flight" (its replies held past its context), "timeout" (held past NodeTimeout), "refused", "down" (two nodes refuse, the third's reply held past the context), "readtimeout" (held past the client's ReadTimeout, shorter than NodeTimeout and the context)
 		wantSplit bool
 	}{
 		{"split, then cut in the queue", "split", "queue", true},
@@ -313,6 +313,7 @@ func TestQuorumSplitCutShort(t *testing.T) {
 		{"split, then the nodes refuse", "split", "refused", false},
 		{"split, then NodeTimeout", "split", "timeout", false},
 		{"split, then two nodes down and one cut", "split", "down", false},
+		{"split, then the client's read timeout", "split", "readtimeout", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -325,9 +326,13 @@ func TestQuorumSplitCutShort(t *testing.T) {
 				s := redistest.Start(t, redistest.Options{})
 				direct[i] = newClient(t, s)
 				proxies[i] = redistest.StartProxyFor(t, s)
+				read := 10 * time.Second
+				if tc.then == "readtimeout" {
+					read = 300 * time.Millisecond
+				}
 				c := redis.NewClient(&redis.Options{
 					Addr: proxies[i].Addr(), MaxRetries: -1, ContextTimeoutEnabled: true, DialerRetries: 1, // as redisconn dials
-					DialTimeout: time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: time.Second,
+					DialTimeout: time.Second, ReadTimeout: read, WriteTimeout: time.Second,
 				})
 				t.Cleanup(func() { _ = c.Close() })
 				clients[i] = c
@@ -386,7 +391,7 @@ func TestQuorumSplitCutShort(t *testing.T) {
 				for _, p := range proxies {
 					p.Close()
 				}
-			case "flight", "timeout":
+			case "flight", "timeout", "readtimeout":
 				for _, p := range proxies {
 					p.Hold(redistest.ToClient)
 				}
@@ -436,6 +441,8 @@ func TestQuorumSplitCutShort(t *testing.T) {
 				bound = 500 * time.Millisecond // written at once, then cut
 			case "timeout":
 				bound = 5 * time.Second // NodeTimeout ends the calls first
+			case "readtimeout":
+				bound = time.Second // the client's ReadTimeout ends the calls first
 			}
 			ctx, cancel := context.WithTimeout(bg, bound)
 			released := make(chan struct{})
@@ -446,7 +453,7 @@ func TestQuorumSplitCutShort(t *testing.T) {
 				defer close(released)
 				select {
 				case <-ctx.Done():
-				case <-time.After(nodeTimeout):
+				case <-time.After(nodeTimeout + time.Second): // "timeout": well after the calls' own
 				}
 				time.Sleep(50 * time.Millisecond)
 				if tc.then == "refused" {
@@ -471,7 +478,7 @@ func TestQuorumSplitCutShort(t *testing.T) {
 					t.Errorf("attempt: got %v, want ErrNoQuorum", err)
 				}
 				return
-			case "refused", "timeout":
+			case "refused", "timeout", "readtimeout":
 				if !errors.Is(err, locker.ErrNoQuorum) || errors.Is(err, locker.ErrNotSent) || errors.Is(err, context.DeadlineExceeded) {
 					t.Errorf("attempt: got %v, want ErrNoQuorum without ErrNotSent or the context's error", err)
 				}

@@ -59,8 +59,8 @@ var (
 	// queue, or its replies late), after the bid's last attempt lost a
 	// split vote: that ErrSplitVote is returned again beside it, as no
 	// answer since says otherwise. The attempt may have won where it was
-	// not answered, so its marks are kept: retry the Bid as itself, or
-	// Withdraw it.
+	// not answered, so its marks are kept where they may have won: retry
+	// the Bid as itself, or Withdraw it.
 	ErrCutShort = errors.New("locker: attempt cut short by its context")
 	// ErrNotSent means a call's context ended while it waited in this
 	// process's queue for the node (calls made before it were still in

@@ -100,9 +100,11 @@ const (
 func (c *call) unsent() bool { return c.state.Load() == callUnsent }
 
 // cutByCtx says whether c's context, not its node, ended it: it was
-// dropped unsent, or it timed out (or was cancelled) with its context
+// dropped unsent, or it timed out (or was cancelled) once its context had
 // ended, at a deadline that was its context's, earlier than its own
-// timeout from the write. Read once c's reply (or error) is in.
+// timeout from the write. A socket timeout of the client's own (its
+// ReadTimeout) while the context lives is the node's. Called as soon as
+// c's reply (or error) is in.
 func (c *call) cutByCtx() bool {
 	if c.unsent() {
 		return true
@@ -111,8 +113,10 @@ func (c *call) cutByCtx() bool {
 	switch {
 	case err == nil:
 		return false
+	case !ended(c.ctx, time.Now()):
+		return false
 	case errors.Is(err, context.Canceled):
-		return c.ctx.Err() != nil
+		return true
 	case !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded):
 		return false
 	}

@@ -190,8 +190,10 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 		// This attempt's context ended before the nodes' answers were all
 		// in (it waited in this replica's queue, or its replies were late,
 		// on a starved host): it learned nothing new about the vote, and
-		// the bid's last answer, a lost split vote, still stands. Marks
-		// this attempt may have won with are kept, for a retry or Withdraw.
+		// the bid's last answer, a lost split vote, still stands. Its
+		// marks are kept where they may have won (all of them, unless too
+		// few nodes could have granted them: see above), for a retry or
+		// Withdraw.
 		b.split = split
 		return nil, errors.Join(split, withCtx(ctx, fmt.Errorf("%w: %w", ErrCutShort, err)))
 	}
@@ -355,10 +357,10 @@ func cutShort(rs []nodeResult[obtainReply], n, quorum int) bool {
 	for _, r := range rs {
 		switch {
 		case r.err == nil:
+		case neverSent(r.err): // also a dial that the context ended
+			down++
 		case r.cut:
 			cut = true
-		case neverSent(r.err):
-			down++
 		default:
 			return false // a fault of its own (a timeout, a reset, an error reply)
 		}

@@ -126,9 +126,15 @@ func newClient(t *testing.T, srv *redistest.Server) *redis.Client {
 // clientAt is newClient for an address (a proxy's).
 func clientAt(t *testing.T, addr string) *redis.Client {
 	t.Helper()
+	return clientAtTimeout(t, addr, 500*time.Millisecond)
+}
+
+// clientAtTimeout is clientAt with the read and write timeout d.
+func clientAtTimeout(t *testing.T, addr string, d time.Duration) *redis.Client {
+	t.Helper()
 	c := redis.NewClient(&redis.Options{
 		Addr: addr, DialTimeout: 200 * time.Millisecond,
-		ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond,
+		ReadTimeout: d, WriteTimeout: d,
 		MaxRetries: -1, DialerRetries: 1, PoolSize: 20, ContextTimeoutEnabled: true,
 	})
 	t.Cleanup(func() { _ = c.Close() })

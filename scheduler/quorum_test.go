@@ -79,7 +79,7 @@ func startQuorumInstanceAt(t *testing.T, addrs []string, js []*jobs.Job, opts Op
 	t.Helper()
 	clients := make([]locker.Client, len(addrs))
 	for n, addr := range addrs {
-		c := clientAt(t, addr)
+		c := clientAtTimeout(t, addr, max(500*time.Millisecond, lo.NodeTimeout)) // the socket's bound is no shorter than the locker's
 		for _, h := range hooks {
 			c.AddHook(h)
 		}
@@ -279,7 +279,7 @@ func TestQuorumSplitRecorded(t *testing.T) {
 			if tc.late {
 				proxy = redistest.StartProxyFor(t, servers[0])
 				addrs[0] = proxy.Addr()
-				lo.NodeTimeout = 3 * time.Second // past every attempt's bound: the bound cuts the calls
+				lo.NodeTimeout = 3 * time.Second // and the clients' timeouts: past every attempt's bound, which cuts the calls
 			}
 			l := &ledger{}
 			fn := registerLedgerFunc(l, behaviour{})
