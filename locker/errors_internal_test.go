@@ -7,12 +7,17 @@ import (
 	"time"
 )
 
-// pastDeadline is a context whose deadline has passed while its timer has
-// not fired yet: Err is still nil (as for a moment after a socket deadline
-// set from it fires).
-type pastDeadline struct{ context.Context }
+// pastDeadline is a context whose deadline, at, has passed while its
+// timer has not fired yet: Err is still nil (as for a moment after a
+// socket deadline set from it fires). The deadline is fixed, as a real
+// context's is: one read from the clock at each call could fall after the
+// instant withCtx compares it with.
+type pastDeadline struct {
+	context.Context
+	at time.Time
+}
 
-func (pastDeadline) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+func (c pastDeadline) Deadline() (time.Time, bool) { return c.at, true }
 
 // TestWithCtx: a call's error keeps its context's error when the context
 // ended it, also when the deadline has passed before the context's timer
@@ -29,7 +34,7 @@ func TestWithCtx(t *testing.T) {
 	}{
 		{"live context", context.Background(), io, nil},
 		{"cancelled", cancelled, io, context.Canceled},
-		{"deadline passed, timer not fired", pastDeadline{context.Background()}, io, context.DeadlineExceeded},
+		{"deadline passed, timer not fired", pastDeadline{context.Background(), time.Now().Add(-time.Second)}, io, context.DeadlineExceeded},
 		{"already wrapped", cancelled, errors.Join(io, context.Canceled), nil},
 	}
 	for _, tc := range tests {
