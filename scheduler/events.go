@@ -48,7 +48,9 @@ func (s *Scheduler) recorded(js *jobState, rec store.Record) {
 	select {
 	case s.events.queue <- recordedEvent{js, rec}:
 	default:
-		s.log.Warn().Str("job", js.job.Name).Time("slot", rec.Slot).Msg("notification dropped: too many pending")
+		if s.warns.allow(warnNotifyDropped) {
+			s.log.Warn().Str("job", js.job.Name).Time("slot", rec.Slot).Msg(warnMsg[warnNotifyDropped])
+		}
 	}
 }
 

@@ -326,12 +326,15 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 		js.metrics.claimErrors.Inc()
 		now := clk.Now()
 		wait := min(backoff, retryUntil.Sub(now)-2*claimGuard)
-		log := s.jobLog(js, slot)
-		e := log.Warn()
-		if attempt > 1 {
-			e = log.Debug()
+		// A first attempt's failure is a warning (within warnLimit's
+		// bound); the retries', and the first attempts' beyond the bound,
+		// are debug lines.
+		level := zerolog.DebugLevel
+		if attempt == 1 && s.warns.allow(warnClaimFailed) {
+			level = zerolog.WarnLevel
 		}
-		e.Err(err).Int("claim_attempt", attempt).Int64("retry_in_ms", max(wait, 0).Milliseconds()).Msg("claim failed; retrying the same claim, nothing runs without it")
+		s.log.WithLevel(level).Str("job", j.Name).Time("slot", slot).Err(err).Int("claim_attempt", attempt).
+			Int64("retry_in_ms", max(wait, 0).Milliseconds()).Msg(warnMsg[warnClaimFailed])
 		if wait <= 0 {
 			return giveUp(store.ReasonOutage)
 		}
@@ -355,8 +358,9 @@ func (s *Scheduler) withdraw(js *jobState, slot time.Time, bid *locker.Bid) bool
 	defer cancel()
 	err := bid.Withdraw(ctx)
 	if err != nil {
-		log := s.jobLog(js, slot)
-		log.Warn().Err(err).Msg("could not withdraw a claim that may have won; retrying in the background")
+		if s.warns.allow(warnWithdrawFailed) {
+			s.log.Warn().Str("job", js.job.Name).Time("slot", slot).Err(err).Msg(warnMsg[warnWithdrawFailed])
+		}
 		return false
 	}
 	return true

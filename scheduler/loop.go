@@ -236,12 +236,14 @@ func (s *Scheduler) gateAt(ctx context.Context, js *jobState, slot, next, now ti
 	return g
 }
 
-// skipped logs at warn and counts a skip that this replica recorded (its
-// claim, or its recorder, wrote the slot's record): each skip is counted
-// once in the cluster.
+// skipped logs at warn (within warnLimit's bound) and counts a skip that
+// this replica recorded (its claim, or its recorder, wrote the slot's
+// record): each skip is counted once in the cluster.
 func (s *Scheduler) skipped(js *jobState, slot time.Time, reason string) {
 	js.metrics.skip(reason).Inc()
-	s.log.Warn().Str("job", js.job.Name).Time("slot", slot).Str("reason", reason).Msg("slot skipped")
+	if s.warns.allow(warnSkipped) {
+		s.log.Warn().Str("job", js.job.Name).Time("slot", slot).Str("reason", reason).Msg(warnMsg[warnSkipped])
+	}
 	s.recorded(js, skipRecord(js, slot, reason))
 }
 

@@ -232,8 +232,10 @@ func (r *recorder) run(ctx context.Context) {
 	}
 }
 
-// logDrops logs the entries dropped since the last call.
+// logDrops logs the entries dropped since the last call, and the
+// warnings suppressed in windows now over (warnLimit).
 func (r *recorder) logDrops() {
+	r.s.warns.flush(false)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.dropped > 0 {

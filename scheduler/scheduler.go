@@ -35,6 +35,7 @@ type Scheduler struct {
 	locker  Locker
 	jobs    []*jobState
 	log     zerolog.Logger
+	warns   *warnLimit // bounds the warnings about single firings
 	metrics *metrics
 
 	started atomic.Bool
@@ -128,6 +129,7 @@ func New(js []*jobs.Job, l Locker, opts Options) (*Scheduler, error) {
 	if lk, ok := l.(*locker.Locker); ok {
 		s.store = store.New(lk, opts.Prefix)
 	}
+	s.warns = newWarnLimit(opts.Clock, s.log)
 	s.clock = newClockWatch(s)
 	s.recorder = newRecorder(s)
 	s.registry = newRegistry(s)
@@ -264,6 +266,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		// The settings the guarantees need: warn loudly, once, at start.
 		s.conn.CheckSettings(ctx, s.log)
 	}
+	defer s.warns.flush(true) // last: every warning of the run is counted
 	runsCtx, cancelRuns := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelRuns(nil)
 	s.runsCtx = runsCtx
