@@ -59,6 +59,12 @@ type warnWindowState struct {
 	suppressed int
 }
 
+// over says whether the window has ended at now: warnWindow has passed
+// since it began, or the clock stepped back before its start.
+func (st *warnWindowState) over(now time.Time) bool {
+	return now.Sub(st.start) >= warnWindow || now.Before(st.start)
+}
+
 func newWarnLimit(clock Clock, log zerolog.Logger) *warnLimit {
 	return &warnLimit{clock: clock, log: log}
 }
@@ -71,7 +77,7 @@ func (w *warnLimit) allow(k warnKind) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	st := &w.kinds[k]
-	if st.written == 0 || now.Sub(st.start) >= warnWindow || now.Before(st.start) {
+	if st.written == 0 || st.over(now) {
 		w.report(k)
 		*st = warnWindowState{start: now}
 	}
@@ -91,15 +97,15 @@ func (w *warnLimit) flush(final bool) {
 	defer w.mu.Unlock()
 	for k := range warnKinds {
 		st := &w.kinds[k]
-		if st.suppressed > 0 && (final || now.Sub(st.start) >= warnWindow || now.Before(st.start)) {
+		if st.suppressed > 0 && (final || st.over(now)) {
 			w.report(k)
 			*st = warnWindowState{}
 		}
 	}
 }
 
-// report writes the line that counts k's suppressed lines, if any, and
-// resets the count. Called with mu held.
+// report writes the line that counts k's suppressed lines, if any; the
+// caller then starts the kind's next window. Called with mu held.
 func (w *warnLimit) report(k warnKind) {
 	st := &w.kinds[k]
 	if st.suppressed == 0 {
@@ -107,5 +113,4 @@ func (w *warnLimit) report(k warnKind) {
 	}
 	w.log.Warn().Int("suppressed", st.suppressed).Str("of", warnMsg[k]).Int64("window_ms", warnWindow.Milliseconds()).
 		Int("written", st.written).Msg("warnings suppressed: too many of one kind; the metrics count every one")
-	st.suppressed = 0
 }
