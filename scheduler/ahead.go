@@ -23,8 +23,12 @@ const maxClaimAhead = 500 * time.Millisecond
 const claimAheadMargin = 50 * time.Millisecond
 
 // claimLeadWindow is how long a slow claim keeps the claim-ahead up: the
-// claim-ahead follows the slowest reply of the last one to two windows.
-const claimLeadWindow = 10 * time.Second
+// claim-ahead follows the slowest reply of the last one to two windows. A
+// minute, so that a herd due every minute or more often (everything at the
+// top of the minute, or every 20 s) still finds the lead its last instant
+// needed: with 10 s, a herd every 20 s found it gone at most instants, and
+// its claims went out claimAhead before the slot.
+const claimLeadWindow = time.Minute
 
 // claimLead adapts how early a steady slot's claims go out to how long
 // claims take to be answered: when thousands are due at one instant and

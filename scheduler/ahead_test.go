@@ -38,6 +38,12 @@ func TestClaimLead(t *testing.T) {
 			{claimLeadWindow - time.Millisecond, 0, 300*time.Millisecond + claimAheadMargin},
 			{time.Millisecond, 0, claimAhead},
 		}},
+		{"a herd every minute keeps its lead", []step{
+			{0, 400 * time.Millisecond, 400*time.Millisecond + claimAheadMargin},
+			{time.Minute - 500*time.Millisecond, 0, 400*time.Millisecond + claimAheadMargin},
+			{time.Second, 450 * time.Millisecond, maxClaimAhead},
+			{time.Minute - time.Second, 0, maxClaimAhead},
+		}},
 		{"a later window's slower claim wins", []step{
 			{0, 100 * time.Millisecond, 100*time.Millisecond + claimAheadMargin},
 			{claimLeadWindow, 250 * time.Millisecond, 250*time.Millisecond + claimAheadMargin},

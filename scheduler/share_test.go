@@ -385,7 +385,7 @@ func TestShareStepIn(t *testing.T) {
 		{"jitter", 200 * time.Millisecond, 0},
 		// Redis answered the others late for a moment before the stall:
 		// their claims then go out up to maxClaimAhead before each slot
-		// (claimLead keeps the slowest reply for 10 to 20 s), before a
+		// (claimLead keeps the slowest reply for 1 to 2 minutes), before a
 		// step-in for the slot before (jitter and HandOff after it). The
 		// next slot's claim waits for the step-in (prevWait) instead of
 		// passing its slot over, as it did on a loaded CI machine.
