@@ -21,11 +21,12 @@ import (
 
 // childSpec is what the parent asks of one replica (JSON on its stdin).
 type childSpec struct {
-	System  string
-	Replica int
-	Addr    string        // redis-server's host:port
-	Config  string        // the jobs.yaml to load
-	Offset  time.Duration // added to this replica's clock
+	System   string
+	Replica  int
+	Replicas int           // R, the scenario's replica count
+	Addr     string        // redis-server's host:port
+	Config   string        // the jobs.yaml to load
+	Offset   time.Duration // added to this replica's clock
 	// From and To are the steady window's slots (Unix seconds, inclusive):
 	// only runs of these slots go in the ledger.
 	From, To int64
@@ -114,6 +115,8 @@ func runChild(in io.Reader, out io.Writer) error {
 		r, err = startRedcron(spec, cfg, logs, counter)
 	case sysGocron, sysGocronKeyed:
 		r, err = startGocron(spec, cfg, rec, client())
+	case sysFloor:
+		r, err = startFloor(spec, cfg, rec, client())
 	default:
 		err = fmt.Errorf("unknown system %q", spec.System)
 	}

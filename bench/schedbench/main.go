@@ -85,6 +85,7 @@ const (
 	sysRedcron     = "redcron"
 	sysGocron      = "gocron"       // gocron v2 + go-redsync, the stock distributed locker
 	sysGocronKeyed = "gocron-keyed" // gocron v2 + SET job:second NX EX 2, never released
+	sysFloor       = "floor"        // the bare shared claim per firing (floor.go)
 )
 
 // suites are the scenarios, in the order "all" runs them. The compare and
@@ -101,7 +102,7 @@ const (
 // a replica) put the largest of 30 shares past the ±10 % it measures; 40s
 // gives each about 1,333 (a spread of about 2.7 %).
 var suites = []suite{
-	{name: "compare", systems: []string{sysRedcron, sysGocron, sysGocronKeyed}, replicas: []int{3},
+	{name: "compare", systems: []string{sysRedcron, sysFloor, sysGocron, sysGocronKeyed}, replicas: []int{3},
 		skews: []time.Duration{0, 300 * time.Millisecond}, jobs: 1000, spec: "* * * * * *",
 		catchup: time.Second, keep: 10, warmup: 14 * time.Second, window: 10 * time.Second},
 	{name: "replicas", systems: []string{sysRedcron}, replicas: []int{3, 10, 30},
@@ -147,6 +148,7 @@ func main() {
 		names    string
 		jobs     int
 		replicas string
+		systems  string
 		warmup   time.Duration
 		window   time.Duration
 		stagger  time.Duration
@@ -157,6 +159,7 @@ func main() {
 	flag.StringVar(&cfg.profiles, "cpuprofile", "", "directory: each child writes there a CPU profile of its steady window and a heap profile at its end")
 	flag.IntVar(&jobs, "jobs", 0, "override every suite's job count (0: the suite's)")
 	flag.StringVar(&replicas, "replicas", "", "override every suite's replica counts, comma-separated")
+	flag.StringVar(&systems, "systems", "", "keep only these of every suite's systems, comma-separated: redcron, floor, gocron, gocron-keyed (empty: the suite's)")
 	flag.DurationVar(&warmup, "warmup", 0, "override every suite's warmup (0: the suite's; shorter than the marks' retention is not steady)")
 	flag.DurationVar(&window, "window", 0, "override every suite's steady window (0: the suite's)")
 	flag.DurationVar(&stagger, "stagger", 0, "start each suite's replicas this far apart (0: together)")
@@ -169,7 +172,7 @@ func main() {
 		}
 		return
 	}
-	if err := pickSuites(&cfg, names, jobs, replicas, warmup, window, stagger); err != nil {
+	if err := pickSuites(&cfg, names, jobs, replicas, systems, warmup, window, stagger); err != nil {
 		fmt.Fprintln(os.Stderr, "schedbench:", err)
 		os.Exit(2)
 	}
@@ -180,7 +183,7 @@ func main() {
 }
 
 // pickSuites selects the suites named and applies the overrides.
-func pickSuites(cfg *config, names string, jobs int, replicas string, warmup, window, stagger time.Duration) error {
+func pickSuites(cfg *config, names string, jobs int, replicas, systems string, warmup, window, stagger time.Duration) error {
 	if cfg.reps < 1 {
 		return fmt.Errorf("-reps must be at least 1")
 	}
@@ -207,6 +210,13 @@ func pickSuites(cfg *config, names string, jobs int, replicas string, warmup, wi
 		}
 		if rs != nil {
 			s.replicas = rs
+		}
+		if systems != "" {
+			keep := strings.Split(systems, ",")
+			s.systems = slices.DeleteFunc(slices.Clone(s.systems), func(sys string) bool { return !slices.Contains(keep, sys) })
+			if len(s.systems) == 0 {
+				continue
+			}
 		}
 		if warmup > 0 {
 			s.warmup = warmup

@@ -45,6 +45,8 @@ func systemName(s string) string {
 		return "gocron v2 + redsync"
 	case sysGocronKeyed:
 		return "gocron v2 + key per second"
+	case sysFloor:
+		return "floor: bare shared claim"
 	}
 	return s
 }
@@ -209,7 +211,7 @@ func runScenario(self string, s suite, sc scenario, path string, specs []string,
 		if i > 0 {
 			time.Sleep(s.stagger)
 		}
-		spec := childSpec{System: sc.system, Replica: i, Addr: be.addr(), Config: path,
+		spec := childSpec{System: sc.system, Replica: i, Replicas: sc.replicas, Addr: be.addr(), Config: path,
 			From: from, To: to, Snaps: snaps, Stop: stop, Sampled: s.sampled}
 		if i == 0 {
 			spec.Offset = sc.skew

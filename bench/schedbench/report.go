@@ -380,7 +380,7 @@ func (r suiteResult) peers() {
 		}
 		fmt.Printf("\nPeers, skew %v (medians; ratio peer / redcron)\n\n| metric | redcron |", sk)
 		var peers []string
-		for _, sys := range []string{sysGocron, sysGocronKeyed} {
+		for _, sys := range []string{sysFloor, sysGocron, sysGocronKeyed} {
 			if r.runs[scenario{sys, 3, sk, 0}] != nil {
 				peers = append(peers, sys)
 				fmt.Printf(" %s | ratio |", systemName(sys))

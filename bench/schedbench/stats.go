@@ -147,7 +147,14 @@ func classifier(system string) func(redis.Cmder) class {
 	return func(cmd redis.Cmder) class {
 		switch n := cmd.Name(); n {
 		case "set":
-			return class{kind: kindClaim, name: n}
+			// A claim is SET NX (redsync, gocron's key per second, the
+			// floor); a plain SET is the floor's finish.
+			for _, a := range cmd.Args()[3:] {
+				if a, ok := a.(string); ok && strings.EqualFold(a, "nx") {
+					return class{kind: kindClaim, name: n}
+				}
+			}
+			return class{kind: kindFinish, name: n}
 		case "evalsha", "eval":
 			return class{kind: kindFinish, name: n}
 		default:
