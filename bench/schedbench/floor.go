@@ -139,7 +139,10 @@ func (f *floorReplica) loop(ctx context.Context, names []string, replica, replic
 
 // preferred is the replica (0 to replicas-1) that the rendezvous hash of
 // job and sec prefers: the highest of FNV-1a(job, sec) mixed with each
-// replica's number by SplitMix64's finalizer.
+// replica's number by SplitMix64's finalizer. It is the scheme of
+// scheduler/share.go's rendezvousKey (unexported, and keyed by replica
+// name), written again here because the bench module sees only the
+// exported API.
 func preferred(job string, sec int64, replicas int) int {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(job))
