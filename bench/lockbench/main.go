@@ -224,6 +224,9 @@ func run(cfg config) error {
 		}
 	}
 	printTables(cfg, variants, results, cpu)
+	if err := breakdown(ctx, cfg); err != nil {
+		return err
+	}
 	fmt.Printf("\nload at the end: %s\n", host.LoadAvg())
 	return nil
 }

@@ -111,7 +111,7 @@ var suites = []suite{
 	{name: "retention", systems: []string{sysRedcron}, replicas: []int{3},
 		skews: []time.Duration{0}, jobs: 1000, spec: "* * * * * *",
 		catchup: time.Minute, keep: 100, warmup: 105 * time.Second, window: 20 * time.Second},
-	{name: "rate", systems: []string{sysRedcron}, replicas: []int{3},
+	{name: "rate", systems: []string{sysRedcron, sysFloor}, replicas: []int{3},
 		skews: []time.Duration{0}, jobs: 10000, spec: "* * * * * *",
 		catchup: time.Minute, keep: 200, warmup: 75 * time.Second, window: 60 * time.Second, records: true},
 	{name: "burst", systems: []string{sysRedcron}, replicas: []int{3},
