@@ -10,7 +10,8 @@
 // are compared separately. Beside the plain lock it measures the
 // scheduler's real path (a slot claim built as the scheduler builds it,
 // then Finish with the run's record) and a contended firing (three
-// replicas claim the same slot, two lose), with its own floor.
+// replicas claim the same slot, two lose), with its own floor. Last, it
+// splits where Redis's time goes on the claim path (breakdown.go).
 //
 // Variants are interleaved finely (each measurement is split into turns
 // that the variants take round robin, so that all of them see the same mix
