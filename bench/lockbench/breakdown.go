@@ -209,19 +209,7 @@ func measureStats(ctx context.Context, c *redis.Client, d time.Duration, conc in
 
 // mainThreadCPU is the server's main thread's CPU time so far.
 func mainThreadCPU(ctx context.Context, c *redis.Client) (time.Duration, error) {
-	txt, err := c.Info(ctx, "cpu").Result()
-	if err != nil {
-		return 0, err
-	}
-	var total time.Duration
-	for _, line := range strings.Split(txt, "\n") {
-		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
-		if k == "used_cpu_user_main_thread" || k == "used_cpu_sys_main_thread" {
-			f, _ := strconv.ParseFloat(v, 64)
-			total += time.Duration(f * float64(time.Second))
-		}
-	}
-	return total, nil
+	return infoCPU(ctx, c, "used_cpu_user_main_thread", "used_cpu_sys_main_thread")
 }
 
 // readPrelude reads locker/prelude.lua from the source tree: lockbench

@@ -34,6 +34,7 @@ import (
 	"regexp"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -289,16 +290,27 @@ func interleave(vs []lockOps, d time.Duration, slices, rep int, servers []redis.
 func serverCPU(cs []redis.UniversalClient) (time.Duration, error) {
 	var total time.Duration
 	for _, c := range cs {
-		txt, err := c.Info(context.Background(), "cpu").Result()
+		d, err := infoCPU(context.Background(), c, "used_cpu_user", "used_cpu_sys")
 		if err != nil {
 			return 0, err
 		}
-		for _, line := range strings.Split(txt, "\n") {
-			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
-			if k == "used_cpu_user" || k == "used_cpu_sys" {
-				f, _ := strconv.ParseFloat(v, 64)
-				total += time.Duration(f * float64(time.Second))
-			}
+		total += d
+	}
+	return total, nil
+}
+
+// infoCPU is the sum of the named fields of c's INFO cpu (seconds).
+func infoCPU(ctx context.Context, c redis.UniversalClient, fields ...string) (time.Duration, error) {
+	txt, err := c.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, err
+	}
+	var total time.Duration
+	for _, line := range strings.Split(txt, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if slices.Contains(fields, k) {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += time.Duration(f * float64(time.Second))
 		}
 	}
 	return total, nil
