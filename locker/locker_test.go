@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -469,6 +470,52 @@ func TestFinish(t *testing.T) {
 			t.Errorf("key after a refused Finish: got %q, want the lease's token", got)
 		}
 	})
+}
+
+// TestRunningIndex: a claim adds its run to the job's index of running
+// runs, Finish removes it, and a run whose holder stopped (its lease expired
+// with no Finish) is dropped by the next claim. The index keeps a TTL when
+// that drop empties it: a short claim after a long one finished and a short
+// one died must not leave an index that never expires.
+func TestRunningIndex(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t, redistest.Options{})
+	c := newClient(t, s)
+	l := mustNew(t, c, locker.Options{})
+	key, meta := keys(t)
+	idx := key + ":running"
+	claim := func(name string, ttl time.Duration) *locker.Lease {
+		t.Helper()
+		return mustObtain(t, l, locker.Claim{Key: key + ":" + name, MetaKey: meta, TTL: ttl, Unwatched: true,
+			MarkKey: key + ":slot:" + name, MarkTTL: time.Minute, Retention: time.Minute, Running: "running", RunningKey: idx})
+	}
+	members := func() []string {
+		t.Helper()
+		m, err := c.ZRange(bg, idx, 0, -1).Result()
+		must(t, err)
+		return m
+	}
+
+	long := claim("long", time.Minute)
+	claim("dying", 100*time.Millisecond) // its holder stops: no renewal, no Finish
+	if got, want := members(), []string{key + ":slot:dying", key + ":slot:long"}; !slices.Equal(got, want) {
+		t.Fatalf("index after two claims: got %q, want %q", got, want)
+	}
+	if err := long.Finish(bg, "done"); err != nil {
+		t.Fatalf("Finish: %v", err)
+	}
+	if d := pttl(t, c, idx); d < 50*time.Second {
+		t.Fatalf("index TTL after the long run finished: got %v, want about its 1m lease", d)
+	}
+	waitFor(t, 5*time.Second, func() bool { return c.Exists(bg, key+":dying").Val() == 0 })
+
+	claim("short", 10*time.Second)
+	if got, want := members(), []string{key + ":slot:short"}; !slices.Equal(got, want) {
+		t.Errorf("index after the next claim: got %q, want %q (the dead run dropped)", got, want)
+	}
+	if d := pttl(t, c, idx); d <= 0 || d > 10*time.Second {
+		t.Errorf("index TTL: got %v, want the short claim's 10s (the drop deleted the index)", d)
+	}
 }
 
 // TestObtainRefused: marks, pauses and busy leases refuse a claim, and say

@@ -89,10 +89,10 @@ if K.mark then
   end
 end
 
-local prevhw = false
+local prevhw, meta = false, false
 if A.slot then
   local slot = tonumber(A.slot)
-  local meta = redis.call("HMGET", K.meta, "hw", "first")
+  meta = redis.call("HMGET", K.meta, "hw", "first", "fence")
   local now = now_ms()
   if meta[1] and tonumber(meta[1]) >= slot then
     if A.mark_floor and now <= slot * 1000 + tonumber(A.mark_floor) then
@@ -146,17 +146,23 @@ if K.pause and redis.call("EXISTS", K.pause) == 1 then
   return {"paused", redis.call("PTTL", K.pause)}
 end
 
-local holder = redis.call("GET", K.lease)
+-- SET NX takes a free lease; only a busy one is read.
 local waiting = false
-if holder then
+if not redis.call("SET", K.lease, A.token, "PX", A.ttl, "NX") then
+  local holder = redis.call("GET", K.lease)
   local wait = before_due()
   if wait then
     return {"early", wait}
   end
-end
-if not holder then
-  redis.call("SET", K.lease, A.token, "PX", A.ttl)
-elseif A.overlap == "replace" then
+  if A.overlap ~= "replace" then
+    if K.mark and A.skip_busy then
+      end_mark(A.skip_busy)
+      if A.slot then
+        raise_hw()
+      end
+    end
+    return {"busy", redis.call("PTTL", K.lease)}
+  end
   -- Take the slot now, the lease once its holder stopped: the successor
   -- key makes the holder's renewals answer "replaced" (and the message
   -- tells it at once); take.lua hands the lease over.
@@ -166,23 +172,19 @@ elseif A.overlap == "replace" then
     redis.call("PUBLISH", A.channel, holder)
   end
   waiting = true
-else
-  if K.mark and A.skip_busy then
-    end_mark(A.skip_busy)
-    if A.slot then
-      raise_hw()
-    end
-  end
-  return {"busy", redis.call("PTTL", K.lease)}
 end
 
-local fence = redis.call("HINCRBY", K.meta, "fence", 1)
+-- A slot claim read the fence with the high-water: one HSET raises both.
+local fence
+if meta then
+  fence = (tonumber(meta[3]) or 0) + 1
+  redis.call("HSET", K.meta, "fence", fence, "hw", A.slot)
+else
+  fence = redis.call("HINCRBY", K.meta, "fence", 1)
+end
 if K.mark then
   redis.call("HSET", K.mark, "token", A.token, "fence", fence, "run", A.run, "prevhw", prevhw or "")
   redis.call("PEXPIRE", K.mark, A.mark_ttl)
-end
-if A.slot then
-  redis.call("HSET", K.meta, "hw", A.slot)
 end
 if waiting then
   return {"wait", fence, redis.call("PTTL", K.lease)}

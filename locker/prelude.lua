@@ -52,14 +52,20 @@ end
 
 -- running_set records that the claim's run holds its lease until now +
 -- A.ttl in the job's index of running runs (K.running, a sorted set of mark
--- keys scored by lease expiry), dropping the entries that expired.
+-- keys scored by lease expiry), dropping the entries that expired. The
+-- index is deleted with its last entry (running_clear), so most claims find
+-- none: they create it, with nothing to drop.
 local function running_set()
   if K.running and K.mark then
-    local now = now_ms()
-    redis.call("ZREMRANGEBYSCORE", K.running, "-inf", now)
-    redis.call("ZADD", K.running, now + tonumber(A.ttl), K.mark)
-    if redis.call("PTTL", K.running) < tonumber(A.ttl) then
-      redis.call("PEXPIRE", K.running, A.ttl)
+    local now, ttl = now_ms(), tonumber(A.ttl)
+    local pttl = redis.call("PTTL", K.running)
+    if pttl ~= -2 and redis.call("ZREMRANGEBYSCORE", K.running, "-inf", now) > 0 then
+      -- the drop may have emptied, and so deleted, the index
+      pttl = redis.call("PTTL", K.running)
+    end
+    redis.call("ZADD", K.running, now + ttl, K.mark)
+    if pttl < ttl then
+      redis.call("PEXPIRE", K.running, ttl)
     end
   end
 end
