@@ -99,7 +99,7 @@ func Retry(clk Clock, rc jobs.Retry, attempts *int) Wrapper {
 			var err error
 			for n := 1; ; n++ {
 				r.Attempt = n
-				r.Logger = base.With().Int("attempt", n).Logger()
+				r.Logger = base.Hook(attemptField(n))
 				if attempts != nil {
 					*attempts = n
 				}

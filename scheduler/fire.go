@@ -486,7 +486,7 @@ func (s *Scheduler) claimFor(js *jobState, slot time.Time, jitter, ahead time.Du
 func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, manual bool) {
 	j := js.job
 	clk := s.opts.Clock
-	log := s.log.With().Str("job", j.Name).Time("slot", slot).Int64("fence", lease.Fence()).Logger()
+	log := s.log.Hook(&runFields{job: j.Name, slot: slot, fence: lease.Fence()})
 
 	// The run's context ends on lease loss (its cause ErrLeaseLost), on
 	// replacement (ErrReplaced too), on timeout (ErrTimeout) and when the
