@@ -101,6 +101,11 @@ func (s *Scheduler) claimAndRun(ctx context.Context, js *jobState, slot, next ti
 	if lease == nil {
 		return
 	}
+	var st *starts
+	if g != nil && jitter == 0 {
+		st = g.starts
+		st.won()
+	}
 	// Claimed ahead: the run starts when the slot is due, also when
 	// shutdown began meanwhile (the wait is short): by this replica's
 	// clock, and by Redis's as the claim's reply and the node's recent
@@ -109,7 +114,7 @@ func (s *Scheduler) claimAndRun(ctx context.Context, js *jobState, slot, next ti
 	wctx := context.WithoutCancel(ctx)
 	_ = sleepUntil(wctx, s.opts.Clock, slot.Add(jitter+s.clock.lead()))
 	_ = sleep(wctx, s.opts.Clock, time.Until(lease.Due()))
-	s.execute(js, slot, lease, false)
+	s.execute(js, slot, lease, false, st)
 }
 
 // prevWait is until when, on Redis's clock, the claim of (js, slot) waits
@@ -482,8 +487,10 @@ func (s *Scheduler) claimFor(js *jobState, slot time.Time, jitter, ahead time.Du
 }
 
 // execute runs the job under the lease, then records the outcome with
-// Finish (which also ends the lease and the watchdog).
-func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, manual bool) {
+// Finish (which also ends the lease and the watchdog). st, when not nil,
+// counted the run as due at its instant (see starts): it is told when the
+// run starts, and the record waits for the instant's other runs to start.
+func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, manual bool, st *starts) {
 	j := js.job
 	clk := s.opts.Clock
 	log := s.log.Hook(&runFields{job: j.Name, slot: slot, fence: lease.Fence()})
@@ -503,6 +510,9 @@ func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, m
 	running := &js.metrics.running
 	running.Add(1)
 	log.Info().Bool("manual", manual).Msg("run started")
+	if st != nil {
+		st.started()
+	}
 	attempts := 0
 	tail := jobs.NewTail(j.OutputTail)
 	fn := js.fn
@@ -517,8 +527,12 @@ func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, m
 	// their runs before this one encodes its record and finishes: without
 	// it, a replica with hundreds of runs at one instant started its last
 	// run only after recording the others (a hint to the Go scheduler,
-	// measured in bench/README.md, not a guarantee).
+	// measured in bench/README.md, not a guarantee). The runs of an
+	// instant that won their claims ahead also wait for each other (st).
 	runtime.Gosched()
+	if st != nil {
+		st.wait()
+	}
 
 	// The record leaves the process (history, API, notifications): its
 	// texts are redacted before anything else sees them.

@@ -164,6 +164,13 @@ func startInstanceAt(t *testing.T, addr string, js []*jobs.Job, opts Options) *i
 // startInstanceOn is startInstance on client c.
 func startInstanceOn(t *testing.T, c *redis.Client, js []*jobs.Job, opts Options) *instance {
 	t.Helper()
+	return startInstanceTuned(t, c, js, opts, nil)
+}
+
+// startInstanceTuned is startInstanceOn with tune (when not nil) called on
+// the Scheduler before it runs, to set what Options do not.
+func startInstanceTuned(t *testing.T, c *redis.Client, js []*jobs.Job, opts Options, tune func(*Scheduler)) *instance {
+	t.Helper()
 	l := newLocker(t, c)
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t, testLogLevel)
@@ -171,6 +178,9 @@ func startInstanceOn(t *testing.T, c *redis.Client, js []*jobs.Job, opts Options
 	s, err := New(js, l, opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
+	}
+	if tune != nil {
+		tune(s)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{s: s, cancel: cancel, done: make(chan error, 1)}

@@ -194,6 +194,7 @@ type gate struct {
 	// share one timer; it is never cancelled early, and ends at its deadline.
 	until   time.Time
 	attempt context.Context
+	starts  *starts // the instant's runs start before they are recorded
 }
 
 // gateAt returns the gate of slot for js (next is js's slot after it): one
@@ -215,7 +216,9 @@ func (s *Scheduler) gateAt(ctx context.Context, js *jobState, slot, next, now ti
 	g := &gate{slot: slot, open: make(chan struct{}), ahead: ahead, until: until}
 	if s.gate != nil && s.gate.slot.Equal(slot) {
 		g.open = s.gate.open // another retry bound at the same instant
+		g.starts = s.gate.starts
 	} else {
+		g.starts = newStarts(s.opts.Clock, s.startsWait)
 		t := s.opts.Clock.NewTimer(opens.Sub(now))
 		s.wg.Add(1)
 		go func() {

@@ -60,7 +60,7 @@ func (s *Scheduler) trigger(ctx context.Context, job string, id int64) (slot tim
 	log.Info().Int64("fence", lease.Fence()).Bool("manual", true).Msg("manual trigger claimed")
 	go func() {
 		defer s.wg.Done()
-		s.execute(js, slot, lease, true)
+		s.execute(js, slot, lease, true, nil)
 	}()
 	return slot, lease.Fence(), nil
 }
