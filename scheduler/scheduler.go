@@ -44,10 +44,10 @@ type Scheduler struct {
 	wg        sync.WaitGroup // every firing
 	workers   *workers       // the goroutines firings run on
 	gate      *gate          // the latest slot gate (see gateAt); loop only
+	standby   *standby       // the latest instant's standby (see hold); loop only
 	// startsWait bounds how long a run's record waits for its instant's
 	// other runs to start (startsWaitMax; see starts).
 	startsWait time.Duration
-	standby    *standby // the latest instant's standby (see hold); loop only
 	// gateCancel is the latest gate's attempt cancel; earlier ones end at
 	// their deadlines. Loop only.
 	gateCancel context.CancelFunc

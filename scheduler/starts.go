@@ -21,9 +21,9 @@ const startsWaitMax = 50 * time.Millisecond
 // waited to start, on the same CPUs. A run that returns while firings of
 // its instant that won their claim have not started waits for them (at
 // most its bound, startsWaitMax in production) before it records its
-// outcome. Only firings handed
-// out ahead of their slot (a gate) with no jitter take part: a jittered run
-// starts later by design. Safe for concurrent use.
+// outcome. Only firings handed out ahead of their slot (a gate) with no
+// jitter take part: a jittered run starts later by design. Safe for
+// concurrent use.
 type starts struct {
 	clock Clock
 	max   time.Duration // the wait's bound
