@@ -45,14 +45,24 @@ func closedWithin(t *testing.T, c <-chan struct{}, what string) {
 	}
 }
 
+// startsWon returns starts on a fake clock, bounded by startsWaitMax, with
+// won firings counted and started of them started.
+func startsWon(won, started int) (*fakeClock, *starts) {
+	fc := newFakeClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	st := newStarts(fc, startsWaitMax)
+	for range won {
+		st.won()
+	}
+	for range started {
+		st.started()
+	}
+	return fc, st
+}
+
 func TestStarts(t *testing.T) {
-	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 	t.Run("nothing pending: the wait returns at once", func(t *testing.T) {
-		fc := newFakeClock(t0)
-		st := newStarts(fc, startsWaitMax)
-		st.won()
-		st.started()
+		fc, st := startsWon(1, 1)
 		st.wait()
 		if got := fc.Waiting(); got != 0 {
 			t.Errorf("timers started: got %d, want 0", got)
@@ -60,12 +70,7 @@ func TestStarts(t *testing.T) {
 	})
 
 	t.Run("the wait ends when the last run that won starts", func(t *testing.T) {
-		fc := newFakeClock(t0)
-		st := newStarts(fc, startsWaitMax)
-		st.won()
-		st.won()
-		st.won()
-		st.started() // the waiter's own run
+		fc, st := startsWon(3, 1) // 1: the waiter's own run
 		a := waitAsync(t, st, fc, 1)
 		b := waitAsync(t, st, fc, 1) // a second waiter shares the bound
 		st.started()
@@ -79,11 +84,7 @@ func TestStarts(t *testing.T) {
 	})
 
 	t.Run("the wait ends at startsWaitMax when a run does not start", func(t *testing.T) {
-		fc := newFakeClock(t0)
-		st := newStarts(fc, startsWaitMax)
-		st.won()
-		st.won()
-		st.started()
+		fc, st := startsWon(2, 1)
 		done := waitAsync(t, st, fc, 1)
 		fc.Advance(startsWaitMax - time.Nanosecond)
 		if isClosed(done) {
@@ -97,10 +98,7 @@ func TestStarts(t *testing.T) {
 	})
 
 	t.Run("a later winner holds back later waits only", func(t *testing.T) {
-		fc := newFakeClock(t0)
-		st := newStarts(fc, startsWaitMax)
-		st.won()
-		st.started()
+		fc, st := startsWon(1, 1)
 		st.wait() // returned: nothing pending
 		st.won()  // a claim answered after the others started
 		st.won()
