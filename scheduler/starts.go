@@ -26,7 +26,7 @@ const startsWaitMax = 50 * time.Millisecond
 // concurrent use.
 type starts struct {
 	clock Clock
-	max   time.Duration // the wait's bound
+	bound time.Duration // how long a wait lasts at most
 
 	mu      sync.Mutex
 	pending int           // won, due at the instant, not started yet
@@ -34,9 +34,9 @@ type starts struct {
 }
 
 // newStarts returns the starts of one instant, whose waits last at most
-// max on clock.
-func newStarts(clock Clock, max time.Duration) *starts {
-	return &starts{clock: clock, max: max}
+// bound on clock.
+func newStarts(clock Clock, bound time.Duration) *starts {
+	return &starts{clock: clock, bound: bound}
 }
 
 // won counts a firing that won its claim and will start at the instant.
@@ -80,7 +80,7 @@ func (st *starts) wait() {
 		// with the wait.
 		all = make(chan struct{})
 		st.all = all
-		t := st.clock.NewTimer(st.max)
+		t := st.clock.NewTimer(st.bound)
 		go func() {
 			select {
 			case <-t.C():

@@ -60,7 +60,6 @@ func startsWon(won, started int) (*fakeClock, *starts) {
 }
 
 func TestStarts(t *testing.T) {
-
 	t.Run("nothing pending: the wait returns at once", func(t *testing.T) {
 		fc, st := startsWon(1, 1)
 		st.wait()
