@@ -39,15 +39,20 @@ func (s *Scheduler) fire(ctx context.Context, js *jobState, prev, slot, next tim
 func (s *Scheduler) firing(ctx context.Context, js *jobState, prev, slot, next time.Time, g *gate) {
 	j := js.job
 	jitter := Jitter(j.Name, slot, j.Jitter)
-	// The claim is built before its slot comes (keys, records, the script's
-	// line): at the slot, a replica with thousands of jobs due only sends.
 	ahead := claimAhead // dispatched late: the slot has come or nearly
 	if g != nil {
 		ahead = g.ahead
 	}
-	bid := s.slotBid(js, prev, slot, jitter, ahead)
-	if bid == nil {
-		return
+	// The replica first for the firing builds its claim before the slot
+	// comes (keys, records, the script's line): at the slot, a replica with
+	// thousands of jobs due only sends. The others build it only if they
+	// claim after all (membership changed, or they step in): with R
+	// replicas, R-1 of every R firings a replica handles never claim.
+	var bid *locker.Bid
+	if s.share.first(js, slot) {
+		if bid = s.slotBid(js, prev, slot, jitter, ahead); bid == nil {
+			return
+		}
 	}
 	if g != nil {
 		select {
@@ -72,6 +77,11 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, prev, slot, next t
 		}
 		s.steppingIn(js, slot)
 		steppedIn = true
+	}
+	if bid == nil {
+		if bid = s.slotBid(js, prev, slot, jitter, ahead); bid == nil {
+			return
+		}
 	}
 	s.claimAndRun(ctx, js, slot, next, jitter, g, bid, steppedIn)
 }
