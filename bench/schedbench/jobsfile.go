@@ -35,7 +35,7 @@ func jobName(i int) string { return fmt.Sprintf("j%06d", i) }
 // writeJobs writes the jobs.yaml every replica of a scenario on masters
 // loads: the redis: block's connection lines (conn), the suite's
 // catchup_window and history keep over the defaults, and one Go job per
-// spec.
+// spec (with the suite's jitter, if any).
 func writeJobs(dir string, s suite, masters int, specs []string, conn string) (string, error) {
 	path := filepath.Join(dir, fmt.Sprintf("%s-%d-m%d.yaml", s.name, len(specs), masters))
 	f, err := os.Create(path)
@@ -45,8 +45,12 @@ func writeJobs(dir string, s suite, masters int, specs []string, conn string) (s
 	w := bufio.NewWriter(f)
 	fmt.Fprintf(w, "redis:\n%sdefaults:\n  catchup_window: %s\n  history: {keep: %d}\njobs:\n",
 		conn, s.catchup, s.keep)
+	jitter := ""
+	if s.jitter > 0 {
+		jitter = fmt.Sprintf(", jitter: %s", s.jitter)
+	}
 	for i, spec := range specs {
-		fmt.Fprintf(w, "  %s: {schedule: %q, func: %s}\n", jobName(i), spec, funcName)
+		fmt.Fprintf(w, "  %s: {schedule: %q, func: %s%s}\n", jobName(i), spec, funcName, jitter)
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
@@ -56,7 +60,7 @@ func writeJobs(dir string, s suite, masters int, specs []string, conn string) (s
 }
 
 // retention is a slot mark's retention for the suite's jobs
-// (Scheduler.MarkRetention, with the default max_clock_skew and no jitter).
+// (Scheduler.MarkRetention, with the default max_clock_skew).
 func (s suite) retention() time.Duration {
-	return scheduler.MarkRetentionOf(scheduler.DefaultMaxClockSkew, s.catchup, 0)
+	return scheduler.MarkRetentionOf(scheduler.DefaultMaxClockSkew, s.catchup, s.jitter)
 }

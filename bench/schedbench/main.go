@@ -73,6 +73,10 @@ type suite struct {
 	sampled bool
 	// notInAll keeps the suite out of -suite all (it must be named).
 	notInAll bool
+	// jitter is every job's jitter (-jitter, redcron only): a run starts
+	// up to this long after its slot, and its lag still counts from the
+	// slot.
+	jitter time.Duration
 	// records keeps the replicas running until the window's skip records
 	// are due (catchup_window + max_clock_skew after its last slot), then
 	// reads the jobs' history: a miss with a record was recorded (a skip
@@ -152,6 +156,7 @@ func main() {
 		warmup   time.Duration
 		window   time.Duration
 		stagger  time.Duration
+		jitter   time.Duration
 	)
 	flag.StringVar(&names, "suite", "compare", "comma-separated suites: compare, replicas, retention, rate, burst, load, cluster, soak, or all (every suite but soak, which takes 30 minutes: name it)")
 	flag.DurationVar(&cfg.sample, "sample", time.Minute, "the soak suite's sampling interval (whole seconds) for Redis memory, keys and the replicas' memory")
@@ -163,6 +168,7 @@ func main() {
 	flag.DurationVar(&warmup, "warmup", 0, "override every suite's warmup (0: the suite's; shorter than the marks' retention is not steady)")
 	flag.DurationVar(&window, "window", 0, "override every suite's steady window (0: the suite's)")
 	flag.DurationVar(&stagger, "stagger", 0, "start each suite's replicas this far apart (0: together)")
+	flag.DurationVar(&jitter, "jitter", 0, "give every job this jitter (redcron only: name -systems redcron; 0: none)")
 	flag.BoolVar(&cfg.child, "child", false, "run as one replica, as the parent asks on stdin (internal)")
 	flag.Parse()
 	if cfg.child {
@@ -172,7 +178,7 @@ func main() {
 		}
 		return
 	}
-	if err := pickSuites(&cfg, names, jobs, replicas, systems, warmup, window, stagger); err != nil {
+	if err := pickSuites(&cfg, names, jobs, replicas, systems, warmup, window, stagger, jitter); err != nil {
 		fmt.Fprintln(os.Stderr, "schedbench:", err)
 		os.Exit(2)
 	}
@@ -183,7 +189,7 @@ func main() {
 }
 
 // pickSuites selects the suites named and applies the overrides.
-func pickSuites(cfg *config, names string, jobs int, replicas, systems string, warmup, window, stagger time.Duration) error {
+func pickSuites(cfg *config, names string, jobs int, replicas, systems string, warmup, window, stagger, jitter time.Duration) error {
 	if cfg.reps < 1 {
 		return fmt.Errorf("-reps must be at least 1")
 	}
@@ -225,6 +231,12 @@ func pickSuites(cfg *config, names string, jobs int, replicas, systems string, w
 			s.window = window.Truncate(time.Second)
 		}
 		s.stagger = stagger
+		if jitter > 0 {
+			if !slices.Equal(s.systems, []string{sysRedcron}) {
+				return fmt.Errorf("suite %s: -jitter needs -systems redcron (the other systems ignore jobs.yaml's jitter)", s.name)
+			}
+			s.jitter = jitter
+		}
 		if s.window < time.Second {
 			return fmt.Errorf("suite %s: the window must be at least 1s", s.name)
 		}

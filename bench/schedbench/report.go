@@ -301,6 +301,9 @@ func (r suiteResult) print(reps int) {
 	if s.stagger > 0 {
 		starts = fmt.Sprintf("replicas started %v apart", s.stagger)
 	}
+	if s.jitter > 0 {
+		starts += fmt.Sprintf("; every job's jitter %v (lag counts from the slot)", s.jitter)
+	}
 	fmt.Printf("\n## Suite %s: %d jobs on %q, catchup_window %v (mark retention %v), history keep %d; warmup %v, window %v; %s; %d interleaved reps; cells: median [min-max]\n",
 		s.name, s.jobs, spec, s.catchup, s.retention(), s.keep, s.warmup, s.window, starts, reps)
 	r.table("Outcomes (runs of the window's slots)", []column{colFirings, colRuns, colDups, colMisses, colEarly, colOff, colFence, colShare, colLogs})
