@@ -45,12 +45,12 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, prev, slot, next t
 	}
 	// The replica first for the firing builds its claim before the slot
 	// comes (keys, records, the script's line): at the slot, a replica with
-	// thousands of jobs due only sends. The others (firings with jitter: a
-	// firing without it that another replica claims waits in standby, see
-	// hold) build it only if they claim after all: they step in, or the
+	// thousands of jobs due only sends. A firing without jitter comes here
+	// only when hold found this replica first. The others (firings with
+	// jitter) build it only if they claim after all: they step in, or the
 	// live replicas changed before the slot.
 	var bid *locker.Bid
-	if s.share.first(js, slot) {
+	if js.job.Jitter == 0 || s.share.first(js, slot) {
 		if bid = s.slotBid(js, prev, slot, jitter, ahead); bid == nil {
 			return
 		}
