@@ -96,6 +96,9 @@ func (b *backend) info(ctx context.Context) (serverSnap, error) {
 		for k, v := range s.calls {
 			out.calls[k] += v
 		}
+		for k, v := range s.usec {
+			out.usec[k] += v
+		}
 		out.cpu += s.cpu
 		out.cpus = append(out.cpus, s.cpu)
 		out.memory += s.memory

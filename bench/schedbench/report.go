@@ -29,6 +29,7 @@ type runMetrics struct {
 	// From INFO over the window: EVALSHA and EVAL calls (top-level only:
 	// scripts cannot call them), every call (scripts' included), CPU.
 	srvScripts, srvCalls int64
+	srvUsec              map[string]int64 // commandstats usec in the window, by command
 	redisCPU             time.Duration
 	masterCPU            []time.Duration // redisCPU of each master (one without a cluster)
 	seconds              float64
@@ -83,6 +84,10 @@ func (m *runMetrics) fill(reports []childReport, ss []serverSnap, specs []string
 	a, b := ss[0], ss[len(ss)-1]
 	m.srvScripts = b.calls["evalsha"] + b.calls["eval"] - a.calls["evalsha"] - a.calls["eval"]
 	m.srvCalls = b.allCalls() - a.allCalls()
+	m.srvUsec = map[string]int64{}
+	for k, v := range b.usec {
+		m.srvUsec[k] = v - a.usec[k]
+	}
 	m.redisCPU = b.cpu - a.cpu
 	for i := range b.cpus {
 		m.masterCPU = append(m.masterCPU, b.cpus[i]-a.cpus[i])
@@ -123,6 +128,47 @@ func (m *runMetrics) detailLine() string {
 		failed += v
 	}
 	return fmt.Sprintf("[%s]; failed in all %.3f", strings.Join(parts, "; "), float64(failed)/m.firings())
+}
+
+// usecLine splits Redis's command time per firing (INFO commandstats usec
+// over the window) into the scripts' calls (EVALSHA and EVAL, which count
+// the commands their scripts call, listed after them), the top-level
+// commands, and the rest of Redis's main-thread CPU: reading, parsing and
+// answering commands, expiring keys, the server's own cron.
+func (m *runMetrics) usecLine() string {
+	per := func(us int64) float64 { return float64(us) / m.firings() }
+	var scripts, top, inner int64
+	var parts []string
+	names := slices.SortedFunc(maps.Keys(m.srvUsec), func(a, b string) int {
+		return cmp.Or(cmp.Compare(m.srvUsec[b], m.srvUsec[a]), cmp.Compare(a, b))
+	})
+	for _, k := range names {
+		us := m.srvUsec[k]
+		switch k {
+		case "evalsha", "eval":
+			scripts += us
+		case "info", "dbsize", "hello":
+			continue // the bench's own, and handshakes
+		default:
+			if strings.HasPrefix(k, "client") || strings.HasPrefix(k, "cluster") {
+				continue
+			}
+			if per(us) >= 0.05 {
+				parts = append(parts, fmt.Sprintf("%s %.2f", k, per(us)))
+			}
+			inner += us // inside scripts or sent alone: split below
+		}
+	}
+	// The commands the hooks saw sent alone are top-level; the rest of the
+	// calls were made by scripts. Without per-call attribution, top-level
+	// time is taken at the calls' mean.
+	if calls := m.srvCalls - m.srvScripts; calls > 0 {
+		topCalls := m.commands() - m.hookScripts
+		top = inner * max(topCalls, 0) / calls
+	}
+	rest := m.redisCPU.Microseconds() - scripts - top
+	return fmt.Sprintf("scripts (EVALSHA, EVAL) %.1f, of which the commands they call about %.1f and their Lua and calling convention about %.1f; commands sent alone about %.1f; INFO cpu less all that (I/O, parsing, replies, expiry, cron; less any time Redis was descheduled inside a command, which commandstats counts) %.1f; by command, in scripts or not: [%s]",
+		per(scripts), per(inner-top), per(scripts-(inner-top)), per(top), per(rest), strings.Join(parts, "; "))
 }
 
 func (m *runMetrics) commands() int64 {
@@ -324,6 +370,9 @@ func (r suiteResult) print(reps int) {
 		fmt.Printf("- %v, rep %d: runs per replica [%s]; load %s; Redis evicted %d keys\n",
 			sc, len(runs)/2+1, strings.Join(wins, ", "), strings.Join(m.loads, " -> "), m.evicted)
 		fmt.Printf("  - commands / firing by kind and what they are (failed replies): %s\n", m.detailLine())
+		if m.redisCPU > 0 {
+			fmt.Printf("  - Redis time per firing, us (commandstats usec and INFO cpu over the window): %s\n", m.usecLine())
+		}
 		if m.v.counted {
 			reasons := slices.Sorted(maps.Keys(m.v.recorded))
 			var parts []string

@@ -216,6 +216,7 @@ func redcronKind(cmd redis.Cmder) class {
 type serverSnap struct {
 	at      time.Time
 	calls   map[string]int64 // commandstats: also the commands scripts call
+	usec    map[string]int64 // commandstats: microseconds, likewise
 	cpu     time.Duration    // used_cpu_user + used_cpu_sys
 	cpus    []time.Duration  // cpu of each master (backend.info)
 	memory  int64            // used_memory
@@ -224,7 +225,7 @@ type serverSnap struct {
 }
 
 func serverInfo(ctx context.Context, c *redis.Client) (serverSnap, error) {
-	s := serverSnap{at: time.Now(), calls: map[string]int64{}}
+	s := serverSnap{at: time.Now(), calls: map[string]int64{}, usec: map[string]int64{}}
 	txt, err := c.Info(ctx, "commandstats", "cpu", "memory", "stats").Result()
 	if err != nil {
 		return s, err
@@ -236,6 +237,9 @@ func serverInfo(ctx context.Context, c *redis.Client) (serverSnap, error) {
 			for _, f := range strings.Split(fields, ",") {
 				if v, ok := strings.CutPrefix(f, "calls="); ok {
 					s.calls[name], _ = strconv.ParseInt(v, 10, 64)
+				}
+				if v, ok := strings.CutPrefix(f, "usec="); ok {
+					s.usec[name], _ = strconv.ParseInt(v, 10, 64)
 				}
 			}
 			continue
