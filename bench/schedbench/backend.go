@@ -13,10 +13,12 @@ import (
 
 // backend is the Redis a scenario's replicas claim on: one plain
 // redis-server, or the masters of a Redis Cluster. The parent reads each
-// server with its own admin client.
+// server's INFO with its own admin client, and the jobs' keys through
+// keys (a cluster client on a cluster).
 type backend struct {
 	servers []*redistest.Server
 	admins  []*redis.Client
+	keys    redis.UniversalClient
 	cluster bool
 }
 
@@ -38,14 +40,23 @@ func startBackend(masters int) (*backend, error) {
 			return nil, err
 		}
 	}
-	for _, s := range b.servers {
+	addrs := make([]string, len(b.servers))
+	for i, s := range b.servers {
+		addrs[i] = s.Addr()
 		b.admins = append(b.admins, redis.NewClient(&redis.Options{Addr: s.Addr()}))
+	}
+	b.keys = b.admins[0]
+	if b.cluster {
+		b.keys = redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
 	}
 	return b, nil
 }
 
 // stop closes the admin clients and stops the servers.
 func (b *backend) stop() {
+	if b.cluster && b.keys != nil {
+		_ = b.keys.Close()
+	}
 	for _, c := range b.admins {
 		_ = c.Close()
 	}

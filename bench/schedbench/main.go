@@ -100,7 +100,9 @@ const (
 // jobs.yaml defaults (catchup_window 1m: retention 69s; history 100) and a
 // warmup past both, to show that the shortening does not change the
 // figures. The rate, burst and load suites use the stock defaults. The
-// cluster and soak suites shorten the retention as the compare suite does.
+// cluster and soak suites shorten the retention as the compare suite does;
+// the cluster suite keeps 50 records of history, so that the window's
+// skip records (20s of slots) are still there when it reads them.
 // The replicas suite's window is 40s: at R=30 a 10s window gave each
 // replica about 333 firings, whose spread under hashing alone (about 5 %
 // a replica) put the largest of 30 shares past the ±10 % it measures; 40s
@@ -126,8 +128,8 @@ var suites = []suite{
 		catchup: time.Minute, keep: 100, warmup: 60 * time.Second, window: 20 * time.Second},
 	{name: "cluster", systems: []string{sysRedcron}, replicas: []int{3},
 		skews: []time.Duration{0}, jobs: clusterJobs, spec: "* * * * * *",
-		catchup: time.Second, keep: 10, warmup: 14 * time.Second, window: 20 * time.Second,
-		masters: []int{1, 3}},
+		catchup: time.Second, keep: 50, warmup: 14 * time.Second, window: 20 * time.Second,
+		masters: []int{1, 3}, records: true},
 	{name: "soak", systems: []string{sysRedcron}, replicas: []int{3},
 		skews: []time.Duration{0}, jobs: 1000, spec: "* * * * * *",
 		catchup: time.Second, keep: 10, warmup: 14 * time.Second, window: 30 * time.Minute,

@@ -196,7 +196,7 @@ func runScenario(self string, s suite, sc scenario, path string, specs []string,
 		snaps = sampleSnaps(from, to, sample, edge)
 	}
 	stop := time.Unix(to+1, 0).Add(cooldown)
-	countRecords := s.records && !be.cluster && sc.system == sysRedcron
+	countRecords := s.records && sc.system == sysRedcron
 	if countRecords {
 		stop = time.Unix(to+1, 0).Add(max(s.catchup, scheduler.OnTime) + scheduler.DefaultMaxClockSkew + recordSlack)
 	}
@@ -284,7 +284,7 @@ func runScenario(self string, s suite, sc scenario, path string, specs []string,
 		}
 	}
 	if countRecords {
-		if m.skips, err = readSkips(ctx, be.admins[0], len(specs), from, to); err != nil {
+		if m.skips, err = readSkips(ctx, be.keys, len(specs), from, to); err != nil {
 			return m, err
 		}
 	}
@@ -293,7 +293,7 @@ func runScenario(self string, s suite, sc scenario, path string, specs []string,
 	}
 	for _, js := range m.v.lastUnrecorded {
 		key := store.JobKeys(store.DefaultPrefix, jobName(int(js.job))).Mark(time.Unix(js.slot, 0))
-		h, err := be.admins[0].HGetAll(ctx, key).Result()
+		h, err := be.keys.HGetAll(ctx, key).Result()
 		if err != nil {
 			return m, err
 		}
@@ -309,7 +309,7 @@ const recordSlack = 5 * time.Second
 // readSkips reads the final records of the window's slots from the jobs'
 // history, by job index and slot: a skip's reason, or another record's
 // outcome.
-func readSkips(ctx context.Context, c *redis.Client, jobs int, from, to int64) (map[jobSlot]string, error) {
+func readSkips(ctx context.Context, c redis.UniversalClient, jobs int, from, to int64) (map[jobSlot]string, error) {
 	out := map[jobSlot]string{}
 	const chunk = 1000
 	for lo := 0; lo < jobs; lo += chunk {
