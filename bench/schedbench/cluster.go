@@ -18,7 +18,7 @@ var colRate = column{"firings run / s", "%.0f", func(m *runMetrics) float64 {
 // master: the same jobs over a cluster of 1 and of n masters.
 func (r suiteResult) topologies() {
 	fmt.Printf("\nTopologies: the same jobs on Redis Clusters of 1 and more masters. A script cannot span hash slots in a cluster, so each claim is its own EVALSHA on its job's {job}-tagged keys (the cluster client pipelines them per master); the work-sharing beat's {live} keys are on one master. Cells: median [min-max]; per master: medians.\n\n")
-	cols := []column{colRate, colDups, colMisses, colP50, colP99, colCmds, colRedisCPU}
+	cols := []column{colRate, colDups, colMisses, colUnrecorded, colP50, colP99, colCmds, colRedisCPU}
 	fmt.Printf("| scenario |")
 	for _, c := range cols {
 		fmt.Printf(" %s |", c.name)

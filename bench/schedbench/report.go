@@ -492,6 +492,8 @@ var targets = []target{
 	{"burst", scenario{sysRedcron, 3, 0, 0}, "10,000 jobs at one instant: 0 misses", colMisses, 0},
 	{"burst", scenario{sysRedcron, 3, 0, 0}, "10,000 jobs at one instant: the last starts within 1 s", colLatest, 1000},
 	{"burst", scenario{sysRedcron, 3, 0, 0}, "10,000 jobs at one instant: every miss has a record", colUnrecorded, 0},
+	{"cluster", scenario{sysRedcron, 3, 0, 1}, "1 master: every miss has a record", colUnrecorded, 0},
+	{"cluster", scenario{sysRedcron, 3, 0, 3}, "3 masters: every miss has a record", colUnrecorded, 0},
 	{"load", scenario{sysRedcron, 3, 0, 0}, "100,000 jobs load in <= 2 s", colLoad, 2},
 	{"load", scenario{sysRedcron, 3, 0, 0}, "100,000 jobs: RSS <= 200 MiB per replica", colRSS, 200},
 	{"load", scenario{sysRedcron, 3, 0, 0}, "100,000 jobs: peak RSS <= 200 MiB per replica", colHWM, 200},
