@@ -43,17 +43,13 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, prev, slot, next t
 	if g != nil {
 		ahead = g.ahead
 	}
-	// The replica first for the firing builds its claim before the slot
-	// comes (keys, records, the script's line): at the slot, a replica with
-	// thousands of jobs due only sends. A firing without jitter comes here
-	// only when hold found this replica first. The others (firings with
-	// jitter) build it only if they claim after all: they step in, or the
-	// live replicas changed before the slot.
-	var bid *locker.Bid
-	if js.job.Jitter == 0 || s.share.first(js, slot) {
-		if bid = s.slotBid(js, prev, slot, jitter, ahead); bid == nil {
-			return
-		}
+	// The firing's claim is built before the slot comes (keys, records,
+	// the script's line): at the slot, a replica with thousands of jobs
+	// due only sends. A firing that another replica claims waits in
+	// standby instead (see hold), with no claim built.
+	bid := s.slotBid(js, prev, slot, jitter, ahead)
+	if bid == nil {
+		return
 	}
 	if g != nil {
 		select {
@@ -78,11 +74,6 @@ func (s *Scheduler) firing(ctx context.Context, js *jobState, prev, slot, next t
 		}
 		s.steppingIn(js, slot)
 		steppedIn = true
-	}
-	if bid == nil {
-		if bid = s.slotBid(js, prev, slot, jitter, ahead); bid == nil {
-			return
-		}
 	}
 	s.claimAndRun(ctx, js, slot, next, jitter, g, bid, steppedIn)
 }
@@ -131,7 +122,8 @@ func (s *Scheduler) claimAndRun(ctx context.Context, js *jobState, slot, next ti
 // prevWait is until when, on Redis's clock, the claim of (js, slot) waits
 // for the job's slot before it, prev, to be decided (locker's
 // Claim.PrevUntil): a replica stepping in for prev claims it HandOff after
-// its due, and its claim may take ahead to arrive. Claimed first, slot
+// its due (after its standbyDue, for a replica that held it), and its
+// claim may take ahead to arrive. Claimed first, slot
 // would pass prev over, recorded late: with a short period and jitter, or
 // when claims go out far ahead of their slot (claimLead under load), the
 // next slot's claims go out before the step-in. Never later than slot's
@@ -143,7 +135,7 @@ func (s *Scheduler) prevWait(js *jobState, prev, slot time.Time, jitter, ahead t
 		return time.Time{}
 	}
 	due, prevDue := slot.Add(jitter), prev.Add(Jitter(js.job.Name, prev, js.job.Jitter))
-	until := minTime(prevDue.Add(s.share.handOff()+ahead), due)
+	until := minTime(standbyDue(js, prev).Add(s.share.handOff()+ahead), due)
 	if !until.After(due.Add(-ahead)) || !s.share.mayStepIn(prevDue) {
 		return time.Time{}
 	}
@@ -166,8 +158,9 @@ func (s *Scheduler) jobLog(js *jobState, slot time.Time) zerolog.Logger {
 // in turn). A claim given up is withdrawn if it may have won (its mark then
 // records the slot as aborted), and the slot's skip is recorded once no
 // replica may claim it any more, if none did (see recorder). A step-in
-// (steppedIn) claims HandOff after the slot: its bound before the next slot
-// moves on by as much, within the claim deadline.
+// (steppedIn) claims HandOff after the slot's due (its standbyDue, when it
+// was held): its bound before the next slot moves on by as much, within
+// the claim deadline.
 func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Time, jitter time.Duration, g *gate, bid *locker.Bid, steppedIn bool) *locker.Lease {
 	j := js.job
 	clk := s.opts.Clock
@@ -180,7 +173,8 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 	deadline, retryUntil := claimBounds(j, slot, next, jitter)
 	deadline, retryUntil = deadline.Add(lead), retryUntil.Add(lead)
 	if steppedIn {
-		retryUntil = minTime(deadline, retryUntil.Add(s.share.handOff()))
+		late := standbyDue(js, slot).Sub(slot.Add(jitter)) + s.share.handOff()
+		retryUntil = minTime(deadline, retryUntil.Add(late))
 	}
 	extended := false // retryUntil moved on for a claim that reached Redis
 	split := false    // the last attempt's votes split (quorum mode)

@@ -41,10 +41,11 @@ type Scheduler struct {
 	started atomic.Bool
 	// reconnect is the claims' shared backoff while Redis fails.
 	reconnect reconnect
-	wg        sync.WaitGroup // every firing
-	workers   *workers       // the goroutines firings run on
-	gate      *gate          // the latest slot gate (see gateAt); loop only
-	standby   *standby       // the latest instant's standby (see hold); loop only
+	wg        sync.WaitGroup     // every firing
+	workers   *workers           // the goroutines firings run on
+	gate      *gate              // the latest slot gate (see gateAt); loop only
+	standby   *standby           // the latest instant's standby (see hold); loop only
+	jittered  map[int64]*standby // standbys of firings with jitter by bucket end (see holdJittered); loop only
 	// startsWait bounds how long a run's record waits for its instant's
 	// other runs to start (startsWaitMax; see starts).
 	startsWait time.Duration

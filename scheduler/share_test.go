@@ -368,8 +368,9 @@ func TestShareWork(t *testing.T) {
 // TestShareStepIn: when the replica first for some firings stalls (its
 // Redis traffic held, as under SIGSTOP), the others take its share within
 // the hand-off, each firing once; when it comes back its held claims find
-// the slots taken. Firings at their slot wait in standby for the hand-off
-// (see hold); jittered ones decide in their firing.
+// the slots taken. Firings that another replica claims wait in standby for
+// the hand-off (see hold): those without jitter in their slot's, those with
+// jitter in their due's jitterBucket.
 func TestShareStepIn(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -718,11 +719,11 @@ func claimErrors(ins []*instance) int64 {
 // a firing of the same instant is refused (the loop then opens a new
 // standby for it) instead of being held where nobody looks again.
 func TestStandbyTake(t *testing.T) {
-	b := &standby{slot: time.Unix(1_790_000_000, 0)}
+	b := &standby{due: time.Unix(1_790_000_000, 0)}
 	js := &jobState{}
 	v1, v2 := &shareView{}, &shareView{}
 	for i, v := range []*shareView{v1, v1, v2} {
-		if !b.add(js, time.Time{}, v) {
+		if !b.add(js, b.due, time.Time{}, v) {
 			t.Fatalf("add %d before the check: got refused, want held", i)
 		}
 	}
@@ -730,11 +731,50 @@ func TestStandbyTake(t *testing.T) {
 	if len(fs) != 3 || len(vs) != 2 {
 		t.Errorf("take: got %d firings and %d views, want 3 and 2 (one per distinct view)", len(fs), len(vs))
 	}
-	if b.add(js, time.Time{}, v1) {
+	if b.add(js, b.due, time.Time{}, v1) {
 		t.Errorf("add after the check: got held, want refused")
 	}
 	if fs, vs := b.take(); fs != nil || vs != nil {
 		t.Errorf("second take: got %d firings and %d views, want none", len(fs), len(vs))
+	}
+}
+
+// TestStandbyDue: a firing without jitter is due in its slot's standby; one
+// with jitter in the standby of the jitterBucket its due falls in, which
+// ends after the due and at most jitterBucket after it, so that its check
+// comes no earlier than a lone firing's and at most a bucket later.
+func TestStandbyDue(t *testing.T) {
+	slot := utc("2026-05-01T10:00:00Z")
+	for _, tc := range []struct {
+		name   string
+		jitter time.Duration
+	}{
+		{"no jitter", 0}, {"200ms", 200 * time.Millisecond}, {"500ms", 500 * time.Millisecond}, {"1h", time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ends := map[time.Time]int{}
+			for i := range 200 {
+				js := &jobState{job: &jobs.Job{Name: fmt.Sprintf("job%03d", i), Jitter: tc.jitter}}
+				due := slot.Add(Jitter(js.job.Name, slot, tc.jitter))
+				got := standbyDue(js, slot)
+				if tc.jitter == 0 {
+					if !got.Equal(slot) {
+						t.Fatalf("%s: got %v, want its slot %v", js.job.Name, got, slot)
+					}
+					continue
+				}
+				if !got.After(due) || got.Sub(due) > jitterBucket {
+					t.Fatalf("%s: got %v for due %v, want after it by at most %v", js.job.Name, got, due, jitterBucket)
+				}
+				if got.Sub(slot)%jitterBucket != 0 {
+					t.Fatalf("%s: got %v, want a bucket's end (a multiple of %v after the slot)", js.job.Name, got, jitterBucket)
+				}
+				ends[got]++
+			}
+			if max := int(tc.jitter/jitterBucket) + 1; tc.jitter > 0 && len(ends) > max {
+				t.Errorf("200 firings in %d standbys, want at most %d (one per bucket)", len(ends), max)
+			}
+		})
 	}
 }
 

@@ -8,68 +8,122 @@ import (
 	"github.com/redcron/redcron/scheduler/store"
 )
 
-// standby holds the firings of one instant that other replicas claim (see
-// share): the loop decides so when it hands a slot out, so that
+// standby holds the firings due by one instant that other replicas claim
+// (see share): the loop decides so when it hands a slot out, so that
 // such a firing costs no goroutine, no claim built and no timer of its own.
-// One goroutine per instant looks again HandOff after the slot: when every
-// replica that was first for one of them has beaten since the slot, still
-// claims and kept its config, none of them needs this replica (the common
-// case, decided once for the whole instant); otherwise each firing is
-// decided as a lone one is (share.stepIn), and those this replica steps in
-// for are claimed and run on workers.
+// One goroutine per standby looks again HandOff after its instant: when
+// every replica that was first for one of them has beaten since then,
+// still claims and kept its config, none of them needs this replica (the
+// common case, decided once for the whole standby); otherwise each firing
+// is decided as a lone one is (share.stepIn), and those this replica steps
+// in for are claimed and run on workers. Firings without jitter share
+// their slot's standby; firings with jitter share one per jitterBucket of
+// due times (see hold).
 type standby struct {
-	slot time.Time
-	mu   sync.Mutex
-	// firings are the instant's firings held; views are the share views
-	// their decisions read (usually one). Both are nil once the check took
-	// them: later firings of the instant go to a new standby.
+	due time.Time // every firing held is due by then
+	mu  sync.Mutex
+	// firings are the firings held; views are the share views their
+	// decisions read (usually one). Both are nil once the check took
+	// them: later firings go to a new standby.
 	firings []heldFiring
 	views   []*shareView
 	taken   bool
 }
 
-// heldFiring is one firing in standby: the job and its slot after this one.
+// heldFiring is one firing in standby: the job, its slot and its slot
+// after this one.
 type heldFiring struct {
-	js   *jobState
-	next time.Time
+	js         *jobState
+	slot, next time.Time
 }
+
+// jitterBucket is the span of due times whose firings with jitter share a
+// standby: their check comes at the bucket's end, so a step-in for one of
+// them comes up to jitterBucket later than a lone firing's would, and a
+// replica with 1,000 such firings a second spread over 500 ms wakes a
+// standby 20 times a second instead of a worker 1,000 times.
+const jitterBucket = 50 * time.Millisecond
 
 // hold puts (js, slot) in standby when this replica does not claim it at
 // its slot (ranking.claims: another replica is first, or, when the first
 // cannot be relied on, this one is not among the fallback claimers), and
-// reports whether it did. It only takes firings without jitter; the others
-// decide at their slot, in the firing. Called by the loop only.
+// reports whether it did. Called by the loop only.
 func (s *Scheduler) hold(ctx context.Context, js *jobState, slot, next time.Time) bool {
 	sh := s.share
-	if !sh.on() || js.job.Jitter > 0 {
+	if !sh.on() {
 		return false
 	}
 	rk, v := sh.nowRanking()
 	if rk.claims(js, slot) {
 		return false
 	}
+	if js.job.Jitter > 0 {
+		s.holdJittered(ctx, js, slot, next, v)
+		return true
+	}
 	b := s.standby
-	if b == nil || !b.slot.Equal(slot) || !b.add(js, next, v) {
-		b = &standby{slot: slot}
-		b.add(js, next, v)
+	if b == nil || !b.due.Equal(slot) || !b.add(js, slot, next, v) {
+		b = &standby{due: slot}
+		b.add(js, slot, next, v)
 		s.standby = b
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.checkStandby(ctx, b)
-		}()
+		s.startStandby(ctx, b)
 	}
 	return true
 }
 
+// holdJittered holds a firing with jitter in the standby of its due's
+// jitterBucket (keyed by its end in Unix ns: jobs' slots may carry
+// different time zones), starting one when none takes it. Standbys whose
+// bucket ended before slot are forgotten as the loop goes (their checks
+// own them): no later firing is due in them. Called by the loop only.
+func (s *Scheduler) holdJittered(ctx context.Context, js *jobState, slot, next time.Time, v *shareView) {
+	end := standbyDue(js, slot)
+	key := end.UnixNano()
+	if b := s.jittered[key]; b != nil && b.add(js, slot, next, v) {
+		return
+	}
+	for at := range s.jittered {
+		if at < slot.UnixNano() {
+			delete(s.jittered, at)
+		}
+	}
+	b := &standby{due: end}
+	b.add(js, slot, next, v)
+	if s.jittered == nil {
+		s.jittered = map[int64]*standby{}
+	}
+	s.jittered[key] = b
+	s.startStandby(ctx, b)
+}
+
+// standbyDue is the instant by which (js, slot) is due in its standby, and
+// a replica that holds it looks again HandOff after it: its slot without
+// jitter; with jitter, the end of the jitterBucket its due falls in.
+func standbyDue(js *jobState, slot time.Time) time.Time {
+	if js.job.Jitter <= 0 {
+		return slot
+	}
+	due := slot.Add(Jitter(js.job.Name, slot, js.job.Jitter))
+	return due.Truncate(jitterBucket).Add(jitterBucket)
+}
+
+// startStandby starts b's check, owned by Run (s.wg).
+func (s *Scheduler) startStandby(ctx context.Context, b *standby) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.checkStandby(ctx, b)
+	}()
+}
+
 // add holds a firing decided on view v; false once the check has begun.
-func (b *standby) add(js *jobState, next time.Time, v *shareView) bool {
+func (b *standby) add(js *jobState, slot, next time.Time, v *shareView) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.taken {
 		return false
 	}
-	b.firings = append(b.firings, heldFiring{js: js, next: next})
+	b.firings = append(b.firings, heldFiring{js: js, slot: slot, next: next})
 	if n := len(b.views); n == 0 || b.views[n-1] != v {
 		b.views = append(b.views, v)
 	}
@@ -86,26 +140,31 @@ func (b *standby) take() ([]heldFiring, []*shareView) {
 	return fs, vs
 }
 
-// checkStandby waits until HandOff after the standby's slot (plus this
+// checkStandby waits until HandOff after the standby's instant (plus this
 // replica's clock lead, as a firing waits), then steps in for the firings
-// whose first replicas have not beaten since. It returns at once when ctx
-// ends (shutting down: stop claiming).
+// whose first replicas have not beaten since they were due. It returns at
+// once when ctx ends (shutting down: stop claiming).
 func (s *Scheduler) checkStandby(ctx context.Context, b *standby) {
 	sh := s.share
-	if err := sleepUntil(ctx, s.opts.Clock, b.slot.Add(s.clock.lead()+sh.handOff())); err != nil {
+	if err := sleepUntil(ctx, s.opts.Clock, b.due.Add(s.clock.lead()+sh.handOff())); err != nil {
 		b.take()
 		return
 	}
 	firings, views := b.take()
-	if sh.allBeat(views, b.slot) {
-		return
+	if sh.allBeat(views, b.due) {
+		return // beaten since every firing's due
 	}
-	rk := sh.sinceRanking(b.slot) // share.stepIn, once for the instant
+	// share.stepIn, once per due: once for a slot's firings without jitter
+	var rk *ranking
+	var rkDue time.Time
 	for _, f := range firings {
-		if !rk.claims(f.js, b.slot) {
-			continue
+		due := f.slot.Add(Jitter(f.js.job.Name, f.slot, f.js.job.Jitter))
+		if rk == nil || !due.Equal(rkDue) {
+			rk, rkDue = sh.sinceRanking(due), due
 		}
-		s.runStepIn(ctx, f.js, b.slot, f.next)
+		if rk.claims(f.js, f.slot) {
+			s.runStepIn(ctx, f.js, f.slot, f.next)
+		}
 	}
 }
 
