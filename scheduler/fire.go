@@ -135,7 +135,7 @@ func (s *Scheduler) prevWait(js *jobState, prev, slot time.Time, jitter, ahead t
 		return time.Time{}
 	}
 	due, prevDue := slot.Add(jitter), prev.Add(Jitter(js.job.Name, prev, js.job.Jitter))
-	until := minTime(standbyDue(js, prev).Add(s.share.handOff()+ahead), due)
+	until := minTime(standbyDue(js, prevDue).Add(s.share.handOff()+ahead), due)
 	if !until.After(due.Add(-ahead)) || !s.share.mayStepIn(prevDue) {
 		return time.Time{}
 	}
@@ -173,7 +173,8 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 	deadline, retryUntil := claimBounds(j, slot, next, jitter)
 	deadline, retryUntil = deadline.Add(lead), retryUntil.Add(lead)
 	if steppedIn {
-		late := standbyDue(js, slot).Sub(slot.Add(jitter)) + s.share.handOff()
+		due := slot.Add(jitter)
+		late := standbyDue(js, due).Sub(due) + s.share.handOff()
 		retryUntil = minTime(deadline, retryUntil.Add(late))
 	}
 	extended := false // retryUntil moved on for a claim that reached Redis

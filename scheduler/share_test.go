@@ -756,7 +756,7 @@ func TestStandbyDue(t *testing.T) {
 			for i := range 200 {
 				js := &jobState{job: &jobs.Job{Name: fmt.Sprintf("job%03d", i), Jitter: tc.jitter}}
 				due := slot.Add(Jitter(js.job.Name, slot, tc.jitter))
-				got := standbyDue(js, slot)
+				got := standbyDue(js, due)
 				if tc.jitter == 0 {
 					if !got.Equal(slot) {
 						t.Fatalf("%s: got %v, want its slot %v", js.job.Name, got, slot)

@@ -77,7 +77,7 @@ func (s *Scheduler) hold(ctx context.Context, js *jobState, slot, next time.Time
 // bucket ended before slot are forgotten as the loop goes (their checks
 // own them): no later firing is due in them. Called by the loop only.
 func (s *Scheduler) holdJittered(ctx context.Context, js *jobState, slot, next time.Time, v *shareView) {
-	end := standbyDue(js, slot)
+	end := standbyDue(js, slot.Add(Jitter(js.job.Name, slot, js.job.Jitter)))
 	key := end.UnixNano()
 	if b := s.jittered[key]; b != nil && b.add(js, slot, next, v) {
 		return
@@ -96,14 +96,15 @@ func (s *Scheduler) holdJittered(ctx context.Context, js *jobState, slot, next t
 	s.startStandby(ctx, b)
 }
 
-// standbyDue is the instant by which (js, slot) is due in its standby, and
-// a replica that holds it looks again HandOff after it: its slot without
-// jitter; with jitter, the end of the jitterBucket its due falls in.
-func standbyDue(js *jobState, slot time.Time) time.Time {
+// standbyDue is the instant by which a firing of js due at due (its slot
+// plus its jitter) is due in its standby, and a replica that holds it
+// looks again HandOff after it: due itself without jitter (the slot);
+// with jitter, the end of the jitterBucket due falls in. Callers pass the
+// due they have, so the jitter's hash is not taken twice.
+func standbyDue(js *jobState, due time.Time) time.Time {
 	if js.job.Jitter <= 0 {
-		return slot
+		return due
 	}
-	due := slot.Add(Jitter(js.job.Name, slot, js.job.Jitter))
 	return due.Truncate(jitterBucket).Add(jitterBucket)
 }
 
