@@ -137,7 +137,9 @@ func (r *recorder) push(p *pending) {
 
 // start runs the recorder until ctx ends or the returned func is called;
 // that func stops it, waits for it, writes the records already due (see
-// flush) and logs what is left.
+// flush) and logs what is left: the records that Redis did not answer in
+// flush's bound, apart from those whose slots other replicas may still
+// claim (not yet due).
 func (r *recorder) start(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -150,13 +152,29 @@ func (r *recorder) start(ctx context.Context) (stop func()) {
 		<-done
 		r.flush()
 		r.logDrops()
-		r.mu.Lock()
-		left := r.queue.Len()
-		r.mu.Unlock()
-		if left > 0 {
-			r.s.log.Warn().Int("slots", left).Msg("shutdown: skip records not yet due are not written")
+		due, later := r.left(r.s.opts.Clock.Now())
+		if due > 0 {
+			r.s.log.Warn().Int("slots", due).Dur("call_timeout", r.s.opts.CallTimeout).Msg("shutdown: skip records not written: Redis did not answer in time")
+		}
+		if later > 0 {
+			r.s.log.Warn().Int("slots", later).Msg("shutdown: skip records not yet due are not written")
 		}
 	}
+}
+
+// left counts the entries still queued at now: those due or tried (a
+// failed attempt's backoff moves its due time on), and those not yet due.
+func (r *recorder) left(now time.Time) (due, later int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.queue {
+		if p.bid == nil && p.tries == 0 && p.due.After(now) {
+			later++
+		} else {
+			due++
+		}
+	}
+	return due, later
 }
 
 // flush writes, at shutdown, the entries already due, in rounds bounded

@@ -156,6 +156,45 @@ func TestRecorderFlushesAtShutdown(t *testing.T) {
 	}
 }
 
+// TestRecorderLogsUnwrittenAtShutdown: a skip due at shutdown whose
+// record Redis does not answer within CallTimeout (its replies held by a
+// proxy) is logged as not written, apart from a skip not yet due.
+func TestRecorderLogsUnwrittenAtShutdown(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	px := redistest.StartProxyFor(t, srv)
+	js := []*jobs.Job{
+		testJob(t, "held-a", "* * * * * *", "", func(j *jobs.Job) { j.CatchupWindow = 0 }),
+		testJob(t, "held-b", "* * * * * *", "", func(j *jobs.Job) { j.CatchupWindow = 0 }),
+	}
+	slot := time.Now().Truncate(time.Second).Add(-5 * time.Second)
+	logs := &lockedBuffer{}
+	log := zerolog.New(logs)
+	s, err := New(js, newLocker(t, clientAt(t, px.Addr())), Options{Replica: "held", Logger: &log, CallTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range s.jobs {
+		st.since = slot.Add(-time.Minute)
+	}
+	r := s.recorder
+	r.add(s.jobs[0], slot, store.ReasonOutage, nil)
+	r.add(s.jobs[1], slot.Add(time.Minute), store.ReasonOutage, nil) // due in a minute
+	px.Delay(redistest.ToClient, 2*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // Run is over before the recorder's first round
+	r.start(ctx)()
+	px.Delay(redistest.ToClient, 0)
+
+	for _, want := range []string{
+		`"slots":1,"call_timeout":300,"message":"shutdown: skip records not written: Redis did not answer in time"`,
+		`"slots":1,"message":"shutdown: skip records not yet due are not written"`,
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log: got %s, want a line with %s", logs.String(), want)
+		}
+	}
+}
+
 // TestRecorderRetriesUnsentAtOnce: a round of records that waits in this
 // replica's own queue past its bound (Redis answers each batch 200 ms
 // late, through a proxy, and the lane sends one batch at a time) did not
