@@ -17,7 +17,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redcron/redcron/bench/internal/host"
-	"github.com/redcron/redcron/scheduler"
 	"github.com/redcron/redcron/scheduler/schedule"
 	"github.com/redcron/redcron/scheduler/store"
 )
@@ -198,7 +197,7 @@ func runScenario(self string, s suite, sc scenario, path string, specs []string,
 	stop := time.Unix(to+1, 0).Add(cooldown)
 	countRecords := s.records && sc.system == sysRedcron
 	if countRecords {
-		stop = time.Unix(to+1, 0).Add(max(s.catchup, scheduler.OnTime) + scheduler.DefaultMaxClockSkew + recordSlack)
+		stop = time.Unix(to, 0).Add(s.retention() + recordSlack)
 	}
 
 	type done struct {
@@ -302,9 +301,11 @@ func runScenario(self string, s suite, sc scenario, path string, specs []string,
 	return m, nil
 }
 
-// recordSlack is how long after the window's last skip records are due
-// the replicas keep running, so that their recorders write them.
-const recordSlack = 5 * time.Second
+// recordSlack is how long the replicas keep running after the window's
+// last slot's mark expires, the last moment its skip may be written
+// (recorder.tooLate), so that a recorder that is behind has the whole of
+// every slot's write window.
+const recordSlack = time.Second
 
 // readSkips reads the final records of the window's slots from the jobs'
 // history, by job index and slot: a skip's reason, or another record's
