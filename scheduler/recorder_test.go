@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/redcron/redcron/internal/redistest"
@@ -19,9 +20,17 @@ import (
 // before slot, and its warn lines go to the returned buffer.
 func recorderScheduler(t *testing.T, srv *redistest.Server, replica string, js []*jobs.Job, slot time.Time) (*Scheduler, *lockedBuffer) {
 	t.Helper()
+	return recorderSchedulerOn(t, newClient(t, srv), Options{Replica: replica}, js, slot)
+}
+
+// recorderSchedulerOn is recorderScheduler on client c (a proxy's, say)
+// with opts, whose Logger it sets.
+func recorderSchedulerOn(t *testing.T, c *redis.Client, opts Options, js []*jobs.Job, slot time.Time) (*Scheduler, *lockedBuffer) {
+	t.Helper()
 	logs := &lockedBuffer{}
 	log := zerolog.New(logs)
-	s, err := New(js, newLocker(t, newClient(t, srv)), Options{Replica: replica, Logger: &log})
+	opts.Logger = &log
+	s, err := New(js, newLocker(t, c), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,15 +176,7 @@ func TestRecorderLogsUnwrittenAtShutdown(t *testing.T) {
 		testJob(t, "held-b", "* * * * * *", "", func(j *jobs.Job) { j.CatchupWindow = 0 }),
 	}
 	slot := time.Now().Truncate(time.Second).Add(-5 * time.Second)
-	logs := &lockedBuffer{}
-	log := zerolog.New(logs)
-	s, err := New(js, newLocker(t, clientAt(t, px.Addr())), Options{Replica: "held", Logger: &log, CallTimeout: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, st := range s.jobs {
-		st.since = slot.Add(-time.Minute)
-	}
+	s, logs := recorderSchedulerOn(t, clientAt(t, px.Addr()), Options{Replica: "held", CallTimeout: 300 * time.Millisecond}, js, slot)
 	r := s.recorder
 	r.add(s.jobs[0], slot, store.ReasonOutage, nil)
 	r.add(s.jobs[1], slot.Add(time.Minute), store.ReasonOutage, nil) // due in a minute
@@ -210,14 +211,7 @@ func TestRecorderRetriesUnsentAtOnce(t *testing.T) {
 	}
 	// Due (closes = slot + 1s + 2s skew) and writable until slot + 12s.
 	slot := time.Now().Truncate(time.Second).Add(-4 * time.Second)
-	log := zerolog.Nop()
-	s, err := New(js, newLocker(t, clientAt(t, px.Addr())), Options{Replica: "unsent", Logger: &log, CallTimeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, st := range s.jobs {
-		st.since = slot.Add(-time.Minute)
-	}
+	s, _ := recorderSchedulerOn(t, clientAt(t, px.Addr()), Options{Replica: "unsent", CallTimeout: 500 * time.Millisecond}, js, slot)
 	r := s.recorder
 	for _, st := range s.jobs {
 		r.add(st, slot, store.ReasonOutage, nil)
