@@ -37,11 +37,17 @@ type edgeRun struct {
 	replica    string
 	manual     bool
 	start, end time.Time
-	line       int
+	// startUnknown: the start line has no time, because the run was told
+	// to stop (SIGTERM to its process group) while date was computing it;
+	// start is then the end line's time, a bound from above.
+	startUnknown bool
+	line         int
 }
 
 // readEdgeLedger reads "start JOB SLOT FENCE REPLICA MANUAL EPOCH" and
-// "end JOB SLOT FENCE REPLICA EPOCH" lines into runs.
+// "end JOB SLOT FENCE REPLICA EPOCH" lines into runs. A start line without
+// its EPOCH (its date killed by the stop) gives a run whose start is
+// unknown; it takes its end's time.
 func readEdgeLedger(t *testing.T, path string) []*edgeRun {
 	t.Helper()
 	f, err := os.Open(path)
@@ -60,27 +66,75 @@ func readEdgeLedger(t *testing.T, path string) []*edgeRun {
 		}
 		slot, err1 := time.Parse(time.RFC3339, fs[2])
 		fence, err2 := strconv.ParseInt(fs[3], 10, 64)
-		sec, err3 := strconv.ParseFloat(fs[len(fs)-1], 64)
+		var at time.Time
+		var err3 error
+		if fs[0] == "start" && len(fs) == 6 {
+			err3 = nil // the time is unknown: see edgeRun.startUnknown
+		} else if sec, err := strconv.ParseFloat(fs[len(fs)-1], 64); err != nil {
+			err3 = err
+		} else {
+			at = time.Unix(0, int64(sec*1e9))
+		}
 		if err1 != nil || err2 != nil || err3 != nil {
 			t.Errorf("ledger line %d %q: %v %v %v", n, sc.Text(), err1, err2, err3)
 			continue
 		}
-		at := time.Unix(0, int64(sec*1e9))
 		key := fs[1] + " " + fs[3]
 		switch fs[0] {
 		case "start":
-			r := &edgeRun{job: fs[1], slot: slot, fence: fence, replica: fs[4], manual: fs[5] == "1", start: at, line: n}
+			r := &edgeRun{job: fs[1], slot: slot, fence: fence, replica: fs[4], manual: fs[5] == "1", start: at, startUnknown: at.IsZero(), line: n}
 			runs = append(runs, r)
 			byKey[key] = r
 		case "end":
 			if r := byKey[key]; r != nil {
 				r.end = at
+				if r.startUnknown {
+					r.start = at
+					t.Logf("ledger line %d: (%s, %s) fence %d on %s was stopped while writing its start; its start is taken as its end, %s",
+						r.line, r.job, r.slot.Format(time.TimeOnly), r.fence, r.replica, at.Format("15:04:05.000"))
+				}
 			} else {
 				t.Errorf("ledger line %d: end of a run that never started: %q", n, sc.Text())
 			}
 		}
 	}
 	return runs
+}
+
+// TestReadEdgeLedger: the ledger's parser, on the lines a run writes,
+// including a start line whose time its stop cut off.
+func TestReadEdgeLedger(t *testing.T) {
+	const slot = "2026-12-05T01:00:03Z"
+	at := func(s float64) time.Time { return time.Unix(0, int64(s*1e9)) }
+	for _, tc := range []struct {
+		name             string
+		lines            string
+		wantStart        time.Time
+		wantEnd          time.Time
+		wantStartUnknown bool
+	}{
+		{"start and end", "start repl " + slot + " 7 a 0 1796432403.25\nend repl " + slot + " 7 a 1796432404.5\n", at(1796432403.25), at(1796432404.5), false},
+		{"start only", "start tick1 " + slot + " 7 a 0 1796432403.25\n", at(1796432403.25), time.Time{}, false},
+		{"start without its time", "start repl " + slot + " 7 a 0\nend repl " + slot + " 7 a 1796432404.5\n", at(1796432404.5), at(1796432404.5), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "ledger")
+			if err := os.WriteFile(path, []byte(tc.lines), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			runs := readEdgeLedger(t, path)
+			if len(runs) != 1 {
+				t.Fatalf("got %d runs, want 1", len(runs))
+			}
+			r := runs[0]
+			if !r.start.Equal(tc.wantStart) || !r.end.Equal(tc.wantEnd) || r.startUnknown != tc.wantStartUnknown {
+				t.Errorf("got start %v end %v startUnknown %v, want %v %v %v", r.start, r.end, r.startUnknown, tc.wantStart, tc.wantEnd, tc.wantStartUnknown)
+			}
+			if r.fence != 7 || r.replica != "a" || r.manual {
+				t.Errorf("got fence %d replica %q manual %v, want 7 \"a\" false", r.fence, r.replica, r.manual)
+			}
+		})
+	}
 }
 
 // freeAddr returns a free loopback address for a replica's --http.
@@ -253,7 +307,10 @@ jobs:
 			t.Errorf("duplicate run of (%s, %s): fence %d on %s and fence %d on %s", r.job, r.slot.Format(time.TimeOnly), prev.fence, prev.replica, r.fence, r.replica)
 		}
 		seen[k] = r
-		if r.start.Before(r.slot) {
+		if r.startUnknown && r.end.IsZero() {
+			t.Errorf("(%s, %s) fence %d on %s: its start line has no time and it has no end line", r.job, r.slot.Format(time.TimeOnly), r.fence, r.replica)
+		}
+		if !r.startUnknown && r.start.Before(r.slot) {
 			early++
 			t.Errorf("(%s, %s) started early, at %s on %s", r.job, r.slot.Format(time.TimeOnly), r.start.Format("15:04:05.000"), r.replica)
 		}
