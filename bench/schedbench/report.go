@@ -282,6 +282,11 @@ var (
 	colKeyFrom = column{"keys, window start", "%.0f", func(m *runMetrics) float64 { return float64(m.keys[0]) }}
 	colKeyTo   = column{"keys, window end", "%.0f", func(m *runMetrics) float64 { return float64(m.keys[1]) }}
 	colInside  = column{"commands scripts ran inside / firing", "%.1f", func(m *runMetrics) float64 {
+		if m.hookScripts == 0 {
+			// No script was sent, so none ran a command; INFO and the hooks
+			// count the window's edges a few commands apart ("-0.0").
+			return 0
+		}
 		return float64(m.srvCalls-m.commands()) / m.firings()
 	}}
 	colCheck = column{"EVALSHA+EVAL: INFO / hooks", "%.3f", func(m *runMetrics) float64 {
