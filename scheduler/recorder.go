@@ -76,8 +76,18 @@ func (r *recorder) closes(js *jobState, slot time.Time) time.Time {
 	return slot.Add(Jitter(j.Name, slot, j.Jitter) + max(j.CatchupWindow, OnTime) + r.s.opts.MaxClockSkew)
 }
 
-// skipOf is the skip record of p; its run's mark, if any, lasts until at
-// least slot + retention.
+// markLasts is until when the mark of (js's job, slot), if a claim wrote
+// one, surely still exists on Redis's clock; after it an absent mark proves
+// nothing. A claim may land up to maxClaimAhead before its slot (its
+// NotBefore), and a replica that dies right after it never renews its
+// running mark, which then expires retention after the claim: so
+// slot - maxClaimAhead + retention, not slot + retention.
+func (r *recorder) markLasts(js *jobState, slot time.Time) time.Time {
+	return slot.Add(r.s.MarkRetention(js.job) - maxClaimAhead)
+}
+
+// skipOf is the skip record of p, written only while its run's mark, if
+// any, surely exists (markLasts).
 func (r *recorder) skipOf(p *pending) locker.Skip {
 	js := p.js
 	j := js.job
@@ -86,7 +96,7 @@ func (r *recorder) skipOf(p *pending) locker.Skip {
 	return locker.Skip{
 		MarkKey: k.Mark(p.slot), MetaKey: k.Meta(), Slot: p.slot, FirstSeen: js.since,
 		Record: store.Skip(j.Name, p.slot, p.reason), Retention: retention,
-		NotBefore: r.closes(js, p.slot), NotAfter: p.slot.Add(retention),
+		NotBefore: r.closes(js, p.slot), NotAfter: r.markLasts(js, p.slot),
 		HistoryKey: k.History(), HistoryLen: j.History.OrDefault().Keep, HistoryTTL: j.History.OrDefault().MaxAge,
 	}
 }
@@ -295,9 +305,10 @@ func (r *recorder) workAll(ctx context.Context, skips, bids []*pending) {
 }
 
 // tooLate says whether p's record can no longer be written: its run's
-// mark, if any, may be gone, so an absent mark proves nothing.
+// mark, if any, may be gone (markLasts, on a clock at most MaxClockSkew
+// behind Redis's), so an absent mark proves nothing.
 func (r *recorder) tooLate(p *pending, now time.Time) bool {
-	return now.After(p.slot.Add(r.s.MarkRetention(p.js.job) + r.s.opts.MaxClockSkew))
+	return now.After(r.markLasts(p.js, p.slot).Add(r.s.opts.MaxClockSkew))
 }
 
 // withdraw makes one attempt at withdrawing p's bid, then queues its

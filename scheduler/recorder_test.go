@@ -294,3 +294,70 @@ func TestMarkRetention(t *testing.T) {
 		})
 	}
 }
+
+// TestRecorderNotBesideEarlyClaim: a claim sent at the bound of the
+// claim-ahead lands in Redis before its slot; its run starts at the slot,
+// and its replica is then cut off for good before its first renewal (it
+// died): its running mark expires a retention after the claim, before
+// slot + retention. A recorder that is
+// behind writes its outage skip of the same slot after that mark has gone:
+// the skip must not be written beside the claimed run (an absent mark
+// proves nothing any more), and is counted as too late instead.
+func TestRecorderNotBesideEarlyClaim(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	proxy := redistest.StartProxyFor(t, srv)
+	const skew = 100 * time.Millisecond
+	js := []*jobs.Job{testJob(t, "early", "* * * * * *", "", func(j *jobs.Job) {
+		j.CatchupWindow = 0
+		j.LockTTL = 3 * time.Second // the first renewal would come 1 s after the claim
+	})}
+	slot := time.Now().Truncate(time.Second).Add(2 * time.Second)
+	dying, _ := recorderSchedulerOn(t, clientAt(t, proxy.Addr()), Options{Replica: "dying", MaxClockSkew: skew}, js, slot)
+	behind, logs := recorderSchedulerOn(t, newClient(t, srv), Options{Replica: "behind", MaxClockSkew: skew}, js, slot)
+	retention := behind.MarkRetention(js[0]) // 2 x 100ms + 1s + 5s
+
+	bid, err := dying.locker.Bid(dying.claimFor(dying.jobs[0], slot, 0, maxClaimAhead, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(slot.Add(-maxClaimAhead + 50*time.Millisecond))
+	claimed := time.Now()
+	lease, err := bid.Obtain(context.Background())
+	if err != nil {
+		t.Fatalf("the early claim: %v", err)
+	}
+	t.Cleanup(func() { _ = lease.Release(context.Background()) })
+	if lease.Due().Before(slot) || !claimed.Before(slot.Add(-maxClaimAhead/2)) {
+		t.Fatalf("claim sent at %v for slot %v, due %v: want it at least %v ahead", claimed, slot, lease.Due(), maxClaimAhead/2)
+	}
+	// The run starts at its slot; the replica dies 100 ms later, before its
+	// first renewal (TTL/3 after the claim): no renewal or finish arrives.
+	waitUntil(slot.Add(100 * time.Millisecond))
+	proxy.Block(true)
+	if died := time.Now(); !died.Before(claimed.Add(js[0].LockTTL / 3)) {
+		t.Fatalf("the replica died at %v, after its first renewal was due (%v)", died, claimed.Add(js[0].LockTTL/3))
+	}
+
+	c := newClient(t, srv)
+	markKey := behind.keysOf(behind.jobs[0]).Mark(slot)
+	waitFor(t, retention+2*time.Second, func() bool { return c.Exists(context.Background(), markKey).Val() == 0 })
+	gone := time.Now()
+	if !gone.Before(slot.Add(retention)) {
+		t.Fatalf("the running mark expired at %v, not before slot + retention (%v): the claim did not land early", gone, slot.Add(retention))
+	}
+	t.Logf("claimed %v before the slot; its mark gone %v after the slot, %v before slot + retention",
+		slot.Sub(claimed), gone.Sub(slot), slot.Add(retention).Sub(gone))
+
+	r := behind.recorder
+	r.record(context.Background(), []*pending{{js: behind.jobs[0], slot: slot, reason: store.ReasonOutage}})
+	if m, ok := readMark(t, c, "early", slot); ok {
+		t.Errorf("got a record beside the claimed run, want none: %+v", m.Record)
+	}
+	if n := c.ZCard(context.Background(), behind.keysOf(behind.jobs[0]).History()).Val(); n != 0 {
+		t.Errorf("history: got %d records, want 0", n)
+	}
+	r.logDrops()
+	if want := `"slots":1,"message":"skip records dropped: written too late to tell whether the slot ran"`; !strings.Contains(logs.String(), want) {
+		t.Errorf("log: no line with %s; got %s", want, logs.String())
+	}
+}
