@@ -117,6 +117,19 @@ func (w *clockWatch) lead() time.Duration {
 	return max(w.s.clk.get()-w.offset, 0)
 }
 
+// off is the measured offset (Redis's clock minus this replica's) while
+// it is beyond MaxClockSkew, and 0 otherwise: within it the scheduler's
+// clock is corrected, and the bounds that use the replica's own clock
+// carry MaxClockSkew.
+func (w *clockWatch) off() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.measured || w.ok {
+		return 0
+	}
+	return w.offset
+}
+
 func (w *clockWatch) err() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()

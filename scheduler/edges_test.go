@@ -289,7 +289,11 @@ func TestClockStep(t *testing.T) {
 
 // TestClockOffAloneRecordsClock: a single replica whose clock is off claims
 // nothing; once no replica may claim its slots any more, it records each
-// as skipped (clock), since nobody ran them.
+// as skipped (clock), since nobody ran them. 5 s behind, it comes to each
+// slot 5 s late on Redis's clock; it times the record on Redis's clock
+// (the offset it measured), since its own would send it 1.2 s later still,
+// past the end of the slot's write window (5.9 s after the slot here:
+// recorder.markLasts).
 func TestClockOffAloneRecordsClock(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t, redistest.Options{})

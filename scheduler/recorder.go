@@ -69,6 +69,15 @@ func newRecorder(s *Scheduler) *recorder {
 	return &recorder{s: s, kick: make(chan struct{}, 1), max: maxPending}
 }
 
+// now is the recorder's clock: this replica's, moved to Redis's while it
+// is off by more than MaxClockSkew (clockWatch.off). A replica far behind
+// Redis then still writes its skips (reason clock) within their window on
+// Redis's clock (closes to markLasts), and one far ahead does not send
+// them before it.
+func (r *recorder) now() time.Time {
+	return r.s.opts.Clock.Now().Add(r.s.clock.off())
+}
+
 // closes is when no replica claims (js, slot) any more: after its window,
 // on a clock at most MaxClockSkew behind.
 func (r *recorder) closes(js *jobState, slot time.Time) time.Time {
@@ -104,7 +113,7 @@ func (r *recorder) skipOf(p *pending) locker.Skip {
 // add queues the skip record of (job, slot) for reason, after withdrawing
 // bid if not nil. Called by firings and the loop.
 func (r *recorder) add(js *jobState, slot time.Time, reason string, bid *locker.Bid) {
-	p := &pending{js: js, slot: slot, reason: reason, bid: bid, due: r.s.opts.Clock.Now()}
+	p := &pending{js: js, slot: slot, reason: reason, bid: bid, due: r.now()}
 	if bid == nil {
 		p.due = r.closes(js, slot)
 	}
@@ -162,7 +171,7 @@ func (r *recorder) start(ctx context.Context) (stop func()) {
 		<-done
 		r.flush()
 		r.logDrops()
-		due, later := r.left(r.s.opts.Clock.Now())
+		due, later := r.left(r.now())
 		if due > 0 {
 			r.s.log.Warn().Int("slots", due).Dur("call_timeout", r.s.opts.CallTimeout).Msg("shutdown: skip records not written: Redis did not answer in time")
 		}
@@ -221,7 +230,7 @@ func (r *recorder) requeued(rounds ...[]*pending) bool {
 func (r *recorder) due(skips, bids []*pending) ([]*pending, []*pending) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now := r.s.opts.Clock.Now()
+	now := r.now()
 	for r.queue.Len() > 0 && len(skips) < recordBatch && len(bids) < withdrawBatch && !r.queue[0].due.After(now) {
 		p := heap.Pop(&r.queue).(*pending)
 		if p.bid != nil {
@@ -283,7 +292,7 @@ func (r *recorder) wait() time.Duration {
 	if r.queue.Len() == 0 {
 		return maxSleep
 	}
-	return min(max(r.queue[0].due.Sub(r.s.opts.Clock.Now()), 0), maxSleep)
+	return min(max(r.queue[0].due.Sub(r.now()), 0), maxSleep)
 }
 
 // workAll makes one attempt at each entry: the records in one round of
@@ -315,7 +324,7 @@ func (r *recorder) tooLate(p *pending, now time.Time) bool {
 // record (or the next attempt).
 func (r *recorder) withdraw(ctx context.Context, p *pending) {
 	s := r.s
-	now := s.opts.Clock.Now()
+	now := r.now()
 	if r.tooLate(p, now) {
 		r.late(1)
 		return
@@ -335,7 +344,7 @@ func (r *recorder) withdraw(ctx context.Context, p *pending) {
 // requeues those to be retried.
 func (r *recorder) record(ctx context.Context, ps []*pending) {
 	s := r.s
-	now := s.opts.Clock.Now()
+	now := r.now()
 	live := ps[:0]
 	for _, p := range ps {
 		switch {
