@@ -113,9 +113,11 @@ func (r *recorder) skipOf(p *pending) locker.Skip {
 // add queues the skip record of (job, slot) for reason, after withdrawing
 // bid if not nil. Called by firings and the loop.
 func (r *recorder) add(js *jobState, slot time.Time, reason string, bid *locker.Bid) {
-	p := &pending{js: js, slot: slot, reason: reason, bid: bid, due: r.now()}
+	p := &pending{js: js, slot: slot, reason: reason, bid: bid}
 	if bid == nil {
 		p.due = r.closes(js, slot)
+	} else {
+		p.due = r.now()
 	}
 	r.push(p)
 }

@@ -299,10 +299,10 @@ func TestMarkRetention(t *testing.T) {
 // claim-ahead lands in Redis before its slot; its run starts at the slot,
 // and its replica is then cut off for good before its first renewal (it
 // died): its running mark expires a retention after the claim, before
-// slot + retention. A recorder that is
-// behind writes its outage skip of the same slot after that mark has gone:
-// the skip must not be written beside the claimed run (an absent mark
-// proves nothing any more), and is counted as too late instead.
+// slot + retention. A recorder that is behind writes its outage skip of
+// the same slot after that mark has gone: the skip must not be written
+// beside the claimed run (an absent mark proves nothing any more), and is
+// counted as too late instead.
 func TestRecorderNotBesideEarlyClaim(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	proxy := redistest.StartProxyFor(t, srv)

@@ -66,13 +66,11 @@ func readEdgeLedger(t *testing.T, path string) []*edgeRun {
 		}
 		slot, err1 := time.Parse(time.RFC3339, fs[2])
 		fence, err2 := strconv.ParseInt(fs[3], 10, 64)
-		var at time.Time
+		var at time.Time // zero for a start line without its time (startUnknown)
 		var err3 error
-		if fs[0] == "start" && len(fs) == 6 {
-			err3 = nil // the time is unknown: see edgeRun.startUnknown
-		} else if sec, err := strconv.ParseFloat(fs[len(fs)-1], 64); err != nil {
-			err3 = err
-		} else {
+		if fs[0] != "start" || len(fs) != 6 {
+			var sec float64
+			sec, err3 = strconv.ParseFloat(fs[len(fs)-1], 64)
 			at = time.Unix(0, int64(sec*1e9))
 		}
 		if err1 != nil || err2 != nil || err3 != nil {
