@@ -25,7 +25,8 @@ var (
 	// after Wait.
 	ErrEarly = errors.New("locker: claim early on the server clock")
 	// ErrLate means the slot is past Claim.NotAfter on the server's clock;
-	// the skip was recorded (Records.Late).
+	// the skip was recorded (Records.Late). From RecordSkip: past
+	// Skip.NotAfter, and the slot may have been decided; nothing written.
 	ErrLate = errors.New("locker: slot past its claim window on the server clock")
 	// ErrUnborn means the slot is earlier than the job's first sight, the
 	// instant the cluster first saw a claim for the job: it is never run.

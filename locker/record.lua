@@ -4,11 +4,16 @@
 --   K.mark, K.meta, K.history (optional)
 --   A.slot (unix s), A.first (first sight to store when the job has none),
 --   A.record, A.retention (ms), A.not_before,
---   A.not_after (server ms: the window in which an absent mark proves that
---   no run is on record), A.history_len, A.history_ttl
+--   A.not_after (server ms: the end of the window in which an absent mark
+--   proves that no run is on record), A.history_len, A.history_ttl
+-- After A.not_after the job's high-water slot (K.meta "hw", which never
+-- expires) still proves it while it is below A.slot: every claim and every
+-- record of a slot raises it to at least that slot (only a quorum claim
+-- that lost its vote puts it back), so A.slot was never decided.
 -- Reply: {"recorded"}; {"early", wait} not yet; {"claimed"} the slot has a
--- record or a claim; {"late"} too late to tell; {"unborn", first} the slot
--- is before the job's first sight (never a slot of the job).
+-- record or a claim; {"late"} too late to tell (past A.not_after, with the
+-- high-water at or above A.slot); {"unborn", first} the slot is before the
+-- job's first sight (never a slot of the job).
 local now = now_ms()
 if now < tonumber(A.not_before) then
   return {"early", tonumber(A.not_before) - now}
@@ -16,7 +21,8 @@ end
 if redis.call("EXISTS", K.mark) == 1 then
   return {"claimed"}
 end
-local first = redis.call("HGET", K.meta, "first")
+local meta = redis.call("HMGET", K.meta, "first", "hw")
+local first = meta[1]
 if not first then
   first = A.first
   redis.call("HSET", K.meta, "first", first)
@@ -24,7 +30,7 @@ end
 if tonumber(A.slot) < tonumber(first) then
   return {"unborn", tonumber(first)}
 end
-if now > tonumber(A.not_after) then
+if now > tonumber(A.not_after) and meta[2] and tonumber(meta[2]) >= tonumber(A.slot) then
   return {"late"}
 end
 end_mark(A.record)

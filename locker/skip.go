@@ -18,10 +18,11 @@ type Skip struct {
 	FirstSeen time.Time
 	Record    string
 	Retention time.Duration
-	// NotBefore and NotAfter (server clock) bound when the record may be
-	// written: from the instant no replica may still claim the slot, until
-	// the instant a run's mark could have expired, after which an absent
-	// mark proves nothing.
+	// NotBefore and NotAfter (server clock) bound when an absent mark
+	// proves that nobody claimed the slot: from the instant no replica may
+	// still claim it, until the instant a run's mark could have expired.
+	// After NotAfter the record is still written while the job's
+	// high-water slot, which never expires, is below Slot.
 	NotBefore, NotAfter time.Time
 	// HistoryKey, HistoryLen and HistoryTTL as in Claim.
 	HistoryKey string
@@ -30,11 +31,13 @@ type Skip struct {
 }
 
 // RecordSkip writes s.Record to the slot's mark (and history) if the mark
-// is absent, between NotBefore and NotAfter on the server's clock, and
-// raises the job's high-water slot to s.Slot, in one script call per node.
-// It returns nil once recorded; a NotObtainedError wrapping ErrEarly (with
-// Wait) before NotBefore, ErrSlotClaimed when the slot has a claim or a
-// record, ErrLate after NotAfter, ErrUnborn before the job's first sight;
+// is absent, from NotBefore on the server's clock until NotAfter or, after
+// it, while the job's high-water slot is below s.Slot, and raises the
+// high-water to s.Slot, in one script call per node. It returns nil once
+// recorded; a NotObtainedError wrapping ErrEarly (with Wait) before
+// NotBefore, ErrSlotClaimed when the slot has a claim or a record, ErrLate
+// after NotAfter with the high-water at or above s.Slot (too late to tell
+// whether it ran), ErrUnborn before the job's first sight;
 // or the I/O error (ErrNoQuorum in quorum mode when fewer than a majority
 // answered).
 func (l *Locker) RecordSkip(ctx context.Context, s Skip) error {

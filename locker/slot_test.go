@@ -442,19 +442,55 @@ func TestRecordSkip(t *testing.T) {
 		}
 	})
 
-	t.Run("late", func(t *testing.T) {
-		key, meta := keys(t)
-		sk := skip(key, meta)
-		sk.NotAfter = time.Now().Add(-time.Second)
-		if err := l.RecordSkip(bg, sk); !errors.Is(err, locker.ErrLate) {
-			t.Fatalf("RecordSkip: got %v, want ErrLate", err)
-		}
-		// Too late to tell: nothing is decided (the job's first sight may
-		// be stored).
-		if exists(t, c, sk.MarkKey) || hexists(t, c, meta, "hw") || exists(t, c, sk.HistoryKey) {
-			t.Errorf("a late skip wrote the mark, high-water or history")
-		}
-	})
+	// Past NotAfter an absent mark proves nothing (a run's mark may have
+	// expired), but a high-water slot below the slot still proves that it
+	// was never decided.
+	for _, tc := range []struct {
+		name string
+		hw   time.Time // zero: none
+		want error     // nil: recorded
+	}{
+		{"late, a later slot decided", slot.Add(time.Second), locker.ErrLate},
+		{"late, this slot decided", slot, locker.ErrLate},
+		{"late, an earlier slot decided", slot.Add(-time.Second), nil},
+		{"late, no slot decided", time.Time{}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key, meta := keys(t)
+			if !tc.hw.IsZero() {
+				must(t, c.HSet(bg, meta, "hw", unix(tc.hw)).Err())
+			}
+			sk := skip(key, meta)
+			sk.NotAfter = time.Now().Add(-time.Second)
+			err := l.RecordSkip(bg, sk)
+			if tc.want != nil {
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("RecordSkip: got %v, want %v", err, tc.want)
+				}
+				// Too late to tell: nothing is decided (the job's first
+				// sight may be stored).
+				if exists(t, c, sk.MarkKey) || exists(t, c, sk.HistoryKey) {
+					t.Errorf("a late skip wrote the mark or history")
+				}
+				if got := hget(t, c, meta, "hw"); got != unix(tc.hw) {
+					t.Errorf("high-water: got %q, want %s kept", got, unix(tc.hw))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("RecordSkip: got %v, want it recorded", err)
+			}
+			if got := hget(t, c, sk.MarkKey, "end"); got != sk.Record {
+				t.Errorf("mark end: got %q, want %q", got, sk.Record)
+			}
+			if got := lrange(t, c, sk.HistoryKey); len(got) != 1 || got[0] != sk.Record {
+				t.Errorf("history: got %q, want [%q]", got, sk.Record)
+			}
+			if got := hget(t, c, meta, "hw"); got != unix(slot) {
+				t.Errorf("high-water: got %q, want %s", got, unix(slot))
+			}
+		})
+	}
 
 	// A slot before the job's first sight is not one of its slots: never
 	// recorded; the first sight, once stored, is kept.

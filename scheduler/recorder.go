@@ -19,8 +19,9 @@ import (
 // goroutine, owned by Run, works through a queue ordered by due time,
 // writing up to recordBatch due entries at once (they share pipelines, see
 // locker). The queue is bounded in length (maxPending: an entry beyond it
-// is dropped, counted and logged) and in age (an entry is dropped once its
-// record can no longer be written). An entry is small (the record is built
+// is dropped, counted and logged) and in age (an entry is dropped once
+// Redis says that its record can no longer be written, or once the job's
+// history would no longer keep it). An entry is small (the record is built
 // when written), so that an overload of a minute at 10,000 firings a
 // second fits.
 type recorder struct {
@@ -32,6 +33,7 @@ type recorder struct {
 	queue    pendingHeap
 	dropped  int // beyond the bound, since the last log line
 	tooLateN int // too late to write, since the last log line
+	agedN    int // older than the job's history keeps, since the last log line
 }
 
 // pending is one deferred write.
@@ -95,8 +97,9 @@ func (r *recorder) markLasts(js *jobState, slot time.Time) time.Time {
 	return slot.Add(r.s.MarkRetention(js.job) - maxClaimAhead)
 }
 
-// skipOf is the skip record of p, written only while its run's mark, if
-// any, surely exists (markLasts).
+// skipOf is the skip record of p, written while its run's mark, if any,
+// surely exists (markLasts), or after that while the job's high-water slot
+// is below p's (see locker.Skip).
 func (r *recorder) skipOf(p *pending) locker.Skip {
 	js := p.js
 	j := js.job
@@ -285,6 +288,10 @@ func (r *recorder) logDrops() {
 		r.s.log.Warn().Int("slots", r.tooLateN).Msg("skip records dropped: written too late to tell whether the slot ran")
 		r.tooLateN = 0
 	}
+	if r.agedN > 0 {
+		r.s.log.Warn().Int("slots", r.agedN).Msg("skip records dropped: older than the job's history keeps")
+		r.agedN = 0
+	}
 }
 
 // wait is how long until the next entry is due, at most maxSleep.
@@ -315,20 +322,34 @@ func (r *recorder) workAll(ctx context.Context, skips, bids []*pending) {
 	wg.Wait()
 }
 
-// tooLate says whether p's record can no longer be written: its run's
-// mark, if any, may be gone (markLasts, on a clock at most MaxClockSkew
-// behind Redis's), so an absent mark proves nothing.
-func (r *recorder) tooLate(p *pending, now time.Time) bool {
+// markGone says whether the mark of p's slot, if a claim wrote one, may be
+// gone (markLasts, on a clock at most MaxClockSkew behind Redis's): an
+// absent mark proves nothing any more.
+func (r *recorder) markGone(p *pending, now time.Time) bool {
 	return now.After(r.markLasts(p.js, p.slot).Add(r.s.opts.MaxClockSkew))
 }
 
+// aged says whether p's slot is older than the job's history keeps
+// records (History.MaxAge): a record written now would be trimmed at
+// once, so p is dropped. Until then Redis decides whether the record can
+// still be written (locker.Skip): a recorder that fell behind, or an
+// outage longer than the mark's retention, still records the slots after
+// which no later slot of the job was decided.
+func (r *recorder) aged(p *pending, now time.Time) bool {
+	return now.After(p.slot.Add(p.js.job.History.OrDefault().MaxAge))
+}
+
 // withdraw makes one attempt at withdrawing p's bid, then queues its
-// record (or the next attempt).
+// record (or the next attempt). Once the claim's mark may be gone there is
+// nothing left to withdraw: the record goes to Redis, which writes it only
+// if the bid never decided the slot (the job's high-water slot is still
+// below it).
 func (r *recorder) withdraw(ctx context.Context, p *pending) {
 	s := r.s
 	now := r.now()
-	if r.tooLate(p, now) {
-		r.late(1)
+	if r.markGone(p, now) {
+		p.bid, p.tries, p.due = nil, 0, now
+		r.requeue(p)
 		return
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
@@ -352,8 +373,10 @@ func (r *recorder) record(ctx context.Context, ps []*pending) {
 		switch {
 		case p.passed && !s.share.first(p.js, p.slot):
 			continue // left to a replica ranked above this one (addPassed)
-		case r.tooLate(p, now):
-			r.late(1)
+		case r.aged(p, now):
+			r.mu.Lock()
+			r.agedN++
+			r.mu.Unlock()
 			continue
 		}
 		live = append(live, p)
@@ -379,7 +402,7 @@ func (r *recorder) record(ctx context.Context, ps []*pending) {
 			p.due = now.Add(ne.Wait + 10*time.Millisecond)
 			r.requeue(p)
 		case errors.Is(err, locker.ErrLate):
-			r.late(1) // Redis's clock says the mark may be gone: logged
+			r.late(1) // past the mark's window, and a later slot was decided: logged
 		case errors.Is(err, locker.ErrSlotClaimed), errors.Is(err, locker.ErrUnborn):
 			// Another replica ran or recorded it, or the slot came before
 			// the job was first seen.

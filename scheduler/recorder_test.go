@@ -43,7 +43,9 @@ func recorderSchedulerOn(t *testing.T, c *redis.Client, opts Options, js []*jobs
 // TestRecorderBatchesAndBounds: skips queued faster than one round trip
 // each are all written (in batches, against a real Redis); past the
 // queue's bound the excess is dropped, counted and logged, not silently,
-// and so is a skip found after its run's mark could have expired.
+// and so is a skip found after its run's mark could have expired once a
+// later slot of the job was decided, and one older than the job's history
+// keeps.
 func TestRecorderBatchesAndBounds(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	const n, bound = 600, 500
@@ -60,14 +62,21 @@ func TestRecorderBatchesAndBounds(t *testing.T) {
 	for _, st := range s.jobs {
 		r.add(st, slot, store.ReasonOutage, nil)
 	}
-	// Past retention (10s) + skew (2s): too late to tell whether it ran.
-	r.max++
+	// Past retention (10s) + skew (2s), with a later slot decided (the
+	// high-water is at slot): too late to tell whether it ran.
+	c := newClient(t, srv)
+	if err := c.HSet(context.Background(), s.keysOf(s.jobs[0]).Meta(), "hw", slot.Unix()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.max += 2
 	old := slot.Add(-30 * time.Second)
 	r.add(s.jobs[0], old, store.ReasonOutage, nil)
+	// Older than the job's history keeps (7 days): dropped unsent.
+	aged := slot.Add(-8 * 24 * time.Hour)
+	r.add(s.jobs[1], aged, store.ReasonOutage, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	stop := r.start(ctx)
 	t.Cleanup(cancel)
-	c := newClient(t, srv)
 	written := func() int {
 		n := 0
 		for _, st := range s.jobs {
@@ -98,43 +107,75 @@ func TestRecorderBatchesAndBounds(t *testing.T) {
 	if recorded != bound || none != n-bound {
 		t.Errorf("records: got %d written and %d missing, want %d and %d", recorded, none, bound, n-bound)
 	}
-	if want := fmt.Sprintf(`"slots":%d,"max_pending":%d,"message":"skip records dropped: too many pending"`, n-bound, bound+1); !strings.Contains(logs.String(), want) {
+	if want := fmt.Sprintf(`"slots":%d,"max_pending":%d,"message":"skip records dropped: too many pending"`, n-bound, bound+2); !strings.Contains(logs.String(), want) {
 		t.Errorf("log: no line with %s", want)
 	}
 	if want := `"slots":1,"message":"skip records dropped: written too late to tell whether the slot ran"`; !strings.Contains(logs.String(), want) {
 		t.Errorf("log: no line with %s", want)
 	}
+	if want := `"slots":1,"message":"skip records dropped: older than the job's history keeps"`; !strings.Contains(logs.String(), want) {
+		t.Errorf("log: no line with %s", want)
+	}
 	if _, ok := readMark(t, c, s.jobs[0].job.Name, old); ok {
 		t.Errorf("the slot past its retention: got a record, want none")
+	}
+	if _, ok := readMark(t, c, s.jobs[1].job.Name, aged); ok {
+		t.Errorf("the slot older than the history keeps: got a record, want none")
 	}
 }
 
 // TestRecorderCountsLateAtRedis: a record that this replica's clock still
 // allows but Redis's, 5s ahead, finds past its window (the run's mark may
-// be gone) is not written and is counted in the "too late" log line, not
-// dropped silently.
+// be gone) is not written once a later slot of the job was decided, and is
+// counted in the "too late" log line, not dropped silently; while no later
+// slot was decided (the job's high-water is below the slot), it is still
+// written.
 func TestRecorderCountsLateAtRedis(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{ClockOffset: 5 * time.Second})
-	js := []*jobs.Job{testJob(t, "late-at-redis", "* * * * * *", "", func(j *jobs.Job) { j.CatchupWindow = 0 })}
-	// Here: closed (slot + 1s + 2s skew) and within retention (10s) +
-	// skew; on Redis's clock, 13s after the slot: past retention.
-	slot := time.Now().Truncate(time.Second).Add(-8 * time.Second)
-	s, logs := recorderScheduler(t, srv, "late", js, slot)
-	r := s.recorder
-	r.add(s.jobs[0], slot, store.ReasonOutage, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	stop := r.start(ctx)
-	want := `"slots":1,"message":"skip records dropped: written too late to tell whether the slot ran"`
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), want) && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-	}
-	stop()
-	if !strings.Contains(logs.String(), want) {
-		t.Errorf("log: no line with %s; got %s", want, logs.String())
-	}
-	if _, ok := readMark(t, newClient(t, srv), "late-at-redis", slot); ok {
-		t.Errorf("a record past its window on Redis's clock: got one, want none")
+	for _, tc := range []struct {
+		name    string
+		decided time.Duration // the high-water slot, from the slot; 0: none
+		written bool
+	}{
+		{"a later slot decided", time.Second, false},
+		{"no later slot decided", 0, true},
+		{"an earlier slot decided", -time.Second, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := fmt.Sprintf("late-at-redis-%d", tc.decided/time.Second)
+			js := []*jobs.Job{testJob(t, name, "* * * * * *", "", func(j *jobs.Job) { j.CatchupWindow = 0 })}
+			// Here: closed (slot + 1s + 2s skew) and within retention
+			// (10s) + skew; on Redis's clock, 13s after the slot: past
+			// retention.
+			slot := time.Now().Truncate(time.Second).Add(-8 * time.Second)
+			s, logs := recorderScheduler(t, srv, "late", js, slot)
+			c := newClient(t, srv)
+			if tc.decided != 0 {
+				if err := c.HSet(context.Background(), s.keysOf(s.jobs[0]).Meta(), "hw", slot.Add(tc.decided).Unix()).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := s.recorder
+			r.add(s.jobs[0], slot, store.ReasonOutage, nil)
+			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel)
+			stop := r.start(ctx)
+			late := `"slots":1,"message":"skip records dropped: written too late to tell whether the slot ran"`
+			waitFor(t, 5*time.Second, func() bool {
+				_, ok := readMark(t, c, name, slot)
+				return ok || strings.Contains(logs.String(), late)
+			})
+			stop()
+			m, ok := readMark(t, c, name, slot)
+			switch {
+			case tc.written && (!ok || m.Record.Reason != store.ReasonOutage):
+				t.Errorf("got record %+v (found %v), want the outage skip; log %s", m.Record, ok, logs.String())
+			case !tc.written && ok:
+				t.Errorf("a record past its window on Redis's clock, with a later slot decided: got %+v, want none", m.Record)
+			case !tc.written && !strings.Contains(logs.String(), late):
+				t.Errorf("log: no line with %s; got %s", late, logs.String())
+			}
+		})
 	}
 }
 
@@ -359,5 +400,117 @@ func TestRecorderNotBesideEarlyClaim(t *testing.T) {
 	r.logDrops()
 	if want := `"slots":1,"message":"skip records dropped: written too late to tell whether the slot ran"`; !strings.Contains(logs.String(), want) {
 		t.Errorf("log: no line with %s; got %s", want, logs.String())
+	}
+}
+
+// TestRecorderAfterLongOutage: a replica cut off from Redis (the proxy
+// resets its connections) for longer than a slot's mark retention gives
+// the slot up (outage), and its recorder, whose writes fail until the cut
+// ends, writes the skip after the window in which an absent mark proves
+// that nobody claimed the slot: the job's high-water slot, which never
+// expires and is still below the slot, proves it. The job fires once a
+// minute, as most cron jobs fire rarely; before, its record was dropped
+// as "too late to tell".
+func TestRecorderAfterLongOutage(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	proxy := redistest.StartProxyFor(t, srv)
+	const skew = 100 * time.Millisecond
+	slot := slotAhead(3 * time.Second)
+	runs := &ledger{}
+	js := []*jobs.Job{testJob(t, "minutely", fmt.Sprintf("%d * * * * *", slot.Second()), registerLedgerFunc(runs, behaviour{}),
+		func(j *jobs.Job) { j.CatchupWindow = 0 })}
+	c := newClient(t, srv)
+	seenBefore(t, c, "minutely", slot.Add(-2*time.Minute))
+	logs := &lockedBuffer{}
+	log := zerolog.New(logs)
+	in := startInstanceAt(t, proxy.Addr(), js, Options{Replica: "r0", MaxClockSkew: skew, Logger: &log})
+	waitUntil(slot.Add(-time.Second)) // before the claim goes out (maxClaimAhead)
+	proxy.Block(true)
+	retention := MarkRetentionOf(skew, 0, 0) // 2 x 100ms + 1s + 5s
+	waitUntil(slot.Add(retention + time.Second))
+	proxy.Block(false)
+	back := time.Now()
+	if !back.After(slot.Add(retention)) {
+		t.Fatalf("the cut ended %v after the slot, within its mark's retention (%v): the test does not reach the path", back.Sub(slot), retention)
+	}
+	waitFor(t, 10*time.Second, func() bool { _, ok := readMark(t, c, "minutely", slot); return ok })
+	written := time.Since(slot)
+	in.stop(t)
+
+	m, _ := readMark(t, c, "minutely", slot)
+	if m.Record.Outcome != store.OutcomeSkipped || (m.Record.Reason != store.ReasonOutage && m.Record.Reason != store.ReasonAborted) {
+		t.Errorf("record: got %+v, want skipped (outage, or aborted for a claim that may have won)", m.Record)
+	}
+	if got := c.ZRange(context.Background(), store.JobKeys("", "minutely").History(), 0, -1).Val(); len(got) != 1 {
+		t.Errorf("history: got %q, want the one skip record", got)
+	}
+	if n := len(runs.snapshot()); n != 0 {
+		t.Errorf("runs: got %d, want 0 (Redis was out of reach)", n)
+	}
+	if strings.Contains(logs.String(), "skip records dropped") {
+		t.Errorf("log: a record was dropped: %s", logs.String())
+	}
+	t.Logf("cut off for %v from 1s before the slot; the skip written %v after the slot (its mark's retention %v)", back.Sub(slot.Add(-time.Second)), written, retention)
+}
+
+// TestRecorderWithdrawAfterMarkGone: a bid whose claim may have won (its
+// call failed: the proxy cut the replica off) and whose withdrawal comes
+// only once the claim's mark may be gone has nothing left to withdraw: its
+// record goes to Redis, which writes it only if no claim decided the slot
+// (the job's high-water slot is below it). Before, it was dropped unsent.
+func TestRecorderWithdrawAfterMarkGone(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	proxy := redistest.StartProxyFor(t, srv)
+	proxy.Block(true)
+	const skew = 100 * time.Millisecond
+	for _, tc := range []struct {
+		name    string
+		won     bool // the claim landed and won: the high-water is at its slot
+		written bool
+	}{
+		{"claim never landed", false, true},
+		{"claim won", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := "withdraw-" + strings.ReplaceAll(tc.name, " ", "-")
+			js := []*jobs.Job{testJob(t, name, "* * * * * *", "", func(j *jobs.Job) { j.CatchupWindow = 0 })}
+			// Past the mark's retention (2 x 100ms + 1s + 5s) + skew.
+			slot := time.Now().Truncate(time.Second).Add(-8 * time.Second)
+			cut, _ := recorderSchedulerOn(t, clientAt(t, proxy.Addr()), Options{Replica: "cut", MaxClockSkew: skew}, js, slot)
+			s, logs := recorderSchedulerOn(t, newClient(t, srv), Options{Replica: "back", MaxClockSkew: skew}, js, slot)
+			bid, err := cut.locker.Bid(cut.claimFor(cut.jobs[0], slot, 0, maxClaimAhead, 0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bid.Obtain(context.Background()); err == nil {
+				t.Fatal("a claim through the cut: got a lease, want an I/O error")
+			}
+			c := newClient(t, srv)
+			if tc.won {
+				if err := c.HSet(context.Background(), s.keysOf(s.jobs[0]).Meta(), "hw", slot.Unix()).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := s.recorder
+			r.add(s.jobs[0], slot, store.ReasonAborted, bid)
+			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel)
+			stop := r.start(ctx)
+			late := `"slots":1,"message":"skip records dropped: written too late to tell whether the slot ran"`
+			waitFor(t, 5*time.Second, func() bool {
+				_, ok := readMark(t, c, name, slot)
+				return ok || strings.Contains(logs.String(), late)
+			})
+			stop()
+			m, ok := readMark(t, c, name, slot)
+			switch {
+			case tc.written && (!ok || m.Record.Reason != store.ReasonAborted):
+				t.Errorf("got record %+v (found %v), want the aborted skip; log %s", m.Record, ok, logs.String())
+			case !tc.written && ok:
+				t.Errorf("a record beside a claim that won: got %+v, want none", m.Record)
+			case !tc.written && !strings.Contains(logs.String(), late):
+				t.Errorf("log: no line with %s; got %s", late, logs.String())
+			}
+		})
 	}
 }
