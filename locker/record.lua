@@ -11,8 +11,8 @@
 -- record of a slot raises it to at least that slot (only a quorum claim
 -- that lost its vote puts it back), so A.slot was never decided.
 -- Reply: {"recorded"}; {"early", wait} not yet; {"claimed"} the slot has a
--- record or a claim; {"late"} too late to tell (past A.not_after, with the
--- high-water at or above A.slot); {"unborn", first} the slot is before the
+-- record or a claim; {"late", hw} too late to tell (past A.not_after, with
+-- the high-water hw, unix s, at or above A.slot); {"unborn", first} the slot is before the
 -- job's first sight (never a slot of the job).
 local now = now_ms()
 if now < tonumber(A.not_before) then
@@ -31,7 +31,7 @@ if tonumber(A.slot) < tonumber(first) then
   return {"unborn", tonumber(first)}
 end
 if now > tonumber(A.not_after) and meta[2] and tonumber(meta[2]) >= tonumber(A.slot) then
-  return {"late"}
+  return {"late", tonumber(meta[2])}
 end
 end_mark(A.record)
 raise_hw()

@@ -213,7 +213,7 @@ type obtainReply struct {
 	pttl   int64  // won, wait: the lease's TTL (ms); refusals: the blocking key's
 	record string // claimed: the mark's final record, if any
 	token  string // claimed: the token of the claim holding the mark, if any
-	num    int64  // early: ms to wait; late: ms over; unborn: first sight (unix s)
+	num    int64  // early: ms to wait; late: ms over (obtain.lua) or the high-water slot (record.lua, unix s); unborn: first sight (unix s)
 	prev   bool   // early: the wait is for the slot before (Claim.PrevUntil)
 	due    int64  // won (obtain.lua): ms until Claim.Due on the node's clock
 }

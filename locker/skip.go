@@ -37,7 +37,8 @@ type Skip struct {
 // recorded; a NotObtainedError wrapping ErrEarly (with Wait) before
 // NotBefore, ErrSlotClaimed when the slot has a claim or a record, ErrLate
 // after NotAfter with the high-water at or above s.Slot (too late to tell
-// whether it ran), ErrUnborn before the job's first sight;
+// whether it ran; Decided is the high-water), ErrUnborn before the job's
+// first sight;
 // or the I/O error (ErrNoQuorum in quorum mode when fewer than a majority
 // answered).
 func (l *Locker) RecordSkip(ctx context.Context, s Skip) error {
@@ -72,6 +73,7 @@ func (l *Locker) recorded(ctx context.Context, rs []nodeResult[obtainReply]) err
 	counts := map[string]int{}
 	var best obtainReply
 	answered := 0
+	var decided int64 // the least high-water of the nodes that said late
 	for _, r := range rs {
 		if r.err != nil {
 			continue
@@ -80,6 +82,9 @@ func (l *Locker) recorded(ctx context.Context, rs []nodeResult[obtainReply]) err
 		counts[r.val.code]++
 		if r.val.code == replyEarly && r.val.num > best.num {
 			best = r.val
+		}
+		if r.val.code == replyLate && (decided == 0 || r.val.num < decided) {
+			decided = r.val.num
 		}
 	}
 	switch {
@@ -97,5 +102,9 @@ func (l *Locker) recorded(ctx context.Context, rs []nodeResult[obtainReply]) err
 	case counts[replyUnborn] > 0:
 		return fmt.Errorf("locker: record skip: %w", &NotObtainedError{Reason: ErrUnborn})
 	}
-	return fmt.Errorf("locker: record skip: %w", &NotObtainedError{Reason: ErrLate})
+	e := &NotObtainedError{Reason: ErrLate}
+	if counts[replyLate] == answered && decided > 0 {
+		e.Decided = time.Unix(decided, 0).UTC()
+	}
+	return fmt.Errorf("locker: record skip: %w", e)
 }

@@ -464,8 +464,12 @@ func TestRecordSkip(t *testing.T) {
 			sk.NotAfter = time.Now().Add(-time.Second)
 			err := l.RecordSkip(bg, sk)
 			if tc.want != nil {
-				if !errors.Is(err, tc.want) {
+				var ne *locker.NotObtainedError
+				if !errors.Is(err, tc.want) || !errors.As(err, &ne) {
 					t.Fatalf("RecordSkip: got %v, want %v", err, tc.want)
+				}
+				if !ne.Decided.Equal(tc.hw) {
+					t.Errorf("Decided: got %v, want the high-water %v", ne.Decided, tc.hw)
 				}
 				// Too late to tell: nothing is decided (the job's first
 				// sight may be stored).
@@ -539,6 +543,18 @@ func TestQuorumRecordSkip(t *testing.T) {
 		if got := hget(t, c, meta, "hw"); got != unix(slot) {
 			t.Errorf("node %d high-water: got %q, want %s", i, got, unix(slot))
 		}
+	}
+	// A slot past its window after a later one was recorded: late on
+	// both nodes that answer, with their high-water.
+	later := slot.Add(2 * time.Second)
+	if err := q.RecordSkip(bg, skip(later)); err != nil {
+		t.Fatalf("RecordSkip of a later slot: %v", err)
+	}
+	passed := skip(slot.Add(time.Second))
+	passed.NotAfter = time.Now().Add(-time.Second)
+	var ne *locker.NotObtainedError
+	if err := q.RecordSkip(bg, passed); !errors.Is(err, locker.ErrLate) || !errors.As(err, &ne) || !ne.Decided.Equal(later) {
+		t.Errorf("RecordSkip of a slot past its window: got %v, want ErrLate with the high-water %v", err, later)
 	}
 	// Paused, not killed: a killed server's port can be handed to a
 	// server of a parallel test, which would then answer for it.

@@ -29,6 +29,14 @@ type recorder struct {
 	kick chan struct{}
 	max  int // maxPending; tests lower it
 
+	// decided is, by job name, the high-water slot that Redis last
+	// reported with a late reply: a skip of a slot up to it, past its
+	// mark's window, is late too and is not sent (after a long outage a
+	// job that fires often has thousands). Used by the goroutine that
+	// writes records only (run, then flush); cleared when the queue
+	// empties.
+	decided map[string]time.Time
+
 	mu       sync.Mutex
 	queue    pendingHeap
 	dropped  int // beyond the bound, since the last log line
@@ -68,7 +76,7 @@ const (
 const maxLateRecords = 100
 
 func newRecorder(s *Scheduler) *recorder {
-	return &recorder{s: s, kick: make(chan struct{}, 1), max: maxPending}
+	return &recorder{s: s, kick: make(chan struct{}, 1), max: maxPending, decided: map[string]time.Time{}}
 }
 
 // now is the recorder's clock: this replica's, moved to Redis's while it
@@ -366,6 +374,7 @@ func (r *recorder) withdraw(ctx context.Context, p *pending) {
 // record makes one attempt at writing the records of ps, at once, and
 // requeues those to be retried.
 func (r *recorder) record(ctx context.Context, ps []*pending) {
+	defer r.forgetDecided()
 	s := r.s
 	now := r.now()
 	live := ps[:0]
@@ -377,6 +386,9 @@ func (r *recorder) record(ctx context.Context, ps []*pending) {
 			r.mu.Lock()
 			r.agedN++
 			r.mu.Unlock()
+			continue
+		case r.markGone(p, now) && !p.slot.After(r.decided[p.js.job.Name]):
+			r.late(1) // a later slot was decided: Redis would say late
 			continue
 		}
 		live = append(live, p)
@@ -403,12 +415,26 @@ func (r *recorder) record(ctx context.Context, ps []*pending) {
 			r.requeue(p)
 		case errors.Is(err, locker.ErrLate):
 			r.late(1) // past the mark's window, and a later slot was decided: logged
+			if errors.As(err, &ne) && ne.Decided.After(r.decided[p.js.job.Name]) {
+				r.decided[p.js.job.Name] = ne.Decided
+			}
 		case errors.Is(err, locker.ErrSlotClaimed), errors.Is(err, locker.ErrUnborn):
 			// Another replica ran or recorded it, or the slot came before
 			// the job was first seen.
 		default:
 			r.retry(p, err, now)
 		}
+	}
+}
+
+// forgetDecided clears decided once the queue is empty: what it knew
+// served the skips queued so far.
+func (r *recorder) forgetDecided() {
+	r.mu.Lock()
+	empty := r.queue.Len() == 0
+	r.mu.Unlock()
+	if empty {
+		clear(r.decided)
 	}
 }
 

@@ -3,6 +3,8 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -513,4 +515,104 @@ func TestRecorderWithdrawAfterMarkGone(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRecorderSkipsDecidedUnsent: once Redis answered that a skip past its
+// mark's window is late, with the job's high-water slot (a later slot was
+// decided first, as the first claim after an outage decides one), the
+// recorder does not send the job's other skips up to that slot: they would
+// be late too (a backlog of thousands after a long outage). A skip above
+// it is still sent and written; what it knew is forgotten once its queue
+// empties.
+func TestRecorderSkipsDecidedUnsent(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	js := []*jobs.Job{testJob(t, "often", "* * * * * *", "", func(j *jobs.Job) { j.CatchupWindow = 0 })}
+	now := time.Now().Truncate(time.Second)
+	at := func(ago int) time.Time { return now.Add(-time.Duration(ago) * time.Second) }
+	s, logs := recorderScheduler(t, srv, "back", js, at(30))
+	c := newClient(t, srv)
+	// Retention 10s (2 x 2s skew + 1s + 5s): every slot below is past its
+	// mark's window, here and on Redis's clock. The first claim after the
+	// outage decided the slot 17s ago.
+	if err := c.HSet(context.Background(), s.keysOf(s.jobs[0]).Meta(), "hw", at(17).Unix()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := s.recorder
+	r.add(s.jobs[0], now.Add(time.Hour), store.ReasonOutage, nil) // keeps the queue from emptying
+	pend := func(ago ...int) []*pending {
+		ps := make([]*pending, len(ago))
+		for i, a := range ago {
+			ps[i] = &pending{js: s.jobs[0], slot: at(a), reason: store.ReasonOutage, index: -1}
+		}
+		return ps
+	}
+	ctx := context.Background()
+	for _, round := range []struct {
+		ago      []int
+		sent     int64
+		recorded []int
+	}{
+		{[]int{20}, 1, nil},         // late: Redis reports the high-water
+		{[]int{19, 18, 17}, 0, nil}, // up to it: late, not sent
+		{[]int{16}, 1, []int{16}},   // above it: sent, written
+	} {
+		before := scriptCalls(t, c)
+		r.record(ctx, pend(round.ago...))
+		if sent := scriptCalls(t, c) - before; sent != round.sent {
+			t.Errorf("skips %v seconds ago: got %d script calls, want %d", round.ago, sent, round.sent)
+		}
+		for _, a := range round.ago {
+			_, ok := readMark(t, c, "often", at(a))
+			if want := slices.Contains(round.recorded, a); ok != want {
+				t.Errorf("skip %ds ago: got written %v, want %v", a, ok, want)
+			}
+		}
+	}
+	r.logDrops()
+	if want := `"slots":4,"message":"skip records dropped: written too late to tell whether the slot ran"`; !strings.Contains(logs.String(), want) {
+		t.Errorf("log: no line with %s; got %s", want, logs.String())
+	}
+	if len(r.decided) != 1 {
+		t.Errorf("decided: got %v, want the job's high-water while skips wait", r.decided)
+	}
+	r.mu.Lock()
+	r.queue = nil
+	r.mu.Unlock()
+	r.record(ctx, nil)
+	if len(r.decided) != 0 {
+		t.Errorf("decided once the queue is empty: got %v, want none", r.decided)
+	}
+}
+
+// scriptCalls is how many scripts c's server ran (EVALSHA and EVAL calls
+// that did not fail: an EVALSHA answered NOSCRIPT is sent again as EVAL).
+func scriptCalls(t *testing.T, c *redis.Client) int64 {
+	t.Helper()
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, line := range strings.Split(info, "\n") {
+		name, fields, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || (name != "cmdstat_evalsha" && name != "cmdstat_eval") {
+			continue
+		}
+		for _, f := range strings.Split(fields, ",") {
+			k, v, _ := strings.Cut(f, "=")
+			x, err := strconv.ParseInt(v, 10, 64)
+			switch k {
+			case "calls":
+			case "failed_calls", "rejected_calls":
+				x = -x
+			default:
+				continue
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			n += x
+		}
+	}
+	return n
 }
