@@ -12,8 +12,8 @@
 -- that lost its vote puts it back), so A.slot was never decided.
 -- Reply: {"recorded"}; {"early", wait} not yet; {"claimed"} the slot has a
 -- record or a claim; {"late", hw} too late to tell (past A.not_after, with
--- the high-water hw, unix s, at or above A.slot); {"unborn", first} the slot is before the
--- job's first sight (never a slot of the job).
+-- the high-water hw, unix s, at or above A.slot); {"unborn", first} the
+-- slot is before the job's first sight (never a slot of the job).
 local now = now_ms()
 if now < tonumber(A.not_before) then
   return {"early", tonumber(A.not_before) - now}
