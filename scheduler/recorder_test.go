@@ -14,6 +14,7 @@ import (
 
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/jobs"
+	"github.com/redcron/redcron/locker"
 	"github.com/redcron/redcron/scheduler/store"
 )
 
@@ -67,9 +68,7 @@ func TestRecorderBatchesAndBounds(t *testing.T) {
 	// Past retention (10s) + skew (2s), with a later slot decided (the
 	// high-water is at slot): too late to tell whether it ran.
 	c := newClient(t, srv)
-	if err := c.HSet(context.Background(), s.keysOf(s.jobs[0]).Meta(), "hw", slot.Unix()).Err(); err != nil {
-		t.Fatal(err)
-	}
+	setHighWater(t, c, s, slot)
 	r.max += 2
 	old := slot.Add(-30 * time.Second)
 	r.add(s.jobs[0], old, store.ReasonOutage, nil)
@@ -153,30 +152,9 @@ func TestRecorderCountsLateAtRedis(t *testing.T) {
 			s, logs := recorderScheduler(t, srv, "late", js, slot)
 			c := newClient(t, srv)
 			if tc.decided != 0 {
-				if err := c.HSet(context.Background(), s.keysOf(s.jobs[0]).Meta(), "hw", slot.Add(tc.decided).Unix()).Err(); err != nil {
-					t.Fatal(err)
-				}
+				setHighWater(t, c, s, slot.Add(tc.decided))
 			}
-			r := s.recorder
-			r.add(s.jobs[0], slot, store.ReasonOutage, nil)
-			ctx, cancel := context.WithCancel(context.Background())
-			t.Cleanup(cancel)
-			stop := r.start(ctx)
-			late := `"slots":1,"message":"skip records dropped: written too late to tell whether the slot ran"`
-			waitFor(t, 5*time.Second, func() bool {
-				_, ok := readMark(t, c, name, slot)
-				return ok || strings.Contains(logs.String(), late)
-			})
-			stop()
-			m, ok := readMark(t, c, name, slot)
-			switch {
-			case tc.written && (!ok || m.Record.Reason != store.ReasonOutage):
-				t.Errorf("got record %+v (found %v), want the outage skip; log %s", m.Record, ok, logs.String())
-			case !tc.written && ok:
-				t.Errorf("a record past its window on Redis's clock, with a later slot decided: got %+v, want none", m.Record)
-			case !tc.written && !strings.Contains(logs.String(), late):
-				t.Errorf("log: no line with %s; got %s", late, logs.String())
-			}
+			lateSkip(t, s, logs, c, slot, store.ReasonOutage, nil, tc.written)
 		})
 	}
 }
@@ -489,30 +467,9 @@ func TestRecorderWithdrawAfterMarkGone(t *testing.T) {
 			}
 			c := newClient(t, srv)
 			if tc.won {
-				if err := c.HSet(context.Background(), s.keysOf(s.jobs[0]).Meta(), "hw", slot.Unix()).Err(); err != nil {
-					t.Fatal(err)
-				}
+				setHighWater(t, c, s, slot)
 			}
-			r := s.recorder
-			r.add(s.jobs[0], slot, store.ReasonAborted, bid)
-			ctx, cancel := context.WithCancel(context.Background())
-			t.Cleanup(cancel)
-			stop := r.start(ctx)
-			late := `"slots":1,"message":"skip records dropped: written too late to tell whether the slot ran"`
-			waitFor(t, 5*time.Second, func() bool {
-				_, ok := readMark(t, c, name, slot)
-				return ok || strings.Contains(logs.String(), late)
-			})
-			stop()
-			m, ok := readMark(t, c, name, slot)
-			switch {
-			case tc.written && (!ok || m.Record.Reason != store.ReasonAborted):
-				t.Errorf("got record %+v (found %v), want the aborted skip; log %s", m.Record, ok, logs.String())
-			case !tc.written && ok:
-				t.Errorf("a record beside a claim that won: got %+v, want none", m.Record)
-			case !tc.written && !strings.Contains(logs.String(), late):
-				t.Errorf("log: no line with %s; got %s", late, logs.String())
-			}
+			lateSkip(t, s, logs, c, slot, store.ReasonAborted, bid, tc.written)
 		})
 	}
 }
@@ -534,9 +491,7 @@ func TestRecorderSkipsDecidedUnsent(t *testing.T) {
 	// Retention 10s (2 x 2s skew + 1s + 5s): every slot below is past its
 	// mark's window, here and on Redis's clock. The first claim after the
 	// outage decided the slot 17s ago.
-	if err := c.HSet(context.Background(), s.keysOf(s.jobs[0]).Meta(), "hw", at(17).Unix()).Err(); err != nil {
-		t.Fatal(err)
-	}
+	setHighWater(t, c, s, at(17))
 	r := s.recorder
 	r.add(s.jobs[0], now.Add(time.Hour), store.ReasonOutage, nil) // keeps the queue from emptying
 	pend := func(ago ...int) []*pending {
@@ -615,4 +570,42 @@ func scriptCalls(t *testing.T, c *redis.Client) int64 {
 		}
 	}
 	return n
+}
+
+// setHighWater sets the high-water slot of s's first job to slot, as a
+// claim or record of that slot leaves it.
+func setHighWater(t *testing.T, c *redis.Client, s *Scheduler, slot time.Time) {
+	t.Helper()
+	if err := c.HSet(context.Background(), s.keysOf(s.jobs[0]).Meta(), "hw", slot.Unix()).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lateSkip queues on s's recorder the skip of (s's first job, slot) for
+// reason, after withdrawing bid if not nil, runs the recorder until the
+// skip is written or counted too late (logs), and checks that it was
+// written with reason if written, else not written and counted.
+func lateSkip(t *testing.T, s *Scheduler, logs *lockedBuffer, c *redis.Client, slot time.Time, reason string, bid *locker.Bid, written bool) {
+	t.Helper()
+	name := s.jobs[0].job.Name
+	r := s.recorder
+	r.add(s.jobs[0], slot, reason, bid)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	stop := r.start(ctx)
+	late := `"slots":1,"message":"skip records dropped: written too late to tell whether the slot ran"`
+	waitFor(t, 5*time.Second, func() bool {
+		_, ok := readMark(t, c, name, slot)
+		return ok || strings.Contains(logs.String(), late)
+	})
+	stop()
+	m, ok := readMark(t, c, name, slot)
+	switch {
+	case written && (!ok || m.Record.Reason != reason):
+		t.Errorf("got record %+v (found %v), want the %s skip; log %s", m.Record, ok, reason, logs.String())
+	case !written && ok:
+		t.Errorf("a record past its mark's window with the slot or a later one decided: got %+v, want none", m.Record)
+	case !written && !strings.Contains(logs.String(), late):
+		t.Errorf("log: no line with %s; got %s", late, logs.String())
+	}
 }
