@@ -5,11 +5,14 @@
 --   A.slot (unix s), A.first (first sight to store when the job has none),
 --   A.record, A.retention (ms), A.not_before,
 --   A.not_after (server ms: the end of the window in which an absent mark
---   proves that no run is on record), A.history_len, A.history_ttl
--- After A.not_after the job's high-water slot (K.meta "hw", which never
--- expires) still proves it while it is below A.slot: every claim and every
--- record of a slot raises it to at least that slot (only a quorum claim
--- that lost its vote puts it back), so A.slot was never decided.
+--   proves that no run is on record), A.history_len, A.history_ttl,
+--   A.hw_proof (optional; see below)
+-- With A.hw_proof, after A.not_after the job's high-water slot (K.meta
+-- "hw", which never expires) still proves it while it is below A.slot:
+-- on a single node every claim and every record of a slot raises it to at
+-- least that slot, so A.slot was never decided. Not in quorum mode, where
+-- a node may have missed a claim that a majority granted, and a claim that
+-- lost its vote puts the high-water back.
 -- Reply: {"recorded"}; {"early", wait} not yet; {"claimed"} the slot has a
 -- record or a claim; {"late", hw} too late to tell (past A.not_after, with
 -- the high-water hw, unix s, at or above A.slot); {"unborn", first} the
@@ -30,8 +33,13 @@ end
 if tonumber(A.slot) < tonumber(first) then
   return {"unborn", tonumber(first)}
 end
-if now > tonumber(A.not_after) and meta[2] and tonumber(meta[2]) >= tonumber(A.slot) then
-  return {"late", tonumber(meta[2])}
+if now > tonumber(A.not_after) then
+  if not A.hw_proof then
+    return {"late"}
+  end
+  if meta[2] and tonumber(meta[2]) >= tonumber(A.slot) then
+    return {"late", tonumber(meta[2])}
+  end
 end
 end_mark(A.record)
 raise_hw()

@@ -21,8 +21,9 @@ type Skip struct {
 	// NotBefore and NotAfter (server clock) bound when an absent mark
 	// proves that nobody claimed the slot: from the instant no replica may
 	// still claim it, until the instant a run's mark could have expired.
-	// After NotAfter the record is still written while the job's
-	// high-water slot, which never expires, is below Slot.
+	// After NotAfter, on a single node (not in quorum mode), the record is
+	// still written while the job's high-water slot, which never expires,
+	// is below Slot.
 	NotBefore, NotAfter time.Time
 	// HistoryKey, HistoryLen and HistoryTTL as in Claim.
 	HistoryKey string
@@ -32,13 +33,14 @@ type Skip struct {
 
 // RecordSkip writes s.Record to the slot's mark (and history) if the mark
 // is absent, from NotBefore on the server's clock until NotAfter or, after
-// it, while the job's high-water slot is below s.Slot, and raises the
+// it on a single node, while the job's high-water slot is below s.Slot,
+// and raises the
 // high-water to s.Slot, in one script call per node. It returns nil once
 // recorded; a NotObtainedError wrapping ErrEarly (with Wait) before
 // NotBefore, ErrSlotClaimed when the slot has a claim or a record, ErrLate
-// after NotAfter with the high-water at or above s.Slot (too late to tell
-// whether it ran; Decided is the high-water), ErrUnborn before the job's
-// first sight;
+// after NotAfter (in quorum mode), or after it with the high-water at or
+// above s.Slot (too late to tell whether it ran; Decided is the
+// high-water), ErrUnborn before the job's first sight;
 // or the I/O error (ErrNoQuorum in quorum mode when fewer than a majority
 // answered).
 func (l *Locker) RecordSkip(ctx context.Context, s Skip) error {
@@ -59,6 +61,9 @@ func (l *Locker) RecordSkips(ctx context.Context, ss []Skip) []error {
 		if s.HistoryKey != "" {
 			a.arg("history_len", strconv.Itoa(s.HistoryLen)).arg("history_ttl", ms(s.HistoryTTL)).arg("history_score", unixMS(s.Slot))
 		}
+		if len(l.nodes) == 1 {
+			a.arg("hw_proof", "1")
+		}
 		gs[i] = fanout(ctx, l.nodes, laneMain, l.opts.NodeTimeout, recordScript, a.line(), parseObtainCmd)
 	}
 	errs := make([]error, len(ss))
@@ -73,7 +78,7 @@ func (l *Locker) recorded(ctx context.Context, rs []nodeResult[obtainReply]) err
 	counts := map[string]int{}
 	var best obtainReply
 	answered := 0
-	var decided int64 // the least high-water of the nodes that said late
+	var decided int64 // the high-water in a late reply (a single node's)
 	for _, r := range rs {
 		if r.err != nil {
 			continue
@@ -83,7 +88,7 @@ func (l *Locker) recorded(ctx context.Context, rs []nodeResult[obtainReply]) err
 		if r.val.code == replyEarly && r.val.num > best.num {
 			best = r.val
 		}
-		if r.val.code == replyLate && (decided == 0 || r.val.num < decided) {
+		if r.val.code == replyLate {
 			decided = r.val.num
 		}
 	}
@@ -103,7 +108,7 @@ func (l *Locker) recorded(ctx context.Context, rs []nodeResult[obtainReply]) err
 		return fmt.Errorf("locker: record skip: %w", &NotObtainedError{Reason: ErrUnborn})
 	}
 	e := &NotObtainedError{Reason: ErrLate}
-	if counts[replyLate] == answered && decided > 0 {
+	if decided > 0 {
 		e.Decided = time.Unix(decided, 0).UTC()
 	}
 	return fmt.Errorf("locker: record skip: %w", e)

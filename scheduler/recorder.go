@@ -81,9 +81,9 @@ func newRecorder(s *Scheduler) *recorder {
 
 // now is the recorder's clock: this replica's, moved to Redis's while it
 // is off by more than MaxClockSkew (clockWatch.off). A replica far behind
-// Redis then still writes its skips (reason clock) within their window on
-// Redis's clock (closes to markLasts), and one far ahead does not send
-// them before it.
+// Redis then still writes its skips (reason clock) within their mark's
+// window on Redis's clock (closes to markLasts), and one far ahead does
+// not send them before it.
 func (r *recorder) now() time.Time {
 	return r.s.opts.Clock.Now().Add(r.s.clock.off())
 }
@@ -151,13 +151,22 @@ func (r *recorder) addPassed(js *jobState, slot time.Time) {
 	r.push(p)
 }
 
-// push queues p, or drops and counts it beyond the queue's bound.
+// push queues p, or drops and counts it beyond the queue's bound. A full
+// queue first gives up its earliest skip if that one's mark may be gone
+// (counted too late): after a long outage the queue is full of skips that
+// only the job's high-water can still prove, and a new skip, still within
+// its mark's window, is surer to be written.
 func (r *recorder) push(p *pending) {
 	r.mu.Lock()
 	if r.queue.Len() >= r.max {
-		r.dropped++
-		r.mu.Unlock()
-		return
+		if top := r.queue[0]; top.bid == nil && r.markGone(top, r.now()) {
+			heap.Pop(&r.queue)
+			r.tooLateN++
+		} else {
+			r.dropped++
+			r.mu.Unlock()
+			return
+		}
 	}
 	heap.Push(&r.queue, p)
 	r.mu.Unlock()
@@ -348,18 +357,14 @@ func (r *recorder) aged(p *pending, now time.Time) bool {
 }
 
 // withdraw makes one attempt at withdrawing p's bid, then queues its
-// record (or the next attempt). Once the claim's mark may be gone there is
-// nothing left to withdraw: the record goes to Redis, which writes it only
-// if the bid never decided the slot (the job's high-water slot is still
-// below it).
+// record (or the next attempt). A withdrawal is safe at any age: it ends
+// the claim's running mark if the claim won and the mark is still there (a
+// claim that landed late keeps it past markLasts), else it does nothing,
+// and the record then goes to Redis, which writes it past the mark's
+// window only if the bid never decided the slot (locker.Skip).
 func (r *recorder) withdraw(ctx context.Context, p *pending) {
 	s := r.s
 	now := r.now()
-	if r.markGone(p, now) {
-		p.bid, p.tries, p.due = nil, 0, now
-		r.requeue(p)
-		return
-	}
 	cctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
 	defer cancel()
 	if err := p.bid.Withdraw(cctx); err != nil {
@@ -388,7 +393,7 @@ func (r *recorder) record(ctx context.Context, ps []*pending) {
 			r.mu.Unlock()
 			continue
 		case r.markGone(p, now) && !p.slot.After(r.decided[p.js.job.Name]):
-			r.late(1) // a later slot was decided: Redis would say late
+			r.late(1) // the slot or a later one was decided: Redis would say late
 			continue
 		}
 		live = append(live, p)
@@ -414,7 +419,7 @@ func (r *recorder) record(ctx context.Context, ps []*pending) {
 			p.due = now.Add(ne.Wait + 10*time.Millisecond)
 			r.requeue(p)
 		case errors.Is(err, locker.ErrLate):
-			r.late(1) // past the mark's window, and a later slot was decided: logged
+			r.late(1) // past the mark's window, with the slot or a later one decided (or quorum mode): logged
 			if errors.As(err, &ne) && ne.Decided.After(r.decided[p.js.job.Name]) {
 				r.decided[p.js.job.Name] = ne.Decided
 			}

@@ -125,6 +125,44 @@ func TestRecorderBatchesAndBounds(t *testing.T) {
 	}
 }
 
+// TestRecorderFullGivesUpOldest: a full queue gives up its earliest skip
+// if that one's mark may be gone (counted too late) to take a new one; if
+// the earliest is still within its mark's window, the new one is dropped
+// (counted as too many pending).
+func TestRecorderFullGivesUpOldest(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	js := []*jobs.Job{testJob(t, "full", "* * * * * *", "", func(j *jobs.Job) { j.CatchupWindow = 0 })}
+	now := time.Now().Truncate(time.Second)
+	s, logs := recorderScheduler(t, srv, "full", js, now.Add(-time.Minute))
+	r := s.recorder
+	r.max = 2
+	// Retention 10s + 2s skew: 30s ago its mark may be gone; 5s ago not.
+	old, fresh := now.Add(-30*time.Second), now.Add(-5*time.Second)
+	r.add(s.jobs[0], old, store.ReasonOutage, nil)
+	r.add(s.jobs[0], fresh, store.ReasonOutage, nil)
+	r.add(s.jobs[0], fresh.Add(time.Second), store.ReasonOutage, nil)   // gives up old
+	r.add(s.jobs[0], fresh.Add(2*time.Second), store.ReasonOutage, nil) // dropped
+	var got []time.Time
+	r.mu.Lock()
+	for _, p := range r.queue {
+		got = append(got, p.slot)
+	}
+	r.mu.Unlock()
+	slices.SortFunc(got, time.Time.Compare)
+	if want := []time.Time{fresh, fresh.Add(time.Second)}; !slices.EqualFunc(got, want, time.Time.Equal) {
+		t.Errorf("queued slots: got %v, want %v", got, want)
+	}
+	r.logDrops()
+	for _, want := range []string{
+		`"slots":1,"max_pending":2,"message":"skip records dropped: too many pending"`,
+		`"slots":1,"message":"skip records dropped: written too late to tell whether the slot ran"`,
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log: no line with %s; got %s", want, logs.String())
+		}
+	}
+}
+
 // TestRecorderCountsLateAtRedis: a record that this replica's clock still
 // allows but Redis's, 5s ahead, finds past its window (the run's mark may
 // be gone) is not written once a later slot of the job was decided, and is
@@ -435,13 +473,13 @@ func TestRecorderAfterLongOutage(t *testing.T) {
 
 // TestRecorderWithdrawAfterMarkGone: a bid whose claim may have won (its
 // call failed: the proxy cut the replica off) and whose withdrawal comes
-// only once the claim's mark may be gone has nothing left to withdraw: its
-// record goes to Redis, which writes it only if no claim decided the slot
-// (the job's high-water slot is below it). Before, it was dropped unsent.
+// only once the claim's mark may be gone (the cut healed late) finds
+// nothing to withdraw; its record then goes to Redis, which writes it only
+// if no claim decided the slot (the job's high-water slot is below it).
+// Before, it was dropped unsent.
 func TestRecorderWithdrawAfterMarkGone(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	proxy := redistest.StartProxyFor(t, srv)
-	proxy.Block(true)
 	const skew = 100 * time.Millisecond
 	for _, tc := range []struct {
 		name    string
@@ -456,13 +494,15 @@ func TestRecorderWithdrawAfterMarkGone(t *testing.T) {
 			js := []*jobs.Job{testJob(t, name, "* * * * * *", "", func(j *jobs.Job) { j.CatchupWindow = 0 })}
 			// Past the mark's retention (2 x 100ms + 1s + 5s) + skew.
 			slot := time.Now().Truncate(time.Second).Add(-8 * time.Second)
-			cut, _ := recorderSchedulerOn(t, clientAt(t, proxy.Addr()), Options{Replica: "cut", MaxClockSkew: skew}, js, slot)
-			s, logs := recorderSchedulerOn(t, newClient(t, srv), Options{Replica: "back", MaxClockSkew: skew}, js, slot)
-			bid, err := cut.locker.Bid(cut.claimFor(cut.jobs[0], slot, 0, maxClaimAhead, 0))
+			s, logs := recorderSchedulerOn(t, clientAt(t, proxy.Addr()), Options{Replica: "cut", MaxClockSkew: skew}, js, slot)
+			bid, err := s.locker.Bid(s.claimFor(s.jobs[0], slot, 0, maxClaimAhead, 0))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := bid.Obtain(context.Background()); err == nil {
+			proxy.Block(true)
+			_, err = bid.Obtain(context.Background())
+			proxy.Block(false)
+			if err == nil {
 				t.Fatal("a claim through the cut: got a lease, want an I/O error")
 			}
 			c := newClient(t, srv)
