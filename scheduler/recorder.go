@@ -365,6 +365,10 @@ func (r *recorder) aged(p *pending, now time.Time) bool {
 func (r *recorder) withdraw(ctx context.Context, p *pending) {
 	s := r.s
 	now := r.now()
+	if r.aged(p, now) {
+		r.agedOut()
+		return
+	}
 	cctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
 	defer cancel()
 	if err := p.bid.Withdraw(cctx); err != nil {
@@ -388,9 +392,7 @@ func (r *recorder) record(ctx context.Context, ps []*pending) {
 		case p.passed && !s.share.first(p.js, p.slot):
 			continue // left to a replica ranked above this one (addPassed)
 		case r.aged(p, now):
-			r.mu.Lock()
-			r.agedN++
-			r.mu.Unlock()
+			r.agedOut()
 			continue
 		case r.markGone(p, now) && !p.slot.After(r.decided[p.js.job.Name]):
 			r.late(1) // the slot or a later one was decided: Redis would say late
@@ -457,6 +459,14 @@ func (r *recorder) retry(p *pending, err error, now time.Time) {
 		p.due = now.Add(reconnectDelay(p.tries))
 	}
 	r.requeue(p)
+}
+
+// agedOut counts an entry dropped because its slot is older than the job's
+// history keeps (logged with the next round).
+func (r *recorder) agedOut() {
+	r.mu.Lock()
+	r.agedN++
+	r.mu.Unlock()
 }
 
 // late counts n entries dropped because their records can no longer be

@@ -69,12 +69,25 @@ func TestRecorderBatchesAndBounds(t *testing.T) {
 	// high-water is at slot): too late to tell whether it ran.
 	c := newClient(t, srv)
 	setHighWater(t, c, s, slot)
-	r.max += 2
+	r.max += 3
 	old := slot.Add(-30 * time.Second)
 	r.add(s.jobs[0], old, store.ReasonOutage, nil)
-	// Older than the job's history keeps (7 days): dropped unsent.
+	// Older than the job's history keeps (7 days): dropped unsent, also
+	// a bid whose withdrawal would fail (sent through a proxy that cuts
+	// its replica off) and be retried.
 	aged := slot.Add(-8 * 24 * time.Hour)
 	r.add(s.jobs[1], aged, store.ReasonOutage, nil)
+	proxy := redistest.StartProxyFor(t, srv)
+	proxy.Block(true)
+	cut, _ := recorderSchedulerOn(t, clientAt(t, proxy.Addr()), Options{Replica: "cut"}, js, slot)
+	bid, err := cut.locker.Bid(cut.claimFor(cut.jobs[2], aged, 0, maxClaimAhead, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bid.Obtain(context.Background()); err == nil {
+		t.Fatal("a claim through the cut: got a lease, want an I/O error")
+	}
+	r.add(s.jobs[2], aged, store.ReasonAborted, bid)
 	ctx, cancel := context.WithCancel(context.Background())
 	stop := r.start(ctx)
 	t.Cleanup(cancel)
@@ -108,13 +121,13 @@ func TestRecorderBatchesAndBounds(t *testing.T) {
 	if recorded != bound || none != n-bound {
 		t.Errorf("records: got %d written and %d missing, want %d and %d", recorded, none, bound, n-bound)
 	}
-	if want := fmt.Sprintf(`"slots":%d,"max_pending":%d,"message":"skip records dropped: too many pending"`, n-bound, bound+2); !strings.Contains(logs.String(), want) {
+	if want := fmt.Sprintf(`"slots":%d,"max_pending":%d,"message":"skip records dropped: too many pending"`, n-bound, bound+3); !strings.Contains(logs.String(), want) {
 		t.Errorf("log: no line with %s", want)
 	}
 	if want := `"slots":1,"message":"skip records dropped: written too late to tell whether the slot ran"`; !strings.Contains(logs.String(), want) {
 		t.Errorf("log: no line with %s", want)
 	}
-	if want := `"slots":1,"message":"skip records dropped: older than the job's history keeps"`; !strings.Contains(logs.String(), want) {
+	if want := `"slots":2,"message":"skip records dropped: older than the job's history keeps"`; !strings.Contains(logs.String(), want) {
 		t.Errorf("log: no line with %s", want)
 	}
 	if _, ok := readMark(t, c, s.jobs[0].job.Name, old); ok {
