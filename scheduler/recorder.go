@@ -366,7 +366,7 @@ func (r *recorder) withdraw(ctx context.Context, p *pending) {
 	s := r.s
 	now := r.now()
 	if r.aged(p, now) {
-		r.agedOut()
+		r.count(&r.agedN)
 		return
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout)
@@ -392,10 +392,10 @@ func (r *recorder) record(ctx context.Context, ps []*pending) {
 		case p.passed && !s.share.first(p.js, p.slot):
 			continue // left to a replica ranked above this one (addPassed)
 		case r.aged(p, now):
-			r.agedOut()
+			r.count(&r.agedN)
 			continue
 		case r.markGone(p, now) && !p.slot.After(r.decided[p.js.job.Name]):
-			r.late(1) // the slot or a later one was decided: Redis would say late
+			r.count(&r.tooLateN) // the slot or a later one was decided: Redis would say late
 			continue
 		}
 		live = append(live, p)
@@ -421,7 +421,7 @@ func (r *recorder) record(ctx context.Context, ps []*pending) {
 			p.due = now.Add(ne.Wait + 10*time.Millisecond)
 			r.requeue(p)
 		case errors.Is(err, locker.ErrLate):
-			r.late(1) // past the mark's window, with the slot or a later one decided (or quorum mode): logged
+			r.count(&r.tooLateN) // past the mark's window, with the slot or a later one decided (or quorum mode): logged
 			if errors.As(err, &ne) && ne.Decided.After(r.decided[p.js.job.Name]) {
 				r.decided[p.js.job.Name] = ne.Decided
 			}
@@ -461,19 +461,12 @@ func (r *recorder) retry(p *pending, err error, now time.Time) {
 	r.requeue(p)
 }
 
-// agedOut counts an entry dropped because its slot is older than the job's
-// history keeps (logged with the next round).
-func (r *recorder) agedOut() {
+// count adds one to the drop counter c (tooLateN: the record can no
+// longer be written; agedN: older than the job's history keeps), logged
+// with the next round.
+func (r *recorder) count(c *int) {
 	r.mu.Lock()
-	r.agedN++
-	r.mu.Unlock()
-}
-
-// late counts n entries dropped because their records can no longer be
-// written (logged with the next round).
-func (r *recorder) late(n int) {
-	r.mu.Lock()
-	r.tooLateN += n
+	*c++
 	r.mu.Unlock()
 }
 
