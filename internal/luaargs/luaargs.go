@@ -36,15 +36,19 @@ func Names(src string) []string {
 	return names
 }
 
-// Decoder returns Lua that sets A.name to ARGV[first+i] for the i-th of
-// names, leaving the field nil when the value is empty (not given). A must
-// be a table in scope.
+// Decoder returns Lua that sets A to a table of the values ARGV[first+i]
+// under the i-th of names, then drops the empty ones (not given), so that
+// such a field is nil. The table is built by one constructor, sized once,
+// rather than grown field by field. A must be a variable in scope.
 func Decoder(names []string, first int) string {
 	var b strings.Builder
-	b.WriteString("do\n  local v\n")
+	b.WriteString("A = {")
 	for i, n := range names {
-		b.WriteString("  v = ARGV[" + strconv.Itoa(first+i) + "] if v ~= \"\" then A." + n + " = v end\n")
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(n + " = ARGV[" + strconv.Itoa(first+i) + "]")
 	}
-	b.WriteString("end\n")
+	b.WriteString("}\nfor name, v in pairs(A) do\n  if v == \"\" then\n    A[name] = nil\n  end\nend\n")
 	return b.String()
 }

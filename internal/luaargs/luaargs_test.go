@@ -29,10 +29,8 @@ func TestNames(t *testing.T) {
 // TestDecoder: each name reads its own ARGV index from first on.
 func TestDecoder(t *testing.T) {
 	got := Decoder([]string{"token", "ttl"}, 2)
-	want := "do\n  local v\n" +
-		"  v = ARGV[2] if v ~= \"\" then A.token = v end\n" +
-		"  v = ARGV[3] if v ~= \"\" then A.ttl = v end\n" +
-		"end\n"
+	want := "A = {token = ARGV[2], ttl = ARGV[3]}\n" +
+		"for name, v in pairs(A) do\n  if v == \"\" then\n    A[name] = nil\n  end\nend\n"
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
