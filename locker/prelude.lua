@@ -1,11 +1,8 @@
 -- prelude.lua is prepended to every script of this package (see scripts.go).
--- Keys are named and arguments read by name, so that a part a call does
--- not need is simply absent, with no stand-in keys or flags:
+-- Scripts take named arguments, so that a part a call does not need is
+-- simply absent, with no stand-in keys or positional flags:
 --   ARGV[1]      comma-separated names of KEYS, in order ("lease,meta,mark")
---   ARGV[2..n]   the value of every argument the script reads (A.name), in
---                the order of first use in prelude.lua and the script, an
---                empty string when not given (internal/luaargs); scripts.go
---                appends the Lua that fills A from them after this file.
+--   ARGV[2..n]   name/value pairs ("token", "ab12...", "ttl", "30000", ...)
 -- K[name] is a key (nil when not given), A[name] an argument (nil likewise).
 -- Records are opaque strings built by the caller: no script parses one.
 local K, A = {}, {}
@@ -14,6 +11,9 @@ do
   for name in string.gmatch(ARGV[1], "[^,]+") do
     K[name] = KEYS[i]
     i = i + 1
+  end
+  for j = 2, #ARGV - 1, 2 do
+    A[ARGV[j]] = ARGV[j + 1]
   end
 end
 

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/redcron/redcron/internal/luaargs"
 )
 
 // The Lua scripts, each wrapped once with prelude.lua in front (named
@@ -58,15 +56,12 @@ var (
 )
 
 // script is a Lua script wrapped once by redis.NewScript, with its SHA1
-// boxed once for the command lines, the names of its arguments in the order
-// they are sent (see luaargs), the length of its longest command line so
-// far, to size the next one, and the names of the keys of its last line
+// boxed once for the command lines, the length of its longest command line
+// so far, to size the next one, and the names of the keys of its last line
 // (see keyNames).
 type script struct {
 	src     string
 	sha     any
-	argAt   map[string]int // argument name -> its index among the values
-	nargs   int
 	longest atomic.Int32
 	names   atomic.Pointer[keyNames]
 }
@@ -78,33 +73,23 @@ type keyNames struct {
 	box  any
 }
 
-// newScript wraps body with prelude.lua in front, then the decoder of the
-// arguments that both read (A.name), which it lays out by position.
 func newScript(body string) *script {
-	names := luaargs.Names(preludeLua + "\n" + body)
-	src := preludeLua + "\n" + luaargs.Decoder(names, 2) + body
-	at := make(map[string]int, len(names))
-	for i, n := range names {
-		at[n] = i
-	}
-	return &script{src: src, sha: redis.NewScript(src).Hash(), argAt: at, nargs: len(names)}
+	src := preludeLua + "\n" + body
+	return &script{src: src, sha: redis.NewScript(src).Hash()}
 }
 
 // args builds a command line of s in the calling convention of
-// prelude.lua: the names of the keys given, then the value of every
-// argument s reads, in s's order, empty when not given. The line is built
-// in place, in one slice as long as s's longest line so far (a replica
-// builds lines for thousands of firings a second): every key comes before
-// the first argument.
+// prelude.lua: the names of the keys given, then name/value pairs. A key
+// or argument that is not given is simply absent. The line is built in
+// place, in one slice as long as s's longest line so far (a replica builds
+// lines for thousands of firings a second): every key comes before the
+// first argument.
 type args struct {
 	s     *script
-	out   []any // "evalsha", sha, nkeys, keys..., names, values...
+	out   []any // "evalsha", sha, nkeys, keys..., names, pairs...
 	names []byte
 	at    int // index of names in out, once the first argument came
 }
-
-// notGiven is the value sent for an argument not given, boxed once.
-var notGiven any = ""
 
 // args starts a command line of s.
 func (s *script) args() *args {
@@ -130,27 +115,18 @@ func (a *args) key(name, k string) *args {
 	return a
 }
 
-// arg sets the argument name to v (a string, or a number formatted once).
-// It panics when the script does not read name (a bug in this package).
+// arg adds the argument name = v (a string, or a number formatted once).
 func (a *args) arg(name string, v any) *args {
 	a.endKeys()
-	i, ok := a.s.argAt[name]
-	if !ok {
-		panic("locker: script argument " + name + " not read by the script")
-	}
-	a.out[a.at+1+i] = v
+	a.out = append(a.out, name, v)
 	return a
 }
 
-// endKeys ends the keys: the names' place follows them, then a value for
-// every argument, not given until set.
+// endKeys ends the keys: the names' place follows them.
 func (a *args) endKeys() {
 	if a.at == 0 {
 		a.at = len(a.out)
 		a.out = append(a.out, nil)
-		for range a.s.nargs {
-			a.out = append(a.out, notGiven)
-		}
 	}
 }
 
@@ -162,7 +138,7 @@ func (a *args) argIf(name, v string) *args {
 	return a.arg(name, v)
 }
 
-// line returns the command line "EVALSHA sha nkeys keys... names values...".
+// line returns the command line "EVALSHA sha nkeys keys... names pairs...".
 func (a *args) line() []any {
 	a.endKeys()
 	out := a.out

@@ -16,7 +16,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/redcron/redcron/internal/luaargs"
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/locker"
 )
@@ -28,8 +27,7 @@ import (
 // main thread's CPU. Two stand-in scripts, sent with the very keys and
 // arguments the locker sent, split the script machinery: one returns at
 // once (EVALSHA's own cost with these arguments), one runs locker's
-// prelude.lua first, with the decoder of the script's argument values
-// (its parsing of the keys' names and the arguments). The rest of the
+// prelude.lua first (its parsing of the named arguments). The rest of the
 // time inside EVALSHA is the scripts' Lua and redis.call's own work around
 // each command.
 
@@ -56,7 +54,7 @@ var notInner = []string{"evalsha", "eval", "info", "config", "hello", "ping", "s
 // scripts and the batched floor, each for cfg.duration at 32 goroutines, and
 // prints the figures.
 func breakdown(ctx context.Context, cfg config) error {
-	prelude, err := readLocker("prelude.lua")
+	prelude, err := readPrelude()
 	if err != nil {
 		return err
 	}
@@ -87,30 +85,17 @@ func breakdown(ctx context.Context, cfg config) error {
 	if len(lines) < 2 {
 		return fmt.Errorf("breakdown: saw %d EVALSHA lines of a firing, want 2", len(lines))
 	}
-	// The prelude stand-ins decode the values of obtain.lua's and
-	// finish.lua's arguments, as the locker lays them out.
 	bare := redis.NewScript("return 1")
-	parsed := make([]*redis.Script, 2)
-	for i, file := range []string{"obtain.lua", "finish.lua"} {
-		body, err := readLocker(file)
-		if err != nil {
-			return err
-		}
-		names := luaargs.Names(prelude + "\n" + body)
-		if n, _ := lines[i][2].(int); len(lines[i]) != 4+n+len(names) {
-			return fmt.Errorf("breakdown: %s's line has %d values, want %d", file, len(lines[i])-4-n, len(names))
-		}
-		parsed[i] = redis.NewScript(prelude + "\n" + luaargs.Decoder(names, 2) + "return 1")
-	}
-	for _, sc := range append([]*redis.Script{bare}, parsed...) {
+	parsed := redis.NewScript(prelude + "\nreturn 1")
+	for _, sc := range []*redis.Script{bare, parsed} {
 		if err := sc.Load(ctx, c).Err(); err != nil {
 			return err
 		}
 	}
-	standIn := func(scs ...*redis.Script) func(context.Context, string) error {
+	standIn := func(sc *redis.Script) func(context.Context, string) error {
 		return func(ctx context.Context, _ string) error {
-			for i, line := range lines[:2] {
-				args := append([]any{"evalsha", scs[i%len(scs)].Hash()}, line[2:]...)
+			for _, line := range lines[:2] {
+				args := append([]any{"evalsha", sc.Hash()}, line[2:]...)
 				if err := c.Do(ctx, args...).Err(); err != nil {
 					return err
 				}
@@ -149,7 +134,7 @@ func breakdown(ctx context.Context, cfg config) error {
 				return err
 			},
 			func() error {
-				st, _, err := measureStats(ctx, c, cfg.duration, conc, "", standIn(parsed...))
+				st, _, err := measureStats(ctx, c, cfg.duration, conc, "", standIn(parsed))
 				b.prelude = st["evalsha"].usec
 				return err
 			},
@@ -227,17 +212,16 @@ func mainThreadCPU(ctx context.Context, c *redis.Client) (time.Duration, error) 
 	return infoCPU(ctx, c, "used_cpu_user_main_thread", "used_cpu_sys_main_thread")
 }
 
-// readLocker reads a file of locker's Lua from the source tree: lockbench
-// runs from the repository (go run), and locker does not export its
-// scripts.
-func readLocker(name string) (string, error) {
+// readPrelude reads locker/prelude.lua from the source tree: lockbench
+// runs from the repository (go run), and locker does not export it.
+func readPrelude() (string, error) {
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
 		return "", errors.New("breakdown: cannot find the source tree")
 	}
-	b, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "locker", name))
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "locker", "prelude.lua"))
 	if err != nil {
-		return "", fmt.Errorf("breakdown: read locker's %s (run from the repository): %w", name, err)
+		return "", fmt.Errorf("breakdown: read locker's prelude (run from the repository): %w", err)
 	}
 	return string(b), nil
 }
@@ -306,7 +290,7 @@ func printBreakdown(samples []breakdownSample) {
 		{"inside EVALSHA, all of it", func(s breakdownSample) float64 { return s.evalsha }},
 		{"- the commands the scripts call", func(s breakdownSample) float64 { return s.inner }},
 		{"- EVALSHA itself with these keys and arguments (a script that returns at once)", func(s breakdownSample) float64 { return s.base }},
-		{"- prelude.lua's parsing of the keys' names and the argument values", func(s breakdownSample) float64 { return s.prelude - s.base }},
+		{"- prelude.lua's parsing of the named arguments", func(s breakdownSample) float64 { return s.prelude - s.base }},
 		{"- the rest: the scripts' Lua and redis.call's work around each command", func(s breakdownSample) float64 { return s.evalsha - s.inner - s.prelude }},
 		{"the batched floor's cycle (SET NX PX + EVALSHA del), main-thread CPU", func(s breakdownSample) float64 { return s.floor }},
 	}

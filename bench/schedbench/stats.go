@@ -78,7 +78,7 @@ func (c *counter) counted(cmds ...redis.Cmder) {
 }
 
 // class is what a command is: its kind, its name and, for a script, the
-// names of its keys (see redcronKind).
+// names of its keys and arguments (see redcronKind).
 type class struct {
 	kind, name, names string
 }
@@ -164,13 +164,13 @@ func classifier(system string) func(redis.Cmder) class {
 }
 
 // redcronKind classifies by the locker's calling convention (prelude.lua:
-// EVALSHA sha nkeys keys... "name,name,..." argument values): a claim names
-// the pause key (obtain.lua is the only script that reads it); a finish
-// names the lease, the mark and the history first (release.lua names the
-// job's meta hash second; renew.lua and take.lua name no history). The beat's keys carry the {live} hash tag. A script other than
-// a beat is detailed by its key names, up to 40 bytes of them (a beat's
-// first key is its replica's: naming beats by it would give each replica a
-// line of its own); any other command by its name.
+// EVALSHA sha nkeys keys... "name,name,..." arg pairs): a claim names the
+// pause key (obtain.lua is the only script that reads it); a finish's
+// arguments start with token, then record (release.lua's with token, then
+// mode). The beat's keys carry the {live} hash tag. A script other than a
+// beat is detailed by its argument names, up to 40 bytes of them (a beat's
+// first argument is its replica: naming beats by it would give each replica
+// a line of its own); any other command by its name.
 func redcronKind(cmd redis.Cmder) class {
 	name := cmd.Name()
 	switch name {
@@ -202,9 +202,10 @@ func redcronKind(cmd redis.Cmder) class {
 	names, _ := a[3+n].(string)
 	cl := class{kind: kindOther, name: name, names: names}
 	switch {
+	case len(a) < 7+n:
 	case strings.Contains(names, "pause"):
 		cl.kind = kindClaim
-	case strings.HasPrefix(names, "lease,mark,history"):
+	case a[4+n] == "token" && a[6+n] == "record":
 		cl.kind = kindFinish
 	}
 	return cl
