@@ -204,6 +204,7 @@ const (
 	replyUnborn     = "unborn"
 	replySuperseded = "superseded"
 	replyRecorded   = "recorded"
+	replyAbsent     = "absent" // record.lua's probe: no mark, the skip would be written
 )
 
 // obtainReply is one node's answer to obtain.lua (or take.lua).
@@ -252,7 +253,7 @@ func parseObtain(v any) (obtainReply, error) {
 	case replyEarly, replyLate, replyUnborn:
 		r.num = num(1)
 		r.prev = code == replyEarly && len(a) > 2 && a[2] == "prev"
-	case replySuperseded, replyRecorded:
+	case replySuperseded, replyRecorded, replyAbsent:
 	default:
 		return obtainReply{}, fmt.Errorf("locker: unexpected obtain reply %v", v)
 	}

@@ -34,43 +34,124 @@ type Skip struct {
 // RecordSkip writes s.Record to the slot's mark (and history) if the mark
 // is absent, from NotBefore on the server's clock until NotAfter or, after
 // it on a single node, while the job's high-water slot is below s.Slot,
-// and raises the
-// high-water to s.Slot, in one script call per node. It returns nil once
+// and raises the high-water to s.Slot, in one script call per node (two
+// in quorum mode, see RecordSkips). It returns nil once
 // recorded; a NotObtainedError wrapping ErrEarly (with Wait) before
 // NotBefore, ErrSlotClaimed when the slot has a claim or a record, ErrLate
 // after NotAfter (in quorum mode), or after it with the high-water at or
 // above s.Slot (too late to tell whether it ran; Decided is the
 // high-water), ErrUnborn before the job's first sight;
 // or the I/O error (ErrNoQuorum in quorum mode when fewer than a majority
-// answered).
+// answered, or while a claim of the slot may have won on the nodes that
+// did not answer).
 func (l *Locker) RecordSkip(ctx context.Context, s Skip) error {
 	return l.RecordSkips(ctx, []Skip{s})[0]
 }
 
 // RecordSkips is RecordSkip for each of ss, sent at once (pipelined with
 // the other calls queued on each node, without a goroutine per skip); the
-// errors are in the order of ss.
+// errors are in the order of ss. In quorum mode each skip is written only
+// after a first round that writes nothing finds that no claim of its slot
+// won (see probed): a node that missed a granted claim has no mark, and
+// would otherwise take a skip beside the run.
 func (l *Locker) RecordSkips(ctx context.Context, ss []Skip) []error {
-	gs := make([]*gather[obtainReply], len(ss))
-	for i, s := range ss {
-		a := recordScript.args()
-		a.key("mark", s.MarkKey).key("meta", s.MetaKey).key("history", s.HistoryKey)
-		a.arg("slot", strconv.FormatInt(s.Slot.Unix(), 10)).arg("first", strconv.FormatInt(firstSeen(s.FirstSeen, s.Slot), 10))
-		a.arg("record", s.Record).arg("retention", ms(s.Retention))
-		a.arg("not_before", unixMS(s.NotBefore)).arg("not_after", unixMS(s.NotAfter))
-		if s.HistoryKey != "" {
-			a.arg("history_len", strconv.Itoa(s.HistoryLen)).arg("history_ttl", ms(s.HistoryTTL)).arg("history_score", unixMS(s.Slot))
-		}
-		if len(l.nodes) == 1 {
-			a.arg("hw_proof", "1")
-		}
-		gs[i] = fanout(ctx, l.nodes, laneMain, l.opts.NodeTimeout, recordScript, a.line(), parseObtainCmd)
-	}
 	errs := make([]error, len(ss))
-	for i, g := range gs {
-		errs[i] = l.recorded(ctx, g.all())
+	todo := make([]int, 0, len(ss)) // indexes of ss to write
+	if len(l.nodes) > 1 {
+		gs := make([]*gather[obtainReply], len(ss))
+		for i, s := range ss {
+			gs[i] = fanout(ctx, l.nodes, laneMain, l.opts.NodeTimeout, recordScript, l.skipLine(s, true), parseObtainCmd)
+		}
+		for i, g := range gs {
+			if errs[i] = l.probed(ctx, g.all()); errs[i] == nil {
+				todo = append(todo, i)
+			}
+		}
+	} else {
+		for i := range ss {
+			todo = append(todo, i)
+		}
+	}
+	gs := make([]*gather[obtainReply], len(todo))
+	for j, i := range todo {
+		gs[j] = fanout(ctx, l.nodes, laneMain, l.opts.NodeTimeout, recordScript, l.skipLine(ss[i], false), parseObtainCmd)
+	}
+	for j, i := range todo {
+		errs[i] = l.recorded(ctx, gs[j].all())
 	}
 	return errs
+}
+
+// skipLine is record.lua's command line for s; probe asks what the call
+// would do, writing nothing but the job's first sight.
+func (l *Locker) skipLine(s Skip, probe bool) []any {
+	a := recordScript.args()
+	a.key("mark", s.MarkKey).key("meta", s.MetaKey).key("history", s.HistoryKey)
+	a.arg("slot", strconv.FormatInt(s.Slot.Unix(), 10)).arg("first", strconv.FormatInt(firstSeen(s.FirstSeen, s.Slot), 10))
+	a.arg("record", s.Record).arg("retention", ms(s.Retention))
+	a.arg("not_before", unixMS(s.NotBefore)).arg("not_after", unixMS(s.NotAfter))
+	if s.HistoryKey != "" {
+		a.arg("history_len", strconv.Itoa(s.HistoryLen)).arg("history_ttl", ms(s.HistoryTTL)).arg("history_score", unixMS(s.Slot))
+	}
+	if len(l.nodes) == 1 {
+		a.arg("hw_proof", "1")
+	}
+	if probe {
+		a.arg("probe", "1")
+	}
+	return a.line()
+}
+
+// probed is quorum mode's verdict on the first round of a skip: nil when
+// no claim of the slot can have won, so the skip may be written. A claim
+// that won holds a mark on a majority of the nodes; one that lost its vote
+// may keep a mark on fewer (its drop not delivered). So a claim's marks
+// on a majority of the nodes that answered, or a final record in a
+// claim's mark (a run that ended, or a claim withdrawn after it may have
+// won), give ErrSlotClaimed; a running claim that the nodes which did not
+// answer could lift to a majority gives ErrNoQuorum (not yet known). A
+// skip already recorded on some nodes, without a claim, is no objection:
+// the write completes it.
+func (l *Locker) probed(ctx context.Context, rs []nodeResult[obtainReply]) error {
+	answered := 0
+	claims := map[string]int{} // running claims' marks per token
+	var early *obtainReply
+	for _, r := range rs {
+		if r.err != nil {
+			continue
+		}
+		answered++
+		switch r.val.code {
+		case replyEarly:
+			if early == nil || r.val.num > early.num {
+				early = &r.val
+			}
+		case replyClaimed:
+			if r.val.token == "" {
+				continue // a skip, recorded without a claim
+			}
+			if r.val.record != "" {
+				return fmt.Errorf("locker: record skip: %w", r.val.err())
+			}
+			claims[r.val.token]++
+		}
+	}
+	if answered < l.quorum {
+		return fmt.Errorf("locker: record skip: %w: %d of %d nodes answered: %w", ErrNoQuorum, answered, len(l.nodes), withCtx(ctx, joinErrs(rs)))
+	}
+	if early != nil {
+		return fmt.Errorf("locker: record skip: %w", early.err())
+	}
+	for _, n := range claims {
+		if n >= l.quorum {
+			return fmt.Errorf("locker: record skip: %w", &NotObtainedError{Reason: ErrSlotClaimed})
+		}
+		if n+len(l.nodes)-answered >= l.quorum {
+			return fmt.Errorf("locker: record skip: %w: a claim of the slot holds %d of the %d nodes that answered, and may have won on the %d that did not",
+				ErrNoQuorum, n, answered, len(l.nodes)-answered)
+		}
+	}
+	return nil
 }
 
 // recorded is RecordSkip's verdict on the nodes' replies.

@@ -3,6 +3,7 @@ package locker_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -566,6 +567,110 @@ func TestQuorumRecordSkip(t *testing.T) {
 	if err := q.RecordSkip(bg, skip(slot.Add(time.Second))); !errors.Is(err, locker.ErrNoQuorum) {
 		t.Errorf("RecordSkip with two of 3 nodes down: got %v, want ErrNoQuorum", err)
 	}
+}
+
+// TestQuorumSkipBesideRun: in quorum mode a skip is written only where no
+// claim of its slot can have won. A node cut off while a majority granted
+// the claim has no mark, and gets no skip beside the run; a claim that
+// holds fewer than a majority of all nodes lost its vote, and the skip is
+// written beside its mark; while the nodes that did not answer could give
+// it a majority, nothing is written yet.
+func TestQuorumSkipBesideRun(t *testing.T) {
+	t.Parallel()
+	servers, direct := cluster(t, 3, redistest.Options{})
+	proxies := make([]*redistest.Proxy, len(servers))
+	via := make([]*redis.Client, len(servers))
+	for i, s := range servers {
+		proxies[i] = redistest.StartProxyFor(t, s)
+		via[i] = redis.NewClient(&redis.Options{Addr: proxies[i].Addr(), MaxRetries: -1, ContextTimeoutEnabled: true,
+			DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+		t.Cleanup(func() { _ = via[i].Close() })
+	}
+	q := newQuorum(t, via, locker.Options{NodeTimeout: time.Second})
+	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+	skip := func(key, meta string) locker.Skip {
+		return locker.Skip{MarkKey: markOf(key, slot), MetaKey: meta, Slot: slot, Record: "skipped:outage",
+			Retention: time.Hour, NotBefore: time.Now().Add(-time.Second), NotAfter: time.Now().Add(time.Minute),
+			HistoryKey: key + ":history", HistoryLen: 10, HistoryTTL: time.Hour}
+	}
+	// skipped says which nodes hold the skip in the slot's mark.
+	skipped := func(t *testing.T, key string) []bool {
+		t.Helper()
+		got := make([]bool, len(direct))
+		for i, c := range direct {
+			got[i] = hget(t, c, markOf(key, slot), "end") == "skipped:outage"
+		}
+		return got
+	}
+
+	t.Run("won on two of three", func(t *testing.T) {
+		key, meta := keys(t)
+		proxies[2].Block(true)
+		cut := time.Now()
+		lease := mustObtain(t, q, slotClaim(key, meta, slot))
+		// The cut lasts until the claim's call to that node has given up
+		// (NodeTimeout), which would otherwise land once it is lifted.
+		time.Sleep(time.Until(cut.Add(1500 * time.Millisecond)))
+		proxies[2].Block(false)
+		if exists(t, direct[2], markOf(key, slot)) {
+			t.Fatal("the cut node got the claim's mark")
+		}
+		if err := q.RecordSkip(bg, skip(key, meta)); !errors.Is(err, locker.ErrSlotClaimed) {
+			t.Errorf("RecordSkip beside the running claim: got %v, want ErrSlotClaimed", err)
+		}
+		if exists(t, direct[2], markOf(key, slot)) || exists(t, direct[2], key+":history") {
+			t.Errorf("the node that missed the claim got a skip beside the run: mark %v", hgetall(t, direct[2], markOf(key, slot)))
+		}
+		// Ended: the run's record stands, still with no skip beside it.
+		if err := lease.Finish(bg, "ok"); err != nil {
+			t.Fatalf("Finish: %v", err)
+		}
+		if err := q.RecordSkip(bg, skip(key, meta)); !errors.Is(err, locker.ErrSlotClaimed) {
+			t.Errorf("RecordSkip beside the ended run: got %v, want ErrSlotClaimed", err)
+		}
+		if got := skipped(t, key); slices.Contains(got, true) {
+			t.Errorf("skips by node: got %v, want none", got)
+		}
+	})
+
+	// A claim granted on one node only (as if its drop never arrived): a
+	// real claim through a locker of that node alone.
+	lostClaim := func(t *testing.T, key, meta string) {
+		t.Helper()
+		mustObtain(t, mustNew(t, direct[0], locker.Options{}), slotClaim(key, meta, slot))
+	}
+
+	t.Run("a lost claim's mark on one of three", func(t *testing.T) {
+		key, meta := keys(t)
+		lostClaim(t, key, meta)
+		if err := q.RecordSkip(bg, skip(key, meta)); err != nil {
+			t.Fatalf("RecordSkip: got %v, want it recorded", err)
+		}
+		if got, want := skipped(t, key), []bool{false, true, true}; !slices.Equal(got, want) {
+			t.Errorf("skips by node: got %v, want %v", got, want)
+		}
+	})
+
+	t.Run("a lost claim's mark, a node silent", func(t *testing.T) {
+		key, meta := keys(t)
+		lostClaim(t, key, meta)
+		proxies[2].Block(true)
+		err := q.RecordSkip(bg, skip(key, meta))
+		proxies[2].Block(false)
+		if !errors.Is(err, locker.ErrNoQuorum) {
+			t.Errorf("RecordSkip with the node that could give the claim a majority silent: got %v, want ErrNoQuorum", err)
+		}
+		if got := skipped(t, key); slices.Contains(got, true) {
+			t.Errorf("skips by node while it cannot tell: got %v, want none", got)
+		}
+		// The node answers again: the claim lost, the skip is written.
+		if err := q.RecordSkip(bg, skip(key, meta)); err != nil {
+			t.Fatalf("RecordSkip once every node answers: %v", err)
+		}
+		if got, want := skipped(t, key), []bool{false, true, true}; !slices.Equal(got, want) {
+			t.Errorf("skips by node: got %v, want %v", got, want)
+		}
+	})
 }
 
 // TestServerClock: the offset to a local server is about zero, and it is
