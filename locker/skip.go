@@ -147,8 +147,8 @@ func (l *Locker) probed(ctx context.Context, rs []nodeResult[obtainReply]) error
 			return fmt.Errorf("locker: record skip: %w", &NotObtainedError{Reason: ErrSlotClaimed})
 		}
 		if n+len(l.nodes)-answered >= l.quorum {
-			return fmt.Errorf("locker: record skip: %w: a claim of the slot holds %d of the %d nodes that answered, and may have won on the %d that did not",
-				ErrNoQuorum, n, answered, len(l.nodes)-answered)
+			return fmt.Errorf("locker: record skip: %w: a claim of the slot holds %d of the %d nodes that answered, and may have won on the %d that did not: %w",
+				ErrNoQuorum, n, answered, len(l.nodes)-answered, withCtx(ctx, joinErrs(rs)))
 		}
 	}
 	return nil

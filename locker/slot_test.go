@@ -608,8 +608,10 @@ func TestQuorumSkipBesideRun(t *testing.T) {
 		proxies[2].Block(true)
 		cut := time.Now()
 		lease := mustObtain(t, q, slotClaim(key, meta, slot))
-		// The cut lasts until the claim's call to that node has given up
-		// (NodeTimeout), which would otherwise land once it is lifted.
+		// The cut lasts until the claim's call to that node has given up:
+		// a call the cut kept from being sent is sent again on a new
+		// connection until its NodeTimeout, and would land once the cut
+		// is lifted.
 		time.Sleep(time.Until(cut.Add(1500 * time.Millisecond)))
 		proxies[2].Block(false)
 		if exists(t, direct[2], markOf(key, slot)) {
