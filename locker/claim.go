@@ -119,7 +119,9 @@ type Claim struct {
 // Records are the final records a claim writes to its mark when Redis
 // decides a skip; opaque to this package. Empty: not recorded.
 type Records struct {
-	Busy   string // the lease is held by another run (overlap forbid)
+	// Busy: the lease is held by another run (overlap forbid), or, with
+	// Replace, a later claim replaced this one before it took the lease.
+	Busy   string
 	Paused string // the pause key exists
 	Late   string // past NotAfter on the server clock
 	// Aborted ends the claim's running mark when the claim is given up

@@ -69,7 +69,9 @@ if K.mark then
       end
       if holder or (nx and nx ~= A.token) then
         -- another claim replaced the run this one was waiting for
-        end_mark(A.skip_busy)
+        if A.skip_busy then
+          end_mark(A.skip_busy)
+        end
         return {"busy", redis.call("PTTL", K.lease)}
       end
       if nx then
@@ -77,7 +79,9 @@ if K.mark then
       end
     elseif holder then
       -- the lease expired before this retry and another run took it
-      end_mark(A.skip_busy)
+      if A.skip_busy then
+        end_mark(A.skip_busy)
+      end
       return {"busy", redis.call("PTTL", K.lease)}
     end
     redis.call("SET", K.lease, A.token, "PX", A.ttl)

@@ -675,6 +675,88 @@ func TestQuorumSkipBesideRun(t *testing.T) {
 	})
 }
 
+// TestReplaceRetrySuperseded: an overlap-replace claim whose reply was
+// lost, and which a later claim replaced before its retry, is refused
+// busy on the retry, as itself: ended with Records.Busy when it has one;
+// without one its mark is left for Withdraw, which ends it with Aborted.
+func TestReplaceRetrySuperseded(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t, redistest.Options{})
+	direct := newClient(t, s)
+	p := redistest.StartProxyFor(t, s)
+	via := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true,
+		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	t.Cleanup(func() { _ = via.Close() })
+	ld := mustNew(t, direct, locker.Options{})
+	lv := mustNew(t, via, locker.Options{NodeTimeout: 300 * time.Millisecond})
+	for _, tc := range []struct {
+		name, busy, want string // want: the retried claim's mark's final record
+	}{
+		{"with a busy record", "skipped:overlap", "skipped:overlap"},
+		{"without one", "", "skipped:aborted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key, meta := keys(t)
+			claim := func(slot time.Time, busy string) locker.Claim {
+				c := slotClaim(key, meta, slot)
+				c.Replace, c.NextKey = true, key+":next"
+				c.Records.Busy = busy
+				return c
+			}
+			base := time.Now().Truncate(time.Second).Add(-time.Minute)
+			running := mustObtain(t, ld, claim(base, recs.Busy))
+			bid, err := lv.Bid(claim(base.Add(time.Second), tc.busy))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The claim reaches Redis (it waits for the running one), its
+			// reply does not come back. A connection is open first, so that
+			// the hold does not stop its handshake instead.
+			must(t, via.Ping(bg).Err())
+			p.Hold(redistest.ToClient)
+			ctx, cancel := context.WithTimeout(bg, 500*time.Millisecond)
+			_, err = bid.Obtain(ctx)
+			cancel()
+			p.Release(redistest.ToClient)
+			if err == nil || !bid.Sent() {
+				t.Fatalf("Obtain with its reply held: got %v (sent %v), want an I/O error after sending", err, bid.Sent())
+			}
+			mark := markOf(key, base.Add(time.Second))
+			if got := hget(t, direct, mark, "token"); got != bid.Token() {
+				t.Fatalf("mark token after the held reply: got %q, want the claim's", got)
+			}
+			// A later claim replaces the run the first one waited for; it
+			// takes the lease once that run is released, below.
+			later := make(chan error, 1)
+			go func() {
+				l, err := ld.Obtain(bg, claim(base.Add(2*time.Second), recs.Busy))
+				if err == nil {
+					err = l.Release(bg)
+				}
+				later <- err
+			}()
+			waitFor(t, 2*time.Second, func() bool { return get(t, direct, key+":next") != bid.Token() })
+			_, err = bid.Obtain(bg)
+			var ne *locker.NotObtainedError
+			if !errors.Is(err, locker.ErrNotObtained) || !errors.As(err, &ne) {
+				t.Errorf("retry after being replaced: got %v, want ErrNotObtained", err)
+			}
+			if err := bid.Withdraw(bg); err != nil {
+				t.Fatalf("Withdraw: %v", err)
+			}
+			if got := hget(t, direct, mark, "end"); got != tc.want {
+				t.Errorf("mark end: got %q, want %q", got, tc.want)
+			}
+			if err := running.Release(bg); err != nil {
+				t.Fatalf("Release of the replaced run: %v", err)
+			}
+			if err := <-later; err != nil {
+				t.Errorf("the later claim: %v", err)
+			}
+		})
+	}
+}
+
 // TestServerClock: the offset to a local server is about zero, and it is
 // server minus local: a caller whose clock leads by 10s sees -10s.
 func TestServerClock(t *testing.T) {

@@ -468,8 +468,9 @@ func (s *Scheduler) claimFor(js *jobState, slot time.Time, jitter, ahead time.Du
 	} else {
 		c.MarkKey = k.ManualMark(manual)
 		c.RecordAt = time.Unix(0, manual)
-		if j.Overlap == jobs.OverlapForbid {
-			// Refused while the job runs: on record, for whoever asked.
+		if j.Overlap != jobs.OverlapAllow {
+			// Refused while the job runs (forbid), or replaced in turn
+			// before it started (replace): on record, for whoever asked.
 			c.Records.Busy = store.Record{Job: j.Name, Slot: slot, Outcome: store.OutcomeSkipped,
 				Reason: store.ReasonOverlap, Manual: true}.Encode()
 		}
@@ -484,6 +485,11 @@ func (s *Scheduler) claimFor(js *jobState, slot time.Time, jitter, ahead time.Du
 		}
 	case jobs.OverlapReplace:
 		c.Replace, c.NextKey, c.Channel = true, k.Next(), k.Events()
+		if manual == 0 {
+			// A claim that waits for the run it replaces, and is replaced
+			// in turn by the next slot's before that run stops, never runs.
+			c.Records.Busy = store.Skip(j.Name, slot, store.ReasonOverlap)
+		}
 	default:
 		if manual == 0 {
 			c.Records.Busy = store.Skip(j.Name, slot, store.ReasonOverlap)

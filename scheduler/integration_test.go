@@ -200,6 +200,49 @@ func TestOverlapAcrossInstances(t *testing.T) {
 	}
 }
 
+// TestReplaceSupersededOnRecord: with overlap replace, a claim that waits
+// for the run it replaces, and is replaced in turn by the next slot's
+// claim before that run stops, never runs; its slot is recorded as skipped
+// (overlap), not left with a running mark. The job ignores its context
+// for 2.5 s, so each replaced run holds the lease past the next slots.
+func TestReplaceSupersededOnRecord(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.Options{})
+	fn := fmt.Sprintf("deaf%d", funcSeq.Add(1))
+	jobs.Register(fn, func(ctx context.Context, r jobs.Run, _ struct{}) error {
+		time.Sleep(2500 * time.Millisecond) // deaf to ctx
+		return nil
+	})
+	js := []*jobs.Job{testJob(t, "deaf", "* * * * * *", fn, func(j *jobs.Job) {
+		j.Overlap = jobs.OverlapReplace
+		j.LockTTL = 900 * time.Millisecond
+	})}
+	begin := nextSecond(300 * time.Millisecond)
+	waitUntil(begin)
+	in := startInstance(t, srv, js, Options{Replica: "r0", ShutdownGrace: 5 * time.Second})
+	waitUntil(begin.Add(6 * time.Second))
+	in.stop(t)
+	c := srv.Client(t)
+	superseded := 0
+	// The slots from the one after the start (the start's own came
+	// before the job was first seen) to the last before the stop.
+	for s := begin.Unix() + 1; s < begin.Unix()+6; s++ {
+		m, ok := readMark(t, c, "deaf", time.Unix(s, 0))
+		t.Logf("slot %d: %s %s", s-begin.Unix(), m.Record.Outcome, m.Record.Reason)
+		switch {
+		case !ok:
+			t.Errorf("slot %d: no mark", s-begin.Unix())
+		case m.Record.Outcome == store.OutcomeRunning:
+			t.Errorf("slot %d: left with its running record after the replica stopped: %+v", s-begin.Unix(), m.Record)
+		case m.Record.Outcome == store.OutcomeSkipped && m.Record.Reason == store.ReasonOverlap:
+			superseded++
+		}
+	}
+	if superseded == 0 {
+		t.Errorf("slots skipped (overlap): got 0, want the claims replaced before they started")
+	}
+}
+
 // TestLeaseDeletedCancelsRun: deleting a running job's lease key from
 // outside cancels its context with cause locker.ErrLeaseLost, and the slot
 // is recorded as lease_lost.
