@@ -121,6 +121,8 @@ type Claim struct {
 type Records struct {
 	// Busy: the lease is held by another run (overlap forbid), or, with
 	// Replace, a later claim replaced this one before it took the lease.
+	// Without it, such a claim keeps its running mark until Withdraw (or
+	// its MarkTTL).
 	Busy   string
 	Paused string // the pause key exists
 	Late   string // past NotAfter on the server clock

@@ -106,7 +106,8 @@ func (l *Locker) skipLine(s Skip, probe bool) []any {
 // no claim of the slot can have won, so the skip may be written. A claim
 // that won holds a mark on a majority of the nodes; one that lost its vote
 // may keep a mark on fewer (its drop not delivered). So a claim's marks
-// on a majority of the nodes that answered, or a final record in a
+// on a majority of all the nodes (counted among those that answered), or
+// a final record in a
 // claim's mark (a run that ended, or a claim withdrawn after it may have
 // won), give ErrSlotClaimed; a running claim that the nodes which did not
 // answer could lift to a majority gives ErrNoQuorum (not yet known). A

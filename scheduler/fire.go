@@ -254,8 +254,9 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			s.skipped(js, slot, store.ReasonLate)
 			return nil
 		case errors.Is(err, locker.ErrNotObtained):
-			// Overlap forbid: the lease is busy; the claim recorded the
-			// slot as skipped, so only this replica counts it.
+			// Overlap forbid: the lease is busy; or replace: a later claim
+			// replaced this one before it took the lease. The claim
+			// recorded the slot as skipped, so only this replica counts it.
 			s.skipped(js, slot, store.ReasonOverlap)
 			return nil
 		case errors.Is(err, locker.ErrUnborn):

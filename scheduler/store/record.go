@@ -31,7 +31,7 @@ const (
 // with OutcomeLeaseLost, how the lease was lost.
 const (
 	ReasonPaused   = "paused"   // the job was paused
-	ReasonOverlap  = "overlap"  // overlap forbid: the job was still running
+	ReasonOverlap  = "overlap"  // overlap forbid: the job was still running; replace: a later claim replaced the same run before this one started
 	ReasonOutage   = "outage"   // no claim could be made (Redis unreachable) within the window
 	ReasonLate     = "late"     // the slot was found after its catch-up window, or its claim waited in the replica's own queue until the next slot (overload)
 	ReasonAborted  = "aborted"  // a claim that may have won was given up
