@@ -452,7 +452,9 @@ func (l *Lease) retry(ctx context.Context, op func() error) error {
 // wait is bounded by the predecessor's remaining TTL plus two TTLs (it is
 // renewed for one TTL at most once replaced), not by ctx's deadline: the
 // slot is this claim's already. A later claim that replaced this one first
-// ends it with Records.Busy and ErrNotObtained.
+// ends it with Records.Busy and ErrNotObtained (an I/O error when that
+// record could not be written); a wait whose last take failed ends with
+// that I/O error, the claim left as it is.
 func (l *Lease) awaitPredecessor(ctx context.Context, pttl int64) error {
 	c := &l.bid.claim
 	if l.bid.lines.take == nil {
@@ -471,11 +473,22 @@ func (l *Lease) awaitPredecessor(ctx context.Context, pttl int64) error {
 			l.markUntil = start.Add(c.markTTL() - l.drift)
 			l.mu.Unlock()
 			return nil
+		case !superseded && err != nil && !time.Now().Add(poll).Before(bound):
+			// The last take failed: whether the run stopped is not known,
+			// so the claim stays as it is, to be retried as itself (which
+			// waits again) or withdrawn.
+			return fmt.Errorf("locker: replacing claim %q: %w", c.Key, err)
 		case superseded || !time.Now().Add(poll).Before(bound):
 			wctx, cancel := context.WithTimeout(ctx, l.lk.opts.NodeTimeout)
-			_ = l.bid.withdraw(wctx, c.Records.Busy)
+			werr := l.bid.withdraw(wctx, c.Records.Busy)
 			cancel()
-			l.lk.opts.Logger.Debug().Str("key", c.Key).Int64("fence", l.fence).Bool("superseded", superseded).Err(err).Msg("replacing claim gave up")
+			l.lk.opts.Logger.Debug().Str("key", c.Key).Int64("fence", l.fence).Bool("superseded", superseded).Err(err).AnErr("withdraw", werr).Msg("replacing claim gave up")
+			if werr != nil {
+				// Not on record: an I/O error, so that the claim is
+				// retried as itself (refused busy, with its record) or
+				// withdrawn.
+				return werr
+			}
 			return &NotObtainedError{Reason: ErrNotObtained}
 		}
 		time.Sleep(poll)

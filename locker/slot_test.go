@@ -757,6 +757,106 @@ func TestReplaceRetrySuperseded(t *testing.T) {
 	}
 }
 
+// TestReplaceWaitFails: an overlap-replace claim that waits for the run it
+// replaces gives up without a record when Redis does not let it know the
+// outcome: takes that fail until its wait's bound leave the claim as it
+// is, with an I/O error, to be retried as itself (which wins once the
+// old run stopped); a withdrawal that fails after a later claim replaced
+// it is an I/O error too, not ErrNotObtained (which says it is on record).
+func TestReplaceWaitFails(t *testing.T) {
+	t.Parallel()
+	s := redistest.Start(t, redistest.Options{})
+	direct := newClient(t, s)
+	p := redistest.StartProxyFor(t, s)
+	via := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true,
+		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	t.Cleanup(func() { _ = via.Close() })
+	ld := mustNew(t, direct, locker.Options{})
+	lv := mustNew(t, via, locker.Options{NodeTimeout: 300 * time.Millisecond})
+	base := time.Now().Truncate(time.Second).Add(-time.Minute)
+	// claim is a replace claim of slot base+i with a 500ms TTL, so that a
+	// wait's bound (the old lease's TTL, two TTLs, NodeTimeout) is short.
+	claim := func(key, meta string, i int) locker.Claim {
+		c := slotClaim(key, meta, base.Add(time.Duration(i)*time.Second))
+		c.Replace, c.NextKey, c.TTL = true, key+":next", 500*time.Millisecond
+		return c
+	}
+	// waiting starts bid's Obtain, which waits for the running run, and
+	// returns its result's channel once the claim is in Redis.
+	waiting := func(t *testing.T, bid *locker.Bid, key string) chan error {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() {
+			l, err := bid.Obtain(bg)
+			if err == nil {
+				err = l.Release(bg)
+			}
+			done <- err
+		}()
+		waitFor(t, 2*time.Second, func() bool { return get(t, direct, key+":next") == bid.Token() })
+		return done
+	}
+
+	t.Run("takes fail until the bound", func(t *testing.T) {
+		key, meta := keys(t)
+		running := mustObtain(t, ld, claim(key, meta, 0))
+		bid, err := lv.Bid(claim(key, meta, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := waiting(t, bid, key)
+		p.Block(true)
+		err = <-done
+		p.Block(false)
+		if err == nil || errors.Is(err, locker.ErrNotObtained) {
+			t.Fatalf("Obtain with every take cut off: got %v, want an I/O error", err)
+		}
+		mark := markOf(key, base.Add(time.Second))
+		if got := hgetall(t, direct, mark); got["token"] != bid.Token() || got["end"] != "" {
+			t.Errorf("mark after the failed wait: got %v, want the claim's, running", got)
+		}
+		// Retried as itself once the old run's lease is gone (released,
+		// or expired: a replaced run's renewals stop after one TTL), it
+		// takes the lease.
+		if err := running.Release(bg); err != nil && !errors.Is(err, locker.ErrLeaseExpired) {
+			t.Fatal(err)
+		}
+		lease, err := bid.Obtain(bg)
+		if err != nil {
+			t.Fatalf("retry as itself after the old run stopped: %v", err)
+		}
+		if lease.Fence() != 2 {
+			t.Errorf("fence: got %d, want 2, the claim's own", lease.Fence())
+		}
+		must(t, lease.Release(bg))
+	})
+
+	t.Run("withdrawal fails after being replaced", func(t *testing.T) {
+		key, meta := keys(t)
+		running := mustObtain(t, ld, claim(key, meta, 0))
+		bid, err := lv.Bid(claim(key, meta, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := waiting(t, bid, key)
+		// The withdrawal (release.lua) fails on a mark that is not a hash;
+		// take.lua finds the claim replaced before it reads the mark.
+		must(t, direct.Set(bg, markOf(key, base.Add(time.Second)), "not a hash", time.Minute).Err())
+		lb, err := ld.Bid(claim(key, meta, 2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		later := waiting(t, lb, key)
+		if err := <-done; err == nil || errors.Is(err, locker.ErrNotObtained) {
+			t.Errorf("Obtain replaced, its withdrawal failing: got %v, want an I/O error", err)
+		}
+		must(t, running.Release(bg))
+		if err := <-later; err != nil {
+			t.Errorf("the later claim: %v", err)
+		}
+	})
+}
+
 // TestServerClock: the offset to a local server is about zero, and it is
 // server minus local: a caller whose clock leads by 10s sees -10s.
 func TestServerClock(t *testing.T) {
