@@ -62,8 +62,23 @@ var recs = locker.Records{
 // t.Cleanup.
 func newClient(t testing.TB, s *redistest.Server) *redis.Client {
 	t.Helper()
+	return clientAt(t, s.Addr())
+}
+
+// viaProxy returns a client for s through a new proxy, with newClient's
+// settings (both closed in t.Cleanup), and the proxy, which can hold or
+// cut the client's traffic.
+func viaProxy(t testing.TB, s *redistest.Server) (*redis.Client, *redistest.Proxy) {
+	t.Helper()
+	p := redistest.StartProxyFor(t, s)
+	return clientAt(t, p.Addr()), p
+}
+
+// clientAt is newClient for the server at addr.
+func clientAt(t testing.TB, addr string) *redis.Client {
+	t.Helper()
 	c := redis.NewClient(&redis.Options{
-		Addr:                  s.Addr(),
+		Addr:                  addr,
 		MaxRetries:            -1,
 		ContextTimeoutEnabled: true,
 		DialTimeout:           time.Second,

@@ -581,10 +581,7 @@ func TestQuorumSkipBesideRun(t *testing.T) {
 	proxies := make([]*redistest.Proxy, len(servers))
 	via := make([]*redis.Client, len(servers))
 	for i, s := range servers {
-		proxies[i] = redistest.StartProxyFor(t, s)
-		via[i] = redis.NewClient(&redis.Options{Addr: proxies[i].Addr(), MaxRetries: -1, ContextTimeoutEnabled: true,
-			DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
-		t.Cleanup(func() { _ = via[i].Close() })
+		via[i], proxies[i] = viaProxy(t, s)
 	}
 	q := newQuorum(t, via, locker.Options{NodeTimeout: time.Second})
 	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
@@ -675,20 +672,32 @@ func TestQuorumSkipBesideRun(t *testing.T) {
 	})
 }
 
+// proxied is a server reached straight (direct, ld) and through a proxy
+// (via, lv: a locker with a 300ms NodeTimeout), which can hold or cut
+// the traffic.
+type proxied struct {
+	direct, via *redis.Client
+	p           *redistest.Proxy
+	ld, lv      *locker.Locker
+}
+
+func startProxied(t *testing.T) proxied {
+	t.Helper()
+	s := redistest.Start(t, redistest.Options{})
+	x := proxied{direct: newClient(t, s)}
+	x.via, x.p = viaProxy(t, s)
+	x.ld, x.lv = mustNew(t, x.direct, locker.Options{}), mustNew(t, x.via, locker.Options{NodeTimeout: 300 * time.Millisecond})
+	return x
+}
+
 // TestReplaceRetrySuperseded: an overlap-replace claim whose reply was
 // lost, and which a later claim replaced before its retry, is refused
 // busy on the retry, as itself: ended with Records.Busy when it has one;
 // without one its mark is left for Withdraw, which ends it with Aborted.
 func TestReplaceRetrySuperseded(t *testing.T) {
 	t.Parallel()
-	s := redistest.Start(t, redistest.Options{})
-	direct := newClient(t, s)
-	p := redistest.StartProxyFor(t, s)
-	via := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true,
-		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
-	t.Cleanup(func() { _ = via.Close() })
-	ld := mustNew(t, direct, locker.Options{})
-	lv := mustNew(t, via, locker.Options{NodeTimeout: 300 * time.Millisecond})
+	x := startProxied(t)
+	direct, via, p, ld, lv := x.direct, x.via, x.p, x.ld, x.lv
 	for _, tc := range []struct {
 		name, busy, want string // want: the retried claim's mark's final record
 	}{
@@ -765,14 +774,8 @@ func TestReplaceRetrySuperseded(t *testing.T) {
 // it is an I/O error too, not ErrNotObtained (which says it is on record).
 func TestReplaceWaitFails(t *testing.T) {
 	t.Parallel()
-	s := redistest.Start(t, redistest.Options{})
-	direct := newClient(t, s)
-	p := redistest.StartProxyFor(t, s)
-	via := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true,
-		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
-	t.Cleanup(func() { _ = via.Close() })
-	ld := mustNew(t, direct, locker.Options{})
-	lv := mustNew(t, via, locker.Options{NodeTimeout: 300 * time.Millisecond})
+	x := startProxied(t)
+	direct, p, ld, lv := x.direct, x.p, x.ld, x.lv
 	base := time.Now().Truncate(time.Second).Add(-time.Minute)
 	// claim is a replace claim of slot base+i with a 500ms TTL, so that a
 	// wait's bound (the old lease's TTL, two TTLs, NodeTimeout) is short.
@@ -781,9 +784,9 @@ func TestReplaceWaitFails(t *testing.T) {
 		c.Replace, c.NextKey, c.TTL = true, key+":next", 500*time.Millisecond
 		return c
 	}
-	// waiting starts bid's Obtain, which waits for the running run, and
-	// returns its result's channel once the claim is in Redis.
-	waiting := func(t *testing.T, bid *locker.Bid, key string) chan error {
+	// obtaining starts bid's Obtain and returns its result's channel once
+	// the claim is in Redis (it waits for the running run).
+	obtaining := func(t *testing.T, bid *locker.Bid, key string) chan error {
 		t.Helper()
 		done := make(chan error, 1)
 		go func() {
@@ -796,17 +799,24 @@ func TestReplaceWaitFails(t *testing.T) {
 		waitFor(t, 2*time.Second, func() bool { return get(t, direct, key+":next") == bid.Token() })
 		return done
 	}
-
-	t.Run("takes fail until the bound", func(t *testing.T) {
-		key, meta := keys(t)
+	// waiting starts a replace claim of slot base+1 that waits for a
+	// running claim of base, and returns them, with the channel of the
+	// waiting claim's Obtain, once that claim is in Redis.
+	waiting := func(t *testing.T, key, meta string) (*locker.Lease, *locker.Bid, chan error) {
+		t.Helper()
 		running := mustObtain(t, ld, claim(key, meta, 0))
 		bid, err := lv.Bid(claim(key, meta, 1))
 		if err != nil {
 			t.Fatal(err)
 		}
-		done := waiting(t, bid, key)
+		return running, bid, obtaining(t, bid, key)
+	}
+
+	t.Run("takes fail until the bound", func(t *testing.T) {
+		key, meta := keys(t)
+		running, bid, done := waiting(t, key, meta)
 		p.Block(true)
-		err = <-done
+		err := <-done
 		p.Block(false)
 		if err == nil || errors.Is(err, locker.ErrNotObtained) {
 			t.Fatalf("Obtain with every take cut off: got %v, want an I/O error", err)
@@ -833,12 +843,7 @@ func TestReplaceWaitFails(t *testing.T) {
 
 	t.Run("withdrawal fails after being replaced", func(t *testing.T) {
 		key, meta := keys(t)
-		running := mustObtain(t, ld, claim(key, meta, 0))
-		bid, err := lv.Bid(claim(key, meta, 1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := waiting(t, bid, key)
+		running, _, done := waiting(t, key, meta)
 		// The withdrawal (release.lua) fails on a mark that is not a hash;
 		// take.lua finds the claim replaced before it reads the mark.
 		must(t, direct.Set(bg, markOf(key, base.Add(time.Second)), "not a hash", time.Minute).Err())
@@ -846,7 +851,7 @@ func TestReplaceWaitFails(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		later := waiting(t, lb, key)
+		later := obtaining(t, lb, key)
 		if err := <-done; err == nil || errors.Is(err, locker.ErrNotObtained) {
 			t.Errorf("Obtain replaced, its withdrawal failing: got %v, want an I/O error", err)
 		}
