@@ -107,12 +107,11 @@ func (l *Locker) skipLine(s Skip, probe bool) []any {
 // that won holds a mark on a majority of the nodes; one that lost its vote
 // may keep a mark on fewer (its drop not delivered). So a claim's marks
 // on a majority of all the nodes (counted among those that answered), or
-// a final record in a
-// claim's mark (a run that ended, or a claim withdrawn after it may have
-// won), give ErrSlotClaimed; a running claim that the nodes which did not
-// answer could lift to a majority gives ErrNoQuorum (not yet known). A
-// skip already recorded on some nodes, without a claim, is no objection:
-// the write completes it.
+// a final record in a claim's mark (a run that ended, or a claim
+// withdrawn after it may have won), give ErrSlotClaimed; a running claim
+// that the nodes which did not answer could lift to a majority gives
+// ErrNoQuorum (not yet known). A skip already recorded on some nodes,
+// without a claim, is no objection: the write completes it.
 func (l *Locker) probed(ctx context.Context, rs []nodeResult[obtainReply]) error {
 	answered := 0
 	claims := map[string]int{} // running claims' marks per token

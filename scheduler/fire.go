@@ -486,11 +486,10 @@ func (s *Scheduler) claimFor(js *jobState, slot time.Time, jitter, ahead time.Du
 		}
 	case jobs.OverlapReplace:
 		c.Replace, c.NextKey, c.Channel = true, k.Next(), k.Events()
-		if manual == 0 {
-			// A claim that waits for the run it replaces, and is replaced
-			// in turn by the next slot's before that run stops, never runs.
-			c.Records.Busy = store.Skip(j.Name, slot, store.ReasonOverlap)
-		}
+		// A claim that waits for the run it replaces, and is replaced in
+		// turn by the next slot's before that run stops, never runs: it is
+		// skipped (overlap), as forbid's refused claim is.
+		fallthrough
 	default:
 		if manual == 0 {
 			c.Records.Busy = store.Skip(j.Name, slot, store.ReasonOverlap)
