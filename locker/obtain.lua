@@ -176,6 +176,12 @@ if not redis.call("SET", K.lease, A.token, "PX", A.ttl, "NX") then
     redis.call("PUBLISH", A.channel, holder)
   end
   waiting = true
+elseif A.overlap == "replace" and K.next then
+  -- The lease was free while another claim may wait to take it over: this
+  -- later claim replaces that one too (take.lua tells it). A successor key
+  -- left in place would have the waiting claim, of an earlier slot,
+  -- replace this run next, with a lower fence.
+  redis.call("DEL", K.next)
 end
 
 -- A slot claim read the fence with the high-water: one HSET raises both.

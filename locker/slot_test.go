@@ -766,13 +766,16 @@ func TestReplaceRetrySuperseded(t *testing.T) {
 	}
 }
 
-// TestReplaceWaitFails: an overlap-replace claim that waits for the run it
+// TestReplaceWait: an overlap-replace claim that waits for the run it
 // replaces gives up without a record when Redis does not let it know the
 // outcome: takes that fail until its wait's bound leave the claim as it
 // is, with an I/O error, to be retried as itself (which wins once the
 // old run stopped); a withdrawal that fails after a later claim replaced
 // it is an I/O error too, not ErrNotObtained (which says it is on record).
-func TestReplaceWaitFails(t *testing.T) {
+// A later claim that finds the lease freed before the waiting claim took
+// it replaces the waiting one, which would otherwise replace the later
+// run in turn with a lower fence.
+func TestReplaceWait(t *testing.T) {
 	t.Parallel()
 	x := startProxied(t)
 	direct, p, ld, lv := x.direct, x.p, x.ld, x.lv
@@ -839,6 +842,31 @@ func TestReplaceWaitFails(t *testing.T) {
 			t.Errorf("fence: got %d, want 2, the claim's own", lease.Fence())
 		}
 		must(t, lease.Release(bg))
+	})
+
+	t.Run("a later claim takes the lease freed between takes", func(t *testing.T) {
+		key, meta := keys(t)
+		running, _, done := waiting(t, key, meta)
+		// The waiting claim's takes are cut off while the old run stops
+		// and the next slot's claim comes, which finds the lease free.
+		p.Block(true)
+		must(t, running.Release(bg))
+		later := mustObtain(t, ld, claim(key, meta, 2))
+		p.Block(false)
+		if err := <-done; !errors.Is(err, locker.ErrNotObtained) {
+			t.Errorf("the waiting claim of the earlier slot: got %v, want ErrNotObtained (replaced)", err)
+		}
+		if got := hget(t, direct, markOf(key, base.Add(time.Second)), "end"); got != recs.Busy {
+			t.Errorf("its mark's end: got %q, want %q", got, recs.Busy)
+		}
+		select {
+		case <-later.Done():
+			t.Errorf("the later run was told to stop: %v", context.Cause(later.Ctx()))
+		default:
+		}
+		if got := later.Fence(); got != 3 {
+			t.Errorf("the later run's fence: got %d, want 3", got)
+		}
 	})
 
 	t.Run("withdrawal fails after being replaced", func(t *testing.T) {
