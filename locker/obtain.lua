@@ -28,8 +28,9 @@
 --   A.prev_slot, A.prev_until   the job's slot before A.slot (unix s) and
 --              until when (ms) it may still be claimed: until then, while
 --              it is undecided, the claim waits ("early") (optional)
---   A.overlap  "replace" takes over a busy lease (see K.next); otherwise a
---              busy lease refuses the claim
+--   A.overlap  "replace" takes over a busy lease (see K.next), but for a
+--              manual claim (no A.slot) not while another claim waits to;
+--              otherwise a busy lease refuses the claim
 --   A.channel  pub/sub channel that tells a replaced holder to stop
 --   A.skip_busy, A.skip_paused, A.skip_late   records of those skips
 --   A.history_len, A.history_ttl
@@ -40,7 +41,9 @@
 --                                        for pttl ms at most (take.lua)
 --        {"claimed", pttl, end, token}   slot already claimed (by token) or
 --                                        decided (end: its final record)
---        {"busy", pttl}                  lease held by another run
+--        {"busy", pttl}                  lease held by another run (or,
+--                                        for a manual replace claim, the
+--                                        successor key held by another)
 --        {"paused", pttl}                job paused (skip recorded)
 --        {"early", wait[, "prev"]}       slot not due on the server clock,
 --                                        or ("prev") the slot before may
@@ -148,6 +151,18 @@ if K.pause and redis.call("EXISTS", K.pause) == 1 then
     raise_hw()
   end
   return {"paused", redis.call("PTTL", K.pause)}
+end
+
+-- A manual claim (no slot) never takes the place of a claim that waits to
+-- take the lease over: it is refused as busy, on record.
+if A.overlap == "replace" and K.next and not A.slot then
+  local nx = redis.call("GET", K.next)
+  if nx and nx ~= A.token then
+    if K.mark and A.skip_busy then
+      end_mark(A.skip_busy)
+    end
+    return {"busy", redis.call("PTTL", K.next)}
+  end
 end
 
 -- SET NX takes a free lease; only a busy one is read.

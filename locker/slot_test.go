@@ -774,7 +774,8 @@ func TestReplaceRetrySuperseded(t *testing.T) {
 // it is an I/O error too, not ErrNotObtained (which says it is on record).
 // A later claim that finds the lease freed before the waiting claim took
 // it replaces the waiting one, which would otherwise replace the later
-// run in turn with a lower fence.
+// run in turn with a lower fence; a manual claim never takes a waiting
+// claim's place.
 func TestReplaceWait(t *testing.T) {
 	t.Parallel()
 	x := startProxied(t)
@@ -866,6 +867,27 @@ func TestReplaceWait(t *testing.T) {
 		}
 		if got := later.Fence(); got != 3 {
 			t.Errorf("the later run's fence: got %d, want 3", got)
+		}
+	})
+
+	t.Run("a manual claim does not take a waiting claim's place", func(t *testing.T) {
+		key, meta := keys(t)
+		running, bid, done := waiting(t, key, meta)
+		manual := locker.Claim{Key: key, MetaKey: meta, TTL: 500 * time.Millisecond,
+			MarkKey: key + ":manual:1", MarkTTL: time.Minute, Retention: time.Hour, Running: "running",
+			Replace: true, NextKey: key + ":next", Records: recs}
+		if err := tryObtain(ld, manual); !errors.Is(err, locker.ErrNotObtained) {
+			t.Errorf("manual claim while a slot's claim waits: got %v, want ErrNotObtained", err)
+		}
+		if got := hget(t, direct, manual.MarkKey, "end"); got != recs.Busy {
+			t.Errorf("manual mark's end: got %q, want %q", got, recs.Busy)
+		}
+		if got := get(t, direct, key+":next"); got != bid.Token() {
+			t.Errorf("successor: got %q, want the waiting claim's", got)
+		}
+		must(t, running.Release(bg))
+		if err := <-done; err != nil {
+			t.Errorf("the waiting claim once the old run stopped: got %v, want its lease", err)
 		}
 	})
 

@@ -17,7 +17,8 @@ import (
 // current second on this replica's clock. A pause does not stop it (an
 // operator asked for it); overlap still holds: with forbid, a job running on
 // any replica makes Trigger fail with locker.ErrNotObtained, and so, with
-// replace, does a later claim that replaced the same run first. It returns once
+// replace, does a scheduled claim waiting to replace the running one (a
+// manual run never takes a slot's place). It returns once
 // the claim is decided, with the run's slot and fence; the run goes on like
 // any other (lease, timeout, retries, shutdown) and is recorded in the job's
 // history. Errors: ErrUnknownJob, ErrJobDisabled, ErrNotRunning outside Run,
