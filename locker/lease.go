@@ -466,6 +466,7 @@ func (l *Lease) awaitPredecessor(ctx context.Context, pttl int64) error {
 	for {
 		start := time.Now()
 		won, superseded, err := l.take(ctx)
+		over := !time.Now().Add(poll).Before(bound)
 		switch {
 		case won:
 			l.mu.Lock()
@@ -473,12 +474,12 @@ func (l *Lease) awaitPredecessor(ctx context.Context, pttl int64) error {
 			l.markUntil = start.Add(c.markTTL() - l.drift)
 			l.mu.Unlock()
 			return nil
-		case !superseded && err != nil && !time.Now().Add(poll).Before(bound):
+		case over && !superseded && err != nil:
 			// The last take failed: whether the run stopped is not known,
 			// so the claim stays as it is, to be retried as itself (which
 			// waits again) or withdrawn.
 			return fmt.Errorf("locker: replacing claim %q: %w", c.Key, err)
-		case superseded || !time.Now().Add(poll).Before(bound):
+		case superseded || over:
 			wctx, cancel := context.WithTimeout(ctx, l.lk.opts.NodeTimeout)
 			werr := l.bid.withdraw(wctx, c.Records.Busy)
 			cancel()

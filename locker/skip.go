@@ -63,7 +63,8 @@ func (l *Locker) RecordSkips(ctx context.Context, ss []Skip) []error {
 			gs[i] = fanout(ctx, l.nodes, laneMain, l.opts.NodeTimeout, recordScript, l.skipLine(s, true), parseObtainCmd)
 		}
 		for i, g := range gs {
-			if errs[i] = l.probed(ctx, g.all()); errs[i] == nil {
+			var write bool
+			if write, errs[i] = l.probed(ctx, g.all()); write {
 				todo = append(todo, i)
 			}
 		}
@@ -102,56 +103,58 @@ func (l *Locker) skipLine(s Skip, probe bool) []any {
 	return a.line()
 }
 
-// probed is quorum mode's verdict on the first round of a skip: nil when
-// no claim of the slot can have won, so the skip may be written. A claim
-// that won holds a mark on a majority of the nodes; one that lost its vote
-// may keep a mark on fewer (its drop not delivered). So a claim's marks
-// on a majority of all the nodes (counted among those that answered), or
-// a final record in a claim's mark (a run that ended, or a claim
-// withdrawn after it may have won), give ErrSlotClaimed; a running claim
-// that the nodes which did not answer could lift to a majority gives
-// ErrNoQuorum (not yet known). A skip already recorded on some nodes,
-// without a claim, is no objection: the write completes it.
-func (l *Locker) probed(ctx context.Context, rs []nodeResult[obtainReply]) error {
-	answered := 0
+// probed is quorum mode's verdict on the first round of a skip: write
+// when no claim of the slot can have won and some node would write it. A
+// claim that won holds a mark on a majority of the nodes; one that lost
+// its vote may keep a mark on fewer (its drop not delivered). So a claim's
+// marks on a majority of all the nodes (counted among those that
+// answered), or a final record in a claim's mark (a run that ended, or a
+// claim withdrawn after it may have won), give ErrSlotClaimed; a running
+// claim that the nodes which did not answer could lift to a majority
+// gives ErrNoQuorum (not yet known). A skip already recorded on some
+// nodes, without a claim, is no objection: the write completes it. With
+// too few answers, before the slot is due, or with no node that would
+// write, the verdict is recorded's on these replies, as a write round's
+// would be.
+func (l *Locker) probed(ctx context.Context, rs []nodeResult[obtainReply]) (write bool, err error) {
+	answered, absent, early := 0, 0, false
 	claims := map[string]int{} // running claims' marks per token
-	var early *obtainReply
 	for _, r := range rs {
 		if r.err != nil {
 			continue
 		}
 		answered++
 		switch r.val.code {
+		case replyAbsent:
+			absent++
 		case replyEarly:
-			if early == nil || r.val.num > early.num {
-				early = &r.val
-			}
+			early = true
 		case replyClaimed:
 			if r.val.token == "" {
 				continue // a skip, recorded without a claim
 			}
 			if r.val.record != "" {
-				return fmt.Errorf("locker: record skip: %w", r.val.err())
+				return false, fmt.Errorf("locker: record skip: %w", r.val.err())
 			}
 			claims[r.val.token]++
 		}
 	}
-	if answered < l.quorum {
-		return fmt.Errorf("locker: record skip: %w: %d of %d nodes answered: %w", ErrNoQuorum, answered, len(l.nodes), withCtx(ctx, joinErrs(rs)))
-	}
-	if early != nil {
-		return fmt.Errorf("locker: record skip: %w", early.err())
+	if answered < l.quorum || early {
+		return false, l.recorded(ctx, rs)
 	}
 	for _, n := range claims {
 		if n >= l.quorum {
-			return fmt.Errorf("locker: record skip: %w", &NotObtainedError{Reason: ErrSlotClaimed})
+			return false, fmt.Errorf("locker: record skip: %w", &NotObtainedError{Reason: ErrSlotClaimed})
 		}
 		if n+len(l.nodes)-answered >= l.quorum {
-			return fmt.Errorf("locker: record skip: %w: a claim of the slot holds %d of the %d nodes that answered, and may have won on the %d that did not: %w",
+			return false, fmt.Errorf("locker: record skip: %w: a claim of the slot holds %d of the %d nodes that answered, and may have won on the %d that did not: %w",
 				ErrNoQuorum, n, answered, len(l.nodes)-answered, withCtx(ctx, joinErrs(rs)))
 		}
 	}
-	return nil
+	if absent == 0 {
+		return false, l.recorded(ctx, rs)
+	}
+	return true, nil
 }
 
 // recorded is RecordSkip's verdict on the nodes' replies.

@@ -469,12 +469,6 @@ func (s *Scheduler) claimFor(js *jobState, slot time.Time, jitter, ahead time.Du
 	} else {
 		c.MarkKey = k.ManualMark(manual)
 		c.RecordAt = time.Unix(0, manual)
-		if j.Overlap != jobs.OverlapAllow {
-			// Refused while the job runs (forbid), or replaced in turn
-			// before it started (replace): on record, for whoever asked.
-			c.Records.Busy = store.Record{Job: j.Name, Slot: slot, Outcome: store.OutcomeSkipped,
-				Reason: store.ReasonOverlap, Manual: true}.Encode()
-		}
 		c.Records.Aborted = store.Record{Job: j.Name, Slot: slot, Outcome: store.OutcomeSkipped,
 			Reason: store.ReasonAborted, Replica: s.opts.Replica, Manual: true}.Encode()
 	}
@@ -491,9 +485,10 @@ func (s *Scheduler) claimFor(js *jobState, slot time.Time, jitter, ahead time.Du
 		// skipped (overlap), as forbid's refused claim is.
 		fallthrough
 	default:
-		if manual == 0 {
-			c.Records.Busy = store.Skip(j.Name, slot, store.ReasonOverlap)
-		}
+		// Refused while the job runs (forbid), or replaced in turn before
+		// it started (replace): on record, a trigger's for whoever asked.
+		c.Records.Busy = store.Record{Job: j.Name, Slot: slot, Outcome: store.OutcomeSkipped,
+			Reason: store.ReasonOverlap, Manual: manual != 0}.Encode()
 	}
 	return c
 }
