@@ -31,15 +31,15 @@ func TestBatchKeepsEachCallsDeadline(t *testing.T) {
 	// c0 keeps the lane busy for one delayed round trip, so that the next
 	// two calls queue and go out together.
 	bg := context.Background()
-	c0 := newCall(bg, redis.NewCmd(bg, "ping"), "", 2*time.Second)
+	c0 := newCall(bg, redis.NewCmd(bg, "ping"), nil, 2*time.Second)
 	done0 := make(chan error, 1)
 	go func() { done0 <- ln.run(c0) }()
 	waitBusy(t, ln)
 
 	short, cancel := context.WithTimeout(bg, 450*time.Millisecond)
 	defer cancel()
-	c1 := newCall(short, redis.NewCmd(short, "ping"), "", 2*time.Second)
-	c2 := newCall(bg, redis.NewCmd(bg, "ping"), "", 2*time.Second)
+	c1 := newCall(short, redis.NewCmd(short, "ping"), nil, 2*time.Second)
+	c2 := newCall(bg, redis.NewCmd(bg, "ping"), nil, 2*time.Second)
 	errs := make(chan error, 2)
 	go func() { errs <- ln.run(c1) }()
 	go func() { errs <- ln.run(c2) }()
@@ -110,7 +110,7 @@ func TestStuck(t *testing.T) {
 	ln := &lk.nodes[0].lanes[laneMain]
 	bg := context.Background()
 	done := make(chan error, 1)
-	go func() { done <- ln.run(newCall(bg, redis.NewCmd(bg, "ping"), "", 2*time.Second)) }()
+	go func() { done <- ln.run(newCall(bg, redis.NewCmd(bg, "ping"), nil, 2*time.Second)) }()
 	waitBusy(t, ln)
 	if lk.Stuck(bound) {
 		t.Errorf("Stuck as the call is written: got true, want false")
@@ -144,7 +144,7 @@ func TestNoScriptLoadsEachScriptOnce(t *testing.T) {
 	if err := c.ConfigResetStat(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	plus, minus := newScript(`return tonumber(A.n)`), newScript(`return -tonumber(A.n)`)
+	plus, minus := newScript("", `return tonumber(A.n)`), newScript("", `return -tonumber(A.n)`)
 	const n = 60
 	batch := make([]*call, n)
 	for i := range batch {
@@ -152,7 +152,7 @@ func TestNoScriptLoadsEachScriptOnce(t *testing.T) {
 		if i%2 == 1 {
 			s = minus
 		}
-		batch[i] = newCall(ctx, redis.NewCmd(ctx, s.args().arg("n", strconv.Itoa(i)).line()...), s.src, 5*time.Second)
+		batch[i] = newCall(ctx, redis.NewCmd(ctx, s.args().arg("n", strconv.Itoa(i)).line()...), s, 5*time.Second)
 	}
 	before := netInput(t, c)
 	(&newNode(c).lanes[laneMain]).execBatch(batch)

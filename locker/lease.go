@@ -241,7 +241,7 @@ func (l *Lease) renew(ctx context.Context) error {
 // renewSingle is one renew.lua round trip, in the node's renewal lane.
 func (l *Lease) renewSingle(ctx context.Context, timeout time.Duration) (string, error) {
 	cmd := redis.NewCmd(ctx, l.bid.lines.renew...)
-	err := l.lk.nodes[0].lanes[laneRenew].run(newCall(ctx, cmd, renewScript.src, timeout))
+	err := l.lk.nodes[0].lanes[laneRenew].run(newCall(ctx, cmd, renewScript, timeout))
 	var s string
 	if err == nil {
 		s, err = cmd.Text()
@@ -345,7 +345,7 @@ func (l *Lease) Release(ctx context.Context) error {
 			return l.releaseQuorum(ctx, line)
 		}
 		cmd := redis.NewCmd(ctx, line...)
-		err := l.lk.nodes[0].lanes[laneMain].run(newCall(ctx, cmd, releaseScript.src, l.lk.opts.NodeTimeout))
+		err := l.lk.nodes[0].lanes[laneMain].run(newCall(ctx, cmd, releaseScript, l.lk.opts.NodeTimeout))
 		var s string
 		if err == nil {
 			s, err = cmd.Text()
@@ -390,7 +390,7 @@ func (l *Lease) Finish(ctx context.Context, record string) error {
 			return l.finishQuorum(ctx, line)
 		}
 		cmd := redis.NewCmd(ctx, line...)
-		if err := l.lk.nodes[0].lanes[laneMain].run(newCall(ctx, cmd, finishScript.src, l.lk.opts.NodeTimeout)); err != nil {
+		if err := l.lk.nodes[0].lanes[laneMain].run(newCall(ctx, cmd, finishScript, l.lk.opts.NodeTimeout)); err != nil {
 			return withCtx(ctx, err)
 		}
 		s, recorded, err := parseFinish(cmd.Val())

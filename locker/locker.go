@@ -320,7 +320,7 @@ func (b *Bid) obtainSingle(ctx context.Context) (*Lease, error) {
 	sent := b.sent
 	b.sent = true
 	ln := &l.nodes[0].lanes[laneMain]
-	c := newCall(ctx, cmd, obtainScript.src, l.opts.NodeTimeout)
+	c := newCall(ctx, cmd, obtainScript, l.opts.NodeTimeout)
 	if ln.ack.n > 0 {
 		c.ack.want, c.timeout = true, l.opts.NodeTimeout+ln.ack.timeout
 	}
@@ -361,7 +361,7 @@ func (b *Bid) obtainSingle(ctx context.Context) (*Lease, error) {
 func (l *Locker) each(ctx context.Context, s *script, line []any) error {
 	if len(l.nodes) == 1 {
 		cmd := redis.NewCmd(ctx, line...)
-		if err := l.nodes[0].lanes[laneMain].run(newCall(ctx, cmd, s.src, l.opts.NodeTimeout)); err != nil {
+		if err := l.nodes[0].lanes[laneMain].run(newCall(ctx, cmd, s, l.opts.NodeTimeout)); err != nil {
 			return withCtx(ctx, err)
 		}
 		return nil

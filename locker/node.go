@@ -35,8 +35,13 @@ const (
 
 func newNode(c Client) *node {
 	n := &node{client: c}
+	// One script call may touch the keys of many jobs only where every key
+	// lives on the one server: not in a cluster, whose scripts cannot span
+	// hash slots (and every job has its own), nor in any client that
+	// shards keys itself.
+	_, single := c.(*redis.Client)
 	for i := range n.lanes {
-		n.lanes[i].client = c
+		n.lanes[i].client, n.lanes[i].combine = c, single
 	}
 	return n
 }
@@ -61,8 +66,9 @@ func newNode(c Client) *node {
 // not sent. One caller's calls to one lane run in the order made (the
 // queue is FIFO and one batch is in flight at a time).
 type lane struct {
-	client Client
-	ack    ackPolicy // WAIT after claims (see ack.go); zero: off
+	client  Client
+	ack     ackPolicy // WAIT after claims (see ack.go); zero: off
+	combine bool      // a batch's script calls travel in batch.lua's (see combine)
 
 	mu    sync.Mutex
 	busy  bool      // a call or batch is in flight; new calls queue
@@ -80,7 +86,8 @@ const maxBatch = 128
 type call struct {
 	ctx     context.Context
 	cmd     *redis.Cmd
-	src     string        // the script's source, for EVAL on NOSCRIPT
+	script  *script       // the script it runs (nil: none), for EVAL on NOSCRIPT
+	parts   []*call       // the calls that a batch.lua call carries (see combine)
 	timeout time.Duration // from the write
 	node    int
 	done    chan *call // receives the call when its reply (or error) is in
@@ -124,8 +131,8 @@ func (c *call) cutByCtx() bool {
 	return ok && cd.Before(c.written.Add(c.timeout))
 }
 
-func newCall(ctx context.Context, cmd *redis.Cmd, src string, timeout time.Duration) *call {
-	return &call{ctx: ctx, cmd: cmd, src: src, timeout: timeout}
+func newCall(ctx context.Context, cmd *redis.Cmd, s *script, timeout time.Duration) *call {
+	return &call{ctx: ctx, cmd: cmd, script: s, timeout: timeout}
 }
 
 // deadline is the call's deadline if written at now.
@@ -279,9 +286,8 @@ var (
 // error), as run does.
 func (l *lane) execBatch(batch []*call) {
 	now := time.Now()
-	live := make([]redis.Cmder, 0, len(batch))
+	live := make([]*call, 0, len(batch))
 	var dl time.Time
-	var first *call
 	for _, c := range batch {
 		if ended(c.ctx, now) || !c.state.CompareAndSwap(callQueued, callWritten) {
 			c.state.Store(callUnsent)
@@ -289,36 +295,124 @@ func (l *lane) execBatch(batch []*call) {
 			continue
 		}
 		c.written = now
-		if d := c.deadline(now); first == nil || d.After(dl) {
+		if d := c.deadline(now); len(live) == 0 || d.After(dl) {
 			dl = d
 		}
-		if first == nil {
-			first = c
-		}
-		live = append(live, c.cmd)
+		live = append(live, c)
 	}
 	switch len(live) {
 	case 0:
 		return
 	case 1:
-		l.exec1(first)
+		l.exec1(live[0])
 		return
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), dl)
 	defer cancel()
+	sent := live
+	if l.combine {
+		sent = combine(ctx, now, live)
+	}
 	pipe := l.client.Pipeline()
-	_ = pipe.BatchProcess(ctx, live...)
-	w := l.ack.follow(ctx, pipe, batch)
+	for _, c := range sent {
+		_ = pipe.Process(ctx, c.cmd)
+	}
+	w := l.ack.follow(ctx, pipe, sent)
 	_, _ = pipe.Exec(ctx)
-	settle(w, batch)
+	settle(w, sent)
 	var retry []*call
-	for _, c := range batch {
+	for _, c := range sent {
 		if isNoScript(c.cmd) {
 			retry = append(retry, c)
 		}
 	}
 	if len(retry) > 0 {
 		l.evalFallback(ctx, retry)
+	}
+	for _, c := range sent {
+		c.answerParts()
+	}
+}
+
+// combine returns the calls to send for live, written at now within ctx:
+// each run of consecutive calls of named scripts becomes one call of
+// batch.lua that carries them (its parts), which costs Redis one command
+// instead of one for each (measured in bench/README.md). The order of the
+// calls, and so of one caller's calls, stays as queued.
+func combine(ctx context.Context, now time.Time, live []*call) []*call {
+	out := live[:0:0]
+	for i := 0; i < len(live); {
+		j := i
+		for j < len(live) && live[j].script != nil && live[j].script.name != "" {
+			j++
+		}
+		if j-i < 2 {
+			out = append(out, live[i])
+			i++
+			continue
+		}
+		out = append(out, carrier(ctx, now, live[i:j]))
+		i = j
+	}
+	return out
+}
+
+// carrier is the batch.lua call that carries parts: it asks for replica
+// acknowledgements when one of them does, with the earliest bound of
+// those.
+func carrier(ctx context.Context, now time.Time, parts []*call) *call {
+	n := 4
+	for _, p := range parts {
+		n += len(p.cmd.Args())
+	}
+	keys := make([]any, 3, n)
+	keys[0], keys[1] = "evalsha", batchScript.sha
+	argv := make([]any, 1, n)
+	argv[0] = len(parts)
+	c := &call{ctx: ctx, script: batchScript, parts: parts, written: now}
+	for _, p := range parts {
+		args := p.cmd.Args() // "evalsha", sha, nkeys, keys..., arguments...
+		nk := args[2].(int)
+		keys = append(keys, args[3:3+nk]...)
+		argv = append(argv, p.script.name, nk, len(args)-3-nk)
+		argv = append(argv, args[3+nk:]...)
+		if p.ack.want {
+			if d := p.deadline(now).Sub(now); !c.ack.want || d < c.timeout {
+				c.timeout = d
+			}
+			c.ack.want = true
+		}
+	}
+	keys[2] = len(keys) - 3
+	c.cmd = redis.NewCmd(ctx, append(keys, argv...)...)
+	return c
+}
+
+// answerParts gives each part of a batch.lua call its own reply, error or
+// acknowledgements; a call that carries none is left as it is.
+func (c *call) answerParts() {
+	if c.parts == nil {
+		return
+	}
+	replies, err := c.cmd.Slice()
+	if err == nil && len(replies) != len(c.parts) {
+		// Not by batch.lua, which answers every call (a script's bug).
+		err = fmt.Errorf("locker: batch of %d calls answered with %d replies", len(c.parts), len(replies))
+	}
+	for i, p := range c.parts {
+		if p.ack.want {
+			p.ack = c.ack
+		}
+		switch {
+		case err != nil:
+			p.cmd.SetErr(err)
+		default:
+			if e, ok := replies[i].(error); ok {
+				p.cmd.SetErr(e)
+			} else {
+				p.cmd.SetVal(replies[i])
+			}
+		}
 	}
 }
 
@@ -332,12 +426,12 @@ func (l *lane) execBatch(batch []*call) {
 func (l *lane) evalFallback(ctx context.Context, cs []*call) {
 	pipe := l.client.Pipeline()
 	evals := make([]*redis.Cmd, len(cs))
-	var loaded []string // sources sent as EVAL in this pipeline
+	var loaded []*script // scripts sent as EVAL in this pipeline
 	for i, c := range cs {
 		args := append([]any(nil), c.cmd.Args()...)
-		if !slices.Contains(loaded, c.src) {
-			args[0], args[1] = "eval", c.src
-			loaded = append(loaded, c.src)
+		if !slices.Contains(loaded, c.script) {
+			args[0], args[1] = "eval", c.script.src
+			loaded = append(loaded, c.script)
 		}
 		evals[i] = redis.NewCmd(c.ctx, args...)
 		_ = pipe.Process(ctx, evals[i])

@@ -5,20 +5,27 @@
 --   ARGV[2..n]   name/value pairs ("token", "ab12...", "ttl", "30000", ...)
 -- K[name] is a key (nil when not given), A[name] an argument (nil likewise).
 -- Records are opaque strings built by the caller: no script parses one.
-local K, A = {}, {}
-do
-  local i = 1
-  for name in string.gmatch(ARGV[1], "[^,]+") do
-    K[name] = KEYS[i]
-    i = i + 1
+-- A script sent alone reads its call with load_call(1, 1, #ARGV) (see
+-- scripts.go); batch.lua reads several calls from one command line.
+local K, A, now_cache = {}, {}, nil
+
+-- load_call makes the call whose key names are ARGV[ai] (its keys KEYS[ki]
+-- on) and whose name/value pairs are ARGV[ai+1..last] the current one: K
+-- and A, and a fresh reading of the clock. It returns the index of the
+-- first key after the call's.
+local function load_call(ki, ai, last)
+  K, A, now_cache = {}, {}, nil
+  for name in string.gmatch(ARGV[ai], "[^,]+") do
+    K[name] = KEYS[ki]
+    ki = ki + 1
   end
-  for j = 2, #ARGV - 1, 2 do
+  for j = ai + 1, last - 1, 2 do
     A[ARGV[j]] = ARGV[j + 1]
   end
+  return ki
 end
 
 -- now_ms is the server's clock (TIME) in milliseconds, read once per call.
-local now_cache
 local function now_ms()
   if not now_cache then
     local t = redis.call("TIME")

@@ -46,7 +46,7 @@ func fanoutTo[T any](ctx context.Context, nodes []*node, skip []bool, ln int, ti
 		if skip != nil && skip[i] {
 			continue
 		}
-		c := newCall(ctx, redis.NewCmd(ctx, line...), s.src, timeout)
+		c := newCall(ctx, redis.NewCmd(ctx, line...), s, timeout)
 		c.node, c.done = i, g.ch
 		g.pending++
 		n.lanes[ln].send(c)

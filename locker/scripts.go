@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -11,7 +12,7 @@ import (
 )
 
 // The Lua scripts, each wrapped once with prelude.lua in front (named
-// arguments, shared helpers). They are sent as EVALSHA (pipelined with
+// arguments, shared helpers), and once more all together, in batch.lua. They are sent as EVALSHA (pipelined with
 // other callers' commands when a node is busy, see node) and rerun as EVAL
 // when the server answers NOSCRIPT (after a restart or SCRIPT FLUSH). Each
 // script's header comment lists its keys, arguments and reply.
@@ -22,44 +23,53 @@ var (
 	//go:embed obtain.lua
 	obtainLua string
 	// obtainScript claims a lease, and a slot when the claim has one.
-	obtainScript = newScript(obtainLua)
+	obtainScript = newScript("obtain", obtainLua)
 
 	//go:embed renew.lua
 	renewLua string
 	// renewScript extends a lease and its running mark.
-	renewScript = newScript(renewLua)
+	renewScript = newScript("renew", renewLua)
 
 	//go:embed release.lua
 	releaseLua string
 	// releaseScript deletes a lease, keeping, ending or dropping its mark.
-	releaseScript = newScript(releaseLua)
+	releaseScript = newScript("release", releaseLua)
 
 	//go:embed finish.lua
 	finishLua string
 	// finishScript ends a run: the lease goes, the final record stays.
-	finishScript = newScript(finishLua)
+	finishScript = newScript("finish", finishLua)
 
 	//go:embed take.lua
 	takeLua string
 	// takeScript hands a replaced run's lease to its successor.
-	takeScript = newScript(takeLua)
+	takeScript = newScript("take", takeLua)
 
 	//go:embed fence.lua
 	fenceLua string
 	// fenceScript raises a fence counter (quorum write-back).
-	fenceScript = newScript(fenceLua)
+	fenceScript = newScript("fence", fenceLua)
 
 	//go:embed record.lua
 	recordLua string
 	// recordScript records a skip for a slot nobody claimed.
-	recordScript = newScript(recordLua)
+	recordScript = newScript("record", recordLua)
+
+	//go:embed batch.lua
+	batchLua string
+	// batchScript runs several calls of the scripts above in one EVALSHA
+	// (see lane.combine).
+	batchScript = newBatchScript(batchLua, obtainScript, renewScript, releaseScript, finishScript, takeScript, fenceScript, recordScript)
 )
 
 // script is a Lua script wrapped once by redis.NewScript, with its SHA1
 // boxed once for the command lines, the length of its longest command line
 // so far, to size the next one, and the names of the keys of its last line
-// (see keyNames).
+// (see keyNames). A named script's calls can travel in batch.lua's (see
+// lane.combine); an unnamed one's (tests) are sent on their own.
 type script struct {
+	name    string
+	body    string
 	src     string
 	sha     any
 	longest atomic.Int32
@@ -73,9 +83,28 @@ type keyNames struct {
 	box  any
 }
 
-func newScript(body string) *script {
-	src := preludeLua + "\n" + body
-	return &script{src: src, sha: redis.NewScript(src).Hash()}
+// loadCall is the line by which a script sent alone reads its call (see
+// prelude.lua).
+const loadCall = "load_call(1, 1, #ARGV)"
+
+// newScript wraps body, a script named name ("" for none), with prelude.lua.
+func newScript(name, body string) *script {
+	src := preludeLua + "\n" + loadCall + "\n" + body
+	return &script{name: name, body: body, src: src, sha: redis.NewScript(src).Hash()}
+}
+
+// newBatchScript wraps batch.lua with prelude.lua and the bodies of ss, each
+// a function under its name.
+func newBatchScript(batch string, ss ...*script) *script {
+	var b strings.Builder
+	b.WriteString(preludeLua)
+	b.WriteString("\nlocal bodies = {}\n")
+	for _, s := range ss {
+		fmt.Fprintf(&b, "bodies[%q] = function()\n%s\nend\n", s.name, s.body)
+	}
+	b.WriteString(batch)
+	src := b.String()
+	return &script{name: "batch", src: src, sha: redis.NewScript(src).Hash()}
 }
 
 // args builds a command line of s in the calling convention of

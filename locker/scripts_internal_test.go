@@ -38,7 +38,7 @@ func BenchmarkClaimLines(b *testing.B) {
 // names those of the keys given, whether or not the script's previous line
 // named the same keys; a line without arguments still names its keys.
 func TestArgsLine(t *testing.T) {
-	s := newScript("return 1")
+	s := newScript("", "return 1")
 	for _, tc := range []struct {
 		name string
 		a    *args

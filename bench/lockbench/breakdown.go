@@ -86,7 +86,7 @@ func breakdown(ctx context.Context, cfg config) error {
 		return fmt.Errorf("breakdown: saw %d EVALSHA lines of a firing, want 2", len(lines))
 	}
 	bare := redis.NewScript("return 1")
-	parsed := redis.NewScript(prelude + "\nreturn 1")
+	parsed := redis.NewScript(prelude + "\nload_call(1, 1, #ARGV)\nreturn 1")
 	for _, sc := range []*redis.Script{bare, parsed} {
 		if err := sc.Load(ctx, c).Err(); err != nil {
 			return err
