@@ -65,6 +65,11 @@ func newNode(c Client) *node {
 // whose context ended while it was queued is answered with that error and
 // not sent. One caller's calls to one lane run in the order made (the
 // queue is FIFO and one batch is in flight at a time).
+//
+// On a server that holds every key (not a cluster), the script calls of a
+// batch go as one call of batch.lua, which runs them in turn and answers
+// each with its own reply (see combine): Redis reads, dispatches and
+// answers one command instead of up to maxBatch.
 type lane struct {
 	client  Client
 	ack     ackPolicy // WAIT after claims (see ack.go); zero: off
@@ -340,7 +345,7 @@ func (l *lane) execBatch(batch []*call) {
 // instead of one for each (measured in bench/README.md). The order of the
 // calls, and so of one caller's calls, stays as queued.
 func combine(ctx context.Context, now time.Time, live []*call) []*call {
-	out := live[:0:0]
+	out := make([]*call, 0, len(live))
 	for i := 0; i < len(live); {
 		j := i
 		for j < len(live) && live[j].script != nil && live[j].script.name != "" {
@@ -361,17 +366,22 @@ func combine(ctx context.Context, now time.Time, live []*call) []*call {
 // acknowledgements when one of them does, with the earliest bound of
 // those.
 func carrier(ctx context.Context, now time.Time, parts []*call) *call {
-	n := 4
+	// Each part's line is "evalsha", sha, nkeys, keys..., arguments...; in
+	// batch.lua's, its keys join the keys, and its script's name, nkeys and
+	// number of arguments (three, as its line's head) head its arguments.
+	nk, na := 3, 1
 	for _, p := range parts {
-		n += len(p.cmd.Args())
+		args := p.cmd.Args()
+		nk += args[2].(int)
+		na += len(args) - args[2].(int)
 	}
-	keys := make([]any, 3, n)
+	keys := make([]any, 3, nk+na) // the arguments follow the keys
 	keys[0], keys[1] = "evalsha", batchScript.sha
-	argv := make([]any, 1, n)
+	argv := make([]any, 1, na)
 	argv[0] = len(parts)
 	c := &call{ctx: ctx, script: batchScript, parts: parts, written: now}
 	for _, p := range parts {
-		args := p.cmd.Args() // "evalsha", sha, nkeys, keys..., arguments...
+		args := p.cmd.Args()
 		nk := args[2].(int)
 		keys = append(keys, args[3:3+nk]...)
 		argv = append(argv, p.script.name, nk, len(args)-3-nk)
