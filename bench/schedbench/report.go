@@ -23,6 +23,8 @@ type runMetrics struct {
 	// (their hooks), by kind; hookScripts their EVALSHA and EVAL.
 	kinds       map[string]int64
 	hookScripts int64
+	// carried are the script calls that batch.lua calls carried, by kind.
+	carried map[string]int64
 	// details and failed are the same commands by kind and what they are
 	// (commandDetail), all sent and those whose reply was an error.
 	details, failed map[string]int64
@@ -51,7 +53,7 @@ type runMetrics struct {
 func (m *runMetrics) fill(reports []childReport, ss []serverSnap, specs []string) error {
 	var es []entry
 	m.kinds = map[string]int64{}
-	m.details, m.failed = map[string]int64{}, map[string]int64{}
+	m.details, m.failed, m.carried = map[string]int64{}, map[string]int64{}, map[string]int64{}
 	for _, r := range reports {
 		for _, e := range r.Entries {
 			e.Replica = int32(r.Replica)
@@ -66,6 +68,9 @@ func (m *runMetrics) fill(reports []childReport, ss []serverSnap, specs []string
 		}
 		for k, v := range b.Failed {
 			m.failed[k] += v - a.Failed[k]
+		}
+		for k, v := range b.Carried {
+			m.carried[k] += v - a.Carried[k]
 		}
 		m.hookScripts += b.Scripts - a.Scripts
 		m.cpu = append(m.cpu, b.CPU-a.CPU)
@@ -232,11 +237,12 @@ var (
 	colMax        = column{"lag max", "%.1f ms", func(m *runMetrics) float64 { return msOf(pct(m.v.lag, 100)) }}
 	colLatest     = column{"last start of a slot, worst slot", "%.1f ms", func(m *runMetrics) float64 { return msOf(pct(m.v.latest, 100)) }}
 	colCmds       = column{"commands / firing", "%.2f", func(m *runMetrics) float64 { return float64(m.commands()) / m.firings() }}
-	colClaims     = column{"claims / firing", "%.2f", func(m *runMetrics) float64 { return float64(m.kinds[kindClaim]) / m.firings() }}
-	colFinishes   = column{"finishes / firing", "%.2f", func(m *runMetrics) float64 { return float64(m.kinds[kindFinish]) / m.firings() }}
+	colClaims     = column{"claims / firing", "%.2f", func(m *runMetrics) float64 { return float64(m.kinds[kindClaim]+m.carried[kindClaim]) / m.firings() }}
+	colFinishes   = column{"finishes / firing", "%.2f", func(m *runMetrics) float64 { return float64(m.kinds[kindFinish]+m.carried[kindFinish]) / m.firings() }}
 	colBackground = column{"beats + clock + other / firing", "%.3f", func(m *runMetrics) float64 {
-		return float64(m.kinds[kindBeat]+m.kinds[kindClock]+m.kinds[kindOther]) / m.firings()
+		return float64(m.kinds[kindBeat]+m.kinds[kindClock]+m.kinds[kindOther]+m.carried[kindBeat]+m.carried[kindOther]) / m.firings()
 	}}
+	colBatches   = column{"batch.lua commands / firing", "%.3f", func(m *runMetrics) float64 { return float64(m.kinds[kindBatch]) / m.firings() }}
 	colRedisCPU  = column{"Redis CPU / firing", "%.1f us", func(m *runMetrics) float64 { return float64(m.redisCPU.Microseconds()) / m.firings() }}
 	colRedisCore = column{"Redis CPU", "%.1f %% core", func(m *runMetrics) float64 { return 100 * m.redisCPU.Seconds() / m.seconds }}
 	colCPU       = column{"CPU / replica (mean)", "%.1f %% core", func(m *runMetrics) float64 {
@@ -359,7 +365,7 @@ func (r suiteResult) print(reps int) {
 		s.name, s.jobs, spec, s.catchup, s.retention(), s.keep, s.warmup, s.window, starts, reps)
 	r.table("Outcomes (runs of the window's slots)", []column{colFirings, colRuns, colDups, colMisses, colEarly, colOff, colFence, colShare, colLogs})
 	r.table("Fire lag: run start minus slot, on the real clock (Redis's)", []column{colP50, colP99, colMax, colLatest})
-	r.table("Cost: top-level commands counted by each replica's client hook; CPU from INFO and getrusage", []column{colCmds, colClaims, colFinishes, colBackground, colRedisCPU, colRedisCore, colCPU, colCPUAll})
+	r.table("Cost: top-level commands counted by each replica's client hook (claims, finishes and other count script calls, also those that a batch.lua command carries); CPU from INFO and getrusage", []column{colCmds, colBatches, colClaims, colFinishes, colBackground, colRedisCPU, colRedisCore, colCPU, colCPUAll})
 	r.table("Memory and load (each replica loads jobs.yaml and builds its scheduler as cmd/redcron does)", []column{colLoad, colParse, colBuild, colBuiltHeap, colRSS, colHWM, colHeap, colLive})
 	r.table("Steady state and cross-checks", []column{colMemFrom, colMemTo, colKeyFrom, colKeyTo, colInside, colCheck})
 	fmt.Println()

@@ -26,9 +26,10 @@ const (
 	kindBeat   = "beat"   // redcron: work sharing's liveness beat
 	kindClock  = "clock"  // redcron: TIME, the clock check
 	kindOther  = "other"  // registrations, trigger polls, renewals, skips, ...
+	kindBatch  = "batch"  // redcron: batch.lua, carrying several script calls (see carried)
 )
 
-var kinds = []string{kindClaim, kindFinish, kindBeat, kindClock, kindOther}
+var kinds = []string{kindClaim, kindFinish, kindBeat, kindClock, kindOther, kindBatch}
 
 // counter is a go-redis hook that counts every command a client sends, a
 // pipeline's commands one by one: the top-level commands Redis gets from
@@ -45,12 +46,16 @@ type counter struct {
 	// than redis.Nil (timeouts and cut connections included), by the same
 	// key.
 	details, failed map[string]int64
-	scripts         int64 // EVALSHA and EVAL, to cross-check with INFO commandstats
+	// carried counts the script calls that batch.lua calls carried, by
+	// kind: each is one claim, finish, ... as if sent alone, while the
+	// carrier is one top-level command (kindBatch).
+	carried map[string]int64
+	scripts int64 // EVALSHA and EVAL, to cross-check with INFO commandstats
 }
 
 func newCounter(system string) *counter {
 	return &counter{classify: classifier(system), keys: map[class]string{},
-		kinds: map[string]int64{}, details: map[string]int64{}, failed: map[string]int64{}}
+		kinds: map[string]int64{}, details: map[string]int64{}, failed: map[string]int64{}, carried: map[string]int64{}}
 }
 
 func (c *counter) count(cmds ...redis.Cmder) {
@@ -59,6 +64,14 @@ func (c *counter) count(cmds ...redis.Cmder) {
 		cl := c.classify(cmd)
 		c.kinds[cl.kind]++
 		c.details[c.key(cl)]++
+		if cl.kind == kindBatch {
+			for _, part := range carriedCalls(cmd.Args()) {
+				pc := redcronKind(redis.NewCmd(context.Background(), part...))
+				c.carried[pc.kind]++
+				pc.kind += " in batch"
+				c.details[c.key(pc)]++
+			}
+		}
 		if n := cmd.Name(); n == "evalsha" || n == "eval" {
 			c.scripts++
 		}
@@ -128,6 +141,7 @@ type counterSnap struct {
 	Kinds   map[string]int64
 	Details map[string]int64 // counter.details
 	Failed  map[string]int64 // counter.failed
+	Carried map[string]int64 // counter.carried
 	Scripts int64
 }
 
@@ -135,7 +149,7 @@ func (c *counter) snap() counterSnap {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return counterSnap{At: time.Now(), CPU: processCPU(), Kinds: maps.Clone(c.kinds),
-		Details: maps.Clone(c.details), Failed: maps.Clone(c.failed), Scripts: c.scripts}
+		Details: maps.Clone(c.details), Failed: maps.Clone(c.failed), Carried: maps.Clone(c.carried), Scripts: c.scripts}
 }
 
 // classifier tells a system's commands apart: their kind, and what they
@@ -199,6 +213,11 @@ func redcronKind(cmd redis.Cmder) class {
 	if len(a) <= 3+n {
 		return class{kind: kindOther, name: name}
 	}
+	if _, ok := a[3+n].(int); ok {
+		// batch.lua's ARGV[1] is the number of calls it carries, where a
+		// script sent alone has the names of its keys.
+		return class{kind: kindBatch, name: name}
+	}
 	names, _ := a[3+n].(string)
 	cl := class{kind: kindOther, name: name, names: names}
 	switch {
@@ -209,6 +228,42 @@ func redcronKind(cmd redis.Cmder) class {
 		cl.kind = kindFinish
 	}
 	return cl
+}
+
+// carriedCalls splits a batch.lua command line ("evalsha", sha, nkeys,
+// keys..., count, then per call its script's name, number of keys and of
+// arguments, and those arguments) into the lines of the calls it carries,
+// as each would be sent alone (with the carrier's sha); nil when the line
+// is not one.
+func carriedCalls(a []any) [][]any {
+	if len(a) < 4 {
+		return nil
+	}
+	nk, ok := a[2].(int)
+	if !ok || len(a) < 4+nk {
+		return nil
+	}
+	keys, argv := a[3:3+nk], a[3+nk:]
+	count, ok := argv[0].(int)
+	if !ok {
+		return nil
+	}
+	var out [][]any
+	ki, ai := 0, 1
+	for range count {
+		if ai+3 > len(argv) {
+			return out
+		}
+		pk, ok1 := argv[ai+1].(int)
+		pa, ok2 := argv[ai+2].(int)
+		if !ok1 || !ok2 || ki+pk > len(keys) || ai+3+pa > len(argv) {
+			return out
+		}
+		line := append([]any{"evalsha", a[1], pk}, keys[ki:ki+pk]...)
+		out = append(out, append(line, argv[ai+3:ai+3+pa]...))
+		ki, ai = ki+pk, ai+3+pa
+	}
+	return out
 }
 
 // serverSnap is what INFO says about the server at one instant (summed
