@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/redcron/redcron/internal/redistest"
+	"github.com/redcron/redcron/locker"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -132,5 +137,83 @@ func TestMarkerFilePrivate(t *testing.T) {
 	}
 	if err := Verify(context.Background(), s.Addr()); !errors.Is(err, ErrNotEmbedded) {
 		t.Errorf("Verify with a world-readable marker file = %v, want ErrNotEmbedded", err)
+	}
+}
+
+// evalCounter counts the EVALSHA and EVAL commands a client sends.
+type evalCounter struct{ n atomic.Int64 }
+
+func (c *evalCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *evalCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.count(cmd)
+		return next(ctx, cmd)
+	}
+}
+func (c *evalCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			c.count(cmd)
+		}
+		return next(ctx, cmds)
+	}
+}
+func (c *evalCounter) count(cmd redis.Cmder) {
+	if n := cmd.Name(); n == "evalsha" || n == "eval" {
+		c.n.Add(1)
+	}
+}
+
+// TestLockerBatches: the trial server runs the locker's scripts when a
+// burst of claims and finishes travels in batch.lua calls (see
+// locker/node.go), and a call that fails there fails alone.
+func TestLockerBatches(t *testing.T) {
+	s, err := Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	evals := &evalCounter{}
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true})
+	c.AddHook(evals)
+	t.Cleanup(func() { _ = c.Close() })
+	l, err := locker.New(c, locker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const n, bad = 64, 7
+	slot := time.Now().Truncate(time.Second)
+	key := func(i int) string { return "redcron:{j" + strconv.Itoa(i) + "}" }
+	if err := c.Set(ctx, key(bad)+":meta", "not a hash", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			k := key(i)
+			lease, err := l.Obtain(ctx, locker.Claim{Key: k + ":lease", MetaKey: k + ":meta", TTL: time.Minute,
+				MarkKey: k + ":slot", MarkTTL: time.Minute, Retention: time.Minute, Running: "running", Slot: slot,
+				Records: locker.Records{Late: "late", Busy: "busy", Paused: "paused", Aborted: "aborted"}})
+			if err == nil {
+				err = lease.Finish(ctx, "done")
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		switch {
+		case i == bad && (err == nil || !strings.Contains(err.Error(), "WRONGTYPE")):
+			t.Errorf("claim %d, its meta key not a hash: got %v, want WRONGTYPE", i, err)
+		case i != bad && err != nil:
+			t.Errorf("claim %d: %v", i, err)
+		case i != bad && c.HGet(ctx, key(i)+":slot", "end").Val() != "done":
+			t.Errorf("claim %d: got record %q, want %q", i, c.HGet(ctx, key(i)+":slot", "end").Val(), "done")
+		}
+	}
+	if got := evals.n.Load(); got >= 2*n {
+		t.Errorf("script commands for %d claims and finishes at once: got %d, want fewer (batched)", n, got)
 	}
 }
