@@ -40,7 +40,9 @@ type Client interface {
 //
 // Commands that concurrent callers send to the same node while a round trip
 // to it is in flight are pipelined together (automatic pipelining; each call
-// keeps its own timeout and context). The goroutine that sends a node's
+// keeps its own timeout and context), and, when the client is a
+// *redis.Client (one server, not a cluster), their scripts run in one
+// batch.lua call. The goroutine that sends a node's
 // batches exits as soon as the node has nothing queued, and the pub/sub
 // connection of replace notices closes with the last lease that needs it,
 // so a Locker needs no Close: once every call and lease has ended, it holds
