@@ -19,8 +19,9 @@ for c = 1, tonumber(ARGV[1]) do
   ki, ai = ki + nkeys, ai + nargs
   local ok, r = pcall(body)
   if not ok then
-    -- redis.call's errors are tables with an err field; Lua's are strings.
-    r = type(r) == "table" and r or { err = tostring(r) }
+    -- redis.call's errors are tables with an err field; Lua's are strings,
+    -- which Redis answers as ERR when the script is sent alone.
+    r = type(r) == "table" and r or { err = "ERR " .. tostring(r) }
   end
   out[c] = r
 end

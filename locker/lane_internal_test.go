@@ -26,7 +26,7 @@ func TestBatchKeepsEachCallsDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Delay(redistest.ToClient, 300*time.Millisecond)
-	ln := &newNode(c).lanes[laneMain]
+	ln := &newNode(c, false).lanes[laneMain]
 
 	// c0 keeps the lane busy for one delayed round trip, so that the next
 	// two calls queue and go out together.
@@ -155,7 +155,7 @@ func TestNoScriptLoadsEachScriptOnce(t *testing.T) {
 		batch[i] = newCall(ctx, redis.NewCmd(ctx, s.args().arg("n", strconv.Itoa(i)).line()...), s, 5*time.Second)
 	}
 	before := netInput(t, c)
-	(&newNode(c).lanes[laneMain]).execBatch(batch)
+	(&newNode(c, false).lanes[laneMain]).execBatch(batch)
 	sent := netInput(t, c) - before
 
 	for i, cl := range batch {

@@ -55,9 +55,11 @@ type Locker struct {
 }
 
 // New returns a Locker on one Redis (standalone, Sentinel or Cluster). A
-// claim, a renewal and a finish are one EVALSHA each; a call made while no
-// other is in flight runs on the caller's goroutine, the others are
-// pipelined by one goroutine that exits when none is left (see Locker). A
+// claim, a renewal and a finish are one script call each; a call made while
+// no other is in flight runs on the caller's goroutine as an EVALSHA, the
+// others are pipelined by one goroutine that exits when none is left, their
+// scripts in one batch.lua call unless Options.Unbatched or a Cluster
+// client (see Locker). A
 // watched lease starts one goroutine, its watchdog. It fails with
 // ErrInvalid for a client that retries commands by itself or lets a call
 // outlive its context (see Client).
@@ -68,7 +70,7 @@ func New(client Client, opts Options) (*Locker, error) {
 	if err := checkAck(client, opts); err != nil {
 		return nil, err
 	}
-	l := &Locker{nodes: []*node{newNode(client)}, quorum: 1, opts: opts.withDefaults()}
+	l := &Locker{nodes: []*node{newNode(client, opts.Unbatched)}, quorum: 1, opts: opts.withDefaults()}
 	l.nodes[0].lanes[laneMain].ack = l.opts.ackPolicy()
 	l.notices.init(l)
 	return l, nil
@@ -150,7 +152,7 @@ func NewQuorum(clients []Client, opts Options) (*Locker, error) {
 		if err := checkClient(c); err != nil {
 			return nil, fmt.Errorf("NewQuorum client %d: %w", i, err)
 		}
-		nodes[i] = newNode(c)
+		nodes[i] = newNode(c, opts.Unbatched)
 	}
 	if err := checkAck(clients[0], opts); err != nil {
 		return nil, err
@@ -314,7 +316,8 @@ func (l *Locker) Obtain(ctx context.Context, c Claim) (*Lease, error) {
 }
 
 // obtainSingle is the single-node hot path: one EVALSHA, on the caller's
-// goroutine unless other calls are in flight (then pipelined with them).
+// goroutine unless other calls are in flight (then pipelined with them, or
+// carried in their batch.lua call).
 func (b *Bid) obtainSingle(ctx context.Context) (*Lease, error) {
 	l := b.lk
 	start := time.Now()

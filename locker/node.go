@@ -33,7 +33,8 @@ const (
 	laneRenew = 1
 )
 
-func newNode(c Client) *node {
+// newNode is the node of c; unbatched: Options.Unbatched.
+func newNode(c Client, unbatched bool) *node {
 	n := &node{client: c}
 	// One script call may touch the keys of many jobs only where every key
 	// lives on the one server: not in a cluster, whose scripts cannot span
@@ -41,7 +42,8 @@ func newNode(c Client) *node {
 	// shards keys itself.
 	_, single := c.(*redis.Client)
 	for i := range n.lanes {
-		n.lanes[i].client, n.lanes[i].combine = c, single
+		n.lanes[i].client = c
+		n.lanes[i].combine.Store(single && !unbatched)
 	}
 	return n
 }
@@ -72,8 +74,8 @@ func newNode(c Client) *node {
 // answers one command instead of up to maxBatch.
 type lane struct {
 	client  Client
-	ack     ackPolicy // WAIT after claims (see ack.go); zero: off
-	combine bool      // a batch's script calls travel in batch.lua's (see combine)
+	ack     ackPolicy   // WAIT after claims (see ack.go); zero: off
+	combine atomic.Bool // a batch's script calls travel in batch.lua's (see combine)
 
 	mu    sync.Mutex
 	busy  bool      // a call or batch is in flight; new calls queue
@@ -91,7 +93,7 @@ const maxBatch = 128
 type call struct {
 	ctx     context.Context
 	cmd     *redis.Cmd
-	script  *script       // the script it runs (nil: none), for EVAL on NOSCRIPT
+	script  *script       // the script it runs (nil: none), for EVAL on NOSCRIPT; named: may be carried (see combine)
 	parts   []*call       // the calls that a batch.lua call carries (see combine)
 	timeout time.Duration // from the write
 	node    int
@@ -287,8 +289,9 @@ var (
 )
 
 // execBatch sends the live calls of batch as one pipeline with their latest
-// deadline and answers the others with ErrNotSent (and their context's
-// error), as run does.
+// deadline, their script calls carried in batch.lua calls when the lane
+// combines them (see combine), and answers the others with ErrNotSent (and
+// their context's error), as run does.
 func (l *lane) execBatch(batch []*call) {
 	now := time.Now()
 	live := make([]*call, 0, len(batch))
@@ -314,19 +317,41 @@ func (l *lane) execBatch(batch []*call) {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), dl)
 	defer cancel()
-	sent := live
-	if l.combine {
-		sent = combine(ctx, now, live)
+	if !l.combine.Load() {
+		l.pipeline(ctx, live)
+		return
 	}
-	pipe := l.client.Pipeline()
+	sent := combine(ctx, now, live)
+	l.pipeline(ctx, sent)
+	var refused []*call
 	for _, c := range sent {
+		if c.parts != nil && isCrossSlot(c.cmd) {
+			// The server (a cluster node, or a proxy in front of several)
+			// refused a call that spans hash slots before running any of
+			// it: send its calls on their own, and from now on every call.
+			l.combine.Store(false)
+			refused = append(refused, c.parts...)
+			continue
+		}
+		c.answerParts()
+	}
+	if len(refused) > 0 {
+		l.pipeline(ctx, refused)
+	}
+}
+
+// pipeline sends cs in one pipeline within ctx, with WAIT after them when
+// one asks for acknowledgements, and reruns those answered NOSCRIPT as EVAL.
+func (l *lane) pipeline(ctx context.Context, cs []*call) {
+	pipe := l.client.Pipeline()
+	for _, c := range cs {
 		_ = pipe.Process(ctx, c.cmd)
 	}
-	w := l.ack.follow(ctx, pipe, sent)
+	w := l.ack.follow(ctx, pipe, cs)
 	_, _ = pipe.Exec(ctx)
-	settle(w, sent)
+	settle(w, cs)
 	var retry []*call
-	for _, c := range sent {
+	for _, c := range cs {
 		if isNoScript(c.cmd) {
 			retry = append(retry, c)
 		}
@@ -334,103 +359,14 @@ func (l *lane) execBatch(batch []*call) {
 	if len(retry) > 0 {
 		l.evalFallback(ctx, retry)
 	}
-	for _, c := range sent {
-		c.answerParts()
-	}
-}
-
-// combine returns the calls to send for live, written at now within ctx:
-// each run of consecutive calls of named scripts becomes one call of
-// batch.lua that carries them (its parts), which costs Redis one command
-// instead of one for each (measured in bench/README.md). The order of the
-// calls, and so of one caller's calls, stays as queued.
-func combine(ctx context.Context, now time.Time, live []*call) []*call {
-	out := make([]*call, 0, len(live))
-	for i := 0; i < len(live); {
-		j := i
-		for j < len(live) && live[j].script != nil && live[j].script.name != "" {
-			j++
-		}
-		if j-i < 2 {
-			out = append(out, live[i])
-			i++
-			continue
-		}
-		out = append(out, carrier(ctx, now, live[i:j]))
-		i = j
-	}
-	return out
-}
-
-// carrier is the batch.lua call that carries parts: it asks for replica
-// acknowledgements when one of them does, with the earliest bound of
-// those.
-func carrier(ctx context.Context, now time.Time, parts []*call) *call {
-	// Each part's line is "evalsha", sha, nkeys, keys..., arguments...; in
-	// batch.lua's, its keys join the keys, and its script's name, nkeys and
-	// number of arguments (three, as its line's head) head its arguments.
-	nk, na := 3, 1
-	for _, p := range parts {
-		args := p.cmd.Args()
-		nk += args[2].(int)
-		na += len(args) - args[2].(int)
-	}
-	keys := make([]any, 3, nk+na) // the arguments follow the keys
-	keys[0], keys[1] = "evalsha", batchScript.sha
-	argv := make([]any, 1, na)
-	argv[0] = len(parts)
-	c := &call{ctx: ctx, script: batchScript, parts: parts, written: now}
-	for _, p := range parts {
-		args := p.cmd.Args()
-		nk := args[2].(int)
-		keys = append(keys, args[3:3+nk]...)
-		argv = append(argv, p.script.name, nk, len(args)-3-nk)
-		argv = append(argv, args[3+nk:]...)
-		if p.ack.want {
-			if d := p.deadline(now).Sub(now); !c.ack.want || d < c.timeout {
-				c.timeout = d
-			}
-			c.ack.want = true
-		}
-	}
-	keys[2] = len(keys) - 3
-	c.cmd = redis.NewCmd(ctx, append(keys, argv...)...)
-	return c
-}
-
-// answerParts gives each part of a batch.lua call its own reply, error or
-// acknowledgements; a call that carries none is left as it is.
-func (c *call) answerParts() {
-	if c.parts == nil {
-		return
-	}
-	replies, err := c.cmd.Slice()
-	if err == nil && len(replies) != len(c.parts) {
-		// Not by batch.lua, which answers every call (a script's bug).
-		err = fmt.Errorf("locker: batch of %d calls answered with %d replies", len(c.parts), len(replies))
-	}
-	for i, p := range c.parts {
-		if p.ack.want {
-			p.ack = c.ack
-		}
-		switch {
-		case err != nil:
-			p.cmd.SetErr(err)
-		default:
-			if e, ok := replies[i].(error); ok {
-				p.cmd.SetErr(e)
-			} else {
-				p.cmd.SetVal(replies[i])
-			}
-		}
-	}
 }
 
 // evalFallback reruns EVALSHA calls that met NOSCRIPT (after a restart or
 // SCRIPT FLUSH) in one pipeline: the first call of each script as EVAL,
 // which loads it again, the others of that script as EVALSHA behind it.
 // A batch of a restart's first burst (up to maxBatch claims) then sends
-// obtain.lua's source once, not once per claim. A call answered NOSCRIPT
+// the script's source once, not once per claim (batch.lua's, where the
+// claims travel in it; obtain.lua's on a Cluster). A call answered NOSCRIPT
 // again (the scripts flushed once more in between) fails with that
 // error, and its caller's retry loads the script anew.
 func (l *lane) evalFallback(ctx context.Context, cs []*call) {
@@ -458,4 +394,9 @@ func (l *lane) evalFallback(ctx context.Context, cs []*call) {
 func isNoScript(cmd *redis.Cmd) bool {
 	err := cmd.Err()
 	return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT")
+}
+
+func isCrossSlot(cmd *redis.Cmd) bool {
+	err := cmd.Err()
+	return err != nil && redis.HasErrorPrefix(err, "CROSSSLOT")
 }

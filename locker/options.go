@@ -47,6 +47,14 @@ type Options struct {
 	// AckTimeout bounds that wait (WAIT's timeout); a claim's call may
 	// then take NodeTimeout + AckTimeout. Default 500ms.
 	AckTimeout time.Duration
+	// Unbatched sends every script call as an EVALSHA of its own. By
+	// default, with a *redis.Client, the calls that a node's lane sends
+	// together go as one call of batch.lua, which touches the keys of
+	// many jobs: set Unbatched when the address is a proxy in front of
+	// several servers that routes a script by its first key (Envoy,
+	// twemproxy). A server or proxy that refuses such a call (CROSSSLOT)
+	// turns batching off by itself. Cluster clients never batch.
+	Unbatched bool
 }
 
 // withDefaults returns o with every zero field set to its default.

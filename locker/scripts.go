@@ -12,10 +12,12 @@ import (
 )
 
 // The Lua scripts, each wrapped once with prelude.lua in front (named
-// arguments, shared helpers), and once more all together, in batch.lua. They are sent as EVALSHA (pipelined with
-// other callers' commands when a node is busy, see node) and rerun as EVAL
-// when the server answers NOSCRIPT (after a restart or SCRIPT FLUSH). Each
-// script's header comment lists its keys, arguments and reply.
+// arguments, shared helpers), and once more all together, in batch.lua.
+// They are sent as EVALSHA (pipelined with other callers' commands when a
+// node is busy, see node, and then carried in one batch.lua call, see
+// combine) and rerun as EVAL when the server answers NOSCRIPT (after a
+// restart or SCRIPT FLUSH). Each script's header comment lists its keys,
+// arguments and reply.
 var (
 	//go:embed prelude.lua
 	preludeLua string
