@@ -96,6 +96,11 @@ type RedisConfig struct {
 	// AckTimeout is `ack_timeout`: how long a claim waits for those
 	// acknowledgements; default 500ms.
 	AckTimeout time.Duration
+	// Unbatched is `batch_scripts: false`: every script call goes as an
+	// EVALSHA of its own, for a proxy in front of several servers that
+	// routes a script by its first key (locker.Options.Unbatched); default
+	// false (batch_scripts: true).
+	Unbatched bool
 }
 
 // RedisTLS is the `redis.tls:` mapping. Paths are resolved against the

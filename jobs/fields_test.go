@@ -14,7 +14,7 @@ func TestUnknownKeyLists(t *testing.T) {
 		name, src, want string
 	}{
 		{"top level", "jobz: 1\n" + job, "test.yaml:1: field jobz: unknown key (known: defaults, jobs, redis, shutdown_grace)"},
-		{"redis", "redis: {hots: x}\n" + job, "test.yaml:1: field redis.hots: unknown key (known: ack_timeout, cluster, dial_timeout, max_clock_skew, min_replicas_ack, password, password_file, prefix, quorum, read_timeout, sentinel, tls, url, username, write_timeout)"},
+		{"redis", "redis: {hots: x}\n" + job, "test.yaml:1: field redis.hots: unknown key (known: ack_timeout, batch_scripts, cluster, dial_timeout, max_clock_skew, min_replicas_ack, password, password_file, prefix, quorum, read_timeout, sentinel, tls, url, username, write_timeout)"},
 		{"sentinel", "redis: {sentinel: {master: m, addrs: ['h:1'], x: 1}}\n" + job, "test.yaml:1: field redis.sentinel.x: unknown key (known: addrs, master)"},
 		{"defaults", "defaults: {lok_ttl: 1s}\n" + job, "test.yaml:1: defaults: field lok_ttl: unknown key (known: args, catchup_window, command, dir, enabled, env, func, history, http, jitter, kill_grace, lock_ttl, notify, output_limit, output_tail, overlap, retry, schedule, timeout, timezone)"},
 		{"job", "jobs:\n  a: {schedule: '@hourly', func: test.noargs, schedul: x}\n", "test.yaml:2: job a: field schedul: unknown key (known: args, catchup_window, command, dir, enabled, env, func, history, http, jitter, kill_grace, lock_ttl, notify, output_limit, output_tail, overlap, retry, schedule, timeout, timezone)"},

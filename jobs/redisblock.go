@@ -56,6 +56,11 @@ var redisKeys = slices.Concat(redisModeKeys, keyTable[*redisDraft]{
 		}
 	}},
 	{"ack_timeout", redisTimeout(func(r *RedisConfig) *time.Duration { return &r.AckTimeout })},
+	{"batch_scripts", func(d *decoder, s *redisDraft, _, v *yaml.Node, a at) {
+		if b, ok := d.boolean(v, a); ok {
+			s.r.Unbatched = !b
+		}
+	}},
 })
 
 // sentinelKeys are the keys of the redis.sentinel: block.

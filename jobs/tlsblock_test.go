@@ -157,3 +157,33 @@ func TestParseMinReplicasAck(t *testing.T) {
 		})
 	}
 }
+
+func TestParseBatchScripts(t *testing.T) {
+	for _, tc := range []struct {
+		name, redis string
+		unbatched   bool
+		problem     string
+	}{
+		{"default batched", `{url: "redis://127.0.0.1:6379/0"}`, false, ""},
+		{"on", `{url: "redis://127.0.0.1:6379/0", batch_scripts: true}`, false, ""},
+		{"off", `{url: "redis://127.0.0.1:6379/0", batch_scripts: false}`, true, ""},
+		{"not a boolean", `{url: "redis://127.0.0.1:6379/0", batch_scripts: sometimes}`, false, "test.yaml:2: field redis.batch_scripts:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "\nredis: " + tc.redis + "\njobs:\n  a: {schedule: \"@every 10s\", func: test.noargs}\n"
+			if tc.problem != "" {
+				var all []string
+				for _, p := range problemsOf(t, src, nil) {
+					all = append(all, p.Error())
+				}
+				if got := strings.Join(all, "\n"); !strings.Contains(got, tc.problem) {
+					t.Errorf("got problems %q, want %q", got, tc.problem)
+				}
+				return
+			}
+			if got := mustParse(t, src, nil).Redis.Unbatched; got != tc.unbatched {
+				t.Errorf("got Unbatched %v, want %v", got, tc.unbatched)
+			}
+		})
+	}
+}

@@ -43,7 +43,7 @@ type Conn struct {
 // files but does no network I/O. opts may carry the locker's options
 // (NodeTimeout defaults to the block's larger read/write timeout;
 // MinReplicasAck and AckTimeout to the block's min_replicas_ack and
-// ack_timeout).
+// ack_timeout; Unbatched is set by batch_scripts: false).
 //
 // TLS (tls: true, a tls: mapping, or a rediss:// URL) is the same in every
 // mode: TLS 1.2 at least, the server verified against ca_file (default the
@@ -60,6 +60,7 @@ func Dial(rc jobs.RedisConfig, url string, lopts locker.Options) (*Conn, error) 
 	if lopts.MinReplicasAck == 0 && rc.MinReplicasAck > 0 {
 		lopts.MinReplicasAck, lopts.AckTimeout = rc.MinReplicasAck, rc.AckTimeout
 	}
+	lopts.Unbatched = lopts.Unbatched || rc.Unbatched
 	tlsCfg, err := TLSConfig(rc)
 	if err != nil {
 		return nil, err

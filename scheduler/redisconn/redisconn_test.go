@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -374,4 +376,44 @@ func mustDial(t *testing.T, rc jobs.RedisConfig, override string, opts locker.Op
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// TestBatchScripts: batch_scripts: false reaches the locker, whose claims
+// and finishes then go as an EVALSHA each; by default a burst of them is
+// batched in fewer.
+func TestBatchScripts(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		unbatched bool
+	}{{"default", false}, {"batch_scripts: false", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t, redistest.Options{})
+			rc := baseConfig()
+			rc.URL, rc.Unbatched = srv.URL(), tc.unbatched
+			c := mustDial(t, rc, "", locker.Options{})
+			const n = 64
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					k := store.JobKeys("t", "batch"+strconv.Itoa(i))
+					lease, err := c.Locker.Obtain(context.Background(), locker.Claim{Key: k.Lease(), MetaKey: k.Meta(), TTL: time.Minute, Retention: time.Minute, Unwatched: true})
+					if err == nil {
+						err = lease.Finish(context.Background(), "done")
+					}
+					if err != nil {
+						t.Errorf("claim %d: %v", i, err)
+					}
+				})
+			}
+			wg.Wait()
+			stats := srv.Client(t).Info(context.Background(), "commandstats").Val()
+			sha := redistest.CommandCalls(t, stats, "evalsha")
+			switch {
+			case tc.unbatched && sha < 2*n:
+				t.Errorf("EVALSHA calls for %d claims and finishes: got %d, want %d (each on its own)", n, sha, 2*n)
+			case !tc.unbatched && sha >= 2*n:
+				t.Errorf("EVALSHA calls for %d claims and finishes at once: got %d, want fewer (batched)", n, sha)
+			}
+		})
+	}
 }
