@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redcron/redcron/bench/internal/host"
+	"github.com/redcron/redcron/internal/redistest"
 )
 
 // Kinds of commands a replica sends, as counted by its hook.
@@ -65,8 +66,7 @@ func (c *counter) count(cmds ...redis.Cmder) {
 		c.kinds[cl.kind]++
 		c.details[c.key(cl)]++
 		if cl.kind == kindBatch {
-			for _, part := range carriedCalls(cmd.Args()) {
-				pc := redcronKind(redis.NewCmd(context.Background(), part...))
+			for _, pc := range carriedClasses(cmd) {
 				c.carried[pc.kind]++
 				pc.kind += " in batch"
 				c.details[c.key(pc)]++
@@ -83,8 +83,29 @@ func (c *counter) count(cmds ...redis.Cmder) {
 func (c *counter) counted(cmds ...redis.Cmder) {
 	c.mu.Lock()
 	for _, cmd := range cmds {
+		cl := c.classify(cmd)
 		if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
-			c.failed[c.key(c.classify(cmd))]++
+			c.failed[c.key(cl)]++
+			continue
+		}
+		if cl.kind != kindBatch {
+			continue
+		}
+		// A batch.lua reply holds each carried call's reply or error.
+		replies, _ := cmd.(*redis.Cmd).Slice()
+		var classes []class // built only when a carried call failed
+		for i, r := range replies {
+			if _, failed := r.(error); !failed {
+				continue
+			}
+			if classes == nil {
+				classes = carriedClasses(cmd)
+			}
+			if i < len(classes) {
+				pc := classes[i]
+				pc.kind += " in batch"
+				c.failed[c.key(pc)]++
+			}
 		}
 	}
 	c.mu.Unlock()
@@ -191,10 +212,14 @@ func redcronKind(cmd redis.Cmder) class {
 	case "time":
 		return class{kind: kindClock, name: name}
 	case "evalsha", "eval":
+		return redcronLine(name, cmd.Args())
 	default:
 		return class{kind: kindOther, name: name}
 	}
-	a := cmd.Args()
+}
+
+// redcronLine classifies a script's command line a, sent as name.
+func redcronLine(name string, a []any) class {
 	if len(a) < 4 {
 		return class{kind: kindOther, name: name}
 	}
@@ -207,16 +232,18 @@ func redcronKind(cmd redis.Cmder) class {
 	case string:
 		n, _ = strconv.Atoi(v)
 	}
+	if len(a) > 3+n {
+		if _, ok := a[3+n].(int); ok {
+			// batch.lua's ARGV[1] is the number of calls it carries, where a
+			// script sent alone has the names of its keys.
+			return class{kind: kindBatch, name: name}
+		}
+	}
 	if k, _ := a[3].(string); n >= 1 && strings.Contains(k, "{live}") {
 		return class{kind: kindBeat, name: name}
 	}
 	if len(a) <= 3+n {
 		return class{kind: kindOther, name: name}
-	}
-	if _, ok := a[3+n].(int); ok {
-		// batch.lua's ARGV[1] is the number of calls it carries, where a
-		// script sent alone has the names of its keys.
-		return class{kind: kindBatch, name: name}
 	}
 	names, _ := a[3+n].(string)
 	cl := class{kind: kindOther, name: name, names: names}
@@ -230,38 +257,13 @@ func redcronKind(cmd redis.Cmder) class {
 	return cl
 }
 
-// carriedCalls splits a batch.lua command line ("evalsha", sha, nkeys,
-// keys..., count, then per call its script's name, number of keys and of
-// arguments, and those arguments) into the lines of the calls it carries,
-// as each would be sent alone (with the carrier's sha); nil when the line
-// is not one.
-func carriedCalls(a []any) [][]any {
-	if len(a) < 4 {
-		return nil
-	}
-	nk, ok := a[2].(int)
-	if !ok || len(a) < 4+nk {
-		return nil
-	}
-	keys, argv := a[3:3+nk], a[3+nk:]
-	count, ok := argv[0].(int)
-	if !ok {
-		return nil
-	}
-	var out [][]any
-	ki, ai := 0, 1
-	for range count {
-		if ai+3 > len(argv) {
-			return out
-		}
-		pk, ok1 := argv[ai+1].(int)
-		pa, ok2 := argv[ai+2].(int)
-		if !ok1 || !ok2 || ki+pk > len(keys) || ai+3+pa > len(argv) {
-			return out
-		}
-		line := append([]any{"evalsha", a[1], pk}, keys[ki:ki+pk]...)
-		out = append(out, append(line, argv[ai+3:ai+3+pa]...))
-		ki, ai = ki+pk, ai+3+pa
+// carriedClasses classifies the calls that a batch.lua command carries,
+// each as if sent alone.
+func carriedClasses(cmd redis.Cmder) []class {
+	lines := redistest.ScriptLines(cmd.Args())
+	out := make([]class, len(lines))
+	for i, l := range lines {
+		out[i] = redcronLine(cmd.Name(), l)
 	}
 	return out
 }
