@@ -123,6 +123,25 @@ func TestParseRedisTLSProblems(t *testing.T) {
 	}
 }
 
+// parseRedisBlock parses a config whose redis: block is redis: when
+// problem is empty, it returns the config, else it checks that the
+// problems include problem and returns false.
+func parseRedisBlock(t *testing.T, redis, problem string) (*Config, bool) {
+	t.Helper()
+	src := "\nredis: " + redis + "\njobs:\n  a: {schedule: \"@every 10s\", func: test.noargs}\n"
+	if problem == "" {
+		return mustParse(t, src, nil), true
+	}
+	var all []string
+	for _, p := range problemsOf(t, src, nil) {
+		all = append(all, p.Error())
+	}
+	if got := strings.Join(all, "\n"); !strings.Contains(got, problem) {
+		t.Errorf("got problems %q, want %q", got, problem)
+	}
+	return nil, false
+}
+
 func TestParseMinReplicasAck(t *testing.T) {
 	for _, tc := range []struct {
 		name, redis string
@@ -139,18 +158,10 @@ func TestParseMinReplicasAck(t *testing.T) {
 		{"zero timeout", `{url: "redis://127.0.0.1:6379/0", min_replicas_ack: 1, ack_timeout: 0s}`, 0, "", "field redis.ack_timeout: must be positive"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			src := "\nredis: " + tc.redis + "\njobs:\n  a: {schedule: \"@every 10s\", func: test.noargs}\n"
-			if tc.problem != "" {
-				var all []string
-				for _, p := range problemsOf(t, src, nil) {
-					all = append(all, p.Error())
-				}
-				if got := strings.Join(all, "\n"); !strings.Contains(got, tc.problem) {
-					t.Errorf("got problems %q, want %q", got, tc.problem)
-				}
+			cfg, ok := parseRedisBlock(t, tc.redis, tc.problem)
+			if !ok {
 				return
 			}
-			cfg := mustParse(t, src, nil)
 			if cfg.Redis.MinReplicasAck != tc.want || cfg.Redis.AckTimeout.String() != tc.wantTimeout {
 				t.Errorf("got min_replicas_ack %d, ack_timeout %v; want %d, %s", cfg.Redis.MinReplicasAck, cfg.Redis.AckTimeout, tc.want, tc.wantTimeout)
 			}
@@ -170,18 +181,11 @@ func TestParseBatchScripts(t *testing.T) {
 		{"not a boolean", `{url: "redis://127.0.0.1:6379/0", batch_scripts: sometimes}`, false, "test.yaml:2: field redis.batch_scripts:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			src := "\nredis: " + tc.redis + "\njobs:\n  a: {schedule: \"@every 10s\", func: test.noargs}\n"
-			if tc.problem != "" {
-				var all []string
-				for _, p := range problemsOf(t, src, nil) {
-					all = append(all, p.Error())
-				}
-				if got := strings.Join(all, "\n"); !strings.Contains(got, tc.problem) {
-					t.Errorf("got problems %q, want %q", got, tc.problem)
-				}
+			cfg, ok := parseRedisBlock(t, tc.redis, tc.problem)
+			if !ok {
 				return
 			}
-			if got := mustParse(t, src, nil).Redis.Unbatched; got != tc.unbatched {
+			if got := cfg.Redis.Unbatched; got != tc.unbatched {
 				t.Errorf("got Unbatched %v, want %v", got, tc.unbatched)
 			}
 		})

@@ -47,6 +47,15 @@ func batchJob(t *testing.T, i int) (key, meta string) {
 	return tag + ":run", tag + ":meta"
 }
 
+// obtainFinish obtains c's lease and finishes it with the record "done".
+func obtainFinish(l *locker.Locker, c locker.Claim) error {
+	lease, err := l.Obtain(bg, c)
+	if err == nil {
+		err = lease.Finish(bg, "done")
+	}
+	return err
+}
+
 // evalCalls is how many EVALSHA and EVAL commands the server ran since its
 // statistics were reset.
 func evalCalls(t *testing.T, s *redistest.Server) (evalsha, eval int) {
@@ -124,11 +133,7 @@ func TestBatchedCalls(t *testing.T) {
 		}
 		errs := queueBehind(t, l, p, bg, n, func(i int) error {
 			key, meta := batchJob(t, i)
-			lease, err := l.Obtain(bg, slotClaim(key, meta, slot.Add(time.Second)))
-			if err == nil {
-				err = lease.Finish(bg, "done")
-			}
-			return err
+			return obtainFinish(l, slotClaim(key, meta, slot.Add(time.Second)))
 		})
 		for i, err := range errs {
 			switch {
@@ -147,11 +152,7 @@ func TestBatchedCalls(t *testing.T) {
 		resetStats(t, s)
 		errs := queueBehind(t, l, p, bg, n, func(i int) error {
 			key, meta := batchJob(t, i)
-			lease, err := l.Obtain(bg, slotClaim(key, meta, slot.Add(2*time.Second)))
-			if err == nil {
-				err = lease.Finish(bg, "done")
-			}
-			return err
+			return obtainFinish(l, slotClaim(key, meta, slot.Add(2*time.Second)))
 		})
 		for i, err := range errs {
 			if err != nil {
@@ -230,11 +231,7 @@ func TestBatchedCalls(t *testing.T) {
 		resetStats(t, s)
 		errs := queueBehind(t, one, p, bg, n, func(i int) error {
 			key, meta := batchJob(t, i)
-			lease, err := one.Obtain(bg, slotClaim(key, meta, slot))
-			if err == nil {
-				err = lease.Finish(bg, "done")
-			}
-			return err
+			return obtainFinish(one, slotClaim(key, meta, slot))
 		})
 		for i, err := range errs {
 			if err != nil {
@@ -282,11 +279,7 @@ func TestBatchRefusedAcrossSlots(t *testing.T) {
 		resetStats(t, node)
 		errs := queueBehind(t, l, p, bg, n, func(i int) error {
 			key, meta := batchJob(t, i)
-			lease, err := l.Obtain(bg, slotClaim(key, meta, slot.Add(time.Duration(round)*time.Second)))
-			if err == nil {
-				err = lease.Finish(bg, "done")
-			}
-			return err
+			return obtainFinish(l, slotClaim(key, meta, slot.Add(time.Duration(round)*time.Second)))
 		})
 		for i, err := range errs {
 			if err != nil {
