@@ -75,7 +75,7 @@ func newNode(c Client, unbatched bool) *node {
 type lane struct {
 	client  Client
 	ack     ackPolicy   // WAIT after claims (see ack.go); zero: off
-	combine atomic.Bool // a batch's script calls travel in batch.lua's (see combine)
+	combine atomic.Bool // a batch's script calls travel in batch.lua's (see combine); off after CROSSSLOT
 
 	mu    sync.Mutex
 	busy  bool      // a call or batch is in flight; new calls queue

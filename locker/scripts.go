@@ -60,7 +60,7 @@ var (
 	//go:embed batch.lua
 	batchLua string
 	// batchScript runs several calls of the scripts above in one EVALSHA
-	// (see lane.combine).
+	// (see combine).
 	batchScript = newBatchScript(batchLua, obtainScript, renewScript, releaseScript, finishScript, takeScript, fenceScript, recordScript)
 )
 
@@ -68,7 +68,7 @@ var (
 // boxed once for the command lines, the length of its longest command line
 // so far, to size the next one, and the names of the keys of its last line
 // (see keyNames). A named script's calls can travel in batch.lua's (see
-// lane.combine); an unnamed one's (tests) are sent on their own.
+// combine); an unnamed one's (tests) are sent on their own.
 type script struct {
 	name    string
 	body    string
