@@ -88,15 +88,12 @@ func (c *call) answerParts() {
 		if p.ack.want {
 			p.ack = c.ack
 		}
-		switch {
-		case err != nil:
+		if err != nil {
 			p.cmd.SetErr(err)
-		default:
-			if e, ok := replies[i].(error); ok {
-				p.cmd.SetErr(e)
-			} else {
-				p.cmd.SetVal(replies[i])
-			}
+		} else if e, ok := replies[i].(error); ok {
+			p.cmd.SetErr(e)
+		} else {
+			p.cmd.SetVal(replies[i])
 		}
 	}
 }

@@ -54,6 +54,16 @@
 
 local fence_of = function(v) return tonumber(v) end
 
+-- end_busy ends the claim's mark with its busy skip (A.skip_busy), when it
+-- has both; it says whether it did.
+local function end_busy()
+  if K.mark and A.skip_busy then
+    end_mark(A.skip_busy)
+    return true
+  end
+  return false
+end
+
 -- A claim that finds its own running mark is a retry of itself whose
 -- earlier reply was lost or late: it wins again with the fence it took.
 if K.mark then
@@ -72,9 +82,7 @@ if K.mark then
       end
       if holder or (nx and nx ~= A.token) then
         -- another claim replaced the run this one was waiting for
-        if A.skip_busy then
-          end_mark(A.skip_busy)
-        end
+        end_busy()
         return {"busy", redis.call("PTTL", K.lease)}
       end
       if nx then
@@ -82,9 +90,7 @@ if K.mark then
       end
     elseif holder then
       -- the lease expired before this retry and another run took it
-      if A.skip_busy then
-        end_mark(A.skip_busy)
-      end
+      end_busy()
       return {"busy", redis.call("PTTL", K.lease)}
     end
     redis.call("SET", K.lease, A.token, "PX", A.ttl)
@@ -158,9 +164,7 @@ end
 if A.overlap == "replace" and K.next and not A.slot then
   local nx = redis.call("GET", K.next)
   if nx and nx ~= A.token then
-    if K.mark and A.skip_busy then
-      end_mark(A.skip_busy)
-    end
+    end_busy()
     return {"busy", redis.call("PTTL", K.next)}
   end
 end
@@ -174,11 +178,8 @@ if not redis.call("SET", K.lease, A.token, "PX", A.ttl, "NX") then
     return {"early", wait}
   end
   if A.overlap ~= "replace" then
-    if K.mark and A.skip_busy then
-      end_mark(A.skip_busy)
-      if A.slot then
-        raise_hw()
-      end
+    if end_busy() and A.slot then
+      raise_hw()
     end
     return {"busy", redis.call("PTTL", K.lease)}
   end
