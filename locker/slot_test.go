@@ -788,8 +788,22 @@ func TestReplaceWait(t *testing.T) {
 		c.Replace, c.NextKey, c.TTL = true, key+":next", 500*time.Millisecond
 		return c
 	}
+	// read holds the arguments of the commands whose replies a locker
+	// has read (through the proxy or not).
+	var read sync.Map
+	for _, c := range []*redis.Client{direct, x.via} {
+		c.AddHook(redistest.AfterHook(func(cmd redis.Cmder) {
+			if cmd.Err() == nil {
+				for _, a := range cmd.Args() {
+					read.Store(a, true)
+				}
+			}
+		}))
+	}
 	// obtaining starts bid's Obtain and returns its result's channel once
-	// the claim is in Redis (it waits for the running run).
+	// the claim is in Redis (it waits for the running run) and its reply
+	// has been read, so that cutting the traffic cuts only the takes that
+	// follow, never the claim's own reply.
 	obtaining := func(t *testing.T, bid *locker.Bid, key string) chan error {
 		t.Helper()
 		done := make(chan error, 1)
@@ -800,7 +814,10 @@ func TestReplaceWait(t *testing.T) {
 			}
 			done <- err
 		}()
-		waitFor(t, 2*time.Second, func() bool { return get(t, direct, key+":next") == bid.Token() })
+		waitFor(t, 2*time.Second, func() bool {
+			_, ok := read.Load(bid.Token())
+			return ok && get(t, direct, key+":next") == bid.Token()
+		})
 		return done
 	}
 	// waiting starts a replace claim of slot base+1 that waits for a

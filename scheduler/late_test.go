@@ -27,7 +27,7 @@ func (c *jumpClock) Now() time.Time                 { return c.base.Now().Add(ti
 func (c *jumpClock) NewTimer(d time.Duration) Timer { return c.base.NewTimer(d) }
 
 // jumpHook moves the clock forward by two minutes once, right after the
-// reply of the first claim that won has arrived (see afterHook): the
+// reply of the first claim that won has arrived (see redistest.AfterHook): the
 // replica "paused" between Redis granting the claim and its reading the
 // reply.
 type jumpHook struct {
@@ -45,32 +45,6 @@ func (h *jumpHook) after(cmd redis.Cmder) {
 	}
 }
 
-// afterHook is a go-redis hook that calls itself with each command once
-// its reply (or error) is in, pipelined or not.
-type afterHook func(cmd redis.Cmder)
-
-func (f afterHook) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (f afterHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
-		f(cmd)
-		return err
-	}
-}
-
-func (f afterHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		err := next(ctx, cmds)
-		for _, c := range cmds {
-			f(c)
-		}
-		return err
-	}
-}
-
-var _ redis.Hook = afterHook(nil)
-
 // TestClaimConfirmedTooLateDoesNotRun: a claim confirmed after its claim
 // deadline (the replica was paused between Redis granting it and reading
 // the reply) does not run: it would start later than the catch-up window
@@ -80,7 +54,7 @@ func TestClaimConfirmedTooLateDoesNotRun(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	c := newClient(t, srv)
 	clk := &jumpClock{base: RealClock()}
-	c.AddHook(afterHook((&jumpHook{clk: clk}).after))
+	c.AddHook(redistest.AfterHook((&jumpHook{clk: clk}).after))
 	l := &ledger{}
 	fn := registerLedgerFunc(l, behaviour{})
 	js := []*jobs.Job{testJob(t, "late", "* * * * * *", fn, func(j *jobs.Job) { j.CatchupWindow = 0 })}

@@ -303,7 +303,7 @@ func TestQuorumSplitRecorded(t *testing.T) {
 			case tc.late:
 				hook.onVote = func() { proxy.Hold(redistest.ToClient) }
 			}
-			s := startQuorumInstanceAt(t, addrs, []*jobs.Job{j}, Options{Replica: "r0", Clock: clk}, lo, afterHook(hook.after))
+			s := startQuorumInstanceAt(t, addrs, []*jobs.Job{j}, Options{Replica: "r0", Clock: clk}, lo, redistest.AfterHook(hook.after))
 			if tc.late {
 				waitUntil(slot.Add(OnTime + 200*time.Millisecond))
 				proxy.Release(redistest.ToClient)
@@ -342,7 +342,7 @@ func TestQuorumSplitRecorded(t *testing.T) {
 }
 
 // ghostHook calls onVote once as soon as a claim's reply names the ghost's
-// token (see afterHook): a node's vote for another claimant, read before
+// token (see redistest.AfterHook): a node's vote for another claimant, read before
 // the claim's votes are counted as split. last is when such a reply was
 // last read (Unix ns).
 type ghostHook struct {
