@@ -166,7 +166,9 @@ func TestQuorumMinority(t *testing.T) {
 		t.Run("key deleted on "+strconv.Itoa(tc.deleted)+" nodes", func(t *testing.T) {
 			key, meta := keys(t)
 			lease := mustObtain(t, l, locker.Claim{Key: key, MetaKey: meta, TTL: ttl})
-			time.Sleep(50 * time.Millisecond) // let straggling claims land
+			// Obtain returns with a majority; the stragglers' claims land
+			// before the deletes, or one could write the key back after.
+			waitFor(t, 2*time.Second, func() bool { return holders(t, clients, key, lease.Token()) == len(clients) })
 			for _, c := range clients[:tc.deleted] {
 				must(t, c.Del(bg, key).Err())
 			}
