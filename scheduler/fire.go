@@ -179,6 +179,14 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 	}
 	extended := false // retryUntil moved on for a claim that reached Redis
 	split := false    // the last attempt's votes split (quorum mode)
+	// extend moves retryUntil on by OnTime, once and within the claim
+	// deadline, for an attempt that may have won where it was not
+	// answered: the slot is then held, so nobody else can run it.
+	extend := func() {
+		if !extended {
+			extended, retryUntil = true, minTime(deadline, retryUntil.Add(OnTime))
+		}
+	}
 	giveUp := func(reason string) *locker.Lease {
 		if !bid.Sent() {
 			bid = nil
@@ -303,8 +311,8 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			// (giveUp).
 			if !errors.Is(err, locker.ErrCutShort) {
 				s.metrics.splitVotes.Inc() // a vote, not an attempt cut short
-			} else if !extended {
-				extended, retryUntil = true, minTime(deadline, retryUntil.Add(OnTime))
+			} else {
+				extend()
 			}
 			wait := splitRetry(attempt)
 			if !clk.Now().Add(wait).Before(retryUntil.Add(-claimGuard)) {
@@ -331,8 +339,8 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 		// slot if it won, so nobody else can run it: its retries may go on
 		// past the next slot, for OnTime more (within the claim deadline),
 		// before it is given up.
-		if bid.Sent() && !extended {
-			extended, retryUntil = true, minTime(deadline, retryUntil.Add(OnTime))
+		if bid.Sent() {
+			extend()
 		}
 		backoff := s.reconnect.failed()
 		js.metrics.claimErrors.Inc()
