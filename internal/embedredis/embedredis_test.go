@@ -174,10 +174,12 @@ func TestLockerBatches(t *testing.T) {
 	}
 	t.Cleanup(s.Close)
 	evals := &evalCounter{}
-	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true, ReadTimeout: 10 * time.Second})
 	c.AddHook(evals)
 	t.Cleanup(func() { _ = c.Close() })
-	l, err := locker.New(c, locker.Options{})
+	// The trial server runs a batch of 64 claims in gopher-lua, which
+	// under -race on a loaded host outlasts the default 500ms NodeTimeout (and 3s ReadTimeout).
+	l, err := locker.New(c, locker.Options{NodeTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
