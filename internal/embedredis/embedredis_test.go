@@ -178,7 +178,8 @@ func TestLockerBatches(t *testing.T) {
 	c.AddHook(evals)
 	t.Cleanup(func() { _ = c.Close() })
 	// The trial server runs a batch of 64 claims in gopher-lua, which
-	// under -race on a loaded host outlasts the default 500ms NodeTimeout (and 3s ReadTimeout).
+	// under -race on a loaded host outlasts the default 500ms NodeTimeout
+	// (and go-redis's 3s ReadTimeout).
 	l, err := locker.New(c, locker.Options{NodeTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
