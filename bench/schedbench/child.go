@@ -43,6 +43,10 @@ type childSpec struct {
 	// only at the last, and keep its ledger in a file until it stops, so
 	// that the ledger (32 bytes a run) does not grow the heap it samples.
 	Sampled bool
+	// InfoLog, if set, is where a redcron replica writes its log at info
+	// level, as `redcron run` does by default; its warn-level lines are
+	// counted (childReport.Logs) all the same.
+	InfoLog string
 }
 
 // childReport is what one replica hands back (gob on its stdout).

@@ -144,6 +144,7 @@ type config struct {
 	suites   []suite
 	reps     int
 	profiles string        // directory for the children's CPU and heap profiles
+	infoLogs string        // directory for the redcron replicas' info-level logs
 	sample   time.Duration // the sampled suites' sampling interval
 	child    bool
 }
@@ -164,6 +165,7 @@ func main() {
 	flag.DurationVar(&cfg.sample, "sample", time.Minute, "the soak suite's sampling interval (whole seconds) for Redis memory, keys and the replicas' memory")
 	flag.IntVar(&cfg.reps, "reps", 3, "repetitions of every scenario, interleaved (min, median and max are reported)")
 	flag.StringVar(&cfg.profiles, "cpuprofile", "", "directory: each child writes there a CPU profile of its steady window and a heap profile at its end")
+	flag.StringVar(&cfg.infoLogs, "info-logs", "", "directory: each redcron replica logs at info level, as `redcron run` does by default (a line as each run starts and ends), to a file there (empty: warn level only, counted and not kept)")
 	flag.IntVar(&jobs, "jobs", 0, "override every suite's job count (0: the suite's)")
 	flag.StringVar(&replicas, "replicas", "", "override every suite's replica counts, comma-separated")
 	flag.StringVar(&systems, "systems", "", "keep only these of every suite's systems, comma-separated: redcron, floor, gocron, gocron-keyed (empty: the suite's)")

@@ -88,8 +88,11 @@ func runParent(cfg config) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if cfg.profiles != "" {
-		if err := os.MkdirAll(cfg.profiles, 0o755); err != nil {
+	for _, d := range []string{cfg.profiles, cfg.infoLogs} {
+		if d == "" {
+			continue
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
 	}
@@ -146,14 +149,18 @@ func runSuite(cfg config, s suite, plain *backend, dir, self string) (suiteResul
 		for i := range scs {
 			sc := scs[(i+rep)%len(scs)] // rotate: each scenario sees the machine at different moments
 			fmt.Fprintf(os.Stderr, "schedbench: %s suite, %v, %d jobs, rep %d/%d (load %s)\n", s.name, sc, s.jobs, rep+1, cfg.reps, host.LoadAvg())
-			prof := ""
-			if cfg.profiles != "" {
-				prof = filepath.Join(cfg.profiles, fmt.Sprintf("%s-%s-R%d-skew%v-rep%d", s.name, sc.system, sc.replicas, sc.skew, rep+1))
-				if sc.masters > 0 {
-					prof += fmt.Sprintf("-m%d", sc.masters)
-				}
+			name := fmt.Sprintf("%s-%s-R%d-skew%v-rep%d", s.name, sc.system, sc.replicas, sc.skew, rep+1)
+			if sc.masters > 0 {
+				name += fmt.Sprintf("-m%d", sc.masters)
 			}
-			m, err := runScenario(self, s, sc, paths[sc.masters], specs, backends[sc.masters], cfg.sample, prof)
+			var out childFiles
+			if cfg.profiles != "" {
+				out.prof = filepath.Join(cfg.profiles, name)
+			}
+			if cfg.infoLogs != "" {
+				out.log = filepath.Join(cfg.infoLogs, name)
+			}
+			m, err := runScenario(self, s, sc, paths[sc.masters], specs, backends[sc.masters], cfg.sample, out)
 			if err != nil {
 				return res, fmt.Errorf("%s suite, %v: %w", s.name, sc, err)
 			}
@@ -165,7 +172,12 @@ func runSuite(cfg config, s suite, plain *backend, dir, self string) (suiteResul
 
 // runScenario runs one scenario once: a fresh keyspace, R children, the
 // window's snapshots, and the analysis.
-func runScenario(self string, s suite, sc scenario, path string, specs []string, be *backend, sample time.Duration, prof string) (runMetrics, error) {
+// childFiles are the paths, less a replica's suffix, of what a scenario's
+// children write: CPU and heap profiles (prof), info-level logs (log);
+// empty for none.
+type childFiles struct{ prof, log string }
+
+func runScenario(self string, s suite, sc scenario, path string, specs []string, be *backend, sample time.Duration, out childFiles) (runMetrics, error) {
 	ctx := context.Background()
 	m := runMetrics{scenario: sc}
 	if err := be.flush(ctx); err != nil {
@@ -215,9 +227,12 @@ func runScenario(self string, s suite, sc scenario, path string, specs []string,
 		if i == 0 {
 			spec.Offset = sc.skew
 		}
-		if prof != "" {
-			spec.CPUProfile = fmt.Sprintf("%s-r%d.pprof", prof, i)
-			spec.HeapProfile = fmt.Sprintf("%s-r%d-heap.pprof", prof, i)
+		if out.prof != "" {
+			spec.CPUProfile = fmt.Sprintf("%s-r%d.pprof", out.prof, i)
+			spec.HeapProfile = fmt.Sprintf("%s-r%d-heap.pprof", out.prof, i)
+		}
+		if out.log != "" && sc.system == sysRedcron {
+			spec.InfoLog = fmt.Sprintf("%s-r%d.log", out.log, i)
 		}
 		in, err := json.Marshal(spec)
 		if err != nil {

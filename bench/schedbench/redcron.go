@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"sync/atomic"
@@ -42,6 +43,7 @@ type redcronReplica struct {
 	cancel context.CancelFunc
 	done   chan error
 	conn   *redisconn.Conn
+	log    *os.File // the info-level log, if any
 }
 
 func startRedcron(spec childSpec, cfg *jobs.Config, logs *countWriter, counter *counter) (*redcronReplica, error) {
@@ -56,6 +58,18 @@ func startRedcron(spec childSpec, cfg *jobs.Config, logs *countWriter, counter *
 		c.AddHook(counter)
 	}
 	logger := zerolog.New(logs).Level(zerolog.WarnLevel)
+	var logFile *os.File
+	if spec.InfoLog != "" {
+		// As `redcron run --log-level info` (its default) writes to a
+		// file: every line, with its time; the warn-level lines also go
+		// to logs, to be counted.
+		if logFile, err = os.Create(spec.InfoLog); err != nil {
+			_ = conn.Close()
+			return nil, err
+		}
+		w := zerolog.MultiLevelWriter(logFile, &zerolog.FilteredLevelWriter{Writer: zerolog.LevelWriterAdapter{Writer: logs}, Level: zerolog.WarnLevel})
+		logger = zerolog.New(w).Level(zerolog.InfoLevel).With().Timestamp().Logger()
+	}
 	s, err := scheduler.FromConfig(cfg, scheduler.Options{
 		Replica:    replicaName(spec.Replica),
 		Clock:      scheduler.OffsetClock(scheduler.RealClock(), spec.Offset),
@@ -66,12 +80,15 @@ func startRedcron(spec childSpec, cfg *jobs.Config, logs *countWriter, counter *
 	})
 	if err != nil {
 		_ = conn.Close()
+		if logFile != nil {
+			_ = logFile.Close()
+		}
 		return nil, err
 	}
 	// As cmd/redcron does once built: hand the build's garbage back.
 	debug.FreeOSMemory()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &redcronReplica{cancel: cancel, done: make(chan error, 1), conn: conn}
+	r := &redcronReplica{cancel: cancel, done: make(chan error, 1), conn: conn, log: logFile}
 	go func() { r.done <- s.Run(ctx) }()
 	return r, nil
 }
@@ -83,6 +100,11 @@ func (r *redcronReplica) stop() error {
 	err := <-r.done
 	if cerr := r.conn.Close(); err == nil {
 		err = cerr
+	}
+	if r.log != nil {
+		if cerr := r.log.Close(); err == nil {
+			err = cerr
+		}
 	}
 	return err
 }
