@@ -91,6 +91,10 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "redcron run: --http-read-auth needs the token in $%s\n", tokenEnv)
 		return exitUsage
 	}
+	// From here on, what the command logs or prints to stderr goes through
+	// one queue, written before runCommand returns.
+	stderr, closeStderr := queueLines(stderr)
+	defer func() { _ = closeStderr() }()
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {
 		fmt.Fprintf(stderr, "redcron run: %v\n", err)
