@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/redcron/redcron/internal/logqueue"
 	"github.com/redcron/redcron/jobs"
 	"github.com/redcron/redcron/locker"
 	"github.com/redcron/redcron/scheduler"
@@ -43,7 +44,7 @@ type redcronReplica struct {
 	cancel context.CancelFunc
 	done   chan error
 	conn   *redisconn.Conn
-	log    *os.File // the info-level log, if any
+	log    *logqueue.Writer // the info-level log, if any
 }
 
 func startRedcron(spec childSpec, cfg *jobs.Config, logs *countWriter, counter *counter) (*redcronReplica, error) {
@@ -58,15 +59,17 @@ func startRedcron(spec childSpec, cfg *jobs.Config, logs *countWriter, counter *
 		c.AddHook(counter)
 	}
 	logger := zerolog.New(logs).Level(zerolog.WarnLevel)
-	var logFile *os.File
+	var logFile *logqueue.Writer
 	if spec.InfoLog != "" {
 		// As `redcron run --log-level info` (its default) writes to a
-		// file: every line, with its time; the warn-level lines also go
-		// to logs, to be counted.
-		if logFile, err = os.Create(spec.InfoLog); err != nil {
+		// file: every line, with its time, through a logqueue; the
+		// warn-level lines also go to logs, to be counted.
+		f, err := os.Create(spec.InfoLog)
+		if err != nil {
 			_ = conn.Close()
 			return nil, err
 		}
+		logFile = logqueue.New(f)
 		w := zerolog.MultiLevelWriter(logFile, &zerolog.FilteredLevelWriter{Writer: zerolog.LevelWriterAdapter{Writer: logs}, Level: zerolog.WarnLevel})
 		logger = zerolog.New(w).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 	}
@@ -82,6 +85,7 @@ func startRedcron(spec childSpec, cfg *jobs.Config, logs *countWriter, counter *
 		_ = conn.Close()
 		if logFile != nil {
 			_ = logFile.Close()
+			_ = logFile.Dest().(*os.File).Close()
 		}
 		return nil, err
 	}
@@ -103,6 +107,9 @@ func (r *redcronReplica) stop() error {
 	}
 	if r.log != nil {
 		if cerr := r.log.Close(); err == nil {
+			err = cerr
+		}
+		if cerr := r.log.Dest().(*os.File).Close(); err == nil {
 			err = cerr
 		}
 	}
