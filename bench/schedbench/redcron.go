@@ -44,7 +44,8 @@ type redcronReplica struct {
 	cancel context.CancelFunc
 	done   chan error
 	conn   *redisconn.Conn
-	log    *logqueue.Writer // the info-level log, if any
+	log    *logqueue.Writer // the info-level log's queue, if any
+	file   *os.File         // and its file
 }
 
 func startRedcron(spec childSpec, cfg *jobs.Config, logs *countWriter, counter *counter) (*redcronReplica, error) {
@@ -59,18 +60,20 @@ func startRedcron(spec childSpec, cfg *jobs.Config, logs *countWriter, counter *
 		c.AddHook(counter)
 	}
 	logger := zerolog.New(logs).Level(zerolog.WarnLevel)
-	var logFile *logqueue.Writer
+	var (
+		logQueue *logqueue.Writer
+		logFile  *os.File
+	)
 	if spec.InfoLog != "" {
 		// As `redcron run --log-level info` (its default) writes to a
 		// file: every line, with its time, through a logqueue; the
 		// warn-level lines also go to logs, to be counted.
-		f, err := os.Create(spec.InfoLog)
-		if err != nil {
+		if logFile, err = os.Create(spec.InfoLog); err != nil {
 			_ = conn.Close()
 			return nil, err
 		}
-		logFile = logqueue.New(f)
-		w := zerolog.MultiLevelWriter(logFile, &zerolog.FilteredLevelWriter{Writer: zerolog.LevelWriterAdapter{Writer: logs}, Level: zerolog.WarnLevel})
+		logQueue = logqueue.New(logFile)
+		w := zerolog.MultiLevelWriter(logQueue, &zerolog.FilteredLevelWriter{Writer: zerolog.LevelWriterAdapter{Writer: logs}, Level: zerolog.WarnLevel})
 		logger = zerolog.New(w).Level(zerolog.InfoLevel).With().Timestamp().Logger()
 	}
 	s, err := scheduler.FromConfig(cfg, scheduler.Options{
@@ -84,15 +87,15 @@ func startRedcron(spec childSpec, cfg *jobs.Config, logs *countWriter, counter *
 	if err != nil {
 		_ = conn.Close()
 		if logFile != nil {
+			_ = logQueue.Close()
 			_ = logFile.Close()
-			_ = logFile.Dest().(*os.File).Close()
 		}
 		return nil, err
 	}
 	// As cmd/redcron does once built: hand the build's garbage back.
 	debug.FreeOSMemory()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &redcronReplica{cancel: cancel, done: make(chan error, 1), conn: conn, log: logFile}
+	r := &redcronReplica{cancel: cancel, done: make(chan error, 1), conn: conn, log: logQueue, file: logFile}
 	go func() { r.done <- s.Run(ctx) }()
 	return r, nil
 }
@@ -109,7 +112,7 @@ func (r *redcronReplica) stop() error {
 		if cerr := r.log.Close(); err == nil {
 			err = cerr
 		}
-		if cerr := r.log.Dest().(*os.File).Close(); err == nil {
+		if cerr := r.file.Close(); err == nil {
 			err = cerr
 		}
 	}

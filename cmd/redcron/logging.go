@@ -29,7 +29,7 @@ func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
 	}
 	if f, ok := dest.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			w = zerolog.ConsoleWriter{Out: f, TimeFormat: time.TimeOnly}
+			w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly} // through the queue, if any
 		}
 	}
 	if sec != nil {

@@ -11,22 +11,27 @@ import (
 	"sync"
 )
 
-// Defaults of New.
+// The queue's limits.
 const (
-	// DefaultLines is how many lines may wait; a Write beyond them waits
+	// QueueLines is how many lines may wait; a Write beyond them waits
 	// for room, so that no line is dropped.
-	DefaultLines = 4096
-	// DefaultBatch is the most bytes written in one call.
-	DefaultBatch = 64 << 10
+	QueueLines = 4096
+	// BatchBytes is how many bytes of queued lines one write gathers:
+	// it stops at the first line that reaches it (a longer line is
+	// written whole).
+	BatchBytes = 64 << 10
 )
 
 // Writer queues the lines written to it for its goroutine, which writes
-// them to the underlying writer in order. A Write never drops a line: it
-// waits while DefaultLines are queued. Lines queued when the process dies
-// without Close are lost (one instant's worth, as the goroutine writes as
-// soon as a line comes). After Close, Write writes straight through.
+// them to its destination in order. A Write never drops a line: it waits
+// while QueueLines are queued, so a destination that blocks for good
+// blocks the writers too (as writing to it directly would). Lines queued
+// when the process dies without Close are lost (one instant's worth, as
+// the goroutine writes as soon as a line comes). After Close, Write
+// writes straight through, one at a time. The destination is thus only
+// ever written by one goroutine at a time.
 type Writer struct {
-	w     io.Writer
+	dest  io.Writer
 	mu    sync.RWMutex // Write holds it to read, Close to write
 	shut  bool
 	lines chan []byte
@@ -35,66 +40,73 @@ type Writer struct {
 	err   error // the last failed write, not yet reported
 }
 
-// New starts w's goroutine; Close stops it.
-func New(w io.Writer) *Writer {
-	q := &Writer{w: w, lines: make(chan []byte, DefaultLines), done: make(chan struct{})}
+// New starts the goroutine that writes to dest; Close stops it.
+func New(dest io.Writer) *Writer {
+	q := &Writer{dest: dest, lines: make(chan []byte, QueueLines), done: make(chan struct{})}
 	go q.loop()
 	return q
 }
 
-// Dest is the writer that w writes to.
-func (q *Writer) Dest() io.Writer { return q.w }
+// Dest is the writer that q writes to.
+func (q *Writer) Dest() io.Writer { return q.dest }
 
 // Write queues a copy of p (a caller may reuse p at once, as zerolog
 // does) and returns len(p); it waits while the queue is full. It returns
 // the error of a failed earlier write, once, wrapped with ErrWrite.
 func (q *Writer) Write(p []byte) (int, error) {
 	q.mu.RLock()
-	defer q.mu.RUnlock()
-	if q.shut {
-		return q.w.Write(p)
+	if !q.shut {
+		q.lines <- append([]byte(nil), p...)
+		q.mu.RUnlock()
+		if err := q.takeErr(); err != nil {
+			return len(p), err
+		}
+		return len(p), nil
 	}
-	q.lines <- append([]byte(nil), p...)
-	q.errMu.Lock()
-	err := q.err
-	q.err = nil
-	q.errMu.Unlock()
-	if err != nil {
-		return len(p), fmt.Errorf("%w: %w", ErrWrite, err)
-	}
-	return len(p), nil
+	q.mu.RUnlock()
+	// Closed: one Write at a time, as the goroutine wrote before.
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.dest.Write(p)
 }
 
 // Close writes the queued lines, stops the goroutine and returns the
-// error of a failed write not yet reported. Later Writes write straight
-// through; Close again does nothing.
+// error of a failed write not yet reported; it leaves the destination
+// open. Writes that come meanwhile wait, and then, like every later
+// Write, write straight through. Close again does nothing.
 func (q *Writer) Close() error {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	if !q.shut {
 		q.shut = true
 		close(q.lines)
 	}
-	q.mu.Unlock()
-	<-q.done
+	<-q.done // the goroutine takes no lock: it ends once the queue is written
+	return q.takeErr()
+}
+
+// takeErr returns the failed write's error not yet reported, wrapped
+// with ErrWrite, and forgets it.
+func (q *Writer) takeErr() error {
 	q.errMu.Lock()
-	defer q.errMu.Unlock()
 	err := q.err
 	q.err = nil
+	q.errMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrWrite, err)
 	}
 	return nil
 }
 
-// loop writes each line with those queued behind it, up to DefaultBatch
-// bytes a call, until Close closes the queue.
+// loop writes each line with those queued behind it, up to BatchBytes a
+// call, until Close closes the queue.
 func (q *Writer) loop() {
 	defer close(q.done)
-	buf := make([]byte, 0, DefaultBatch)
+	buf := make([]byte, 0, BatchBytes)
 	for line := range q.lines {
 		buf = append(buf[:0], line...)
 		more := true
-		for more && len(buf) < DefaultBatch {
+		for more && len(buf) < BatchBytes {
 			select {
 			case next, ok := <-q.lines:
 				if !ok {
@@ -106,7 +118,7 @@ func (q *Writer) loop() {
 				more = false
 			}
 		}
-		if _, err := q.w.Write(buf); err != nil {
+		if _, err := q.dest.Write(buf); err != nil {
 			q.errMu.Lock()
 			q.err = err
 			q.errMu.Unlock()

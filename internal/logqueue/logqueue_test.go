@@ -14,15 +14,14 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// sink is an underlying writer: it keeps what it is given, counts its
-// calls, and can hold them (gate) or fail them (fail).
+// sink is a destination: it keeps what it is given, counts its calls,
+// and can hold them (gate) or fail them (fail).
 type sink struct {
 	mu    sync.Mutex
 	b     bytes.Buffer
 	calls int
 	gate  chan struct{} // when set, each call waits for it to close
 	fail  error         // when set, each call fails with it
-	wrote chan struct{} // when set, signalled after each call
 }
 
 func (s *sink) Write(p []byte) (int, error) {
@@ -38,9 +37,6 @@ func (s *sink) Write(p []byte) (int, error) {
 		s.b.Write(p)
 	}
 	s.mu.Unlock()
-	if s.wrote != nil {
-		s.wrote <- struct{}{}
-	}
 	return len(p), err
 }
 
@@ -105,15 +101,15 @@ func TestLinesInOrder(t *testing.T) {
 	}
 }
 
-// TestBatchesAndNeverDrops: while the underlying writer is held, lines
-// queue up to DefaultLines and the next Write waits for room, dropping
-// nothing; once released, the queued lines go out in few calls.
-func TestBatchesAndNeverDrops(t *testing.T) {
+// TestNeverDrops: while the destination is held, lines queue up to
+// QueueLines and the next Write waits for room; once released, every
+// line is written.
+func TestNeverDrops(t *testing.T) {
 	s := &sink{gate: make(chan struct{})}
 	q := New(s)
-	// 100-byte lines: the held call carries at most DefaultBatch bytes
-	// of them, and twice DefaultLines fill the queue behind it.
-	const size, total = 100, 2 * DefaultLines
+	// 100-byte lines: the held call carries at most BatchBytes of them,
+	// and twice QueueLines fill the queue behind it.
+	const size, total = 100, 2 * QueueLines
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -121,26 +117,40 @@ func TestBatchesAndNeverDrops(t *testing.T) {
 			fmt.Fprintf(q, "%0*d\n", size-1, i)
 		}
 	}()
-	waitFor(t, "queue full", func() bool { return len(q.lines) == DefaultLines })
-	select {
-	case <-done:
-		t.Fatal("every Write returned with the queue full and the writer held: lines were dropped")
-	default:
-	}
+	waitFor(t, "queue full", func() bool { return len(q.lines) == QueueLines })
 	close(s.gate)
 	<-done
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
-	out, calls := s.got()
-	if got := strings.Count(out, "\n"); got != total {
-		t.Errorf("lines written: got %d, want %d", got, total)
+	if out, _ := s.got(); strings.Count(out, "\n") != total {
+		t.Errorf("lines written: got %d, want %d", strings.Count(out, "\n"), total)
 	}
-	// The queue behind the held call went out in calls of up to
-	// DefaultBatch bytes; the lines written after the release, as fast as
-	// they come. One call a line would be no batching.
-	if want := total / 10; calls > want {
-		t.Errorf("write calls for %d lines: got %d, want at most %d (batched)", total, calls, want)
+}
+
+// TestBatches: the lines queued behind a held write go out in calls of
+// BatchBytes, not one call a line.
+func TestBatches(t *testing.T) {
+	s := &sink{gate: make(chan struct{})}
+	q := New(s)
+	const size, backlog = 100, 1000 // within QueueLines: no Write waits
+	fmt.Fprintf(q, "%0*d\n", size-1, 0)
+	waitFor(t, "first line taken", func() bool { return len(q.lines) == 0 })
+	for i := range backlog {
+		fmt.Fprintf(q, "%0*d\n", size-1, i+1)
+	}
+	close(s.gate)
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, calls := s.got()
+	if got := strings.Count(out, "\n"); got != 1+backlog {
+		t.Errorf("lines written: got %d, want %d", got, 1+backlog)
+	}
+	// The held call took the first line (and any queued with it); the
+	// backlog, all queued before the release, fills whole batches.
+	if want := 1 + (backlog*size+BatchBytes-1)/BatchBytes; calls > want {
+		t.Errorf("write calls: got %d, want at most %d (batched)", calls, want)
 	}
 }
 
@@ -148,22 +158,34 @@ func TestBatchesAndNeverDrops(t *testing.T) {
 // reported by the next Write, once, or else by Close.
 func TestWriteErrorReported(t *testing.T) {
 	boom := errors.New("disk full")
+	failed := func(q *Writer) func() bool {
+		return func() bool {
+			q.errMu.Lock()
+			defer q.errMu.Unlock()
+			return q.err != nil
+		}
+	}
 	t.Run("by the next Write", func(t *testing.T) {
-		s := &sink{fail: boom, wrote: make(chan struct{}, 8)}
+		s := &sink{fail: boom}
 		q := New(s)
 		if _, err := q.Write([]byte("a\n")); err != nil {
 			t.Fatalf("first Write: got %v, want nil (the write happens after)", err)
 		}
-		<-s.wrote
-		if _, err := q.Write([]byte("b\n")); !errors.Is(err, ErrWrite) || !errors.Is(err, boom) {
-			t.Errorf("Write after a failed write: got %v, want ErrWrite wrapping %v", err, boom)
-		}
-		<-s.wrote
+		waitFor(t, "write failed", failed(q))
 		s.mu.Lock()
 		s.fail = nil
 		s.mu.Unlock()
-		if err := q.Close(); !errors.Is(err, boom) {
-			t.Errorf("Close with the second line's write failed: got %v, want %v", err, boom)
+		if _, err := q.Write([]byte("b\n")); !errors.Is(err, ErrWrite) || !errors.Is(err, boom) {
+			t.Errorf("Write after a failed write: got %v, want ErrWrite wrapping %v", err, boom)
+		}
+		if _, err := q.Write([]byte("c\n")); err != nil {
+			t.Errorf("Write once the failure was reported: got %v, want nil", err)
+		}
+		if err := q.Close(); err != nil {
+			t.Errorf("Close: got %v, want nil (reported already)", err)
+		}
+		if out, _ := s.got(); out != "b\nc\n" {
+			t.Errorf("written: got %q, want the lines after the failure", out)
 		}
 	})
 	t.Run("by Close", func(t *testing.T) {
@@ -179,6 +201,44 @@ func TestWriteErrorReported(t *testing.T) {
 			t.Errorf("Close again: got %v, want nil", err)
 		}
 	})
+}
+
+// TestCloseWhileWriting: Writes that meet Close wait for the queue to be
+// written, then go straight through: one writer at a time reaches the
+// destination (a plain bytes.Buffer, which -race checks), and each
+// writer's lines stay in order.
+func TestCloseWhileWriting(t *testing.T) {
+	var b bytes.Buffer
+	q := New(&b)
+	const writers, lines = 4, 300
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range lines {
+				fmt.Fprintf(q, "w%d %d\n", w, i)
+			}
+		})
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	next := make([]int, writers)
+	for line := range strings.Lines(b.String()) {
+		var w, i int
+		if _, err := fmt.Sscanf(line, "w%d %d\n", &w, &i); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		if i != next[w] {
+			t.Fatalf("writer %d: got line %d, want %d", w, i, next[w])
+		}
+		next[w]++
+	}
+	for w, n := range next {
+		if n != lines {
+			t.Errorf("writer %d: got %d lines, want %d", w, n, lines)
+		}
+	}
 }
 
 // TestAfterClose: Close writes what is queued; later lines go straight
