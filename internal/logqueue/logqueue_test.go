@@ -83,8 +83,14 @@ func TestLinesInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, _ := s.got()
+	checkOrder(t, out, writers, lines)
+}
+
+// checkOrder checks that out holds the lines "w<writer> <i>" of every
+// writer, each once and in order.
+func checkOrder(t *testing.T, out string, writers, lines int) {
+	t.Helper()
 	next := make([]int, writers)
-	n := 0
 	for line := range strings.Lines(out) {
 		var w, i int
 		if _, err := fmt.Sscanf(line, "w%d %d\n", &w, &i); err != nil {
@@ -94,10 +100,11 @@ func TestLinesInOrder(t *testing.T) {
 			t.Fatalf("writer %d: got line %d, want %d", w, i, next[w])
 		}
 		next[w]++
-		n++
 	}
-	if n != writers*lines {
-		t.Errorf("lines: got %d, want %d", n, writers*lines)
+	for w, n := range next {
+		if n != lines {
+			t.Errorf("writer %d: got %d lines, want %d", w, n, lines)
+		}
 	}
 }
 
@@ -223,22 +230,7 @@ func TestCloseWhileWriting(t *testing.T) {
 		t.Fatal(err)
 	}
 	wg.Wait()
-	next := make([]int, writers)
-	for line := range strings.Lines(b.String()) {
-		var w, i int
-		if _, err := fmt.Sscanf(line, "w%d %d\n", &w, &i); err != nil {
-			t.Fatalf("line %q: %v", line, err)
-		}
-		if i != next[w] {
-			t.Fatalf("writer %d: got line %d, want %d", w, i, next[w])
-		}
-		next[w]++
-	}
-	for w, n := range next {
-		if n != lines {
-			t.Errorf("writer %d: got %d lines, want %d", w, n, lines)
-		}
-	}
+	checkOrder(t, b.String(), writers, lines)
 }
 
 // TestAfterClose: Close writes what is queued; later lines go straight
