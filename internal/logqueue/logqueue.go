@@ -56,12 +56,10 @@ func (q *Writer) Dest() io.Writer { return q.dest }
 func (q *Writer) Write(p []byte) (int, error) {
 	q.mu.RLock()
 	if !q.shut {
+		err := q.takeErr() // before p is queued: its own write comes later
 		q.lines <- append([]byte(nil), p...)
 		q.mu.RUnlock()
-		if err := q.takeErr(); err != nil {
-			return len(p), err
-		}
-		return len(p), nil
+		return len(p), err
 	}
 	q.mu.RUnlock()
 	// Closed: one Write at a time, as the goroutine wrote before.
