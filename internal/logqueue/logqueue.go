@@ -103,17 +103,16 @@ func (q *Writer) loop() {
 	buf := make([]byte, 0, BatchBytes)
 	for line := range q.lines {
 		buf = append(buf[:0], line...)
-		more := true
-		for more && len(buf) < BatchBytes {
+	gather:
+		for len(buf) < BatchBytes {
 			select {
 			case next, ok := <-q.lines:
 				if !ok {
-					more = false
-					break
+					break gather // closed: the range ends after this write
 				}
 				buf = append(buf, next...)
 			default:
-				more = false
+				break gather // nothing more queued
 			}
 		}
 		if _, err := q.dest.Write(buf); err != nil {
