@@ -45,6 +45,12 @@ type Claim struct {
 	// (the instant this replica loaded the job), rounded up to the second.
 	// Slot claims only; zero means Slot.
 	FirstSeen time.Time
+	// RingKey is the job's ring of decided slots (a string of at most
+	// RingSpan/8 bytes, kept without TTL, with the same hash tag): a slot
+	// claim that decides its slot marks it there, so that RecordSkip can
+	// still tell, once the slot's mark may be gone, whether it was decided
+	// (see Skip.RingKey). Slot claims only; optional.
+	RingKey string
 	// NotBefore and NotAfter bound a slot claim on the server's clock
 	// (Redis TIME, each node's own in quorum mode): earlier, it is refused
 	// with ErrEarly and nothing is written; later, with ErrLate, and
@@ -208,6 +214,9 @@ func (c *Claim) lines(token string) lines {
 	ttl := ms(c.TTL)
 	o := obtainScript.args()
 	c.keys(o).key("pause", c.PauseKey)
+	if !c.Slot.IsZero() {
+		o.key("ring", c.RingKey)
+	}
 	o.arg("token", token).arg("ttl", ttl)
 	if c.MarkKey != "" {
 		o.arg("mark_ttl", ms(c.markTTL())).arg("retention", ms(c.Retention)).arg("run", c.Running)

@@ -98,9 +98,11 @@ type NotObtainedError struct {
 	Wait      time.Duration // ErrEarly: how long until the claim may be sent again (server clock)
 	Prev      bool          // ErrEarly: the wait is for the slot before to be decided (Claim.PrevUntil), not for this slot to be due
 	FirstSeen time.Time     // ErrUnborn: the job's first sight
-	// Decided is, with ErrLate from RecordSkip on a single node, the job's
-	// high-water slot (zero in quorum mode): a skip of any slot up to it is
-	// late too once past its Skip.NotAfter.
+	// Decided is, with ErrLate from RecordSkip on a single node, the
+	// latest slot that nothing can prove undecided any more (zero in quorum
+	// mode): the job's high-water slot, or, while its ring speaks for the
+	// slots above, the latest slot below them. A skip of any slot up to it
+	// is late too once past its Skip.NotAfter.
 	Decided time.Time
 }
 

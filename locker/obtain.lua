@@ -2,7 +2,9 @@
 -- trip. Keys (see prelude.lua for the calling convention):
 --   K.lease    lease key: a string holding the holder's token, with a TTL
 --   K.meta     the job's hash, no TTL: "fence" (counter), "hw" (highest
---              slot decided, unix seconds), "first" (first sight, unix s)
+--              slot decided, unix seconds), "first" (first sight, unix s),
+--              "rb" and "rh" (the ring's base and high-water, see RING)
+--   K.ring     the job's ring of decided slots, no TTL (see RING)
 --   K.mark     the slot's mark, a hash: "token", "fence", "run" (running
 --              record), "prevhw" (hw before this claim), "end" (final record)
 --   K.pause    pause key: present = paused             (optional)
@@ -105,13 +107,14 @@ end
 local prevhw, meta = false, false
 if A.slot then
   local slot = tonumber(A.slot)
-  meta = redis.call("HMGET", K.meta, "hw", "first", "fence")
+  meta = redis.call("HMGET", K.meta, "hw", "first", "fence", "rb", "rh")
   local now = now_ms()
   if meta[1] and tonumber(meta[1]) >= slot then
     if A.mark_floor and now <= slot * 1000 + tonumber(A.mark_floor) then
       -- no mark where every replica keeps one: the slot was never
       -- decided, a later one was first (claims reordered). Record it.
       end_mark(A.skip_late)
+      ring_set(meta[1], meta[4], meta[5])
       return {"late", 0}
     end
     -- decided before: its mark may have expired, the high-water has not
@@ -204,7 +207,7 @@ end
 local fence
 if meta then
   fence = (tonumber(meta[3]) or 0) + 1
-  redis.call("HSET", K.meta, "fence", fence, "hw", A.slot)
+  redis.call("HSET", K.meta, "fence", fence, "hw", A.slot, unpack(ring_set(meta[1], meta[4], meta[5])))
 else
   fence = redis.call("HINCRBY", K.meta, "fence", 1)
 end

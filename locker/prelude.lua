@@ -93,14 +93,105 @@ local function end_mark(record)
   push_history(record)
 end
 
--- raise_hw raises the job's high-water slot to A.slot: no claim for a slot
--- at or below it can succeed any more.
-local function raise_hw()
-  local hw = redis.call("HGET", K.meta, "hw")
-  if not hw or tonumber(hw) < tonumber(A.slot) then
-    redis.call("HSET", K.meta, "hw", A.slot)
+-- RING is how many seconds of slots the job's ring of decided slots spans
+-- (K.ring, a string of bits without TTL: RING / 8 bytes per job at most).
+-- Bit slot % RING is set once the slot is decided (claimed, or recorded
+-- as a skip), and cleared when the high-water passes the slot over. The
+-- ring speaks for a slot from its base (meta "rb", where it was started)
+-- and within RING seconds below the high-water, while the high-water is
+-- the one the ring was last brought to (meta "rh"; a claim that raised
+-- "hw" without the ring, as an older replica's, makes it stale).
+-- locker.RingSpan is the same span.
+local RING = 4096
+
+-- ring_speaks says whether the ring, given the meta fields hw, rb and rh
+-- (strings, false when absent), speaks for slot (a number).
+local function ring_speaks(hw, rb, rh, slot)
+  return K.ring and hw and rb and rh == hw and slot >= tonumber(rb) and slot > tonumber(hw) - RING
+end
+
+-- ring_below is, given the meta fields hw, rb and rh, the latest slot at
+-- or below hw that the ring does not speak for: hw itself without a ring
+-- that speaks for hw.
+local function ring_below(hw, rb, rh)
+  if not ring_speaks(hw, rb, rh, tonumber(hw)) then
+    return tonumber(hw)
   end
-  return hw
+  return math.max(tonumber(rb) - 1, tonumber(hw) - RING)
+end
+
+-- ring_clear clears the ring's bits i to j (i <= j < RING) with one read
+-- and one write of the bytes that hold them (bit 0 is a byte's highest,
+-- as SETBIT counts).
+local function ring_clear(i, j)
+  local b0, b1 = math.floor(i / 8), math.floor(j / 8)
+  local old, out = redis.call("GETRANGE", K.ring, b0, b1), {}
+  for b = b0, b1 do
+    local v = string.byte(old, b - b0 + 1) or 0
+    if i <= 8 * b and 8 * b + 7 <= j then
+      v = 0 -- the whole byte
+    end
+    for bit = math.max(i, 8 * b), math.min(j, 8 * b + 7) do
+      if v == 0 then
+        break
+      end
+      local w = 2 ^ (7 - bit % 8)
+      if math.floor(v / w) % 2 == 1 then
+        v = v - w
+      end
+    end
+    out[#out + 1] = string.char(v)
+  end
+  redis.call("SETRANGE", K.ring, b0, table.concat(out))
+end
+
+-- ring_set marks A.slot decided in the ring (without K.ring it does
+-- nothing), given the meta fields hw, rb and rh before; the bits of the
+-- slots between hw and a higher A.slot are cleared (passed over). It
+-- returns the meta fields to write with the high-water (name, value
+-- pairs; none when A.slot is not above hw).
+local function ring_set(hw, rb, rh)
+  if not K.ring then
+    return {}
+  end
+  local s = tonumber(A.slot)
+  if hw and s <= tonumber(hw) then
+    if ring_speaks(hw, rb, rh, s) then
+      redis.call("SETBIT", K.ring, s % RING, 1)
+    end
+    return {}
+  end
+  if not ring_speaks(hw, rb, rh, tonumber(hw or s)) or s - tonumber(hw) >= RING then
+    -- a new ring (none, or stale), or one whose every slot was passed over
+    redis.call("DEL", K.ring)
+    redis.call("SETBIT", K.ring, s % RING, 1)
+    if ring_speaks(hw, rb, rh, tonumber(hw or s)) then
+      return {"rh", A.slot}
+    end
+    return {"rb", A.slot, "rh", A.slot}
+  end
+  if s - tonumber(hw) > 1 then
+    local i, j = (tonumber(hw) + 1) % RING, (s - 1) % RING
+    if i <= j then
+      ring_clear(i, j)
+    else
+      ring_clear(i, RING - 1)
+      ring_clear(0, j)
+    end
+  end
+  redis.call("SETBIT", K.ring, s % RING, 1)
+  return {"rh", A.slot}
+end
+
+-- raise_hw raises the job's high-water slot to A.slot (no claim for a slot
+-- at or below it can succeed any more) and marks A.slot decided in the
+-- job's ring (ring_set).
+local function raise_hw()
+  local m = redis.call("HMGET", K.meta, "hw", "rb", "rh")
+  local ring = ring_set(m[1], m[2], m[3])
+  if not m[1] or tonumber(m[1]) < tonumber(A.slot) then
+    redis.call("HSET", K.meta, "hw", A.slot, unpack(ring))
+  end
 end
 
 -- own_running says whether the mark holds this token's claim, not yet ended.

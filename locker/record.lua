@@ -1,7 +1,7 @@
 -- record.lua: record a skip for a slot that nobody claimed, once no replica
 -- may claim it any more (a slot this replica gave up in an outage, refused
 -- for its clock, or found too late).
---   K.mark, K.meta, K.history (optional)
+--   K.mark, K.meta, K.history (optional), K.ring (optional; see RING)
 --   A.slot (unix s), A.first (first sight to store when the job has none),
 --   A.record, A.retention (ms), A.not_before,
 --   A.not_after (server ms: the end of the window in which an absent mark
@@ -10,15 +10,19 @@
 -- With A.hw_proof, after A.not_after the job's high-water slot (K.meta
 -- "hw", which never expires) still proves it while it is below A.slot:
 -- on a single node every claim and every record of a slot raises it to at
--- least that slot, so A.slot was never decided. Not in quorum mode, where
--- a node may have missed a claim that a majority granted, and a claim that
--- lost its vote puts the high-water back.
+-- least that slot, so A.slot was never decided. At or above A.slot, the
+-- job's ring of decided slots proves it while it speaks for A.slot (see
+-- RING): a clear bit, A.slot was never decided; a set one, it was. Not in
+-- quorum mode, where a node may have missed a claim that a majority
+-- granted, and a claim that lost its vote puts the high-water back.
 -- With A.probe (quorum mode's first phase) nothing is written but the
 -- job's first sight: {"absent"} stands for the write the call would make.
 -- Reply: {"recorded"}; {"early", wait} not yet; {"claimed", 0, end,
 -- token} the slot has a record or a claim (end: its final record, token:
--- the claim's, each "" when none); {"late", hw} too late to tell (past
--- A.not_after, with the high-water hw, unix s, at or above A.slot);
+-- the claim's, each "" when none, as when the ring proves it decided);
+-- {"late", upto} too late to tell (past A.not_after, with the
+-- high-water at or above A.slot, and no ring that speaks for A.slot; upto,
+-- unix s: every slot up to it is late too, see ring_below);
 -- {"unborn", first} the slot is before the job's first sight (never a
 -- slot of the job).
 local now = now_ms()
@@ -29,21 +33,27 @@ local m = redis.call("HMGET", K.mark, "token", "end")
 if m[1] or m[2] then
   return {"claimed", 0, m[2] or "", m[1] or ""}
 end
-local meta = redis.call("HMGET", K.meta, "first", "hw")
+local meta = redis.call("HMGET", K.meta, "first", "hw", "rb", "rh")
 local first = meta[1]
 if not first then
   first = A.first
   redis.call("HSET", K.meta, "first", first)
 end
-if tonumber(A.slot) < tonumber(first) then
+local slot = tonumber(A.slot)
+if slot < tonumber(first) then
   return {"unborn", tonumber(first)}
 end
 if now > tonumber(A.not_after) then
   if not A.hw_proof then
     return {"late"}
   end
-  if meta[2] and tonumber(meta[2]) >= tonumber(A.slot) then
-    return {"late", tonumber(meta[2])}
+  if meta[2] and tonumber(meta[2]) >= slot then
+    if not ring_speaks(meta[2], meta[3], meta[4], slot) then
+      return {"late", ring_below(meta[2], meta[3], meta[4])}
+    end
+    if redis.call("GETBIT", K.ring, slot % RING) == 1 then
+      return {"claimed", 0, "", ""}
+    end
   end
 end
 if A.probe then

@@ -2,6 +2,7 @@ package locker
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -22,7 +23,8 @@ func BenchmarkClaimLines(b *testing.B) {
 		Records: Records{Busy: rec, Paused: rec, Late: rec, Aborted: rec},
 		Slot:    slot, FirstSeen: slot.Add(-time.Hour), NotBefore: slot.Add(-50 * time.Millisecond), Due: slot,
 		NotAfter: slot.Add(time.Minute), MarkFloor: time.Minute, PauseKey: "redcron:{j000123}:paused",
-		HistoryKey: "redcron:{j000123}:history", HistoryLen: 200, HistoryTTL: 24 * time.Hour, RunningKey: "redcron:{j000123}:running"}
+		HistoryKey: "redcron:{j000123}:history", HistoryLen: 200, HistoryTTL: 24 * time.Hour, RunningKey: "redcron:{j000123}:running",
+		RingKey: "redcron:{j000123}:ring"}
 	b.ReportAllocs()
 	for b.Loop() {
 		ls := c.lines("0123456789abcdef0123456789abcdef")
@@ -69,4 +71,14 @@ func TestArgsLine(t *testing.T) {
 		}
 	}()
 	s.args().arg("token", "T").key("lease", "L")
+}
+
+// TestRingSpan: prelude.lua's RING is RingSpan in seconds, the span that
+// the recorder relies on when it does not send a skip Redis would call
+// late.
+func TestRingSpan(t *testing.T) {
+	want := fmt.Sprintf("\nlocal RING = %d\n", int(RingSpan/time.Second))
+	if !strings.Contains(preludeLua, want) {
+		t.Errorf("prelude.lua: got no line %q, want RING to be RingSpan (%v)", strings.TrimSpace(want), RingSpan)
+	}
 }

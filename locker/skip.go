@@ -7,6 +7,11 @@ import (
 	"time"
 )
 
+// RingSpan is how far below a job's high-water slot its ring of decided
+// slots (Claim.RingKey) speaks: one bit a second, so a ring is RingSpan/8
+// bytes at most. prelude.lua's RING is the same span.
+const RingSpan = 4096 * time.Second
+
 // Skip says what RecordSkip writes: the final record of a slot that nobody
 // claimed, once no replica may claim it any more.
 type Skip struct {
@@ -23,8 +28,12 @@ type Skip struct {
 	// still claim it, until the instant a run's mark could have expired.
 	// After NotAfter, on a single node (not in quorum mode), the record is
 	// still written while the job's high-water slot, which never expires,
-	// is below Slot.
+	// is below Slot, or while the job's ring (RingKey) speaks for Slot and
+	// shows it undecided: up to RingSpan below the high-water, when every
+	// claim of the job since Slot was made with the ring.
 	NotBefore, NotAfter time.Time
+	// RingKey is the job's ring of decided slots, as in Claim; optional.
+	RingKey string
 	// HistoryKey, HistoryLen and HistoryTTL as in Claim.
 	HistoryKey string
 	HistoryLen int
@@ -33,14 +42,15 @@ type Skip struct {
 
 // RecordSkip writes s.Record to the slot's mark (and history) if the mark
 // is absent, from NotBefore on the server's clock until NotAfter or, after
-// it on a single node, while the job's high-water slot is below s.Slot,
-// and raises the high-water to s.Slot, in one script call per node (two
-// in quorum mode, see RecordSkips). It returns nil once
-// recorded; a NotObtainedError wrapping ErrEarly (with Wait) before
-// NotBefore, ErrSlotClaimed when the slot has a claim or a record, ErrLate
-// after NotAfter (in quorum mode), or after it with the high-water at or
-// above s.Slot (too late to tell whether it ran; Decided is the
-// high-water), ErrUnborn before the job's first sight;
+// it on a single node, while the job's high-water slot is below s.Slot or
+// its ring shows s.Slot undecided, and raises the high-water to s.Slot, in
+// one script call per node (two in quorum mode, see RecordSkips). It
+// returns nil once recorded; a NotObtainedError wrapping ErrEarly (with
+// Wait) before NotBefore, ErrSlotClaimed when the slot has a claim or a
+// record (or the ring shows it decided), ErrLate after NotAfter (in
+// quorum mode), or after it with the high-water at or above s.Slot and no
+// ring that speaks for it (too late to tell whether it ran; see Decided),
+// ErrUnborn before the job's first sight;
 // or the I/O error (ErrNoQuorum in quorum mode when fewer than a majority
 // answered, or while a claim of the slot may have won on the nodes that
 // did not answer).
@@ -87,7 +97,7 @@ func (l *Locker) RecordSkips(ctx context.Context, ss []Skip) []error {
 // would do, writing nothing but the job's first sight.
 func (l *Locker) skipLine(s Skip, probe bool) []any {
 	a := recordScript.args()
-	a.key("mark", s.MarkKey).key("meta", s.MetaKey).key("history", s.HistoryKey)
+	a.key("mark", s.MarkKey).key("meta", s.MetaKey).key("history", s.HistoryKey).key("ring", s.RingKey)
 	a.arg("slot", strconv.FormatInt(s.Slot.Unix(), 10)).arg("first", strconv.FormatInt(firstSeen(s.FirstSeen, s.Slot), 10))
 	a.arg("record", s.Record).arg("retention", ms(s.Retention))
 	a.arg("not_before", unixMS(s.NotBefore)).arg("not_after", unixMS(s.NotAfter))
