@@ -463,6 +463,7 @@ func (s *Scheduler) claimFor(js *jobState, slot time.Time, jitter, ahead time.Du
 		c.MarkKey = k.Mark(slot)
 		c.Slot = slot
 		c.FirstSeen = js.since
+		c.RingKey = k.Ring()
 		c.PauseKey = k.Paused()
 		c.NotBefore, c.Due = slot.Add(jitter-ahead), slot.Add(jitter)
 		c.NotAfter = deadline.Add(s.opts.MaxClockSkew)

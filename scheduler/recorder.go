@@ -29,9 +29,10 @@ type recorder struct {
 	kick chan struct{}
 	max  int // maxPending; tests lower it
 
-	// decided is, by job name, the high-water slot that Redis last
-	// reported with a late reply: a skip of a slot up to it, past its
-	// mark's window, is late too and is not sent (after a long outage a
+	// decided is, by job name, the slot that Redis last reported with a
+	// late reply (locker.NotObtainedError.Decided: the job's high-water,
+	// or the latest slot below its ring's span): a skip of a slot up to
+	// it, past its mark's window, is late too and is not sent (after a long outage a
 	// job that fires often has thousands). Used by the goroutine that
 	// writes records only (run, then flush); cleared when the queue
 	// empties.
@@ -114,7 +115,7 @@ func (r *recorder) skipOf(p *pending) locker.Skip {
 	retention := r.s.MarkRetention(j)
 	k := r.s.keysOf(js)
 	return locker.Skip{
-		MarkKey: k.Mark(p.slot), MetaKey: k.Meta(), Slot: p.slot, FirstSeen: js.since,
+		MarkKey: k.Mark(p.slot), MetaKey: k.Meta(), RingKey: k.Ring(), Slot: p.slot, FirstSeen: js.since,
 		Record: store.Skip(j.Name, p.slot, p.reason), Retention: retention,
 		NotBefore: r.closes(js, p.slot), NotAfter: r.markLasts(js, p.slot),
 		HistoryKey: k.History(), HistoryLen: j.History.OrDefault().Keep, HistoryTTL: j.History.OrDefault().MaxAge,
@@ -154,8 +155,8 @@ func (r *recorder) addPassed(js *jobState, slot time.Time) {
 // push queues p, or drops and counts it beyond the queue's bound. A full
 // queue first gives up its earliest skip if that one's mark may be gone
 // (counted too late): after a long outage the queue is full of skips that
-// only the job's high-water can still prove, and a new skip, still within
-// its mark's window, is surer to be written.
+// only the job's high-water or ring can still prove, and a new skip, still
+// within its mark's window, is surer to be written.
 func (r *recorder) push(p *pending) {
 	r.mu.Lock()
 	if r.queue.Len() >= r.max {

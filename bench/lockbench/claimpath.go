@@ -75,6 +75,7 @@ func (sj *slotJobs) claim(job, replica string, slot time.Time) locker.Claim {
 		MarkKey:    k.Mark(slot),
 		Slot:       slot,
 		FirstSeen:  sj.base,
+		RingKey:    k.Ring(),
 		PauseKey:   k.Paused(),
 		NotBefore:  slot,
 		NotAfter:   sj.until,

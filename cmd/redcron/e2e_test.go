@@ -27,6 +27,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/redcron/redcron/internal/redistest"
+	"github.com/redcron/redcron/locker"
 	"github.com/redcron/redcron/scheduler/store"
 )
 
@@ -297,7 +298,8 @@ func markKey(prefix, job string, slot time.Time) string {
 
 // checkBounded asserts promise 7 on everything the replicas wrote: every
 // key has a TTL, except the fixed bound of one meta hash (fence, high-water,
-// first sight) and one pause key per job.
+// first sight), one pause key and one ring of decided slots (at most
+// locker.RingSpan/8 bytes) per job.
 func checkBounded(t *testing.T, c *redis.Client) {
 	t.Helper()
 	ctx := context.Background()
@@ -313,6 +315,12 @@ func checkBounded(t *testing.T, c *redis.Client) {
 			if strings.HasSuffix(k, ":meta") || strings.HasSuffix(k, ":paused") {
 				continue
 			}
+			if strings.HasSuffix(k, ":ring") {
+				if n, max := c.StrLen(ctx, k).Val(), int64(locker.RingSpan/time.Second/8); n == 0 || n > max {
+					t.Errorf("ring %q: got %d bytes, want 1 to %d", k, n, max)
+				}
+				continue
+			}
 			if ttl := c.PTTL(ctx, k).Val(); ttl <= 0 {
 				t.Errorf("key %q has no TTL (PTTL %v): Redis memory would grow with uptime", k, ttl)
 			}
@@ -321,7 +329,7 @@ func checkBounded(t *testing.T, c *redis.Client) {
 			break
 		}
 	}
-	t.Logf("bounded state: %d keys, each with a TTL but the per-job meta hashes", n)
+	t.Logf("bounded state: %d keys, each with a TTL but the per-job meta hashes and rings", n)
 }
 
 // readMarks reads the marks of the given slots in one pipeline; a missing

@@ -17,6 +17,8 @@ var ACLCommands = []string{
 	"mget",
 	"hget", "hmget", "hset", "hdel", "hincrby", "hgetall",
 	"zadd", "zrem", "zrange", "zrangebyscore", "zrevrange", "zremrangebyrank", "zremrangebyscore",
+	// The job's ring of decided slots.
+	"setbit", "getbit", "getrange", "setrange",
 	// Trigger requests: a list, queued by `redcron trigger`, taken by a replica.
 	"lpush", "expire", "rpop", "lpos", "lrem",
 	// overlap: replace tells the running run to stop.

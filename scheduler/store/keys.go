@@ -15,14 +15,14 @@ type Keys struct {
 	// all holds the job's fixed keys back to back, built once (a replica
 	// builds claims for thousands of firings a second) in one string (a
 	// replica holds 100,000 jobs' keys): meta, lease, history, running,
-	// paused, each the prefix "P:{J}:" and its name. The prefix is all's
+	// paused, ring, each the prefix "P:{J}:" and its name. The prefix is all's
 	// first np bytes.
 	all string
 	np  int
 }
 
 // fixedKeys are the names of the keys in Keys.all, in order.
-var fixedKeys = [...]string{"meta", "lease", "history", "running", "paused"}
+var fixedKeys = [...]string{"meta", "lease", "history", "running", "paused", "ring"}
 
 // JobKeys returns the keys of job under prefix ("" means DefaultPrefix).
 func JobKeys(prefix, job string) Keys {
@@ -31,7 +31,7 @@ func JobKeys(prefix, job string) Keys {
 	}
 	np := len(prefix) + len(":{") + len(job) + len("}:")
 	var b strings.Builder
-	b.Grow(len(fixedKeys)*np + len("meta"+"lease"+"history"+"running"+"paused"))
+	b.Grow(len(fixedKeys)*np + len("meta"+"lease"+"history"+"running"+"paused"+"ring"))
 	for _, name := range fixedKeys {
 		b.WriteString(prefix)
 		b.WriteString(":{")
@@ -89,6 +89,10 @@ func (k Keys) Running() string { return k.fixed(3) }
 
 // Paused is the job's pause key: present means paused.
 func (k Keys) Paused() string { return k.fixed(4) }
+
+// Ring is the job's ring of decided slots: a bit per second, set once a
+// slot is claimed or recorded (see locker.Claim.RingKey).
+func (k Keys) Ring() string { return k.fixed(5) }
 
 // Events is the job's pub/sub channel.
 func (k Keys) Events() string { return k.prefix() + "events" }

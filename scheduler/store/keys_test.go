@@ -25,6 +25,7 @@ func TestJobKeys(t *testing.T) {
 				{k.History(), tt.p + "history"},
 				{k.Running(), tt.p + "running"},
 				{k.Paused(), tt.p + "paused"},
+				{k.Ring(), tt.p + "ring"},
 				{k.Next(), tt.p + "next"},
 				{k.Events(), tt.p + "events"},
 				{k.Mark(slot), tt.p + "slot:1700000000"},
