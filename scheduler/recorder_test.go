@@ -697,7 +697,7 @@ func TestRecorderRingAfterOutage(t *testing.T) {
 		return n
 	}
 	waitFor(t, 10*time.Second, func() bool { return len(records()) >= 2 }) // the ring holds slots decided before the cut
-	retention := MarkRetentionOf(skew, 0, 0)                              // 2 x 100ms + 1s + 5s
+	retention := MarkRetentionOf(skew, 0, 0)                               // 2 x 100ms + 1s + 5s
 	proxy.Block(true)
 	cut := time.Now()
 	time.Sleep(retention + 2*time.Second)
