@@ -226,6 +226,7 @@ func TestQuorumSplitVote(t *testing.T) {
 			key, meta := keys(t)
 			claim := slotClaim(key, meta, slot)
 			claim.TTL, claim.Unwatched = 5*time.Second, true
+			claim.RingKey = key + ":ring"
 			for i, m := range tc.marks {
 				// Every node had decided prev; the others' claims raised
 				// their nodes' high-water to slot.
@@ -257,6 +258,10 @@ func TestQuorumSplitVote(t *testing.T) {
 			}
 			if got := hget(t, clients[2], meta, "hw"); got != unix(prev) {
 				t.Errorf("node 2 high-water after the lost claim: got %q, want the previous %s", got, unix(prev))
+			}
+			// Its ring bit stays set: the ring must not speak for the slot.
+			if hexists(t, clients[2], meta, "rb") {
+				t.Errorf("node 2 ring base after the lost claim: got %q, want none (the ring would say the slot was decided)", hget(t, clients[2], meta, "rb"))
 			}
 			if tc.wantClaimed {
 				return

@@ -49,7 +49,8 @@ type Claim struct {
 	// RingSpan/8 bytes, kept without TTL, with the same hash tag): a slot
 	// claim that decides its slot marks it there, so that RecordSkip can
 	// still tell, once the slot's mark may be gone, whether it was decided
-	// (see Skip.RingKey). Slot claims only; optional.
+	// (see Skip.RingKey). Slot claims only; optional, but the ring speaks
+	// only while every claim and skip of the job carries it.
 	RingKey string
 	// NotBefore and NotAfter bound a slot claim on the server's clock
 	// (Redis TIME, each node's own in quorum mode): earlier, it is refused

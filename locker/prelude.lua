@@ -145,16 +145,22 @@ local function ring_clear(i, j)
   redis.call("SETRANGE", K.ring, b0, table.concat(out))
 end
 
--- ring_set marks A.slot decided in the ring (without K.ring it does
--- nothing), given the meta fields hw, rb and rh before; the bits of the
+-- ring_set marks A.slot decided in the ring (without K.ring, it stops
+-- the ring from speaking when A.slot is under hw), given the meta fields
+-- hw, rb and rh before; the bits of the
 -- slots between hw and a higher A.slot are cleared (passed over). It
 -- returns the meta fields to write with the high-water (name, value
 -- pairs; none when A.slot is not above hw).
 local function ring_set(hw, rb, rh)
+  local s = tonumber(A.slot)
   if not K.ring then
+    -- A decision under the high-water that the ring does not see: it
+    -- speaks no more (one above it leaves "rh" behind "hw").
+    if hw and rb and s <= tonumber(hw) then
+      redis.call("HDEL", K.meta, "rb")
+    end
     return {}
   end
-  local s = tonumber(A.slot)
   if hw and s <= tonumber(hw) then
     if ring_speaks(hw, rb, rh, s) then
       redis.call("SETBIT", K.ring, s % RING, 1)

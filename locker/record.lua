@@ -14,7 +14,9 @@
 -- job's ring of decided slots proves it while it speaks for A.slot (see
 -- RING): a clear bit, A.slot was never decided; a set one, it was. Not in
 -- quorum mode, where a node may have missed a claim that a majority
--- granted, and a claim that lost its vote puts the high-water back.
+-- granted, and a claim that lost its vote puts the high-water back. Past
+-- A.not_after a record of the slot in the job's history (scored
+-- A.history_score) refuses the skip too.
 -- With A.probe (quorum mode's first phase) nothing is written but the
 -- job's first sight: {"absent"} stands for the write the call would make.
 -- Reply: {"recorded"}; {"early", wait} not yet; {"claimed", 0, end,
@@ -54,6 +56,13 @@ if now > tonumber(A.not_after) then
     if redis.call("GETBIT", K.ring, slot % RING) == 1 then
       return {"claimed", 0, "", ""}
     end
+  end
+  -- A final record of the slot in the history is a decision that neither
+  -- proof saw: an older replica's under the high-water, or one whose ring
+  -- write Redis refused (a script is not rolled back).
+  if K.history and A.history_score and
+      #redis.call("ZRANGEBYSCORE", K.history, A.history_score, A.history_score, "LIMIT", 0, 1) > 0 then
+    return {"claimed", 0, "", ""}
   end
 end
 if A.probe then

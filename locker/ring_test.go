@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/redcron/redcron/internal/embedredis"
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/locker"
@@ -46,9 +48,12 @@ func recordSkipRing(t *testing.T, addr string) {
 	at := func(i int64) time.Time { return time.Unix(base+i, 0) }
 
 	type step struct {
-		slot   int64
-		how    string // "claim" (with the ring), "old" (a claim without it), "paused", "reordered"
-		unmark bool   // delete its mark afterwards, as its expiry would
+		slot int64
+		how  string // "claim" (with the ring), "old" (a claim without it), "paused", "reordered",
+		// "skip-old" (a skip within its window, without the ring or history),
+		// "history-old" (a record in the history only, as an older replica's
+		// skip under the high-water leaves once its mark expired)
+		unmark bool // delete its mark afterwards, as its expiry would
 	}
 	for _, tc := range []struct {
 		name    string
@@ -71,12 +76,28 @@ func recordSkipRing(t *testing.T, addr string) {
 		{"passed over a whole ring: below the span", []step{{1, "claim", true}, {span + 4, "claim", false}}, 2, locker.ErrLate, 4},
 		{"before the ring's base", []step{{10, "old", true}, {20, "claim", false}}, 15, locker.ErrLate, 19},
 		{"the high-water raised without the ring", []step{{1, "claim", true}, {5, "old", true}, {6, "claim", false}}, 5, locker.ErrLate, 5},
+		{"a skip under the high-water without the ring", []step{{1, "claim", true}, {3, "claim", false}, {2, "skip-old", true}}, 2, locker.ErrLate, 3},
+		{"a record under the high-water in the history only", []step{{1, "claim", true}, {3, "claim", false}, {2, "history-old", false}}, 2, locker.ErrSlotClaimed, 0},
 		{"the high-water raised without the ring, then a new ring", []step{{1, "claim", true}, {5, "old", true}, {6, "claim", true}, {8, "claim", false}}, 7, nil, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			key, meta := keys(t)
 			ring, pause := key+":ring", key+":paused"
+			history := key + ":history"
 			for _, st := range tc.steps {
+				switch st.how {
+				case "skip-old":
+					sk := locker.Skip{MarkKey: markOf(key, at(st.slot)), MetaKey: meta, Slot: at(st.slot), Record: "skipped:old",
+						Retention: time.Hour, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Minute)}
+					if err := l.RecordSkip(bg, sk); err != nil {
+						t.Fatalf("step %+v: %v", st, err)
+					}
+					must(t, c.Del(bg, sk.MarkKey).Err())
+					continue
+				case "history-old":
+					must(t, c.ZAdd(bg, history, redis.Z{Score: float64(at(st.slot).UnixMilli()), Member: "skipped:old"}).Err())
+					continue
+				}
 				cl := slotClaim(key, meta, at(st.slot))
 				cl.RingKey = ring
 				switch st.how {
@@ -105,7 +126,7 @@ func recordSkipRing(t *testing.T, addr string) {
 			slot := at(tc.skip)
 			sk := locker.Skip{MarkKey: markOf(key, slot), MetaKey: meta, RingKey: ring, Slot: slot, Record: "skipped:outage",
 				Retention: time.Hour, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(-time.Second),
-				HistoryKey: key + ":history", HistoryLen: 10, HistoryTTL: 100 * time.Hour}
+				HistoryKey: history, HistoryLen: 10, HistoryTTL: 100 * time.Hour}
 			err := l.RecordSkip(bg, sk)
 			if tc.want == nil {
 				if err != nil {

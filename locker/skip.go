@@ -29,8 +29,11 @@ type Skip struct {
 	// After NotAfter, on a single node (not in quorum mode), the record is
 	// still written while the job's high-water slot, which never expires,
 	// is below Slot, or while the job's ring (RingKey) speaks for Slot and
-	// shows it undecided: up to RingSpan below the high-water, when every
-	// claim of the job since Slot was made with the ring.
+	// shows it undecided: up to RingSpan below the high-water, while every
+	// claim and skip of the job since the ring was started carried it (one
+	// without it under the high-water stops the ring; one above it, an
+	// older replica's, restarts it). A record of Slot in the history
+	// (HistoryKey) refuses the skip past NotAfter.
 	NotBefore, NotAfter time.Time
 	// RingKey is the job's ring of decided slots, as in Claim; optional.
 	RingKey string

@@ -108,7 +108,8 @@ func (r *recorder) markLasts(js *jobState, slot time.Time) time.Time {
 
 // skipOf is the skip record of p, written while its run's mark, if any,
 // surely exists (markLasts), or after that while the job's high-water slot
-// is below p's (see locker.Skip).
+// is below p's or its ring of decided slots shows p's undecided (see
+// locker.Skip).
 func (r *recorder) skipOf(p *pending) locker.Skip {
 	js := p.js
 	j := js.job
@@ -351,8 +352,8 @@ func (r *recorder) markGone(p *pending, now time.Time) bool {
 // records (History.MaxAge): a record written now would be trimmed at
 // once, so p is dropped. Until then Redis decides whether the record can
 // still be written (locker.Skip): a recorder that fell behind, or an
-// outage longer than the mark's retention, still records the slots after
-// which no later slot of the job was decided.
+// outage longer than the mark's retention, still records the slots that
+// the job's high-water or ring proves nobody decided.
 func (r *recorder) aged(p *pending, now time.Time) bool {
 	return now.After(p.slot.Add(p.js.job.History.OrDefault().MaxAge))
 }
@@ -396,7 +397,7 @@ func (r *recorder) record(ctx context.Context, ps []*pending) {
 			r.count(&r.agedN)
 			continue
 		case r.markGone(p, now) && !p.slot.After(r.decided[p.js.job.Name]):
-			r.count(&r.tooLateN) // the slot or a later one was decided: Redis would say late
+			r.count(&r.tooLateN) // no proof left for the slot (see Decided): Redis would say late
 			continue
 		}
 		live = append(live, p)
@@ -422,7 +423,7 @@ func (r *recorder) record(ctx context.Context, ps []*pending) {
 			p.due = now.Add(ne.Wait + 10*time.Millisecond)
 			r.requeue(p)
 		case errors.Is(err, locker.ErrLate):
-			r.count(&r.tooLateN) // past the mark's window, with the slot or a later one decided (or quorum mode): logged
+			r.count(&r.tooLateN) // past the mark's window, with no proof left (or quorum mode): logged
 			if errors.As(err, &ne) && ne.Decided.After(r.decided[p.js.job.Name]) {
 				r.decided[p.js.job.Name] = ne.Decided
 			}
