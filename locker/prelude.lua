@@ -147,10 +147,10 @@ end
 
 -- ring_set marks A.slot decided in the ring (without K.ring, it stops
 -- the ring from speaking when A.slot is under hw), given the meta fields
--- hw, rb and rh before; the bits of the
--- slots between hw and a higher A.slot are cleared (passed over). It
--- returns the meta fields to write with the high-water (name, value
--- pairs; none when A.slot is not above hw).
+-- hw, rb and rh before; the bits of the slots between hw and a higher
+-- A.slot are cleared (passed over). It returns the meta fields to write
+-- with the high-water (name, value pairs; none when A.slot is not above
+-- hw).
 local function ring_set(hw, rb, rh)
   local s = tonumber(A.slot)
   if not K.ring then

@@ -32,10 +32,10 @@ type recorder struct {
 	// decided is, by job name, the slot that Redis last reported with a
 	// late reply (locker.NotObtainedError.Decided: the job's high-water,
 	// or the latest slot below its ring's span): a skip of a slot up to
-	// it, past its mark's window, is late too and is not sent (after a long outage a
-	// job that fires often has thousands). Used by the goroutine that
-	// writes records only (run, then flush); cleared when the queue
-	// empties.
+	// it, past its mark's window, is late too and is not sent (after a
+	// long outage a job that fires often has thousands). Used by the
+	// goroutine that writes records only (run, then flush); cleared when
+	// the queue empties.
 	decided map[string]time.Time
 
 	mu       sync.Mutex
