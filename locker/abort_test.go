@@ -377,7 +377,15 @@ func TestQuorumSplitCutShort(t *testing.T) {
 			})
 			switch tc.first {
 			case "split":
-				if _, err := b.Obtain(bg); !errors.Is(err, locker.ErrSplitVote) {
+				_, err := b.Obtain(bg)
+				if !errors.Is(err, locker.ErrSplitVote) {
+					// A loaded host may fail one node's call (CI's run once
+					// got EOF from node 0): the bid, retried as itself, meets
+					// the same split.
+					t.Logf("first attempt: %v; once more", err)
+					_, err = b.Obtain(bg)
+				}
+				if !errors.Is(err, locker.ErrSplitVote) {
 					t.Fatalf("first attempt: got %v, want ErrSplitVote", err)
 				}
 			case "unheard":
