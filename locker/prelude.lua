@@ -167,11 +167,12 @@ local function ring_set(hw, rb, rh)
     end
     return {}
   end
-  if not ring_speaks(hw, rb, rh, tonumber(hw or s)) or s - tonumber(hw) >= RING then
+  local live = ring_speaks(hw, rb, rh, tonumber(hw or s))
+  if not live or s - tonumber(hw) >= RING then
     -- a new ring (none, or stale), or one whose every slot was passed over
     redis.call("DEL", K.ring)
     redis.call("SETBIT", K.ring, s % RING, 1)
-    if ring_speaks(hw, rb, rh, tonumber(hw or s)) then
+    if live then
       return {"rh", A.slot}
     end
     return {"rb", A.slot, "rh", A.slot}
