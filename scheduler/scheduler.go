@@ -263,12 +263,23 @@ func (s *Scheduler) Replica() string { return s.opts.Replica }
 // Run fires jobs until ctx ends, then shuts down gracefully: it stops
 // claiming, waits up to ShutdownGrace for running jobs, cancels those still
 // running with cause ErrShutdown, records their outcomes, finishes their
-// leases, and returns nil. Run may be called once.
+// leases, and returns nil. Run may be called once. With the connection
+// FromConfig dialed, Run first checks that the Redis ACL user may run what
+// the scripts call and, when not, returns an error wrapping store.ErrACL
+// before anything starts.
 func (s *Scheduler) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("scheduler: Run called twice")
 	}
 	if s.ownConn {
+		// An ACL user that may not run what the scripts call fails every
+		// claim: refuse to start, naming what it lacks. A Redis that cannot
+		// be reached now may be later: warn and go on.
+		if err := s.conn.CheckRights(ctx, s.opts.Prefix); errors.Is(err, store.ErrACL) {
+			return fmt.Errorf("scheduler: %w", err)
+		} else if err != nil {
+			s.log.Warn().Err(err).Msg("cannot check at start that the Redis user may run what the scripts call")
+		}
 		// The settings the guarantees need: warn loudly, once, at start.
 		s.conn.CheckSettings(ctx, s.log)
 	}

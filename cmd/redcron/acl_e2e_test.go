@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -166,4 +167,62 @@ func aclEntry(e any) map[string]any {
 		}
 	}
 	return m
+}
+
+// TestACLMissingCommands: a replica whose ACL user was set up before the
+// ring's commands joined the rules (no +setbit +getbit +getrange
+// +setrange) does not start: it exits 1 at once, its log names the four
+// commands and the ACL SETUSER that adds them, no job ran and nothing is
+// left under the prefix. Without the check at start every claim failed
+// with an error that names no command, and the replica ran on.
+func TestACLMissingCommands(t *testing.T) {
+	const (
+		prefix = "acl"
+		user   = "redcron"
+		pass   = "cron-pw"
+	)
+	bin := buildRedcron(t)
+	var rules []string
+	for _, r := range store.ACLRules(prefix) {
+		switch r {
+		case "+setbit", "+getbit", "+getrange", "+setrange":
+		default:
+			rules = append(rules, r)
+		}
+	}
+	args := append([]string{"--user", user, "on", ">" + pass}, rules...)
+	srv := redistest.Start(t, redistest.Options{Password: "admin-pw", Args: args})
+	admin := srv.Client(t)
+	url := fmt.Sprintf("redis://%s:%s@%s/0", user, pass, srv.Addr())
+
+	dir := t.TempDir()
+	ledger := filepath.Join(dir, "ledger")
+	config := filepath.Join(dir, "jobs.yaml")
+	if err := os.WriteFile(config, []byte(fmt.Sprintf(`redis: {prefix: %s}
+jobs:
+  tick:
+    schedule: "* * * * * *"
+    command: ["sh", "-c", "echo tick >> %s"]
+`, prefix, ledger)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startReplica(t, bin, config, url, "a", filepath.Join(dir, "a.log"))
+	if !p.wait(e2eStartTimeout) {
+		t.Fatalf("the replica still runs after %v, want it to exit at start; log:\n%s", e2eStartTimeout, tail(p.log))
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != exitFailure {
+		t.Errorf("exit %d, want %d", code, exitFailure)
+	}
+	log := tail(p.log)
+	for _, want := range []string{"setbit, getbit, getrange, setrange", "ACL SETUSER <user> +setbit +getbit +getrange +setrange"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	if _, err := os.Stat(ledger); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("ledger: got %v, want no job run", err)
+	}
+	if keys := admin.Keys(context.Background(), prefix+":*").Val(); len(keys) != 0 {
+		t.Errorf("keys under the prefix: got %q, want none", keys)
+	}
 }

@@ -290,6 +290,23 @@ func (c *Conn) CheckSettings(ctx context.Context, log zerolog.Logger) {
 	}
 }
 
+// CheckRights checks on every node that the ACL user may run what
+// redcron's scripts call (store.CheckRights), each node within 2s. Its
+// error wraps store.ErrACL when a node refused something; other failures
+// (a node unreachable) are joined as they are.
+func (c *Conn) CheckRights(ctx context.Context, prefix string) error {
+	var errs []error
+	for i, cl := range c.Clients {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := store.CheckRights(cctx, cl, prefix)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("node %d: %w", i, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // checkReplicas warns when the master has fewer online replicas than
 // min_replicas_ack: every claim then fails and nothing runs. INFO refused
 // (an ACL without it) gets one warning.

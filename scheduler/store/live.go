@@ -53,16 +53,11 @@ func (s *Store) Beat(ctx context.Context, id, state string, forget time.Duration
 	keys := s.liveKeys()
 	args := []any{id, state, forget.Milliseconds()}
 	lives, err := locker.Each(ctx, s.lk, func(ctx context.Context, c locker.Client) (Live, error) {
-		cmd := redis.NewCmd(ctx, append([]any{"evalsha", beatScript.Hash(), len(keys), keys[0], keys[1]}, args...)...)
-		err := c.Process(ctx, cmd)
-		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			cmd = redis.NewCmd(ctx, append([]any{"eval", beatLua, len(keys), keys[0], keys[1]}, args...)...)
-			err = c.Process(ctx, cmd)
-		}
+		v, err := evalScript(ctx, c, beatScript, beatLua, []any{keys[0], keys[1]}, args)
 		if err != nil {
 			return Live{}, err
 		}
-		return parseLive(cmd.Val())
+		return parseLive(v)
 	})
 	if err != nil {
 		return Live{}, fmt.Errorf("store: beat of %q: %w", id, err)
