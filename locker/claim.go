@@ -68,8 +68,10 @@ type Claim struct {
 	// it, a slot claim that finds no mark but the job's high-water slot at
 	// or above Slot (a later slot was decided first: claims reordered under
 	// overload) records Records.Late and fails with ErrLate, so that the
-	// slot passed over has its record. Zero, or later: ErrSlotClaimed, and
-	// nothing is written (its mark may have expired).
+	// slot passed over has its record. Later, on a single node, the same
+	// when the job's ring (RingKey) shows the slot undecided and its
+	// history (HistoryKey) holds no record of it. Zero, or neither:
+	// ErrSlotClaimed, and nothing is written (its mark may have expired).
 	MarkFloor time.Duration
 	// PrevSlot is the job's slot before Slot, and PrevUntil until when,
 	// on the server's clock, another replica may still claim it (stepping
@@ -211,7 +213,9 @@ func (c *Claim) keys(a *args) *args {
 	return a
 }
 
-func (c *Claim) lines(token string) lines {
+// lines are c's command lines under token; single: the locker has one
+// node, where the ring proves a slot undecided (ring_proof).
+func (c *Claim) lines(token string, single bool) lines {
 	ttl := ms(c.TTL)
 	o := obtainScript.args()
 	c.keys(o).key("pause", c.PauseKey)
@@ -237,6 +241,9 @@ func (c *Claim) lines(token string) lines {
 		}
 		if c.MarkFloor > 0 && c.Records.Late != "" {
 			o.arg("mark_floor", ms(c.MarkFloor))
+			if single {
+				o.arg("ring_proof", "1")
+			}
 		}
 		if !c.PrevUntil.IsZero() {
 			o.arg("prev_slot", strconv.FormatInt(c.PrevSlot.Unix(), 10)).arg("prev_until", unixMS(c.PrevUntil))

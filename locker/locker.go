@@ -207,7 +207,7 @@ func (l *Locker) Bid(c Claim) (*Bid, error) {
 		return nil, err
 	}
 	token := newToken()
-	return &Bid{lk: l, claim: c, token: token, lines: c.lines(token)}, nil
+	return &Bid{lk: l, claim: c, token: token, lines: c.lines(token, len(l.nodes) == 1)}, nil
 }
 
 // Token is the bid's token, which its lease keeps.

@@ -27,6 +27,10 @@
 --   A.mark_floor  ms after the slot during which every decided slot has
 --              a mark: a claim under the high-water slot that finds none
 --              records A.skip_late (optional)
+--   A.ring_proof  set on a single node: past A.mark_floor, a claim under
+--              the high-water slot whose slot the ring shows undecided
+--              (and the history holds no record of) records A.skip_late
+--              (optional)
 --   A.prev_slot, A.prev_until   the job's slot before A.slot (unix s) and
 --              until when (ms) it may still be claimed: until then, while
 --              it is undecided, the claim waits ("early") (optional)
@@ -110,9 +114,13 @@ if A.slot then
   meta = redis.call("HMGET", K.meta, "hw", "first", "fence", "rb", "rh")
   local now = now_ms()
   if meta[1] and tonumber(meta[1]) >= slot then
-    if A.mark_floor and now <= slot * 1000 + tonumber(A.mark_floor) then
-      -- no mark where every replica keeps one: the slot was never
-      -- decided, a later one was first (claims reordered). Record it.
+    -- No mark where every replica keeps one (within A.mark_floor), or
+    -- past it on a single node (A.ring_proof) the ring's clear bit and
+    -- no record in the history: the slot was never decided, a later one
+    -- was first (claims reordered, or this one held on its way). Record
+    -- it.
+    if (A.mark_floor and now <= slot * 1000 + tonumber(A.mark_floor)) or
+        (A.ring_proof and A.skip_late and ring_undecided(meta[1], meta[4], meta[5], slot) and not in_history()) then
       end_mark(A.skip_late)
       ring_set(meta[1], meta[4], meta[5])
       return {"late", 0}

@@ -120,6 +120,22 @@ local function ring_below(hw, rb, rh)
   return math.max(tonumber(rb) - 1, tonumber(hw) - RING)
 end
 
+-- ring_undecided says whether the ring proves that slot, at or below the
+-- high-water hw, was never decided: it speaks for slot and its bit is
+-- clear (given the meta fields hw, rb and rh).
+local function ring_undecided(hw, rb, rh, slot)
+  return ring_speaks(hw, rb, rh, slot) and redis.call("GETBIT", K.ring, slot % RING) == 0
+end
+
+-- in_history says whether the job's history holds a final record scored
+-- A.history_score: a decision that neither a mark nor the ring saw (an
+-- older replica's under the high-water, or one whose ring write Redis
+-- refused: a script is not rolled back).
+local function in_history()
+  return K.history and A.history_score and
+    #redis.call("ZRANGEBYSCORE", K.history, A.history_score, A.history_score, "LIMIT", 0, 1) > 0
+end
+
 -- ring_clear clears the ring's bits i to j (i <= j < RING) with one read
 -- and one write of the bytes that hold them (bit 0 is a byte's highest,
 -- as SETBIT counts).

@@ -60,8 +60,7 @@ if now > tonumber(A.not_after) then
   -- A final record of the slot in the history is a decision that neither
   -- proof saw: an older replica's under the high-water, or one whose ring
   -- write Redis refused (a script is not rolled back).
-  if K.history and A.history_score and
-      #redis.call("ZRANGEBYSCORE", K.history, A.history_score, A.history_score, "LIMIT", 0, 1) > 0 then
+  if in_history() then
     return {"claimed", 0, "", ""}
   end
 end

@@ -27,7 +27,7 @@ func BenchmarkClaimLines(b *testing.B) {
 		RingKey: "redcron:{j000123}:ring"}
 	b.ReportAllocs()
 	for b.Loop() {
-		ls := c.lines("0123456789abcdef0123456789abcdef")
+		ls := c.lines("0123456789abcdef0123456789abcdef", true)
 		_ = c.finishLine("0123456789abcdef0123456789abcdef", rec)
 		_ = c.renewLine("0123456789abcdef0123456789abcdef")
 		if len(ls.obtain) == 0 {
