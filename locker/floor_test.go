@@ -18,8 +18,8 @@ import (
 // that it was never decided. On a single node the job's ring still proves
 // it: the held claim records its slot late (before, it answered "claimed"
 // and no replica recorded the slot). Where the ring cannot tell (the slot
-// decided and its mark gone, the ring stale, a record only in the
-// history) the claim is refused as claimed and writes nothing. In quorum
+// decided and its mark gone, the ring stale or its key lost, a record
+// only in the history) the claim is refused as claimed and writes nothing. In quorum
 // mode, where a node may have missed a claim that a majority granted, the
 // ring is not used. On redis-server and on the embedded server.
 func TestClaimPastMarkFloorRing(t *testing.T) {
@@ -81,31 +81,37 @@ func claimPastMarkFloorRing(t *testing.T, addr string) {
 	s := time.Now().Truncate(time.Second).Add(-20 * time.Second)
 
 	for i, tc := range []struct {
-		name   string
-		before func(t *testing.T, cl func(time.Time, bool) locker.Claim) // B's steps
-		want   error                                                     // nil: recorded late
+		name     string
+		before   func(t *testing.T, cl func(time.Time, bool) locker.Claim) // B's steps
+		want     error                                                     // nil: recorded late
+		markGone bool                                                      // B's steps claimed the slot and deleted its mark
 	}{
 		{"passed over by a later slot", func(t *testing.T, cl func(time.Time, bool) locker.Claim) {
 			obtainRelease(t, lb, cl(s.Add(-time.Second), true))
 			obtainRelease(t, lb, cl(s.Add(time.Second), true))
-		}, nil},
+		}, nil, false},
 		{"decided, its mark gone", func(t *testing.T, cl func(time.Time, bool) locker.Claim) {
 			obtainRelease(t, lb, cl(s.Add(-time.Second), true))
 			c := cl(s, true)
 			obtainRelease(t, lb, c)
 			must(t, direct.Del(bg, c.MarkKey).Err())
 			obtainRelease(t, lb, cl(s.Add(time.Second), true))
-		}, locker.ErrSlotClaimed},
+		}, locker.ErrSlotClaimed, true},
 		{"the high-water raised without the ring", func(t *testing.T, cl func(time.Time, bool) locker.Claim) {
 			obtainRelease(t, lb, cl(s.Add(-time.Second), true))
 			obtainRelease(t, lb, cl(s.Add(time.Second), false))
-		}, locker.ErrSlotClaimed},
+		}, locker.ErrSlotClaimed, false},
+		{"the ring lost", func(t *testing.T, cl func(time.Time, bool) locker.Claim) {
+			obtainRelease(t, lb, cl(s.Add(-time.Second), true))
+			obtainRelease(t, lb, cl(s.Add(time.Second), true))
+			must(t, direct.Del(bg, cl(s, true).RingKey).Err()) // as an eviction would
+		}, locker.ErrSlotClaimed, false},
 		{"a record in the history only", func(t *testing.T, cl func(time.Time, bool) locker.Claim) {
 			obtainRelease(t, lb, cl(s.Add(-time.Second), true))
 			obtainRelease(t, lb, cl(s.Add(time.Second), true))
 			c := cl(s, true)
 			must(t, direct.ZAdd(bg, c.HistoryKey, redis.Z{Score: float64(s.UnixMilli()), Member: "skipped:old"}).Err())
-		}, locker.ErrSlotClaimed},
+		}, locker.ErrSlotClaimed, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			key, meta := keys(t)
@@ -142,7 +148,7 @@ func claimPastMarkFloorRing(t *testing.T, addr string) {
 				if !errors.Is(r.err, tc.want) {
 					t.Fatalf("got %v, want %v", r.err, tc.want)
 				}
-				if tc.name != "decided, its mark gone" && exists(t, direct, mark) {
+				if !tc.markGone && exists(t, direct, mark) {
 					t.Errorf("a refused claim wrote the mark: %v", hgetall(t, direct, mark))
 				}
 				return
@@ -163,7 +169,6 @@ func claimPastMarkFloorRing(t *testing.T, addr string) {
 			}
 		})
 	}
-
 }
 
 // obtainRelease obtains c's lease with l and releases it.

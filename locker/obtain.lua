@@ -8,7 +8,7 @@
 --   K.mark     the slot's mark, a hash: "token", "fence", "run" (running
 --              record), "prevhw" (hw before this claim), "end" (final record)
 --   K.pause    pause key: present = paused             (optional)
---   K.history  history list                              (optional)
+--   K.history  history: a sorted set scored by A.history_score (optional)
 --   K.next     successor key of overlap "replace"        (optional)
 --   K.running  the job's index of running runs (see running_set) (optional)
 -- Arguments:
@@ -39,7 +39,8 @@
 --              otherwise a busy lease refuses the claim
 --   A.channel  pub/sub channel that tells a replaced holder to stop
 --   A.skip_busy, A.skip_paused, A.skip_late   records of those skips
---   A.history_len, A.history_ttl
+--   A.history_len, A.history_ttl, A.history_score (the slot's ms; the
+--              history's score of its records)
 -- Reply: {"won", fence, pttl, due}       lease held (pttl = its TTL); due:
 --                                        ms until A.due (0: due)
 --        {"wait", fence, pttl}           slot claimed; the lease is still

@@ -120,11 +120,18 @@ local function ring_below(hw, rb, rh)
   return math.max(tonumber(rb) - 1, tonumber(hw) - RING)
 end
 
+-- ring_lost says whether the ring key is gone while the meta hash says it
+-- speaks (evicted, or deleted by hand): ring_set always sets the
+-- high-water's own bit, so a clear one there means every bit reads clear.
+local function ring_lost(hw)
+  return redis.call("GETBIT", K.ring, tonumber(hw) % RING) == 0
+end
+
 -- ring_undecided says whether the ring proves that slot, at or below the
--- high-water hw, was never decided: it speaks for slot and its bit is
--- clear (given the meta fields hw, rb and rh).
+-- high-water hw, was never decided: it speaks for slot, its bit is clear,
+-- and the ring is not lost (given the meta fields hw, rb and rh).
 local function ring_undecided(hw, rb, rh, slot)
-  return ring_speaks(hw, rb, rh, slot) and redis.call("GETBIT", K.ring, slot % RING) == 0
+  return ring_speaks(hw, rb, rh, slot) and redis.call("GETBIT", K.ring, slot % RING) == 0 and not ring_lost(hw)
 end
 
 -- in_history says whether the job's history holds a final record scored

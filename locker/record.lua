@@ -12,7 +12,8 @@
 -- on a single node every claim and every record of a slot raises it to at
 -- least that slot, so A.slot was never decided. At or above A.slot, the
 -- job's ring of decided slots proves it while it speaks for A.slot (see
--- RING): a clear bit, A.slot was never decided; a set one, it was. Not in
+-- RING): a clear bit, A.slot was never decided; a set one, it was (a ring
+-- whose key was lost, see ring_lost, speaks no more). Not in
 -- quorum mode, where a node may have missed a claim that a majority
 -- granted, and a claim that lost its vote puts the high-water back. Past
 -- A.not_after a record of the slot in the job's history (scored
@@ -55,6 +56,9 @@ if now > tonumber(A.not_after) then
     end
     if redis.call("GETBIT", K.ring, slot % RING) == 1 then
       return {"claimed", 0, "", ""}
+    end
+    if ring_lost(meta[2]) then
+      return {"late", tonumber(meta[2])}
     end
   end
   -- A final record of the slot in the history is a decision that neither

@@ -52,7 +52,8 @@ func recordSkipRing(t *testing.T, addr string) {
 		how  string // "claim" (with the ring), "old" (a claim without it), "paused", "reordered",
 		// "skip-old" (a skip within its window, without the ring or history),
 		// "history-old" (a record in the history only, as an older replica's
-		// skip under the high-water leaves once its mark expired)
+		// skip under the high-water leaves once its mark expired), "lose"
+		// (the ring key deleted, as an eviction would)
 		unmark bool // delete its mark afterwards, as its expiry would
 	}
 	for _, tc := range []struct {
@@ -78,6 +79,7 @@ func recordSkipRing(t *testing.T, addr string) {
 		{"the high-water raised without the ring", []step{{1, "claim", true}, {5, "old", true}, {6, "claim", false}}, 5, locker.ErrLate, 5},
 		{"a skip under the high-water without the ring", []step{{1, "claim", true}, {3, "claim", false}, {2, "skip-old", true}}, 2, locker.ErrLate, 3},
 		{"a record under the high-water in the history only", []step{{1, "claim", true}, {3, "claim", false}, {2, "history-old", false}}, 2, locker.ErrSlotClaimed, 0},
+		{"the ring lost", []step{{1, "claim", true}, {3, "claim", false}, {0, "lose", false}}, 2, locker.ErrLate, 3},
 		{"the high-water raised without the ring, then a new ring", []step{{1, "claim", true}, {5, "old", true}, {6, "claim", true}, {8, "claim", false}}, 7, nil, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -96,6 +98,9 @@ func recordSkipRing(t *testing.T, addr string) {
 					continue
 				case "history-old":
 					must(t, c.ZAdd(bg, history, redis.Z{Score: float64(at(st.slot).UnixMilli()), Member: "skipped:old"}).Err())
+					continue
+				case "lose":
+					must(t, c.Del(bg, ring).Err())
 					continue
 				}
 				cl := slotClaim(key, meta, at(st.slot))
