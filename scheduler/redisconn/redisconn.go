@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -290,20 +291,24 @@ func (c *Conn) CheckSettings(ctx context.Context, log zerolog.Logger) {
 	}
 }
 
-// CheckRights checks on every node that the ACL user may run what
-// redcron's scripts call (store.CheckRights), each node within 2s. Its
-// error wraps store.ErrACL when a node refused something; other failures
-// (a node unreachable) are joined as they are.
+// CheckRights checks on every node at once that the ACL user may run what
+// redcron's scripts call (store.CheckRights), within 2s. Its error wraps
+// store.ErrACL when any node refused something (a quorum node whose user
+// lacks a right fails the start too); other failures (a node unreachable)
+// are joined as they are.
 func (c *Conn) CheckRights(ctx context.Context, prefix string) error {
-	var errs []error
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	errs := make([]error, len(c.Clients))
+	var wg sync.WaitGroup
 	for i, cl := range c.Clients {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := store.CheckRights(cctx, cl, prefix)
-		cancel()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("node %d: %w", i, err))
-		}
+		wg.Go(func() {
+			if err := store.CheckRights(ctx, cl, prefix); err != nil {
+				errs[i] = fmt.Errorf("node %d: %w", i, err)
+			}
+		})
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

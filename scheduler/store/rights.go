@@ -82,9 +82,9 @@ func CheckRights(ctx context.Context, c locker.Client, prefix string) error {
 		}
 		rule := "+" + cmd
 		switch {
-		case strings.Contains(msg, "channel"):
+		case refusesChannel(msg):
 			rule = "&" + prefix + ":*"
-		case strings.Contains(msg, "keys"):
+		case refusesKey(msg):
 			rule = "~" + prefix + ":*"
 		}
 		if !slices.Contains(refused, cmd) {
@@ -106,11 +106,24 @@ func CheckRights(ctx context.Context, c locker.Client, prefix string) error {
 }
 
 // aclRefusal says whether msg, an error a script's redis.pcall returned,
-// is the ACL's refusal: Redis 7.0 says "The user executing the script
-// can't ...", later ones "ACL failure in script" or NOPERM.
+// is the ACL's refusal: Redis 6.2 and 7.0 say "The user executing the
+// script can't ...", 7.2 and later "ACL failure in script: ...".
 func aclRefusal(msg string) bool {
 	return strings.Contains(msg, "The user executing the script can't") ||
-		strings.Contains(msg, "ACL failure") || strings.Contains(msg, "NOPERM")
+		strings.Contains(msg, "ACL failure in script") || strings.Contains(msg, "NOPERM")
+}
+
+// refusesKey and refusesChannel say whether an ACL refusal is for a key or
+// a channel rather than the command, by Redis's phrases (6.2 to 7.x; a
+// user's name, which 7.2 quotes, cannot match them).
+func refusesKey(msg string) bool {
+	return strings.Contains(msg, "keys mentioned") || strings.Contains(msg, "one of the keys") ||
+		strings.Contains(msg, "access a key")
+}
+
+func refusesChannel(msg string) bool {
+	return strings.Contains(msg, "channel mentioned") || strings.Contains(msg, "publish to the channel") ||
+		strings.Contains(msg, "access a channel")
 }
 
 // evalScript runs script with keys and args by its digest, and by its
