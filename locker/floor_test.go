@@ -106,6 +106,12 @@ func claimPastMarkFloorRing(t *testing.T, addr string) {
 			obtainRelease(t, lb, cl(s.Add(time.Second), true))
 			must(t, direct.Del(bg, cl(s, true).RingKey).Err()) // as an eviction would
 		}, locker.ErrSlotClaimed, false},
+		{"the ring lost, then a later claim", func(t *testing.T, cl func(time.Time, bool) locker.Claim) {
+			obtainRelease(t, lb, cl(s.Add(-time.Second), true))
+			obtainRelease(t, lb, cl(s.Add(time.Second), true))
+			must(t, direct.Del(bg, cl(s, true).RingKey).Err())
+			obtainRelease(t, lb, cl(s.Add(2*time.Second), true)) // restarts the ring
+		}, locker.ErrSlotClaimed, false},
 		{"a record in the history only", func(t *testing.T, cl func(time.Time, bool) locker.Claim) {
 			obtainRelease(t, lb, cl(s.Add(-time.Second), true))
 			obtainRelease(t, lb, cl(s.Add(time.Second), true))

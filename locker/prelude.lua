@@ -190,7 +190,9 @@ local function ring_set(hw, rb, rh)
     end
     return {}
   end
-  local live = ring_speaks(hw, rb, rh, tonumber(hw or s))
+  -- A ring whose key was lost restarts here: its bits below would read
+  -- undecided once the high-water's own bit is set again.
+  local live = ring_speaks(hw, rb, rh, tonumber(hw or s)) and not ring_lost(hw)
   if not live or s - tonumber(hw) >= RING then
     -- a new ring (none, or stale), or one whose every slot was passed over
     redis.call("DEL", K.ring)

@@ -80,6 +80,7 @@ func recordSkipRing(t *testing.T, addr string) {
 		{"a skip under the high-water without the ring", []step{{1, "claim", true}, {3, "claim", false}, {2, "skip-old", true}}, 2, locker.ErrLate, 3},
 		{"a record under the high-water in the history only", []step{{1, "claim", true}, {3, "claim", false}, {2, "history-old", false}}, 2, locker.ErrSlotClaimed, 0},
 		{"the ring lost", []step{{1, "claim", true}, {3, "claim", false}, {0, "lose", false}}, 2, locker.ErrLate, 3},
+		{"the ring lost, then a later claim", []step{{1, "claim", true}, {3, "claim", true}, {0, "lose", false}, {5, "claim", false}}, 2, locker.ErrLate, 4},
 		{"the high-water raised without the ring, then a new ring", []step{{1, "claim", true}, {5, "old", true}, {6, "claim", true}, {8, "claim", false}}, 7, nil, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
