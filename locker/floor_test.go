@@ -7,7 +7,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/redcron/redcron/internal/embedredis"
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/locker"
 )
@@ -19,24 +18,13 @@ import (
 // it: the held claim records its slot late (before, it answered "claimed"
 // and no replica recorded the slot). Where the ring cannot tell (the slot
 // decided and its mark gone, the ring stale or its key lost, a record
-// only in the history) the claim is refused as claimed and writes nothing. In quorum
-// mode, where a node may have missed a claim that a majority granted, the
-// ring is not used. On redis-server and on the embedded server.
+// only in the history) the claim is refused as claimed and writes
+// nothing. In quorum mode, where a node may have missed a claim that a
+// majority granted, the ring is not used. On redis-server and on the
+// embedded server.
 func TestClaimPastMarkFloorRing(t *testing.T) {
 	t.Parallel()
-	t.Run("redis-server", func(t *testing.T) {
-		t.Parallel()
-		claimPastMarkFloorRing(t, redistest.Start(t, redistest.Options{}).Addr())
-	})
-	t.Run("embedded", func(t *testing.T) {
-		t.Parallel()
-		e, err := embedredis.Start("127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(e.Close)
-		claimPastMarkFloorRing(t, e.Addr())
-	})
+	onBothServers(t, claimPastMarkFloorRing)
 	t.Run("quorum", func(t *testing.T) {
 		t.Parallel()
 		var cs []*redis.Client

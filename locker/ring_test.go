@@ -23,9 +23,16 @@ import (
 // miniredis's).
 func TestRecordSkipRing(t *testing.T) {
 	t.Parallel()
+	onBothServers(t, recordSkipRing)
+}
+
+// onBothServers runs test, in parallel subtests, against a redis-server
+// and against the embedded server, each started for it.
+func onBothServers(t *testing.T, test func(t *testing.T, addr string)) {
+	t.Helper()
 	t.Run("redis-server", func(t *testing.T) {
 		t.Parallel()
-		recordSkipRing(t, redistest.Start(t, redistest.Options{}).Addr())
+		test(t, redistest.Start(t, redistest.Options{}).Addr())
 	})
 	t.Run("embedded", func(t *testing.T) {
 		t.Parallel()
@@ -34,7 +41,7 @@ func TestRecordSkipRing(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(e.Close)
-		recordSkipRing(t, e.Addr())
+		test(t, e.Addr())
 	})
 }
 

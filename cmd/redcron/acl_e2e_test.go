@@ -27,18 +27,28 @@ import (
 	"github.com/redcron/redcron/scheduler/store"
 )
 
-func TestLeastPrivilegeACL(t *testing.T) {
-	const (
-		prefix = "acl"
-		user   = "redcron"
-		pass   = "cron-pw"
-	)
-	bin := buildRedcron(t)
-	args := append([]string{"--user", user, "on", ">" + pass}, store.ACLRules(prefix)...)
+// The ACL tests' key prefix and Redis user.
+const (
+	aclPrefix = "acl"
+	aclUser   = "redcron"
+	aclPass   = "cron-pw"
+)
+
+// aclServer starts a redis-server with an ACL user that has exactly rules
+// (the default user keeps every right, behind a password) and returns it
+// and the user's URL.
+func aclServer(t *testing.T, rules []string) (*redistest.Server, string) {
+	t.Helper()
+	args := append([]string{"--user", aclUser, "on", ">" + aclPass}, rules...)
 	srv := redistest.Start(t, redistest.Options{Password: "admin-pw", Args: args})
+	return srv, fmt.Sprintf("redis://%s:%s@%s/0", aclUser, aclPass, srv.Addr())
+}
+
+func TestLeastPrivilegeACL(t *testing.T) {
+	bin := buildRedcron(t)
+	srv, url := aclServer(t, store.ACLRules(aclPrefix))
 	admin := srv.Client(t) // the default user, with every right
 	ctx := context.Background()
-	url := fmt.Sprintf("redis://%s:%s@%s/0", user, pass, srv.Addr())
 
 	dir := t.TempDir()
 	ledger := filepath.Join(dir, "ledger")
@@ -57,7 +67,7 @@ jobs:
   report:
     schedule: "0 0 1 1 *"
     command: ["true"]
-`, prefix, ledger)), 0o600); err != nil {
+`, aclPrefix, ledger)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var reps []*e2eProc
@@ -124,7 +134,7 @@ jobs:
 
 	// Outside the prefix, nothing: a key, a key a script declares or does
 	// not declare, a channel.
-	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: user, Password: pass, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second})
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: aclUser, Password: aclPass, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second})
 	defer c.Close()
 	for _, tc := range []struct {
 		name string
@@ -134,7 +144,7 @@ jobs:
 		{"GET other:x", c.Get(ctx, "other:x").Err()},
 		{"EVAL declaring other:x", c.Eval(ctx, "return redis.call('SET', KEYS[1], 1)", []string{"other:x"}).Err()},
 		{"EVAL not declaring other:x", c.Eval(ctx, "return redis.call('SET', 'other:x', 1)", nil).Err()},
-		{"EVAL declaring acl:x, writing other:x", c.Eval(ctx, "return redis.call('SET', 'other:x', 1)", []string{prefix + ":x"}).Err()},
+		{"EVAL declaring acl:x, writing other:x", c.Eval(ctx, "return redis.call('SET', 'other:x', 1)", []string{aclPrefix + ":x"}).Err()},
 		{"PUBLISH other:events", c.Publish(ctx, "other:events", "x").Err()},
 		{"FLUSHALL", c.FlushAll(ctx).Err()},
 		{"KEYS *", c.Keys(ctx, "*").Err()},
@@ -145,8 +155,8 @@ jobs:
 			t.Errorf("%s as the ACL user: got %v, want a refusal by the ACL", tc.name, tc.err)
 		}
 	}
-	if err := c.Set(ctx, prefix+":x", 1, time.Minute).Err(); err != nil {
-		t.Errorf("SET %s:x as the ACL user: %v", prefix, err)
+	if err := c.Set(ctx, aclPrefix+":x", 1, time.Minute).Err(); err != nil {
+		t.Errorf("SET %s:x as the ACL user: %v", aclPrefix, err)
 	}
 	if n, _ := admin.Exists(ctx, "other:x").Result(); n != 0 {
 		t.Errorf("other:x exists: a refused write went through")
@@ -176,24 +186,17 @@ func aclEntry(e any) map[string]any {
 // left under the prefix. Without the check at start every claim failed
 // with an error that names no command, and the replica ran on.
 func TestACLMissingCommands(t *testing.T) {
-	const (
-		prefix = "acl"
-		user   = "redcron"
-		pass   = "cron-pw"
-	)
 	bin := buildRedcron(t)
 	var rules []string
-	for _, r := range store.ACLRules(prefix) {
+	for _, r := range store.ACLRules(aclPrefix) {
 		switch r {
 		case "+setbit", "+getbit", "+getrange", "+setrange":
 		default:
 			rules = append(rules, r)
 		}
 	}
-	args := append([]string{"--user", user, "on", ">" + pass}, rules...)
-	srv := redistest.Start(t, redistest.Options{Password: "admin-pw", Args: args})
+	srv, url := aclServer(t, rules)
 	admin := srv.Client(t)
-	url := fmt.Sprintf("redis://%s:%s@%s/0", user, pass, srv.Addr())
 
 	dir := t.TempDir()
 	ledger := filepath.Join(dir, "ledger")
@@ -203,7 +206,7 @@ jobs:
   tick:
     schedule: "* * * * * *"
     command: ["sh", "-c", "echo tick >> %s"]
-`, prefix, ledger)), 0o600); err != nil {
+`, aclPrefix, ledger)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p := startReplica(t, bin, config, url, "a", filepath.Join(dir, "a.log"))
@@ -222,7 +225,7 @@ jobs:
 	if _, err := os.Stat(ledger); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("ledger: got %v, want no job run", err)
 	}
-	if keys := admin.Keys(context.Background(), prefix+":*").Val(); len(keys) != 0 {
+	if keys := admin.Keys(context.Background(), aclPrefix+":*").Val(); len(keys) != 0 {
 		t.Errorf("keys under the prefix: got %q, want none", keys)
 	}
 }
