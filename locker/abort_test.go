@@ -3,6 +3,7 @@ package locker_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -634,6 +635,96 @@ func TestRetriedClaimIsIdempotent(t *testing.T) {
 		}
 		if err := lease.Ctx().Err(); err != nil {
 			t.Errorf("retried lease ended: %v", context.Cause(lease.Ctx()))
+		}
+	})
+}
+
+// TestClaimCutShortByAnError: Redis does not undo a script's writes
+// before an error, so a claim whose script took the lease and then had a
+// command refused (here SETBIT, the ring's, by the ACL) leaves the lease
+// holding its token and no mark. Before, its next attempt found the lease
+// busy, and the lease stayed busy until its TTL with nothing running. Now
+// the next attempt takes the lease back as its own and wins; and when the
+// claim is refused for good instead (another replica recorded the slot),
+// it frees the lease.
+func TestClaimCutShortByAnError(t *testing.T) {
+	t.Parallel()
+	const user, pass = "claimer", "claimer-pw"
+	srv := redistest.Start(t, redistest.Options{Password: "admin-pw",
+		Args: []string{"--user", user, "on", ">" + pass, "~*", "&*", "+@all"}})
+	admin := srv.Client(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: user, Password: pass, MaxRetries: -1,
+		ContextTimeoutEnabled: true, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	t.Cleanup(func() { _ = c.Close() })
+	l := mustNew(t, c, locker.Options{})
+	other := mustNew(t, admin, locker.Options{})
+	slot := time.Now().Truncate(time.Second)
+
+	// cutShort makes the bid's first attempt take the lease and fail on
+	// SETBIT, then gives the right back.
+	cutShort := func(t *testing.T, cl locker.Claim) *locker.Bid {
+		t.Helper()
+		bid, err := l.Bid(cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		must(t, admin.Do(bg, "acl", "setuser", user, "-setbit").Err())
+		_, err = bid.Obtain(bg)
+		must(t, admin.Do(bg, "acl", "setuser", user, "+setbit").Err())
+		if err == nil || !strings.Contains(err.Error(), "can't run this command") {
+			t.Fatalf("attempt without SETBIT: got %v, want the ACL's refusal inside the script", err)
+		}
+		if got := get(t, admin, cl.Key); got != bid.Token() {
+			t.Fatalf("lease after the refused attempt: got %q, want the claim's token (the script's writes before the error stay)", got)
+		}
+		if exists(t, admin, cl.MarkKey) {
+			t.Fatalf("the refused attempt wrote the mark: the test no longer cuts the claim short between lease and mark")
+		}
+		return bid
+	}
+	claim := func(t *testing.T, slot time.Time) locker.Claim {
+		key, meta := keys(t)
+		cl := slotClaim(key, meta, slot)
+		cl.RingKey = key + ":ring"
+		return cl
+	}
+
+	t.Run("retried, it wins", func(t *testing.T) {
+		cl := claim(t, slot)
+		bid := cutShort(t, cl)
+		lease, err := bid.Obtain(bg)
+		if err != nil {
+			t.Fatalf("the claim's next attempt: got %v, want it to win", err)
+		}
+		t.Cleanup(func() { _ = lease.Release(bg) })
+		if lease.Fence() != 1 {
+			t.Errorf("fence: got %d, want 1", lease.Fence())
+		}
+		if got := hget(t, admin, cl.MarkKey, "token"); got != bid.Token() {
+			t.Errorf("mark token: got %q, want the claim's", got)
+		}
+		if got := pttl(t, admin, cl.Key); got < cl.TTL-500*time.Millisecond {
+			t.Errorf("lease TTL: got %v, want about %v (taken again)", got, cl.TTL)
+		}
+	})
+
+	t.Run("refused for good, it frees the lease", func(t *testing.T) {
+		cl := claim(t, slot)
+		cl.Records.Busy = "busy"
+		bid := cutShort(t, cl)
+		// Another replica's claim of the slot finds the lease busy and
+		// records the slot skipped.
+		if err := tryObtain(other, cl); !errors.Is(err, locker.ErrNotObtained) {
+			t.Fatalf("another claim of the slot: got %v, want ErrNotObtained (busy, recorded)", err)
+		}
+		if _, err := bid.Obtain(bg); !errors.Is(err, locker.ErrSlotClaimed) {
+			t.Fatalf("the claim's next attempt: got %v, want ErrSlotClaimed", err)
+		}
+		if exists(t, admin, cl.Key) {
+			t.Errorf("lease after the claim was refused for good: held for %v, want freed", pttl(t, admin, cl.Key))
+		}
+		if got := hget(t, admin, cl.MarkKey, "end"); got != "busy" {
+			t.Errorf("mark end: got %q, want the other claim's busy record", got)
 		}
 	})
 }

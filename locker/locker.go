@@ -198,6 +198,10 @@ type Bid struct {
 	lines lines
 	sent  bool  // an attempt may have reached Redis
 	split error // the last lost split vote (quorum mode), while only attempts cut short (ErrCutShort) followed it
+	// cut: an attempt got no answer (an I/O error, or an error that cut its
+	// script short: Redis keeps a script's writes before an error), so the
+	// lease key may hold this bid's token with no mark (single node).
+	cut bool
 }
 
 // Bid prepares a claim under a new token; nothing is sent yet. It fails
@@ -334,6 +338,7 @@ func (b *Bid) obtainSingle(ctx context.Context) (*Lease, error) {
 			b.sent = sent // this attempt never left the queue
 			return nil, err
 		}
+		b.cut = true
 		return nil, withCtx(ctx, err)
 	}
 	r, err := parseObtain(cmd.Val())
@@ -341,7 +346,11 @@ func (b *Bid) obtainSingle(ctx context.Context) (*Lease, error) {
 		return nil, err
 	}
 	if !r.ok() {
-		return nil, r.err()
+		err := r.err()
+		if b.cut && !errors.Is(err, ErrEarly) {
+			b.freeLease(ctx)
+		}
+		return nil, err
 	}
 	if err := c.acked(ln.ack); err != nil {
 		b.unhold(ctx)
@@ -358,6 +367,20 @@ func (b *Bid) obtainSingle(ctx context.Context) (*Lease, error) {
 	}
 	lease.start(ctx)
 	return lease, nil
+}
+
+// freeLease deletes the lease key (and successor key) if an attempt of
+// the bid that got no answer left them holding its token, once the claim
+// is refused for good (the slot decided by others, the job paused, late):
+// otherwise they would keep the job's lease busy until its TTL with
+// nothing running. Its mark, if any, is left as it is. Best effort,
+// bounded by NodeTimeout.
+func (b *Bid) freeLease(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.lk.opts.NodeTimeout)
+	defer cancel()
+	if b.lk.each(ctx, releaseScript, b.claim.releaseLine(b.token, markKeep, "")) == nil {
+		b.cut = false
+	}
 }
 
 // each runs the command line on every node (one node: the caller's

@@ -181,10 +181,21 @@ if A.overlap == "replace" and K.next and not A.slot then
   end
 end
 
--- SET NX takes a free lease; only a busy one is read.
+-- SET NX takes a free lease; only a busy one is read. A lease that holds
+-- this claim's token was taken by an attempt of it that an error cut short
+-- before its mark was written (Redis does not undo a script's writes
+-- before an error: a command refused by the ACL, an OOM): it is this
+-- claim's, taken again.
 local waiting = false
+local holder = false
 if not redis.call("SET", K.lease, A.token, "PX", A.ttl, "NX") then
-  local holder = redis.call("GET", K.lease)
+  holder = redis.call("GET", K.lease)
+  if holder == A.token then
+    redis.call("PEXPIRE", K.lease, A.ttl)
+    holder = false
+  end
+end
+if holder then
   local wait = before_due()
   if wait then
     return {"early", wait}
