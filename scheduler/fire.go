@@ -344,6 +344,7 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 		}
 		backoff := s.reconnect.failed()
 		js.metrics.claimErrors.Inc()
+		s.rights.seen(err)
 		now := clk.Now()
 		wait := min(backoff, retryUntil.Sub(now)-2*claimGuard)
 		// A first attempt's failure is a warning (within warnLimit's
@@ -561,6 +562,7 @@ func (s *Scheduler) execute(js *jobState, slot time.Time, lease *locker.Lease, m
 	fctx, fdone := s.finishCtx()
 	ferr := lease.Finish(fctx, rec.Encode())
 	fdone()
+	s.rights.seen(ferr)
 	var fe *locker.FinishError
 	if ferr == nil || (errors.As(ferr, &fe) && fe.Recorded) {
 		s.recorded(js, rec)

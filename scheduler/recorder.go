@@ -459,6 +459,7 @@ func (r *recorder) retry(p *pending, err error, now time.Time) {
 	} else {
 		p.tries++
 		p.due = now.Add(reconnectDelay(p.tries))
+		r.s.rights.seen(err)
 	}
 	r.requeue(p)
 }

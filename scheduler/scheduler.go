@@ -57,6 +57,9 @@ type Scheduler struct {
 	// the skips of slots nobody claimed once no replica may claim them.
 	clock    *clockWatch
 	recorder *recorder
+	// rights names what the Redis user lacks when Redis refuses a script's
+	// command while the replica runs (with a connection of its own only).
+	rights *rightsWatch
 	// store reads and writes pause state and history (nil when the locker
 	// is not a *locker.Locker); conn is the Redis connection, if the
 	// scheduler was built by FromConfig (owned: dialed by it).
@@ -138,6 +141,7 @@ func New(js []*jobs.Job, l Locker, opts Options) (*Scheduler, error) {
 	s.warns = newWarnLimit(opts.Clock, s.log)
 	s.clock = newClockWatch(s)
 	s.recorder = newRecorder(s)
+	s.rights = newRightsWatch(s)
 	s.registry = newRegistry(s)
 	s.share = newShare(s)
 	s.ahead = newClaimLead(s.opts.Clock)
@@ -301,6 +305,12 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	defer stopClock()
 	stopRecorder := s.recorder.start(runsCtx)
 	defer stopRecorder()
+	if s.ownConn {
+		stopRights := s.rights.start(runsCtx, func(ctx context.Context) error {
+			return s.conn.CheckRights(ctx, s.opts.Prefix)
+		})
+		defer stopRights()
+	}
 	defer s.workers.stop() // after every firing has returned (below)
 	defer func() {
 		if s.gateCancel != nil {

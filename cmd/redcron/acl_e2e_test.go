@@ -229,3 +229,96 @@ jobs:
 		t.Errorf("keys under the prefix: got %q, want none", keys)
 	}
 }
+
+// TestACLChangedWhileRunning: a replica that started with every right
+// meets an ACL user who lost SETBIT while it runs: every claim then fails
+// with Redis's refusal inside a script, which names no command, after the
+// script took the lease (Redis does not undo a script's writes before an
+// error). Its log gets an error naming setbit and the ACL SETUSER that
+// gives it back; nothing runs meanwhile; once the right is back runs
+// resume at once, not after the lease's TTL (the claim's next attempt
+// takes the lease its cut-short attempt left), and every slot from the
+// first run to the last is on record once: run, or skipped.
+func TestACLChangedWhileRunning(t *testing.T) {
+	bin := buildRedcron(t)
+	srv, url := aclServer(t, store.ACLRules(aclPrefix))
+	admin := srv.Client(t)
+	ctx := context.Background()
+
+	dir := t.TempDir()
+	ledger := filepath.Join(dir, "ledger")
+	config := filepath.Join(dir, "jobs.yaml")
+	if err := os.WriteFile(config, []byte(fmt.Sprintf(`redis: {prefix: %s, max_clock_skew: 200ms}
+shutdown_grace: 2s
+defaults: {catchup_window: 1s}
+jobs:
+  tick:
+    schedule: "* * * * * *"
+    command: ["sh", "-c", "echo $REDCRON_SLOT >> %s"]
+`, aclPrefix, ledger)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runs := func() []string {
+		b, _ := os.ReadFile(ledger)
+		return strings.Fields(string(b))
+	}
+	p := startReplica(t, bin, config, url, "a", filepath.Join(dir, "a.log"))
+	p.waitLog(t, "redcron started", e2eStartTimeout)
+	eventually(t, 10*time.Second, "a first run", func() bool { return len(runs()) >= 1 })
+
+	if err := admin.Do(ctx, "acl", "setuser", aclUser, "-setbit").Err(); err != nil {
+		t.Fatal(err)
+	}
+	const refused = "the Redis user may no longer run what the scripts call: claims and records fail until it may"
+	p.waitLog(t, refused, 10*time.Second)
+	var named bool
+	for _, l := range readLogs(t, p.log) {
+		if l.Message == refused {
+			named = l.Level == "error" && strings.Contains(l.Error, "may not run setbit") &&
+				strings.Contains(l.Error, "ACL SETUSER <user> +setbit")
+			break
+		}
+	}
+	if !named {
+		t.Errorf("the error line does not name setbit and its ACL SETUSER; log:\n%s", tail(p.log))
+	}
+	// Three slots pass without the right: none runs (a run in flight may
+	// still be written).
+	before := len(runs())
+	time.Sleep(3 * time.Second)
+	if n := len(runs()); n > before+1 {
+		t.Errorf("runs while the user may not run setbit: got %d, want at most 1 (in flight)", n-before)
+	}
+
+	if err := admin.Do(ctx, "acl", "setuser", aclUser, "+setbit").Err(); err != nil {
+		t.Fatal(err)
+	}
+	back := len(runs())
+	eventually(t, 5*time.Second, "runs after the right is back", func() bool { return len(runs()) >= back+2 })
+	// The slots skipped meanwhile are written once nobody may claim them
+	// (catch-up window and clock skew after the slot).
+	time.Sleep(3 * time.Second)
+	p.signal(t, syscall.SIGTERM)
+	if !p.wait(10 * time.Second) {
+		t.Fatalf("%s did not exit after SIGTERM", p.name)
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit %d, want 0; log:\n%s", code, tail(p.log))
+	}
+
+	ran := runs()
+	first, err1 := time.Parse(time.RFC3339, ran[0])
+	last, err2 := time.Parse(time.RFC3339, ran[len(ran)-1])
+	if err := errors.Join(err1, err2); err != nil {
+		t.Fatalf("ledger %q: %v", ran, err)
+	}
+	bySlot := map[time.Time][]string{}
+	for _, r := range historyOf(t, bin, config, url, "tick") {
+		bySlot[r.Slot.UTC()] = append(bySlot[r.Slot.UTC()], r.Outcome+" "+r.Reason)
+	}
+	for s := first; !s.After(last); s = s.Add(time.Second) {
+		if len(bySlot[s]) != 1 {
+			t.Errorf("slot %s: got records %q, want one; log:\n%s", s.Format(time.TimeOnly), bySlot[s], tail(p.log))
+		}
+	}
+}

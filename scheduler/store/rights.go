@@ -105,6 +105,13 @@ func CheckRights(ctx context.Context, c locker.Client, prefix string) error {
 	return nil
 }
 
+// ACLRefused says whether err carries Redis's refusal by the ACL: of a
+// command inside a script (which names no command: CheckRights names
+// them) or of a top-level command (NOPERM).
+func ACLRefused(err error) bool {
+	return err != nil && aclRefusal(err.Error())
+}
+
 // aclRefusal says whether msg, an error a script's redis.pcall returned,
 // is the ACL's refusal: Redis 6.2 and 7.0 say "The user executing the
 // script can't ...", 7.2 and later "ACL failure in script: ...".
