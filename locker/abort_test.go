@@ -650,38 +650,54 @@ func TestRetriedClaimIsIdempotent(t *testing.T) {
 func TestClaimCutShortByAnError(t *testing.T) {
 	t.Parallel()
 	const user, pass = "claimer", "claimer-pw"
-	srv := redistest.Start(t, redistest.Options{Password: "admin-pw",
-		Args: []string{"--user", user, "on", ">" + pass, "~*", "&*", "+@all"}})
-	admin := srv.Client(t)
-	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: user, Password: pass, MaxRetries: -1,
-		ContextTimeoutEnabled: true, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
-	t.Cleanup(func() { _ = c.Close() })
-	l := mustNew(t, c, locker.Options{})
-	other := mustNew(t, admin, locker.Options{})
+	// server starts a redis-server whose user "claimer" has every right;
+	// admin is the default user's client, c the claimer's.
+	server := func(t *testing.T) (admin, c *redis.Client) {
+		t.Helper()
+		srv := redistest.Start(t, redistest.Options{Password: "admin-pw",
+			Args: []string{"--user", user, "on", ">" + pass, "~*", "&*", "+@all"}})
+		c = redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: user, Password: pass, MaxRetries: -1,
+			ContextTimeoutEnabled: true, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+		t.Cleanup(func() { _ = c.Close() })
+		return srv.Client(t), c
+	}
+	setbit := func(t *testing.T, admins []*redis.Client, rule string) {
+		t.Helper()
+		for _, a := range admins {
+			must(t, a.Do(bg, "acl", "setuser", user, rule).Err())
+		}
+	}
 	slot := time.Now().Truncate(time.Second)
 
 	// cutShort makes the bid's first attempt take the lease and fail on
-	// SETBIT, then gives the right back.
-	cutShort := func(t *testing.T, cl locker.Claim) *locker.Bid {
+	// SETBIT (the ACL's refusal: Redis 6.2 and 7.0 say "can't run this
+	// command", 7.2 and later "ACL failure in script"), then gives the
+	// right back.
+	cutShort := func(t *testing.T, l *locker.Locker, admins []*redis.Client, cl locker.Claim) *locker.Bid {
 		t.Helper()
 		bid, err := l.Bid(cl)
 		if err != nil {
 			t.Fatal(err)
 		}
-		must(t, admin.Do(bg, "acl", "setuser", user, "-setbit").Err())
+		setbit(t, admins, "-setbit")
 		_, err = bid.Obtain(bg)
-		must(t, admin.Do(bg, "acl", "setuser", user, "+setbit").Err())
-		if err == nil || !strings.Contains(err.Error(), "can't run this command") {
+		setbit(t, admins, "+setbit")
+		if err == nil || !strings.Contains(err.Error(), "can't run this command") && !strings.Contains(err.Error(), "ACL failure in script") {
 			t.Fatalf("attempt without SETBIT: got %v, want the ACL's refusal inside the script", err)
 		}
-		if got := get(t, admin, cl.Key); got != bid.Token() {
-			t.Fatalf("lease after the refused attempt: got %q, want the claim's token (the script's writes before the error stay)", got)
-		}
-		if exists(t, admin, cl.MarkKey) {
-			t.Fatalf("the refused attempt wrote the mark: the test no longer cuts the claim short between lease and mark")
+		for i, a := range admins {
+			if got := get(t, a, cl.Key); got != bid.Token() {
+				t.Fatalf("node %d: lease after the refused attempt: got %q, want the claim's token (the script's writes before the error stay)", i, got)
+			}
+			if exists(t, a, cl.MarkKey) {
+				t.Fatalf("node %d: the refused attempt wrote the mark: the test no longer cuts the claim short between lease and mark", i)
+			}
 		}
 		return bid
 	}
+	admin, c := server(t)
+	l := mustNew(t, c, locker.Options{})
+	other := mustNew(t, admin, locker.Options{})
 	claim := func(t *testing.T, slot time.Time) locker.Claim {
 		key, meta := keys(t)
 		cl := slotClaim(key, meta, slot)
@@ -691,7 +707,7 @@ func TestClaimCutShortByAnError(t *testing.T) {
 
 	t.Run("retried, it wins", func(t *testing.T) {
 		cl := claim(t, slot)
-		bid := cutShort(t, cl)
+		bid := cutShort(t, l, []*redis.Client{admin}, cl)
 		lease, err := bid.Obtain(bg)
 		if err != nil {
 			t.Fatalf("the claim's next attempt: got %v, want it to win", err)
@@ -711,7 +727,7 @@ func TestClaimCutShortByAnError(t *testing.T) {
 	t.Run("refused for good, it frees the lease", func(t *testing.T) {
 		cl := claim(t, slot)
 		cl.Records.Busy = "busy"
-		bid := cutShort(t, cl)
+		bid := cutShort(t, l, []*redis.Client{admin}, cl)
 		// Another replica's claim of the slot finds the lease busy and
 		// records the slot skipped.
 		if err := tryObtain(other, cl); !errors.Is(err, locker.ErrNotObtained) {
@@ -725,6 +741,29 @@ func TestClaimCutShortByAnError(t *testing.T) {
 		}
 		if got := hget(t, admin, cl.MarkKey, "end"); got != "busy" {
 			t.Errorf("mark end: got %q, want the other claim's busy record", got)
+		}
+	})
+
+	t.Run("quorum of 3, refused for good, it frees the leases", func(t *testing.T) {
+		var admins, users []*redis.Client
+		for range 3 {
+			a, u := server(t)
+			admins, users = append(admins, a), append(users, u)
+		}
+		lq, otherq := newQuorum(t, users, locker.Options{}), newQuorum(t, admins, locker.Options{})
+		cl := claim(t, slot)
+		cl.Records.Busy = "busy"
+		bid := cutShort(t, lq, admins, cl)
+		if err := tryObtain(otherq, cl); !errors.Is(err, locker.ErrNotObtained) {
+			t.Fatalf("another claim of the slot: got %v, want ErrNotObtained (busy, recorded)", err)
+		}
+		if _, err := bid.Obtain(bg); !errors.Is(err, locker.ErrSlotClaimed) {
+			t.Fatalf("the claim's next attempt: got %v, want ErrSlotClaimed", err)
+		}
+		for i, a := range admins {
+			if exists(t, a, cl.Key) {
+				t.Errorf("node %d: lease after the claim was refused for good: held for %v, want freed", i, pttl(t, a, cl.Key))
+			}
 		}
 	})
 }

@@ -200,8 +200,10 @@ type Bid struct {
 	split error // the last lost split vote (quorum mode), while only attempts cut short (ErrCutShort) followed it
 	// cut: an attempt got no answer (an I/O error, or an error that cut its
 	// script short: Redis keeps a script's writes before an error), so the
-	// lease key may hold this bid's token with no mark (single node).
-	cut bool
+	// lease key may hold this bid's token with no mark; cutOn is the same
+	// per node in quorum mode (see drop).
+	cut   bool
+	cutOn []bool
 }
 
 // Bid prepares a claim under a new token; nothing is sent yet. It fails
@@ -211,7 +213,11 @@ func (l *Locker) Bid(c Claim) (*Bid, error) {
 		return nil, err
 	}
 	token := newToken()
-	return &Bid{lk: l, claim: c, token: token, lines: c.lines(token, len(l.nodes) == 1)}, nil
+	b := &Bid{lk: l, claim: c, token: token, lines: c.lines(token, len(l.nodes) == 1)}
+	if len(l.nodes) > 1 {
+		b.cutOn = make([]bool, len(l.nodes))
+	}
+	return b, nil
 }
 
 // Token is the bid's token, which its lease keeps.
@@ -232,7 +238,11 @@ func (b *Bid) Sent() bool { return b.sent }
 // (final, except ErrEarly, which may be retried after its Wait);
 // otherwise an I/O error (joined with ctx.Err() when ctx ended the call),
 // ErrNoQuorum or ErrTooLate: the claim may have won, so call Obtain again
-// to retry it as itself, or Withdraw.
+// to retry it as itself, or Withdraw. Such an attempt may also have taken
+// the lease and stopped before its mark (Redis keeps a script's writes
+// before an error): the next attempt takes that lease as its own, and a
+// final refusal (not ErrEarly) frees it, token-checked, on the nodes
+// concerned.
 func (b *Bid) Obtain(ctx context.Context) (*Lease, error) {
 	for attempt := 0; ; attempt++ {
 		var lease *Lease

@@ -161,6 +161,11 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 	// Failure: wait for the slow claims (bounded by NodeTimeout), then look
 	// at every answer.
 	rs := g.all()
+	for _, r := range rs {
+		if r.err != nil {
+			b.cutOn[r.node] = true // its script may have stopped after taking the lease
+		}
+	}
 	if state, decided := quorumRefusal(rs, n, l.quorum); decided {
 		// Others decided the slot: our running marks, if any, stand on a
 		// minority.
@@ -201,15 +206,16 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 }
 
 // drop deletes the bid's running marks (restoring each node's high-water)
-// and lease keys on the nodes where its claim won; best effort, bounded by
-// NodeTimeout.
+// and lease keys on the nodes where its claim won, or where an attempt of
+// it got no answer (cutOn); best effort, bounded by NodeTimeout.
 func (b *Bid) drop(rs []nodeResult[obtainReply]) {
 	l := b.lk
 	skip := make([]bool, len(l.nodes))
-	for i := range skip {
-		skip[i] = true
-	}
 	any := false
+	for i := range skip {
+		skip[i] = !b.cutOn[i]
+		any = any || b.cutOn[i]
+	}
 	for _, r := range rs {
 		if r.err != nil || r.val.ok() {
 			skip[r.node], any = false, true
