@@ -14,14 +14,14 @@ import (
 const rightsRecheck = 30 * time.Second
 
 // rightsWatch names what the Redis ACL user lacks when its rights shrink
-// while the replica runs (the check at start passed): inside a script
-// Redis's refusal names no command, so every claim, finish and skip record
-// would fail with the same unnamed error. A refusal seen on any of them
+// while the replica runs (the check at start passed): inside a script,
+// Redis before 7.2 names no command in its refusal, and every claim,
+// finish and skip record would fail with it. A refusal seen on any of them
 // (seen) asks for the check again, at most once per rightsRecheck; a check
 // that finds refusals logs an error naming the commands and the ACL SETUSER
-// that adds them, and is repeated every rightsRecheck until it passes,
-// which is logged too. Only a scheduler with a connection of its own
-// (FromConfig) runs it.
+// that adds them, and is repeated (and logged) every rightsRecheck until
+// it passes, which is logged too. Only a scheduler with a connection of
+// its own (FromConfig) runs it.
 type rightsWatch struct {
 	s    *Scheduler
 	kick chan struct{}
@@ -31,9 +31,10 @@ func newRightsWatch(s *Scheduler) *rightsWatch {
 	return &rightsWatch{s: s, kick: make(chan struct{}, 1)}
 }
 
-// seen asks for a check when err is the ACL's refusal; it never blocks.
+// seen asks for a check when err is the ACL's refusal; it never blocks,
+// and is a no-op before start, after stop and on a nil watch.
 func (w *rightsWatch) seen(err error) {
-	if err == nil || !store.ACLRefused(err) {
+	if w == nil || err == nil || !store.ACLRefused(err) {
 		return
 	}
 	select {
@@ -86,7 +87,13 @@ func (w *rightsWatch) run(ctx context.Context, check func(context.Context) error
 		case err == nil && refused:
 			w.s.log.Info().Msg("the Redis user may run what the scripts call again")
 			refused = false
-		case err != nil && ctx.Err() == nil:
+			select {
+			case <-w.kick: // a refusal seen before the rights came back
+			default:
+			}
+		case err == nil:
+			w.s.log.Warn().Msg("a script was refused by the Redis ACL, yet its user may run every command the scripts call")
+		case ctx.Err() == nil:
 			w.s.log.Warn().Err(err).Msg("a script was refused by the Redis ACL, and its user's rights could not be checked")
 		}
 	}

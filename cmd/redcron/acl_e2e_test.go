@@ -295,30 +295,44 @@ jobs:
 	}
 	back := len(runs())
 	eventually(t, 5*time.Second, "runs after the right is back", func() bool { return len(runs()) >= back+2 })
-	// The slots skipped meanwhile are written once nobody may claim them
-	// (catch-up window and clock skew after the slot).
-	time.Sleep(3 * time.Second)
+
+	// Every slot from the first run to the first after the right came back
+	// is on record once: run, or skipped (written once nobody may claim it,
+	// a catch-up window and the clock skew after the slot).
+	ran := runs()
+	first, err1 := time.Parse(time.RFC3339, ran[0])
+	last, err2 := time.Parse(time.RFC3339, ran[back])
+	if err := errors.Join(err1, err2); err != nil {
+		t.Fatalf("ledger %q: %v", ran, err)
+	}
+	var bySlot map[time.Time][]string
+	recorded := func() bool {
+		bySlot = map[time.Time][]string{}
+		for _, r := range historyOf(t, bin, config, url, "tick") {
+			bySlot[r.Slot.UTC()] = append(bySlot[r.Slot.UTC()], r.Outcome+" "+r.Reason)
+		}
+		for s := first; !s.After(last); s = s.Add(time.Second) {
+			if len(bySlot[s]) == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for !recorded() && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	for s := first; !s.After(last); s = s.Add(time.Second) {
+		if len(bySlot[s]) != 1 {
+			t.Errorf("slot %s: got records %q, want one; log:\n%s", s.Format(time.TimeOnly), bySlot[s], tail(p.log))
+		}
+	}
+
 	p.signal(t, syscall.SIGTERM)
 	if !p.wait(10 * time.Second) {
 		t.Fatalf("%s did not exit after SIGTERM", p.name)
 	}
 	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("exit %d, want 0; log:\n%s", code, tail(p.log))
-	}
-
-	ran := runs()
-	first, err1 := time.Parse(time.RFC3339, ran[0])
-	last, err2 := time.Parse(time.RFC3339, ran[len(ran)-1])
-	if err := errors.Join(err1, err2); err != nil {
-		t.Fatalf("ledger %q: %v", ran, err)
-	}
-	bySlot := map[time.Time][]string{}
-	for _, r := range historyOf(t, bin, config, url, "tick") {
-		bySlot[r.Slot.UTC()] = append(bySlot[r.Slot.UTC()], r.Outcome+" "+r.Reason)
-	}
-	for s := first; !s.After(last); s = s.Add(time.Second) {
-		if len(bySlot[s]) != 1 {
-			t.Errorf("slot %s: got records %q, want one; log:\n%s", s.Format(time.TimeOnly), bySlot[s], tail(p.log))
-		}
 	}
 }
