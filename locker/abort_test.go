@@ -767,3 +767,45 @@ func TestClaimCutShortByAnError(t *testing.T) {
 		}
 	})
 }
+
+// TestFinishCutShortByAnError: a finish whose script ended the mark and
+// then had the history's ZADD refused (by the ACL) left the outcome in the
+// mark only, and its retry, finding the mark ended with its record,
+// answered "done": the history never got the run. end_mark now writes the
+// history first, so the retry, once ZADD is allowed again, records it.
+func TestFinishCutShortByAnError(t *testing.T) {
+	t.Parallel()
+	const user, pass = "finisher", "finisher-pw"
+	srv := redistest.Start(t, redistest.Options{Password: "admin-pw",
+		Args: []string{"--user", user, "on", ">" + pass, "~*", "&*", "+@all"}})
+	admin := srv.Client(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: user, Password: pass, MaxRetries: -1,
+		ContextTimeoutEnabled: true, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	t.Cleanup(func() { _ = c.Close() })
+	l := mustNew(t, c, locker.Options{})
+	key, meta := keys(t)
+	cl := slotClaim(key, meta, time.Now().Truncate(time.Second))
+	cl.HistoryKey, cl.HistoryLen, cl.HistoryTTL = key+":history", 10, time.Hour
+	lease := mustObtain(t, l, cl)
+
+	must(t, admin.Do(bg, "acl", "setuser", user, "-zadd").Err())
+	ctx, cancel := context.WithTimeout(bg, 300*time.Millisecond)
+	err := lease.Finish(ctx, "ok:1")
+	cancel()
+	must(t, admin.Do(bg, "acl", "setuser", user, "+zadd").Err())
+	if err == nil || !strings.Contains(err.Error(), "can't run this command") && !strings.Contains(err.Error(), "ACL failure in script") {
+		t.Errorf("finish without ZADD: got %v, want the ACL's refusal inside the script (a retry that found the mark ended answered done)", err)
+	}
+	if err := lease.Finish(bg, "ok:1"); err != nil {
+		var fe *locker.FinishError
+		if !errors.As(err, &fe) || !fe.Recorded {
+			t.Fatalf("finish again with ZADD: got %v, want the record written", err)
+		}
+	}
+	if got := lrange(t, admin, cl.HistoryKey); len(got) != 1 || got[0] != "ok:1" {
+		t.Errorf("history: got %q, want the run's record once", got)
+	}
+	if got := hget(t, admin, cl.MarkKey, "end"); got != "ok:1" {
+		t.Errorf("mark end: got %q, want the run's record", got)
+	}
+}

@@ -88,9 +88,11 @@ end
 -- "end"), keeps the mark for A.retention ms and adds the record to the
 -- history.
 local function end_mark(record)
+  -- The history first: Redis keeps a script's writes before an error, and
+  -- a retry that finds the mark ended (finish.lua's "done") adds nothing.
+  push_history(record)
   redis.call("HSET", K.mark, "end", record)
   redis.call("PEXPIRE", K.mark, A.retention)
-  push_history(record)
 end
 
 -- RING is how many seconds of slots the job's ring of decided slots spans
