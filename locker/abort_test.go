@@ -649,24 +649,6 @@ func TestRetriedClaimIsIdempotent(t *testing.T) {
 // it frees the lease.
 func TestClaimCutShortByAnError(t *testing.T) {
 	t.Parallel()
-	const user, pass = "claimer", "claimer-pw"
-	// server starts a redis-server whose user "claimer" has every right;
-	// admin is the default user's client, c the claimer's.
-	server := func(t *testing.T) (admin, c *redis.Client) {
-		t.Helper()
-		srv := redistest.Start(t, redistest.Options{Password: "admin-pw",
-			Args: []string{"--user", user, "on", ">" + pass, "~*", "&*", "+@all"}})
-		c = redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: user, Password: pass, MaxRetries: -1,
-			ContextTimeoutEnabled: true, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
-		t.Cleanup(func() { _ = c.Close() })
-		return srv.Client(t), c
-	}
-	setbit := func(t *testing.T, admins []*redis.Client, rule string) {
-		t.Helper()
-		for _, a := range admins {
-			must(t, a.Do(bg, "acl", "setuser", user, rule).Err())
-		}
-	}
 	slot := time.Now().Truncate(time.Second)
 
 	// cutShort makes the bid's first attempt take the lease and fail on
@@ -679,10 +661,10 @@ func TestClaimCutShortByAnError(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		setbit(t, admins, "-setbit")
+		setACL(t, admins, "-setbit")
 		_, err = bid.Obtain(bg)
-		setbit(t, admins, "+setbit")
-		if err == nil || !strings.Contains(err.Error(), "can't run this command") && !strings.Contains(err.Error(), "ACL failure in script") {
+		setACL(t, admins, "+setbit")
+		if !aclRefused(err) {
 			t.Fatalf("attempt without SETBIT: got %v, want the ACL's refusal inside the script", err)
 		}
 		for i, a := range admins {
@@ -695,7 +677,7 @@ func TestClaimCutShortByAnError(t *testing.T) {
 		}
 		return bid
 	}
-	admin, c := server(t)
+	admin, c := aclServer(t)
 	l := mustNew(t, c, locker.Options{})
 	other := mustNew(t, admin, locker.Options{})
 	claim := func(t *testing.T, slot time.Time) locker.Claim {
@@ -747,7 +729,7 @@ func TestClaimCutShortByAnError(t *testing.T) {
 	t.Run("quorum of 3, refused for good, it frees the leases", func(t *testing.T) {
 		var admins, users []*redis.Client
 		for range 3 {
-			a, u := server(t)
+			a, u := aclServer(t)
 			admins, users = append(admins, a), append(users, u)
 		}
 		lq, otherq := newQuorum(t, users, locker.Options{}), newQuorum(t, admins, locker.Options{})
@@ -775,25 +757,19 @@ func TestClaimCutShortByAnError(t *testing.T) {
 // history first, so the retry, once ZADD is allowed again, records it.
 func TestFinishCutShortByAnError(t *testing.T) {
 	t.Parallel()
-	const user, pass = "finisher", "finisher-pw"
-	srv := redistest.Start(t, redistest.Options{Password: "admin-pw",
-		Args: []string{"--user", user, "on", ">" + pass, "~*", "&*", "+@all"}})
-	admin := srv.Client(t)
-	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: user, Password: pass, MaxRetries: -1,
-		ContextTimeoutEnabled: true, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
-	t.Cleanup(func() { _ = c.Close() })
+	admin, c := aclServer(t)
 	l := mustNew(t, c, locker.Options{})
 	key, meta := keys(t)
 	cl := slotClaim(key, meta, time.Now().Truncate(time.Second))
 	cl.HistoryKey, cl.HistoryLen, cl.HistoryTTL = key+":history", 10, time.Hour
 	lease := mustObtain(t, l, cl)
 
-	must(t, admin.Do(bg, "acl", "setuser", user, "-zadd").Err())
+	setACL(t, []*redis.Client{admin}, "-zadd")
 	ctx, cancel := context.WithTimeout(bg, 300*time.Millisecond)
 	err := lease.Finish(ctx, "ok:1")
 	cancel()
-	must(t, admin.Do(bg, "acl", "setuser", user, "+zadd").Err())
-	if err == nil || !strings.Contains(err.Error(), "can't run this command") && !strings.Contains(err.Error(), "ACL failure in script") {
+	setACL(t, []*redis.Client{admin}, "+zadd")
+	if !aclRefused(err) {
 		t.Errorf("finish without ZADD: got %v, want the ACL's refusal inside the script (a retry that found the mark ended answered done)", err)
 	}
 	if err := lease.Finish(bg, "ok:1"); err != nil {
@@ -808,4 +784,134 @@ func TestFinishCutShortByAnError(t *testing.T) {
 	if got := hget(t, admin, cl.MarkKey, "end"); got != "ok:1" {
 		t.Errorf("mark end: got %q, want the run's record", got)
 	}
+}
+
+// The ACL user of the tests of scripts cut short by the ACL's refusal.
+const aclUser, aclPass = "claimer", "claimer-pw"
+
+// aclServer starts a redis-server whose user aclUser has every right and
+// returns the default user's client (admin, which changes the user's
+// rights) and the user's, with newClient's settings.
+func aclServer(t *testing.T) (admin, c *redis.Client) {
+	t.Helper()
+	srv := redistest.Start(t, redistest.Options{Password: "admin-pw",
+		Args: []string{"--user", aclUser, "on", ">" + aclPass, "~*", "&*", "+@all"}})
+	c = redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: aclUser, Password: aclPass, MaxRetries: -1,
+		ContextTimeoutEnabled: true, DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	t.Cleanup(func() { _ = c.Close() })
+	return srv.Client(t), c
+}
+
+// setACL applies one ACL rule (such as "-setbit") to aclUser on each server.
+func setACL(t *testing.T, admins []*redis.Client, rule string) {
+	t.Helper()
+	for _, a := range admins {
+		must(t, a.Do(bg, "acl", "setuser", aclUser, rule).Err())
+	}
+}
+
+// aclRefused says whether err is the ACL's refusal inside a script: Redis
+// 6.2 and 7.0 say "can't run this command", 7.2 and later "ACL failure in
+// script".
+func aclRefused(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "can't run this command") || strings.Contains(err.Error(), "ACL failure in script") ||
+		strings.Contains(err.Error(), "can't publish to the channel") || strings.Contains(err.Error(), "access a channel"))
+}
+
+// TestEndCutShortByAnError: the ending scripts free what holds other
+// claims off before they write the records that an error could stop. A
+// withdrawal whose history write was refused used to leave the lease held
+// to its TTL; a plain lock's finish whose SET was refused had already
+// deleted the key, so its retry found it free and the record was lost; and
+// a replace claim whose PUBLISH was refused (no channel in the user's
+// rules) failed after it had set the successor key, and the holder was
+// not replaced (or, had the claim been given up without withdrawing, was
+// stopped for nothing). Each case fails with the scripts before this
+// change.
+func TestEndCutShortByAnError(t *testing.T) {
+	t.Parallel()
+	admin, c := aclServer(t)
+	admins := []*redis.Client{admin}
+	l := mustNew(t, c, locker.Options{})
+	slot := time.Now().Truncate(time.Second)
+
+	t.Run("withdraw without ZADD frees the lease", func(t *testing.T) {
+		key, meta := keys(t)
+		cl := slotClaim(key, meta, slot)
+		cl.HistoryKey, cl.HistoryLen, cl.HistoryTTL = key+":history", 10, time.Hour
+		cl.Unwatched = true // a claim won and given up before its run: nothing renews it
+		bid, err := l.Bid(cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bid.Obtain(bg); err != nil {
+			t.Fatal(err)
+		}
+		setACL(t, admins, "-zadd")
+		err = bid.Withdraw(bg)
+		setACL(t, admins, "+zadd")
+		if !aclRefused(err) {
+			t.Errorf("withdraw without ZADD: got %v, want the ACL's refusal", err)
+		}
+		if exists(t, admin, key) {
+			t.Errorf("lease after the refused withdrawal: held for %v, want freed", pttl(t, admin, key))
+		}
+		must(t, bid.Withdraw(bg))
+		if got := hget(t, admin, cl.MarkKey, "end"); got != recs.Aborted {
+			t.Errorf("mark end after the withdrawal's retry: got %q, want %q", got, recs.Aborted)
+		}
+		if got := lrange(t, admin, cl.HistoryKey); len(got) != 1 || got[0] != recs.Aborted {
+			t.Errorf("history after the withdrawal's retry: got %q, want the aborted record once", got)
+		}
+	})
+
+	t.Run("a plain lock's finish without SET keeps its record", func(t *testing.T) {
+		key, meta := keys(t)
+		cl := locker.Claim{Key: key, MetaKey: meta, TTL: 2 * time.Second, Retention: time.Minute}
+		lease := mustObtain(t, l, cl)
+		setACL(t, admins, "-set")
+		ctx, cancel := context.WithTimeout(bg, 300*time.Millisecond)
+		err := lease.Finish(ctx, "ok:plain")
+		cancel()
+		setACL(t, admins, "+set")
+		if !aclRefused(err) {
+			t.Errorf("finish without SET: got %v, want the ACL's refusal", err)
+		}
+		if err := lease.Finish(bg, "ok:plain"); err != nil {
+			t.Errorf("finish again with SET: got %v, want the record written", err)
+		}
+		if got := get(t, admin, key); got != "ok:plain" {
+			t.Errorf("lock key: got %q, want the record (taken for the retention)", got)
+		}
+	})
+
+	t.Run("a replace claim without the channel still replaces", func(t *testing.T) {
+		key, meta := keys(t)
+		claim := func(slot time.Time) locker.Claim {
+			cl := slotClaim(key, meta, slot)
+			cl.Replace, cl.NextKey, cl.Channel = true, key+":next", key+":stop"
+			return cl
+		}
+		old := mustObtain(t, mustNew(t, admin, locker.Options{}), claim(slot.Add(-time.Minute)))
+		setACL(t, admins, "resetchannels")
+		t.Cleanup(func() { setACL(t, admins, "allchannels") })
+		done := make(chan error, 1)
+		go func() {
+			lease, err := l.Obtain(bg, claim(slot.Add(-time.Minute+time.Second)))
+			if err == nil {
+				err = lease.Release(bg)
+			}
+			done <- err
+		}()
+		waitDone(t, old, 10*time.Second) // told at its next renewal, without the message
+		must(t, old.Release(bg))
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("replace claim without the channel: got %v, want it to take the lease once the holder stopped", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the replace claim did not return within 10s of the holder's release")
+		}
+	})
 }

@@ -10,12 +10,14 @@ local holder = redis.call("GET", K.lease)
 local status = "taken"
 if holder == A.token then
   status = "held"
-  redis.call("DEL", K.lease)
 elseif not holder then
   status = "expired"
 end
 
 if K.mark then
+  if status == "held" then
+    redis.call("DEL", K.lease)
+  end
   -- The mark is this run's while it holds its running claim, even after the
   -- lease key expired: the outcome of a run is never lost.
   local m = redis.call("HMGET", K.mark, "token", "end")
@@ -30,7 +32,8 @@ if K.mark then
   return {status, 0}
 end
 if status == "held" then
-  -- A plain lock keeps its key taken, by the record, for the retention.
+  -- A plain lock keeps its key taken, by the record, for the retention: one
+  -- write, so that no error can leave the key free and the record unwritten.
   redis.call("SET", K.lease, A.record, "PX", A.retention)
   return {status, 1}
 end

@@ -184,7 +184,7 @@ end
 -- SET NX takes a free lease; only a busy one is read. A lease that holds
 -- this claim's token was taken by an attempt of it that an error cut short
 -- before its mark was written (Redis does not undo a script's writes
--- before an error: a command refused by the ACL, an OOM): it is this
+-- before an error: a command the ACL refuses, a WRONGTYPE): it is this
 -- claim's, taken again.
 local waiting = false
 local holder = false
@@ -212,7 +212,10 @@ if holder then
   local pttl = redis.call("PTTL", K.lease)
   redis.call("SET", K.next, A.token, "PX", math.max(pttl, 0) + 2 * tonumber(A.ttl))
   if A.channel then
-    redis.call("PUBLISH", A.channel, holder)
+    -- Only hastens the holder's stop (its renewals answer "replaced"): a
+    -- refusal (the channel not in the ACL user's rules) does not cut the
+    -- claim short after the successor key was set.
+    redis.pcall("PUBLISH", A.channel, holder)
   end
   waiting = true
 elseif A.overlap == "replace" and K.next then
