@@ -200,9 +200,9 @@ type Bid struct {
 	split error // the last lost split vote (quorum mode), while only attempts cut short (ErrCutShort) followed it
 	// cut: an attempt got no answer (an I/O error, or an error that cut its
 	// script short, such as a command the ACL refuses: Redis keeps a
-	// script's writes before an error), so the
-	// lease key may hold this bid's token with no mark; cutOn is the same
-	// per node in quorum mode (see drop).
+	// script's writes before an error), so the lease key may hold this
+	// bid's token with no mark; cutOn is the same per node in quorum mode
+	// (see drop).
 	cut   bool
 	cutOn []bool
 }
