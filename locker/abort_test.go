@@ -3,13 +3,13 @@ package locker_test
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/redcron/redcron/internal/redistest"
 	"github.com/redcron/redcron/locker"
+	"github.com/redcron/redcron/scheduler/store"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -664,7 +664,7 @@ func TestClaimCutShortByAnError(t *testing.T) {
 		setACL(t, admins, "-setbit")
 		_, err = bid.Obtain(bg)
 		setACL(t, admins, "+setbit")
-		if !aclRefused(err) {
+		if !store.ACLRefused(err) {
 			t.Fatalf("attempt without SETBIT: got %v, want the ACL's refusal inside the script", err)
 		}
 		for i, a := range admins {
@@ -769,7 +769,7 @@ func TestFinishCutShortByAnError(t *testing.T) {
 	err := lease.Finish(ctx, "ok:1")
 	cancel()
 	setACL(t, []*redis.Client{admin}, "+zadd")
-	if !aclRefused(err) {
+	if !store.ACLRefused(err) {
 		t.Errorf("finish without ZADD: got %v, want the ACL's refusal inside the script (a retry that found the mark ended answered done)", err)
 	}
 	if err := lease.Finish(bg, "ok:1"); err != nil {
@@ -810,14 +810,6 @@ func setACL(t *testing.T, admins []*redis.Client, rule string) {
 	}
 }
 
-// aclRefused says whether err is the ACL's refusal inside a script: Redis
-// 6.2 and 7.0 say "can't run this command", 7.2 and later "ACL failure in
-// script".
-func aclRefused(err error) bool {
-	return err != nil && (strings.Contains(err.Error(), "can't run this command") || strings.Contains(err.Error(), "ACL failure in script") ||
-		strings.Contains(err.Error(), "can't publish to the channel") || strings.Contains(err.Error(), "access a channel"))
-}
-
 // TestEndCutShortByAnError: the ending scripts free what holds other
 // claims off before they write the records that an error could stop. A
 // withdrawal whose history write was refused used to leave the lease held
@@ -850,7 +842,7 @@ func TestEndCutShortByAnError(t *testing.T) {
 		setACL(t, admins, "-zadd")
 		err = bid.Withdraw(bg)
 		setACL(t, admins, "+zadd")
-		if !aclRefused(err) {
+		if !store.ACLRefused(err) {
 			t.Errorf("withdraw without ZADD: got %v, want the ACL's refusal", err)
 		}
 		if exists(t, admin, key) {
@@ -874,7 +866,7 @@ func TestEndCutShortByAnError(t *testing.T) {
 		err := lease.Finish(ctx, "ok:plain")
 		cancel()
 		setACL(t, admins, "+set")
-		if !aclRefused(err) {
+		if !store.ACLRefused(err) {
 			t.Errorf("finish without SET: got %v, want the ACL's refusal", err)
 		}
 		if err := lease.Finish(bg, "ok:plain"); err != nil {
