@@ -39,6 +39,8 @@ type Scheduler struct {
 	metrics *metrics
 
 	started atomic.Bool
+	// preflighted is set by the first Preflight (Run's or its caller's).
+	preflighted atomic.Bool
 	// reconnect is the claims' shared backoff while Redis fails.
 	reconnect reconnect
 	wg        sync.WaitGroup     // every firing
@@ -264,28 +266,41 @@ func MarkMarginOf(catchup time.Duration) time.Duration {
 // Replica is this scheduler's replica name.
 func (s *Scheduler) Replica() string { return s.opts.Replica }
 
+// Preflight runs the checks Run makes before anything starts, once: with
+// the connection FromConfig dialed, it returns an error wrapping
+// store.ErrACL when the Redis ACL user may not run what the scripts call,
+// and warns (returning nil) when Redis cannot be reached or a setting
+// weakens the guarantees. Run calls it unless it was called; a caller that
+// reports a start (a log line, a served port) calls it first.
+func (s *Scheduler) Preflight(ctx context.Context) error {
+	if !s.preflighted.CompareAndSwap(false, true) || !s.ownConn {
+		return nil
+	}
+	// An ACL user that may not run what the scripts call fails every
+	// claim: refuse to start, naming what it lacks. A Redis that cannot
+	// be reached now may be later: warn and go on.
+	if err := s.conn.CheckRights(ctx, s.opts.Prefix); errors.Is(err, store.ErrACL) {
+		return fmt.Errorf("scheduler: %w", err)
+	} else if err != nil {
+		s.log.Warn().Err(err).Msg("cannot check at start that the Redis user may run what the scripts call")
+	}
+	// The settings the guarantees need: warn loudly, once, at start.
+	s.conn.CheckSettings(ctx, s.log)
+	return nil
+}
+
 // Run fires jobs until ctx ends, then shuts down gracefully: it stops
 // claiming, waits up to ShutdownGrace for running jobs, cancels those still
 // running with cause ErrShutdown, records their outcomes, finishes their
-// leases, and returns nil. Run may be called once. With the connection
-// FromConfig dialed, Run first checks that the Redis ACL user may run what
-// the scripts call and, when not, returns an error wrapping store.ErrACL
+// leases, and returns nil. Run may be called once. It first calls
+// Preflight unless that was called, and returns its error (store.ErrACL)
 // before anything starts.
 func (s *Scheduler) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("scheduler: Run called twice")
 	}
-	if s.ownConn {
-		// An ACL user that may not run what the scripts call fails every
-		// claim: refuse to start, naming what it lacks. A Redis that cannot
-		// be reached now may be later: warn and go on.
-		if err := s.conn.CheckRights(ctx, s.opts.Prefix); errors.Is(err, store.ErrACL) {
-			return fmt.Errorf("scheduler: %w", err)
-		} else if err != nil {
-			s.log.Warn().Err(err).Msg("cannot check at start that the Redis user may run what the scripts call")
-		}
-		// The settings the guarantees need: warn loudly, once, at start.
-		s.conn.CheckSettings(ctx, s.log)
+	if err := s.Preflight(ctx); err != nil {
+		return err
 	}
 	defer s.warns.flush(true) // last: every warning of the run is counted
 	runsCtx, cancelRuns := context.WithCancelCause(context.WithoutCancel(ctx))

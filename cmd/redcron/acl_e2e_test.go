@@ -181,8 +181,8 @@ func aclEntry(e any) map[string]any {
 
 // TestACLMissingCommands: a replica whose ACL user was set up before the
 // ring's commands joined the rules (no +setbit +getbit +getrange
-// +setrange) does not start: it exits 1 at once, its log names the four
-// commands and the ACL SETUSER that adds them, no job ran and nothing is
+// +setrange) does not start: it exits 1 at once, its log says it cannot
+// start (and never that it started), names the four commands and the ACL SETUSER that adds them, no job ran and nothing is
 // left under the prefix. Without the check at start every claim failed
 // with an error that names no command, and the replica ran on.
 func TestACLMissingCommands(t *testing.T) {
@@ -217,10 +217,13 @@ jobs:
 		t.Errorf("exit %d, want %d", code, exitFailure)
 	}
 	log := tail(p.log)
-	for _, want := range []string{"setbit, getbit, getrange, setrange", "ACL SETUSER <user> +setbit +getbit +getrange +setrange"} {
+	for _, want := range []string{"redcron cannot start", "setbit, getbit, getrange, setrange", "ACL SETUSER <user> +setbit +getbit +getrange +setrange"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
+	}
+	if strings.Contains(log, "redcron started") {
+		t.Errorf("log says %q before the check at start refused it:\n%s", "redcron started", log)
 	}
 	if _, err := os.Stat(ledger); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("ledger: got %v, want no job run", err)

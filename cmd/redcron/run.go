@@ -192,6 +192,15 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		<-ctx.Done()
 		stop()
 	}()
+	// The checks at start come before anything says it started: a user
+	// refused by Redis's ACL gets no "redcron started" and no served port.
+	if err := sched.Preflight(ctx); err != nil {
+		if ln != nil {
+			_ = ln.Close()
+		}
+		log.Error().Str("replica", *replica).Err(err).Msg("redcron cannot start")
+		return exitFailure
+	}
 	stopReload := reloadOnHUP(ctx, cfg, sched, reloadErrors, log)
 	defer stopReload()
 
