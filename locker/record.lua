@@ -9,17 +9,19 @@
 --   A.hw_proof, A.probe (optional; see below)
 -- With A.hw_proof, after A.not_after the job's high-water slot (K.meta
 -- "hw", which never expires) still proves it while it is below A.slot:
--- on a single node every claim and every record of a slot raises it to at
--- least that slot, so A.slot was never decided. At or above A.slot, the
+-- every claim and every record of a slot raises it to at least that slot,
+-- so A.slot was never decided on this node. At or above A.slot, the
 -- job's ring of decided slots proves it while it speaks for A.slot (see
--- RING): a clear bit, A.slot was never decided; a set one, it was (a ring
--- whose key was lost, see ring_lost, speaks no more). Not in
--- quorum mode, where a node may have missed a claim that a majority
--- granted, and a claim that lost its vote puts the high-water back. Past
--- A.not_after a record of the slot in the job's history (scored
--- A.history_score) refuses the skip too.
+-- RING): a clear bit, A.slot was never decided here; a set one, it was (a
+-- ring whose key was lost, see ring_lost, speaks no more). In quorum mode
+-- each node proves this for itself only (a node may have missed a claim
+-- that a majority granted; a claim that lost its vote puts the high-water
+-- back and stops the ring): the caller writes only once a majority of the
+-- nodes prove it (locker's probed). Past A.not_after a record of the slot
+-- in the job's history (scored A.history_score) refuses the skip too.
 -- With A.probe (quorum mode's first phase) nothing is written but the
--- job's first sight: {"absent"} stands for the write the call would make.
+-- job's first sight: {"absent", proof} stands for the write the call
+-- would make (proof 1: past A.not_after, on the proof above).
 -- Reply: {"recorded"}; {"early", wait} not yet; {"claimed", 0, end,
 -- token} the slot has a record or a claim (end: its final record, token:
 -- the claim's, each "" when none, as when the ring proves it decided);
@@ -69,7 +71,7 @@ if now > tonumber(A.not_after) then
   end
 end
 if A.probe then
-  return {"absent"}
+  return {"absent", now > tonumber(A.not_after) and 1 or 0}
 end
 end_mark(A.record)
 raise_hw()

@@ -235,7 +235,7 @@ const (
 	replyUnborn     = "unborn"
 	replySuperseded = "superseded"
 	replyRecorded   = "recorded"
-	replyAbsent     = "absent" // record.lua's probe: no mark, the skip would be written
+	replyAbsent     = "absent" // record.lua's probe: the skip would be written (num 1: on the proof past the mark's window)
 )
 
 // obtainReply is one node's answer to obtain.lua (or take.lua).
@@ -281,10 +281,10 @@ func parseObtain(v any) (obtainReply, error) {
 		}
 	case replyBusy, replyPaused:
 		r.pttl = num(1)
-	case replyEarly, replyLate, replyUnborn:
+	case replyEarly, replyLate, replyUnborn, replyAbsent:
 		r.num = num(1)
 		r.prev = code == replyEarly && len(a) > 2 && a[2] == "prev"
-	case replySuperseded, replyRecorded, replyAbsent:
+	case replySuperseded, replyRecorded:
 	default:
 		return obtainReply{}, fmt.Errorf("locker: unexpected obtain reply %v", v)
 	}

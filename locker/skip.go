@@ -26,14 +26,15 @@ type Skip struct {
 	// NotBefore and NotAfter (server clock) bound when an absent mark
 	// proves that nobody claimed the slot: from the instant no replica may
 	// still claim it, until the instant a run's mark could have expired.
-	// After NotAfter, on a single node (not in quorum mode), the record is
-	// still written while the job's high-water slot, which never expires,
-	// is below Slot, or while the job's ring (RingKey) speaks for Slot and
-	// shows it undecided: up to RingSpan below the high-water, while every
-	// claim and skip of the job since the ring was started carried it (one
-	// without it under the high-water stops the ring; one above it, an
-	// older replica's, restarts it). A record of Slot in the history
-	// (HistoryKey) refuses the skip past NotAfter.
+	// After NotAfter the record is still written while the job's
+	// high-water slot, which never expires, is below Slot, or while the
+	// job's ring (RingKey) speaks for Slot and shows it undecided: up to
+	// RingSpan below the high-water, while every claim and skip of the job
+	// since the ring was started carried it (one without it under the
+	// high-water stops the ring; one above it, an older replica's,
+	// restarts it). In quorum mode each node proves this for itself, and
+	// the record is written once a majority do (see RecordSkips). A record
+	// of Slot in the history (HistoryKey) refuses the skip past NotAfter.
 	NotBefore, NotAfter time.Time
 	// RingKey is the job's ring of decided slots, as in Claim; optional.
 	RingKey string
@@ -45,18 +46,18 @@ type Skip struct {
 
 // RecordSkip writes s.Record to the slot's mark (and history) if the mark
 // is absent, from NotBefore on the server's clock until NotAfter or, after
-// it on a single node, while the job's high-water slot is below s.Slot or
-// its ring shows s.Slot undecided, and raises the high-water to s.Slot, in
-// one script call per node (two in quorum mode, see RecordSkips). It
-// returns nil once recorded; a NotObtainedError wrapping ErrEarly (with
-// Wait) before NotBefore, ErrSlotClaimed when the slot has a claim or a
-// record (or the ring shows it decided), ErrLate after NotAfter (in
-// quorum mode), or after it with the high-water at or above s.Slot and no
-// ring that speaks for it (too late to tell whether it ran; see Decided),
-// ErrUnborn before the job's first sight;
-// or the I/O error (ErrNoQuorum in quorum mode when fewer than a majority
-// answered, or while a claim of the slot may have won on the nodes that
-// did not answer).
+// it, while the job's high-water slot is below s.Slot or its ring shows
+// s.Slot undecided (on a majority of the nodes in quorum mode), and raises
+// the high-water to s.Slot, in one script call per node (two in quorum
+// mode, see RecordSkips). It returns nil once recorded; a NotObtainedError
+// wrapping ErrEarly (with Wait) before NotBefore, ErrSlotClaimed when the
+// slot has a claim or a record (or the ring shows it decided), ErrLate
+// after NotAfter with the high-water at or above s.Slot and no ring that
+// speaks for it (too late to tell whether it ran; see Decided, set on a
+// single node only), ErrUnborn before the job's first sight; or the I/O
+// error (ErrNoQuorum in quorum mode when fewer than a majority answered,
+// or while a claim of the slot may have won, or a majority may prove that
+// none did, on the nodes that did not answer).
 func (l *Locker) RecordSkip(ctx context.Context, s Skip) error {
 	return l.RecordSkips(ctx, []Skip{s})[0]
 }
@@ -107,9 +108,7 @@ func (l *Locker) skipLine(s Skip, probe bool) []any {
 	if s.HistoryKey != "" {
 		a.arg("history_len", strconv.Itoa(s.HistoryLen)).arg("history_ttl", ms(s.HistoryTTL)).arg("history_score", unixMS(s.Slot))
 	}
-	if len(l.nodes) == 1 {
-		a.arg("hw_proof", "1")
-	}
+	a.arg("hw_proof", "1") // each node's own proof: in quorum mode see probed
 	if probe {
 		a.arg("probe", "1")
 	}
@@ -129,8 +128,19 @@ func (l *Locker) skipLine(s Skip, probe bool) []any {
 // too few answers, before the slot is due, or with no node that would
 // write, the verdict is recorded's on these replies, as a write round's
 // would be.
+//
+// Past the mark's window a node's answer rests on its own high-water and
+// ring (record.lua's A.hw_proof), which cannot tell a granted claim from
+// a skip once the marks are gone: the skip is written only when a
+// majority of the nodes prove that they granted no claim of the slot (an
+// absent mark, or a skip in it), so that no majority can have granted
+// one. While the nodes that did not answer could still make that
+// majority it gives ErrNoQuorum; when they cannot, the slot is claimed if
+// a majority show it decided, and late (too late to tell) otherwise.
 func (l *Locker) probed(ctx context.Context, rs []nodeResult[obtainReply]) (write bool, err error) {
 	answered, absent, early := 0, 0, false
+	skips, decided := 0, 0     // marks that hold a skip; nodes that show the slot decided
+	past := false              // some node answered on the proof past the mark's window
 	claims := map[string]int{} // running claims' marks per token
 	for _, r := range rs {
 		if r.err != nil {
@@ -140,11 +150,20 @@ func (l *Locker) probed(ctx context.Context, rs []nodeResult[obtainReply]) (writ
 		switch r.val.code {
 		case replyAbsent:
 			absent++
+			past = past || r.val.num == 1
 		case replyEarly:
 			early = true
+		case replyLate:
+			past = true
 		case replyClaimed:
+			decided++
 			if r.val.token == "" {
-				continue // a skip, recorded without a claim
+				if r.val.record == "" {
+					past = true // the ring or the history: a claim or a skip
+				} else {
+					skips++ // a skip, recorded without a claim
+				}
+				continue
 			}
 			if r.val.record != "" {
 				return false, fmt.Errorf("locker: record skip: %w", r.val.err())
@@ -163,6 +182,16 @@ func (l *Locker) probed(ctx context.Context, rs []nodeResult[obtainReply]) (writ
 			return false, fmt.Errorf("locker: record skip: %w: a claim of the slot holds %d of the %d nodes that answered, and may have won on the %d that did not: %w",
 				ErrNoQuorum, n, answered, len(l.nodes)-answered, withCtx(ctx, joinErrs(rs)))
 		}
+	}
+	if past && absent+skips < l.quorum {
+		switch {
+		case absent+skips+len(l.nodes)-answered >= l.quorum:
+			return false, fmt.Errorf("locker: record skip: %w: %d of the %d nodes that answered prove that they granted no claim of the slot, and the %d that did not may make a majority: %w",
+				ErrNoQuorum, absent+skips, answered, len(l.nodes)-answered, withCtx(ctx, joinErrs(rs)))
+		case decided >= l.quorum:
+			return false, fmt.Errorf("locker: record skip: %w", &NotObtainedError{Reason: ErrSlotClaimed})
+		}
+		return false, fmt.Errorf("locker: record skip: %w", &NotObtainedError{Reason: ErrLate})
 	}
 	if absent == 0 {
 		return false, l.recorded(ctx, rs)
@@ -185,7 +214,8 @@ func (l *Locker) recorded(ctx context.Context, rs []nodeResult[obtainReply]) err
 		if r.val.code == replyEarly && r.val.num > best.num {
 			best = r.val
 		}
-		if r.val.code == replyLate {
+		if r.val.code == replyLate && len(l.nodes) == 1 {
+			// a node's own ring: in quorum mode the others may still speak
 			decided = r.val.num
 		}
 	}

@@ -530,7 +530,7 @@ func TestQuorumRecordSkip(t *testing.T) {
 	key, meta := keys(t)
 	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
 	skip := func(slot time.Time) locker.Skip {
-		return locker.Skip{MarkKey: markOf(key, slot), MetaKey: meta, Slot: slot, Record: "skipped:outage",
+		return locker.Skip{MarkKey: markOf(key, slot), MetaKey: meta, Slot: slot, Record: "skipped:outage", FirstSeen: slot.Add(-time.Hour),
 			Retention: time.Hour, NotBefore: time.Now().Add(-time.Second), NotAfter: time.Now().Add(time.Minute)}
 	}
 	kill(t, servers[2])
@@ -545,18 +545,30 @@ func TestQuorumRecordSkip(t *testing.T) {
 			t.Errorf("node %d high-water: got %q, want %s", i, got, unix(slot))
 		}
 	}
-	// A slot past its window, above the high-water: late, and nothing
-	// written. The high-water proves nothing in quorum mode: a node may
-	// have missed a claim that a majority granted.
+	// A slot past its window, above the high-water on both nodes that
+	// answer, a majority: neither granted a claim of it, so no claim won,
+	// and the skip is written.
 	passed := skip(slot.Add(time.Second))
 	passed.NotAfter = time.Now().Add(-time.Second)
-	var ne *locker.NotObtainedError
-	if err := q.RecordSkip(bg, passed); !errors.Is(err, locker.ErrLate) || !errors.As(err, &ne) || !ne.Decided.IsZero() {
-		t.Errorf("RecordSkip of a slot past its window: got %v, want ErrLate without a high-water", err)
+	if err := q.RecordSkip(bg, passed); err != nil {
+		t.Errorf("RecordSkip of a slot past its window, above a majority's high-water: got %v, want it recorded", err)
 	}
 	for i, c := range clients[:2] {
-		if exists(t, c, markOf(key, passed.Slot)) {
-			t.Errorf("node %d: a skip past its window written in quorum mode", i)
+		if got := hget(t, c, markOf(key, passed.Slot), "end"); got != "skipped:outage" {
+			t.Errorf("node %d mark end past the window: got %q, want skipped:outage", i, got)
+		}
+	}
+	// Under the high-water, with no ring that speaks for it: too late to
+	// tell, nothing written, and no Decided (another node's ring may speak).
+	under := skip(slot.Add(-time.Second))
+	under.NotAfter = passed.NotAfter
+	var ne *locker.NotObtainedError
+	if err := q.RecordSkip(bg, under); !errors.Is(err, locker.ErrLate) || !errors.As(err, &ne) || !ne.Decided.IsZero() {
+		t.Errorf("RecordSkip of a slot past its window, under the high-water: got %v, want ErrLate without Decided", err)
+	}
+	for i, c := range clients[:2] {
+		if exists(t, c, markOf(key, under.Slot)) {
+			t.Errorf("node %d: a skip past its window written under the high-water", i)
 		}
 	}
 	// Paused, not killed: a killed server's port can be handed to a
@@ -667,6 +679,108 @@ func TestQuorumSkipBesideRun(t *testing.T) {
 			t.Fatalf("RecordSkip once every node answers: %v", err)
 		}
 		if got, want := skipped(t, key), []bool{false, true, true}; !slices.Equal(got, want) {
+			t.Errorf("skips by node: got %v, want %v", got, want)
+		}
+	})
+}
+
+// TestQuorumSkipPastWindow: past the mark's window, with the marks gone, a
+// quorum skip rests on each node's high-water and ring, and is written
+// only once a majority of the nodes prove that they granted no claim of
+// the slot. A claim that won on two of three nodes (the third cut off)
+// gets no skip beside it, and while one of its nodes is silent the answer
+// waits (ErrNoQuorum); a lost claim's ring bit on one node, or a node
+// silent, does not stop the skip of a slot that no majority granted.
+// Before, every quorum skip past the window was dropped as late.
+func TestQuorumSkipPastWindow(t *testing.T) {
+	t.Parallel()
+	servers, direct := cluster(t, 3, redistest.Options{})
+	proxies := make([]*redistest.Proxy, len(servers))
+	via := make([]*redis.Client, len(servers))
+	for i, s := range servers {
+		via[i], proxies[i] = viaProxy(t, s)
+	}
+	q := newQuorum(t, via, locker.Options{NodeTimeout: time.Second})
+	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+	claim := func(key, meta string) locker.Claim {
+		c := slotClaim(key, meta, slot)
+		c.RingKey = key + ":ring"
+		return c
+	}
+	skip := func(key, meta string) locker.Skip {
+		return locker.Skip{MarkKey: markOf(key, slot), MetaKey: meta, RingKey: key + ":ring", Slot: slot, Record: "skipped:outage",
+			Retention: time.Hour, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(-time.Second),
+			HistoryKey: key + ":history", HistoryLen: 10, HistoryTTL: time.Hour}
+	}
+	// unmark deletes the slot's mark on every node, as its expiry would.
+	unmark := func(t *testing.T, key string) {
+		t.Helper()
+		for _, c := range direct {
+			must(t, c.Del(bg, markOf(key, slot)).Err())
+		}
+	}
+	skipped := func(t *testing.T, key string) []bool {
+		t.Helper()
+		got := make([]bool, len(direct))
+		for i, c := range direct {
+			got[i] = hget(t, c, markOf(key, slot), "end") == "skipped:outage"
+		}
+		return got
+	}
+
+	t.Run("won on two of three", func(t *testing.T) {
+		key, meta := keys(t)
+		proxies[2].Block(true)
+		cut := time.Now()
+		lease := mustObtain(t, q, claim(key, meta))
+		time.Sleep(time.Until(cut.Add(1500 * time.Millisecond))) // the call to the cut node gave up
+		proxies[2].Block(false)
+		if err := lease.Finish(bg, "ok"); err != nil {
+			t.Fatalf("Finish: %v", err)
+		}
+		unmark(t, key)
+		proxies[0].Block(true)
+		err := q.RecordSkip(bg, skip(key, meta))
+		proxies[0].Block(false)
+		if !errors.Is(err, locker.ErrNoQuorum) {
+			t.Errorf("RecordSkip with a node of the claim silent: got %v, want ErrNoQuorum", err)
+		}
+		if err := q.RecordSkip(bg, skip(key, meta)); !errors.Is(err, locker.ErrSlotClaimed) {
+			t.Errorf("RecordSkip once every node answers: got %v, want ErrSlotClaimed", err)
+		}
+		if got := skipped(t, key); slices.Contains(got, true) {
+			t.Errorf("skips by node beside the run: got %v, want none", got)
+		}
+	})
+
+	t.Run("a lost claim's ring bit on one of three", func(t *testing.T) {
+		key, meta := keys(t)
+		mustObtain(t, mustNew(t, direct[0], locker.Options{}), claim(key, meta))
+		unmark(t, key)
+		if err := q.RecordSkip(bg, skip(key, meta)); err != nil {
+			t.Fatalf("RecordSkip: got %v, want it recorded", err)
+		}
+		if got, want := skipped(t, key), []bool{false, true, true}; !slices.Equal(got, want) {
+			t.Errorf("skips by node: got %v, want %v", got, want)
+		}
+	})
+
+	t.Run("never claimed, a node silent", func(t *testing.T) {
+		key, meta := keys(t)
+		// The job's first sight and high-water, a slot earlier, on every node.
+		earlier := skip(key, meta)
+		earlier.Slot, earlier.MarkKey = slot.Add(-time.Second), markOf(key, slot.Add(-time.Second))
+		earlier.NotAfter = time.Now().Add(time.Minute)
+		if err := q.RecordSkip(bg, earlier); err != nil {
+			t.Fatalf("RecordSkip of the slot before: %v", err)
+		}
+		proxies[2].Block(true)
+		err := q.RecordSkip(bg, skip(key, meta))
+		proxies[2].Block(false)
+		if err != nil {
+			t.Fatalf("RecordSkip with one of 3 nodes silent: got %v, want it recorded", err)
+		}
+		if got, want := skipped(t, key), []bool{true, true, false}; !slices.Equal(got, want) {
 			t.Errorf("skips by node: got %v, want %v", got, want)
 		}
 	})

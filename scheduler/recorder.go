@@ -423,7 +423,7 @@ func (r *recorder) record(ctx context.Context, ps []*pending) {
 			p.due = now.Add(ne.Wait + 10*time.Millisecond)
 			r.requeue(p)
 		case errors.Is(err, locker.ErrLate):
-			r.count(&r.tooLateN) // past the mark's window, with no proof left (or quorum mode): logged
+			r.count(&r.tooLateN) // past the mark's window, with no proof left: logged
 			if errors.As(err, &ne) && ne.Decided.After(r.decided[p.js.job.Name]) {
 				r.decided[p.js.job.Name] = ne.Decided
 			}
