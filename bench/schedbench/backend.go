@@ -12,26 +12,31 @@ import (
 )
 
 // backend is the Redis a scenario's replicas claim on: one plain
-// redis-server, or the masters of a Redis Cluster. The parent reads each
-// server's INFO with its own admin client, and the jobs' keys through
-// keys (a cluster client on a cluster).
+// redis-server, the masters of a Redis Cluster, or independent masters in
+// quorum mode. The parent reads each server's INFO with its own admin
+// client, and the jobs' keys through keys (a cluster client on a cluster,
+// the first master in quorum mode: see readSkips for the records).
 type backend struct {
 	servers []*redistest.Server
 	admins  []*redis.Client
 	keys    redis.UniversalClient
 	cluster bool
+	quorum  bool
 }
 
-// startBackend starts one plain server (masters 0) or a cluster of
-// masters masters.
-func startBackend(masters int) (*backend, error) {
-	b := &backend{cluster: masters > 0}
-	if masters == 0 {
-		srv, err := redistest.StartServer(redistest.Options{})
-		if err != nil {
-			return nil, err
+// startBackend starts one plain server (masters 0), a cluster of masters
+// masters, or with quorum that many plain servers.
+func startBackend(masters int, quorum bool) (*backend, error) {
+	b := &backend{cluster: masters > 0 && !quorum, quorum: quorum}
+	if masters == 0 || quorum {
+		for range max(masters, 1) {
+			srv, err := redistest.StartServer(redistest.Options{})
+			if err != nil {
+				b.stop()
+				return nil, err
+			}
+			b.servers = append(b.servers, srv)
 		}
-		b.servers = []*redistest.Server{srv}
 	} else {
 		nodes, err := redistest.StartClusterServers(masters)
 		b.servers = nodes
@@ -70,14 +75,20 @@ func (b *backend) addr() string { return b.servers[0].Addr() }
 
 // redisBlock is the jobs.yaml redis: block's connection lines.
 func (b *backend) redisBlock() string {
-	if !b.cluster {
-		return fmt.Sprintf("  url: redis://%s/0\n", b.addr())
-	}
 	addrs := make([]string, len(b.servers))
 	for i, s := range b.servers {
 		addrs[i] = s.Addr()
+		if b.quorum {
+			addrs[i] = "redis://" + addrs[i] + "/0"
+		}
 	}
-	return fmt.Sprintf("  cluster: [%s]\n", strings.Join(addrs, ", "))
+	switch {
+	case b.quorum:
+		return fmt.Sprintf("  quorum: [%s]\n", strings.Join(addrs, ", "))
+	case b.cluster:
+		return fmt.Sprintf("  cluster: [%s]\n", strings.Join(addrs, ", "))
+	}
+	return fmt.Sprintf("  url: redis://%s/0\n", b.addr())
 }
 
 // flush empties every master.

@@ -8,6 +8,11 @@ import (
 // clusterJobs is the cluster suite's job count, every second.
 const clusterJobs = 5000
 
+// quorumJobs is the quorum suite's job count, every second: past the knee
+// of quorum mode on 3 masters and 2 cores, so that replicas miss firings
+// and must record them.
+const quorumJobs = 3000
+
 // colRate is the firings the replicas ran per second of the window (each
 // slot run at least once).
 var colRate = column{"firings run / s", "%.0f", func(m *runMetrics) float64 {
@@ -17,7 +22,11 @@ var colRate = column{"firings run / s", "%.0f", func(m *runMetrics) float64 {
 // topologies prints the suite's scenarios side by side with Redis CPU per
 // master: the same jobs over a cluster of 1 and of n masters.
 func (r suiteResult) topologies() {
-	fmt.Printf("\nTopologies: the same jobs on Redis Clusters of 1 and more masters. A script cannot span hash slots in a cluster, so each claim is its own EVALSHA on its job's {job}-tagged keys (the cluster client pipelines them per master); the work-sharing beat's {live} keys are on one master. Cells: median [min-max]; per master: medians.\n\n")
+	if r.suite.quorum {
+		fmt.Printf("\nQuorum mode: every claim, finish and skip goes to each of the independent masters and needs a majority; a miss counts as recorded when a majority of the masters hold its record. Cells: median [min-max]; per master: medians.\n\n")
+	} else {
+		fmt.Printf("\nTopologies: the same jobs on Redis Clusters of 1 and more masters. A script cannot span hash slots in a cluster, so each claim is its own EVALSHA on its job's {job}-tagged keys (the cluster client pipelines them per master); the work-sharing beat's {live} keys are on one master. Cells: median [min-max]; per master: medians.\n\n")
+	}
 	cols := []column{colRate, colDups, colMisses, colUnrecorded, colP50, colP99, colCmds, colRedisCPU}
 	fmt.Printf("| scenario |")
 	for _, c := range cols {

@@ -13,13 +13,17 @@
 //	cd bench && go run ./schedbench -suite all -reps 5     # every suite but soak, about 50 minutes
 //	cd bench && go run ./schedbench -suite soak -reps 1    # 30 minutes at 1,000 firings/s, sampled every minute
 //	cd bench && go run ./schedbench -suite cluster         # 1 vs 3 Redis Cluster masters, a few minutes
+//	cd bench && go run ./schedbench -suite quorum          # quorum mode on 3 masters, past its knee, about a minute
 //
 // The soak suite is not part of "all" (its window alone is 30 minutes):
 // name it. It samples Redis's used_memory and key count and each
 // replica's memory every -sample through its window and prints them with
 // their growth. The cluster suite runs its replicas on Redis Clusters of
 // 1 and of 3 masters that the bench starts (internal/redistest), with
-// the same jobs, and reports Redis CPU per master.
+// the same jobs, and reports Redis CPU per master. The quorum suite runs
+// them in quorum mode on 3 independent masters, past the knee of the
+// claims that every master takes, and counts the misses that a majority
+// of the masters hold no record of.
 //
 // Each child records every run it starts (job, slot, fence, start on the
 // real clock) and counts, with a go-redis hook on its client, every
@@ -66,8 +70,10 @@ type suite struct {
 	stagger time.Duration
 	// masters are the Redis topologies the scenarios run on: 0 is one
 	// plain redis-server (the bench's shared one), n > 0 a Redis Cluster
-	// of n masters (jobs.yaml's redis.cluster). nil means {0}.
+	// of n masters (jobs.yaml's redis.cluster), or with quorum n
+	// independent masters (jobs.yaml's redis.quorum). nil means {0}.
 	masters []int
+	quorum  bool
 	// sampled makes the window's snapshots every -sample, with Redis's
 	// memory and keys and each replica's memory at each (see soak.go).
 	sampled bool
@@ -80,7 +86,8 @@ type suite struct {
 	// records keeps the replicas running until the window's skip records
 	// are due (catchup_window + max_clock_skew after its last slot), then
 	// reads the jobs' history: a miss with a record was recorded (a skip
-	// with its reason), one without was dropped (one plain Redis only).
+	// with its reason), one without was dropped (in quorum mode: a record
+	// on a majority of the masters).
 	records bool
 }
 
@@ -102,7 +109,8 @@ const (
 // figures. The rate, burst and load suites use the stock defaults. The
 // cluster and soak suites shorten the retention as the compare suite does;
 // the cluster suite keeps 50 records of history, so that the window's
-// skip records (20s of slots) are still there when it reads them.
+// skip records (20s of slots) are still there when it reads them; so
+// does the quorum suite.
 // The replicas suite's window is 40s: at R=30 a 10s window gave each
 // replica about 333 firings, whose spread under hashing alone (about 5 %
 // a replica) put the largest of 30 shares past the ±10 % it measures; 40s
@@ -130,6 +138,10 @@ var suites = []suite{
 		skews: []time.Duration{0}, jobs: clusterJobs, spec: "* * * * * *",
 		catchup: time.Second, keep: 50, warmup: 14 * time.Second, window: 20 * time.Second,
 		masters: []int{1, 3}, records: true},
+	{name: "quorum", systems: []string{sysRedcron}, replicas: []int{3},
+		skews: []time.Duration{0}, jobs: quorumJobs, spec: "* * * * * *",
+		catchup: time.Second, keep: 50, warmup: 14 * time.Second, window: 20 * time.Second,
+		masters: []int{3}, quorum: true, records: true},
 	{name: "soak", systems: []string{sysRedcron}, replicas: []int{3},
 		skews: []time.Duration{0}, jobs: 1000, spec: "* * * * * *",
 		catchup: time.Second, keep: 10, warmup: 14 * time.Second, window: 30 * time.Minute,
@@ -161,7 +173,7 @@ func main() {
 		stagger  time.Duration
 		jitter   time.Duration
 	)
-	flag.StringVar(&names, "suite", "compare", "comma-separated suites: compare, replicas, retention, rate, burst, load, cluster, soak, or all (every suite but soak, which takes 30 minutes: name it)")
+	flag.StringVar(&names, "suite", "compare", "comma-separated suites: compare, replicas, retention, rate, burst, load, cluster, quorum, soak, or all (every suite but soak, which takes 30 minutes: name it)")
 	flag.DurationVar(&cfg.sample, "sample", time.Minute, "the soak suite's sampling interval (whole seconds) for Redis memory, keys and the replicas' memory")
 	flag.IntVar(&cfg.reps, "reps", 3, "repetitions of every scenario, interleaved (min, median and max are reported)")
 	flag.StringVar(&cfg.profiles, "cpuprofile", "", "directory: each child writes there a CPU profile of its steady window and a heap profile at its end")

@@ -22,17 +22,22 @@ import (
 )
 
 // scenario is one system with R replicas and replica 0's clock offset, on
-// one plain redis-server (masters 0) or a Redis Cluster of masters masters.
+// one plain redis-server (masters 0), a Redis Cluster of masters masters,
+// or with quorum that many independent masters.
 type scenario struct {
 	system   string
 	replicas int
 	skew     time.Duration
 	masters  int
+	quorum   bool
 }
 
 func (sc scenario) String() string {
 	s := fmt.Sprintf("%s, R=%d, skew %v", systemName(sc.system), sc.replicas, sc.skew)
-	if sc.masters > 0 {
+	switch {
+	case sc.quorum:
+		s += fmt.Sprintf(", quorum of %d masters", sc.masters)
+	case sc.masters > 0:
 		s += fmt.Sprintf(", cluster of %d master(s)", sc.masters)
 	}
 	return s
@@ -56,7 +61,7 @@ func (s suite) scenarios() []scenario {
 		for _, sys := range s.systems {
 			for _, r := range s.replicas {
 				for _, sk := range s.skews {
-					out = append(out, scenario{sys, r, sk, n})
+					out = append(out, scenario{sys, r, sk, n, s.quorum})
 				}
 			}
 		}
@@ -78,7 +83,7 @@ const childWait = 2 * time.Minute
 
 func runParent(cfg config) error {
 	fmt.Printf("schedbench: %s\nload at the start: %s\n\n", machine(), host.LoadAvg())
-	plain, err := startBackend(0)
+	plain, err := startBackend(0, false)
 	if err != nil {
 		return err
 	}
@@ -133,7 +138,7 @@ func runSuite(cfg config, s suite, plain *backend, dir, self string) (suiteResul
 		b := plain
 		if n > 0 {
 			var err error
-			if b, err = startBackend(n); err != nil {
+			if b, err = startBackend(n, s.quorum); err != nil {
 				return res, err
 			}
 		}
@@ -152,6 +157,9 @@ func runSuite(cfg config, s suite, plain *backend, dir, self string) (suiteResul
 			name := fmt.Sprintf("%s-%s-R%d-skew%v-rep%d", s.name, sc.system, sc.replicas, sc.skew, rep+1)
 			if sc.masters > 0 {
 				name += fmt.Sprintf("-m%d", sc.masters)
+			}
+			if sc.quorum {
+				name += "-quorum"
 			}
 			var out childFiles
 			if cfg.profiles != "" {
@@ -298,7 +306,7 @@ func runScenario(self string, s suite, sc scenario, path string, specs []string,
 		}
 	}
 	if countRecords {
-		if m.skips, err = readSkips(ctx, be.keys, len(specs), from, to); err != nil {
+		if m.skips, err = be.readSkips(ctx, len(specs), from, to); err != nil {
 			return m, err
 		}
 	}
@@ -321,6 +329,33 @@ func runScenario(self string, s suite, sc scenario, path string, specs []string,
 // (recorder.tooLate), so that a recorder that is behind has the whole of
 // every slot's write window.
 const recordSlack = time.Second
+
+// readSkips reads the final records of the window's slots, as readSkips
+// does, from the backend's keys; in quorum mode from every master, keeping
+// those that a majority of the masters hold (as a quorum read would).
+func (b *backend) readSkips(ctx context.Context, jobs int, from, to int64) (map[jobSlot]string, error) {
+	if !b.quorum {
+		return readSkips(ctx, b.keys, jobs, from, to)
+	}
+	held := map[jobSlot]int{}
+	out := map[jobSlot]string{}
+	for _, c := range b.admins {
+		recs, err := readSkips(ctx, c, jobs, from, to)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range recs {
+			held[k]++
+			out[k] = v
+		}
+	}
+	for k, n := range held {
+		if n < len(b.admins)/2+1 {
+			delete(out, k)
+		}
+	}
+	return out, nil
+}
 
 // readSkips reads the final records of the window's slots from the jobs'
 // history, by job index and slot: a skip's reason, or another record's

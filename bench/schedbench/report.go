@@ -437,14 +437,14 @@ func (r suiteResult) print(reps int) {
 func (r suiteResult) peers() {
 	cols := []column{colDups, colMisses, colEarly, colP50, colP99, colCmds, colRedisCPU, colCPU}
 	for _, sk := range r.suite.skews {
-		base := r.runs[scenario{sysRedcron, 3, sk, 0}]
+		base := r.runs[scenario{sysRedcron, 3, sk, 0, false}]
 		if base == nil {
 			continue
 		}
 		fmt.Printf("\nPeers, skew %v (medians; ratio peer / redcron)\n\n| metric | redcron |", sk)
 		var peers []string
 		for _, sys := range []string{sysFloor, sysGocron, sysGocronKeyed} {
-			if r.runs[scenario{sys, 3, sk, 0}] != nil {
+			if r.runs[scenario{sys, 3, sk, 0, false}] != nil {
 				peers = append(peers, sys)
 				fmt.Printf(" %s | ratio |", systemName(sys))
 			}
@@ -454,7 +454,7 @@ func (r suiteResult) peers() {
 			_, x, _ := summary(base, c)
 			fmt.Printf("| %s | %s |", c.name, fmt.Sprintf(c.format, x))
 			for _, sys := range peers {
-				_, y, _ := summary(r.runs[scenario{sys, 3, sk, 0}], c)
+				_, y, _ := summary(r.runs[scenario{sys, 3, sk, 0, false}], c)
 				fmt.Printf(" %s | %s |", fmt.Sprintf(c.format, y), ratio(y, x))
 			}
 			fmt.Println()
@@ -484,32 +484,33 @@ type target struct {
 }
 
 var targets = []target{
-	{"compare", scenario{sysRedcron, 3, 0, 0}, "0 duplicates", colDups, 0},
-	{"compare", scenario{sysRedcron, 3, 0, 0}, "0 misses", colMisses, 0},
-	{"compare", scenario{sysRedcron, 3, 0, 0}, "p99 fire lag <= 25 ms at 1,000 firings/s", colP99, 25},
-	{"compare", scenario{sysRedcron, 3, 0, 0}, "commands / firing <= 3", colCmds, 3},
-	{"compare", scenario{sysRedcron, 3, 0, 0}, "runs per replica 1/R +- 10 %", colShare, 10},
-	{"compare", scenario{sysRedcron, 3, 300 * time.Millisecond, 0}, "0 duplicates, one clock 300 ms ahead", colDups, 0},
-	{"compare", scenario{sysRedcron, 3, 300 * time.Millisecond, 0}, "0 misses, one clock 300 ms ahead", colMisses, 0},
-	{"compare", scenario{sysRedcron, 3, 300 * time.Millisecond, 0}, "runs per replica 1/R +- 10 %, one clock 300 ms ahead", colShare, 10},
-	{"replicas", scenario{sysRedcron, 3, 0, 0}, "commands / firing <= 3, R = 3", colCmds, 3},
-	{"replicas", scenario{sysRedcron, 10, 0, 0}, "commands / firing <= 3, R = 10", colCmds, 3},
-	{"replicas", scenario{sysRedcron, 30, 0, 0}, "commands / firing <= 3, R = 30", colCmds, 3},
-	{"rate", scenario{sysRedcron, 3, 0, 0}, "10,000 firings/s for 60 s: 0 duplicates", colDups, 0},
-	{"rate", scenario{sysRedcron, 3, 0, 0}, "10,000 firings/s for 60 s: 0 misses", colMisses, 0},
-	{"rate", scenario{sysRedcron, 3, 0, 0}, "10,000 firings/s for 60 s: p99 <= 100 ms", colP99, 100},
-	{"rate", scenario{sysRedcron, 3, 0, 0}, "overload degrades, never drops: every miss has a record", colUnrecorded, 0},
-	{"burst", scenario{sysRedcron, 3, 0, 0}, "10,000 jobs at one instant: 0 duplicates", colDups, 0},
-	{"burst", scenario{sysRedcron, 3, 0, 0}, "10,000 jobs at one instant: 0 misses", colMisses, 0},
-	{"burst", scenario{sysRedcron, 3, 0, 0}, "10,000 jobs at one instant: the last starts within 1 s", colLatest, 1000},
-	{"burst", scenario{sysRedcron, 3, 0, 0}, "10,000 jobs at one instant: every miss has a record", colUnrecorded, 0},
-	{"cluster", scenario{sysRedcron, 3, 0, 1}, "1 master: every miss has a record", colUnrecorded, 0},
-	{"cluster", scenario{sysRedcron, 3, 0, 3}, "3 masters: every miss has a record", colUnrecorded, 0},
-	{"load", scenario{sysRedcron, 3, 0, 0}, "100,000 jobs load in <= 2 s", colLoad, 2},
-	{"load", scenario{sysRedcron, 3, 0, 0}, "100,000 jobs: RSS <= 200 MiB per replica", colRSS, 200},
-	{"load", scenario{sysRedcron, 3, 0, 0}, "100,000 jobs: peak RSS <= 200 MiB per replica", colHWM, 200},
-	{"load", scenario{sysRedcron, 3, 0, 0}, "100,000 jobs: Go heap in use <= 200 MiB per replica", colHeap, 200},
-	{"load", scenario{sysRedcron, 3, 0, 0}, "100,000 jobs: live heap <= 200 MiB per replica", colLive, 200},
+	{"compare", scenario{sysRedcron, 3, 0, 0, false}, "0 duplicates", colDups, 0},
+	{"compare", scenario{sysRedcron, 3, 0, 0, false}, "0 misses", colMisses, 0},
+	{"compare", scenario{sysRedcron, 3, 0, 0, false}, "p99 fire lag <= 25 ms at 1,000 firings/s", colP99, 25},
+	{"compare", scenario{sysRedcron, 3, 0, 0, false}, "commands / firing <= 3", colCmds, 3},
+	{"compare", scenario{sysRedcron, 3, 0, 0, false}, "runs per replica 1/R +- 10 %", colShare, 10},
+	{"compare", scenario{sysRedcron, 3, 300 * time.Millisecond, 0, false}, "0 duplicates, one clock 300 ms ahead", colDups, 0},
+	{"compare", scenario{sysRedcron, 3, 300 * time.Millisecond, 0, false}, "0 misses, one clock 300 ms ahead", colMisses, 0},
+	{"compare", scenario{sysRedcron, 3, 300 * time.Millisecond, 0, false}, "runs per replica 1/R +- 10 %, one clock 300 ms ahead", colShare, 10},
+	{"replicas", scenario{sysRedcron, 3, 0, 0, false}, "commands / firing <= 3, R = 3", colCmds, 3},
+	{"replicas", scenario{sysRedcron, 10, 0, 0, false}, "commands / firing <= 3, R = 10", colCmds, 3},
+	{"replicas", scenario{sysRedcron, 30, 0, 0, false}, "commands / firing <= 3, R = 30", colCmds, 3},
+	{"rate", scenario{sysRedcron, 3, 0, 0, false}, "10,000 firings/s for 60 s: 0 duplicates", colDups, 0},
+	{"rate", scenario{sysRedcron, 3, 0, 0, false}, "10,000 firings/s for 60 s: 0 misses", colMisses, 0},
+	{"rate", scenario{sysRedcron, 3, 0, 0, false}, "10,000 firings/s for 60 s: p99 <= 100 ms", colP99, 100},
+	{"rate", scenario{sysRedcron, 3, 0, 0, false}, "overload degrades, never drops: every miss has a record", colUnrecorded, 0},
+	{"burst", scenario{sysRedcron, 3, 0, 0, false}, "10,000 jobs at one instant: 0 duplicates", colDups, 0},
+	{"burst", scenario{sysRedcron, 3, 0, 0, false}, "10,000 jobs at one instant: 0 misses", colMisses, 0},
+	{"burst", scenario{sysRedcron, 3, 0, 0, false}, "10,000 jobs at one instant: the last starts within 1 s", colLatest, 1000},
+	{"burst", scenario{sysRedcron, 3, 0, 0, false}, "10,000 jobs at one instant: every miss has a record", colUnrecorded, 0},
+	{"cluster", scenario{sysRedcron, 3, 0, 1, false}, "1 master: every miss has a record", colUnrecorded, 0},
+	{"cluster", scenario{sysRedcron, 3, 0, 3, false}, "3 masters: every miss has a record", colUnrecorded, 0},
+	{"quorum", scenario{sysRedcron, 3, 0, 3, true}, "quorum mode, 3 masters: every miss has a record", colUnrecorded, 0},
+	{"load", scenario{sysRedcron, 3, 0, 0, false}, "100,000 jobs load in <= 2 s", colLoad, 2},
+	{"load", scenario{sysRedcron, 3, 0, 0, false}, "100,000 jobs: RSS <= 200 MiB per replica", colRSS, 200},
+	{"load", scenario{sysRedcron, 3, 0, 0, false}, "100,000 jobs: peak RSS <= 200 MiB per replica", colHWM, 200},
+	{"load", scenario{sysRedcron, 3, 0, 0, false}, "100,000 jobs: Go heap in use <= 200 MiB per replica", colHeap, 200},
+	{"load", scenario{sysRedcron, 3, 0, 0, false}, "100,000 jobs: live heap <= 200 MiB per replica", colLive, 200},
 }
 
 // printTargets prints every target of the suites that ran: met when every
