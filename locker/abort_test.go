@@ -228,16 +228,20 @@ func TestQuorumSplitVote(t *testing.T) {
 			claim := slotClaim(key, meta, slot)
 			claim.TTL, claim.Unwatched = 5*time.Second, true
 			claim.RingKey = key + ":ring"
+			span := int64(locker.RingSpan / time.Second)
 			for i, m := range tc.marks {
-				// Every node had decided prev; the others' claims raised
-				// their nodes' high-water to slot.
+				// Every node had decided prev, on a ring started there; the
+				// others' claims raised their nodes' high-water (and ring)
+				// to slot.
 				hw := unix(prev)
+				must(t, clients[i].SetBit(bg, claim.RingKey, prev.Unix()%span, 1).Err())
 				if m != nil {
 					hw = unix(slot)
 					must(t, clients[i].HSet(bg, claim.MarkKey, m).Err())
 					must(t, clients[i].Expire(bg, claim.MarkKey, time.Minute).Err())
+					must(t, clients[i].SetBit(bg, claim.RingKey, slot.Unix()%span, 1).Err())
 				}
-				must(t, clients[i].HSet(bg, meta, "hw", hw, "first", unix(prev)).Err())
+				must(t, clients[i].HSet(bg, meta, "hw", hw, "first", unix(prev), "rb", unix(prev), "rh", hw).Err())
 			}
 			q := newQuorum(t, clients, locker.Options{})
 			b, err := q.Bid(claim)
@@ -260,9 +264,16 @@ func TestQuorumSplitVote(t *testing.T) {
 			if got := hget(t, clients[2], meta, "hw"); got != unix(prev) {
 				t.Errorf("node 2 high-water after the lost claim: got %q, want the previous %s", got, unix(prev))
 			}
-			// Its ring bit stays set: the ring must not speak for the slot.
-			if hexists(t, clients[2], meta, "rb") {
-				t.Errorf("node 2 ring base after the lost claim: got %q, want none (the ring would say the slot was decided)", hget(t, clients[2], meta, "rb"))
+			// Its ring bit is cleared, and the ring speaks on (brought back
+			// with the high-water): it proves the slot undecided on node 2.
+			if got := clients[2].GetBit(bg, claim.RingKey, slot.Unix()%span).Val(); got != 0 {
+				t.Errorf("node 2 ring bit of the slot after the lost claim: got %d, want 0 (the ring would say the slot was decided)", got)
+			}
+			if got := clients[2].GetBit(bg, claim.RingKey, prev.Unix()%span).Val(); got != 1 {
+				t.Errorf("node 2 ring bit of the slot before: got %d, want 1 (decided)", got)
+			}
+			if got := []string{hget(t, clients[2], meta, "rb"), hget(t, clients[2], meta, "rh")}; got[0] != unix(prev) || got[1] != unix(prev) {
+				t.Errorf("node 2 ring base and high-water after the lost claim: got %q, want both %s (the ring speaks on)", got, unix(prev))
 			}
 			if tc.wantClaimed {
 				return

@@ -288,6 +288,9 @@ const (
 func (c *Claim) releaseLine(token, mode, record string) []any {
 	a := releaseScript.args()
 	c.keys(a)
+	if mode == markDrop && !c.Slot.IsZero() {
+		a.key("ring", c.RingKey)
+	}
 	a.arg("token", token).arg("mode", mode)
 	if c.MarkKey != "" {
 		a.arg("retention", ms(c.Retention))

@@ -16,7 +16,7 @@
 -- ring whose key was lost, see ring_lost, speaks no more). In quorum mode
 -- each node proves this for itself only (a node may have missed a claim
 -- that a majority granted; a claim that lost its vote puts the high-water
--- back and stops the ring): the caller writes only once a majority of the
+-- back and clears its bit): the caller writes only once a majority of the
 -- nodes prove it (locker's probed). Past A.not_after a record of the slot
 -- in the job's history (scored A.history_score) refuses the skip too.
 -- With A.probe (quorum mode's first phase) nothing is written but the

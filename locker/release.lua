@@ -3,12 +3,13 @@
 --   "keep"     leave it (Release: a released slot stays claimed)
 --   "withdraw" end it with A.record (a claim given up after it may have
 --              won: the slot stays claimed, and on record)
---   "drop"     delete it, put the high-water back and stop the job's ring
---              (see RING) from speaking (a quorum claim that lost the vote
---              on this node, so that a retry can win)
---   K.lease, K.mark (optional), K.meta (with "drop"), K.next (optional),
---   K.history (optional), K.running (optional); A.token, A.mode, A.record, A.slot, A.retention,
---   A.history_len, A.history_ttl
+--   "drop"     delete it, put the high-water back and clear the slot's bit
+--              in the job's ring (see RING; without K.ring, stop the ring
+--              from speaking): a quorum claim that lost the vote, so that
+--              a retry can win and a skip can be proved on this node
+--   K.lease, K.mark (optional), K.meta and K.ring (with "drop"), K.next
+--   (optional), K.history (optional), K.running (optional); A.token,
+--   A.mode, A.record, A.slot, A.retention, A.history_len, A.history_ttl
 -- Reply: "held" deleted; "expired" no key; "taken" another token's.
 --
 -- The keys that hold other claims off go first, and the mark last: Redis
@@ -33,11 +34,21 @@ if K.mark then
     if A.mode == "withdraw" then
       end_mark(A.record)
     elseif A.mode == "drop" then
-      -- the claim's ring bit would say that the slot was decided
-      redis.call("HDEL", K.meta, "rb")
-      if A.slot and redis.call("HGET", K.meta, "hw") == A.slot then
+      -- The claim's ring bit would say that the slot was decided. The mark
+      -- shows that no other claim or skip of the slot reached this node, so
+      -- the bit was the claim's alone: cleared, the ring speaks on.
+      local meta = redis.call("HMGET", K.meta, "hw", "rb", "rh")
+      if A.slot and ring_speaks(meta[1], meta[2], meta[3], tonumber(A.slot)) then
+        redis.call("SETBIT", K.ring, tonumber(A.slot) % RING, 0)
+      else
+        redis.call("HDEL", K.meta, "rb")
+      end
+      if A.slot and meta[1] == A.slot then
+        -- The high-water back to where the claim found it, and the ring's
+        -- with it when the claim raised that (a ring the claim started
+        -- keeps its base above, and speaks for no slot below it).
         if m[3] and m[3] ~= "" then
-          redis.call("HSET", K.meta, "hw", m[3])
+          redis.call("HSET", K.meta, "hw", m[3], unpack(meta[3] == A.slot and {"rh", m[3]} or {}))
         else
           redis.call("HDEL", K.meta, "hw")
         end
