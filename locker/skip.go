@@ -118,13 +118,16 @@ func (l *Locker) skipLine(s Skip, probe bool) []any {
 // probed is quorum mode's verdict on the first round of a skip: write
 // when no claim of the slot can have won and some node would write it. A
 // claim that won holds a mark on a majority of the nodes; one that lost
-// its vote may keep a mark on fewer (its drop not delivered). So a claim's
-// marks on a majority of all the nodes (counted among those that
-// answered), or a final record in a claim's mark (a run that ended, or a
-// claim withdrawn after it may have won), give ErrSlotClaimed; a running
-// claim that the nodes which did not answer could lift to a majority
-// gives ErrNoQuorum (not yet known). A skip already recorded on some
-// nodes, without a claim, is no objection: the write completes it. With
+// its vote may keep a mark on fewer (its drop not delivered, or its
+// withdrawal ended it there). So a claim's marks on a majority of all the
+// nodes (counted among those that answered), or a final record in the
+// mark of a claim that the nodes which did not answer could lift to a
+// majority (a run that ended, or a claim withdrawn after it may have
+// won), give ErrSlotClaimed; a running claim that they could lift to a
+// majority gives ErrNoQuorum (not yet known). A claim that they cannot,
+// running or ended, lost: its marks are no objection, nor is a skip
+// already recorded on some nodes, without a claim: the write completes it
+// on the others. With
 // too few answers, before the slot is due, or with no node that would
 // write, the verdict is recorded's on these replies, as a write round's
 // would be.
@@ -139,9 +142,10 @@ func (l *Locker) skipLine(s Skip, probe bool) []any {
 // a majority show it decided, and late (too late to tell) otherwise.
 func (l *Locker) probed(ctx context.Context, rs []nodeResult[obtainReply]) (write bool, err error) {
 	answered, absent, early := 0, 0, false
-	skips, decided := 0, 0     // marks that hold a skip; nodes that show the slot decided
-	past := false              // some node answered on the proof past the mark's window
-	claims := map[string]int{} // running claims' marks per token
+	skips, decided := 0, 0            // marks that hold a skip; nodes that show the slot decided
+	past := false                     // some node answered on the proof past the mark's window
+	claims := map[string]int{}        // claims' marks per token
+	ended := map[string]obtainReply{} // a final record in a claim's mark, per token
 	for _, r := range rs {
 		if r.err != nil {
 			continue
@@ -165,20 +169,28 @@ func (l *Locker) probed(ctx context.Context, rs []nodeResult[obtainReply]) (writ
 				}
 				continue
 			}
-			if r.val.record != "" {
-				return false, fmt.Errorf("locker: record skip: %w", r.val.err())
-			}
 			claims[r.val.token]++
+			if r.val.record != "" {
+				ended[r.val.token] = r.val
+			}
 		}
 	}
 	if answered < l.quorum || early {
 		return false, l.recorded(ctx, rs)
 	}
-	for _, n := range claims {
-		if n >= l.quorum {
+	for tok, n := range claims {
+		e, isEnded := ended[tok]
+		switch {
+		case n >= l.quorum:
 			return false, fmt.Errorf("locker: record skip: %w", &NotObtainedError{Reason: ErrSlotClaimed})
-		}
-		if n+len(l.nodes)-answered >= l.quorum {
+		case n+len(l.nodes)-answered < l.quorum:
+			// Too few hold it for a win, ended (a withdrawal) or not: within
+			// the window a node that granted it still holds its mark, and
+			// past it the rule below asks a majority for proof.
+		case isEnded:
+			// A final record of a claim that may have won: on record.
+			return false, fmt.Errorf("locker: record skip: %w", e.err())
+		default:
 			return false, fmt.Errorf("locker: record skip: %w: a claim of the slot holds %d of the %d nodes that answered, and may have won on the %d that did not: %w",
 				ErrNoQuorum, n, answered, len(l.nodes)-answered, withCtx(ctx, joinErrs(rs)))
 		}

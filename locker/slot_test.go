@@ -585,8 +585,10 @@ func TestQuorumRecordSkip(t *testing.T) {
 // claim of its slot can have won. A node cut off while a majority granted
 // the claim has no mark, and gets no skip beside the run; a claim that
 // holds fewer than a majority of all nodes lost its vote, and the skip is
-// written beside its mark; while the nodes that did not answer could give
-// it a majority, nothing is written yet.
+// written beside its mark, running or ended by a withdrawal (before, a
+// withdrawal's record on one node of three was the slot's only record);
+// while the nodes that did not answer could give it a majority, nothing
+// is written yet.
 func TestQuorumSkipBesideRun(t *testing.T) {
 	t.Parallel()
 	servers, direct := cluster(t, 3, redistest.Options{})
@@ -659,6 +661,39 @@ func TestQuorumSkipBesideRun(t *testing.T) {
 		}
 		if got, want := skipped(t, key), []bool{false, true, true}; !slices.Equal(got, want) {
 			t.Errorf("skips by node: got %v, want %v", got, want)
+		}
+	})
+
+	// A claim that reached one node only, given up after it may have won
+	// and withdrawn there (its mark ended with the withdrawal's record).
+	withdrawn := func(t *testing.T, key, meta string) {
+		t.Helper()
+		lostClaim(t, key, meta)
+		must(t, direct[0].HSet(bg, markOf(key, slot), "end", "skipped:aborted").Err())
+	}
+
+	t.Run("a withdrawn claim's record on one of three", func(t *testing.T) {
+		key, meta := keys(t)
+		withdrawn(t, key, meta)
+		if err := q.RecordSkip(bg, skip(key, meta)); err != nil {
+			t.Fatalf("RecordSkip: got %v, want it recorded on the others (the claim cannot have won)", err)
+		}
+		if got, want := skipped(t, key), []bool{false, true, true}; !slices.Equal(got, want) {
+			t.Errorf("skips by node: got %v, want %v", got, want)
+		}
+	})
+
+	t.Run("a withdrawn claim's record, a node silent", func(t *testing.T) {
+		key, meta := keys(t)
+		withdrawn(t, key, meta)
+		proxies[2].Block(true)
+		err := q.RecordSkip(bg, skip(key, meta))
+		proxies[2].Block(false)
+		if !errors.Is(err, locker.ErrSlotClaimed) {
+			t.Errorf("RecordSkip with the node that could give the claim a majority silent: got %v, want ErrSlotClaimed (it may have won, and is on record)", err)
+		}
+		if got := skipped(t, key); slices.Contains(got, true) {
+			t.Errorf("skips by node while the claim may have won: got %v, want none", got)
 		}
 	})
 
