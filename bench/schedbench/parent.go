@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -314,12 +315,36 @@ func runScenario(self string, s suite, sc scenario, path string, specs []string,
 		return m, err
 	}
 	for _, js := range m.v.lastUnrecorded {
-		key := store.JobKeys(store.DefaultPrefix, jobName(int(js.job))).Mark(time.Unix(js.slot, 0))
-		h, err := be.keys.HGetAll(ctx, key).Result()
-		if err != nil {
-			return m, err
+		jk := store.JobKeys(store.DefaultPrefix, jobName(int(js.job)))
+		key := jk.Mark(time.Unix(js.slot, 0))
+		if !be.quorum {
+			h, err := be.keys.HGetAll(ctx, key).Result()
+			if err != nil {
+				return m, err
+			}
+			m.unrecordedMarks = append(m.unrecordedMarks, fmt.Sprintf("%s: %v", key, h))
+			continue
 		}
-		m.unrecordedMarks = append(m.unrecordedMarks, fmt.Sprintf("%s: %v", key, h))
+		// In quorum mode: what each master holds of the slot, mark and
+		// history, and its meta hash.
+		var each []string
+		ms := strconv.FormatInt(js.slot*1000, 10)
+		for i, c := range be.admins {
+			h, err := c.HGetAll(ctx, key).Result()
+			if err != nil {
+				return m, err
+			}
+			hist, err := c.ZRangeByScore(ctx, jk.History(), &redis.ZRangeBy{Min: ms, Max: ms}).Result()
+			if err != nil {
+				return m, err
+			}
+			meta, err := c.HGetAll(ctx, jk.Meta()).Result()
+			if err != nil {
+				return m, err
+			}
+			each = append(each, fmt.Sprintf("master %d: mark %v, history %q, meta %v", i, h, hist, meta))
+		}
+		m.unrecordedMarks = append(m.unrecordedMarks, fmt.Sprintf("%s: %s", key, strings.Join(each, "; ")))
 	}
 	return m, nil
 }
