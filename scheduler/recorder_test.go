@@ -774,3 +774,137 @@ func TestRecorderRingAfterOutage(t *testing.T) {
 	t.Logf("cut off for %v; %d slots given up past their marks' window; %d skips written after a later slot was decided; %d slots on record",
 		healed.Sub(cut), late, proved, len(n))
 }
+
+// TestQuorumRecorderAfterOutage is TestRecorderRingAfterOutage in quorum
+// mode: a replica cut off from all three masters for longer than a slot's
+// mark retention gives up the slots of a job that fires every second, and
+// claims the next ones once the cut heals, before the skips of those it
+// gave up are written, past their marks' window. Each master's ring
+// proves that it granted no claim of them, so every slot ends in exactly
+// one record on a majority of the masters, and none is dropped. Before,
+// every quorum skip past its mark's window was dropped as too late.
+func TestQuorumRecorderAfterOutage(t *testing.T) {
+	t.Parallel()
+	const skew = 100 * time.Millisecond
+	var (
+		direct  []*redis.Client
+		proxies []*redistest.Proxy
+		clients []locker.Client
+	)
+	for range 3 {
+		srv := redistest.Start(t, redistest.Options{})
+		p := redistest.StartProxyFor(t, srv)
+		direct, proxies = append(direct, newClient(t, srv)), append(proxies, p)
+		clients = append(clients, clientAtTimeout(t, p.Addr(), 500*time.Millisecond))
+	}
+	q, err := locker.NewQuorum(clients, locker.Options{Retries: 3, RetryDelay: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := &ledger{}
+	js := []*jobs.Job{testJob(t, "often", "* * * * * *", registerLedgerFunc(runs, behaviour{}),
+		func(j *jobs.Job) { j.CatchupWindow = 0 })}
+	logs := &lockedBuffer{}
+	log := zerolog.New(logs).Level(zerolog.WarnLevel)
+	s, err := New(js, q, Options{Replica: "r0", MaxClockSkew: skew, Logger: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: got %v, want nil", err)
+			}
+		}
+	}
+	t.Cleanup(stop)
+
+	// held is, per slot, the records of it on each master that has one.
+	k := store.JobKeys("", "often")
+	held := func() map[int64][][]store.Record {
+		out := map[int64][][]store.Record{}
+		for _, c := range direct {
+			per := map[int64][]store.Record{}
+			hist, err := c.ZRange(context.Background(), k.History(), 0, -1).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range hist {
+				rec, err := store.ParseRecord(h)
+				if err != nil {
+					t.Fatal(err)
+				}
+				per[rec.Slot.Unix()] = append(per[rec.Slot.Unix()], rec)
+			}
+			for s, recs := range per {
+				out[s] = append(out[s], recs)
+			}
+		}
+		return out
+	}
+	onMajority := func(n map[int64][][]store.Record, s int64) bool { return len(n[s]) >= 2 }
+	waitFor(t, 10*time.Second, func() bool {
+		n := held()
+		return len(slices.DeleteFunc(slices.Collect(maps.Keys(n)), func(s int64) bool { return !onMajority(n, s) })) >= 2
+	})
+	retention := MarkRetentionOf(skew, 0, 0)
+	for _, p := range proxies {
+		p.Block(true)
+	}
+	cut := time.Now()
+	time.Sleep(retention + 2*time.Second)
+	for _, p := range proxies {
+		p.Block(false)
+	}
+	healed := time.Now()
+	n := held()
+	first := slices.Min(slices.DeleteFunc(slices.Collect(maps.Keys(n)), func(s int64) bool { return !onMajority(n, s) }))
+	last := healed.Truncate(time.Second).Add(time.Second).Unix()
+	covered := func() bool {
+		n := held()
+		for s := first; s <= last; s++ {
+			if !onMajority(n, s) {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(25 * time.Second); !covered() && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+
+	n = held()
+	for s := first; s <= last; s++ {
+		if !onMajority(n, s) {
+			t.Errorf("slot %v: got records on %d masters %+v, want a majority", unix(s), len(n[s]), n[s])
+		}
+		for _, recs := range n[s] {
+			if len(recs) != 1 {
+				t.Errorf("slot %v: a master holds records %+v, want 1", unix(s), recs)
+			}
+		}
+	}
+	late := 0
+	for s := cut.Add(maxClaimAhead).Truncate(time.Second).Add(time.Second); s.Add(retention - maxClaimAhead).Before(healed); s = s.Add(time.Second) {
+		for _, recs := range n[s.Unix()] {
+			if recs[0].Outcome != store.OutcomeSkipped {
+				t.Errorf("slot %v, in the cut: got records %+v, want a skip", s, recs)
+			}
+		}
+		late++
+	}
+	if late == 0 {
+		t.Fatalf("no slot of the cut (%v to %v) had its mark's window end before the heal: the test does not reach the path", cut, healed)
+	}
+	if strings.Contains(logs.String(), "skip records dropped") {
+		t.Errorf("log: a record was dropped: %s", logs.String())
+	}
+	t.Logf("cut off for %v; %d slots given up past their marks' window; %d slots on record", healed.Sub(cut), late, len(n))
+}
