@@ -581,6 +581,56 @@ func TestQuorumRecordSkip(t *testing.T) {
 	}
 }
 
+// quorumSkips is three masters reached straight (direct) and through
+// proxies that can cut them, a quorum locker through the proxies, and a
+// slot a minute ago: the fixture of the quorum skip tests.
+type quorumSkips struct {
+	direct  []*redis.Client
+	proxies []*redistest.Proxy
+	q       *locker.Locker
+	slot    time.Time
+}
+
+func newQuorumSkips(t *testing.T) quorumSkips {
+	t.Helper()
+	servers, direct := cluster(t, 3, redistest.Options{})
+	f := quorumSkips{direct: direct, proxies: make([]*redistest.Proxy, len(servers)), slot: time.Now().Truncate(time.Second).Add(-time.Minute)}
+	via := make([]*redis.Client, len(servers))
+	for i, s := range servers {
+		via[i], f.proxies[i] = viaProxy(t, s)
+	}
+	f.q = newQuorum(t, via, locker.Options{NodeTimeout: time.Second})
+	return f
+}
+
+// skipped says which masters hold the skip "skipped:outage" in the slot's
+// mark.
+func (f quorumSkips) skipped(t *testing.T, key string) []bool {
+	t.Helper()
+	got := make([]bool, len(f.direct))
+	for i, c := range f.direct {
+		got[i] = hget(t, c, markOf(key, f.slot), "end") == "skipped:outage"
+	}
+	return got
+}
+
+// wonOnTwo obtains cl through the quorum with the third master cut off,
+// until the claim's call to it has given up: a call the cut kept from
+// being sent is sent again on a new connection until its NodeTimeout, and
+// would land once the cut is lifted.
+func (f quorumSkips) wonOnTwo(t *testing.T, cl locker.Claim) *locker.Lease {
+	t.Helper()
+	f.proxies[2].Block(true)
+	cut := time.Now()
+	lease := mustObtain(t, f.q, cl)
+	time.Sleep(time.Until(cut.Add(1500 * time.Millisecond)))
+	f.proxies[2].Block(false)
+	if exists(t, f.direct[2], cl.MarkKey) {
+		t.Fatal("the cut master got the claim's mark")
+	}
+	return lease
+}
+
 // TestQuorumSkipBesideRun: in quorum mode a skip is written only where no
 // claim of its slot can have won. A node cut off while a majority granted
 // the claim has no mark, and gets no skip beside the run; a claim that
@@ -591,43 +641,18 @@ func TestQuorumRecordSkip(t *testing.T) {
 // is written yet.
 func TestQuorumSkipBesideRun(t *testing.T) {
 	t.Parallel()
-	servers, direct := cluster(t, 3, redistest.Options{})
-	proxies := make([]*redistest.Proxy, len(servers))
-	via := make([]*redis.Client, len(servers))
-	for i, s := range servers {
-		via[i], proxies[i] = viaProxy(t, s)
-	}
-	q := newQuorum(t, via, locker.Options{NodeTimeout: time.Second})
-	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+	f := newQuorumSkips(t)
+	direct, proxies, q, slot := f.direct, f.proxies, f.q, f.slot
 	skip := func(key, meta string) locker.Skip {
 		return locker.Skip{MarkKey: markOf(key, slot), MetaKey: meta, Slot: slot, Record: "skipped:outage",
 			Retention: time.Hour, NotBefore: time.Now().Add(-time.Second), NotAfter: time.Now().Add(time.Minute),
 			HistoryKey: key + ":history", HistoryLen: 10, HistoryTTL: time.Hour}
 	}
-	// skipped says which nodes hold the skip in the slot's mark.
-	skipped := func(t *testing.T, key string) []bool {
-		t.Helper()
-		got := make([]bool, len(direct))
-		for i, c := range direct {
-			got[i] = hget(t, c, markOf(key, slot), "end") == "skipped:outage"
-		}
-		return got
-	}
+	skipped := f.skipped
 
 	t.Run("won on two of three", func(t *testing.T) {
 		key, meta := keys(t)
-		proxies[2].Block(true)
-		cut := time.Now()
-		lease := mustObtain(t, q, slotClaim(key, meta, slot))
-		// The cut lasts until the claim's call to that node has given up:
-		// a call the cut kept from being sent is sent again on a new
-		// connection until its NodeTimeout, and would land once the cut
-		// is lifted.
-		time.Sleep(time.Until(cut.Add(1500 * time.Millisecond)))
-		proxies[2].Block(false)
-		if exists(t, direct[2], markOf(key, slot)) {
-			t.Fatal("the cut node got the claim's mark")
-		}
+		lease := f.wonOnTwo(t, slotClaim(key, meta, slot))
 		if err := q.RecordSkip(bg, skip(key, meta)); !errors.Is(err, locker.ErrSlotClaimed) {
 			t.Errorf("RecordSkip beside the running claim: got %v, want ErrSlotClaimed", err)
 		}
@@ -653,17 +678,6 @@ func TestQuorumSkipBesideRun(t *testing.T) {
 		mustObtain(t, mustNew(t, direct[0], locker.Options{}), slotClaim(key, meta, slot))
 	}
 
-	t.Run("a lost claim's mark on one of three", func(t *testing.T) {
-		key, meta := keys(t)
-		lostClaim(t, key, meta)
-		if err := q.RecordSkip(bg, skip(key, meta)); err != nil {
-			t.Fatalf("RecordSkip: got %v, want it recorded", err)
-		}
-		if got, want := skipped(t, key), []bool{false, true, true}; !slices.Equal(got, want) {
-			t.Errorf("skips by node: got %v, want %v", got, want)
-		}
-	})
-
 	// A claim that reached one node only, given up after it may have won
 	// and withdrawn there (its mark ended with the withdrawal's record).
 	withdrawn := func(t *testing.T, key, meta string) {
@@ -672,51 +686,46 @@ func TestQuorumSkipBesideRun(t *testing.T) {
 		must(t, direct[0].HSet(bg, markOf(key, slot), "end", "skipped:aborted").Err())
 	}
 
-	t.Run("a withdrawn claim's record on one of three", func(t *testing.T) {
-		key, meta := keys(t)
-		withdrawn(t, key, meta)
-		if err := q.RecordSkip(bg, skip(key, meta)); err != nil {
-			t.Fatalf("RecordSkip: got %v, want it recorded on the others (the claim cannot have won)", err)
-		}
-		if got, want := skipped(t, key), []bool{false, true, true}; !slices.Equal(got, want) {
-			t.Errorf("skips by node: got %v, want %v", got, want)
-		}
-	})
-
-	t.Run("a withdrawn claim's record, a node silent", func(t *testing.T) {
-		key, meta := keys(t)
-		withdrawn(t, key, meta)
-		proxies[2].Block(true)
-		err := q.RecordSkip(bg, skip(key, meta))
-		proxies[2].Block(false)
-		if !errors.Is(err, locker.ErrSlotClaimed) {
-			t.Errorf("RecordSkip with the node that could give the claim a majority silent: got %v, want ErrSlotClaimed (it may have won, and is on record)", err)
-		}
-		if got := skipped(t, key); slices.Contains(got, true) {
-			t.Errorf("skips by node while the claim may have won: got %v, want none", got)
-		}
-	})
-
-	t.Run("a lost claim's mark, a node silent", func(t *testing.T) {
-		key, meta := keys(t)
-		lostClaim(t, key, meta)
-		proxies[2].Block(true)
-		err := q.RecordSkip(bg, skip(key, meta))
-		proxies[2].Block(false)
-		if !errors.Is(err, locker.ErrNoQuorum) {
-			t.Errorf("RecordSkip with the node that could give the claim a majority silent: got %v, want ErrNoQuorum", err)
-		}
-		if got := skipped(t, key); slices.Contains(got, true) {
-			t.Errorf("skips by node while it cannot tell: got %v, want none", got)
-		}
-		// The node answers again: the claim lost, the skip is written.
-		if err := q.RecordSkip(bg, skip(key, meta)); err != nil {
-			t.Fatalf("RecordSkip once every node answers: %v", err)
-		}
-		if got, want := skipped(t, key), []bool{false, true, true}; !slices.Equal(got, want) {
-			t.Errorf("skips by node: got %v, want %v", got, want)
-		}
-	})
+	for _, tc := range []struct {
+		name   string
+		setup  func(t *testing.T, key, meta string)
+		silent bool  // the third node cut off during the skip
+		want   error // nil: recorded on the two nodes without the claim
+	}{
+		{"a lost claim's mark on one of three", lostClaim, false, nil},
+		{"a withdrawn claim's record on one of three", withdrawn, false, nil},
+		// The silent node could give the claim a majority: a running one
+		// leaves the slot open; an ended one may have won, and is on record.
+		{"a lost claim's mark, a node silent", lostClaim, true, locker.ErrNoQuorum},
+		{"a withdrawn claim's record, a node silent", withdrawn, true, locker.ErrSlotClaimed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key, meta := keys(t)
+			tc.setup(t, key, meta)
+			proxies[2].Block(tc.silent)
+			err := q.RecordSkip(bg, skip(key, meta))
+			proxies[2].Block(false)
+			if tc.want != nil {
+				if !errors.Is(err, tc.want) {
+					t.Errorf("RecordSkip: got %v, want %v", err, tc.want)
+				}
+				if got := skipped(t, key); slices.Contains(got, true) {
+					t.Errorf("skips by node while the claim may have won: got %v, want none", got)
+				}
+				if tc.want != locker.ErrNoQuorum {
+					return
+				}
+				// The node answers again: the claim lost, the skip is written.
+				err = q.RecordSkip(bg, skip(key, meta))
+			}
+			if err != nil {
+				t.Fatalf("RecordSkip: got %v, want it recorded on the others (the claim cannot have won)", err)
+			}
+			if got, want := skipped(t, key), []bool{false, true, true}; !slices.Equal(got, want) {
+				t.Errorf("skips by node: got %v, want %v", got, want)
+			}
+		})
+	}
 }
 
 // TestQuorumSkipPastWindow: past the mark's window, with the marks gone, a
@@ -729,14 +738,8 @@ func TestQuorumSkipBesideRun(t *testing.T) {
 // Before, every quorum skip past the window was dropped as late.
 func TestQuorumSkipPastWindow(t *testing.T) {
 	t.Parallel()
-	servers, direct := cluster(t, 3, redistest.Options{})
-	proxies := make([]*redistest.Proxy, len(servers))
-	via := make([]*redis.Client, len(servers))
-	for i, s := range servers {
-		via[i], proxies[i] = viaProxy(t, s)
-	}
-	q := newQuorum(t, via, locker.Options{NodeTimeout: time.Second})
-	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+	f := newQuorumSkips(t)
+	direct, proxies, q, slot := f.direct, f.proxies, f.q, f.slot
 	claim := func(key, meta string) locker.Claim {
 		c := slotClaim(key, meta, slot)
 		c.RingKey = key + ":ring"
@@ -754,22 +757,11 @@ func TestQuorumSkipPastWindow(t *testing.T) {
 			must(t, c.Del(bg, markOf(key, slot)).Err())
 		}
 	}
-	skipped := func(t *testing.T, key string) []bool {
-		t.Helper()
-		got := make([]bool, len(direct))
-		for i, c := range direct {
-			got[i] = hget(t, c, markOf(key, slot), "end") == "skipped:outage"
-		}
-		return got
-	}
+	skipped := f.skipped
 
 	t.Run("won on two of three", func(t *testing.T) {
 		key, meta := keys(t)
-		proxies[2].Block(true)
-		cut := time.Now()
-		lease := mustObtain(t, q, claim(key, meta))
-		time.Sleep(time.Until(cut.Add(1500 * time.Millisecond))) // the call to the cut node gave up
-		proxies[2].Block(false)
+		lease := f.wonOnTwo(t, claim(key, meta))
 		if err := lease.Finish(bg, "ok"); err != nil {
 			t.Fatalf("Finish: %v", err)
 		}

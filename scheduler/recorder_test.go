@@ -752,18 +752,11 @@ func TestRecorderRingAfterOutage(t *testing.T) {
 			t.Errorf("slot %v: got records %+v, want 1", time.Unix(s, 0).UTC(), n[s])
 		}
 	}
-	// The slots given up whose marks' window ended before the heal, so
-	// that their skips could only be written after it: from the first
-	// whose claim could not go out before the cut.
-	late := 0
-	for s := cut.Add(maxClaimAhead).Truncate(time.Second).Add(time.Second); s.Add(retention - maxClaimAhead).Before(healed); s = s.Add(time.Second) {
+	late := cutPastWindow(t, cut, healed, retention)
+	for _, s := range late {
 		if got := n[s.Unix()]; len(got) != 1 || got[0].Outcome != store.OutcomeSkipped {
 			t.Errorf("slot %v, in the cut: got records %+v, want a skip", s, got)
 		}
-		late++
-	}
-	if late == 0 {
-		t.Fatalf("no slot of the cut (%v to %v) had its mark's window end before the heal: the test does not reach the path", cut, healed)
 	}
 	if strings.Contains(logs.String(), "skip records dropped") {
 		t.Errorf("log: a record was dropped: %s", logs.String())
@@ -772,7 +765,7 @@ func TestRecorderRingAfterOutage(t *testing.T) {
 		t.Errorf("no skip of the cut was written with the high-water at or above its slot: the test did not reach the ring's proof")
 	}
 	t.Logf("cut off for %v; %d slots given up past their marks' window; %d skips written after a later slot was decided; %d slots on record",
-		healed.Sub(cut), late, proved, len(n))
+		healed.Sub(cut), len(late), proved, len(n))
 }
 
 // TestQuorumRecorderAfterOutage is TestRecorderRingAfterOutage in quorum
@@ -891,20 +884,33 @@ func TestQuorumRecorderAfterOutage(t *testing.T) {
 			}
 		}
 	}
-	late := 0
-	for s := cut.Add(maxClaimAhead).Truncate(time.Second).Add(time.Second); s.Add(retention - maxClaimAhead).Before(healed); s = s.Add(time.Second) {
+	late := cutPastWindow(t, cut, healed, retention)
+	for _, s := range late {
 		for _, recs := range n[s.Unix()] {
 			if recs[0].Outcome != store.OutcomeSkipped {
 				t.Errorf("slot %v, in the cut: got records %+v, want a skip", s, recs)
 			}
 		}
-		late++
-	}
-	if late == 0 {
-		t.Fatalf("no slot of the cut (%v to %v) had its mark's window end before the heal: the test does not reach the path", cut, healed)
 	}
 	if strings.Contains(logs.String(), "skip records dropped") {
 		t.Errorf("log: a record was dropped: %s", logs.String())
 	}
-	t.Logf("cut off for %v; %d slots given up past their marks' window; %d slots on record", healed.Sub(cut), late, len(n))
+	t.Logf("cut off for %v; %d slots given up past their marks' window; %d slots on record", healed.Sub(cut), len(late), len(n))
+}
+
+// cutPastWindow are the slots given up in a cut from cut to healed whose
+// marks' window (retention) ended before the heal, so that their skips
+// could only be written after it: from the first whose claim could not go
+// out before the cut. It fails the test when there is none: the test
+// would not reach the path.
+func cutPastWindow(t *testing.T, cut, healed time.Time, retention time.Duration) []time.Time {
+	t.Helper()
+	var out []time.Time
+	for s := cut.Add(maxClaimAhead).Truncate(time.Second).Add(time.Second); s.Add(retention - maxClaimAhead).Before(healed); s = s.Add(time.Second) {
+		out = append(out, s)
+	}
+	if len(out) == 0 {
+		t.Fatalf("no slot of the cut (%v to %v) had its mark's window end before the heal: the test does not reach the path", cut, healed)
+	}
+	return out
 }
