@@ -3,6 +3,8 @@ package locker_test
 import (
 	"context"
 	"errors"
+	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -229,19 +231,22 @@ func TestQuorumSplitVote(t *testing.T) {
 			claim.TTL, claim.Unwatched = 5*time.Second, true
 			claim.RingKey = key + ":ring"
 			span := int64(locker.RingSpan / time.Second)
+			// The ring started a whole span below prev, and old, a slot
+			// decided near its start, shares its bit with slot.
+			base, old := prev.Unix()-span+1, slot.Unix()-span
 			for i, m := range tc.marks {
-				// Every node had decided prev, on a ring started there; the
-				// others' claims raised their nodes' high-water (and ring)
-				// to slot.
+				// Every node had decided old and prev; the others' claims
+				// raised their nodes' high-water (and ring) to slot.
 				hw := unix(prev)
 				must(t, clients[i].SetBit(bg, claim.RingKey, prev.Unix()%span, 1).Err())
+				must(t, clients[i].SetBit(bg, claim.RingKey, old%span, 1).Err())
 				if m != nil {
 					hw = unix(slot)
 					must(t, clients[i].HSet(bg, claim.MarkKey, m).Err())
 					must(t, clients[i].Expire(bg, claim.MarkKey, time.Minute).Err())
 					must(t, clients[i].SetBit(bg, claim.RingKey, slot.Unix()%span, 1).Err())
 				}
-				must(t, clients[i].HSet(bg, meta, "hw", hw, "first", unix(prev), "rb", unix(prev), "rh", hw).Err())
+				must(t, clients[i].HSet(bg, meta, "hw", hw, "first", strconv.FormatInt(base, 10), "rb", strconv.FormatInt(base, 10), "rh", hw).Err())
 			}
 			q := newQuorum(t, clients, locker.Options{})
 			b, err := q.Bid(claim)
@@ -272,8 +277,14 @@ func TestQuorumSplitVote(t *testing.T) {
 			if got := clients[2].GetBit(bg, claim.RingKey, prev.Unix()%span).Val(); got != 1 {
 				t.Errorf("node 2 ring bit of the slot before: got %d, want 1 (decided)", got)
 			}
-			if got := []string{hget(t, clients[2], meta, "rb"), hget(t, clients[2], meta, "rh")}; got[0] != unix(prev) || got[1] != unix(prev) {
-				t.Errorf("node 2 ring base and high-water after the lost claim: got %q, want both %s (the ring speaks on)", got, unix(prev))
+			// The claim reused old's bit: the ring no longer speaks for old.
+			if got, want := []string{hget(t, clients[2], meta, "rb"), hget(t, clients[2], meta, "rh")}, []string{strconv.FormatInt(old+1, 10), unix(prev)}; !slices.Equal(got, want) {
+				t.Errorf("node 2 ring base and high-water after the lost claim: got %q, want %q (the ring speaks on, above the bits the claim reused)", got, want)
+			}
+			sk := locker.Skip{MarkKey: markOf(key, time.Unix(old, 0)), MetaKey: meta, RingKey: claim.RingKey, Slot: time.Unix(old, 0), Record: "skipped:outage",
+				Retention: time.Hour, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(-time.Second)}
+			if err := mustNew(t, clients[2], locker.Options{}).RecordSkip(bg, sk); !errors.Is(err, locker.ErrLate) {
+				t.Errorf("node 2 skip of old, decided a ring ago, after the lost claim: got %v, want ErrLate (its bit was reused)", err)
 			}
 			if tc.wantClaimed {
 				return

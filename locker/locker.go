@@ -283,10 +283,11 @@ func (b *Bid) retryable(err error) bool {
 // Withdraw gives the bid up: its lease key and successor key are deleted if
 // they hold its token, and its own running mark, if an attempt wrote one,
 // is ended with Records.Aborted, so that the slot stays claimed and on
-// record (other replicas may have seen the claim win and left the slot). It
-// is a no-op when no attempt was sent, and safe to repeat; it returns the
-// I/O error when Redis could not be told (the mark then stays until its
-// TTL).
+// record (other replicas may have seen the claim win and left the slot; in
+// quorum mode a record on nodes too few for the claim to have won is
+// completed by the slot's skip on the others, see RecordSkips). It is a
+// no-op when no attempt was sent, and safe to repeat; it returns the I/O
+// error when Redis could not be told (the mark then stays until its TTL).
 func (b *Bid) Withdraw(ctx context.Context) error {
 	return b.withdraw(ctx, b.claim.Records.Aborted)
 }

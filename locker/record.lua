@@ -6,7 +6,7 @@
 --   A.record, A.retention (ms), A.not_before,
 --   A.not_after (server ms: the end of the window in which an absent mark
 --   proves that no run is on record), A.history_len, A.history_ttl,
---   A.hw_proof, A.probe (optional; see below)
+--   A.hw_proof, A.quorum, A.probe (optional; see below)
 -- With A.hw_proof, after A.not_after the job's high-water slot (K.meta
 -- "hw", which never expires) still proves it while it is below A.slot:
 -- every claim and every record of a slot raises it to at least that slot,
@@ -49,7 +49,10 @@ if slot < tonumber(first) then
   return {"unborn", tonumber(first)}
 end
 if now > tonumber(A.not_after) then
-  if not A.hw_proof then
+  if not A.hw_proof or (A.quorum and not meta[2]) then
+    -- In quorum mode a node with no high-water for the job (restarted
+    -- empty, or its hash lost) proves nothing: it may have granted a
+    -- claim that won.
     return {"late"}
   end
   if meta[2] and tonumber(meta[2]) >= slot then

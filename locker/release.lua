@@ -4,9 +4,11 @@
 --   "withdraw" end it with A.record (a claim given up after it may have
 --              won: the slot stays claimed, and on record)
 --   "drop"     delete it, put the high-water back and clear the slot's bit
---              in the job's ring (see RING; without K.ring, stop the ring
---              from speaking): a quorum claim that lost the vote, so that
---              a retry can win and a skip can be proved on this node
+--              in the job's ring, moving the ring's base above the slots
+--              whose bits the claim reused (see RING; without K.ring, stop
+--              the ring from speaking): a quorum claim that lost the vote,
+--              so that a retry can win and a skip can be proved on this
+--              node
 --   K.lease, K.mark (optional), K.meta and K.ring (with "drop"), K.next
 --   (optional), K.history (optional), K.running (optional); A.token,
 --   A.mode, A.record, A.slot, A.retention, A.history_len, A.history_ttl
@@ -35,20 +37,29 @@ if K.mark then
       end_mark(A.record)
     elseif A.mode == "drop" then
       -- The claim's ring bit would say that the slot was decided. The mark
-      -- shows that no other claim or skip of the slot reached this node, so
-      -- the bit was the claim's alone: cleared, the ring speaks on.
+      -- shows that no other claim or skip of the slot reached this node,
+      -- so in the slot's own place the bit was the claim's: cleared.
       local meta = redis.call("HMGET", K.meta, "hw", "rb", "rh")
-      if A.slot and ring_speaks(meta[1], meta[2], meta[3], tonumber(A.slot)) then
-        redis.call("SETBIT", K.ring, tonumber(A.slot) % RING, 0)
+      local slot = A.slot and tonumber(A.slot)
+      local speaks = slot and ring_speaks(meta[1], meta[2], meta[3], slot)
+      if speaks then
+        redis.call("SETBIT", K.ring, slot % RING, 0)
       else
         redis.call("HDEL", K.meta, "rb")
       end
       if A.slot and meta[1] == A.slot then
         -- The high-water back to where the claim found it, and the ring's
-        -- with it when the claim raised that (a ring the claim started
-        -- keeps its base above, and speaks for no slot below it).
+        -- with it when the claim raised that. Raising it reused the bits
+        -- of the slots a ring below (cleared as passed over, and this
+        -- one's set), so the ring's base moves above them: it speaks for
+        -- no slot whose bit it lost. (A ring the claim started keeps its
+        -- base above, and speaks for no slot below it.)
         if m[3] and m[3] ~= "" then
-          redis.call("HSET", K.meta, "hw", m[3], unpack(meta[3] == A.slot and {"rh", m[3]} or {}))
+          local back = {"hw", m[3]}
+          if speaks and meta[3] == A.slot then
+            back = {"hw", m[3], "rh", m[3], "rb", math.max(tonumber(meta[2]), slot - RING + 1)}
+          end
+          redis.call("HSET", K.meta, unpack(back))
         else
           redis.call("HDEL", K.meta, "hw")
         end

@@ -51,7 +51,8 @@ type Skip struct {
 // the high-water to s.Slot, in one script call per node (two in quorum
 // mode, see RecordSkips). It returns nil once recorded; a NotObtainedError
 // wrapping ErrEarly (with Wait) before NotBefore, ErrSlotClaimed when the
-// slot has a claim or a record (or the ring shows it decided), ErrLate
+// slot has a claim or a record (or the ring shows it decided; in quorum
+// mode, on enough nodes for a claim to have won), ErrLate
 // after NotAfter with the high-water at or above s.Slot and no ring that
 // speaks for it (too late to tell whether it ran; see Decided, set on a
 // single node only), ErrUnborn before the job's first sight; or the I/O
@@ -109,6 +110,9 @@ func (l *Locker) skipLine(s Skip, probe bool) []any {
 		a.arg("history_len", strconv.Itoa(s.HistoryLen)).arg("history_ttl", ms(s.HistoryTTL)).arg("history_score", unixMS(s.Slot))
 	}
 	a.arg("hw_proof", "1") // each node's own proof: in quorum mode see probed
+	if len(l.nodes) > 1 {
+		a.arg("quorum", "1")
+	}
 	if probe {
 		a.arg("probe", "1")
 	}
@@ -217,12 +221,16 @@ func (l *Locker) recorded(ctx context.Context, rs []nodeResult[obtainReply]) err
 	var best obtainReply
 	answered := 0
 	var decided int64 // the high-water in a late reply (a single node's)
+	held := 0         // nodes where the slot is on record: the skip written, or a final record in its mark
 	for _, r := range rs {
 		if r.err != nil {
 			continue
 		}
 		answered++
 		counts[r.val.code]++
+		if r.val.code == replyRecorded || (r.val.code == replyClaimed && r.val.record != "") {
+			held++
+		}
 		if r.val.code == replyEarly && r.val.num > best.num {
 			best = r.val
 		}
@@ -237,8 +245,12 @@ func (l *Locker) recorded(ctx context.Context, rs []nodeResult[obtainReply]) err
 			return fmt.Errorf("locker: record skip: %w", withCtx(ctx, joinErrs(rs)))
 		}
 		return fmt.Errorf("locker: record skip: %w: %d of %d nodes answered: %w", ErrNoQuorum, answered, len(l.nodes), withCtx(ctx, joinErrs(rs)))
-	case counts[replyRecorded]+counts[replyClaimed] >= l.quorum && counts[replyRecorded] > 0:
+	case held >= l.quorum && counts[replyRecorded] > 0:
 		return nil
+	case counts[replyRecorded] > 0 && held+len(l.nodes)-answered >= l.quorum:
+		// Written on too few nodes yet (the others did not answer): a
+		// retry completes it.
+		return fmt.Errorf("locker: record skip: %w: on record on %d of %d nodes: %w", ErrNoQuorum, held, len(l.nodes), withCtx(ctx, joinErrs(rs)))
 	case counts[replyEarly] > 0:
 		return fmt.Errorf("locker: record skip: %w", best.err())
 	case counts[replyClaimed] > 0:

@@ -3,8 +3,11 @@ package locker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -585,22 +588,55 @@ func TestQuorumRecordSkip(t *testing.T) {
 // proxies that can cut them, a quorum locker through the proxies, and a
 // slot a minute ago: the fixture of the quorum skip tests.
 type quorumSkips struct {
-	direct  []*redis.Client
-	proxies []*redistest.Proxy
-	q       *locker.Locker
-	slot    time.Time
+	direct, via []*redis.Client
+	proxies     []*redistest.Proxy
+	q           *locker.Locker
+	slot        time.Time
 }
 
 func newQuorumSkips(t *testing.T) quorumSkips {
 	t.Helper()
 	servers, direct := cluster(t, 3, redistest.Options{})
 	f := quorumSkips{direct: direct, proxies: make([]*redistest.Proxy, len(servers)), slot: time.Now().Truncate(time.Second).Add(-time.Minute)}
-	via := make([]*redis.Client, len(servers))
+	f.via = make([]*redis.Client, len(servers))
 	for i, s := range servers {
-		via[i], f.proxies[i] = viaProxy(t, s)
+		f.via[i], f.proxies[i] = viaProxy(t, s)
 	}
-	f.q = newQuorum(t, via, locker.Options{NodeTimeout: time.Second})
+	f.q = newQuorum(t, f.via, locker.Options{NodeTimeout: time.Second})
 	return f
+}
+
+// cutOnWrite cuts a proxy as a skip's write round (record.lua without
+// "probe") goes out through its client, once armed: the round reaches
+// the other nodes only.
+type cutOnWrite struct {
+	p     *redistest.Proxy
+	armed atomic.Bool
+}
+
+func (h *cutOnWrite) check(cmds ...redis.Cmder) {
+	for _, c := range cmds {
+		args := fmt.Sprint(c.Args()...)
+		if strings.Contains(args, "not_after") && !strings.Contains(args, "probe") && h.armed.CompareAndSwap(true, false) {
+			h.p.Block(true)
+		}
+	}
+}
+
+func (h *cutOnWrite) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *cutOnWrite) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.check(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *cutOnWrite) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.check(cmds...)
+		return next(ctx, cmds)
+	}
 }
 
 // skipped says which masters hold the skip "skipped:outage" in the slot's
@@ -758,9 +794,22 @@ func TestQuorumSkipPastWindow(t *testing.T) {
 		}
 	}
 	skipped := f.skipped
+	// decidedBefore records a skip of the slot before on every node: each
+	// has the job's high-water (a node with none proves nothing) and a
+	// ring.
+	decidedBefore := func(t *testing.T, key, meta string) {
+		t.Helper()
+		earlier := skip(key, meta)
+		earlier.Slot, earlier.MarkKey = slot.Add(-time.Second), markOf(key, slot.Add(-time.Second))
+		earlier.NotAfter = time.Now().Add(time.Minute)
+		if err := q.RecordSkip(bg, earlier); err != nil {
+			t.Fatalf("RecordSkip of the slot before: %v", err)
+		}
+	}
 
 	t.Run("won on two of three", func(t *testing.T) {
 		key, meta := keys(t)
+		decidedBefore(t, key, meta)
 		lease := f.wonOnTwo(t, claim(key, meta))
 		if err := lease.Finish(bg, "ok"); err != nil {
 			t.Fatalf("Finish: %v", err)
@@ -780,8 +829,53 @@ func TestQuorumSkipPastWindow(t *testing.T) {
 		}
 	})
 
+	t.Run("won on two of three, one of them restarted empty", func(t *testing.T) {
+		key, meta := keys(t)
+		decidedBefore(t, key, meta)
+		lease := f.wonOnTwo(t, claim(key, meta))
+		if err := lease.Finish(bg, "ok"); err != nil {
+			t.Fatalf("Finish: %v", err)
+		}
+		unmark(t, key)
+		// Node 0 lost everything of the job, as a restart without
+		// persistence loses it: with no high-water it proves nothing.
+		must(t, direct[0].Del(bg, meta, key+":ring", key+":history").Err())
+		if err := q.RecordSkip(bg, skip(key, meta)); !errors.Is(err, locker.ErrLate) {
+			t.Errorf("RecordSkip: got %v, want ErrLate (too late to tell)", err)
+		}
+		if got := skipped(t, key); slices.Contains(got, true) {
+			t.Errorf("skips by node beside the run: got %v, want none", got)
+		}
+	})
+
+	t.Run("written on one, a node cut before the write round", func(t *testing.T) {
+		key, meta := keys(t)
+		// Node 0 alone granted a claim of the slot, lost, whose drop
+		// never came.
+		decidedBefore(t, key, meta)
+		mustObtain(t, mustNew(t, direct[0], locker.Options{}), claim(key, meta))
+		unmark(t, key)
+		cut := &cutOnWrite{p: proxies[1]}
+		cut.armed.Store(true)
+		f.via[1].AddHook(cut)
+		err := q.RecordSkip(bg, skip(key, meta))
+		proxies[1].Block(false)
+		// On node 2 only: node 0's lost claim is no record, so the skip
+		// is not on record on a majority yet.
+		if !errors.Is(err, locker.ErrNoQuorum) {
+			t.Errorf("RecordSkip with node 1 cut before the write round: got %v, want ErrNoQuorum (on record on one node)", err)
+		}
+		if err := q.RecordSkip(bg, skip(key, meta)); err != nil {
+			t.Fatalf("RecordSkip once node 1 answers: %v", err)
+		}
+		if got, want := skipped(t, key), []bool{false, true, true}; !slices.Equal(got, want) {
+			t.Errorf("skips by node: got %v, want %v", got, want)
+		}
+	})
+
 	t.Run("a lost claim's ring bit on one of three", func(t *testing.T) {
 		key, meta := keys(t)
+		decidedBefore(t, key, meta)
 		mustObtain(t, mustNew(t, direct[0], locker.Options{}), claim(key, meta))
 		unmark(t, key)
 		if err := q.RecordSkip(bg, skip(key, meta)); err != nil {
@@ -794,13 +888,7 @@ func TestQuorumSkipPastWindow(t *testing.T) {
 
 	t.Run("never claimed, a node silent", func(t *testing.T) {
 		key, meta := keys(t)
-		// The job's first sight and high-water, a slot earlier, on every node.
-		earlier := skip(key, meta)
-		earlier.Slot, earlier.MarkKey = slot.Add(-time.Second), markOf(key, slot.Add(-time.Second))
-		earlier.NotAfter = time.Now().Add(time.Minute)
-		if err := q.RecordSkip(bg, earlier); err != nil {
-			t.Fatalf("RecordSkip of the slot before: %v", err)
-		}
+		decidedBefore(t, key, meta)
 		proxies[2].Block(true)
 		err := q.RecordSkip(bg, skip(key, meta))
 		proxies[2].Block(false)
