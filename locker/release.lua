@@ -47,21 +47,19 @@ if K.mark then
       else
         redis.call("HDEL", K.meta, "rb")
       end
-      if A.slot and meta[1] == A.slot then
+      if slot and meta[1] == A.slot then
         -- The high-water back to where the claim found it, and the ring's
         -- with it when the claim raised that. Raising it reused the bits
         -- of the slots a ring below (cleared as passed over, and this
         -- one's set), so the ring's base moves above them: it speaks for
         -- no slot whose bit it lost. (A ring the claim started keeps its
         -- base above, and speaks for no slot below it.)
-        if m[3] and m[3] ~= "" then
-          local back = {"hw", m[3]}
-          if speaks and meta[3] == A.slot then
-            back = {"hw", m[3], "rh", m[3], "rb", math.max(tonumber(meta[2]), slot - RING + 1)}
-          end
-          redis.call("HSET", K.meta, unpack(back))
-        else
+        if not m[3] or m[3] == "" then
           redis.call("HDEL", K.meta, "hw")
+        elseif speaks and meta[3] == A.slot then
+          redis.call("HSET", K.meta, "hw", m[3], "rh", m[3], "rb", math.max(tonumber(meta[2]), slot - RING + 1))
+        else
+          redis.call("HSET", K.meta, "hw", m[3])
         end
       end
       redis.call("DEL", K.mark)
