@@ -544,6 +544,122 @@ func TestQuorumSplitCutShort(t *testing.T) {
 	}
 }
 
+// TestQuorumUnsentNotWithdrawn: a quorum bid is dropped and withdrawn
+// only on the nodes that its calls reached. Its attempt waits in this
+// replica's queues, behind another claim whose replies the proxies hold,
+// until its context ends: on every node, the bid reached nothing, is not
+// Sent, and Withdraw has nothing to tell; on all but node 0, where it won,
+// it cannot have won a majority, so its mark there is dropped at once, and
+// Withdraw needs no answer from the nodes it never reached. Before, an
+// overloaded replica withdrew every bid that its queues had cut, on every
+// node, and waited for the nodes it had never reached.
+func TestQuorumUnsentNotWithdrawn(t *testing.T) {
+	t.Parallel()
+	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+	tests := []struct {
+		name     string
+		free     int // nodes whose replies flow (the first ones); the others are held
+		wantSent bool
+	}{
+		{"queued on every node", 0, false},
+		{"reached one node of three", 1, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			key, meta := keys(t)
+			proxies := make([]*redistest.Proxy, 3)
+			clients := make([]*redis.Client, 3)
+			direct := make([]*redis.Client, 3)
+			for i := range proxies {
+				s := redistest.Start(t, redistest.Options{})
+				direct[i] = newClient(t, s)
+				proxies[i] = redistest.StartProxyFor(t, s)
+				c := redis.NewClient(&redis.Options{
+					Addr: proxies[i].Addr(), MaxRetries: -1, ContextTimeoutEnabled: true, DialerRetries: 1,
+					DialTimeout: time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: time.Second,
+				})
+				t.Cleanup(func() { _ = c.Close() })
+				clients[i] = c
+				must(t, direct[i].HSet(bg, meta, "hw", unix(slot.Add(-time.Minute)), "first", unix(slot.Add(-time.Minute))).Err())
+			}
+			// The bid's calls wait behind the held ones until those time out.
+			q := newQuorum(t, clients, locker.Options{NodeTimeout: 2 * time.Second})
+			warm := slotClaim(key+"-warm", meta+"-warm", slot)
+			warm.Unwatched = true
+			wl, err := q.Obtain(bg, warm) // connected, obtain.lua loaded
+			if err != nil {
+				t.Fatal(err)
+			}
+			must(t, wl.Release(bg))
+
+			// Another claim's replies are held on the nodes past tc.free:
+			// the bid's calls queue behind them there.
+			held := proxies[tc.free:]
+			sent := make([]int64, len(held))
+			for i, p := range held {
+				p.Hold(redistest.ToClient)
+				sent[i] = p.Bytes(redistest.ToServer)
+			}
+			other := slotClaim(key+"-other", meta+"-other", slot)
+			other.Unwatched = true
+			ob, err := q.Bid(other)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				if lease, err := ob.Obtain(bg); err == nil {
+					_ = lease.Release(bg)
+				}
+			}()
+			t.Cleanup(func() {
+				for _, p := range proxies {
+					p.Release(redistest.ToClient)
+				}
+				<-done
+			})
+			for i, p := range held {
+				for n := 0; p.Bytes(redistest.ToServer) == sent[i]; n++ {
+					if n == 500 {
+						t.Fatalf("held node %d: the other claim never reached the server", tc.free+i)
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+
+			claim := slotClaim(key, meta, slot)
+			claim.Unwatched = true
+			b, err := q.Bid(claim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(bg, 200*time.Millisecond)
+			_, err = b.Obtain(ctx)
+			cancel()
+			if !errors.Is(err, locker.ErrNotSent) || !errors.Is(err, locker.ErrNoQuorum) {
+				t.Fatalf("attempt: got %v, want ErrNoQuorum with ErrNotSent", err)
+			}
+			if got := b.Sent(); got != tc.wantSent {
+				t.Errorf("Sent() after the attempt: got %v, want %v", got, tc.wantSent)
+			}
+			for i := range tc.free {
+				if m := hgetall(t, direct[i], markOf(key, slot)); len(m) != 0 {
+					t.Errorf("node %d mark after an attempt that reached too few nodes to win: got %v, want it dropped", i, m)
+				}
+			}
+			// The held nodes still hold the other claim's replies: an answer
+			// from them would take until the cleanup.
+			wctx, wcancel := context.WithTimeout(bg, 2*time.Second)
+			defer wcancel()
+			if err := b.Withdraw(wctx); err != nil {
+				t.Errorf("Withdraw: got %v, want nil (the nodes it never reached hold nothing of it)", err)
+			}
+		})
+	}
+}
+
 // TestRetriedClaimIsIdempotent: the same claim (same token) sent twice, as
 // a retry after a lost reply is, wins both times with the same fence
 // instead of reporting its own mark as "slot claimed"; another token's

@@ -196,7 +196,7 @@ type Bid struct {
 	claim Claim
 	token string
 	lines lines
-	sent  bool  // an attempt may have reached Redis
+	sent  bool  // an attempt may have reached Redis (in quorum mode, some node: see reached)
 	split error // the last lost split vote (quorum mode), while only attempts cut short (ErrCutShort) followed it
 	// cut: an attempt got no answer (an I/O error, or an error that cut its
 	// script short, such as a command the ACL refuses: Redis keeps a
@@ -205,6 +205,12 @@ type Bid struct {
 	// (see drop).
 	cut   bool
 	cutOn []bool
+	// reached is, per node in quorum mode, whether an attempt's call to it
+	// left this process (it was written, or the reply is unknown): only
+	// there can the bid hold anything, so only there is it dropped or
+	// withdrawn. A call dropped unsent from the queue, or whose connection
+	// could not be dialled, reached nothing.
+	reached []bool
 }
 
 // Bid prepares a claim under a new token; nothing is sent yet. It fails
@@ -217,6 +223,7 @@ func (l *Locker) Bid(c Claim) (*Bid, error) {
 	b := &Bid{lk: l, claim: c, token: token, lines: c.lines(token, len(l.nodes) == 1)}
 	if len(l.nodes) > 1 {
 		b.cutOn = make([]bool, len(l.nodes))
+		b.reached = make([]bool, len(l.nodes))
 	}
 	return b, nil
 }
@@ -301,7 +308,13 @@ func (b *Bid) withdraw(ctx context.Context, record string) error {
 	if record == "" || b.claim.MarkKey == "" {
 		mode = markKeep
 	}
-	err := b.lk.each(ctx, releaseScript, b.claim.releaseLine(b.token, mode, record))
+	line := b.claim.releaseLine(b.token, mode, record)
+	var err error
+	if b.reached == nil {
+		err = b.lk.each(ctx, releaseScript, line)
+	} else {
+		err = b.lk.eachReached(ctx, b.reached, releaseScript, line)
+	}
 	if err != nil {
 		return fmt.Errorf("locker: withdraw %q: %w", b.claim.Key, err)
 	}
@@ -415,6 +428,34 @@ func (l *Locker) each(ctx context.Context, s *script, line []any) error {
 	}
 	if ok < l.quorum {
 		return withCtx(ctx, fmt.Errorf("%w: %d of %d nodes answered: %w", ErrNoQuorum, ok, len(l.nodes), joinErrs(rs)))
+	}
+	return nil
+}
+
+// eachReached runs line on the nodes that reached marks (a quorum bid's
+// nodes that its attempts reached) and needs an answer from as many as a
+// majority lacks once the nodes never reached are counted: those hold
+// nothing of the bid, as if they had answered.
+func (l *Locker) eachReached(ctx context.Context, reached []bool, s *script, line []any) error {
+	skip := make([]bool, len(l.nodes))
+	ok := 0
+	for i, r := range reached {
+		if !r {
+			skip[i] = true
+			ok++
+		}
+	}
+	if ok == len(l.nodes) {
+		return nil
+	}
+	rs := fanoutTo(ctx, l.nodes, skip, laneMain, l.opts.NodeTimeout, s, line, anyReply).all()
+	for _, r := range rs {
+		if r.err == nil {
+			ok++
+		}
+	}
+	if ok < l.quorum {
+		return withCtx(ctx, fmt.Errorf("%w: %d of %d nodes answered or never reached: %w", ErrNoQuorum, ok, len(l.nodes), joinErrs(rs)))
 	}
 	return nil
 }

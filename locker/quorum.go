@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -108,7 +109,6 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 	start := time.Now()
 	validUntil := start.Add(c.TTL - l.opts.drift(c.TTL))
 
-	b.sent = true
 	split := b.split // the last lost split vote, if only cut attempts followed it
 	b.split = nil
 	g := fanout(ctx, l.nodes, laneMain, l.opts.NodeTimeout, obtainScript, b.lines.obtain, parseObtainCmd)
@@ -144,6 +144,7 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 		}
 	}
 	if err == nil {
+		b.reach(nil) // the claims not yet read count as reached
 		lease := newLease(l, b, fence, start)
 		lease.due = due
 		if wait {
@@ -161,8 +162,9 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 	// Failure: wait for the slow claims (bounded by NodeTimeout), then look
 	// at every answer.
 	rs := g.all()
+	b.reach(rs)
 	for _, r := range rs {
-		if r.err != nil {
+		if r.err != nil && b.reached[r.node] {
 			b.cutOn[r.node] = true // its script may have stopped after taking the lease
 		}
 	}
@@ -172,7 +174,7 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 		b.drop(rs)
 		return nil, state
 	}
-	won := mayHaveWon(rs, l.quorum)
+	won := mayHaveWon(rs, b.reached, l.quorum)
 	if !won {
 		// A split vote, or too few nodes answered to win: drop our marks so
 		// that a retry (ours or another claimant's) can win. When other
@@ -205,6 +207,23 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 	return nil, withCtx(ctx, err)
 }
 
+// reach notes the nodes that an attempt's calls reached (see
+// Bid.reached): those answered, or failed after they were written. Nil rs
+// is every node (a claim that won, whose replies may not all be read).
+func (b *Bid) reach(rs []nodeResult[obtainReply]) {
+	if rs == nil {
+		for i := range b.reached {
+			b.reached[i] = true
+		}
+	}
+	for _, r := range rs {
+		if r.err == nil || !errors.Is(r.err, ErrNotSent) && !neverSent(r.err) {
+			b.reached[r.node] = true
+		}
+	}
+	b.sent = slices.Contains(b.reached, true)
+}
+
 // drop deletes the bid's running marks (restoring each node's high-water)
 // and lease keys on the nodes where its claim won, or where an attempt of
 // it got no answer (cutOn); best effort, bounded by NodeTimeout.
@@ -217,7 +236,7 @@ func (b *Bid) drop(rs []nodeResult[obtainReply]) {
 		any = any || b.cutOn[i]
 	}
 	for _, r := range rs {
-		if r.err != nil || r.val.ok() {
+		if r.val.ok() || r.err != nil && b.reached[r.node] {
 			skip[r.node], any = false, true
 		}
 	}
@@ -317,14 +336,15 @@ func (l *Locker) writeFence(ctx context.Context, key string, f int64, claims []n
 }
 
 // mayHaveWon reports whether a failed claim's running marks may stand on a
-// majority (claimed, or unknown after an I/O error): other claimants may then
-// have taken the slot as won and given it up, so the claim must be kept
-// (retried as itself, or withdrawn with a record). A claim that surely lost
-// the vote drops its marks instead, so that a retry can win.
-func mayHaveWon(rs []nodeResult[obtainReply], quorum int) bool {
+// majority (claimed, or unknown after an I/O error on a node that an
+// attempt of the bid reached): other claimants may then have taken the
+// slot as won and given it up, so the claim must be kept (retried as
+// itself, or withdrawn with a record). A claim that surely lost the vote
+// drops its marks instead, so that a retry can win.
+func mayHaveWon(rs []nodeResult[obtainReply], reached []bool, quorum int) bool {
 	maybe := 0
 	for _, r := range rs {
-		if (r.err == nil && r.val.ok()) || (r.err != nil && !neverSent(r.err)) {
+		if (r.err == nil && r.val.ok()) || (r.err != nil && reached[r.node]) {
 			maybe++
 		}
 	}
@@ -345,8 +365,8 @@ func splitWith(rs []nodeResult[obtainReply]) bool {
 
 // neverSent reports an error that proves the command never reached the
 // node: the connection could not even be dialled. A call dropped unsent
-// from this process's queue (ErrNotSent) is not counted: it did not reach
-// the node, but the bid's earlier attempts may have, and won there.
+// from this process's queue (ErrNotSent) did not reach the node either
+// (see Bid.reach), but cutShort tells the two apart.
 func neverSent(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
