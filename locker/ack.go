@@ -126,7 +126,7 @@ func (c *call) acked(p ackPolicy) error {
 func (b *Bid) unhold(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.lk.opts.NodeTimeout)
 	defer cancel()
-	_ = b.lk.each(cctx, releaseScript, b.claim.releaseLine(b.token, markKeep, ""))
+	_ = b.lk.each(cctx, releaseScript, b.claim.releaseLine(b.token, markKeep, "", 0))
 }
 
 // ackPolicy is the WAIT of the locker's options.

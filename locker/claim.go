@@ -284,14 +284,18 @@ const (
 )
 
 // releaseLine is release.lua's command line for token, in mode, with the
-// record of a withdrawal.
-func (c *Claim) releaseLine(token, mode, record string) []any {
+// record of a withdrawal, and a lease's fence to raise the counter to (0:
+// none, see leaseFence).
+func (c *Claim) releaseLine(token, mode, record string, fence int64) []any {
 	a := releaseScript.args()
 	c.keys(a)
 	if mode == markDrop && !c.Slot.IsZero() {
 		a.key("ring", c.RingKey)
 	}
 	a.arg("token", token).arg("mode", mode)
+	if fence > 0 {
+		a.arg("fence", strconv.FormatInt(fence, 10))
+	}
 	if c.MarkKey != "" {
 		a.arg("retention", ms(c.Retention))
 		if mode == markWithdraw {
@@ -305,11 +309,18 @@ func (c *Claim) releaseLine(token, mode, record string) []any {
 	return a.line()
 }
 
-// finishLine is finish.lua's command line.
-func (c *Claim) finishLine(token, record string) []any {
+// finishLine is finish.lua's command line, with the lease's fence to raise
+// the counter to (0: none, see leaseFence).
+func (c *Claim) finishLine(token, record string, fence int64) []any {
 	a := finishScript.args()
 	a.key("lease", c.Key).key("mark", c.MarkKey).key("history", c.HistoryKey).key("running", c.RunningKey)
+	if fence > 0 {
+		a.key("meta", c.MetaKey)
+	}
 	a.arg("token", token).arg("record", record).arg("retention", ms(c.Retention))
+	if fence > 0 {
+		a.arg("fence", strconv.FormatInt(fence, 10))
+	}
 	c.history(a)
 	return a.line()
 }

@@ -1,7 +1,8 @@
 -- finish.lua: token-checked end of a run, safe to repeat.
---   K.lease, K.mark (optional), K.history (optional), K.running (optional)
+--   K.lease, K.mark (optional), K.history (optional), K.running (optional),
+--   K.meta (optional, with A.fence)
 --   A.token, A.record (final record), A.retention (ms),
---   A.history_len, A.history_ttl
+--   A.history_len, A.history_ttl, A.fence (quorum mode: the lease's fence)
 -- Reply: {status, recorded}: status "held", "expired" or "taken" as in
 -- release.lua, or "done" when this very record was already written (a
 -- retry whose earlier reply was lost); recorded 1 when the record is in
@@ -12,6 +13,12 @@ if holder == A.token then
   status = "held"
 elseif not holder then
   status = "expired"
+end
+if status == "held" and A.fence then
+  -- Quorum mode: the lease's fence came from the other nodes, and its
+  -- write-back may have missed this one. Raised before the lease is
+  -- freed, so that every later claim here takes a higher one.
+  raise_fence(A.fence)
 end
 
 if K.mark then

@@ -339,7 +339,7 @@ func (l *Lease) holdsUntil() time.Time {
 // and returns ErrNoQuorum when too few nodes answered to tell.
 func (l *Lease) Release(ctx context.Context) error {
 	l.end()
-	line := l.bid.claim.releaseLine(l.bid.token, markKeep, "")
+	line := l.bid.claim.releaseLine(l.bid.token, markKeep, "", l.leaseFence())
 	err := l.retry(ctx, func() error {
 		if len(l.lk.nodes) > 1 {
 			return l.releaseQuorum(ctx, line)
@@ -364,6 +364,21 @@ func (l *Lease) Release(ctx context.Context) error {
 	return nil
 }
 
+// leaseFence is the fence that ending the lease raises each node's
+// counter to, in quorum mode (0 otherwise: one node's counter gave it).
+// The claim's write-back of the fence (writeFence) reaches a majority, but
+// a majority that may include a node where a later claim had already
+// taken the same number, and it may miss the nodes this lease holds (a
+// write cut, or dropped from the queue): a later claim there, once the
+// lease is freed, would take a number no higher than this one. Raised as
+// the lease is freed, on every node this lease holds, no later claim can.
+func (l *Lease) leaseFence() int64 {
+	if len(l.lk.nodes) == 1 || l.bid.claim.MetaKey == "" {
+		return 0
+	}
+	return l.fence
+}
+
 // Finish stops the watchdog and, token-checked, ends the run with record.
 // With a MarkKey it deletes the lease key and writes record to the mark for
 // Retention (and to the history); the mark is updated as long as it still
@@ -384,7 +399,7 @@ func (l *Lease) Finish(ctx context.Context, record string) error {
 		return fmt.Errorf("%w: finish %q: the claim has no Retention", ErrInvalid, c.Key)
 	}
 	l.end()
-	line := c.finishLine(l.bid.token, record)
+	line := c.finishLine(l.bid.token, record, l.leaseFence())
 	err := l.retry(ctx, func() error {
 		if len(l.lk.nodes) > 1 {
 			return l.finishQuorum(ctx, line)

@@ -134,9 +134,13 @@ func checkClient(c Client) error {
 // provided that a node in both majorities (two majorities always share one)
 // kept its counter in between. With AOF and appendfsync always a restart
 // keeps it; a node that restarts without persistence may break the
-// promise. Nothing is promised about leases whose claims overlap in time
-// (at most one of them can hold the key anyway), and a fence is not unique
-// across different MetaKeys.
+// promise. Claims that overlap in time (a scheduler's claim of the next
+// slot, sent while this slot's claim is on its way) are ordered by the
+// end of the lease: Release and Finish raise the counter to F on each node
+// where they free the lease, so a lease obtained after another was
+// released or finished has a greater fence, whenever its claim was sent.
+// A lease that expires instead frees its nodes without that, and a fence
+// is not unique across different MetaKeys.
 func NewQuorum(clients []Client, opts Options) (*Locker, error) {
 	if len(clients) == 0 {
 		return nil, fmt.Errorf("%w: NewQuorum needs at least one client", ErrInvalid)
@@ -308,7 +312,7 @@ func (b *Bid) withdraw(ctx context.Context, record string) error {
 	if record == "" || b.claim.MarkKey == "" {
 		mode = markKeep
 	}
-	line := b.claim.releaseLine(b.token, mode, record)
+	line := b.claim.releaseLine(b.token, mode, record, 0)
 	var err error
 	if b.reached == nil {
 		err = b.lk.each(ctx, releaseScript, line)
@@ -403,7 +407,7 @@ func (b *Bid) obtainSingle(ctx context.Context) (*Lease, error) {
 func (b *Bid) freeLease(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.lk.opts.NodeTimeout)
 	defer cancel()
-	if b.lk.each(ctx, releaseScript, b.claim.releaseLine(b.token, markKeep, "")) == nil {
+	if b.lk.each(ctx, releaseScript, b.claim.releaseLine(b.token, markKeep, "", 0)) == nil {
 		b.cut = false
 	}
 }

@@ -229,6 +229,17 @@ local function raise_hw()
 end
 
 -- own_running says whether the mark holds this token's claim, not yet ended.
+-- raise_fence raises the job's fence counter (K.meta) to at least f and
+-- returns the counter.
+local function raise_fence(f)
+  local cur = tonumber(redis.call("HGET", K.meta, "fence") or "0")
+  if cur < tonumber(f) then
+    redis.call("HSET", K.meta, "fence", f)
+    return tonumber(f)
+  end
+  return cur
+end
+
 local function own_running(mark)
   return mark[1] == A.token and not mark[2]
 end

@@ -243,7 +243,7 @@ func (b *Bid) drop(rs []nodeResult[obtainReply]) {
 	if !any {
 		return
 	}
-	line := b.claim.releaseLine(b.token, markDrop, "")
+	line := b.claim.releaseLine(b.token, markDrop, "", 0)
 	fanoutTo(context.Background(), l.nodes, skip, laneMain, l.opts.NodeTimeout, releaseScript, line, textReply).all()
 }
 

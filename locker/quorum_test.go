@@ -3,6 +3,7 @@ package locker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"sync"
@@ -328,6 +329,125 @@ func TestQuorumFence(t *testing.T) {
 	restart(t, servers[3], servers[4], servers[2])
 	kill(t, servers[0], servers[1])
 	take("majority {2,3,4}")
+}
+
+// TestQuorumFenceOverlap: a claim of the next slot, sent while this
+// slot's claim is on its way, runs after this slot's lease ended and must
+// take a greater fence. Replica A claims slot s: node 0 refuses it (busy
+// with the slot before), nodes 1 and 2 grant it, at counters 15 and 16, so
+// its fence is 16 and the write-back goes to nodes 0 and 1. Before it
+// reaches node 0, the slot before ends there and replica B's claim of s+1
+// takes 16 on node 0 (so node 0 acknowledges 16: the write-back "reached a
+// majority"); the write-back to node 1 is cut. B's claim reaches node 1
+// only after A's lease ended there (the schedbench quorum suite's fence
+// regressions: equal fences on consecutive slots). Before Finish raised
+// the counter, B's claim took 16 on node 1 and ran with fence 16 after A.
+func TestQuorumFenceOverlap(t *testing.T) {
+	t.Parallel()
+	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+	key, meta := keys(t)
+	direct := make([]*redis.Client, 3)
+	viaA := make([]*redis.Client, 3)
+	viaB := make([]*redis.Client, 3)
+	pa := make([]*redistest.Proxy, 3)
+	pb := make([]*redistest.Proxy, 3)
+	for i := range direct {
+		s := redistest.Start(t, redistest.Options{})
+		direct[i] = newClient(t, s)
+		viaA[i], pa[i] = viaProxy(t, s)
+		viaB[i], pb[i] = viaProxy(t, s)
+		must(t, direct[i].HSet(bg, meta, "fence", []int{15, 14, 15}[i], "hw", unix(slot.Add(-time.Second)), "first", unix(slot.Add(-time.Hour))).Err())
+	}
+	// The slot before holds node 0's lease.
+	must(t, direct[0].Set(bg, key, "slot-before", time.Minute).Err())
+	opts := locker.Options{NodeTimeout: 5 * time.Second}
+	qa, qb := newQuorum(t, viaA, opts), newQuorum(t, viaB, opts)
+	for i, q := range []*locker.Locker{qa, qb} { // connected, scripts loaded
+		warm := slotClaim(key+"-warm"+strconv.Itoa(i), meta+"-warm"+strconv.Itoa(i), slot)
+		warm.Unwatched = true
+		must(t, mustObtain(t, q, warm).Release(bg))
+	}
+
+	next := slotClaim(key, meta, slot.Add(time.Second))
+	next.Unwatched, next.TTL = true, 10*time.Second
+	bBid, err := qb.Bid(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		lease *locker.Lease
+		err   error
+	}
+	bDone := make(chan result, 1)
+	isFence := func(cmd redis.Cmder) bool {
+		args := cmd.Args() // evalsha sha 1 meta-key "meta" "fence" f
+		return len(args) == 7 && fmt.Sprint(args[4]) == "meta" && fmt.Sprint(args[5]) == "fence"
+	}
+	var armed0, armed1 atomic.Bool
+	armed0.Store(true)
+	armed1.Store(true)
+	viaA[0].AddHook(redistest.BeforeHook(func(cmd redis.Cmder) {
+		if !isFence(cmd) || !armed0.CompareAndSwap(true, false) {
+			return
+		}
+		// The slot before ends on node 0; B's claim of s+1 is sent, and
+		// reaches node 0 only (its call to node 1 is held on the way,
+		// node 2 refuses B's connections).
+		// (On the flusher's goroutine: errors, not t.Fatal.)
+		if err := direct[0].Del(bg, key).Err(); err != nil {
+			t.Error(err)
+		}
+		pb[1].Hold(redistest.ToServer)
+		pb[2].Block(true)
+		go func() {
+			lease, err := bBid.Obtain(bg)
+			bDone <- result{lease, err}
+		}()
+		for n := 0; direct[0].Get(bg, key).Val() != bBid.Token(); n++ {
+			if n == 500 {
+				t.Error("B's claim did not take node 0 within 5s")
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}))
+	viaA[1].AddHook(redistest.BeforeHook(func(cmd redis.Cmder) {
+		if isFence(cmd) && armed1.CompareAndSwap(true, false) {
+			pa[1].Block(true) // the write-back to node 1 is lost
+		}
+	}))
+
+	claim := slotClaim(key, meta, slot)
+	claim.Unwatched, claim.TTL = true, 10*time.Second
+	a := mustObtain(t, qa, claim)
+	if armed0.Load() || armed1.Load() {
+		t.Fatalf("A's claim wrote its fence back to node 0: %v, node 1: %v; want both (its fence %d)", !armed0.Load(), !armed1.Load(), a.Fence())
+	}
+	if a.Fence() != 16 {
+		t.Fatalf("A's fence: got %d, want 16 (node 2's counter + 1)", a.Fence())
+	}
+	if got := hget(t, direct[1], meta, "fence"); got != "15" {
+		t.Fatalf("node 1's counter after the write-back was cut: got %s, want 15 (A's claim)", got)
+	}
+	pa[1].Block(false)
+	if err := a.Finish(bg, "ok"); err != nil {
+		t.Fatalf("A's Finish: %v", err)
+	}
+	pb[1].Release(redistest.ToServer) // B's claim reaches node 1 now
+	var r result
+	select {
+	case r = <-bDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("B's claim did not return within 10s")
+	}
+	if r.err != nil {
+		t.Fatalf("B's claim: %v", r.err)
+	}
+	if r.lease.Fence() <= a.Fence() {
+		t.Errorf("B's fence for the next slot, obtained after A finished: got %d, want above A's %d", r.lease.Fence(), a.Fence())
+	}
+	pb[2].Block(false)
+	must(t, r.lease.Release(bg))
 }
 
 // TestQuorumMarks: marks, busy records and history are written on each node.

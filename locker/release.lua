@@ -11,7 +11,8 @@
 --              node
 --   K.lease, K.mark (optional), K.meta and K.ring (with "drop"), K.next
 --   (optional), K.history (optional), K.running (optional); A.token,
---   A.mode, A.record, A.slot, A.retention, A.history_len, A.history_ttl
+--   A.mode, A.record, A.slot, A.retention, A.history_len, A.history_ttl,
+--   A.fence (quorum mode, a lease's release: its fence, see finish.lua)
 -- Reply: "held" deleted; "expired" no key; "taken" another token's.
 --
 -- The keys that hold other claims off go first, and the mark last: Redis
@@ -25,6 +26,9 @@ if not holder then
 elseif holder ~= A.token then
   status = "taken"
 else
+  if A.fence then
+    raise_fence(A.fence)
+  end
   redis.call("DEL", K.lease)
 end
 if K.next and redis.call("GET", K.next) == A.token then

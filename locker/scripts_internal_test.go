@@ -28,7 +28,7 @@ func BenchmarkClaimLines(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		ls := c.lines("0123456789abcdef0123456789abcdef", true)
-		_ = c.finishLine("0123456789abcdef0123456789abcdef", rec)
+		_ = c.finishLine("0123456789abcdef0123456789abcdef", rec, 0)
 		_ = c.renewLine("0123456789abcdef0123456789abcdef")
 		if len(ls.obtain) == 0 {
 			b.Fatal("empty line")
