@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
@@ -41,6 +42,9 @@ type verdict struct {
 	// lastUnrecorded are some misses without a record from the window's
 	// last seconds (whose marks may still be in Redis), for the notes.
 	lastUnrecorded []jobSlot
+	// regressions are the first fence regressions found (the two runs of
+	// each), for the notes.
+	regressions []string
 }
 
 // jobSlot is one (job index, slot) of a suite.
@@ -156,6 +160,11 @@ func analyse(es []entry, specs []string, nReplicas int, from, to int64, skips ma
 		for i := 1; i < len(js); i++ {
 			if js[i].Slot > js[i-1].Slot && js[i].Fence <= js[i-1].Fence {
 				v.fenceRegressions++
+				if len(v.regressions) < 5 {
+					v.regressions = append(v.regressions, fmt.Sprintf("%s: slot %d fence %d on r%d started %s; slot %d fence %d on r%d started %s",
+						jobName(int(js[i].Job)), js[i-1].Slot, js[i-1].Fence, js[i-1].Replica, time.Unix(0, js[i-1].Start).UTC().Format("15:04:05.000"),
+						js[i].Slot, js[i].Fence, js[i].Replica, time.Unix(0, js[i].Start).UTC().Format("15:04:05.000")))
+				}
 			}
 		}
 	}

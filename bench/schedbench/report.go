@@ -384,6 +384,9 @@ func (r suiteResult) print(reps int) {
 		if m.redisCPU > 0 {
 			fmt.Printf("  - Redis time per firing, us (commandstats usec and INFO cpu over the window): %s\n", m.usecLine())
 		}
+		for _, r := range m.v.regressions {
+			fmt.Printf("  - a fence regression: %s\n", r)
+		}
 		if m.v.counted {
 			reasons := slices.Sorted(maps.Keys(m.v.recorded))
 			var parts []string
