@@ -134,13 +134,16 @@ func checkClient(c Client) error {
 // provided that a node in both majorities (two majorities always share one)
 // kept its counter in between. With AOF and appendfsync always a restart
 // keeps it; a node that restarts without persistence may break the
-// promise. Claims that overlap in time (a scheduler's claim of the next
-// slot, sent while this slot's claim is on its way) are ordered by the
-// end of the lease: Release and Finish raise the counter to F on each node
-// where they free the lease, so a lease obtained after another was
-// released or finished has a greater fence, whenever its claim was sent.
-// A lease that expires instead frees its nodes without that, and a fence
-// is not unique across different MetaKeys.
+// promise. Release and Finish also raise the counter to F on each node
+// where they free the lease, so that a claim granted on a node after the
+// lease ended there takes a greater number even when its Obtain overlapped
+// this one's (a scheduler's claim of the next slot, sent while this slot's
+// claim is on its way, which may find this slot's write-back not yet in).
+// Not covered: numbers a claim took before the lease ended, such as an
+// overlap "replace" claim's, taken when it starts to wait, or a retry's
+// of its own mark (its lease expired meanwhile); and a lease that expires
+// frees its nodes without the raise. A fence is not unique across
+// different MetaKeys.
 func NewQuorum(clients []Client, opts Options) (*Locker, error) {
 	if len(clients) == 0 {
 		return nil, fmt.Errorf("%w: NewQuorum needs at least one client", ErrInvalid)

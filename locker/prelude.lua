@@ -228,7 +228,6 @@ local function raise_hw()
   end
 end
 
--- own_running says whether the mark holds this token's claim, not yet ended.
 -- raise_fence raises the job's fence counter (K.meta) to at least f and
 -- returns the counter.
 local function raise_fence(f)
@@ -240,6 +239,7 @@ local function raise_fence(f)
   return cur
 end
 
+-- own_running says whether the mark holds this token's claim, not yet ended.
 local function own_running(mark)
   return mark[1] == A.token and not mark[2]
 end

@@ -292,13 +292,18 @@ func TestQuorumFence(t *testing.T) {
 	key, meta := keys(t)
 	claim := locker.Claim{Key: key, MetaKey: meta, TTL: time.Second, Unwatched: true}
 	var last int64
-	take := func(step string) int64 {
+	// take obtains the lease, calls held (if any) while it is held, and
+	// releases it.
+	take := func(step string, held func()) int64 {
 		t.Helper()
 		lease := mustObtain(t, l, claim)
 		if lease.Fence() <= last {
 			t.Fatalf("%s: fence %d after %d, want strictly greater", step, lease.Fence(), last)
 		}
 		last = lease.Fence()
+		if held != nil {
+			held()
+		}
 		if err := lease.Release(bg); err != nil {
 			t.Fatalf("%s: Release: %v", step, err)
 		}
@@ -309,7 +314,7 @@ func TestQuorumFence(t *testing.T) {
 	for i := range servers {
 		down := []*redistest.Server{servers[i], servers[(i+2)%5]}
 		kill(t, down...)
-		take("down " + strconv.Itoa(i) + "," + strconv.Itoa((i+2)%5))
+		take("down "+strconv.Itoa(i)+","+strconv.Itoa((i+2)%5), nil)
 		restart(t, down...)
 	}
 
@@ -318,17 +323,20 @@ func TestQuorumFence(t *testing.T) {
 	// a later claim on {2,3,4} (after node 2 restarted) is above it.
 	must(t, clients[0].HSet(bg, meta, "fence", 100).Err())
 	kill(t, servers[3], servers[4])
-	if f := take("majority {0,1,2}"); f != 101 {
-		t.Fatalf("fence on {0,1,2}: got %d, want 101 (node 0's counter + 1)", f)
-	}
-	for i, c := range clients[:3] {
-		if got := hget(t, c, meta, "fence"); got != "101" {
-			t.Errorf("node %d fence after the write-back: got %q, want 101", i, got)
+	// Checked while the lease is held: its Release raises them too.
+	f := take("majority {0,1,2}", func() {
+		for i, c := range clients[:3] {
+			if got := hget(t, c, meta, "fence"); got != "101" {
+				t.Errorf("node %d fence after the write-back: got %q, want 101", i, got)
+			}
 		}
+	})
+	if f != 101 {
+		t.Fatalf("fence on {0,1,2}: got %d, want 101 (node 0's counter + 1)", f)
 	}
 	restart(t, servers[3], servers[4], servers[2])
 	kill(t, servers[0], servers[1])
-	take("majority {2,3,4}")
+	take("majority {2,3,4}", nil)
 }
 
 // TestQuorumFenceOverlap: a claim of the next slot, sent while this
