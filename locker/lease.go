@@ -473,17 +473,25 @@ func (l *Lease) retry(ctx context.Context, op func() error) error {
 func (l *Lease) awaitPredecessor(ctx context.Context, pttl int64) error {
 	c := &l.bid.claim
 	if l.bid.lines.take == nil {
-		l.bid.lines.take = c.takeLine(l.bid.token)
+		l.bid.lines.take = c.takeLine(l.bid.token, len(l.lk.nodes) > 1)
 	}
 	ctx = context.WithoutCancel(ctx)
 	bound := time.Now().Add(time.Duration(max(pttl, 0))*time.Millisecond + 2*c.TTL + l.lk.opts.NodeTimeout)
 	poll := 10 * time.Millisecond
 	for {
 		start := time.Now()
-		won, superseded, err := l.take(ctx)
+		won, superseded, fence, err := l.take(ctx)
 		over := !time.Now().Add(poll).Before(bound)
 		switch {
+		case won && err != nil:
+			// Quorum mode: the new fence is not on a majority. The lease is
+			// this claim's: a retry as itself wins it at once, with that
+			// fence, and writes it back again.
+			return fmt.Errorf("locker: replacing claim %q: %w", c.Key, err)
 		case won:
+			if fence > 0 {
+				l.fence = fence
+			}
 			l.mu.Lock()
 			l.deadline = start.Add(c.TTL - l.drift)
 			l.markUntil = start.Add(c.markTTL() - l.drift)
@@ -513,8 +521,11 @@ func (l *Lease) awaitPredecessor(ctx context.Context, pttl int64) error {
 }
 
 // take is one take.lua round on every node: won when a majority handed the
-// lease over, superseded when a later successor made that impossible.
-func (l *Lease) take(ctx context.Context) (won, superseded bool, err error) {
+// lease over, superseded when a later successor made that impossible. In
+// quorum mode a take that won has the greatest of the new fences that the
+// nodes took (see take.lua), written back to a majority (writeFence): a
+// failed write-back is err with won.
+func (l *Lease) take(ctx context.Context) (won, superseded bool, fence int64, err error) {
 	lk := l.lk
 	rs := fanout(ctx, lk.nodes, laneMain, lk.opts.NodeTimeout, takeScript, l.bid.lines.take, parseObtainCmd).all()
 	n, gone := 0, 0
@@ -523,9 +534,16 @@ func (l *Lease) take(ctx context.Context) (won, superseded bool, err error) {
 		case r.err != nil:
 		case r.val.code == replyWon:
 			n++
+			fence = max(fence, r.val.fence)
 		case r.val.code == replySuperseded:
 			gone++
 		}
 	}
-	return n >= lk.quorum, len(rs)-gone < lk.quorum, joinErrs(rs)
+	switch {
+	case n < lk.quorum:
+		return false, len(rs)-gone < lk.quorum, 0, joinErrs(rs)
+	case fence > 0:
+		return true, false, fence, lk.writeFence(ctx, l.bid.claim.MetaKey, fence, rs)
+	}
+	return true, false, 0, nil
 }

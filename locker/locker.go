@@ -139,10 +139,11 @@ func checkClient(c Client) error {
 // lease ended there takes a greater number even when its Obtain overlapped
 // this one's (a scheduler's claim of the next slot, sent while this slot's
 // claim is on its way, which may find this slot's write-back not yet in).
-// Not covered: numbers a claim took before the lease ended, such as an
-// overlap "replace" claim's, taken when it starts to wait, or a retry's
-// of its own mark (its lease expired meanwhile); and a lease that expires
-// frees its nodes without the raise. A fence is not unique across
+// An overlap "replace" claim, which takes its numbers when it starts to
+// wait, takes new ones as it takes the lease over (take.lua), and writes
+// their maximum back. Not covered: a retry's number of its own mark, taken
+// before its lease expired and another lease ended; and a lease that
+// expires frees its nodes without the raise. A fence is not unique across
 // different MetaKeys.
 func NewQuorum(clients []Client, opts Options) (*Locker, error) {
 	if len(clients) == 0 {

@@ -339,6 +339,67 @@ func TestQuorumFence(t *testing.T) {
 	take("majority {2,3,4}", nil)
 }
 
+// twoReplicas are three masters, each with a direct client and two
+// replicas' clients through proxies of their own (A's and B's), and each
+// replica's quorum locker, connected and its scripts loaded.
+type twoReplicas struct {
+	direct, viaA, viaB []*redis.Client
+	pa, pb             []*redistest.Proxy
+	qa, qb             *locker.Locker
+}
+
+// newTwoReplicas starts them, with the job's fence counters at fences, its
+// high-water the second before slot and its first sight an hour before.
+func newTwoReplicas(t *testing.T, key, meta string, slot time.Time, fences [3]int) twoReplicas {
+	t.Helper()
+	r := twoReplicas{direct: make([]*redis.Client, 3), viaA: make([]*redis.Client, 3), viaB: make([]*redis.Client, 3),
+		pa: make([]*redistest.Proxy, 3), pb: make([]*redistest.Proxy, 3)}
+	for i := range r.direct {
+		s := redistest.Start(t, redistest.Options{})
+		r.direct[i] = newClient(t, s)
+		r.viaA[i], r.pa[i] = viaProxy(t, s)
+		r.viaB[i], r.pb[i] = viaProxy(t, s)
+		must(t, r.direct[i].HSet(bg, meta, "fence", fences[i], "hw", unix(slot.Add(-time.Second)), "first", unix(slot.Add(-time.Hour))).Err())
+	}
+	opts := locker.Options{NodeTimeout: 5 * time.Second}
+	r.qa, r.qb = newQuorum(t, r.viaA, opts), newQuorum(t, r.viaB, opts)
+	for i, q := range []*locker.Locker{r.qa, r.qb} {
+		warm := slotClaim(key+"-warm"+strconv.Itoa(i), meta+"-warm"+strconv.Itoa(i), slot)
+		warm.Unwatched = true
+		must(t, mustObtain(t, q, warm).Release(bg))
+	}
+	return r
+}
+
+// isFenceWrite says whether cmd is fence.lua's write-back:
+// evalsha sha 1 meta-key "meta" "fence" f.
+func isFenceWrite(cmd redis.Cmder) bool {
+	args := cmd.Args()
+	return len(args) == 7 && fmt.Sprint(args[4]) == "meta" && fmt.Sprint(args[5]) == "fence"
+}
+
+// obtained is what an Obtain returned.
+type obtained struct {
+	lease *locker.Lease
+	err   error
+}
+
+// awaitObtained waits up to 10s for what's Obtain and returns its lease,
+// failing the test on an error.
+func awaitObtained(t *testing.T, ch <-chan obtained, what string) *locker.Lease {
+	t.Helper()
+	select {
+	case o := <-ch:
+		if o.err != nil {
+			t.Fatalf("%s: %v", what, o.err)
+		}
+		return o.lease
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not return within 10s", what)
+	}
+	return nil
+}
+
 // TestQuorumFenceOverlap: a claim of the next slot, sent while this
 // slot's claim is on its way, runs after this slot's lease ended and must
 // take a greater fence. Replica A claims slot s: node 0 refuses it (busy
@@ -354,27 +415,10 @@ func TestQuorumFenceOverlap(t *testing.T) {
 	t.Parallel()
 	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
 	key, meta := keys(t)
-	direct := make([]*redis.Client, 3)
-	viaA := make([]*redis.Client, 3)
-	viaB := make([]*redis.Client, 3)
-	pa := make([]*redistest.Proxy, 3)
-	pb := make([]*redistest.Proxy, 3)
-	for i := range direct {
-		s := redistest.Start(t, redistest.Options{})
-		direct[i] = newClient(t, s)
-		viaA[i], pa[i] = viaProxy(t, s)
-		viaB[i], pb[i] = viaProxy(t, s)
-		must(t, direct[i].HSet(bg, meta, "fence", []int{15, 14, 15}[i], "hw", unix(slot.Add(-time.Second)), "first", unix(slot.Add(-time.Hour))).Err())
-	}
+	r := newTwoReplicas(t, key, meta, slot, [3]int{15, 14, 15})
+	direct, viaA, pa, pb, qa, qb := r.direct, r.viaA, r.pa, r.pb, r.qa, r.qb
 	// The slot before holds node 0's lease.
 	must(t, direct[0].Set(bg, key, "slot-before", time.Minute).Err())
-	opts := locker.Options{NodeTimeout: 5 * time.Second}
-	qa, qb := newQuorum(t, viaA, opts), newQuorum(t, viaB, opts)
-	for i, q := range []*locker.Locker{qa, qb} { // connected, scripts loaded
-		warm := slotClaim(key+"-warm"+strconv.Itoa(i), meta+"-warm"+strconv.Itoa(i), slot)
-		warm.Unwatched = true
-		must(t, mustObtain(t, q, warm).Release(bg))
-	}
 
 	next := slotClaim(key, meta, slot.Add(time.Second))
 	next.Unwatched, next.TTL = true, 10*time.Second
@@ -382,20 +426,12 @@ func TestQuorumFenceOverlap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type result struct {
-		lease *locker.Lease
-		err   error
-	}
-	bDone := make(chan result, 1)
-	isFence := func(cmd redis.Cmder) bool {
-		args := cmd.Args() // evalsha sha 1 meta-key "meta" "fence" f
-		return len(args) == 7 && fmt.Sprint(args[4]) == "meta" && fmt.Sprint(args[5]) == "fence"
-	}
+	bDone := make(chan obtained, 1)
 	var armed0, armed1 atomic.Bool
 	armed0.Store(true)
 	armed1.Store(true)
 	viaA[0].AddHook(redistest.BeforeHook(func(cmd redis.Cmder) {
-		if !isFence(cmd) || !armed0.CompareAndSwap(true, false) {
+		if !isFenceWrite(cmd) || !armed0.CompareAndSwap(true, false) {
 			return
 		}
 		// The slot before ends on node 0; B's claim of s+1 is sent, and
@@ -409,7 +445,7 @@ func TestQuorumFenceOverlap(t *testing.T) {
 		pb[2].Block(true)
 		go func() {
 			lease, err := bBid.Obtain(bg)
-			bDone <- result{lease, err}
+			bDone <- obtained{lease, err}
 		}()
 		for n := 0; direct[0].Get(bg, key).Val() != bBid.Token(); n++ {
 			if n == 500 {
@@ -420,7 +456,7 @@ func TestQuorumFenceOverlap(t *testing.T) {
 		}
 	}))
 	viaA[1].AddHook(redistest.BeforeHook(func(cmd redis.Cmder) {
-		if isFence(cmd) && armed1.CompareAndSwap(true, false) {
+		if isFenceWrite(cmd) && armed1.CompareAndSwap(true, false) {
 			pa[1].Block(true) // the write-back to node 1 is lost
 		}
 	}))
@@ -442,20 +478,130 @@ func TestQuorumFenceOverlap(t *testing.T) {
 		t.Fatalf("A's Finish: %v", err)
 	}
 	pb[1].Release(redistest.ToServer) // B's claim reaches node 1 now
-	var r result
-	select {
-	case r = <-bDone:
-	case <-time.After(10 * time.Second):
-		t.Fatal("B's claim did not return within 10s")
-	}
-	if r.err != nil {
-		t.Fatalf("B's claim: %v", r.err)
-	}
-	if r.lease.Fence() <= a.Fence() {
-		t.Errorf("B's fence for the next slot, obtained after A finished: got %d, want above A's %d", r.lease.Fence(), a.Fence())
+	b := awaitObtained(t, bDone, "B's claim")
+	if b.Fence() <= a.Fence() {
+		t.Errorf("B's fence for the next slot, obtained after A finished: got %d, want above A's %d", b.Fence(), a.Fence())
 	}
 	pb[2].Block(false)
-	must(t, r.lease.Release(bg))
+	must(t, b.Release(bg))
+}
+
+// TestQuorumReplaceFence: an overlap "replace" claim of the next slot
+// starts to wait, taking its numbers, before this slot's write-back has
+// reached the masters it waits on; it runs once this slot's run ended and
+// must take a greater fence. Replica A claims slot s at counters 10, 5, 5:
+// fence 11, written back to nodes 1 and 2. Before that write-back lands,
+// replica B's replace claim of s+1 waits on nodes 1 and 2 (node 0 refuses
+// B's connections) with 7; A's Finish then reaches node 2 behind its
+// write-back there. Before take.lua took a new fence as it handed
+// the lease over, B ran after A with fence 7 (found by review).
+func TestQuorumReplaceFence(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cut  bool // node 2's counter is ahead when B takes over, and the write-back of B's new fence to node 1 is cut
+	}{
+		{"new fence on take", false},
+		{"new fence's write-back cut, then the claim retried", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+			key, meta := keys(t)
+			r := newTwoReplicas(t, key, meta, slot, [3]int{10, 5, 5})
+			replace := func(slot time.Time) locker.Claim {
+				c := slotClaim(key, meta, slot)
+				c.Unwatched, c.TTL, c.Replace, c.NextKey = true, 10*time.Second, true, key+":next"
+				return c
+			}
+			bBid, err := r.qb.Bid(replace(slot.Add(time.Second)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			bDone := make(chan obtained, 1)
+			var start sync.Once
+			var held [3]atomic.Bool
+			for i := 1; i <= 2; i++ {
+				r.viaA[i].AddHook(redistest.BeforeHook(func(cmd redis.Cmder) {
+					if !isFenceWrite(cmd) || held[i].Swap(true) {
+						return
+					}
+					// A's write-back waits until B's claim waits on this
+					// node. (On the flusher's goroutine: errors, not
+					// t.Fatal.)
+					start.Do(func() {
+						r.pb[0].Block(true)
+						go func() {
+							lease, err := bBid.Obtain(bg)
+							bDone <- obtained{lease, err}
+						}()
+					})
+					for n := 0; r.direct[i].Get(bg, key+":next").Val() != bBid.Token(); n++ {
+						if n == 500 {
+							t.Errorf("node %d: B's claim did not wait there within 5s", i)
+							return
+						}
+						time.Sleep(10 * time.Millisecond)
+					}
+				}))
+			}
+			var cut atomic.Bool
+			if tc.cut {
+				r.viaB[1].AddHook(redistest.BeforeHook(func(cmd redis.Cmder) {
+					if isFenceWrite(cmd) && !cut.Swap(true) {
+						r.pb[1].Block(true)
+					}
+				}))
+			}
+			// Node 2's answer comes late, so that A's fence comes from
+			// nodes 0 and 1 (11 and 6) and is written back.
+			r.pa[2].Delay(redistest.ToClient, 300*time.Millisecond)
+			a := mustObtain(t, r.qa, replace(slot))
+			r.pa[2].Delay(redistest.ToClient, 0)
+			if !held[1].Load() {
+				t.Fatalf("A's write-back to node 1 was not sent (its fence %d)", a.Fence())
+			}
+			if a.Fence() != 11 {
+				t.Fatalf("A's fence: got %d, want 11 (node 0's counter + 1)", a.Fence())
+			}
+			if tc.cut {
+				// B's take: node 1 gives 12, node 2 21, written back to
+				// node 1 (cut) and node 0 (which refuses B).
+				must(t, r.direct[2].HSet(bg, meta, "fence", 20).Err())
+			}
+			if err := a.Finish(bg, "ok"); err != nil {
+				t.Fatalf("A's Finish: %v", err)
+			}
+			var b *locker.Lease
+			if tc.cut {
+				select {
+				case o := <-bDone:
+					if !errors.Is(o.err, locker.ErrNoQuorum) {
+						t.Fatalf("B's claim with its new fence's write-back cut: got %v, want ErrNoQuorum", o.err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("B's claim did not return within 10s")
+				}
+				r.pb[1].Block(false)
+				// The lease is B's on nodes 1 and 2: the retry wins it
+				// with the fence of its take and writes that back.
+				if b, err = bBid.Obtain(bg); err != nil {
+					t.Fatalf("B's claim retried: %v", err)
+				}
+				if b.Fence() != 21 {
+					t.Errorf("B's fence after the retry: got %d, want 21 (its take's on node 2)", b.Fence())
+				}
+			} else {
+				b = awaitObtained(t, bDone, "B's claim")
+			}
+			if b.Fence() <= a.Fence() {
+				t.Errorf("B's fence for the next slot, which waited for A's run: got %d, want above A's %d", b.Fence(), a.Fence())
+			}
+			r.pb[0].Block(false)
+			must(t, b.Release(bg))
+		})
+	}
 }
 
 // TestQuorumMarks: marks, busy records and history are written on each node.

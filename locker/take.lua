@@ -1,12 +1,28 @@
 -- take.lua: a successor (overlap "replace") takes the lease once the run it
 -- replaces has stopped (released the lease) or its lease expired.
---   K.lease, K.next, K.mark (optional); A.token, A.ttl (ms), A.mark_ttl (ms)
--- Reply: {"won", ttl}; {"wait", pttl} the holder still holds it;
+--   K.lease, K.next, K.mark (optional), K.running (optional), K.meta
+--   (optional: quorum mode); A.token, A.ttl (ms), A.mark_ttl (ms)
+-- Reply: {"won", fence, ttl}; {"wait", 0, pttl} the holder still holds it;
 -- {"superseded"} a later claim replaced this one before it started.
+--
+-- In quorum mode (K.meta and K.mark) every take that wins takes a new
+-- fence, above every number taken on this node, and stores it in the mark:
+-- the number the claim took when it started to wait may be below the fence
+-- of the run it replaces, whose write-back may have reached this node only
+-- after it (see locker.NewQuorum). fence is 0 otherwise.
+local function fresh_fence()
+  if not (K.meta and K.mark) then
+    return 0
+  end
+  local f = redis.call("HINCRBY", K.meta, "fence", 1)
+  redis.call("HSET", K.mark, "fence", f)
+  return f
+end
+
 local nx = redis.call("GET", K.next)
 local holder = redis.call("GET", K.lease)
 if holder == A.token then
-  return {"won", redis.call("PTTL", K.lease)}
+  return {"won", fresh_fence(), redis.call("PTTL", K.lease)}
 end
 if nx and nx ~= A.token then
   return {"superseded"}
@@ -15,14 +31,16 @@ if holder then
   if not nx then
     return {"superseded"}
   end
-  return {"wait", redis.call("PTTL", K.lease)}
+  return {"wait", 0, redis.call("PTTL", K.lease)}
 end
 redis.call("SET", K.lease, A.token, "PX", A.ttl)
 if nx then
   redis.call("DEL", K.next)
 end
+local fence = 0
 if K.mark and own_running(redis.call("HMGET", K.mark, "token", "end")) then
   redis.call("PEXPIRE", K.mark, A.mark_ttl)
   running_set()
+  fence = fresh_fence()
 end
-return {"won", tonumber(A.ttl)}
+return {"won", fence, tonumber(A.ttl)}
