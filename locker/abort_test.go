@@ -552,7 +552,8 @@ func TestQuorumSplitCutShort(t *testing.T) {
 // it cannot have won a majority, so its mark there is dropped at once, and
 // Withdraw needs no answer from the nodes it never reached. Before, an
 // overloaded replica withdrew every bid that its queues had cut, on every
-// node, and waited for the nodes it had never reached.
+// node, and waited for the nodes it had never reached. The attempt returns
+// at its bound, its queued calls dropped then, not when the held calls end.
 func TestQuorumUnsentNotWithdrawn(t *testing.T) {
 	t.Parallel()
 	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
@@ -583,8 +584,8 @@ func TestQuorumUnsentNotWithdrawn(t *testing.T) {
 				clients[i] = c
 				must(t, direct[i].HSet(bg, meta, "hw", unix(slot.Add(-time.Minute)), "first", unix(slot.Add(-time.Minute))).Err())
 			}
-			// The bid's calls wait behind the held ones until those time out.
-			q := newQuorum(t, clients, locker.Options{NodeTimeout: 2 * time.Second})
+			// The held calls end at NodeTimeout, long after the bid's bound.
+			q := newQuorum(t, clients, locker.Options{NodeTimeout: 5 * time.Second})
 			warm := slotClaim(key+"-warm", meta+"-warm", slot)
 			warm.Unwatched = true
 			wl, err := q.Obtain(bg, warm) // connected, obtain.lua loaded
@@ -640,6 +641,11 @@ func TestQuorumUnsentNotWithdrawn(t *testing.T) {
 			cancel()
 			if !errors.Is(err, locker.ErrNotSent) || !errors.Is(err, locker.ErrNoQuorum) {
 				t.Fatalf("attempt: got %v, want ErrNoQuorum with ErrNotSent", err)
+			}
+			select {
+			case <-done:
+				t.Errorf("the attempt returned only after the held claim's calls ended (NodeTimeout), want at its own bound: its queued calls dropped then")
+			default:
 			}
 			if got := b.Sent(); got != tc.wantSent {
 				t.Errorf("Sent() after the attempt: got %v, want %v", got, tc.wantSent)

@@ -26,6 +26,11 @@ type gather[T any] struct {
 	pending int
 	parse   func(*redis.Cmd) (T, error)
 	got     []nodeResult[T]
+	// done is the calls' context's Done; calls are the calls by node (nil:
+	// not sent there) and answered says which have their result in got.
+	done     <-chan struct{}
+	calls    []*call
+	answered []bool
 }
 
 // fanout sends the command line to every node at once, in the given lane,
@@ -42,32 +47,68 @@ func fanout[T any](ctx context.Context, nodes []*node, ln int, timeout time.Dura
 // fanoutTo is fanout to the nodes whose skip entry is false (all when skip
 // is nil).
 func fanoutTo[T any](ctx context.Context, nodes []*node, skip []bool, ln int, timeout time.Duration, s *script, line []any, parse func(*redis.Cmd) (T, error)) *gather[T] {
-	g := &gather[T]{ch: make(chan *call, len(nodes)), parse: parse, got: make([]nodeResult[T], 0, len(nodes))}
+	g := &gather[T]{ch: make(chan *call, len(nodes)), parse: parse, got: make([]nodeResult[T], 0, len(nodes)),
+		done: ctx.Done(), calls: make([]*call, len(nodes)), answered: make([]bool, len(nodes))}
 	for i, n := range nodes {
 		if skip != nil && skip[i] {
 			continue
 		}
 		c := newCall(ctx, redis.NewCmd(ctx, line...), s, timeout)
 		c.node, c.done = i, g.ch
+		g.calls[i] = c
 		g.pending++
 		n.lanes[ln].send(c)
 	}
 	return g
 }
 
-// next waits for one more result; false when all are in.
+// next waits for one more result; false when all are in. Once the calls'
+// context ends, a call still queued in this process is dropped unsent at
+// once (ErrNotSent), as lane.run does, rather than when its lane gets to
+// it: behind a reply that is held, that may be NodeTimeout later.
 func (g *gather[T]) next() (nodeResult[T], bool) {
 	if g.pending == 0 {
 		return nodeResult[T]{}, false
 	}
-	c := <-g.ch
+	var c *call
+	for c == nil {
+		select {
+		case c = <-g.ch:
+		case <-g.done:
+			if r, ok := g.dropQueued(); ok {
+				return r, true
+			}
+			g.done = nil // every call left was written: wait for them
+			continue
+		}
+		if g.answered[c.node] {
+			c = nil // dropped unsent here, delivered by its lane since
+		}
+	}
 	g.pending--
+	g.answered[c.node] = true
 	r := nodeResult[T]{node: c.node, err: c.cmd.Err(), cut: c.cutByCtx()}
 	if r.err == nil {
 		r.val, r.err = g.parse(c.cmd)
 	}
 	g.got = append(g.got, r)
 	return r, true
+}
+
+// dropQueued drops a call not yet written, as its context ended, and
+// returns its result; false when every call left was written.
+func (g *gather[T]) dropQueued() (nodeResult[T], bool) {
+	for i, c := range g.calls {
+		if c == nil || g.answered[i] || !c.state.CompareAndSwap(callQueued, callUnsent) {
+			continue
+		}
+		g.pending--
+		g.answered[i] = true
+		r := nodeResult[T]{node: i, err: notSent(c.ctx), cut: true}
+		g.got = append(g.got, r)
+		return r, true
+	}
+	return nodeResult[T]{}, false
 }
 
 // all waits for every remaining result.
