@@ -485,8 +485,9 @@ func (l *Lease) awaitPredecessor(ctx context.Context, pttl int64) error {
 		switch {
 		case won && err != nil:
 			// Quorum mode: the new fence is not on a majority. The lease is
-			// this claim's: a retry as itself wins it at once, with that
-			// fence, and writes it back again.
+			// this claim's where the take won: a retry as itself wins it
+			// there with that fence, and waits again (a new take, new
+			// fences) where the take did not win.
 			return fmt.Errorf("locker: replacing claim %q: %w", c.Key, err)
 		case won:
 			if fence > 0 {

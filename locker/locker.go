@@ -140,8 +140,9 @@ func checkClient(c Client) error {
 // this one's (a scheduler's claim of the next slot, sent while this slot's
 // claim is on its way, which may find this slot's write-back not yet in).
 // An overlap "replace" claim, which takes its numbers when it starts to
-// wait, takes new ones as it takes the lease over (take.lua), and writes
-// their maximum back. Not covered: a retry's number of its own mark, taken
+// wait, takes new ones as it takes the lease over (take.lua, also when
+// retried as itself after the run it waited for ended), and writes their
+// maximum back. Not covered: a retry's number of its own mark, taken
 // before its lease expired and another lease ended; and a lease that
 // expires frees its nodes without the raise. A fence is not unique across
 // different MetaKeys.

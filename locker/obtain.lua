@@ -93,7 +93,9 @@ if K.mark then
         return {"busy", redis.call("PTTL", K.lease)}
       end
       if nx then
-        redis.call("DEL", K.next)
+        -- The run it waited for has ended: take.lua hands the lease over
+        -- (in quorum mode with a new fence, above that run's).
+        return {"wait", fence_of(m[3]), 0}
       end
     elseif holder then
       -- the lease expired before this retry and another run took it

@@ -498,11 +498,13 @@ func TestQuorumFenceOverlap(t *testing.T) {
 func TestQuorumReplaceFence(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name string
-		cut  bool // node 2's counter is ahead when B takes over, and the write-back of B's new fence to node 1 is cut
+		name    string
+		cut     bool // node 2's counter is ahead when B takes over, and the write-back of B's new fence to node 1 is cut
+		retried bool // B's first attempt is cut in flight (it waits on nodes 1 and 2, its replies held); it is retried as itself after A's run
 	}{
-		{"new fence on take", false},
-		{"new fence's write-back cut, then the claim retried", true},
+		{"new fence on take", false, false},
+		{"new fence's write-back cut, then the claim retried", true, false},
+		{"claim cut while waiting, retried after the run it waited for", false, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -532,8 +534,15 @@ func TestQuorumReplaceFence(t *testing.T) {
 					// t.Fatal.)
 					start.Do(func() {
 						r.pb[0].Block(true)
+						ctx, cancel := context.WithCancel(bg)
+						if tc.retried {
+							r.pb[1].Hold(redistest.ToClient)
+							r.pb[2].Hold(redistest.ToClient)
+							ctx, cancel = context.WithTimeout(bg, 300*time.Millisecond)
+						}
 						go func() {
-							lease, err := bBid.Obtain(bg)
+							defer cancel()
+							lease, err := bBid.Obtain(ctx)
 							bDone <- obtained{lease, err}
 						}()
 					})
@@ -574,7 +583,23 @@ func TestQuorumReplaceFence(t *testing.T) {
 				t.Fatalf("A's Finish: %v", err)
 			}
 			var b *locker.Lease
-			if tc.cut {
+			if tc.retried {
+				select {
+				case o := <-bDone:
+					if o.err == nil {
+						t.Fatal("B's claim with its replies held: got a lease, want an error (it may have won)")
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("B's claim did not return within 10s")
+				}
+				r.pb[1].Release(redistest.ToClient)
+				r.pb[2].Release(redistest.ToClient)
+				// Its marks wait on nodes 1 and 2, whose lease A freed: the
+				// retry takes the lease over there.
+				if b, err = bBid.Obtain(bg); err != nil {
+					t.Fatalf("B's claim retried: %v", err)
+				}
+			} else if tc.cut {
 				select {
 				case o := <-bDone:
 					if !errors.Is(o.err, locker.ErrNoQuorum) {

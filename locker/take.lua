@@ -5,17 +5,20 @@
 -- Reply: {"won", fence, ttl}; {"wait", 0, pttl} the holder still holds it;
 -- {"superseded"} a later claim replaced this one before it started.
 --
--- In quorum mode (K.meta and K.mark) every take that wins takes a new
--- fence, above every number taken on this node, and stores it in the mark:
--- the number the claim took when it started to wait may be below the fence
--- of the run it replaces, whose write-back may have reached this node only
--- after it (see locker.NewQuorum). fence is 0 otherwise.
+-- In quorum mode (K.meta) every take that wins takes a new fence, above
+-- every number taken on this node, and stores it in the claim's running
+-- mark (for a retry of the claim as itself): the number the claim took
+-- when it started to wait may be below the fence of the run it replaces,
+-- whose write-back may have reached this node only after it (see
+-- locker.NewQuorum). fence is 0 otherwise.
 local function fresh_fence()
-  if not (K.meta and K.mark) then
+  if not K.meta then
     return 0
   end
   local f = redis.call("HINCRBY", K.meta, "fence", 1)
-  redis.call("HSET", K.mark, "fence", f)
+  if K.mark and own_running(redis.call("HMGET", K.mark, "token", "end")) then
+    redis.call("HSET", K.mark, "fence", f)
+  end
   return f
 end
 
@@ -37,10 +40,8 @@ redis.call("SET", K.lease, A.token, "PX", A.ttl)
 if nx then
   redis.call("DEL", K.next)
 end
-local fence = 0
 if K.mark and own_running(redis.call("HMGET", K.mark, "token", "end")) then
   redis.call("PEXPIRE", K.mark, A.mark_ttl)
   running_set()
-  fence = fresh_fence()
 end
-return {"won", fence, tonumber(A.ttl)}
+return {"won", fresh_fence(), tonumber(A.ttl)}
