@@ -92,11 +92,19 @@ if K.mark then
         end_busy()
         return {"busy", redis.call("PTTL", K.lease)}
       end
-      if nx then
-        -- The run it waited for has ended: take.lua hands the lease over
-        -- (in quorum mode with a new fence, above that run's).
-        return {"wait", fence_of(m[3]), 0}
+      if not nx and A.slot then
+        -- Its successor key is gone (expired, or deleted by a later slot's
+        -- claim that found the lease free): a later slot decided means
+        -- this claim was replaced, and that run may be over already.
+        local hw = redis.call("HGET", K.meta, "hw")
+        if hw and tonumber(hw) > tonumber(A.slot) then
+          end_busy()
+          return {"busy", 0}
+        end
       end
+      -- The run it waited for has ended: take.lua hands the lease over
+      -- (in quorum mode with a new fence, above that run's).
+      return {"wait", fence_of(m[3]), 0}
     elseif holder then
       -- the lease expired before this retry and another run took it
       end_busy()

@@ -979,8 +979,9 @@ func TestReplaceRetrySuperseded(t *testing.T) {
 // it is an I/O error too, not ErrNotObtained (which says it is on record).
 // A later claim that finds the lease freed before the waiting claim took
 // it replaces the waiting one, which would otherwise replace the later
-// run in turn with a lower fence; a manual claim never takes a waiting
-// claim's place.
+// run in turn with a lower fence, or, retried as itself once that run
+// ended, run after it; a manual claim never takes a waiting claim's
+// place.
 func TestReplaceWait(t *testing.T) {
 	t.Parallel()
 	x := startProxied(t)
@@ -1089,6 +1090,29 @@ func TestReplaceWait(t *testing.T) {
 		}
 		if got := later.Fence(); got != 3 {
 			t.Errorf("the later run's fence: got %d, want 3", got)
+		}
+	})
+
+	t.Run("retried after a later claim took the lease and ended", func(t *testing.T) {
+		key, meta := keys(t)
+		running, bid, done := waiting(t, key, meta)
+		// The waiting claim's takes are cut off until their bound, while
+		// the old run stops and the next slot's claim runs and ends.
+		p.Block(true)
+		must(t, running.Release(bg))
+		must(t, mustObtain(t, ld, claim(key, meta, 2)).Release(bg))
+		err := <-done
+		p.Block(false)
+		if err == nil || errors.Is(err, locker.ErrNotObtained) {
+			t.Fatalf("Obtain with every take cut off: got %v, want an I/O error", err)
+		}
+		// Retried as itself, it finds the lease free: before, it took it
+		// and ran the earlier slot after the later one.
+		if _, err := bid.Obtain(bg); !errors.Is(err, locker.ErrNotObtained) {
+			t.Errorf("the waiting claim retried after the later run: got %v, want ErrNotObtained (replaced)", err)
+		}
+		if got := hget(t, direct, markOf(key, base.Add(time.Second)), "end"); got != recs.Busy {
+			t.Errorf("its mark's end: got %q, want %q", got, recs.Busy)
 		}
 	})
 
