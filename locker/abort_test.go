@@ -312,6 +312,70 @@ func TestQuorumSplitVote(t *testing.T) {
 	}
 }
 
+// proxiedNodes starts three servers, each with a direct client and a
+// client through a proxy of its own (dialled as redisconn does, with the
+// given read timeout), all stopped in t.Cleanup.
+func proxiedNodes(t *testing.T, read time.Duration) (proxies []*redistest.Proxy, clients, direct []*redis.Client) {
+	t.Helper()
+	proxies = make([]*redistest.Proxy, 3)
+	clients = make([]*redis.Client, 3)
+	direct = make([]*redis.Client, 3)
+	for i := range proxies {
+		s := redistest.Start(t, redistest.Options{})
+		direct[i] = newClient(t, s)
+		proxies[i] = redistest.StartProxyFor(t, s)
+		c := redis.NewClient(&redis.Options{
+			Addr: proxies[i].Addr(), MaxRetries: -1, ContextTimeoutEnabled: true, DialerRetries: 1,
+			DialTimeout: time.Second, ReadTimeout: read, WriteTimeout: time.Second,
+		})
+		t.Cleanup(func() { _ = c.Close() })
+		clients[i] = c
+	}
+	return proxies, clients, direct
+}
+
+// holdBehind holds, on the proxies held, the replies of another claim of
+// slot (key+"-other"), and returns once that claim reached their
+// servers: calls sent there after it queue behind it in this process,
+// until NodeTimeout. A cleanup releases every proxy of all and waits for
+// that claim; the channel returned is closed once its Obtain returned.
+func holdBehind(t *testing.T, q *locker.Locker, all, held []*redistest.Proxy, key, meta string, slot time.Time) chan struct{} {
+	t.Helper()
+	sent := make([]int64, len(held))
+	for i, p := range held {
+		p.Hold(redistest.ToClient)
+		sent[i] = p.Bytes(redistest.ToServer)
+	}
+	other := slotClaim(key+"-other", meta+"-other", slot)
+	other.Unwatched = true
+	ob, err := q.Bid(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if lease, err := ob.Obtain(bg); err == nil { // held until released
+			_ = lease.Release(bg)
+		}
+	}()
+	t.Cleanup(func() {
+		for _, p := range all {
+			p.Release(redistest.ToClient)
+		}
+		<-done
+	})
+	for i, p := range held {
+		for n := 0; p.Bytes(redistest.ToServer) == sent[i]; n++ {
+			if n == 500 {
+				t.Fatalf("held proxy %d: the other claim never reached its server", i)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return done
+}
+
 // TestQuorumSplitCutShort: after a lost split vote, an attempt that its
 // context cut short reports that split vote again, with ErrCutShort and
 // its context's error: it learned nothing new about the vote, so it is
@@ -347,23 +411,12 @@ func TestQuorumSplitCutShort(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			key, meta := keys(t)
-			proxies := make([]*redistest.Proxy, 3)
-			clients := make([]*redis.Client, 3)
-			direct := make([]*redis.Client, 3)
+			read := 10 * time.Second
+			if tc.then == "readtimeout" {
+				read = 300 * time.Millisecond
+			}
+			proxies, clients, direct := proxiedNodes(t, read)
 			for i := range proxies {
-				s := redistest.Start(t, redistest.Options{})
-				direct[i] = newClient(t, s)
-				proxies[i] = redistest.StartProxyFor(t, s)
-				read := 10 * time.Second
-				if tc.then == "readtimeout" {
-					read = 300 * time.Millisecond
-				}
-				c := redis.NewClient(&redis.Options{
-					Addr: proxies[i].Addr(), MaxRetries: -1, ContextTimeoutEnabled: true, DialerRetries: 1, // as redisconn dials
-					DialTimeout: time.Second, ReadTimeout: read, WriteTimeout: time.Second,
-				})
-				t.Cleanup(func() { _ = c.Close() })
-				clients[i] = c
 				hw := unix(prev)
 				if i < 2 && tc.first == "split" {
 					// Two other claimants hold one node each: the vote splits.
@@ -438,38 +491,7 @@ func TestQuorumSplitCutShort(t *testing.T) {
 			case "queue":
 				// Another claim's replies are held: this bid's calls queue
 				// behind them (for NodeTimeout) and its context ends first.
-				sent := make([]int64, len(proxies))
-				for i, p := range proxies {
-					p.Hold(redistest.ToClient)
-					sent[i] = p.Bytes(redistest.ToServer)
-				}
-				other := slotClaim(key+"-other", meta+"-other", slot)
-				other.Unwatched = true
-				ob, err := q.Bid(other)
-				if err != nil {
-					t.Fatal(err)
-				}
-				done := make(chan struct{})
-				go func() {
-					defer close(done)
-					if lease, err := ob.Obtain(bg); err == nil { // held until released
-						_ = lease.Release(bg)
-					}
-				}()
-				t.Cleanup(func() {
-					for _, p := range proxies {
-						p.Release(redistest.ToClient)
-					}
-					<-done
-				})
-				for i, p := range proxies {
-					for n := 0; p.Bytes(redistest.ToServer) == sent[i]; n++ {
-						if n == 500 {
-							t.Fatalf("node %d: the other claim never reached the server", i)
-						}
-						time.Sleep(10 * time.Millisecond)
-					}
-				}
+				holdBehind(t, q, proxies, proxies, key, meta, slot)
 			}
 			bound := 100 * time.Millisecond // the calls wait in the queue
 			switch tc.then {
@@ -569,19 +591,8 @@ func TestQuorumUnsentNotWithdrawn(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			key, meta := keys(t)
-			proxies := make([]*redistest.Proxy, 3)
-			clients := make([]*redis.Client, 3)
-			direct := make([]*redis.Client, 3)
+			proxies, clients, direct := proxiedNodes(t, 10*time.Second)
 			for i := range proxies {
-				s := redistest.Start(t, redistest.Options{})
-				direct[i] = newClient(t, s)
-				proxies[i] = redistest.StartProxyFor(t, s)
-				c := redis.NewClient(&redis.Options{
-					Addr: proxies[i].Addr(), MaxRetries: -1, ContextTimeoutEnabled: true, DialerRetries: 1,
-					DialTimeout: time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: time.Second,
-				})
-				t.Cleanup(func() { _ = c.Close() })
-				clients[i] = c
 				must(t, direct[i].HSet(bg, meta, "hw", unix(slot.Add(-time.Minute)), "first", unix(slot.Add(-time.Minute))).Err())
 			}
 			// The held calls end at NodeTimeout, long after the bid's bound.
@@ -596,39 +607,7 @@ func TestQuorumUnsentNotWithdrawn(t *testing.T) {
 
 			// Another claim's replies are held on the nodes past tc.free:
 			// the bid's calls queue behind them there.
-			held := proxies[tc.free:]
-			sent := make([]int64, len(held))
-			for i, p := range held {
-				p.Hold(redistest.ToClient)
-				sent[i] = p.Bytes(redistest.ToServer)
-			}
-			other := slotClaim(key+"-other", meta+"-other", slot)
-			other.Unwatched = true
-			ob, err := q.Bid(other)
-			if err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				if lease, err := ob.Obtain(bg); err == nil {
-					_ = lease.Release(bg)
-				}
-			}()
-			t.Cleanup(func() {
-				for _, p := range proxies {
-					p.Release(redistest.ToClient)
-				}
-				<-done
-			})
-			for i, p := range held {
-				for n := 0; p.Bytes(redistest.ToServer) == sent[i]; n++ {
-					if n == 500 {
-						t.Fatalf("held node %d: the other claim never reached the server", tc.free+i)
-					}
-					time.Sleep(10 * time.Millisecond)
-				}
-			}
+			done := holdBehind(t, q, proxies, proxies[tc.free:], key, meta, slot)
 
 			claim := slotClaim(key, meta, slot)
 			claim.Unwatched = true
