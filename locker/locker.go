@@ -441,10 +441,10 @@ func (l *Locker) each(ctx context.Context, s *script, line []any) error {
 	return nil
 }
 
-// eachReached runs line on the nodes that reached marks (a quorum bid's
-// nodes that its attempts reached) and needs an answer from as many as a
-// majority lacks once the nodes never reached are counted: those hold
-// nothing of the bid, as if they had answered.
+// eachReached runs line on the nodes that reached marks true (a quorum
+// bid's nodes that its attempts reached) and needs answers from as many as
+// a majority lacks once the other nodes are counted: never reached, they
+// hold nothing of the bid, as if they had answered.
 func (l *Locker) eachReached(ctx context.Context, reached []bool, s *script, line []any) error {
 	skip := make([]bool, len(l.nodes))
 	ok := 0
