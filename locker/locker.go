@@ -428,34 +428,27 @@ func (l *Locker) each(ctx context.Context, s *script, line []any) error {
 		}
 		return nil
 	}
-	rs := fanout(ctx, l.nodes, laneMain, l.opts.NodeTimeout, s, line, anyReply).all()
-	ok := 0
-	for _, r := range rs {
-		if r.err == nil {
-			ok++
-		}
-	}
-	if ok < l.quorum {
-		return withCtx(ctx, fmt.Errorf("%w: %d of %d nodes answered: %w", ErrNoQuorum, ok, len(l.nodes), joinErrs(rs)))
-	}
-	return nil
+	return l.eachReached(ctx, nil, s, line)
 }
 
-// eachReached runs line on the nodes that reached marks true (a quorum
-// bid's nodes that its attempts reached) and needs answers from as many as
-// a majority lacks once the other nodes are counted: never reached, they
-// hold nothing of the bid, as if they had answered.
+// eachReached runs line on the nodes that reached marks true (nil: every
+// node; a quorum bid's nodes that its attempts reached) and needs answers
+// from as many as a majority lacks once the other nodes are counted: never
+// reached, they hold nothing of the bid, as if they had answered.
 func (l *Locker) eachReached(ctx context.Context, reached []bool, s *script, line []any) error {
-	skip := make([]bool, len(l.nodes))
+	var skip []bool
 	ok := 0
-	for i, r := range reached {
-		if !r {
-			skip[i] = true
-			ok++
+	if reached != nil {
+		skip = make([]bool, len(l.nodes))
+		for i, r := range reached {
+			if !r {
+				skip[i] = true
+				ok++
+			}
 		}
-	}
-	if ok == len(l.nodes) {
-		return nil
+		if ok == len(l.nodes) {
+			return nil
+		}
 	}
 	rs := fanoutTo(ctx, l.nodes, skip, laneMain, l.opts.NodeTimeout, s, line, anyReply).all()
 	for _, r := range rs {
@@ -464,7 +457,7 @@ func (l *Locker) eachReached(ctx context.Context, reached []bool, s *script, lin
 		}
 	}
 	if ok < l.quorum {
-		return withCtx(ctx, fmt.Errorf("%w: %d of %d nodes answered or never reached: %w", ErrNoQuorum, ok, len(l.nodes), joinErrs(rs)))
+		return withCtx(ctx, fmt.Errorf("%w: %d of %d nodes answered (or were never reached): %w", ErrNoQuorum, ok, len(l.nodes), joinErrs(rs)))
 	}
 	return nil
 }

@@ -26,11 +26,10 @@ type gather[T any] struct {
 	pending int
 	parse   func(*redis.Cmd) (T, error)
 	got     []nodeResult[T]
-	// done is the calls' context's Done; calls are the calls by node (nil:
-	// not sent there) and answered says which have their result in got.
-	done     <-chan struct{}
-	calls    []*call
-	answered []bool
+	// done is the calls' context's Done; calls are the calls by node whose
+	// result is not in yet (nil: not sent there, or answered).
+	done  <-chan struct{}
+	calls []*call
 }
 
 // fanout sends the command line to every node at once, in the given lane,
@@ -48,7 +47,7 @@ func fanout[T any](ctx context.Context, nodes []*node, ln int, timeout time.Dura
 // is nil).
 func fanoutTo[T any](ctx context.Context, nodes []*node, skip []bool, ln int, timeout time.Duration, s *script, line []any, parse func(*redis.Cmd) (T, error)) *gather[T] {
 	g := &gather[T]{ch: make(chan *call, len(nodes)), parse: parse, got: make([]nodeResult[T], 0, len(nodes)),
-		done: ctx.Done(), calls: make([]*call, len(nodes)), answered: make([]bool, len(nodes))}
+		done: ctx.Done(), calls: make([]*call, len(nodes))}
 	for i, n := range nodes {
 		if skip != nil && skip[i] {
 			continue
@@ -81,12 +80,12 @@ func (g *gather[T]) next() (nodeResult[T], bool) {
 			g.done = nil // every call left was written: wait for them
 			continue
 		}
-		if g.answered[c.node] {
+		if g.calls[c.node] != c {
 			c = nil // dropped unsent here, delivered by its lane since
 		}
 	}
 	g.pending--
-	g.answered[c.node] = true
+	g.calls[c.node] = nil
 	r := nodeResult[T]{node: c.node, err: c.cmd.Err(), cut: c.cutByCtx()}
 	if r.err == nil {
 		r.val, r.err = g.parse(c.cmd)
@@ -99,11 +98,11 @@ func (g *gather[T]) next() (nodeResult[T], bool) {
 // returns its result; false when every call left was written.
 func (g *gather[T]) dropQueued() (nodeResult[T], bool) {
 	for i, c := range g.calls {
-		if c == nil || g.answered[i] || !c.state.CompareAndSwap(callQueued, callUnsent) {
+		if c == nil || !c.state.CompareAndSwap(callQueued, callUnsent) {
 			continue
 		}
 		g.pending--
-		g.answered[i] = true
+		g.calls[i] = nil
 		r := nodeResult[T]{node: i, err: notSent(c.ctx), cut: true}
 		g.got = append(g.got, r)
 		return r, true
