@@ -366,12 +366,12 @@ func (l *Lease) Release(ctx context.Context) error {
 
 // leaseFence is the fence that ending the lease raises each node's
 // counter to, in quorum mode (0 otherwise: one node's counter gave it).
-// The claim's write-back of the fence (writeFence) reaches a majority, but
-// a majority that may include a node where a later claim had already
-// taken the same number, and it may miss the nodes this lease holds (a
-// write cut, or dropped from the queue): a later claim there, once the
-// lease is freed, would take a number no higher than this one. Raised as
-// the lease is freed, on every node this lease holds, no later claim can.
+// The claim's write-back of the fence (Bid.writeFence) reaches a majority
+// but may miss the nodes this lease holds (a write cut, or dropped from
+// the queue): a claim there once the lease is freed, whose numbers on the
+// raised nodes were taken before the raise (a claim sent ahead, its marks
+// kept across attempts), could take this lease's number again. Raised as
+// the lease is freed, on every node this lease holds, it cannot.
 func (l *Lease) leaseFence() int64 {
 	if len(l.lk.nodes) == 1 || l.bid.claim.MetaKey == "" {
 		return 0
@@ -524,7 +524,7 @@ func (l *Lease) awaitPredecessor(ctx context.Context, pttl int64) error {
 // take is one take.lua round on every node: won when a majority handed the
 // lease over, superseded when a later successor made that impossible. In
 // quorum mode a take that won has the greatest of the new fences that the
-// nodes took (see take.lua), written back to a majority (writeFence): a
+// nodes took (see take.lua), written back to a majority (Bid.writeFence): a
 // failed write-back is err with won.
 func (l *Lease) take(ctx context.Context) (won, superseded bool, fence int64, err error) {
 	lk := l.lk
@@ -544,7 +544,7 @@ func (l *Lease) take(ctx context.Context) (won, superseded bool, fence int64, er
 	case n < lk.quorum:
 		return false, len(rs)-gone < lk.quorum, 0, joinErrs(rs)
 	case fence > 0:
-		return true, false, fence, lk.writeFence(ctx, l.bid.claim.MetaKey, fence, rs)
+		return true, false, fence, l.bid.writeFence(ctx, fence, rs)
 	}
 	return true, false, 0, nil
 }

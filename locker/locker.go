@@ -125,10 +125,13 @@ func checkClient(c Client) error {
 // Fence guarantee. Each node increments its own counter; the lease's fence F
 // is the maximum of the results of the majority whose claims made the claim
 // succeed. Before Obtain returns, a majority of nodes has the counter at F
-// or above: the nodes whose increment returned F have it already (in the
-// common case that is the whole majority, and no write is sent); otherwise
-// counter = max(counter, F) is written to every other node until, counting
-// those, a majority has acknowledged it. Hence: for two leases on the
+// by this claim's doing: the nodes whose increment returned F have it
+// already (in the common case that is the whole majority, and no write is
+// sent); otherwise counter = max(counter, F) is written to every other
+// node until, counting those, a majority has acknowledged it. A node whose
+// counter was at F or above already, by another claim's increment, does not
+// count (that claim may hold F there, and win with it once this lease
+// expired); a raise of this claim's own, whose reply was lost, does. Hence: for two leases on the
 // same MetaKey whose claims do not overlap in time (the first returned
 // before the second began), the later lease's fence is strictly greater,
 // provided that a node in both majorities (two majorities always share one)
@@ -143,9 +146,8 @@ func checkClient(c Client) error {
 // wait, takes new ones as it takes the lease over (take.lua, also when
 // retried as itself after the run it waited for ended), and writes their
 // maximum back. Not covered: a retry's number of its own mark, taken
-// before its lease expired and another lease ended; and a lease that
-// expires frees its nodes without the raise. A fence is not unique across
-// different MetaKeys.
+// before its lease expired and another lease ended. A fence is not unique
+// across different MetaKeys.
 func NewQuorum(clients []Client, opts Options) (*Locker, error) {
 	if len(clients) == 0 {
 		return nil, fmt.Errorf("%w: NewQuorum needs at least one client", ErrInvalid)

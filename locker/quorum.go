@@ -179,7 +179,7 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 	case !wait && !time.Now().Before(validUntil):
 		err = fmt.Errorf("%w: %w: validity used up after %v", ErrNoQuorum, ErrTooLate, time.Since(start))
 	default:
-		if err = l.writeFence(ctx, c.MetaKey, fence, g.got); err == nil && !wait && !time.Now().Before(validUntil) {
+		if err = b.writeFence(ctx, fence, g.got); err == nil && !wait && !time.Now().Before(validUntil) {
 			err = fmt.Errorf("%w: %w: validity used up after %v", ErrNoQuorum, ErrTooLate, time.Since(start))
 		}
 	}
@@ -339,12 +339,16 @@ func codeOf(e *NotObtainedError) string {
 	return replyBusy
 }
 
-// writeFence makes sure that a majority of nodes have the fence counter at
-// f or above. The nodes whose claim already returned f have it (the common
-// case: then no write is needed); the counter is raised to f on the others,
-// and the claim waits for as many acknowledgements as the majority still
-// lacks.
-func (l *Locker) writeFence(ctx context.Context, key string, f int64, claims []nodeResult[obtainReply]) error {
+// writeFence makes sure that a majority of nodes have the bid's fence
+// counter at f or above, each by this bid's own doing. The nodes whose claim
+// already returned f have it (the common case: then no write is needed);
+// the counter is raised to f on the others, and the claim waits for as many
+// raises as the majority still lacks. A node whose counter was at f or
+// above already, not by this bid's raise, does not count: another claim
+// took that number there, possibly f itself, and could win with it once
+// this lease expired.
+func (b *Bid) writeFence(ctx context.Context, f int64, claims []nodeResult[obtainReply]) error {
+	l := b.lk
 	n := len(l.nodes)
 	have := 0
 	skip := make([]bool, n)
@@ -358,19 +362,19 @@ func (l *Locker) writeFence(ctx context.Context, key string, f int64, claims []n
 		return nil
 	}
 	a := fenceScript.args()
-	a.key("meta", key).arg("fence", strconv.FormatInt(f, 10))
+	a.key("meta", b.claim.MetaKey).arg("fence", strconv.FormatInt(f, 10)).arg("token", b.token)
 	g := fanoutTo(ctx, l.nodes, skip, laneMain, l.opts.NodeTimeout, fenceScript, a.line(), int64Reply)
 	ok, failed, others := have, 0, g.pending
 	for ok < l.quorum && failed <= others-(l.quorum-have) {
 		r, _ := g.next()
-		if r.err == nil && r.val >= f {
+		if r.err == nil && r.val == 1 {
 			ok++
 		} else {
 			failed++
 		}
 	}
 	if ok < l.quorum {
-		return fmt.Errorf("%w: fence %d on %d of %d nodes: %w", ErrNoQuorum, f, ok, n, joinErrs(g.got))
+		return fmt.Errorf("%w: fence %d raised on %d of %d nodes: %w", ErrNoQuorum, f, ok, n, joinErrs(g.got))
 	}
 	return nil
 }

@@ -372,10 +372,10 @@ func newTwoReplicas(t *testing.T, key, meta string, slot time.Time, fences [3]in
 }
 
 // isFenceWrite says whether cmd is fence.lua's write-back:
-// evalsha sha 1 meta-key "meta" "fence" f.
+// evalsha sha 1 meta-key "meta" "fence" f "token" token.
 func isFenceWrite(cmd redis.Cmder) bool {
 	args := cmd.Args()
-	return len(args) == 7 && fmt.Sprint(args[4]) == "meta" && fmt.Sprint(args[5]) == "fence"
+	return len(args) == 9 && fmt.Sprint(args[4]) == "meta" && fmt.Sprint(args[5]) == "fence"
 }
 
 // obtained is what an Obtain returned.
@@ -401,89 +401,204 @@ func awaitObtained(t *testing.T, ch <-chan obtained, what string) *locker.Lease 
 }
 
 // TestQuorumFenceOverlap: a claim of the next slot, sent while this
-// slot's claim is on its way, runs after this slot's lease ended and must
-// take a greater fence. Replica A claims slot s: node 0 refuses it (busy
-// with the slot before), nodes 1 and 2 grant it, at counters 15 and 16, so
-// its fence is 16 and the write-back goes to nodes 0 and 1. Before it
-// reaches node 0, the slot before ends there and replica B's claim of s+1
-// takes 16 on node 0 (so node 0 acknowledges 16: the write-back "reached a
-// majority"); the write-back to node 1 is cut. B's claim reaches node 1
-// only after A's lease ended there (the schedbench quorum suite's fence
-// regressions: equal fences on consecutive slots). Before Finish raised
-// the counter, B's claim took 16 on node 1 and ran with fence 16 after A.
+// slot's claim is on its way, runs after this slot's lease ended or
+// expired and must take a greater fence. Replica A claims slot s: node 0
+// refuses it (busy with the slot before), nodes 1 and 2 grant it at
+// counters 15 and 16, so its fence is 16 and the write-back goes to nodes
+// 0 and 1. Before it reaches node 0, the slot before ends there and
+// replica B's claim of s+1 takes node 0's next number; the write-back to
+// node 1 is cut. B's claim reaches node 1 only after A's lease ended or
+// expired there (the schedbench quorum suite's fence regressions: equal
+// fences on consecutive slots).
+//   - Lease ends: node 0 is at 14, so B takes 15 there and A's write-back
+//     raises it to 16, a majority with node 2. Before Finish raised the
+//     counters, B then took 16 on node 1 and ran with fence 16 after A.
+//   - Lease expires: node 0 is at 15, so B takes 16 there, A's own number.
+//     Before the write-back counted only its own raises, A ran with 16
+//     (node 0 "acknowledged" 16), and B took 16 on node 1 once A's lease
+//     expired; now A is refused, with too few raises.
 func TestQuorumFenceOverlap(t *testing.T) {
 	t.Parallel()
-	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
-	key, meta := keys(t)
-	r := newTwoReplicas(t, key, meta, slot, [3]int{15, 14, 15})
-	direct, viaA, pa, pb, qa, qb := r.direct, r.viaA, r.pa, r.pb, r.qa, r.qb
-	// The slot before holds node 0's lease.
-	must(t, direct[0].Set(bg, key, "slot-before", time.Minute).Err())
+	tests := []struct {
+		name    string
+		node0   int  // node 0's counter before B's claim
+		expires bool // A's lease expires instead of ending with Finish
+	}{
+		{"lease ends", 14, false},
+		{"lease expires", 15, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+			key, meta := keys(t)
+			r := newTwoReplicas(t, key, meta, slot, [3]int{tc.node0, 14, 15})
+			direct, viaA, pa, pb, qa, qb := r.direct, r.viaA, r.pa, r.pb, r.qa, r.qb
+			// The slot before holds node 0's lease.
+			must(t, direct[0].Set(bg, key, "slot-before", time.Minute).Err())
 
-	next := slotClaim(key, meta, slot.Add(time.Second))
-	next.Unwatched, next.TTL = true, 10*time.Second
-	bBid, err := qb.Bid(next)
+			next := slotClaim(key, meta, slot.Add(time.Second))
+			next.Unwatched, next.TTL = true, 10*time.Second
+			bBid, err := qb.Bid(next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bDone := make(chan obtained, 1)
+			var armed0, armed1 atomic.Bool
+			armed0.Store(true)
+			armed1.Store(true)
+			viaA[0].AddHook(redistest.BeforeHook(func(cmd redis.Cmder) {
+				if !isFenceWrite(cmd) || !armed0.CompareAndSwap(true, false) {
+					return
+				}
+				// The slot before ends on node 0; B's claim of s+1 is
+				// sent, and reaches node 0 only (its call to node 1 is
+				// held on the way, node 2 refuses B's connections).
+				// (On the flusher's goroutine: errors, not t.Fatal.)
+				if err := direct[0].Del(bg, key).Err(); err != nil {
+					t.Error(err)
+				}
+				pb[1].Hold(redistest.ToServer)
+				pb[2].Block(true)
+				go func() {
+					lease, err := bBid.Obtain(bg)
+					bDone <- obtained{lease, err}
+				}()
+				for n := 0; direct[0].Get(bg, key).Val() != bBid.Token(); n++ {
+					if n == 500 {
+						t.Error("B's claim did not take node 0 within 5s")
+						return
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}))
+			viaA[1].AddHook(redistest.BeforeHook(func(cmd redis.Cmder) {
+				if isFenceWrite(cmd) && armed1.CompareAndSwap(true, false) {
+					pa[1].Block(true) // the write-back to node 1 is lost
+				}
+			}))
+
+			claim := slotClaim(key, meta, slot)
+			claim.Unwatched, claim.TTL = true, 10*time.Second
+			if tc.expires {
+				claim.TTL = 2 * time.Second
+			}
+			a, err := qa.Obtain(bg, claim)
+			if armed0.Load() || armed1.Load() {
+				t.Fatalf("A's claim wrote its fence back to node 0: %v, node 1: %v; want both (its error %v)", !armed0.Load(), !armed1.Load(), err)
+			}
+			if got := hget(t, direct[1], meta, "fence"); got != "15" {
+				t.Fatalf("node 1's counter after the write-back was cut: got %s, want 15 (A's claim)", got)
+			}
+			pa[1].Block(false)
+			switch {
+			case err != nil && tc.expires && errors.Is(err, locker.ErrNoQuorum):
+				// Refused: the write-back raised no counter but its own.
+			case err != nil:
+				t.Fatalf("A's claim: %v", err)
+			case a.Fence() != 16:
+				t.Fatalf("A's fence: got %d, want 16 (node 2's counter + 1)", a.Fence())
+			case !tc.expires:
+				if err := a.Finish(bg, "ok"); err != nil {
+					t.Fatalf("A's Finish: %v", err)
+				}
+			}
+			if tc.expires {
+				// A's lease (or, refused, its claim, kept where it may
+				// have won) holds node 1 until it expires.
+				for n := 0; direct[1].Exists(bg, key).Val() == 1; n++ {
+					if n == 500 {
+						t.Fatal("A's lease on node 1 did not expire within 5s")
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+			pb[1].Release(redistest.ToServer) // B's claim reaches node 1 now
+			if tc.expires {
+				// B's call to node 1, held past its read timeout, failed:
+				// the claim is retried as itself (as the scheduler does),
+				// its number on node 0 kept.
+				if o := <-bDone; o.err == nil {
+					t.Fatalf("B's first attempt, held for 2s: got a lease, want a read timeout")
+				}
+				go func() {
+					lease, err := bBid.Obtain(bg)
+					bDone <- obtained{lease, err}
+				}()
+			}
+			b := awaitObtained(t, bDone, "B's claim")
+			if a != nil && b.Fence() <= a.Fence() {
+				t.Errorf("B's fence for the next slot, obtained after A's lease ended: got %d, want above A's %d", b.Fence(), a.Fence())
+			}
+			pb[2].Block(false)
+			must(t, b.Release(bg))
+		})
+	}
+}
+
+// TestQuorumFenceRetried: a claim whose write-back raised a counter but
+// lost the reply is retried as itself, and the retry's write-back counts
+// that raise as its own (fence.lua notes who raised a counter to which
+// number). Node 1 refuses connections throughout, so both attempts win on
+// nodes 0 and 2, at counters 10 and 5: the fence is 11, written back to
+// node 2 (and node 1). The first write-back's reply from node 2 is cut
+// after the raise; the retry, as itself, keeps its marks' numbers.
+func TestQuorumFenceRetried(t *testing.T) {
+	t.Parallel()
+	proxies, clients, direct := proxiedNodes(t, time.Second)
+	key, meta := keys(t)
+	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+	claim := func(key, meta string) locker.Claim {
+		c := slotClaim(key, meta, slot)
+		c.Unwatched, c.TTL = true, 10*time.Second
+		return c
+	}
+	for i, f := range []int{10, 5, 5} {
+		for _, m := range []string{meta, meta + "-warm"} {
+			must(t, direct[i].HSet(bg, m, "fence", f, "hw", unix(slot.Add(-time.Second)), "first", unix(slot.Add(-time.Hour))).Err())
+		}
+	}
+	l := newQuorum(t, clients, locker.Options{NodeTimeout: 5 * time.Second})
+	proxies[1].Block(true)
+	// Connected, and fence.lua loaded on node 2, before its reply is held
+	// (else the held reply is NOSCRIPT, and nothing is raised).
+	warm := mustObtain(t, l, claim(key+"-warm", meta+"-warm"))
+	must(t, warm.Release(bg))
+	var armed atomic.Bool
+	armed.Store(true)
+	clients[2].AddHook(redistest.BeforeHook(func(cmd redis.Cmder) {
+		if isFenceWrite(cmd) && armed.CompareAndSwap(true, false) {
+			proxies[2].Hold(redistest.ToClient) // the raise lands, its reply does not
+		}
+	}))
+	bid, err := l.Bid(claim(key, meta))
 	if err != nil {
 		t.Fatal(err)
 	}
-	bDone := make(chan obtained, 1)
-	var armed0, armed1 atomic.Bool
-	armed0.Store(true)
-	armed1.Store(true)
-	viaA[0].AddHook(redistest.BeforeHook(func(cmd redis.Cmder) {
-		if !isFenceWrite(cmd) || !armed0.CompareAndSwap(true, false) {
-			return
+	done := make(chan obtained, 1)
+	go func() {
+		lease, err := bid.Obtain(bg)
+		done <- obtained{lease, err}
+	}()
+	for n := 0; hget(t, direct[2], meta, "fence") != "11"; n++ {
+		if n == 500 {
+			t.Fatal("node 2: the write-back did not raise the counter to 11 within 5s")
 		}
-		// The slot before ends on node 0; B's claim of s+1 is sent, and
-		// reaches node 0 only (its call to node 1 is held on the way,
-		// node 2 refuses B's connections).
-		// (On the flusher's goroutine: errors, not t.Fatal.)
-		if err := direct[0].Del(bg, key).Err(); err != nil {
-			t.Error(err)
-		}
-		pb[1].Hold(redistest.ToServer)
-		pb[2].Block(true)
-		go func() {
-			lease, err := bBid.Obtain(bg)
-			bDone <- obtained{lease, err}
-		}()
-		for n := 0; direct[0].Get(bg, key).Val() != bBid.Token(); n++ {
-			if n == 500 {
-				t.Error("B's claim did not take node 0 within 5s")
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}))
-	viaA[1].AddHook(redistest.BeforeHook(func(cmd redis.Cmder) {
-		if isFenceWrite(cmd) && armed1.CompareAndSwap(true, false) {
-			pa[1].Block(true) // the write-back to node 1 is lost
-		}
-	}))
-
-	claim := slotClaim(key, meta, slot)
-	claim.Unwatched, claim.TTL = true, 10*time.Second
-	a := mustObtain(t, qa, claim)
-	if armed0.Load() || armed1.Load() {
-		t.Fatalf("A's claim wrote its fence back to node 0: %v, node 1: %v; want both (its fence %d)", !armed0.Load(), !armed1.Load(), a.Fence())
+		time.Sleep(10 * time.Millisecond)
 	}
-	if a.Fence() != 16 {
-		t.Fatalf("A's fence: got %d, want 16 (node 2's counter + 1)", a.Fence())
+	proxies[2].Cut()
+	proxies[2].Release(redistest.ToClient)
+	if o := <-done; !errors.Is(o.err, locker.ErrNoQuorum) {
+		t.Fatalf("first attempt, the write-back's reply cut: got %v, want ErrNoQuorum", o.err)
 	}
-	if got := hget(t, direct[1], meta, "fence"); got != "15" {
-		t.Fatalf("node 1's counter after the write-back was cut: got %s, want 15 (A's claim)", got)
+	lease, err := bid.Obtain(bg)
+	if err != nil {
+		t.Fatalf("retried as itself: %v", err)
 	}
-	pa[1].Block(false)
-	if err := a.Finish(bg, "ok"); err != nil {
-		t.Fatalf("A's Finish: %v", err)
+	if lease.Fence() != 11 {
+		t.Errorf("fence: got %d, want 11", lease.Fence())
 	}
-	pb[1].Release(redistest.ToServer) // B's claim reaches node 1 now
-	b := awaitObtained(t, bDone, "B's claim")
-	if b.Fence() <= a.Fence() {
-		t.Errorf("B's fence for the next slot, obtained after A finished: got %d, want above A's %d", b.Fence(), a.Fence())
-	}
-	pb[2].Block(false)
-	must(t, b.Release(bg))
+	must(t, lease.Release(bg))
 }
 
 // TestQuorumReplaceFence: an overlap "replace" claim of the next slot
