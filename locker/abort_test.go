@@ -691,6 +691,55 @@ func TestRetriedClaimIsIdempotent(t *testing.T) {
 		}
 	})
 
+	// The first attempt won, but its replica did not learn it (the retry
+	// below is the same bid); its lease expired and the next slot's claim
+	// ran, with the next number. The retry wins the slot, once, with a new
+	// number: with its first one it would start after that run with a
+	// lower fence.
+	t.Run("after its lease expired and the next slot ran", func(t *testing.T) {
+		t.Parallel()
+		s := redistest.Start(t, redistest.Options{})
+		c := newClient(t, s)
+		l := mustNew(t, c, locker.Options{})
+		key, meta := keys(t)
+		slot := time.Now().Truncate(time.Second)
+		cl := slotClaim(key, meta, slot)
+		cl.Unwatched, cl.TTL = true, 500*time.Millisecond
+		b, err := l.Bid(cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Obtain(bg); err != nil {
+			t.Fatal(err)
+		}
+		for n := 0; get(t, c, key) != ""; n++ {
+			if n == 500 {
+				t.Fatal("the first lease did not expire within 5s")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		next := slotClaim(key, meta, slot.Add(time.Second))
+		next.Unwatched = true
+		nl := mustObtain(t, l, next)
+		if nl.Fence() != 2 {
+			t.Fatalf("next slot's fence: got %d, want 2", nl.Fence())
+		}
+		if err := nl.Finish(bg, "done:ok"); err != nil {
+			t.Fatalf("next slot's Finish: %v", err)
+		}
+		again, err := b.Obtain(bg)
+		if err != nil {
+			t.Fatalf("retry as itself: got %v, want it won", err)
+		}
+		t.Cleanup(func() { _ = again.Release(bg) })
+		if again.Fence() != 3 {
+			t.Errorf("retry's fence: got %d, want 3 (above the next slot's 2)", again.Fence())
+		}
+		if got := hget(t, c, cl.MarkKey, "fence"); got != "3" {
+			t.Errorf("mark's fence: got %q, want 3", got)
+		}
+	})
+
 	// The first attempt reaches Redis but its reply is lost (the server is
 	// paused past the call's timeout); the retry is the same claim and wins
 	// with the fence the first attempt took.

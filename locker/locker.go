@@ -145,9 +145,9 @@ func checkClient(c Client) error {
 // An overlap "replace" claim, which takes its numbers when it starts to
 // wait, takes new ones as it takes the lease over (take.lua, also when
 // retried as itself after the run it waited for ended), and writes their
-// maximum back. Not covered: a retry's number of its own mark, taken
-// before its lease expired and another lease ended. A fence is not unique
-// across different MetaKeys.
+// maximum back. A claim retried as itself takes a new number on a node
+// where another claim took a greater one since its mark's (see
+// obtain.lua). A fence is not unique across different MetaKeys.
 func NewQuorum(clients []Client, opts Options) (*Locker, error) {
 	if len(clients) == 0 {
 		return nil, fmt.Errorf("%w: NewQuorum needs at least one client", ErrInvalid)

@@ -71,8 +71,27 @@ local function end_busy()
   return false
 end
 
+-- own_fence is the number a retry of the claim wins with: the one its mark
+-- holds, unless another claim took a greater one here since (a later
+-- slot's, once this claim's lease expired; in quorum mode also a
+-- write-back), not this claim's own write-back (see fence.lua). A run
+-- started now with the old number would start after that claim's with a
+-- lower fence: it takes a new one.
+local function own_fence(m)
+  local f = tonumber(m[3])
+  local cur = redis.call("HMGET", K.meta, "fence", "fby")
+  local n = tonumber(cur[1] or "0")
+  if n <= f or cur[2] == A.token .. ":" .. cur[1] then
+    return f
+  end
+  n = redis.call("HINCRBY", K.meta, "fence", 1)
+  redis.call("HSET", K.mark, "fence", n)
+  return n
+end
+
 -- A claim that finds its own running mark is a retry of itself whose
--- earlier reply was lost or late: it wins again with the fence it took.
+-- earlier reply was lost or late: it wins again with the fence it took
+-- (see own_fence).
 if K.mark then
   local m = redis.call("HMGET", K.mark, "token", "end", "fence")
   if own_running(m) then
@@ -80,7 +99,7 @@ if K.mark then
     if holder == A.token then
       redis.call("PEXPIRE", K.lease, A.ttl)
       running_set()
-      return {"won", fence_of(m[3]), tonumber(A.ttl), before_due() or 0}
+      return {"won", own_fence(m), tonumber(A.ttl), before_due() or 0}
     end
     if K.next then
       local nx = redis.call("GET", K.next)
@@ -112,7 +131,7 @@ if K.mark then
     end
     redis.call("SET", K.lease, A.token, "PX", A.ttl)
     running_set()
-    return {"won", fence_of(m[3]), tonumber(A.ttl), before_due() or 0}
+    return {"won", own_fence(m), tonumber(A.ttl), before_due() or 0}
   end
   if m[1] or m[2] then
     return {"claimed", redis.call("PTTL", K.mark), m[2] or "", m[1] or ""}
