@@ -268,14 +268,11 @@ func (c *Claim) renewLine(token string) []any {
 	return r.line()
 }
 
-// takeLine is take.lua's command line for token (overlap replace); quorum:
-// each take that wins takes a new fence (see take.lua).
-func (c *Claim) takeLine(token string, quorum bool) []any {
+// takeLine is take.lua's command line for token (overlap replace): each
+// take that wins takes a new fence (see take.lua).
+func (c *Claim) takeLine(token string) []any {
 	t := takeScript.args()
-	t.key("lease", c.Key).key("next", c.NextKey).key("mark", c.MarkKey).key("running", c.RunningKey)
-	if quorum {
-		t.key("meta", c.MetaKey)
-	}
+	t.key("lease", c.Key).key("next", c.NextKey).key("mark", c.MarkKey).key("running", c.RunningKey).key("meta", c.MetaKey)
 	t.arg("token", token).arg("ttl", ms(c.TTL)).arg("mark_ttl", ms(c.markTTL()))
 	return t.line()
 }

@@ -473,7 +473,7 @@ func (l *Lease) retry(ctx context.Context, op func() error) error {
 func (l *Lease) awaitPredecessor(ctx context.Context, pttl int64) error {
 	c := &l.bid.claim
 	if l.bid.lines.take == nil {
-		l.bid.lines.take = c.takeLine(l.bid.token, len(l.lk.nodes) > 1)
+		l.bid.lines.take = c.takeLine(l.bid.token)
 	}
 	ctx = context.WithoutCancel(ctx)
 	bound := time.Now().Add(time.Duration(max(pttl, 0))*time.Millisecond + 2*c.TTL + l.lk.opts.NodeTimeout)
@@ -522,10 +522,10 @@ func (l *Lease) awaitPredecessor(ctx context.Context, pttl int64) error {
 }
 
 // take is one take.lua round on every node: won when a majority handed the
-// lease over, superseded when a later successor made that impossible. In
-// quorum mode a take that won has the greatest of the new fences that the
-// nodes took (see take.lua), written back to a majority (Bid.writeFence): a
-// failed write-back is err with won.
+// lease over, superseded when a later successor made that impossible. A
+// take that won has the greatest of the new fences that the nodes took
+// (see take.lua), in quorum mode written back to a majority
+// (Bid.writeFence): a failed write-back is err with won.
 func (l *Lease) take(ctx context.Context) (won, superseded bool, fence int64, err error) {
 	lk := l.lk
 	rs := fanout(ctx, lk.nodes, laneMain, lk.opts.NodeTimeout, takeScript, l.bid.lines.take, parseObtainCmd).all()

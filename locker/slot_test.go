@@ -1062,8 +1062,8 @@ func TestReplaceWait(t *testing.T) {
 		if err != nil {
 			t.Fatalf("retry as itself after the old run stopped: %v", err)
 		}
-		if lease.Fence() != 2 {
-			t.Errorf("fence: got %d, want 2, the claim's own", lease.Fence())
+		if lease.Fence() != 3 {
+			t.Errorf("fence: got %d, want 3 (the claim waited with 2; its take took a new one)", lease.Fence())
 		}
 		must(t, lease.Release(bg))
 	})
@@ -1159,6 +1159,93 @@ func TestReplaceWait(t *testing.T) {
 }
 
 // TestServerClock: the offset to a local server is about zero, and it is
+// TestReplaceRetryFence: on one node, a replace claim that runs after
+// another takes a greater fence, when a claim whose reply was lost is
+// retried as itself (found by review).
+//   - Successor waiting: B1's claim of s won; B2's of s+1 started to wait
+//     with 2; B1's retry takes 3 (a greater number was taken since its
+//     own 1). B2, which runs after B1, took 2 before take.lua took a new
+//     number on one node too.
+//   - Manual run after expiry: B1's lease expired, and a manual run took
+//     2 and ended; B1's retry waits (its successor key is gone) and takes
+//     the lease: before, with its first number, 1.
+func TestReplaceRetryFence(t *testing.T) {
+	t.Parallel()
+	for _, manual := range []bool{false, true} {
+		name := "successor waiting"
+		if manual {
+			name = "manual run after expiry"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			x := startProxied(t)
+			direct, p, ld, lv := x.direct, x.p, x.ld, x.lv
+			key, meta := keys(t)
+			slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+			replace := func(key, meta string, s time.Time) locker.Claim {
+				c := slotClaim(key, meta, s)
+				c.Unwatched, c.TTL, c.Replace, c.NextKey = true, 10*time.Second, true, key+":next"
+				if manual {
+					c.TTL = 500 * time.Millisecond
+				}
+				return c
+			}
+			for _, m := range []string{meta, meta + "-warm"} {
+				must(t, direct.HSet(bg, m, "hw", unix(slot.Add(-time.Second)), "first", unix(slot.Add(-time.Hour))).Err())
+			}
+			// Connected through the proxy before its replies are held.
+			must(t, mustObtain(t, lv, replace(key+"-warm", meta+"-warm", slot)).Release(bg))
+
+			b1, err := lv.Bid(replace(key, meta, slot))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Hold(redistest.ToClient)
+			if _, err := b1.Obtain(bg); err == nil {
+				t.Fatal("B1's claim with its reply held: got a lease, want a timeout")
+			}
+			waitFor(t, 5*time.Second, func() bool { return hget(t, direct, markOf(key, slot), "token") == b1.Token() })
+			p.Release(redistest.ToClient)
+
+			var other *locker.Lease // the run that starts between B1's attempts
+			done := make(chan obtained, 1)
+			if manual {
+				waitFor(t, 5*time.Second, func() bool { return get(t, direct, key) == "" })
+				m := locker.Claim{Key: key, MetaKey: meta, TTL: 10 * time.Second, MarkKey: key + ":manual:1", MarkTTL: time.Minute,
+					Retention: time.Hour, Running: "running", Records: recs, Replace: true, NextKey: key + ":next", Unwatched: true}
+				other = mustObtain(t, ld, m)
+				must(t, other.Finish(bg, "done:ok"))
+			} else {
+				b2, err := ld.Bid(replace(key, meta, slot.Add(time.Second)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				go func() {
+					lease, err := b2.Obtain(bg)
+					done <- obtained{lease, err}
+				}()
+				waitFor(t, 5*time.Second, func() bool { return get(t, direct, key+":next") == b2.Token() })
+			}
+			again, err := b1.Obtain(bg)
+			if err != nil {
+				t.Fatalf("B1 retried as itself: %v", err)
+			}
+			must(t, again.Release(bg))
+			if manual {
+				if again.Fence() <= other.Fence() {
+					t.Errorf("B1's retry, run after the manual run: fence %d, want above its %d", again.Fence(), other.Fence())
+				}
+				return
+			}
+			b2 := awaitObtained(t, done, "B2's claim")
+			if b2.Fence() <= again.Fence() {
+				t.Errorf("B2, run after B1's retry: fence %d, want above B1's %d", b2.Fence(), again.Fence())
+			}
+			must(t, b2.Release(bg))
+		})
+	}
+}
+
 // server minus local: a caller whose clock leads by 10s sees -10s.
 func TestServerClock(t *testing.T) {
 	t.Parallel()
