@@ -128,12 +128,13 @@ func checkClient(c Client) error {
 // by this claim's doing: the nodes whose increment returned F have it
 // already (in the common case that is the whole majority, and no write is
 // sent); otherwise counter = max(counter, F) is written to every other
-// node until, counting those, a majority has acknowledged it. A node whose
-// counter was at F or above already, by another claim's increment, does not
-// count (that claim may hold F there, and win with it once this lease
-// expired); a raise of this claim's own, whose reply was lost, does. Hence: for two leases on the
-// same MetaKey whose claims do not overlap in time (the first returned
-// before the second began), the later lease's fence is strictly greater,
+// node until, counting those, a majority has acknowledged it. A node
+// acknowledges only when the counter stands at F or above by this claim's
+// own doing (its raise, even one whose reply was lost, or its increment):
+// where another claim took F or more, that claim may hold F, and win with
+// it once this lease expired. Hence: for two leases on the same MetaKey
+// whose claims do not overlap in time (the first returned before the
+// second began), the later lease's fence is strictly greater,
 // provided that a node in both majorities (two majorities always share one)
 // kept its counter in between. With AOF and appendfsync always a restart
 // keeps it; a node that restarts without persistence may break the
@@ -145,8 +146,9 @@ func checkClient(c Client) error {
 // An overlap "replace" claim, which takes its numbers when it starts to
 // wait, takes new ones as it takes the lease over (take.lua, also when
 // retried as itself after the run it waited for ended), and writes their
-// maximum back. A claim retried as itself takes a new number on a node
-// where another claim took a greater one since its mark's (see
+// maximum back; its wait numbers are not written back. A claim retried as
+// itself takes, on a node where the counter went past its mark's number,
+// the number it wrote back there itself, or else a new one (see
 // obtain.lua). A fence is not unique across different MetaKeys.
 func NewQuorum(clients []Client, opts Options) (*Locker, error) {
 	if len(clients) == 0 {

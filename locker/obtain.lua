@@ -72,19 +72,23 @@ local function end_busy()
 end
 
 -- own_fence is the number a retry of the claim wins with: the one its mark
--- holds, unless another claim took a greater one here since (a later
--- slot's, once this claim's lease expired; in quorum mode also a
--- write-back), not this claim's own write-back (see fence.lua). A run
--- started now with the old number would start after that claim's with a
--- lower fence: it takes a new one.
+-- holds, unless the job's counter went past it since. If this claim's own
+-- write-back raised it (see fence.lua), the retry takes that number, the
+-- fence it wrote back; otherwise another claim took a greater number here
+-- (a later slot's once this claim's lease expired, a manual run's, a
+-- waiting successor's, or in quorum mode a write-back) and the retry takes
+-- a new one, lest a run started now have a lower fence than one started
+-- before. Either way the mark keeps the number.
 local function own_fence(m)
   local f = tonumber(m[3])
   local cur = redis.call("HMGET", K.meta, "fence", "fby")
   local n = tonumber(cur[1] or "0")
-  if n <= f or cur[2] == A.token .. ":" .. cur[1] then
+  if n <= f then
     return f
   end
-  n = redis.call("HINCRBY", K.meta, "fence", 1)
+  if cur[2] ~= A.token .. ":" .. cur[1] then
+    n = redis.call("HINCRBY", K.meta, "fence", 1)
+  end
   redis.call("HSET", K.mark, "fence", n)
   return n
 end

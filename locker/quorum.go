@@ -178,8 +178,11 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 		err = fmt.Errorf("%w: %d of %d nodes claimed, need %d", ErrNoQuorum, ok, n, l.quorum)
 	case !wait && !time.Now().Before(validUntil):
 		err = fmt.Errorf("%w: %w: validity used up after %v", ErrNoQuorum, ErrTooLate, time.Since(start))
+	case wait:
+		// A waiting claim's numbers are not its fence: its takes take new
+		// ones, and write their maximum back (Lease.take).
 	default:
-		if err = b.writeFence(ctx, fence, g.got); err == nil && !wait && !time.Now().Before(validUntil) {
+		if err = b.writeFence(ctx, fence, g.got); err == nil && !time.Now().Before(validUntil) {
 			err = fmt.Errorf("%w: %w: validity used up after %v", ErrNoQuorum, ErrTooLate, time.Since(start))
 		}
 	}
@@ -343,10 +346,11 @@ func codeOf(e *NotObtainedError) string {
 // counter at f or above, each by this bid's own doing. The nodes whose claim
 // already returned f have it (the common case: then no write is needed);
 // the counter is raised to f on the others, and the claim waits for as many
-// raises as the majority still lacks. A node whose counter was at f or
-// above already, not by this bid's raise, does not count: another claim
-// took that number there, possibly f itself, and could win with it once
-// this lease expired.
+// acknowledgements as the majority still lacks. A node acknowledges when
+// the counter stands at f or above by this bid's own doing (fence.lua): a
+// raise, this call's or an earlier one's, or its own increment, unread. A
+// node where another claim took f or more does not: that claim may hold f
+// itself, and win with it once this lease expired.
 func (b *Bid) writeFence(ctx context.Context, f int64, claims []nodeResult[obtainReply]) error {
 	l := b.lk
 	n := len(l.nodes)
@@ -362,7 +366,7 @@ func (b *Bid) writeFence(ctx context.Context, f int64, claims []nodeResult[obtai
 		return nil
 	}
 	a := fenceScript.args()
-	a.key("meta", b.claim.MetaKey).arg("fence", strconv.FormatInt(f, 10)).arg("token", b.token)
+	a.key("meta", b.claim.MetaKey).key("mark", b.claim.MarkKey).arg("fence", strconv.FormatInt(f, 10)).arg("token", b.token)
 	g := fanoutTo(ctx, l.nodes, skip, laneMain, l.opts.NodeTimeout, fenceScript, a.line(), int64Reply)
 	ok, failed, others := have, 0, g.pending
 	for ok < l.quorum && failed <= others-(l.quorum-have) {
@@ -374,7 +378,7 @@ func (b *Bid) writeFence(ctx context.Context, f int64, claims []nodeResult[obtai
 		}
 	}
 	if ok < l.quorum {
-		return fmt.Errorf("%w: fence %d raised on %d of %d nodes: %w", ErrNoQuorum, f, ok, n, joinErrs(g.got))
+		return errors.Join(fmt.Errorf("%w: fence %d on %d of %d nodes by this claim", ErrNoQuorum, f, ok, n), joinErrs(g.got))
 	}
 	return nil
 }

@@ -372,10 +372,15 @@ func newTwoReplicas(t *testing.T, key, meta string, slot time.Time, fences [3]in
 }
 
 // isFenceWrite says whether cmd is fence.lua's write-back:
-// evalsha sha 1 meta-key "meta" "fence" f "token" token.
+// evalsha sha nkeys meta-key [mark-key] "meta[,mark]" "fence" f "token" t.
 func isFenceWrite(cmd redis.Cmder) bool {
 	args := cmd.Args()
-	return len(args) == 9 && fmt.Sprint(args[4]) == "meta" && fmt.Sprint(args[5]) == "fence"
+	for i := 3; i+1 < len(args); i++ {
+		if names := fmt.Sprint(args[i]); (names == "meta" || names == "meta,mark") && fmt.Sprint(args[i+1]) == "fence" {
+			return true
+		}
+	}
+	return false
 }
 
 // obtained is what an Obtain returned.
@@ -537,15 +542,98 @@ func TestQuorumFenceOverlap(t *testing.T) {
 }
 
 // TestQuorumFenceRetried: a claim whose write-back raised a counter but
-// lost the reply is retried as itself, and the retry's write-back counts
-// that raise as its own (fence.lua notes who raised a counter to which
-// number). Node 1 refuses connections throughout, so both attempts win on
-// nodes 0 and 2, at counters 10 and 5: the fence is 11, written back to
-// node 2 (and node 1). The first write-back's reply from node 2 is cut
-// after the raise; the retry, as itself, keeps its marks' numbers.
+// lost the reply is retried as itself. Node 1 refuses connections during
+// the first attempt, which wins on nodes 0 and 2 at counters 10 and 5: the
+// fence is 11, written back to node 2 (and node 1), whose reply is cut
+// after the raise.
+//   - Same majority: the retry wins on nodes 0 and 2 again, and its
+//     write-back counts node 2's raise as its own (fence.lua notes who
+//     raised a counter to which number).
+//   - Other majority: node 0 refuses connections during the retry, which
+//     wins on nodes 1 and 2. Node 2's mark holds 6, its counter 11 by the
+//     claim's own raise: the retry takes 11 there, the number it wrote
+//     back. Before (found by review), it won with 6, below the 11 it had
+//     written back: below the fence of a run started between the
+//     attempts once its leases expired.
 func TestQuorumFenceRetried(t *testing.T) {
 	t.Parallel()
-	proxies, clients, direct := proxiedNodes(t, time.Second)
+	for _, other := range []bool{false, true} {
+		name := "same majority"
+		if other {
+			name = "other majority"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			proxies, clients, direct := proxiedNodes(t, time.Second)
+			key, meta := keys(t)
+			slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+			claim := func(key, meta string) locker.Claim {
+				c := slotClaim(key, meta, slot)
+				c.Unwatched, c.TTL = true, 10*time.Second
+				return c
+			}
+			for i, f := range []int{10, 5, 5} {
+				for _, m := range []string{meta, meta + "-warm"} {
+					must(t, direct[i].HSet(bg, m, "fence", f, "hw", unix(slot.Add(-time.Second)), "first", unix(slot.Add(-time.Hour))).Err())
+				}
+			}
+			l := newQuorum(t, clients, locker.Options{NodeTimeout: 5 * time.Second})
+			proxies[1].Block(true)
+			// Connected, and fence.lua loaded on node 2, before its reply
+			// is held (else the held reply is NOSCRIPT, and nothing is
+			// raised).
+			warm := mustObtain(t, l, claim(key+"-warm", meta+"-warm"))
+			must(t, warm.Release(bg))
+			var armed atomic.Bool
+			armed.Store(true)
+			clients[2].AddHook(redistest.BeforeHook(func(cmd redis.Cmder) {
+				if isFenceWrite(cmd) && armed.CompareAndSwap(true, false) {
+					proxies[2].Hold(redistest.ToClient) // the raise lands, its reply does not
+				}
+			}))
+			bid, err := l.Bid(claim(key, meta))
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan obtained, 1)
+			go func() {
+				lease, err := bid.Obtain(bg)
+				done <- obtained{lease, err}
+			}()
+			waitFor(t, 5*time.Second, func() bool { return hget(t, direct[2], meta, "fence") == "11" })
+			proxies[2].Cut()
+			proxies[2].Release(redistest.ToClient)
+			if o := <-done; !errors.Is(o.err, locker.ErrNoQuorum) {
+				t.Fatalf("first attempt, the write-back's reply cut: got %v, want ErrNoQuorum", o.err)
+			}
+			if other {
+				proxies[0].Block(true)
+				proxies[1].Block(false)
+			}
+			lease, err := bid.Obtain(bg)
+			if err != nil {
+				t.Fatalf("retried as itself: %v", err)
+			}
+			if lease.Fence() != 11 {
+				t.Errorf("fence: got %d, want 11, the number the first attempt wrote back", lease.Fence())
+			}
+			if got := hget(t, direct[2], claim(key, meta).MarkKey, "fence"); got != "11" {
+				t.Errorf("node 2's mark: got fence %s, want 11, the counter the claim raised", got)
+			}
+			must(t, lease.Release(bg))
+		})
+	}
+}
+
+// TestQuorumFenceOwnUnread: the write-back counts a node whose counter
+// stands at the claim's own increment, whose reply the claim did not
+// read (it won on the first two replies). Counters 10, 5, 10; node 2's
+// replies are slow: nodes 0 and 1 give 11 and 6, node 2 took 11 too. The
+// write-back goes to nodes 1 (cut) and 2: before, node 2 (counter 11, not
+// raised by the write-back) did not count, and the claim failed.
+func TestQuorumFenceOwnUnread(t *testing.T) {
+	t.Parallel()
+	proxies, clients, direct := proxiedNodes(t, 5*time.Second)
 	key, meta := keys(t)
 	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
 	claim := func(key, meta string) locker.Claim {
@@ -553,63 +641,50 @@ func TestQuorumFenceRetried(t *testing.T) {
 		c.Unwatched, c.TTL = true, 10*time.Second
 		return c
 	}
-	for i, f := range []int{10, 5, 5} {
+	for i, f := range []int{10, 5, 10} {
 		for _, m := range []string{meta, meta + "-warm"} {
 			must(t, direct[i].HSet(bg, m, "fence", f, "hw", unix(slot.Add(-time.Second)), "first", unix(slot.Add(-time.Hour))).Err())
 		}
 	}
 	l := newQuorum(t, clients, locker.Options{NodeTimeout: 5 * time.Second})
-	proxies[1].Block(true)
-	// Connected, and fence.lua loaded on node 2, before its reply is held
-	// (else the held reply is NOSCRIPT, and nothing is raised).
 	warm := mustObtain(t, l, claim(key+"-warm", meta+"-warm"))
 	must(t, warm.Release(bg))
 	var armed atomic.Bool
 	armed.Store(true)
-	clients[2].AddHook(redistest.BeforeHook(func(cmd redis.Cmder) {
+	clients[1].AddHook(redistest.BeforeHook(func(cmd redis.Cmder) {
 		if isFenceWrite(cmd) && armed.CompareAndSwap(true, false) {
-			proxies[2].Hold(redistest.ToClient) // the raise lands, its reply does not
+			proxies[1].Block(true) // the write-back to node 1 is lost
 		}
 	}))
-	bid, err := l.Bid(claim(key, meta))
+	proxies[2].Delay(redistest.ToClient, time.Second)
+	lease, err := l.Obtain(bg, claim(key, meta))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("Obtain: %v", err)
 	}
-	done := make(chan obtained, 1)
-	go func() {
-		lease, err := bid.Obtain(bg)
-		done <- obtained{lease, err}
-	}()
-	for n := 0; hget(t, direct[2], meta, "fence") != "11"; n++ {
-		if n == 500 {
-			t.Fatal("node 2: the write-back did not raise the counter to 11 within 5s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	proxies[2].Cut()
-	proxies[2].Release(redistest.ToClient)
-	if o := <-done; !errors.Is(o.err, locker.ErrNoQuorum) {
-		t.Fatalf("first attempt, the write-back's reply cut: got %v, want ErrNoQuorum", o.err)
-	}
-	lease, err := bid.Obtain(bg)
-	if err != nil {
-		t.Fatalf("retried as itself: %v", err)
+	if armed.Load() {
+		t.Fatalf("no write-back to node 1 (fence %d): want nodes 0 and 1 to answer first", lease.Fence())
 	}
 	if lease.Fence() != 11 {
 		t.Errorf("fence: got %d, want 11", lease.Fence())
 	}
+	proxies[2].Delay(redistest.ToClient, 0)
+	proxies[1].Block(false)
 	must(t, lease.Release(bg))
 }
 
 // TestQuorumReplaceFence: an overlap "replace" claim of the next slot
 // starts to wait, taking its numbers, before this slot's write-back has
 // reached the masters it waits on; it runs once this slot's run ended and
-// must take a greater fence. Replica A claims slot s at counters 10, 5, 5:
+// must take a greater fence. Replica A claims slot s at counters 10, 5, 6:
 // fence 11, written back to nodes 1 and 2. Before that write-back lands,
 // replica B's replace claim of s+1 waits on nodes 1 and 2 (node 0 refuses
-// B's connections) with 7; A's Finish then reaches node 2 behind its
+// B's connections) with 7 and 8; A's Finish then reaches node 2 behind its
 // write-back there. Before take.lua took a new fence as it handed
-// the lease over, B ran after A with fence 7 (found by review).
+// the lease over, B ran after A with fence 7 or 8 (found by review). A
+// retried waiting claim wrote its wait numbers back, though its takes
+// take new ones: with A's fence above them on both nodes, that write-back
+// counted neither (at e2abc79), and the retry failed for want of a
+// majority (found by review; the same numbers on both nodes hid it).
 func TestQuorumReplaceFence(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -626,7 +701,7 @@ func TestQuorumReplaceFence(t *testing.T) {
 			t.Parallel()
 			slot := time.Now().Truncate(time.Second).Add(-time.Minute)
 			key, meta := keys(t)
-			r := newTwoReplicas(t, key, meta, slot, [3]int{10, 5, 5})
+			r := newTwoReplicas(t, key, meta, slot, [3]int{10, 5, 6})
 			replace := func(slot time.Time) locker.Claim {
 				c := slotClaim(key, meta, slot)
 				c.Unwatched, c.TTL, c.Replace, c.NextKey = true, 10*time.Second, true, key+":next"

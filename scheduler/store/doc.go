@@ -11,7 +11,9 @@
 //	key                      type    TTL                       written by
 //	P:{J}:meta               hash    none (one per job)        every claim: "fence" counter, "hw" highest slot
 //	                                                           decided (unix s), "first" first sight (unix s),
-//	                                                           "rb" and "rh" the ring's base and high-water
+//	                                                           "rb" and "rh" the ring's base and high-water;
+//	                                                           quorum write-backs: "fby" token:fence of the
+//	                                                           last one that raised "fence"
 //	P:{J}:ring               string  none (512 bytes per job)  every slot claim and skip: bit slot % 4096 set
 //	                                                           once the slot is decided (locker.RingSpan)
 //	P:{J}:lease              string  lock_ttl, renewed         claim, renewal, finish, release (overlap forbid
