@@ -1,23 +1,19 @@
 -- fence.lua: raise the job's fence counter to at least A.fence (quorum
--- write-back, see NewQuorum), noting the raise as A.token's. K.meta,
--- K.mark (the claim's mark, optional); A.fence, A.token. Returns 1 when the
--- counter stands at A.fence or above by this claim's own doing: raised by
--- this call, or by an earlier one whose reply was lost, or its own
--- increment, the number its mark holds (a reply not read); 0 when another
--- claim took A.fence or more there.
-local f, by = tonumber(A.fence), A.token .. ":" .. A.fence
+-- write-back, see NewQuorum), noting the raise as A.token's (see
+-- obtain.lua's own_fence). K.meta, K.lease; A.fence, A.token. Returns 1
+-- when the counter stands at A.fence or above by this claim's doing or
+-- while it holds the lease here: raised by this call, or the claim's own
+-- number (its reply unread), or raised by another claim's write-back since
+-- it took the lease (no other claim takes a number here while it holds the
+-- lease); 0 when the counter was at A.fence or above without the lease
+-- (another claim may have taken A.fence itself here).
+local f = tonumber(A.fence)
 local cur = tonumber(redis.call("HGET", K.meta, "fence") or "0")
 if cur < f then
-  redis.call("HSET", K.meta, "fence", f, "fby", by)
+  redis.call("HSET", K.meta, "fence", f, "fby", A.token .. ":" .. A.fence)
   return 1
 end
-if cur == f and redis.call("HGET", K.meta, "fby") == by then
+if redis.call("GET", K.lease) == A.token then
   return 1
-end
-if K.mark then
-  local m = redis.call("HMGET", K.mark, "token", "end", "fence")
-  if own_running(m) and tonumber(m[3]) == cur then
-    return 1
-  end
 end
 return 0

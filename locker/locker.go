@@ -129,10 +129,10 @@ func checkClient(c Client) error {
 // already (in the common case that is the whole majority, and no write is
 // sent); otherwise counter = max(counter, F) is written to every other
 // node until, counting those, a majority has acknowledged it. A node
-// acknowledges only when the counter stands at F or above by this claim's
-// own doing (its raise, even one whose reply was lost, or its increment):
-// where another claim took F or more, that claim may hold F, and win with
-// it once this lease expired. Hence: for two leases on the same MetaKey
+// acknowledges when the write-back raised its counter, or when the claim
+// holds the lease there (no other claim takes a number there meanwhile):
+// where another claim took F or more without it, that claim may hold F,
+// and win with it once this lease expired. Hence: for two leases on the same MetaKey
 // whose claims do not overlap in time (the first returned before the
 // second began), the later lease's fence is strictly greater,
 // provided that a node in both majorities (two majorities always share one)
@@ -149,7 +149,11 @@ func checkClient(c Client) error {
 // maximum back; its wait numbers are not written back. A claim retried as
 // itself takes, on a node where the counter went past its mark's number,
 // the number it wrote back there itself, or else a new one (see
-// obtain.lua). A fence is not unique across different MetaKeys.
+// obtain.lua). Not covered: when this lease expires instead of ending, a
+// claim that overlapped this one's, one attempt of which lasts past that
+// expiry (its call queued in its process), can win with a number it took
+// on a node before this claim's write-back raised it there: below this
+// lease's fence. A fence is not unique across different MetaKeys.
 func NewQuorum(clients []Client, opts Options) (*Locker, error) {
 	if len(clients) == 0 {
 		return nil, fmt.Errorf("%w: NewQuorum needs at least one client", ErrInvalid)

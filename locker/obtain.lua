@@ -1,9 +1,11 @@
 -- obtain.lua: claim a lease (and, for a slot claim, the slot) in one round
 -- trip. Keys (see prelude.lua for the calling convention):
 --   K.lease    lease key: a string holding the holder's token, with a TTL
---   K.meta     the job's hash, no TTL: "fence" (counter), "hw" (highest
---              slot decided, unix seconds), "first" (first sight, unix s),
---              "rb" and "rh" (the ring's base and high-water, see RING)
+--   K.meta     the job's hash, no TTL: "fence" (counter), "fby" (who
+--              raised it last by a write-back, see fence.lua), "hw"
+--              (highest slot decided, unix seconds), "first" (first sight,
+--              unix s), "rb" and "rh" (the ring's base and high-water, see
+--              RING)
 --   K.ring     the job's ring of decided slots, no TTL (see RING)
 --   K.mark     the slot's mark, a hash: "token", "fence", "run" (running
 --              record), "prevhw" (hw before this claim), "end" (final record)

@@ -347,10 +347,11 @@ func codeOf(e *NotObtainedError) string {
 // already returned f have it (the common case: then no write is needed);
 // the counter is raised to f on the others, and the claim waits for as many
 // acknowledgements as the majority still lacks. A node acknowledges when
-// the counter stands at f or above by this bid's own doing (fence.lua): a
-// raise, this call's or an earlier one's, or its own increment, unread. A
-// node where another claim took f or more does not: that claim may hold f
-// itself, and win with it once this lease expired.
+// the write-back raised its counter, or when the bid holds the lease there
+// (fence.lua): no other claim takes a number there meanwhile, so a counter
+// at f or above is the bid's own increment or another claim's raise. A
+// node where another claim took f or more without it does not: that claim
+// may hold f itself, and win with it once this lease expired.
 func (b *Bid) writeFence(ctx context.Context, f int64, claims []nodeResult[obtainReply]) error {
 	l := b.lk
 	n := len(l.nodes)
@@ -366,7 +367,7 @@ func (b *Bid) writeFence(ctx context.Context, f int64, claims []nodeResult[obtai
 		return nil
 	}
 	a := fenceScript.args()
-	a.key("meta", b.claim.MetaKey).key("mark", b.claim.MarkKey).arg("fence", strconv.FormatInt(f, 10)).arg("token", b.token)
+	a.key("meta", b.claim.MetaKey).key("lease", b.claim.Key).arg("fence", strconv.FormatInt(f, 10)).arg("token", b.token)
 	g := fanoutTo(ctx, l.nodes, skip, laneMain, l.opts.NodeTimeout, fenceScript, a.line(), int64Reply)
 	ok, failed, others := have, 0, g.pending
 	for ok < l.quorum && failed <= others-(l.quorum-have) {

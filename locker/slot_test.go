@@ -1158,14 +1158,14 @@ func TestReplaceWait(t *testing.T) {
 	})
 }
 
-// TestServerClock: the offset to a local server is about zero, and it is
 // TestReplaceRetryFence: on one node, a replace claim that runs after
 // another takes a greater fence, when a claim whose reply was lost is
 // retried as itself (found by review).
 //   - Successor waiting: B1's claim of s won; B2's of s+1 started to wait
 //     with 2; B1's retry takes 3 (a greater number was taken since its
-//     own 1). B2, which runs after B1, took 2 before take.lua took a new
-//     number on one node too.
+//     own 1). B2, which runs after B1, ran with 2 at f49e143, which
+//     renumbered the retry, before take.lua took a new number on one
+//     node too.
 //   - Manual run after expiry: B1's lease expired, and a manual run took
 //     2 and ended; B1's retry waits (its successor key is gone) and takes
 //     the lease: before, with its first number, 1.
@@ -1246,6 +1246,7 @@ func TestReplaceRetryFence(t *testing.T) {
 	}
 }
 
+// TestServerClock: the offset to a local server is about zero, and it is
 // server minus local: a caller whose clock leads by 10s sees -10s.
 func TestServerClock(t *testing.T) {
 	t.Parallel()

@@ -1,21 +1,18 @@
 -- take.lua: a successor (overlap "replace") takes the lease once the run it
 -- replaces has stopped (released the lease) or its lease expired.
---   K.lease, K.next, K.mark (optional), K.running (optional), K.meta
---   (optional: a plain lock has none); A.token, A.ttl (ms), A.mark_ttl (ms)
+--   K.lease, K.next, K.mark (optional), K.running (optional), K.meta;
+--   A.token, A.ttl (ms), A.mark_ttl (ms)
 -- Reply: {"won", fence, ttl}; {"wait", 0, pttl} the holder still holds it;
 -- {"superseded"} a later claim replaced this one before it started.
 --
--- Every take that wins takes a new fence (with K.meta), above every number
+-- Every take that wins takes a new fence, above every number
 -- taken on this node, and stores it in the claim's running mark (for a
 -- retry of the claim as itself): the number the claim took when it started
 -- to wait may be below the fence of the run it replaces (in quorum mode
 -- that run's write-back may have reached this node only after it; on any
 -- node a retry of that run as itself, or a manual run after it expired,
--- may have taken a greater one since). fence is 0 without K.meta.
+-- may have taken a greater one since).
 local function fresh_fence()
-  if not K.meta then
-    return 0
-  end
   local f = redis.call("HINCRBY", K.meta, "fence", 1)
   if K.mark and own_running(redis.call("HMGET", K.mark, "token", "end")) then
     redis.call("HSET", K.mark, "fence", f)
