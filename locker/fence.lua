@@ -5,8 +5,11 @@
 -- while it holds the lease here: raised by this call, or the claim's own
 -- number (its reply unread), or raised by another claim's write-back since
 -- it took the lease (no other claim takes a number here while it holds the
--- lease); 0 when the counter was at A.fence or above without the lease
--- (another claim may have taken A.fence itself here).
+-- lease, when the lease is the job's: overlap forbid or replace; with
+-- overlap allow each slot has its own lease, and runs whose claims overlap
+-- may share a fence, which NewQuorum does not promise against); 0 when the
+-- counter was at A.fence or above without the lease (another claim may
+-- have taken A.fence itself here).
 local f = tonumber(A.fence)
 local cur = tonumber(redis.call("HGET", K.meta, "fence") or "0")
 if cur < f then
