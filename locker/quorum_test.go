@@ -683,8 +683,7 @@ func TestQuorumFenceOwnUnread(t *testing.T) {
 // nodes 0 and 2 with 21 and 18; before its write-back reaches node 2, node
 // 2's counter is raised to 25; its write-back to node 1 is cut. At
 // 61f4c91 (only raises and the claim's own numbers counted) it failed
-// for want of a majority, and the bench's quorum suite collapsed at
-// 4,000 firings a second where it had run every firing.
+// for want of a majority.
 func TestQuorumFenceRaisedUnderLease(t *testing.T) {
 	t.Parallel()
 	proxies, clients, direct := proxiedNodes(t, 5*time.Second)
