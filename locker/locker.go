@@ -125,14 +125,17 @@ func checkClient(c Client) error {
 // Fence guarantee. Each node increments its own counter; the lease's fence F
 // is the maximum of the results of the majority whose claims made the claim
 // succeed. Before Obtain returns, a majority of nodes has the counter at F
-// by this claim's doing: the nodes whose increment returned F have it
-// already (in the common case that is the whole majority, and no write is
-// sent); otherwise counter = max(counter, F) is written to every other
-// node until, counting those, a majority has acknowledged it. A node
-// acknowledges when the write-back raised its counter, or when the claim
-// holds the lease there (no other claim takes a number there meanwhile):
-// where another claim took F or more without it, that claim may hold F,
-// and win with it once this lease expired. Hence: for two leases on the same MetaKey
+// or above: the nodes whose increment returned F have it already (in the
+// common case that is the whole majority, and no write is sent); otherwise
+// counter = max(counter, F) is written to every other node until, counting
+// those, a majority has acknowledged it. A node acknowledges when the
+// write-back raised its counter, or when the claim holds the lease there:
+// meanwhile no other claim of the same Key takes a number there that it
+// can run with (a waiting replace claim takes new ones as it takes the
+// lease over). Where another claim took F or more without it, that claim
+// may hold F, and win with it once this lease expired. Every claim of a
+// MetaKey is assumed to use the same Key (with overlap allow's key per
+// slot, runs whose claims overlap may share a fence). Hence: for two leases on the same MetaKey
 // whose claims do not overlap in time (the first returned before the
 // second began), the later lease's fence is strictly greater,
 // provided that a node in both majorities (two majorities always share one)

@@ -343,15 +343,17 @@ func codeOf(e *NotObtainedError) string {
 }
 
 // writeFence makes sure that a majority of nodes have the bid's fence
-// counter at f or above, each by this bid's own doing. The nodes whose claim
-// already returned f have it (the common case: then no write is needed);
-// the counter is raised to f on the others, and the claim waits for as many
-// acknowledgements as the majority still lacks. A node acknowledges when
-// the write-back raised its counter, or when the bid holds the lease there
-// (fence.lua): no other claim takes a number there meanwhile, so a counter
-// at f or above is the bid's own increment or another claim's raise. A
-// node where another claim took f or more without it does not: that claim
-// may hold f itself, and win with it once this lease expired.
+// counter at f or above. The nodes whose claim already returned f have it
+// (the common case: then no write is needed); the counter is raised to f
+// on the others, and the claim waits for as many acknowledgements as the
+// majority still lacks. A node acknowledges when the write-back raised its
+// counter, or when the bid holds the lease there (fence.lua): no other
+// claim takes a number there meanwhile that it can run with (a replace
+// claim waiting there takes one, but takes a new one as it takes the lease
+// over), so a counter at f or above is the bid's own increment or another
+// claim's raise. A node where another claim took f or more without it does
+// not: that claim may hold f itself, and win with it once this lease
+// expired.
 func (b *Bid) writeFence(ctx context.Context, f int64, claims []nodeResult[obtainReply]) error {
 	l := b.lk
 	n := len(l.nodes)
