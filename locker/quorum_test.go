@@ -544,6 +544,44 @@ func TestQuorumFenceOverlap(t *testing.T) {
 	}
 }
 
+// fenceNodes are three proxied nodes and a quorum locker over them, for
+// a slot claim (TTL 10s) of key/meta, made by claim.
+type fenceNodes struct {
+	proxies         []*redistest.Proxy
+	clients, direct []*redis.Client
+	l               *locker.Locker
+	key, meta       string
+	claim           func(key, meta string) locker.Claim
+}
+
+// newFenceNodes starts them, with replies read within read, the job's
+// fence counters at fences (a warm-up job's too), and node blocked (if
+// not -1) refusing connections; a warm-up claim has connected the locker
+// and loaded its scripts (fence.lua where a write-back went).
+func newFenceNodes(t *testing.T, read time.Duration, fences [3]int, blocked int) fenceNodes {
+	t.Helper()
+	x := fenceNodes{}
+	x.proxies, x.clients, x.direct = proxiedNodes(t, read)
+	x.key, x.meta = keys(t)
+	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
+	x.claim = func(key, meta string) locker.Claim {
+		c := slotClaim(key, meta, slot)
+		c.Unwatched, c.TTL = true, 10*time.Second
+		return c
+	}
+	for i, f := range fences {
+		for _, m := range []string{x.meta, x.meta + "-warm"} {
+			must(t, x.direct[i].HSet(bg, m, "fence", f, "hw", unix(slot.Add(-time.Second)), "first", unix(slot.Add(-time.Hour))).Err())
+		}
+	}
+	x.l = newQuorum(t, x.clients, locker.Options{NodeTimeout: 5 * time.Second})
+	if blocked >= 0 {
+		x.proxies[blocked].Block(true)
+	}
+	must(t, mustObtain(t, x.l, x.claim(x.key+"-warm", x.meta+"-warm")).Release(bg))
+	return x
+}
+
 // TestQuorumFenceRetried: a claim whose write-back raised a counter but
 // lost the reply is retried as itself. Node 1 refuses connections during
 // the first attempt, which wins on nodes 0 and 2 at counters 10 and 5: the
@@ -567,26 +605,11 @@ func TestQuorumFenceRetried(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			proxies, clients, direct := proxiedNodes(t, time.Second)
-			key, meta := keys(t)
-			slot := time.Now().Truncate(time.Second).Add(-time.Minute)
-			claim := func(key, meta string) locker.Claim {
-				c := slotClaim(key, meta, slot)
-				c.Unwatched, c.TTL = true, 10*time.Second
-				return c
-			}
-			for i, f := range []int{10, 5, 5} {
-				for _, m := range []string{meta, meta + "-warm"} {
-					must(t, direct[i].HSet(bg, m, "fence", f, "hw", unix(slot.Add(-time.Second)), "first", unix(slot.Add(-time.Hour))).Err())
-				}
-			}
-			l := newQuorum(t, clients, locker.Options{NodeTimeout: 5 * time.Second})
-			proxies[1].Block(true)
 			// Connected, and fence.lua loaded on node 2, before its reply
 			// is held (else the held reply is NOSCRIPT, and nothing is
 			// raised).
-			warm := mustObtain(t, l, claim(key+"-warm", meta+"-warm"))
-			must(t, warm.Release(bg))
+			x := newFenceNodes(t, time.Second, [3]int{10, 5, 5}, 1)
+			proxies, clients, direct, l, key, meta, claim := x.proxies, x.clients, x.direct, x.l, x.key, x.meta, x.claim
 			var armed atomic.Bool
 			armed.Store(true)
 			clients[2].AddHook(redistest.BeforeHook(func(cmd redis.Cmder) {
@@ -630,28 +653,15 @@ func TestQuorumFenceRetried(t *testing.T) {
 
 // TestQuorumFenceOwnUnread: the write-back counts a node where the claim
 // holds the lease and the counter stands at its own increment, whose reply
-// it did not read (it won on the first two replies). Counters 10, 5, 10; node 2's
-// replies are slow: nodes 0 and 1 give 11 and 6, node 2 took 11 too. The
-// write-back goes to nodes 1 (cut) and 2: before, node 2 (counter 11, not
-// raised by the write-back) did not count, and the claim failed.
+// it did not read (it won on the first two replies). Counters 10, 5, 10;
+// node 2's replies are slow: nodes 0 and 1 give 11 and 6, node 2 took 11
+// too. The write-back goes to nodes 1 (cut) and 2: at e2abc79, node 2
+// (counter 11, not raised by the write-back) did not count, and the claim
+// failed (found by review).
 func TestQuorumFenceOwnUnread(t *testing.T) {
 	t.Parallel()
-	proxies, clients, direct := proxiedNodes(t, 5*time.Second)
-	key, meta := keys(t)
-	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
-	claim := func(key, meta string) locker.Claim {
-		c := slotClaim(key, meta, slot)
-		c.Unwatched, c.TTL = true, 10*time.Second
-		return c
-	}
-	for i, f := range []int{10, 5, 10} {
-		for _, m := range []string{meta, meta + "-warm"} {
-			must(t, direct[i].HSet(bg, m, "fence", f, "hw", unix(slot.Add(-time.Second)), "first", unix(slot.Add(-time.Hour))).Err())
-		}
-	}
-	l := newQuorum(t, clients, locker.Options{NodeTimeout: 5 * time.Second})
-	warm := mustObtain(t, l, claim(key+"-warm", meta+"-warm"))
-	must(t, warm.Release(bg))
+	x := newFenceNodes(t, 5*time.Second, [3]int{10, 5, 10}, -1)
+	proxies, clients, l, key, meta, claim := x.proxies, x.clients, x.l, x.key, x.meta, x.claim
 	var armed atomic.Bool
 	armed.Store(true)
 	clients[1].AddHook(redistest.BeforeHook(func(cmd redis.Cmder) {
@@ -686,22 +696,8 @@ func TestQuorumFenceOwnUnread(t *testing.T) {
 // for want of a majority.
 func TestQuorumFenceRaisedUnderLease(t *testing.T) {
 	t.Parallel()
-	proxies, clients, direct := proxiedNodes(t, 5*time.Second)
-	key, meta := keys(t)
-	slot := time.Now().Truncate(time.Second).Add(-time.Minute)
-	claim := func(key, meta string) locker.Claim {
-		c := slotClaim(key, meta, slot)
-		c.Unwatched, c.TTL = true, 10*time.Second
-		return c
-	}
-	for i, f := range []int{20, 5, 17} {
-		for _, m := range []string{meta, meta + "-warm"} {
-			must(t, direct[i].HSet(bg, m, "fence", f, "hw", unix(slot.Add(-time.Second)), "first", unix(slot.Add(-time.Hour))).Err())
-		}
-	}
-	l := newQuorum(t, clients, locker.Options{NodeTimeout: 5 * time.Second})
-	warm := mustObtain(t, l, claim(key+"-warm", meta+"-warm"))
-	must(t, warm.Release(bg))
+	x := newFenceNodes(t, 5*time.Second, [3]int{20, 5, 17}, -1)
+	proxies, clients, direct, l, key, meta, claim := x.proxies, x.clients, x.direct, x.l, x.key, x.meta, x.claim
 	must(t, direct[1].Set(bg, key, "slot-before", time.Minute).Err())
 	var armed1, armed2 atomic.Bool
 	armed1.Store(true)
