@@ -5,13 +5,13 @@
 -- Reply: {"won", fence, ttl}; {"wait", 0, pttl} the holder still holds it;
 -- {"superseded"} a later claim replaced this one before it started.
 --
--- Every take that wins takes a new fence, above every number
--- taken on this node, and stores it in the claim's running mark (for a
--- retry of the claim as itself): the number the claim took when it started
--- to wait may be below the fence of the run it replaces (in quorum mode
--- that run's write-back may have reached this node only after it; on any
--- node a retry of that run as itself, or a manual run after it expired,
--- may have taken a greater one since).
+-- Every take that wins takes a new fence, above every number taken on
+-- this node, and stores it in the claim's running mark (for a retry of the
+-- claim as itself): the number the claim took when it started to wait may
+-- be below the fence of the run it replaces (in quorum mode that run's
+-- write-back may have reached this node only after it; on any node a
+-- retry of that run as itself, or a manual run after it expired, may have
+-- taken a greater one since).
 local function fresh_fence()
   local f = redis.call("HINCRBY", K.meta, "fence", 1)
   if K.mark and own_running(redis.call("HMGET", K.mark, "token", "end")) then
