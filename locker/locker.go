@@ -135,11 +135,11 @@ func checkClient(c Client) error {
 // lease over). Where another claim took F or more without it, that claim
 // may hold F, and win with it once this lease expired. Every claim of a
 // MetaKey is assumed to use the same Key (with overlap allow's key per
-// slot, runs whose claims overlap may share a fence). Hence: for two leases on the same MetaKey
-// whose claims do not overlap in time (the first returned before the
-// second began), the later lease's fence is strictly greater,
-// provided that a node in both majorities (two majorities always share one)
-// kept its counter in between. With AOF and appendfsync always a restart
+// slot, runs whose claims overlap may share a fence). Hence: for two
+// leases on the same MetaKey whose claims do not overlap in time (the
+// first returned before the second began), the later lease's fence is
+// strictly greater, provided that a node in both majorities (two
+// majorities always share one) kept its counter in between. With AOF and appendfsync always a restart
 // keeps it; a node that restarts without persistence may break the
 // promise. Release and Finish also raise the counter to F on each node
 // where they free the lease, so that a claim granted on a node after the

@@ -228,15 +228,19 @@ local function raise_hw()
   end
 end
 
--- raise_fence raises the job's fence counter (K.meta) to at least f and
--- returns the counter.
-local function raise_fence(f)
-  local cur = tonumber(redis.call("HGET", K.meta, "fence") or "0")
-  if cur < tonumber(f) then
-    redis.call("HSET", K.meta, "fence", f)
-    return tonumber(f)
+-- raise_fence raises the job's fence counter (K.meta) to at least f,
+-- noting by as the raiser ("fby") when given, and says whether it raised
+-- it.
+local function raise_fence(f, by)
+  if tonumber(redis.call("HGET", K.meta, "fence") or "0") >= tonumber(f) then
+    return false
   end
-  return cur
+  if by then
+    redis.call("HSET", K.meta, "fence", f, "fby", by)
+  else
+    redis.call("HSET", K.meta, "fence", f)
+  end
+  return true
 end
 
 -- own_running says whether the mark holds this token's claim, not yet ended.
