@@ -3,6 +3,7 @@ package locker
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -182,4 +183,155 @@ func TestNoScriptLoadsEachScriptOnce(t *testing.T) {
 func netInput(t *testing.T, c *redis.Client) int {
 	t.Helper()
 	return redistest.InfoInt(t, c.Info(context.Background(), "stats").Val(), "total_net_input_bytes:")
+}
+
+// TestRecordsWaitBehindOtherCalls: skip records queued in a lane go out
+// behind the other calls queued with them, and still take recordShare of
+// each batch while those wait. Calls queue, records and others
+// alternating, while the lane waits for a reply that the proxy holds; the
+// order in which Redis runs them is the order of their pushes to one list.
+func TestRecordsWaitBehindOtherCalls(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	p := redistest.StartProxyFor(t, srv)
+	c := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, PoolSize: 4, ContextTimeoutEnabled: true, ReadTimeout: 5 * time.Second})
+	t.Cleanup(func() { _ = c.Close() })
+	bg := context.Background()
+	if err := c.Ping(bg).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ln := &newNode(c, false).lanes[laneMain]
+	p.Hold(redistest.ToClient)
+	held := newCall(bg, redis.NewCmd(bg, "ping"), nil, 5*time.Second)
+	heldDone := make(chan error, 1)
+	go func() { heldDone <- ln.run(held) }()
+	waitBusy(t, ln)
+
+	const n = 200 // of each kind
+	done := make(chan *call, 2*n)
+	for i := range n {
+		for _, name := range []string{"R" + strconv.Itoa(i), "N" + strconv.Itoa(i)} {
+			cl := newCall(bg, redis.NewCmd(bg, "rpush", "order", name), nil, 5*time.Second)
+			cl.done = done
+			if name[0] == 'R' {
+				cl.prio = prioRecord
+			}
+			ln.send(cl)
+		}
+	}
+	p.Release(redistest.ToClient)
+	if err := <-heldDone; err != nil {
+		t.Fatalf("the held call: %v", err)
+	}
+	for range 2 * n {
+		if cl := <-done; cl.cmd.Err() != nil {
+			t.Fatalf("%v: %v", cl.cmd.Args(), cl.cmd.Err())
+		}
+	}
+
+	// The batches: 96 others and 32 records, twice; the last 8 others and
+	// 120 records; the last 16 records.
+	var want []string
+	add := func(kind string, from, to int) {
+		for i := from; i < to; i++ {
+			want = append(want, kind+strconv.Itoa(i))
+		}
+	}
+	add("N", 0, 96)
+	add("R", 0, 32)
+	add("N", 96, 192)
+	add("R", 32, 64)
+	add("N", 192, 200)
+	add("R", 64, 200)
+	got, err := c.LRange(bg, "order", 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("the order Redis ran the calls in:\ngot  %v\nwant %v", got, want)
+	}
+}
+
+// TestSkipRecordsWaitBehindClaims: a claim made while a recorder's burst
+// of skip records is queued (Redis answers slowly, through a proxy that
+// delays its replies) goes out in the next batch, not behind the burst:
+// when its lease is in, most of the records are not yet written; then
+// every record is.
+func TestSkipRecordsWaitBehindClaims(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	p := redistest.StartProxyFor(t, srv)
+	c := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, PoolSize: 4, ContextTimeoutEnabled: true, ReadTimeout: 5 * time.Second})
+	direct := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true, ReadTimeout: 5 * time.Second})
+	t.Cleanup(func() { _, _ = c.Close(), direct.Close() })
+	bg := context.Background()
+	lk, err := New(c, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ping(bg).Err(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 1000
+	now := time.Now()
+	slot := now.Truncate(time.Second).Add(-time.Minute)
+	skips := func(prefix string) ([]Skip, []string) {
+		ss, marks := make([]Skip, n), make([]string, n)
+		for i := range ss {
+			job := "redcron:" + prefix + strconv.Itoa(i)
+			marks[i] = job + ":slot"
+			ss[i] = Skip{MarkKey: marks[i], MetaKey: job + ":meta", Slot: slot, Record: "skipped:outage",
+				Retention: time.Hour, NotBefore: now.Add(-time.Second), NotAfter: now.Add(time.Minute)}
+		}
+		return ss, marks
+	}
+	// Redis learns the scripts (batch.lua's too) before its replies come
+	// late: a call answered NOSCRIPT takes a second round trip.
+	warm, _ := skips("warm")
+	for i, err := range lk.RecordSkips(bg, warm) {
+		if err != nil {
+			t.Fatalf("warm-up skip %d: %v", i, err)
+		}
+	}
+	p.Delay(redistest.ToClient, 200*time.Millisecond)
+
+	ss, marks := skips("skip")
+	recorded := make(chan []error, 1)
+	go func() { recorded <- lk.RecordSkips(bg, ss) }()
+	ln := &lk.nodes[0].lanes[laneMain]
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ln.mu.Lock()
+		queued := len(ln.queue) + len(ln.records)
+		ln.mu.Unlock()
+		if queued >= n-maxBatch {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("skip records queued: got %d, want at least %d", queued, n-maxBatch)
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	lease, err := lk.Obtain(bg, Claim{Key: "redcron:claimed:run", MetaKey: "redcron:claimed:meta", TTL: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("Obtain: %v", err)
+	}
+	written, err := direct.Exists(bg, marks...).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("skip records written when the claim's lease was in: %d of %d", written, n)
+	if written >= n {
+		t.Errorf("skip records written when the claim's lease was in: got %d of %d, want fewer (the claim queued behind them)", written, n)
+	}
+	if err := lease.Release(bg); err != nil {
+		t.Errorf("Release: %v", err)
+	}
+	for i, err := range <-recorded {
+		if err != nil {
+			t.Fatalf("skip %d: %v", i, err)
+		}
+	}
+	if got, err := direct.Exists(bg, marks...).Result(); err != nil || got != n {
+		t.Errorf("skip records written: got %d (%v), want %d", got, err, n)
+	}
 }

@@ -461,7 +461,7 @@ func (l *Locker) eachReached(ctx context.Context, reached []bool, s *script, lin
 			return nil
 		}
 	}
-	rs := fanoutTo(ctx, l.nodes, skip, laneMain, l.opts.NodeTimeout, s, line, anyReply).all()
+	rs := fanoutTo(ctx, l.nodes, skip, laneMain, prioNormal, l.opts.NodeTimeout, s, line, anyReply).all()
 	for _, r := range rs {
 		if r.err == nil {
 			ok++

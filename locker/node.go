@@ -17,7 +17,8 @@ import (
 // renewals travel in batches of their own, so that a renewal close to its
 // lease's deadline never shortens, or waits behind, a burst of claims; every
 // other call (claims, finishes, releases, skip records) goes in the main
-// lane, so that an overloaded replica sends one batch at a time. (A lane
+// lane, so that an overloaded replica sends one batch at a time, skip
+// records behind the others (see prioRecord). (A lane
 // of their own, tried, bought nothing measurable at 10,000 firings/s and
 // was not shown harmless for 30 replicas: bench/results/ab/rate-10..13-*,
 // r30-5..10-*.)
@@ -32,6 +33,25 @@ const (
 	laneMain  = 0
 	laneRenew = 1
 )
+
+// priority orders the calls queued in a lane.
+type priority uint8
+
+const (
+	// prioNormal calls go out in the order made.
+	prioNormal priority = iota
+	// prioRecord calls (skip records) wait behind the prioNormal calls
+	// queued with them, filling what those leave of a batch, and take at
+	// least recordShare of each batch while any wait: a burst of records
+	// does not delay claims and finishes, so that their replies do not
+	// come late and turn into more skips (quorum mode collapsed so past
+	// its knee), and records still go out in an overload.
+	prioRecord
+)
+
+// recordShare is how many prioRecord calls a batch carries at least, when
+// that many are queued, while prioNormal calls wait.
+const recordShare = maxBatch / 4
 
 // newNode is the node of c; unbatched: Options.Unbatched.
 func newNode(c Client, unbatched bool) *node {
@@ -65,8 +85,8 @@ func newNode(c Client, unbatched bool) *node {
 // written with the latest deadline of its calls, so no call is cut short by
 // another's; a caller whose own context ends first stops waiting. A call
 // whose context ended while it was queued is answered with that error and
-// not sent. One caller's calls to one lane run in the order made (the
-// queue is FIFO and one batch is in flight at a time).
+// not sent. One caller's calls of one priority to one lane run in the
+// order made (each queue is FIFO and one batch is in flight at a time).
 //
 // On a server that holds every key (not a cluster), the script calls of a
 // batch go as one call of batch.lua, which runs them in turn and answers
@@ -77,11 +97,12 @@ type lane struct {
 	ack     ackPolicy   // WAIT after claims (see ack.go); zero: off
 	combine atomic.Bool // a batch's script calls travel in batch.lua's (see combine); off after CROSSSLOT
 
-	mu    sync.Mutex
-	busy  bool      // a call or batch is in flight; new calls queue
-	since time.Time // when the call or batch in flight was written; zero when none
-	queue []*call   // waiting for the next batch
-	spare []*call   // the previous batch's slice, reused
+	mu      sync.Mutex
+	busy    bool      // a call or batch is in flight; new calls queue
+	since   time.Time // when the call or batch in flight was written; zero when none
+	queue   []*call   // prioNormal calls waiting for the next batch
+	records []*call   // prioRecord calls waiting for the next batch
+	spare   []*call   // the previous batch's slice, reused
 }
 
 // maxBatch caps the calls sent in one pipeline. A burst (every job of a
@@ -94,6 +115,7 @@ type call struct {
 	ctx     context.Context
 	cmd     *redis.Cmd
 	script  *script       // the script it runs (nil: none), for EVAL on NOSCRIPT; named: may be carried (see combine)
+	prio    priority      // its place in its lane's queue
 	parts   []*call       // the calls that a batch.lua call carries (see combine)
 	timeout time.Duration // from the write
 	node    int
@@ -162,7 +184,7 @@ func (l *lane) run(c *call) error {
 		l.exec1(c)
 		l.mu.Lock()
 		l.since = time.Time{} // the flusher sets it for its batches
-		if len(l.queue) == 0 {
+		if !l.queued() {
 			l.busy = false
 			l.mu.Unlock()
 		} else {
@@ -172,7 +194,7 @@ func (l *lane) run(c *call) error {
 		return c.cmd.Err()
 	}
 	c.done = make(chan *call, 1)
-	l.queue = append(l.queue, c)
+	l.enqueue(c)
 	l.mu.Unlock()
 	select {
 	case <-c.done:
@@ -191,7 +213,7 @@ func (l *lane) run(c *call) error {
 // (which the caller made, buffered) receives c when its reply is in.
 func (l *lane) send(c *call) {
 	l.mu.Lock()
-	l.queue = append(l.queue, c)
+	l.enqueue(c)
 	if l.busy {
 		l.mu.Unlock()
 		return
@@ -201,25 +223,38 @@ func (l *lane) send(c *call) {
 	go l.flush()
 }
 
-// flush sends the queue as batches until it is empty, then exits.
+// enqueue queues c by its priority; l.mu is held.
+func (l *lane) enqueue(c *call) {
+	if c.prio == prioRecord {
+		l.records = append(l.records, c)
+	} else {
+		l.queue = append(l.queue, c)
+	}
+}
+
+// queued says whether any call waits; l.mu is held.
+func (l *lane) queued() bool { return len(l.queue)+len(l.records) > 0 }
+
+// flush sends the queues as batches until they are empty, then exits.
+// A batch takes up to maxBatch calls: the prioNormal calls first, in the
+// order made, then prioRecord calls in what they leave, and at least
+// recordShare of those while they wait (see prioRecord).
 func (l *lane) flush() {
 	for {
 		l.mu.Lock()
-		batch := l.queue
-		if len(batch) == 0 {
+		if !l.queued() {
 			l.busy, l.since = false, time.Time{}
 			l.mu.Unlock()
 			return
 		}
 		l.since = time.Now()
-		if len(batch) > maxBatch {
-			// Replies come back batch by batch: the first callers of a burst
-			// need not wait for Redis to run the whole burst.
-			batch = l.queue[:maxBatch:maxBatch]
-			l.queue = append(l.spare[:0], l.queue[maxBatch:]...)
-		} else {
-			l.queue = l.spare[:0]
-		}
+		// Replies come back batch by batch: the first callers of a burst
+		// need not wait for Redis to run the whole burst.
+		nRec := min(len(l.records), max(maxBatch-len(l.queue), recordShare))
+		nNorm := min(len(l.queue), maxBatch-nRec)
+		batch := append(l.spare[:0], l.queue[:nNorm]...)
+		batch = append(batch, l.records[:nRec]...)
+		l.queue, l.records = dropFront(l.queue, nNorm), dropFront(l.records, nRec)
 		l.mu.Unlock()
 
 		l.execBatch(batch)
@@ -231,6 +266,16 @@ func (l *lane) flush() {
 		l.spare = batch
 		l.mu.Unlock()
 	}
+}
+
+// dropFront removes q's first n calls, keeping its array.
+func dropFront(q []*call, n int) []*call {
+	if n == 0 {
+		return q
+	}
+	k := copy(q, q[n:])
+	clear(q[k:])
+	return q[:k]
 }
 
 // waiting says how long the call or batch in flight has waited for its

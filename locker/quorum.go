@@ -40,12 +40,12 @@ type gather[T any] struct {
 // timeout, into a buffered channel. line is shared by the nodes' commands,
 // read only.
 func fanout[T any](ctx context.Context, nodes []*node, ln int, timeout time.Duration, s *script, line []any, parse func(*redis.Cmd) (T, error)) *gather[T] {
-	return fanoutTo(ctx, nodes, nil, ln, timeout, s, line, parse)
+	return fanoutTo(ctx, nodes, nil, ln, prioNormal, timeout, s, line, parse)
 }
 
 // fanoutTo is fanout to the nodes whose skip entry is false (all when skip
-// is nil).
-func fanoutTo[T any](ctx context.Context, nodes []*node, skip []bool, ln int, timeout time.Duration, s *script, line []any, parse func(*redis.Cmd) (T, error)) *gather[T] {
+// is nil), its calls queued with priority pr.
+func fanoutTo[T any](ctx context.Context, nodes []*node, skip []bool, ln int, pr priority, timeout time.Duration, s *script, line []any, parse func(*redis.Cmd) (T, error)) *gather[T] {
 	g := &gather[T]{ch: make(chan *call, len(nodes)), parse: parse, got: make([]nodeResult[T], 0, len(nodes)),
 		done: ctx.Done(), calls: make([]*call, len(nodes))}
 	for i, n := range nodes {
@@ -53,7 +53,7 @@ func fanoutTo[T any](ctx context.Context, nodes []*node, skip []bool, ln int, ti
 			continue
 		}
 		c := newCall(ctx, redis.NewCmd(ctx, line...), s, timeout)
-		c.node, c.done = i, g.ch
+		c.node, c.done, c.prio = i, g.ch, pr
 		g.calls[i] = c
 		g.pending++
 		n.lanes[ln].send(c)
@@ -287,7 +287,7 @@ func (b *Bid) drop(rs []nodeResult[obtainReply]) {
 		return
 	}
 	line := b.claim.releaseLine(b.token, markDrop, "", 0)
-	fanoutTo(context.Background(), l.nodes, skip, laneMain, l.opts.NodeTimeout, releaseScript, line, textReply).all()
+	fanoutTo(context.Background(), l.nodes, skip, laneMain, prioNormal, l.opts.NodeTimeout, releaseScript, line, textReply).all()
 }
 
 // quorumRefusal tells whether the refusals of a failed quorum claim decide
@@ -370,7 +370,7 @@ func (b *Bid) writeFence(ctx context.Context, f int64, claims []nodeResult[obtai
 	}
 	a := fenceScript.args()
 	a.key("meta", b.claim.MetaKey).key("lease", b.claim.Key).arg("fence", strconv.FormatInt(f, 10)).arg("token", b.token)
-	g := fanoutTo(ctx, l.nodes, skip, laneMain, l.opts.NodeTimeout, fenceScript, a.line(), int64Reply)
+	g := fanoutTo(ctx, l.nodes, skip, laneMain, prioNormal, l.opts.NodeTimeout, fenceScript, a.line(), int64Reply)
 	ok, failed, others := have, 0, g.pending
 	for ok < l.quorum && failed <= others-(l.quorum-have) {
 		r, _ := g.next()
