@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -203,6 +204,22 @@ func (l *Locker) Stuck(d time.Duration) bool {
 		}
 	}
 	return stuck > len(l.nodes)-l.quorum
+}
+
+// Backlog is how long the claims' calls have waited in this process to
+// reach a majority of the nodes, while more than a batch waits: on each
+// node, the age of the oldest call queued behind the batch in flight when
+// more than maxBatch are queued (0 otherwise), and of these the
+// majority-th shortest. It grows when this replica makes calls faster
+// than Redis answers them: an overload.
+func (l *Locker) Backlog() time.Duration {
+	now := time.Now()
+	bs := make([]time.Duration, len(l.nodes))
+	for i, n := range l.nodes {
+		bs[i] = n.lanes[laneMain].backlog(now)
+	}
+	slices.Sort(bs)
+	return bs[l.quorum-1]
 }
 
 // Bid is one claim in flight under one token, from its first attempt until

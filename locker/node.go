@@ -116,6 +116,7 @@ type call struct {
 	cmd     *redis.Cmd
 	script  *script       // the script it runs (nil: none), for EVAL on NOSCRIPT; named: may be carried (see combine)
 	prio    priority      // its place in its lane's queue
+	queued  time.Time     // when it was queued behind a call in flight (zero: never)
 	parts   []*call       // the calls that a batch.lua call carries (see combine)
 	timeout time.Duration // from the write
 	node    int
@@ -225,6 +226,7 @@ func (l *lane) send(c *call) {
 
 // enqueue queues c by its priority; l.mu is held.
 func (l *lane) enqueue(c *call) {
+	c.queued = time.Now()
 	if c.prio == prioRecord {
 		l.records = append(l.records, c)
 	} else {
@@ -276,6 +278,19 @@ func dropFront(q []*call, n int) []*call {
 	k := copy(q, q[n:])
 	clear(q[k:])
 	return q[:k]
+}
+
+// backlog says how long the oldest prioNormal call queued has waited to
+// be written, while more than a batch of them waits (0 otherwise): calls
+// made now would wait behind at least one full batch more. A reply held
+// with fewer calls queued is no backlog: they all go out when it comes.
+func (l *lane) backlog(now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.queue) < maxBatch {
+		return 0
+	}
+	return now.Sub(l.queue[0].queued)
 }
 
 // waiting says how long the call or batch in flight has waited for its

@@ -212,6 +212,9 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 		case !s.clock.healthy():
 			return giveUp(store.ReasonClock)
 		}
+		if attempt == 1 && s.shed(retryUntil) {
+			return giveUp(store.ReasonLate)
+		}
 		var lease *locker.Lease
 		var err error
 		sent := clk.Now()
@@ -363,6 +366,18 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			return giveUp(store.ReasonAborted)
 		}
 	}
+}
+
+// shed says whether a claim bounded by until is given up unsent, as late:
+// this replica's calls to Redis wait in its own queue (Locker.Backlog)
+// longer than half the time the claim has left. Sent, it would reach some
+// nodes and not others before its bound, or win too late, and its
+// withdrawal and skip would cost Redis more than its run: in an overload
+// the firings shed keep the queue short enough that those sent run, and
+// the lag stays within each claim's window.
+func (s *Scheduler) shed(until time.Time) bool {
+	left := until.Sub(s.opts.Clock.Now()) - claimGuard
+	return s.locker.Backlog() > left/2
 }
 
 // splitRetry is the random delay before a claim whose votes split is sent

@@ -25,6 +25,7 @@ type Locker interface {
 	ServerClock(ctx context.Context, now func() time.Time) (locker.ServerClock, error)
 	RecordSkips(ctx context.Context, ss []locker.Skip) []error
 	Stuck(d time.Duration) bool
+	Backlog() time.Duration
 }
 
 // Scheduler runs jobs on their slots, claiming each (job, slot) in Redis
