@@ -251,23 +251,33 @@ func TestRecordsWaitBehindOtherCalls(t *testing.T) {
 	}
 }
 
-// TestSkipRecordsWaitBehindClaims: a claim made while a recorder's burst
-// of skip records is queued (Redis answers slowly, through a proxy that
-// delays its replies) goes out in the next batch, not behind the burst:
-// when its lease is in, most of the records are not yet written; then
-// every record is.
+// TestSkipRecordsWaitBehindClaims: in quorum mode, a claim made while a
+// recorder's burst of skip records is queued (the masters answer slowly,
+// through proxies that delay their replies) goes out in the next batch,
+// not behind the burst: when its lease is in, most of the burst's first
+// round is still queued. Then every record is written. With one node the
+// records keep their place in the queue.
 func TestSkipRecordsWaitBehindClaims(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	p := redistest.StartProxyFor(t, srv)
-	c := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, PoolSize: 4, ContextTimeoutEnabled: true, ReadTimeout: 5 * time.Second})
-	direct := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true, ReadTimeout: 5 * time.Second})
-	t.Cleanup(func() { _, _ = c.Close(), direct.Close() })
 	bg := context.Background()
-	lk, err := New(c, Options{})
-	if err != nil {
-		t.Fatal(err)
+	var clients []Client
+	var proxies []*redistest.Proxy
+	var direct *redis.Client // master 0, not through its proxy
+	for i := range 3 {
+		srv := redistest.Start(t, redistest.Options{})
+		p := redistest.StartProxyFor(t, srv)
+		c := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, PoolSize: 4, ContextTimeoutEnabled: true, ReadTimeout: 5 * time.Second})
+		t.Cleanup(func() { _ = c.Close() })
+		if err := c.Ping(bg).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			direct = redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true, ReadTimeout: 5 * time.Second})
+			t.Cleanup(func() { _ = direct.Close() })
+		}
+		clients, proxies = append(clients, c), append(proxies, p)
 	}
-	if err := c.Ping(bg).Err(); err != nil {
+	lk, err := NewQuorum(clients, Options{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	const n = 1000
@@ -283,30 +293,38 @@ func TestSkipRecordsWaitBehindClaims(t *testing.T) {
 		}
 		return ss, marks
 	}
-	// Redis learns the scripts (batch.lua's too) before its replies come
-	// late: a call answered NOSCRIPT takes a second round trip.
+	// The masters learn the scripts (batch.lua's too) before their replies
+	// come late: a call answered NOSCRIPT takes a second round trip.
 	warm, _ := skips("warm")
 	for i, err := range lk.RecordSkips(bg, warm) {
 		if err != nil {
 			t.Fatalf("warm-up skip %d: %v", i, err)
 		}
 	}
-	p.Delay(redistest.ToClient, 200*time.Millisecond)
+	for _, p := range proxies {
+		p.Delay(redistest.ToClient, 200*time.Millisecond)
+	}
 
 	ss, marks := skips("skip")
 	recorded := make(chan []error, 1)
 	go func() { recorded <- lk.RecordSkips(bg, ss) }()
 	ln := &lk.nodes[0].lanes[laneMain]
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	probes := func() (queued int) {
 		ln.mu.Lock()
-		queued := len(ln.queue) + len(ln.records)
-		ln.mu.Unlock()
-		if queued >= n-maxBatch {
-			break
+		defer ln.mu.Unlock()
+		for _, q := range [][]*call{ln.queue, ln.records} {
+			for _, c := range q {
+				if slices.Contains(c.cmd.Args(), any("probe")) {
+					queued++
+				}
+			}
 		}
+		return queued
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for queued := probes(); queued < n-maxBatch; queued = probes() {
 		if time.Now().After(deadline) {
-			t.Fatalf("skip records queued: got %d, want at least %d", queued, n-maxBatch)
+			t.Fatalf("skip probes queued: got %d, want at least %d", queued, n-maxBatch)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -315,13 +333,10 @@ func TestSkipRecordsWaitBehindClaims(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Obtain: %v", err)
 	}
-	written, err := direct.Exists(bg, marks...).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("skip records written when the claim's lease was in: %d of %d", written, n)
-	if written >= n {
-		t.Errorf("skip records written when the claim's lease was in: got %d of %d, want fewer (the claim queued behind them)", written, n)
+	left := probes()
+	t.Logf("skip probes still queued on master 0 when the claim's lease was in: %d of %d", left, n)
+	if left < n/2 {
+		t.Errorf("skip probes still queued when the claim's lease was in: got %d of %d, want most (the claim went out behind them)", left, n)
 	}
 	if err := lease.Release(bg); err != nil {
 		t.Errorf("Release: %v", err)
@@ -332,6 +347,116 @@ func TestSkipRecordsWaitBehindClaims(t *testing.T) {
 		}
 	}
 	if got, err := direct.Exists(bg, marks...).Result(); err != nil || got != n {
-		t.Errorf("skip records written: got %d (%v), want %d", got, err, n)
+		t.Errorf("skip records written on master 0: got %d (%v), want %d", got, err, n)
+	}
+
+	t.Run("one node", func(t *testing.T) {
+		srv := redistest.Start(t, redistest.Options{})
+		p := redistest.StartProxyFor(t, srv)
+		c := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, PoolSize: 4, ContextTimeoutEnabled: true, ReadTimeout: 5 * time.Second})
+		t.Cleanup(func() { _ = c.Close() })
+		one, err := New(c, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Ping(bg).Err(); err != nil {
+			t.Fatal(err)
+		}
+		p.Hold(redistest.ToClient)
+		ss, _ := skips("one")
+		recorded := make(chan []error, 1)
+		go func() { recorded <- one.RecordSkips(bg, ss[:maxBatch]) }()
+		ln := &one.nodes[0].lanes[laneMain]
+		waitBusy(t, ln)
+		time.Sleep(50 * time.Millisecond)
+		ln.mu.Lock()
+		normal, records := len(ln.queue), len(ln.records)
+		ln.mu.Unlock()
+		p.Release(redistest.ToClient)
+		<-recorded
+		if records != 0 {
+			t.Errorf("skip records queued behind the others on one node: got %d (and %d in order), want 0", records, normal)
+		}
+	})
+}
+
+// TestBacklog: a Locker's backlog is the age of the calls waiting in its
+// claims' lane on the majority-th node, while more than a batch waits
+// there (in flight and queued) for a reply that the node's proxy holds; a
+// batch or less behind a held reply is none, and it ends once the reply
+// is in.
+func TestBacklog(t *testing.T) {
+	cases := []struct {
+		name        string
+		held        []bool // per node: its replies are held
+		queue       int    // calls made on each held node (the first batch is in flight)
+		wantBacklog bool
+	}{
+		{"one node, more than a batch queued", []bool{true}, 3 * maxBatch, true},
+		{"one node, a batch waiting", []bool{true}, maxBatch, false},
+		{"a minority of three held", []bool{false, true, false}, 3 * maxBatch, false},
+		{"a majority of three held", []bool{true, false, true}, 3 * maxBatch, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			bg := context.Background()
+			clients := make([]Client, len(tc.held))
+			proxies := make([]*redistest.Proxy, len(tc.held))
+			for i := range tc.held {
+				srv := redistest.Start(t, redistest.Options{})
+				proxies[i] = redistest.StartProxyFor(t, srv)
+				c := redis.NewClient(&redis.Options{Addr: proxies[i].Addr(), MaxRetries: -1, PoolSize: 4, ContextTimeoutEnabled: true, ReadTimeout: 5 * time.Second})
+				t.Cleanup(func() { _ = c.Close() })
+				if err := c.Ping(bg).Err(); err != nil {
+					t.Fatal(err)
+				}
+				clients[i] = c
+			}
+			var lk *Locker
+			var err error
+			if len(clients) == 1 {
+				lk, err = New(clients[0], Options{})
+			} else {
+				lk, err = NewQuorum(clients, Options{})
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var calls []*call
+			for i, held := range tc.held {
+				if !held {
+					continue
+				}
+				proxies[i].Hold(redistest.ToClient)
+				ln := &lk.nodes[i].lanes[laneMain]
+				for range tc.queue { // the first batch is written and held
+					cl := newCall(bg, redis.NewCmd(bg, "ping"), nil, 5*time.Second)
+					cl.done = make(chan *call, 1)
+					ln.send(cl)
+					calls = append(calls, cl)
+				}
+				waitBusy(t, ln)
+			}
+			const wait = 100 * time.Millisecond
+			time.Sleep(wait)
+			got := lk.Backlog()
+			if tc.wantBacklog && got < wait {
+				t.Errorf("Backlog: got %v, want at least %v", got, wait)
+			}
+			if !tc.wantBacklog && got != 0 {
+				t.Errorf("Backlog: got %v, want 0", got)
+			}
+			for i := range proxies {
+				proxies[i].Release(redistest.ToClient)
+			}
+			for _, cl := range calls {
+				if <-cl.done; cl.cmd.Err() != nil {
+					t.Fatalf("a queued call: %v", cl.cmd.Err())
+				}
+			}
+			if got := lk.Backlog(); got != 0 {
+				t.Errorf("Backlog once the replies are in: got %v, want 0", got)
+			}
+		})
 	}
 }

@@ -208,10 +208,10 @@ func (l *Locker) Stuck(d time.Duration) bool {
 
 // Backlog is how long the claims' calls have waited in this process to
 // reach a majority of the nodes, while more than a batch waits: on each
-// node, the age of the oldest call queued behind the batch in flight when
-// more than maxBatch are queued (0 otherwise), and of these the
-// majority-th shortest. It grows when this replica makes calls faster
-// than Redis answers them: an overload.
+// node, the age of the oldest call in the claims' lane not yet answered
+// (in flight or queued) when more than maxBatch are (0 otherwise), and of
+// these the majority-th shortest. It grows when this replica makes calls
+// faster than Redis answers them: an overload.
 func (l *Locker) Backlog() time.Duration {
 	now := time.Now()
 	bs := make([]time.Duration, len(l.nodes))

@@ -17,8 +17,8 @@ import (
 // renewals travel in batches of their own, so that a renewal close to its
 // lease's deadline never shortens, or waits behind, a burst of claims; every
 // other call (claims, finishes, releases, skip records) goes in the main
-// lane, so that an overloaded replica sends one batch at a time, skip
-// records behind the others (see prioRecord). (A lane
+// lane, so that an overloaded replica sends one batch at a time (in
+// quorum mode skip records behind the others, see prioRecord). (A lane
 // of their own, tried, bought nothing measurable at 10,000 firings/s and
 // was not shown harmless for 30 replicas: bench/results/ab/rate-10..13-*,
 // r30-5..10-*.)
@@ -40,12 +40,15 @@ type priority uint8
 const (
 	// prioNormal calls go out in the order made.
 	prioNormal priority = iota
-	// prioRecord calls (skip records) wait behind the prioNormal calls
-	// queued with them, filling what those leave of a batch, and take at
-	// least recordShare of each batch while any wait: a burst of records
-	// does not delay claims and finishes, so that their replies do not
-	// come late and turn into more skips (quorum mode collapsed so past
-	// its knee), and records still go out in an overload.
+	// prioRecord calls (quorum mode's skip records) wait behind the
+	// prioNormal calls queued with them, filling what those leave of a
+	// batch, and take at least recordShare of each batch while any wait:
+	// a burst of records (two rounds each) does not delay claims and
+	// finishes, so that their replies do not come late and turn into more
+	// skips (quorum mode collapsed so past its knee), and records still go
+	// out in an overload. On one node a record is one call, carried with
+	// the claims in batch.lua, and stays in order: behind them, records
+	// fell behind at 10,000 firings a second and went unwritten.
 	prioRecord
 )
 
@@ -100,6 +103,8 @@ type lane struct {
 	mu      sync.Mutex
 	busy    bool      // a call or batch is in flight; new calls queue
 	since   time.Time // when the call or batch in flight was written; zero when none
+	flight  int       // calls in the batch in flight (0: none)
+	oldest  time.Time // when the oldest call in flight was queued (written, if it never was)
 	queue   []*call   // prioNormal calls waiting for the next batch
 	records []*call   // prioRecord calls waiting for the next batch
 	spare   []*call   // the previous batch's slice, reused
@@ -181,10 +186,11 @@ func (l *lane) run(c *call) error {
 	l.mu.Lock()
 	if !l.busy {
 		l.busy, l.since = true, time.Now()
+		l.flight, l.oldest = 1, l.since
 		l.mu.Unlock()
 		l.exec1(c)
 		l.mu.Lock()
-		l.since = time.Time{} // the flusher sets it for its batches
+		l.since, l.flight = time.Time{}, 0 // the flusher sets them for its batches
 		if !l.queued() {
 			l.busy = false
 			l.mu.Unlock()
@@ -245,7 +251,7 @@ func (l *lane) flush() {
 	for {
 		l.mu.Lock()
 		if !l.queued() {
-			l.busy, l.since = false, time.Time{}
+			l.busy, l.since, l.flight = false, time.Time{}, 0
 			l.mu.Unlock()
 			return
 		}
@@ -257,6 +263,12 @@ func (l *lane) flush() {
 		batch := append(l.spare[:0], l.queue[:nNorm]...)
 		batch = append(batch, l.records[:nRec]...)
 		l.queue, l.records = dropFront(l.queue, nNorm), dropFront(l.records, nRec)
+		l.flight, l.oldest = len(batch), l.since
+		for _, c := range batch {
+			if !c.queued.IsZero() && c.queued.Before(l.oldest) {
+				l.oldest = c.queued
+			}
+		}
 		l.mu.Unlock()
 
 		l.execBatch(batch)
@@ -280,17 +292,22 @@ func dropFront(q []*call, n int) []*call {
 	return q[:k]
 }
 
-// backlog says how long the oldest prioNormal call queued has waited to
-// be written, while more than a batch of them waits (0 otherwise): calls
-// made now would wait behind at least one full batch more. A reply held
-// with fewer calls queued is no backlog: they all go out when it comes.
+// backlog says how long the oldest prioNormal call not yet answered (in
+// flight or queued) has waited, while more than a batch of them waits in
+// all (0 otherwise): calls made now would wait behind at least one full
+// batch more. A reply held with fewer calls waiting is no backlog: they
+// all go out in the next batch when it comes.
 func (l *lane) backlog(now time.Time) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.queue) < maxBatch {
+	if l.flight+len(l.queue) <= maxBatch {
 		return 0
 	}
-	return now.Sub(l.queue[0].queued)
+	oldest := l.oldest
+	if l.flight == 0 || len(l.queue) > 0 && l.queue[0].queued.Before(oldest) {
+		oldest = l.queue[0].queued
+	}
+	return now.Sub(oldest)
 }
 
 // waiting says how long the call or batch in flight has waited for its

@@ -64,19 +64,21 @@ func (l *Locker) RecordSkip(ctx context.Context, s Skip) error {
 }
 
 // RecordSkips is RecordSkip for each of ss, sent at once (pipelined with
-// the other calls queued on each node, without a goroutine per skip, and
-// behind the claims and finishes queued there: see prioRecord); the errors
-// are in the order of ss. In quorum mode each skip is written only
+// the other calls queued on each node, without a goroutine per skip; in
+// quorum mode behind the claims and finishes queued there, see
+// prioRecord); the errors are in the order of ss. In quorum mode each skip is written only
 // after a first round that writes nothing finds that no claim of its slot
 // won (see probed): a node that missed a granted claim has no mark, and
 // would otherwise take a skip beside the run.
 func (l *Locker) RecordSkips(ctx context.Context, ss []Skip) []error {
 	errs := make([]error, len(ss))
 	todo := make([]int, 0, len(ss)) // indexes of ss to write
+	pr := prioNormal
 	if len(l.nodes) > 1 {
+		pr = prioRecord
 		gs := make([]*gather[obtainReply], len(ss))
 		for i, s := range ss {
-			gs[i] = fanoutTo(ctx, l.nodes, nil, laneMain, prioRecord, l.opts.NodeTimeout, recordScript, l.skipLine(s, true), parseObtainCmd)
+			gs[i] = fanoutTo(ctx, l.nodes, nil, laneMain, pr, l.opts.NodeTimeout, recordScript, l.skipLine(s, true), parseObtainCmd)
 		}
 		for i, g := range gs {
 			var write bool
@@ -91,7 +93,7 @@ func (l *Locker) RecordSkips(ctx context.Context, ss []Skip) []error {
 	}
 	gs := make([]*gather[obtainReply], len(todo))
 	for j, i := range todo {
-		gs[j] = fanoutTo(ctx, l.nodes, nil, laneMain, prioRecord, l.opts.NodeTimeout, recordScript, l.skipLine(ss[i], false), parseObtainCmd)
+		gs[j] = fanoutTo(ctx, l.nodes, nil, laneMain, pr, l.opts.NodeTimeout, recordScript, l.skipLine(ss[i], false), parseObtainCmd)
 	}
 	for j, i := range todo {
 		errs[i] = l.recorded(ctx, gs[j].all())
