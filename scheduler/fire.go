@@ -213,6 +213,7 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			return giveUp(store.ReasonClock)
 		}
 		if attempt == 1 && s.shed(retryUntil) {
+			s.metrics.claimsShed.Inc()
 			return giveUp(store.ReasonLate)
 		}
 		var lease *locker.Lease
@@ -369,15 +370,21 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 }
 
 // shed says whether a claim bounded by until is given up unsent, as late:
-// this replica's calls to Redis wait in its own queue (Locker.Backlog)
-// longer than half the time the claim has left. Sent, it would reach some
-// nodes and not others before its bound, or win too late, and its
-// withdrawal and skip would cost Redis more than its run: in an overload
-// the firings shed keep the queue short enough that those sent run, and
-// the lag stays within each claim's window.
+// in quorum mode, while this replica's calls to Redis wait in its own
+// queue (Locker.Backlog, 0 while at most a batch waits) longer than half
+// the time the claim has left. Sent, it would reach some masters and not
+// others before its bound, or win too late, and its withdrawal and skip
+// would cost the masters more than its run: in an overload the firings
+// shed keep the queue short enough that those sent run. On one node a
+// claim written late wins or loses whole, and one still queued at its
+// bound is dropped unsent at no cost, so nothing is shed there (shedding
+// lost firings that would have run: see bench/README.md).
 func (s *Scheduler) shed(until time.Time) bool {
-	left := until.Sub(s.opts.Clock.Now()) - claimGuard
-	return s.locker.Backlog() > left/2
+	if s.locker.Nodes() == 1 {
+		return false
+	}
+	b := s.locker.Backlog()
+	return b > 0 && b > (until.Sub(s.opts.Clock.Now())-claimGuard)/2
 }
 
 // splitRetry is the random delay before a claim whose votes split is sent

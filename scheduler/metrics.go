@@ -32,6 +32,7 @@ type metrics struct {
 	stepIns     prometheus.Counter
 	prevWaits   prometheus.Counter
 	splitVotes  prometheus.Counter
+	claimsShed  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -49,6 +50,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		splitVotes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "redcron_split_votes_total", Help: "Quorum claims of this replica whose votes split after the locker's retries, sent again by the scheduler.",
 		}),
+		claimsShed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "redcron_claims_shed_total", Help: "Quorum claims of this replica given up unsent, as late, while its calls to the masters queued longer than half the time they had left (an overload).",
+		}),
 		clockOffset: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "redcron_clock_offset_seconds", Help: "Redis's clock minus this replica's, as last measured (TIME, corrected for the round trip).",
 		}),
@@ -62,6 +66,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.stepIns = register(reg, m.stepIns)
 		m.prevWaits = register(reg, m.prevWaits)
 		m.splitVotes = register(reg, m.splitVotes)
+		m.claimsShed = register(reg, m.claimsShed)
 		m.clockOffset = register(reg, m.clockOffset)
 		m.claimAhead = register(reg, m.claimAhead)
 	}

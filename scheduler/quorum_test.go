@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -361,5 +362,113 @@ func (h *ghostHook) after(cmd redis.Cmder) {
 		if h.onVote != nil && h.fired.CompareAndSwap(false, true) {
 			h.onVote()
 		}
+	}
+}
+
+// TestQuorumShedsBacklog: in quorum mode, a replica whose calls to a
+// majority of the masters wait (two of three hold their replies while 200
+// jobs fire every second: more than a batch waits behind each held one)
+// gives the next slot's claims up unsent, as late, instead of writing them
+// to the one master that answers, where they would win, wait for the
+// others until their bound, and be withdrawn. Once the replies come, that
+// slot is recorded as skipped (late), without a claim, in the history on
+// every master, and the later slots run.
+func TestQuorumShedsBacklog(t *testing.T) {
+	t.Parallel()
+	var servers []*redistest.Server
+	var proxies []*redistest.Proxy
+	var addrs []string
+	for range 3 {
+		srv := redistest.Start(t, redistest.Options{})
+		p := redistest.StartProxyFor(t, srv)
+		servers, proxies, addrs = append(servers, srv), append(proxies, p), append(addrs, p.Addr())
+	}
+	l := &ledger{}
+	fn := registerLedgerFunc(l, behaviour{})
+	const n = 200
+	var js []*jobs.Job
+	for i := range n {
+		js = append(js, testJob(t, fmt.Sprintf("shed%03d", i), "* * * * * *", fn, func(j *jobs.Job) { j.CatchupWindow = 0 }))
+	}
+	// A held batch stays in flight until its calls' bounds, so that the
+	// calls behind it wait in this replica.
+	s := startQuorumInstanceAt(t, addrs, js, Options{Replica: "shed-r"}, locker.Options{Retries: 3, NodeTimeout: 4 * time.Second})
+	waitFor(t, 15*time.Second, func() bool { return len(l.snapshot()) >= 2*n })
+
+	// The slot's claims meet a queue held for over a second: they are shed.
+	slot := slotAhead(maxClaimAhead + 600*time.Millisecond)
+	waitUntil(claimsOut(s, slot).Add(-500 * time.Millisecond))
+	for _, p := range proxies[1:] {
+		p.Hold(redistest.ToClient)
+	}
+	shed := slot.Add(time.Second)
+	waitUntil(shed.Add(900 * time.Millisecond))
+	for _, p := range proxies[1:] {
+		p.Release(redistest.ToClient)
+	}
+	after := shed.Add(3 * time.Second)
+	waitFor(t, 20*time.Second, func() bool {
+		for _, e := range l.snapshot() {
+			if e.slot.Equal(after) {
+				return true
+			}
+		}
+		return false
+	})
+
+	for _, e := range l.snapshot() {
+		if e.slot.Equal(shed) {
+			t.Errorf("job %s slot %v ran, want it shed", e.job, shed.UTC())
+		}
+	}
+	claimed := 0
+	for _, j := range js {
+		if m, ok := readMark(t, servers[0].Client(t), j.Name, shed); ok && m.Token != "" {
+			claimed++
+		}
+	}
+	if claimed > 0 {
+		t.Errorf("slot %v: claims written to the master that answered: got %d of %d, want 0 (shed unsent)", shed.UTC(), claimed, n)
+	}
+	// The skips are written once no replica may claim the slot (slot +
+	// catch-up window + max clock skew), on every master; the history
+	// keeps them past the marks' short retention.
+	score := strconv.FormatInt(shed.UnixMilli(), 10)
+	notSkipped := func() string {
+		for i, srv := range servers {
+			c := srv.Client(t)
+			for _, j := range js {
+				hist, err := c.ZRangeByScore(context.Background(), store.JobKeys("", j.Name).History(), &redis.ZRangeBy{Min: score, Max: score}).Result()
+				if err != nil {
+					return err.Error()
+				}
+				var recs []store.Record
+				for _, h := range hist {
+					r, err := store.ParseRecord(h)
+					if err != nil {
+						return err.Error()
+					}
+					recs = append(recs, r)
+				}
+				if len(recs) != 1 || recs[0].Outcome != store.OutcomeSkipped || recs[0].Reason != store.ReasonLate || recs[0].Fence != 0 {
+					return fmt.Sprintf("master %d, job %s slot %v: got history %+v, want one skip (late) without a claim", i, j.Name, shed.UTC(), recs)
+				}
+			}
+		}
+		return ""
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for msg := notSkipped(); msg != ""; msg = notSkipped() {
+		if time.Now().After(deadline) {
+			t.Fatal(msg)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var shedN dto.Metric
+	if err := s.metrics.claimsShed.Write(&shedN); err != nil {
+		t.Fatal(err)
+	}
+	if got := shedN.GetCounter().GetValue(); got < n {
+		t.Errorf("claims shed: got %v, want at least %d", got, n)
 	}
 }

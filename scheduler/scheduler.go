@@ -26,6 +26,7 @@ type Locker interface {
 	RecordSkips(ctx context.Context, ss []locker.Skip) []error
 	Stuck(d time.Duration) bool
 	Backlog() time.Duration
+	Nodes() int
 }
 
 // Scheduler runs jobs on their slots, claiming each (job, slot) in Redis
