@@ -292,10 +292,10 @@ func dropFront(q []*call, n int) []*call {
 	return q[:k]
 }
 
-// backlog says how long the oldest prioNormal call not yet answered (in
-// flight or queued) has waited, while more than a batch of them waits in
-// all (0 otherwise): calls made now would wait behind at least one full
-// batch more. A reply held with fewer calls waiting is no backlog: they
+// backlog says how long the oldest call not yet answered (in the batch in
+// flight, or a prioNormal call queued) has waited, while more than a batch
+// of them waits in all (0 otherwise): calls made now would wait behind at
+// least one full batch more. A reply held with fewer calls waiting is no backlog: they
 // all go out in the next batch when it comes.
 func (l *lane) backlog(now time.Time) time.Duration {
 	l.mu.Lock()

@@ -66,10 +66,10 @@ func (l *Locker) RecordSkip(ctx context.Context, s Skip) error {
 // RecordSkips is RecordSkip for each of ss, sent at once (pipelined with
 // the other calls queued on each node, without a goroutine per skip; in
 // quorum mode behind the claims and finishes queued there, see
-// prioRecord); the errors are in the order of ss. In quorum mode each skip is written only
-// after a first round that writes nothing finds that no claim of its slot
-// won (see probed): a node that missed a granted claim has no mark, and
-// would otherwise take a skip beside the run.
+// prioRecord); the errors are in the order of ss. In quorum mode each
+// skip is written only after a first round that writes nothing finds that
+// no claim of its slot won (see probed): a node that missed a granted
+// claim has no mark, and would otherwise take a skip beside the run.
 func (l *Locker) RecordSkips(ctx context.Context, ss []Skip) []error {
 	errs := make([]error, len(ss))
 	todo := make([]int, 0, len(ss)) // indexes of ss to write
