@@ -207,11 +207,12 @@ func (l *Locker) Stuck(d time.Duration) bool {
 }
 
 // Backlog is how long the claims' calls have waited in this process to
-// reach a majority of the nodes, while more than a batch waits: on each
-// node, the age of the oldest call in the claims' lane not yet answered
-// (in flight or queued) when more than maxBatch are (0 otherwise), and of
-// these the majority-th shortest. It grows when this replica makes calls
-// faster than Redis answers them: an overload.
+// reach a majority of the nodes in an overload: on each node, the age of
+// the oldest claim, finish or release not yet answered (in flight or
+// queued; skip records wait behind them and are not counted) when more
+// than maxBatch of them wait, and 0 when fewer do or when the reply in
+// flight has waited more than half that age (a node that does not
+// answer: an outage, not an overload); of these the majority-th shortest.
 func (l *Locker) Backlog() time.Duration {
 	now := time.Now()
 	bs := make([]time.Duration, len(l.nodes))

@@ -103,8 +103,8 @@ type lane struct {
 	mu      sync.Mutex
 	busy    bool      // a call or batch is in flight; new calls queue
 	since   time.Time // when the call or batch in flight was written; zero when none
-	flight  int       // calls in the batch in flight (0: none)
-	oldest  time.Time // when the oldest call in flight was queued (written, if it never was)
+	flight  int       // prioNormal calls in the batch in flight (0: none)
+	oldest  time.Time // when the oldest of them was queued
 	queue   []*call   // prioNormal calls waiting for the next batch
 	records []*call   // prioRecord calls waiting for the next batch
 	spare   []*call   // the previous batch's slice, reused
@@ -121,7 +121,7 @@ type call struct {
 	cmd     *redis.Cmd
 	script  *script       // the script it runs (nil: none), for EVAL on NOSCRIPT; named: may be carried (see combine)
 	prio    priority      // its place in its lane's queue
-	queued  time.Time     // when it was queued behind a call in flight (zero: never)
+	queued  time.Time     // when it was queued (zero: run at once on its caller's goroutine)
 	parts   []*call       // the calls that a batch.lua call carries (see combine)
 	timeout time.Duration // from the write
 	node    int
@@ -186,7 +186,10 @@ func (l *lane) run(c *call) error {
 	l.mu.Lock()
 	if !l.busy {
 		l.busy, l.since = true, time.Now()
-		l.flight, l.oldest = 1, l.since
+		l.flight, l.oldest = 0, l.since
+		if c.prio == prioNormal {
+			l.flight = 1
+		}
 		l.mu.Unlock()
 		l.exec1(c)
 		l.mu.Lock()
@@ -263,11 +266,9 @@ func (l *lane) flush() {
 		batch := append(l.spare[:0], l.queue[:nNorm]...)
 		batch = append(batch, l.records[:nRec]...)
 		l.queue, l.records = dropFront(l.queue, nNorm), dropFront(l.records, nRec)
-		l.flight, l.oldest = len(batch), l.since
-		for _, c := range batch {
-			if !c.queued.IsZero() && c.queued.Before(l.oldest) {
-				l.oldest = c.queued
-			}
+		l.flight = nNorm
+		if nNorm > 0 {
+			l.oldest = batch[0].queued // the queue is FIFO
 		}
 		l.mu.Unlock()
 
@@ -277,7 +278,7 @@ func (l *lane) flush() {
 			batch[i] = nil
 		}
 		l.mu.Lock()
-		l.spare = batch
+		l.spare, l.flight = batch, 0
 		l.mu.Unlock()
 	}
 }
@@ -292,11 +293,13 @@ func dropFront(q []*call, n int) []*call {
 	return q[:k]
 }
 
-// backlog says how long the oldest call not yet answered (in the batch in
-// flight, or a prioNormal call queued) has waited, while more than a batch
-// of them waits in all (0 otherwise): calls made now would wait behind at
-// least one full batch more. A reply held with fewer calls waiting is no backlog: they
-// all go out in the next batch when it comes.
+// backlog says how long the oldest prioNormal call not yet answered (in
+// the batch in flight or queued) has waited, while more than a batch of
+// them waits in all: calls made now would wait behind at least one full
+// batch more. It is 0 otherwise, and while the reply in flight has waited
+// more than half that long: the calls then wait for a node that does not
+// answer (an outage, or a held reply, after which they all go out), not
+// for Redis to work through them (an overload).
 func (l *lane) backlog(now time.Time) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -304,10 +307,14 @@ func (l *lane) backlog(now time.Time) time.Duration {
 		return 0
 	}
 	oldest := l.oldest
-	if l.flight == 0 || len(l.queue) > 0 && l.queue[0].queued.Before(oldest) {
+	if l.flight == 0 {
 		oldest = l.queue[0].queued
 	}
-	return now.Sub(oldest)
+	b := now.Sub(oldest)
+	if !l.since.IsZero() && now.Sub(l.since) > b/2 {
+		return 0
+	}
+	return b
 }
 
 // waiting says how long the call or batch in flight has waited for its
