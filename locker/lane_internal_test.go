@@ -19,13 +19,7 @@ import (
 // first returns its context's error when that ends, the second still gets
 // its reply, instead of both failing at the earliest deadline.
 func TestBatchKeepsEachCallsDeadline(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	p := redistest.StartProxyFor(t, srv)
-	c := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, PoolSize: 4, ContextTimeoutEnabled: true, ReadTimeout: 5 * time.Second})
-	t.Cleanup(func() { _ = c.Close() })
-	if err := c.Ping(context.Background()).Err(); err != nil {
-		t.Fatal(err)
-	}
+	c, p, _ := proxied(t)
 	p.Delay(redistest.ToClient, 300*time.Millisecond)
 	ln := &newNode(c, false).lanes[laneMain]
 
@@ -70,6 +64,21 @@ func TestBatchKeepsEachCallsDeadline(t *testing.T) {
 	}
 }
 
+// proxied starts a Redis server behind a proxy that can delay, hold or
+// cut its traffic, and returns a client through the proxy (connected,
+// closed in t.Cleanup), the proxy and the server.
+func proxied(t *testing.T) (*redis.Client, *redistest.Proxy, *redistest.Server) {
+	t.Helper()
+	srv := redistest.Start(t, redistest.Options{})
+	p := redistest.StartProxyFor(t, srv)
+	c := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, PoolSize: 4, ContextTimeoutEnabled: true, ReadTimeout: 5 * time.Second})
+	t.Cleanup(func() { _ = c.Close() })
+	if err := c.Ping(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	return c, p, srv
+}
+
 // waitBusy waits until the lane has a call in flight.
 func waitBusy(t *testing.T, ln *lane) {
 	t.Helper()
@@ -92,15 +101,9 @@ func waitBusy(t *testing.T, ln *lane) {
 // longer than the bound for a reply that Redis holds back, and no longer
 // once the reply is in.
 func TestStuck(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	p := redistest.StartProxyFor(t, srv)
-	c := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, PoolSize: 4, ContextTimeoutEnabled: true, ReadTimeout: 5 * time.Second})
-	t.Cleanup(func() { _ = c.Close() })
+	c, p, _ := proxied(t)
 	lk, err := New(c, Options{})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Ping(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	const bound = 100 * time.Millisecond
@@ -191,14 +194,8 @@ func netInput(t *testing.T, c *redis.Client) int {
 // alternating, while the lane waits for a reply that the proxy holds; the
 // order in which Redis runs them is the order of their pushes to one list.
 func TestRecordsWaitBehindOtherCalls(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	p := redistest.StartProxyFor(t, srv)
-	c := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, PoolSize: 4, ContextTimeoutEnabled: true, ReadTimeout: 5 * time.Second})
-	t.Cleanup(func() { _ = c.Close() })
+	c, p, _ := proxied(t)
 	bg := context.Background()
-	if err := c.Ping(bg).Err(); err != nil {
-		t.Fatal(err)
-	}
 	ln := &newNode(c, false).lanes[laneMain]
 	p.Hold(redistest.ToClient)
 	held := newCall(bg, redis.NewCmd(bg, "ping"), nil, 5*time.Second)
@@ -263,13 +260,7 @@ func TestSkipRecordsWaitBehindClaims(t *testing.T) {
 	var proxies []*redistest.Proxy
 	var direct *redis.Client // master 0, not through its proxy
 	for i := range 3 {
-		srv := redistest.Start(t, redistest.Options{})
-		p := redistest.StartProxyFor(t, srv)
-		c := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, PoolSize: 4, ContextTimeoutEnabled: true, ReadTimeout: 5 * time.Second})
-		t.Cleanup(func() { _ = c.Close() })
-		if err := c.Ping(bg).Err(); err != nil {
-			t.Fatal(err)
-		}
+		c, p, srv := proxied(t)
 		if i == 0 {
 			direct = redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true, ReadTimeout: 5 * time.Second})
 			t.Cleanup(func() { _ = direct.Close() })
@@ -351,15 +342,9 @@ func TestSkipRecordsWaitBehindClaims(t *testing.T) {
 	}
 
 	t.Run("one node", func(t *testing.T) {
-		srv := redistest.Start(t, redistest.Options{})
-		p := redistest.StartProxyFor(t, srv)
-		c := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, PoolSize: 4, ContextTimeoutEnabled: true, ReadTimeout: 5 * time.Second})
-		t.Cleanup(func() { _ = c.Close() })
+		c, p, _ := proxied(t)
 		one, err := New(c, Options{})
 		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Ping(bg).Err(); err != nil {
 			t.Fatal(err)
 		}
 		p.Hold(redistest.ToClient)
@@ -406,14 +391,7 @@ func TestBacklog(t *testing.T) {
 			clients := make([]Client, len(tc.fault))
 			proxies := make([]*redistest.Proxy, len(tc.fault))
 			for i := range tc.fault {
-				srv := redistest.Start(t, redistest.Options{})
-				proxies[i] = redistest.StartProxyFor(t, srv)
-				c := redis.NewClient(&redis.Options{Addr: proxies[i].Addr(), MaxRetries: -1, PoolSize: 4, ContextTimeoutEnabled: true, ReadTimeout: 5 * time.Second})
-				t.Cleanup(func() { _ = c.Close() })
-				if err := c.Ping(bg).Err(); err != nil {
-					t.Fatal(err)
-				}
-				clients[i] = c
+				clients[i], proxies[i], _ = proxied(t)
 			}
 			var lk *Locker
 			var err error

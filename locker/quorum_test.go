@@ -593,7 +593,8 @@ func newFenceNodes(t *testing.T, read time.Duration, fences [3]int, blocked int)
 //   - Other majority: node 0 refuses connections during the retry, which
 //     wins on nodes 1 and 2. Node 2's mark holds 6, its counter 11 by the
 //     claim's own raise (fence.lua notes who raised a counter to which
-//     number): the retry takes 11 there, the number it wrote back. Before (found by review), it won with 6, below the 11 it had
+//     number): the retry takes 11 there, the number it wrote back.
+//     Before (found by review), it won with 6, below the 11 it had
 //     written back: below the fence of a run started between the
 //     attempts once its leases expired.
 func TestQuorumFenceRetried(t *testing.T) {
