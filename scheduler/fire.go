@@ -287,14 +287,16 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			if ne.Prev {
 				s.metrics.prevWaits.Inc()
 			}
-			toDue := slot.Add(jitter + lead).Sub(clk.Now())
-			if ne.Wait > toDue+clockSlack {
+			now := clk.Now()
+			toDue := slot.Add(jitter + lead).Sub(now)
+			left := earlyLeft(ne.Wait, now.Sub(sent), toDue)
+			if left.least > toDue+clockSlack {
 				s.clock.recheck()
 			}
-			if ne.Wait > max(s.opts.MaxClockSkew, toDue) || !clk.Now().Add(ne.Wait).Before(retryUntil) {
+			if left.least > max(s.opts.MaxClockSkew, toDue) || !now.Add(left.wait).Before(retryUntil) {
 				return giveUp(store.ReasonClock)
 			}
-			if sleep(ctx, clk, ne.Wait+time.Millisecond) != nil {
+			if left.wait > 0 && sleep(ctx, clk, left.wait+time.Millisecond) != nil {
 				return giveUp(store.ReasonAborted)
 			}
 			continue
@@ -426,6 +428,26 @@ func minTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// earlyWait is what is left of an early claim's wait (ErrEarly) when its
+// reply is read.
+type earlyWait struct {
+	least time.Duration // the wait left at the earliest that Redis ran the claim
+	wait  time.Duration // how long to wait before the claim is sent again
+}
+
+// earlyLeft is what is left of wait, an early claim's wait on Redis's
+// clock, took after the attempt began, toDue before the slot's due on this
+// replica's (corrected) clock. Redis counted wait from when it ran the
+// claim, somewhere in took: the reply may have waited since, behind a
+// burst in Redis's output or in a starved replica, for longer than wait.
+// So at least wait-took is left, and at most wait; within those bounds
+// this replica's clock is the best guess, and a wait that is over sends
+// the claim again at once.
+func earlyLeft(wait, took, toDue time.Duration) earlyWait {
+	least := wait - took
+	return earlyWait{least: least, wait: min(max(toDue, least), wait)}
 }
 
 // claimGuard ends a claim attempt this long before the next slot.

@@ -90,3 +90,30 @@ func prevWaitScheduler(beat time.Duration, now, other time.Time) *Scheduler {
 	}
 	return s
 }
+
+// TestEarlyLeft: an early claim's wait, counted by Redis from when it ran
+// the claim, is read took after the attempt began: at least wait-took is
+// left, at most wait, and within those this replica's clock decides.
+func TestEarlyLeft(t *testing.T) {
+	t.Parallel()
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name             string
+		wait, took, due  time.Duration
+		least, wantSleep time.Duration
+	}{
+		{"answered at once, clock agrees", 400 * ms, 2 * ms, 399 * ms, 398 * ms, 399 * ms},
+		{"answered at once, clock behind Redis's", 400 * ms, 2 * ms, 300 * ms, 398 * ms, 398 * ms},
+		{"answered at once, clock ahead of Redis's", 400 * ms, 2 * ms, 450 * ms, 398 * ms, 400 * ms},
+		{"read 300 ms late", 400 * ms, 300 * ms, 100 * ms, 100 * ms, 100 * ms},
+		{"read after the wait ended", 400 * ms, 1100 * ms, -700 * ms, -700 * ms, -700 * ms},
+		{"queued, then answered at once", 400 * ms, 900 * ms, 398 * ms, -500 * ms, 398 * ms},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := earlyLeft(tc.wait, tc.took, tc.due)
+			if got.least != tc.least || got.wait != tc.wantSleep {
+				t.Errorf("earlyLeft(%v, %v, %v): got least %v, wait %v; want %v, %v", tc.wait, tc.took, tc.due, got.least, got.wait, tc.least, tc.wantSleep)
+			}
+		})
+	}
+}

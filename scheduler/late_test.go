@@ -3,6 +3,8 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -193,4 +195,59 @@ func TestClaimAheadClockStep(t *testing.T) {
 	if runs < 30 {
 		t.Errorf("runs from %v: got %d, want the 10 jobs' 3 slots at least", from.Format(time.TimeOnly), runs)
 	}
+}
+
+// TestEarlyReplyReadLate: a slot's claim goes out maxClaimAhead before it,
+// while the run of the slot before still holds the job's lease, and Redis
+// answers at once that it is early (overlap forbid: wait until the slot is
+// due). The reply reaches the replica only 200 ms after the slot, held by
+// a proxy from the moment the claim goes out (within the node timeout).
+// The wait, counted by Redis from when it ran the claim, is over by then:
+// the claim is sent again at once and the slot runs. It used to wait all
+// of it again from when the reply was read: the next slot's claim, sent
+// ahead meanwhile, won first and passed the slot over (late); read later
+// still, past the next slot less the wait, the slot was given up as a
+// clock fault.
+func TestEarlyReplyReadLate(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.Options{})
+	p := redistest.StartProxyFor(t, srv)
+	const timeout = 3 * time.Second // the held replies are answers, not lost
+	c := clientAtTimeout(t, p.Addr(), timeout)
+	var slotArg atomic.Value // the held slot, as its claim carries it
+	slotArg.Store("")
+	var held atomic.Bool
+	c.AddHook(redistest.BeforeHook(func(cmd redis.Cmder) {
+		if s := slotArg.Load().(string); s != "" && !held.Load() && strings.Contains(fmt.Sprint(cmd.Args()...), s) {
+			held.Store(true)
+			p.Hold(redistest.ToClient)
+		}
+	}))
+	lk, err := locker.New(c, locker.Options{NodeTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &ledger{}
+	fn := registerLedgerFunc(l, behaviour{sleep: 800 * time.Millisecond}) // past the next slot's claims
+	// One job: another's claim, queued behind the held one, would be
+	// sent when the replies come, before the finish of the run before.
+	js := []*jobs.Job{testJob(t, "readlate", "* * * * * *", fn, nil)}
+	s := runScheduler(t, js, lk, Options{Replica: "readlate", ClockCheck: time.Hour})
+	waitFor(t, 5*time.Second, func() bool { return len(l.snapshot()) > 0 })
+	// Claims go out as early as they may, from the slot after next (the
+	// next one's may be planned already).
+	s.ahead.observe(maxClaimAhead)
+	slot := slotAhead(maxClaimAhead + 1500*time.Millisecond)
+	waitUntil(slot.Add(-maxClaimAhead - 250*time.Millisecond))
+	if got := s.ahead.ahead(); got != maxClaimAhead {
+		t.Fatalf("claim-ahead: got %v, want %v", got, maxClaimAhead)
+	}
+	slotArg.Store(strconv.FormatInt(slot.Unix(), 10))
+	waitUntil(slot.Add(200 * time.Millisecond)) // the next slot's claim goes out 480 ms after it
+	if !held.Load() {
+		t.Fatalf("no claim of slot %v went out by 200 ms after it", slot.Format(time.TimeOnly))
+	}
+	p.Release(redistest.ToClient)
+	waitUntil(slot.Add(2500 * time.Millisecond))
+	checkEvery(t, l.snapshot(), js, slot, slot)
 }
