@@ -218,7 +218,7 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 		}
 		var lease *locker.Lease
 		var err error
-		sent := clk.Now()
+		sent, sentBase := clk.Now(), s.clk.base.Now() // sentBase: not moved by a correction meanwhile
 		if attempt == 1 && g != nil && g.attempt != nil && g.until.Equal(retryUntil) {
 			// The same bound as every first attempt of this instant.
 			lease, err = bid.Obtain(g.attempt)
@@ -280,23 +280,20 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			// job is paused or its lease busy, or while a step-in may
 			// still claim the slot before (prevWait), or this replica's
 			// clock is ahead (Redis asks for a longer wait than its clock
-			// says). A wait up to the slot's due is no clock fault; a
-			// longer one within max_clock_skew is waited for too, and
-			// the same claim sent again; beyond, this replica's clock is
-			// off (the watch will say so).
+			// says). The same claim is sent again once the wait is over
+			// (see earlyNext), unless that is past the claim's bound.
 			if ne.Prev {
 				s.metrics.prevWaits.Inc()
 			}
 			now := clk.Now()
-			toDue := slot.Add(jitter + lead).Sub(now)
-			left := earlyLeft(ne.Wait, now.Sub(sent), toDue)
-			if left.least > toDue+clockSlack {
+			next := earlyNext(ne.Wait, s.clk.base.Now().Sub(sentBase), slot.Add(jitter+lead).Sub(now), retryUntil.Sub(now), s.opts.MaxClockSkew)
+			if next.recheck {
 				s.clock.recheck()
 			}
-			if left.least > max(s.opts.MaxClockSkew, toDue) || !now.Add(left.wait).Before(retryUntil) {
-				return giveUp(store.ReasonClock)
+			if next.giveUp != "" {
+				return giveUp(next.giveUp)
 			}
-			if left.wait > 0 && sleep(ctx, clk, left.wait+time.Millisecond) != nil {
+			if next.sleep > 0 && sleep(ctx, clk, next.sleep+time.Millisecond) != nil {
 				return giveUp(store.ReasonAborted)
 			}
 			continue
@@ -430,24 +427,38 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// earlyWait is what is left of an early claim's wait (ErrEarly) when its
-// reply is read.
-type earlyWait struct {
-	least time.Duration // the wait left at the earliest that Redis ran the claim
-	wait  time.Duration // how long to wait before the claim is sent again
+// earlyStep is what a claim answered early does next.
+type earlyStep struct {
+	sleep   time.Duration // before the claim is sent again (0: at once)
+	giveUp  string        // not "": the slot is given up, for this reason
+	recheck bool          // Redis's clock is behind this replica's: measure it
 }
 
-// earlyLeft is what is left of wait, an early claim's wait on Redis's
-// clock, took after the attempt began, toDue before the slot's due on this
-// replica's (corrected) clock. Redis counted wait from when it ran the
-// claim, somewhere in took: the reply may have waited since, behind a
-// burst in Redis's output or in a starved replica, for longer than wait.
-// So at least wait-took is left, and at most wait; within those bounds
-// this replica's clock is the best guess, and a wait that is over sends
-// the claim again at once.
-func earlyLeft(wait, took, toDue time.Duration) earlyWait {
-	least := wait - took
-	return earlyWait{least: least, wait: min(max(toDue, least), wait)}
+// earlyNext decides what a claim answered early does, given wait, the
+// reply's wait on Redis's clock, took, how long ago the attempt began,
+// and toDue and toUntil, how long until the slot is due and until the
+// claim's bound on this replica's (corrected) clock. Redis counted wait
+// from when it ran the claim, somewhere in took: the reply may have
+// waited since, behind a burst in Redis's output or in a starved replica,
+// for longer than wait. So at least wait-took is left, and at most wait;
+// within those bounds the claim is sent again when this replica's clock
+// says the slot is due, and at once when the wait is over. It is given up
+// as a clock fault when even the least wait left is longer than
+// MaxClockSkew (maxSkew) and than toDue, or ends past the bound while this
+// clock says the slot is due before it; and as late when the wait ends
+// past the bound otherwise (the reply came too late).
+func earlyNext(wait, took, toDue, toUntil, maxSkew time.Duration) earlyStep {
+	least := wait - max(took, 0)
+	step := earlyStep{sleep: max(min(max(toDue, least), wait), 0), recheck: least > toDue+clockSlack}
+	switch {
+	case least > max(maxSkew, toDue):
+		step.giveUp = store.ReasonClock
+	case step.sleep >= toUntil && step.recheck:
+		step.giveUp = store.ReasonClock
+	case step.sleep >= toUntil:
+		step.giveUp = store.ReasonLate
+	}
+	return step
 }
 
 // claimGuard ends a claim attempt this long before the next slot.

@@ -91,28 +91,36 @@ func prevWaitScheduler(beat time.Duration, now, other time.Time) *Scheduler {
 	return s
 }
 
-// TestEarlyLeft: an early claim's wait, counted by Redis from when it ran
+// TestEarlyNext: an early claim's wait, counted by Redis from when it ran
 // the claim, is read took after the attempt began: at least wait-took is
-// left, at most wait, and within those this replica's clock decides.
-func TestEarlyLeft(t *testing.T) {
+// left, at most wait, and within those this replica's clock decides. A
+// wait that ends past the claim's bound gives the slot up: as a clock
+// fault when Redis's clock says the slot is not due before then though
+// this one does, as late when the reply came too late.
+func TestEarlyNext(t *testing.T) {
 	t.Parallel()
 	ms := time.Millisecond
+	skew := DefaultMaxClockSkew
 	for _, tc := range []struct {
-		name             string
-		wait, took, due  time.Duration
-		least, wantSleep time.Duration
+		name                       string
+		wait, took, toDue, toUntil time.Duration
+		want                       earlyStep
 	}{
-		{"answered at once, clock agrees", 400 * ms, 2 * ms, 399 * ms, 398 * ms, 399 * ms},
-		{"answered at once, clock behind Redis's", 400 * ms, 2 * ms, 300 * ms, 398 * ms, 398 * ms},
-		{"answered at once, clock ahead of Redis's", 400 * ms, 2 * ms, 450 * ms, 398 * ms, 400 * ms},
-		{"read 300 ms late", 400 * ms, 300 * ms, 100 * ms, 100 * ms, 100 * ms},
-		{"read after the wait ended", 400 * ms, 1100 * ms, -700 * ms, -700 * ms, -700 * ms},
-		{"queued, then answered at once", 400 * ms, 900 * ms, 398 * ms, -500 * ms, 398 * ms},
+		{"answered at once, clocks agree", 400 * ms, 2 * ms, 399 * ms, 1399 * ms, earlyStep{sleep: 399 * ms}},
+		{"answered at once, clock behind Redis's", 400 * ms, 2 * ms, 450 * ms, 1450 * ms, earlyStep{sleep: 400 * ms}},
+		{"answered at once, clock ahead of Redis's", 400 * ms, 2 * ms, 300 * ms, 1300 * ms, earlyStep{sleep: 398 * ms, recheck: true}},
+		{"read 300 ms late", 400 * ms, 300 * ms, 100 * ms, 1100 * ms, earlyStep{sleep: 100 * ms}},
+		{"read after the wait ended", 400 * ms, 1100 * ms, -700 * ms, 300 * ms, earlyStep{}},
+		{"queued, then answered at once", 400 * ms, 900 * ms, 398 * ms, 1398 * ms, earlyStep{sleep: 398 * ms}},
+		{"read after the bound", 400 * ms, 1600 * ms, -1200 * ms, -200 * ms, earlyStep{giveUp: store.ReasonLate}},
+		{"the attempt's start measured after the read (clock stepped back)", 400 * ms, -50 * ms, 399 * ms, 1399 * ms, earlyStep{sleep: 400 * ms}},
+		{"clock ahead past the bound", 900 * ms, 2 * ms, 100 * ms, 800 * ms, earlyStep{sleep: 898 * ms, recheck: true, giveUp: store.ReasonClock}},
+		{"clock ahead by more than max_clock_skew", 3 * time.Second, 2 * ms, 100 * ms, time.Minute, earlyStep{sleep: 3*time.Second - 2*ms, recheck: true, giveUp: store.ReasonClock}},
+		{"paused job before a slot past max_clock_skew: no clock fault", 3 * time.Second, 2 * ms, 3 * time.Second, time.Minute, earlyStep{sleep: 3 * time.Second}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := earlyLeft(tc.wait, tc.took, tc.due)
-			if got.least != tc.least || got.wait != tc.wantSleep {
-				t.Errorf("earlyLeft(%v, %v, %v): got least %v, wait %v; want %v, %v", tc.wait, tc.took, tc.due, got.least, got.wait, tc.least, tc.wantSleep)
+			if got := earlyNext(tc.wait, tc.took, tc.toDue, tc.toUntil, skew); got != tc.want {
+				t.Errorf("earlyNext(%v, %v, %v, %v): got %+v, want %+v", tc.wait, tc.took, tc.toDue, tc.toUntil, got, tc.want)
 			}
 		})
 	}

@@ -204,54 +204,96 @@ func TestClaimAheadClockStep(t *testing.T) {
 // TestEarlyReplyReadLate: a slot's claim goes out maxClaimAhead before it,
 // while the run of the slot before still holds the job's lease, and Redis
 // answers at once that it is early (overlap forbid: wait until the slot is
-// due). The reply reaches the replica only 200 ms after the slot, held by
-// a proxy from the moment the claim goes out (within the node timeout).
-// The wait, counted by Redis from when it ran the claim, is over by then:
-// the claim is sent again at once and the slot runs. It used to wait all
-// of it again from when the reply was read: the next slot's claim, sent
-// ahead meanwhile, won first and passed the slot over (late); read later
-// still, past the next slot less the wait, the slot was given up as a
-// clock fault.
+// due). The wait, counted by Redis from when it ran the claim, is over when
+// the reply is read:
+//   - a proxy holds the reply from the moment the claim goes out (within
+//     the node timeout) until 50 ms after the slot: the claim is sent
+//     again at once and the slot runs. It used to wait all of it again
+//     from when the reply was read, and the next slot's claim, sent ahead
+//     meanwhile, won first and passed the slot over (late);
+//   - the replica pauses for 1.8 s as it reads the reply (its clock
+//     jumps), past the next slot: the slot is recorded late, as the reply
+//     came too late. It used to be recorded as a clock fault.
 func TestEarlyReplyReadLate(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t, redistest.Options{})
-	p := redistest.StartProxyFor(t, srv)
-	const timeout = 3 * time.Second // the held replies are answers, not lost
-	c := clientAtTimeout(t, p.Addr(), timeout)
-	var slotArg atomic.Value // the held slot, as its claim carries it
-	slotArg.Store("")
-	var held atomic.Bool
-	c.AddHook(redistest.BeforeHook(func(cmd redis.Cmder) {
-		if s := slotArg.Load().(string); s != "" && !held.Load() && strings.Contains(fmt.Sprint(cmd.Args()...), s) {
-			held.Store(true)
-			p.Hold(redistest.ToClient)
-		}
-	}))
-	lk, err := locker.New(c, locker.Options{NodeTimeout: timeout})
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name  string
+		hold  time.Duration // the reply is held until this long after the slot
+		pause time.Duration // the replica's clock jumps this much as it reads the reply
+		runs  bool          // the slot runs; else it is recorded late
+	}{
+		{"reply held until after the slot", 50 * time.Millisecond, 0, true},
+		{"replica paused past the next slot", 0, 1800 * time.Millisecond, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := redistest.Start(t, redistest.Options{})
+			p := redistest.StartProxyFor(t, srv)
+			const timeout = 3 * time.Second // the held reply is an answer, not lost
+			c := clientAtTimeout(t, p.Addr(), timeout)
+			var slotArg atomic.Value // the slot, as its claim carries it
+			slotArg.Store("")
+			carries := func(cmd redis.Cmder) bool {
+				s := slotArg.Load().(string)
+				return s != "" && strings.Contains(fmt.Sprint(cmd.Args()...), s)
+			}
+			var sent, early atomic.Bool
+			c.AddHook(redistest.BeforeHook(func(cmd redis.Cmder) {
+				if carries(cmd) && sent.CompareAndSwap(false, true) && tc.hold > 0 {
+					p.Hold(redistest.ToClient)
+				}
+			}))
+			clk := &jumpClock{base: RealClock()}
+			var read atomic.Bool
+			c.AddHook(redistest.AfterHook(func(cmd redis.Cmder) {
+				if c, ok := cmd.(*redis.Cmd); ok && carries(cmd) && read.CompareAndSwap(false, true) {
+					// The claim's reply, read first.
+					early.Store(strings.Contains(fmt.Sprint(c.Val()), "early"))
+					clk.off.Store(int64(tc.pause))
+				}
+			}))
+			lk, err := locker.New(c, locker.Options{NodeTimeout: timeout})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := &ledger{}
+			fn := registerLedgerFunc(l, behaviour{sleep: 800 * time.Millisecond}) // past the next slot's claim
+			// One job: another's claim, queued behind the held one, would
+			// be sent when the replies come, before the finish of the run
+			// before.
+			js := []*jobs.Job{testJob(t, "readlate", "* * * * * *", fn, func(j *jobs.Job) { j.CatchupWindow = 0 })}
+			s := runScheduler(t, js, lk, Options{Replica: "readlate", Clock: clk, ClockCheck: time.Hour})
+			waitFor(t, 5*time.Second, func() bool { return len(l.snapshot()) > 0 })
+			// Claims go out as early as they may, from the slot after next
+			// (the next one's may be planned already).
+			s.ahead.observe(maxClaimAhead)
+			slot := slotAhead(maxClaimAhead + 1500*time.Millisecond)
+			waitUntil(slot.Add(-maxClaimAhead - 250*time.Millisecond))
+			if got := s.ahead.ahead(); got != maxClaimAhead {
+				t.Fatalf("claim-ahead: got %v, want %v", got, maxClaimAhead)
+			}
+			slotArg.Store(strconv.FormatInt(slot.Unix(), 10))
+			if tc.hold > 0 {
+				waitUntil(slot.Add(tc.hold))
+				if !sent.Load() {
+					t.Fatalf("no claim of slot %v went out by %v after it", slot.Format(time.TimeOnly), tc.hold)
+				}
+				p.Release(redistest.ToClient)
+			}
+			if tc.runs {
+				waitUntil(slot.Add(2500 * time.Millisecond))
+				checkEvery(t, l.snapshot(), js, slot, slot)
+			} else {
+				rc := newClient(t, srv)
+				var m store.Mark
+				waitFor(t, 10*time.Second, func() bool { m, _ = readMark(t, rc, "readlate", slot); return m.Ended })
+				if m.Record.Outcome != store.OutcomeSkipped || m.Record.Reason != store.ReasonLate {
+					t.Errorf("slot %v: got %s (%s), want skipped (late)", slot.Format(time.TimeOnly), m.Record.Outcome, m.Record.Reason)
+				}
+			}
+			if !early.Load() {
+				t.Errorf("the claim's first reply: not early, want early (else the test shows nothing)")
+			}
+		})
 	}
-	l := &ledger{}
-	fn := registerLedgerFunc(l, behaviour{sleep: 800 * time.Millisecond}) // past the next slot's claims
-	// One job: another's claim, queued behind the held one, would be
-	// sent when the replies come, before the finish of the run before.
-	js := []*jobs.Job{testJob(t, "readlate", "* * * * * *", fn, nil)}
-	s := runScheduler(t, js, lk, Options{Replica: "readlate", ClockCheck: time.Hour})
-	waitFor(t, 5*time.Second, func() bool { return len(l.snapshot()) > 0 })
-	// Claims go out as early as they may, from the slot after next (the
-	// next one's may be planned already).
-	s.ahead.observe(maxClaimAhead)
-	slot := slotAhead(maxClaimAhead + 1500*time.Millisecond)
-	waitUntil(slot.Add(-maxClaimAhead - 250*time.Millisecond))
-	if got := s.ahead.ahead(); got != maxClaimAhead {
-		t.Fatalf("claim-ahead: got %v, want %v", got, maxClaimAhead)
-	}
-	slotArg.Store(strconv.FormatInt(slot.Unix(), 10))
-	waitUntil(slot.Add(200 * time.Millisecond)) // the next slot's claim goes out 480 ms after it
-	if !held.Load() {
-		t.Fatalf("no claim of slot %v went out by 200 ms after it", slot.Format(time.TimeOnly))
-	}
-	p.Release(redistest.ToClient)
-	waitUntil(slot.Add(2500 * time.Millisecond))
-	checkEvery(t, l.snapshot(), js, slot, slot)
 }
