@@ -445,17 +445,20 @@ type earlyStep struct {
 // says the slot is due, and at once when the wait is over. It is given up
 // as a clock fault when even the least wait left is longer than
 // MaxClockSkew (maxSkew) and than toDue, or ends past the bound while this
-// clock says the slot is due before it; and as late when the wait ends
-// past the bound otherwise (the reply came too late).
+// clock says the slot is due before it; and as late when, at the pace of
+// this attempt, the claim sent again would be answered past the bound (the
+// reply came too late: the replica or Redis is behind, and a claim cut
+// short there costs Redis more than a skip).
 func earlyNext(wait, took, toDue, toUntil, maxSkew time.Duration) earlyStep {
-	least := wait - max(took, 0)
+	took = max(took, 0)
+	least := wait - took
 	step := earlyStep{sleep: max(min(max(toDue, least), wait), 0), recheck: least > toDue+clockSlack}
 	switch {
 	case least > max(maxSkew, toDue):
 		step.giveUp = store.ReasonClock
 	case step.sleep >= toUntil && step.recheck:
 		step.giveUp = store.ReasonClock
-	case step.sleep >= toUntil:
+	case step.sleep+took >= toUntil-claimGuard:
 		step.giveUp = store.ReasonLate
 	}
 	return step

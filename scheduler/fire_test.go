@@ -96,7 +96,8 @@ func prevWaitScheduler(beat time.Duration, now, other time.Time) *Scheduler {
 // left, at most wait, and within those this replica's clock decides. A
 // wait that ends past the claim's bound gives the slot up: as a clock
 // fault when Redis's clock says the slot is not due before then though
-// this one does, as late when the reply came too late.
+// this one does, as late when the reply came too late (a retry at the
+// pace of the attempt would be answered past the bound).
 func TestEarlyNext(t *testing.T) {
 	t.Parallel()
 	ms := time.Millisecond
@@ -110,7 +111,9 @@ func TestEarlyNext(t *testing.T) {
 		{"answered at once, clock behind Redis's", 400 * ms, 2 * ms, 450 * ms, 1450 * ms, earlyStep{sleep: 400 * ms}},
 		{"answered at once, clock ahead of Redis's", 400 * ms, 2 * ms, 300 * ms, 1300 * ms, earlyStep{sleep: 398 * ms, recheck: true}},
 		{"read 300 ms late", 400 * ms, 300 * ms, 100 * ms, 1100 * ms, earlyStep{sleep: 100 * ms}},
-		{"read after the wait ended", 400 * ms, 1100 * ms, -700 * ms, 300 * ms, earlyStep{}},
+		{"read after the wait ended", 400 * ms, 600 * ms, -200 * ms, 800 * ms, earlyStep{}},
+		{"read after the wait ended, too late for a retry at its pace", 400 * ms, 1100 * ms, -700 * ms, 300 * ms, earlyStep{giveUp: store.ReasonLate}},
+		{"queued long, too late for a retry at its pace", 400 * ms, 900 * ms, 100 * ms, 1000 * ms, earlyStep{sleep: 100 * ms, giveUp: store.ReasonLate}},
 		{"queued, then answered at once", 400 * ms, 900 * ms, 398 * ms, 1398 * ms, earlyStep{sleep: 398 * ms}},
 		{"read after the bound", 400 * ms, 1600 * ms, -1200 * ms, -200 * ms, earlyStep{giveUp: store.ReasonLate}},
 		{"the attempt's start measured after the read (clock stepped back)", 400 * ms, -50 * ms, 399 * ms, 1399 * ms, earlyStep{sleep: 400 * ms}},
