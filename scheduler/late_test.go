@@ -211,6 +211,10 @@ func TestClaimAheadClockStep(t *testing.T) {
 //     again at once and the slot runs. It used to wait all of it again
 //     from when the reply was read, and the next slot's claim, sent ahead
 //     meanwhile, won first and passed the slot over (late);
+//   - held until 400 ms after the slot, the reply took 920 ms: a claim
+//     sent again at that pace would be answered past the next slot, so
+//     the slot is recorded late (a replica or a Redis that far behind
+//     would spend more on a claim cut short than on a skip);
 //   - the replica pauses for 1.8 s as it reads the reply (its clock
 //     jumps), past the next slot: the slot is recorded late, as the reply
 //     came too late. It used to be recorded as a clock fault.
@@ -223,6 +227,7 @@ func TestEarlyReplyReadLate(t *testing.T) {
 		runs  bool          // the slot runs; else it is recorded late
 	}{
 		{"reply held until after the slot", 50 * time.Millisecond, 0, true},
+		{"reply held too long for a retry", 400 * time.Millisecond, 0, false},
 		{"replica paused past the next slot", 0, 1800 * time.Millisecond, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
