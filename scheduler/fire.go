@@ -218,7 +218,7 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 		}
 		var lease *locker.Lease
 		var err error
-		sent, sentBase := clk.Now(), s.clk.base.Now() // sentBase: not moved by a correction meanwhile
+		sent := s.clk.base.Now() // uncorrected: a clock correction meanwhile does not move it
 		if attempt == 1 && g != nil && g.attempt != nil && g.until.Equal(retryUntil) {
 			// The same bound as every first attempt of this instant.
 			lease, err = bid.Obtain(g.attempt)
@@ -232,7 +232,7 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 			// slots' claims go out (claimLead). A claim that timed out
 			// took at least that long: when Redis answers later than the
 			// read timeout, the claim-ahead must rise the most.
-			s.ahead.observe(clk.Now().Sub(sent))
+			s.ahead.observe(s.clk.base.Now().Sub(sent))
 		}
 		split = errors.Is(err, locker.ErrSplitVote)
 		if err == nil {
@@ -286,7 +286,7 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 				s.metrics.prevWaits.Inc()
 			}
 			now := clk.Now()
-			next := earlyNext(ne.Wait, s.clk.base.Now().Sub(sentBase), slot.Add(jitter+lead).Sub(now), retryUntil.Sub(now), s.opts.MaxClockSkew)
+			next := earlyNext(ne.Wait, s.clk.base.Now().Sub(sent), slot.Add(jitter+lead).Sub(now), retryUntil.Sub(now), s.opts.MaxClockSkew)
 			if next.recheck {
 				s.clock.recheck()
 			}
