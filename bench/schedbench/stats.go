@@ -66,11 +66,15 @@ func (c *counter) count(cmds ...redis.Cmder) {
 		c.kinds[cl.kind]++
 		c.details[c.key(cl)]++
 		if cl.kind == kindBatch {
-			for _, pc := range carriedClasses(cmd) {
+			// Classified in place: the hook runs in the replica measured,
+			// for every batch it sends.
+			name := cmd.Name()
+			redistest.ScriptCalls(cmd.Args(), func(keys, args []any) {
+				pc := scriptClass(name, keys, args)
 				c.carried[pc.kind]++
 				pc.kind += " in batch"
 				c.details[c.key(pc)]++
-			}
+			})
 		}
 		if n := cmd.Name(); n == "evalsha" || n == "eval" {
 			c.scripts++
@@ -232,6 +236,9 @@ func redcronLine(name string, a []any) class {
 	case string:
 		n, _ = strconv.Atoi(v)
 	}
+	if n < 0 || len(a) < 3+n {
+		return class{kind: kindOther, name: name}
+	}
 	if len(a) > 3+n {
 		if _, ok := a[3+n].(int); ok {
 			// batch.lua's ARGV[1] is the number of calls it carries, where a
@@ -239,19 +246,27 @@ func redcronLine(name string, a []any) class {
 			return class{kind: kindBatch, name: name}
 		}
 	}
-	if k, _ := a[3].(string); n >= 1 && strings.Contains(k, "{live}") {
-		return class{kind: kindBeat, name: name}
+	return scriptClass(name, a[3:3+n], a[3+n:])
+}
+
+// scriptClass classifies one script call, sent as name (alone, or carried
+// by batch.lua), by its keys and arguments.
+func scriptClass(name string, keys, args []any) class {
+	if len(keys) >= 1 {
+		if k, _ := keys[0].(string); strings.Contains(k, "{live}") {
+			return class{kind: kindBeat, name: name}
+		}
 	}
-	if len(a) <= 3+n {
+	if len(args) == 0 {
 		return class{kind: kindOther, name: name}
 	}
-	names, _ := a[3+n].(string)
+	names, _ := args[0].(string)
 	cl := class{kind: kindOther, name: name, names: names}
 	switch {
-	case len(a) < 7+n:
+	case len(args) < 4:
 	case strings.Contains(names, "pause"):
 		cl.kind = kindClaim
-	case a[4+n] == "token" && a[6+n] == "record":
+	case args[1] == "token" && args[3] == "record":
 		cl.kind = kindFinish
 	}
 	return cl
@@ -260,11 +275,10 @@ func redcronLine(name string, a []any) class {
 // carriedClasses classifies the calls that a batch.lua command carries,
 // each as if sent alone.
 func carriedClasses(cmd redis.Cmder) []class {
-	lines := redistest.ScriptLines(cmd.Args())
-	out := make([]class, len(lines))
-	for i, l := range lines {
-		out[i] = redcronLine(cmd.Name(), l)
-	}
+	var out []class
+	redistest.ScriptCalls(cmd.Args(), func(keys, args []any) {
+		out = append(out, scriptClass(cmd.Name(), keys, args))
+	})
 	return out
 }
 
