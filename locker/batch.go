@@ -50,17 +50,15 @@ func carrier(ctx context.Context, now time.Time, parts []*call) *call {
 		nk += args[2].(int)
 		na += len(args) - args[2].(int)
 	}
-	keys := make([]any, 3, nk+na) // the arguments follow the keys
-	keys[0], keys[1] = "evalsha", batchScript.sha
-	argv := make([]any, 1, na)
-	argv[0] = len(parts)
+	// One slice, filled in two passes (every part's keys, then every
+	// part's head and arguments), rather than the arguments gathered apart
+	// and copied behind the keys: a batch's line is its parts' lines again.
+	line := make([]any, 3, nk+na)
+	line[0], line[1] = "evalsha", batchScript.sha
 	c := &call{ctx: ctx, script: batchScript, parts: parts, written: now}
 	for _, p := range parts {
 		args := p.cmd.Args()
-		nk := args[2].(int)
-		keys = append(keys, args[3:3+nk]...)
-		argv = append(argv, p.script.name, nk, len(args)-3-nk)
-		argv = append(argv, args[3+nk:]...)
+		line = append(line, args[3:3+args[2].(int)]...)
 		if p.ack.want {
 			if d := p.deadline(now).Sub(now); !c.ack.want || d < c.timeout {
 				c.timeout = d
@@ -68,8 +66,15 @@ func carrier(ctx context.Context, now time.Time, parts []*call) *call {
 			c.ack.want = true
 		}
 	}
-	keys[2] = len(keys) - 3
-	c.cmd = redis.NewCmd(ctx, append(keys, argv...)...)
+	line[2] = len(line) - 3
+	line = append(line, len(parts))
+	for _, p := range parts {
+		args := p.cmd.Args()
+		nk := args[2].(int)
+		line = append(line, p.script.name, nk, len(args)-3-nk)
+		line = append(line, args[3+nk:]...)
+	}
+	c.cmd = redis.NewCmd(ctx, line...)
 	return c
 }
 
