@@ -179,21 +179,21 @@ func (r *recorder) push(p *pending) {
 }
 
 // start runs the recorder until ctx ends or the returned func is called;
-// that func stops it, waits for it, writes the records already due (see
-// flush) and logs what is left: the records that Redis did not answer in
-// flush's bound, apart from those whose slots other replicas may still
-// claim (not yet due).
-func (r *recorder) start(ctx context.Context) (stop func()) {
+// that func stops it, waits for it, writes the records due by until (Run's
+// shutdown deadline, on the scheduler's clock; see drain) and logs what is
+// left: the records that Redis did not answer in time, and those not yet
+// due, whose slots other replicas may still claim.
+func (r *recorder) start(ctx context.Context) (stop func(until time.Time)) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		r.run(ctx)
 	}()
-	return func() {
+	return func(until time.Time) {
 		cancel()
 		<-done
-		r.flush()
+		r.drain(until)
 		r.logDrops()
 		due, later := r.left(r.now())
 		if due > 0 {
@@ -203,6 +203,38 @@ func (r *recorder) start(ctx context.Context) (stop func()) {
 			r.s.log.Warn().Int("slots", later).Msg("shutdown: skip records not yet due are not written")
 		}
 	}
+}
+
+// drain writes, at shutdown, the entries due now, then those that come
+// due by until (on the scheduler's clock), each once due: a failed
+// attempt is retried after its backoff, as while running, until until.
+// Each round is bounded by CallTimeout, so drain returns at most that
+// long after until.
+func (r *recorder) drain(until time.Time) {
+	limit := until.Add(r.s.clock.off()) // on the recorder's clock (now)
+	clk := r.s.opts.Clock
+	for {
+		r.flush()
+		next, ok := r.next()
+		now := r.now()
+		if !ok || next.After(limit) || !now.Before(limit) {
+			return
+		}
+		if d := next.Sub(now); d > 0 {
+			t := clk.NewTimer(d)
+			<-t.C()
+		}
+	}
+}
+
+// next is the due time of the queue's earliest entry; false when empty.
+func (r *recorder) next() (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.queue.Len() == 0 {
+		return time.Time{}, false
+	}
+	return r.queue[0].due, true
 }
 
 // left counts the entries still queued at now: those due or tried (a
@@ -220,8 +252,9 @@ func (r *recorder) left(now time.Time) (due, later int) {
 	return due, later
 }
 
-// flush writes, at shutdown, the entries already due, in rounds bounded
-// in all by CallTimeout; entries that fail again stay queued.
+// flush writes the entries already due, in rounds bounded in all by
+// CallTimeout; it returns at the first round that puts an entry back in
+// the queue (a failure, or a withdrawal whose skip is not yet due).
 func (r *recorder) flush() {
 	ctx, cancel := context.WithTimeout(context.Background(), r.s.opts.CallTimeout)
 	defer cancel()
@@ -232,7 +265,7 @@ func (r *recorder) flush() {
 		}
 		r.workAll(ctx, skips, bids)
 		if r.requeued(skips, bids) {
-			return // what failed once fails again until Redis answers
+			return // drain waits for its due time
 		}
 	}
 }

@@ -103,7 +103,7 @@ func TestRecorderBatchesAndBounds(t *testing.T) {
 	for deadline := time.Now().Add(10 * time.Second); written() < bound && time.Now().Before(deadline); {
 		time.Sleep(50 * time.Millisecond)
 	}
-	stop()
+	stop(time.Now())
 
 	recorded, none := 0, 0
 	for _, st := range s.jobs {
@@ -228,7 +228,7 @@ func TestRecorderFlushesAtShutdown(t *testing.T) {
 	r.add(s.jobs[1], slot.Add(time.Minute), store.ReasonOutage, nil) // due in a minute
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // Run is over before the recorder's first round
-	r.start(ctx)()
+	r.start(ctx)(time.Now())
 
 	c := newClient(t, srv)
 	if m, ok := readMark(t, c, "flush-a", slot); !ok || m.Record.Reason != store.ReasonOutage {
@@ -239,9 +239,98 @@ func TestRecorderFlushesAtShutdown(t *testing.T) {
 	}
 }
 
+// TestRecorderDrainsAtShutdown: at shutdown the recorder also writes the
+// skips that come due before the deadline it is given, each once due, and
+// leaves (and logs) only one due after it, which other replicas may still
+// claim by then.
+func TestRecorderDrainsAtShutdown(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	js := []*jobs.Job{
+		testJob(t, "drain-due", "* * * * * *", "", func(j *jobs.Job) { j.CatchupWindow = 0 }),
+		testJob(t, "drain-soon", "* * * * * *", "", func(j *jobs.Job) { j.CatchupWindow = 0 }),
+		testJob(t, "drain-late", "* * * * * *", "", func(j *jobs.Job) { j.CatchupWindow = 0 }),
+	}
+	// closes = slot + 1s (OnTime) + 2s (skew): due already; due in 1 to 2
+	// s; due in about a minute.
+	now := time.Now().Truncate(time.Second)
+	due, soon := now.Add(-5*time.Second), now.Add(-time.Second)
+	s, logs := recorderScheduler(t, srv, "drain", js, due)
+	r := s.recorder
+	r.add(s.jobs[0], due, store.ReasonOutage, nil)
+	r.add(s.jobs[1], soon, store.ReasonOutage, nil)
+	r.add(s.jobs[2], soon.Add(time.Minute), store.ReasonOutage, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // Run is over before the recorder's first round
+	r.start(ctx)(time.Now().Add(10 * time.Second))
+
+	c := newClient(t, srv)
+	for _, tc := range []struct {
+		job  string
+		slot time.Time
+	}{{"drain-due", due}, {"drain-soon", soon}} {
+		if m, ok := readMark(t, c, tc.job, tc.slot); !ok || m.Record.Reason != store.ReasonOutage {
+			t.Errorf("%s: got %+v (present %v), want the skip written at shutdown", tc.job, m.Record, ok)
+		}
+	}
+	if _, ok := readMark(t, c, "drain-late", soon.Add(time.Minute)); ok {
+		t.Error("drain-late: got a record, want none: it comes due after the deadline")
+	}
+	if want := `"slots":1,"message":"shutdown: skip records not yet due are not written"`; !strings.Contains(logs.String(), want) {
+		t.Errorf("log: got %s, want a line with %s", logs.String(), want)
+	}
+}
+
+// TestShutdownRightAfterOutage: a replica stopped as Redis comes back
+// from an outage (cut off through a proxy for 2 s) writes, within its
+// shutdown grace, the skip records of the outage's last slots, which come
+// due after the stop (1.5 s after each slot): every slot of the outage
+// ends with a run or a record.
+func TestShutdownRightAfterOutage(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.Options{})
+	px := redistest.StartProxyFor(t, srv)
+	l := &ledger{}
+	js := []*jobs.Job{testJob(t, "drain", "* * * * * *", registerLedgerFunc(l, behaviour{}), func(j *jobs.Job) { j.CatchupWindow = 0 })}
+	begin := nextSecond(300 * time.Millisecond)
+	waitUntil(begin)
+	in := startInstanceAt(t, px.Addr(), js, Options{Replica: "r0", MaxClockSkew: 500 * time.Millisecond, ShutdownGrace: 10 * time.Second})
+	waitUntil(begin.Add(2 * time.Second))
+	px.Block(true)
+	cut := time.Now()
+	time.Sleep(2 * time.Second)
+	px.Block(false)
+	back := time.Now()
+	in.stop(t)
+
+	ran := map[int64]bool{}
+	for _, e := range l.snapshot() {
+		ran[e.slot.Unix()] = true
+	}
+	c := srv.Client(t)
+	skipped := 0
+	for s := cut.Unix() + 1; s < back.Unix(); s++ {
+		if ran[s] {
+			continue
+		}
+		m, ok := readMark(t, c, "drain", unix(s))
+		switch {
+		case !ok || !m.Ended:
+			t.Errorf("slot %v of the outage: no run and no final record (mark %+v, present %v), want a skip record", unix(s), m, ok)
+		case m.Record.Outcome != store.OutcomeSkipped:
+			t.Errorf("slot %v of the outage: record %+v, want a skip", unix(s), m.Record)
+		default:
+			skipped++
+		}
+	}
+	if skipped == 0 {
+		t.Errorf("slots %d to %d: got no skip record, want the outage's", cut.Unix()+1, back.Unix()-1)
+	}
+}
+
 // TestRecorderLogsUnwrittenAtShutdown: a skip due at shutdown whose
 // record Redis does not answer within CallTimeout (its replies held by a
-// proxy) is logged as not written, apart from a skip not yet due.
+// proxy) is retried until the shutdown deadline, then logged as not
+// written, apart from a skip not yet due.
 func TestRecorderLogsUnwrittenAtShutdown(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	px := redistest.StartProxyFor(t, srv)
@@ -257,8 +346,14 @@ func TestRecorderLogsUnwrittenAtShutdown(t *testing.T) {
 	px.Delay(redistest.ToClient, 2*time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // Run is over before the recorder's first round
-	r.start(ctx)()
+	// The drain retries the due skip after its backoff until the deadline.
+	r.start(ctx)(time.Now().Add(1500 * time.Millisecond))
 	px.Delay(redistest.ToClient, 0)
+	for _, p := range r.queue {
+		if p.js == s.jobs[0] && p.tries < 2 {
+			t.Errorf("the due skip: got %d attempts, want 2 or more (retried within the deadline)", p.tries)
+		}
+	}
 
 	for _, want := range []string{
 		`"slots":1,"call_timeout":300,"message":"shutdown: skip records not written: Redis did not answer in time"`,
@@ -331,7 +426,7 @@ func TestRecorderRetriesUnsentAtOnce(t *testing.T) {
 	for deadline := time.Now().Add(6 * time.Second); got < n && time.Now().Before(deadline); got = written() {
 		time.Sleep(100 * time.Millisecond)
 	}
-	stop()
+	stop(time.Now())
 	if got != n {
 		t.Errorf("records written: got %d, want %d", got, n)
 	}
@@ -654,7 +749,7 @@ func lateSkip(t *testing.T, s *Scheduler, logs *lockedBuffer, c *redis.Client, s
 		_, ok := readMark(t, c, name, slot)
 		return ok || strings.Contains(logs.String(), late)
 	})
-	stop()
+	stop(time.Now())
 	m, ok := readMark(t, c, name, slot)
 	switch {
 	case written && (!ok || m.Record.Reason != reason):

@@ -294,7 +294,8 @@ func (s *Scheduler) Preflight(ctx context.Context) error {
 // Run fires jobs until ctx ends, then shuts down gracefully: it stops
 // claiming, waits up to ShutdownGrace for running jobs, cancels those still
 // running with cause ErrShutdown, records their outcomes, finishes their
-// leases, and returns nil. Run may be called once. It first calls
+// leases, writes the skip records that come due within ShutdownGrace of
+// the loop's end, and returns nil. Run may be called once. It first calls
 // Preflight unless that was called, and returns its error (store.ErrACL)
 // before anything starts.
 func (s *Scheduler) Run(ctx context.Context) error {
@@ -317,11 +318,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	s.workers = newWorkers()
 	// The clock is measured before the first claim, and then every
 	// ClockCheck; the recorder writes deferred skip records. Both stop after
-	// every firing has returned (the defers run in reverse order).
+	// every firing has returned (the defers run in reverse order); the
+	// recorder first writes the records that come due within the shutdown
+	// grace, counted from the loop's end.
 	stopClock := s.clock.start(runsCtx)
 	defer stopClock()
+	var graceEnd time.Time // set when the loop ends
 	stopRecorder := s.recorder.start(runsCtx)
-	defer stopRecorder()
+	defer func() { stopRecorder(graceEnd) }()
 	if s.ownConn {
 		stopRights := s.rights.start(runsCtx, func(ctx context.Context) error {
 			return s.conn.CheckRights(ctx, s.opts.Prefix)
@@ -338,6 +342,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	s.setAccepting(true) // manual triggers, from now until the loop ends
 	s.share.awaitView(ctx)
 	s.loop(ctx)
+	graceEnd = s.opts.Clock.Now().Add(s.opts.ShutdownGrace)
 	close(s.loopDone)
 	s.setAccepting(false)
 
