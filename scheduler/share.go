@@ -91,7 +91,7 @@ func (sh *share) newShareView(live store.Live, got time.Time) *shareView {
 // Beat states: what a replica says of itself in its beats.
 const (
 	stateClaims = "claims" // it claims the firings it is first for
-	stateOff    = "off"    // its clock is off, Redis answers it slowly, or a claim's reply is outstanding (stuckAfter): the others claim its share too
+	stateOff    = "off"    // its clock is off, Redis answers it slowly, a claim's reply is outstanding (stuckAfter), or it is shutting down: the others claim its share too
 )
 
 func newShare(s *Scheduler) *share {
@@ -165,9 +165,11 @@ func (sh *share) setMembers(rs []store.Replica) {
 }
 
 // state is what this replica's next beat says of it: "<state>:<config hash>".
+// Once its loop has ended (shutdown: running jobs finish, skip records
+// come due) it claims nothing more, so it says off.
 func (sh *share) state() string {
 	st := stateClaims
-	if !sh.s.clock.healthy() || sh.s.opts.Clock.Now().UnixNano() < sh.slowUntil.Load() || sh.s.locker.Stuck(sh.stuckAfter()) {
+	if sh.stopping() || !sh.s.clock.healthy() || sh.s.opts.Clock.Now().UnixNano() < sh.slowUntil.Load() || sh.s.locker.Stuck(sh.stuckAfter()) {
 		st = stateOff
 	}
 	h := ""
@@ -175,6 +177,16 @@ func (sh *share) state() string {
 		h = *p
 	}
 	return st + ":" + h
+}
+
+// stopping says whether the scheduler's loop has ended.
+func (sh *share) stopping() bool {
+	select {
+	case <-sh.s.loopDone:
+		return true
+	default:
+		return false
+	}
 }
 
 // run beats every ShareBeat until ctx ends, then leaves the set, so that

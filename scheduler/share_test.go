@@ -682,6 +682,27 @@ func TestShareSlowRedis(t *testing.T) {
 	}
 }
 
+// TestShareStoppingReplicaSaysOff: once its loop has ended, a replica
+// that waits for a running job (or for skip records to come due, see
+// drain) beats "off", so that the others claim its share at once instead
+// of after HandOff, until it leaves the set as Run returns.
+func TestShareStoppingReplicaSaysOff(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, redistest.Options{})
+	l := &ledger{}
+	js := []*jobs.Job{testJob(t, "stopping", "* * * * * *", registerLedgerFunc(l, behaviour{sleep: 6 * time.Second}), func(j *jobs.Job) { j.CatchupWindow = 0 })}
+	in := startInstance(t, srv, js, Options{Replica: "r0", ShutdownGrace: 10 * time.Second})
+	c := srv.Client(t)
+	state := func() string { return c.HGet(context.Background(), "redcron:{live}:states", "r0").Val() }
+	waitFor(t, 5*time.Second, func() bool { return len(l.snapshot()) > 0 && strings.HasPrefix(state(), stateClaims+":") })
+	in.cancel() // the loop ends; the run goes on for seconds
+	waitFor(t, 3*time.Second, func() bool { return strings.HasPrefix(state(), stateOff+":") })
+	in.stop(t)
+	if got := state(); got != "" {
+		t.Errorf("state after Run returned: got %q, want none (left the set)", got)
+	}
+}
+
 // windowRuns counts the runs of got (checkOnce's) per replica for the
 // slots from `from` up to `to`, and reports a slot that did not run; worst
 // is the latest start after its slot.
