@@ -59,7 +59,8 @@ type Options struct {
 	MaxClockSkew time.Duration
 	// ShutdownGrace is how long Run waits, after its context ends, for
 	// running jobs before cancelling them with ErrShutdown, and within
-	// which it writes the skip records that come due. Default 30s.
+	// which it writes the skip records that come due (so Run may take it
+	// whole, and CallTimeout more, with no job running). Default 30s.
 	// FromConfig takes it from the file.
 	ShutdownGrace time.Duration
 	// Registerer, when not nil, gets the scheduler's Prometheus metrics

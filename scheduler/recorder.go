@@ -34,7 +34,7 @@ type recorder struct {
 	// or the latest slot below its ring's span): a skip of a slot up to
 	// it, past its mark's window, is late too and is not sent (after a
 	// long outage a job that fires often has thousands). Used by the
-	// goroutine that writes records only (run, then flush); cleared when
+	// goroutine that writes records only (run, then drain); cleared when
 	// the queue empties.
 	decided map[string]time.Time
 
@@ -207,20 +207,20 @@ func (r *recorder) start(ctx context.Context) (stop func(until time.Time)) {
 
 // drain writes, at shutdown, the entries due now, then those that come
 // due by until (on the scheduler's clock), each once due: a failed
-// attempt is retried after its backoff, as while running, until until.
-// Each round is bounded by CallTimeout, so drain returns at most that
-// long after until.
+// attempt goes again as while running (after its backoff, or at once if
+// it never left this replica), until until. Each round is bounded by
+// CallTimeout, so drain returns at most that long after until.
 func (r *recorder) drain(until time.Time) {
-	limit := until.Add(r.s.clock.off()) // on the recorder's clock (now)
 	clk := r.s.opts.Clock
 	for {
 		r.flush()
 		next, ok := r.next()
-		now := r.now()
-		if !ok || next.After(limit) || !now.Before(limit) {
+		off := r.s.clock.off() // due times are on the recorder's clock (now)
+		now := clk.Now()
+		if !ok || next.Add(-off).After(until) || !now.Before(until) {
 			return
 		}
-		if d := next.Sub(now); d > 0 {
+		if d := next.Sub(now.Add(off)); d > 0 {
 			t := clk.NewTimer(d)
 			<-t.C()
 		}
@@ -254,7 +254,8 @@ func (r *recorder) left(now time.Time) (due, later int) {
 
 // flush writes the entries already due, in rounds bounded in all by
 // CallTimeout; it returns at the first round that puts an entry back in
-// the queue (a failure, or a withdrawal whose skip is not yet due).
+// the queue (a failure, a reply "early", or a withdrawal, whose skip
+// comes due later).
 func (r *recorder) flush() {
 	ctx, cancel := context.WithTimeout(context.Background(), r.s.opts.CallTimeout)
 	defer cancel()

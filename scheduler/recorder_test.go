@@ -281,23 +281,23 @@ func TestRecorderDrainsAtShutdown(t *testing.T) {
 }
 
 // TestShutdownRightAfterOutage: a replica stopped as Redis comes back
-// from an outage (cut off through a proxy for 2 s) writes, within its
+// from an outage (cut off through a proxy for 3 s) writes, within its
 // shutdown grace, the skip records of the outage's last slots, which come
-// due after the stop (1.5 s after each slot): every slot of the outage
-// ends with a run or a record.
+// due after the stop (3 s after each slot: OnTime and the 2 s skew):
+// every slot of the outage ends with a run or a record.
 func TestShutdownRightAfterOutage(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t, redistest.Options{})
 	px := redistest.StartProxyFor(t, srv)
 	l := &ledger{}
 	js := []*jobs.Job{testJob(t, "drain", "* * * * * *", registerLedgerFunc(l, behaviour{}), func(j *jobs.Job) { j.CatchupWindow = 0 })}
-	begin := nextSecond(300 * time.Millisecond)
-	waitUntil(begin)
-	in := startInstanceAt(t, px.Addr(), js, Options{Replica: "r0", MaxClockSkew: 500 * time.Millisecond, ShutdownGrace: 10 * time.Second})
-	waitUntil(begin.Add(2 * time.Second))
+	in := startInstanceAt(t, px.Addr(), js, Options{Replica: "r0", ShutdownGrace: 10 * time.Second})
+	// Cut 700 ms into a second: the next slot's claim, sent up to
+	// maxClaimAhead before it, goes out during the outage.
+	waitUntil(nextSecond(time.Second + 700*time.Millisecond))
 	px.Block(true)
 	cut := time.Now()
-	time.Sleep(2 * time.Second)
+	time.Sleep(3 * time.Second)
 	px.Block(false)
 	back := time.Now()
 	in.stop(t)
