@@ -296,9 +296,9 @@ func (s *Scheduler) Preflight(ctx context.Context) error {
 // running with cause ErrShutdown, records their outcomes, finishes their
 // leases, writes the skip records that come due within ShutdownGrace of
 // the loop's end, and returns nil. From the loop's end its liveness beats
-// say it claims nothing, so the other replicas take its share at once. Run may be called once. It first calls
-// Preflight unless that was called, and returns its error (store.ErrACL)
-// before anything starts.
+// say it claims nothing, so the other replicas take its share at once.
+// Run may be called once. It first calls Preflight unless that was
+// called, and returns its error (store.ErrACL) before anything starts.
 func (s *Scheduler) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("scheduler: Run called twice")
