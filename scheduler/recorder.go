@@ -349,12 +349,11 @@ func (r *recorder) logDrops() {
 
 // wait is how long until the next entry is due, at most maxSleep.
 func (r *recorder) wait() time.Duration {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.queue.Len() == 0 {
+	next, ok := r.next()
+	if !ok {
 		return maxSleep
 	}
-	return min(max(r.queue[0].due.Sub(r.now()), 0), maxSleep)
+	return min(max(next.Sub(r.now()), 0), maxSleep)
 }
 
 // workAll makes one attempt at each entry: the records in one round of

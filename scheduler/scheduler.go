@@ -355,7 +355,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	default:
 	}
 	s.log.Info().Int64("grace_ms", s.opts.ShutdownGrace.Milliseconds()).Msg("shutdown: waiting for running jobs")
-	t := s.opts.Clock.NewTimer(s.opts.ShutdownGrace)
+	t := s.opts.Clock.NewTimer(graceEnd.Sub(s.opts.Clock.Now())) // the recorder's deadline too
 	defer t.Stop()
 	select {
 	case <-done:

@@ -24,6 +24,19 @@ import (
 	"github.com/redcron/redcron/scheduler/store"
 )
 
+// rendezvousFirst is the replica of ids with the highest rendezvous score
+// for (job, slot): the one that claims it when all are healthy.
+func rendezvousFirst(job string, slot time.Time, ids []string) string {
+	key := rendezvousKeyOf(job, slot)
+	best, score := "", uint64(0)
+	for _, id := range ids {
+		if sc := key.score(id); best == "" || sc > score {
+			best, score = id, sc
+		}
+	}
+	return best
+}
+
 // TestRendezvousSpread: over many (job, slot) pairs each of R replicas is
 // first for about 1/R of them, and removing one replica moves only its
 // own pairs.
@@ -34,15 +47,6 @@ func TestRendezvousSpread(t *testing.T) {
 			for i := range ids {
 				ids[i] = fmt.Sprintf("host-%d-%d", i, 1000+i*37)
 			}
-			first := func(job string, slot time.Time, ids []string) string {
-				best, score := "", uint64(0)
-				for _, id := range ids {
-					if sc := rendezvousKeyOf(job, slot).score(id); best == "" || sc > score {
-						best, score = id, sc
-					}
-				}
-				return best
-			}
 			count := map[string]int{}
 			moved := 0
 			const jobsN, slots = 300, 200
@@ -50,9 +54,9 @@ func TestRendezvousSpread(t *testing.T) {
 				job := "job-" + strconv.Itoa(j)
 				for s := range slots {
 					slot := time.Unix(int64(1_790_000_000+s), 0)
-					w := first(job, slot, ids)
+					w := rendezvousFirst(job, slot, ids)
 					count[w]++
-					if w2 := first(job, slot, ids[1:]); w2 != w && w != ids[0] {
+					if w2 := rendezvousFirst(job, slot, ids[1:]); w2 != w && w != ids[0] {
 						moved++
 					}
 				}
@@ -349,14 +353,7 @@ func TestShareWork(t *testing.T) {
 	hashed := map[string]int{}
 	for _, j := range js {
 		for sec := from.Unix(); sec < to.Unix(); sec++ {
-			key := rendezvousKeyOf(j.Name, unix(sec))
-			best := ids[0]
-			for _, id := range ids[1:] {
-				if key.score(id) > key.score(best) {
-					best = id
-				}
-			}
-			hashed[best]++
+			hashed[rendezvousFirst(j.Name, unix(sec), ids)]++
 		}
 	}
 	for _, id := range ids {

@@ -66,11 +66,7 @@ func (c *counter) count(cmds ...redis.Cmder) {
 		c.kinds[cl.kind]++
 		c.details[c.key(cl)]++
 		if cl.kind == kindBatch {
-			// Classified in place: the hook runs in the replica measured,
-			// for every batch it sends.
-			name := cmd.Name()
-			redistest.ScriptCalls(cmd.Args(), func(keys, args []any) {
-				pc := scriptClass(name, keys, args)
+			eachCarried(cmd, func(pc class) {
 				c.carried[pc.kind]++
 				pc.kind += " in batch"
 				c.details[c.key(pc)]++
@@ -272,13 +268,20 @@ func scriptClass(name string, keys, args []any) class {
 	return cl
 }
 
-// carriedClasses classifies the calls that a batch.lua command carries,
-// each as if sent alone.
+// eachCarried calls f with the class of each call that a batch.lua
+// command carries, as if sent alone, classified in place: the hook runs in
+// the replica measured, for every batch it sends.
+func eachCarried(cmd redis.Cmder, f func(class)) {
+	name := cmd.Name()
+	redistest.ScriptCalls(cmd.Args(), func(keys, args []any) {
+		f(scriptClass(name, keys, args))
+	})
+}
+
+// carriedClasses is eachCarried's classes, in order.
 func carriedClasses(cmd redis.Cmder) []class {
 	var out []class
-	redistest.ScriptCalls(cmd.Args(), func(keys, args []any) {
-		out = append(out, scriptClass(cmd.Name(), keys, args))
-	})
+	eachCarried(cmd, func(cl class) { out = append(out, cl) })
 	return out
 }
 
