@@ -104,6 +104,13 @@ type NotObtainedError struct {
 	// slots above, the latest slot below them. A skip of any slot up to it
 	// is late too once past its Skip.NotAfter.
 	Decided time.Time
+	// Minority is set, in quorum mode, on a refusal that decides the slot
+	// (ErrNotObtained, ErrPaused, ErrLate or ErrSlotClaimed) while the
+	// slot's final record stands on fewer than a majority of the nodes:
+	// the nodes refused for mixed reasons (a busy lease on one, a claim
+	// not yet due on another). RecordSkip completes the record once no
+	// replica may claim the slot any more.
+	Minority bool
 }
 
 // Error describes the reason and what blocked.

@@ -296,11 +296,16 @@ func (b *Bid) drop(rs []nodeResult[obtainReply]) {
 // any majority, or another claimant's running marks stand on a majority
 // (it won). Otherwise nobody has won: the claimants split the vote, and
 // the losers drop their marks so that a retry can win. best is the refusal
-// to report when decided.
+// to report when decided. When the refusals decide the slot for a final
+// reason (not ErrEarly or ErrUnborn) while the slot's final record (one
+// this claim wrote, or one it found) stands on some nodes but fewer than a
+// majority, best is a refusal that holds it, marked Minority.
 func quorumRefusal(rs []nodeResult[obtainReply], n, quorum int) (best *NotObtainedError, decided bool) {
 	count := map[string]int{}
 	perToken := map[string]int{}
 	blockAll, top := 0, 0
+	records := 0                   // nodes where the slot now has a final record
+	var onRecord *NotObtainedError // a refusal that holds one
 	for _, r := range rs {
 		if r.err != nil || r.val.ok() {
 			continue
@@ -312,17 +317,40 @@ func quorumRefusal(rs []nodeResult[obtainReply], n, quorum int) (best *NotObtain
 		}
 		blockAll++
 		count[r.val.code]++
+		e := r.val.err()
 		if best == nil || count[r.val.code] > count[codeOf(best)] {
-			best = r.val.err()
+			best = e
+		}
+		if holdsRecord(r.val) {
+			records++
+			if onRecord == nil {
+				onRecord = e
+			}
 		}
 	}
 	switch {
 	case top >= quorum:
 		return &NotObtainedError{Reason: ErrSlotClaimed}, true
-	case blockAll > n-quorum:
-		return best, true
+	case blockAll <= n-quorum:
+		return nil, false
+	case records > 0 && records < quorum && best.Reason != ErrEarly && best.Reason != ErrUnborn:
+		onRecord.Minority = true
+		return onRecord, true
 	}
-	return nil, false
+	return best, true
+}
+
+// holdsRecord tells whether a slot claim's refusal leaves the slot's mark
+// on that node with a final record: the skip that obtain.lua wrote (busy,
+// paused, late) or the one it found (claimed).
+func holdsRecord(r obtainReply) bool {
+	switch r.code {
+	case replyBusy, replyPaused, replyLate:
+		return true
+	case replyClaimed:
+		return r.record != ""
+	}
+	return false
 }
 
 // codeOf is the reply code of a refusal.

@@ -1061,3 +1061,81 @@ func TestQuorumDue(t *testing.T) {
 		t.Errorf("Due: got %v from now, want about 3s (Claim.Due)", d)
 	}
 }
+
+// TestQuorumMixedRefusal: three masters refuse one claim for mixed
+// reasons. The lease is busy on two of them (its holder's release lost
+// there); one hears the claim only after it is due (its requests are
+// delayed) and refuses it as busy, recording the skip; the other hears it
+// before it is due and answers "early", writing nothing, after the first
+// (its replies are delayed); the third grants it. No claimant can win any
+// more, so the refusal decides the slot, but its record stands on one
+// master: the error says so (Minority), the grant is dropped, and
+// RecordSkip completes the record on the others. When the early answer
+// comes first, the refusal is early (the claim is sent again at its due)
+// and says nothing of a minority.
+func TestQuorumMixedRefusal(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		earlyFirst bool
+	}{
+		{name: "busy heard first"},
+		{name: "early heard first", earlyFirst: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			proxies, clients, direct := proxiedNodes(t, 3*time.Second)
+			q := newQuorum(t, clients, locker.Options{NodeTimeout: 2 * time.Second})
+			key, meta := keys(t)
+			// Warm up: every connection dialled and the scripts loaded, so
+			// that each node sees the claim one delay after it is sent.
+			warm := slotClaim(key+"-warm", meta+"-warm", time.Now().Truncate(time.Second))
+			if err := mustObtain(t, q, warm).Release(bg); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range direct[:2] {
+				must(t, c.Set(bg, key, "lost-release", time.Minute).Err())
+			}
+			proxies[0].Delay(redistest.ToServer, 700*time.Millisecond)
+			if !tc.earlyFirst {
+				proxies[1].Delay(redistest.ToClient, 1200*time.Millisecond)
+			}
+			slot := time.Now().Truncate(time.Second)
+			cl := slotClaim(key, meta, slot)
+			cl.NotBefore, cl.Due, cl.NotAfter = time.Now().Add(-time.Second), time.Now().Add(300*time.Millisecond), time.Now().Add(time.Minute)
+			err := tryObtain(q, cl)
+			proxies[0].Delay(redistest.ToServer, 0)
+			proxies[1].Delay(redistest.ToClient, 0)
+			var ne *locker.NotObtainedError
+			if !errors.As(err, &ne) {
+				t.Fatalf("Obtain: got %v, want a NotObtainedError", err)
+			}
+			if tc.earlyFirst {
+				if !errors.Is(err, locker.ErrEarly) || ne.Minority {
+					t.Fatalf("Obtain: got %v (Minority %v), want ErrEarly, Minority false", err, ne.Minority)
+				}
+				return
+			}
+			if !errors.Is(err, locker.ErrNotObtained) || !ne.Minority {
+				t.Fatalf("Obtain: got %v (Minority %v), want ErrNotObtained (busy), Minority true", err, ne.Minority)
+			}
+			mark := cl.MarkKey
+			for i, want := range []string{recs.Busy, "", ""} {
+				if got := hget(t, direct[i], mark, "end"); got != want {
+					t.Errorf("node %d mark end after the claim: got %q, want %q", i, got, want)
+				}
+			}
+			waitFor(t, 2*time.Second, func() bool { return !exists(t, direct[2], mark) }) // the grant dropped
+			skip := locker.Skip{MarkKey: mark, MetaKey: meta, Slot: slot, Record: recs.Busy, Retention: time.Hour,
+				NotBefore: time.Now().Add(-time.Second), NotAfter: time.Now().Add(time.Minute)}
+			if err := q.RecordSkip(bg, skip); err != nil {
+				t.Fatalf("RecordSkip: got %v, want nil", err)
+			}
+			for i, c := range direct {
+				if got := hget(t, c, mark, "end"); got != recs.Busy {
+					t.Errorf("node %d mark end after RecordSkip: got %q, want %q", i, got, recs.Busy)
+				}
+			}
+		})
+	}
+}

@@ -251,6 +251,16 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 		}
 		var ne *locker.NotObtainedError
 		switch {
+		case errors.As(err, &ne) && ne.Minority:
+			// Quorum mode: the masters refused for mixed reasons (a busy
+			// lease on one, a claim not yet due on another), and the
+			// slot's record stands on a minority of them. The recorder
+			// completes it once no replica may claim the slot, and counts
+			// the skip then.
+			if reason := minorityReason(ne); reason != "" {
+				s.recorder.add(js, slot, reason, nil)
+			}
+			return nil
 		case errors.Is(err, locker.ErrSlotClaimed):
 			// Another replica (or this one, before a restart) has it or
 			// recorded it; a skip is counted once, by the replica that
@@ -683,4 +693,25 @@ func outcome(ctx context.Context, err error) (out, reason string) {
 		return store.OutcomeCanceled, ""
 	}
 	return store.OutcomeError, ""
+}
+
+// minorityReason is the skip reason to complete on a majority for a
+// refusal whose record stands on a minority of the masters
+// (NotObtainedError.Minority): the claim's own (busy, paused, late), or
+// the reason of the skip record it found; "" for a run's record, which
+// only a claim that won writes.
+func minorityReason(ne *locker.NotObtainedError) string {
+	switch {
+	case errors.Is(ne.Reason, locker.ErrPaused):
+		return store.ReasonPaused
+	case errors.Is(ne.Reason, locker.ErrLate):
+		return store.ReasonLate
+	case errors.Is(ne.Reason, locker.ErrSlotClaimed):
+		r, err := store.ParseRecord(ne.Record)
+		if err != nil || r.Outcome != store.OutcomeSkipped {
+			return ""
+		}
+		return r.Reason
+	}
+	return store.ReasonOverlap
 }

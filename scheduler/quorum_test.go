@@ -2,7 +2,9 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -481,4 +483,142 @@ func TestQuorumShedsBacklog(t *testing.T) {
 	if got := shedN.GetCounter().GetValue(); got < n {
 		t.Errorf("claims shed: got %v, want at least %d", got, n)
 	}
+}
+
+// TestQuorumMinorityRecordCompleted: the masters refuse a claim for mixed
+// reasons, so that the slot is decided while its record stands on one
+// master. The job's lease is busy on masters 0 and 1 (its holder's release
+// lost there). Master 0 hears the claim only after the slot is due (its
+// requests are held from the moment the claim goes out) and refuses it as
+// busy, recording the skip; master 1 hears it before (the claim goes out
+// ahead) and answers "early", writing nothing, its answer held until
+// master 0's is read; master 2 grants it. The replica queues the skip
+// (overlap) and, once no replica may claim the slot, writes it on the
+// masters that lack it: every master holds it, and the slot did not run.
+// Before, the replica took the busy refusal as on record and the skip
+// stood on master 0 alone.
+func TestQuorumMinorityRecordCompleted(t *testing.T) {
+	t.Parallel()
+	servers := make([]*redistest.Server, 3)
+	proxies := make([]*redistest.Proxy, 3)
+	addrs := make([]string, 3)
+	for i := range servers {
+		servers[i] = redistest.Start(t, redistest.Options{})
+		proxies[i] = redistest.StartProxyFor(t, servers[i])
+		addrs[i] = proxies[i].Addr()
+	}
+	l := &ledger{}
+	j := testJob(t, "mixed", "*/4 * * * * *", registerLedgerFunc(l, behaviour{}), func(j *jobs.Job) { j.CatchupWindow = 0 })
+	k := store.JobKeys("", j.Name)
+	ctx := context.Background()
+	var target atomic.Value // the mark key of the slot whose claim brings the faults
+	target.Store("")
+	var armed, holding atomic.Bool
+	ofTarget := func(cmd redis.Cmder) bool {
+		mark := target.Load().(string)
+		return mark != "" && slices.Contains(cmd.Args(), any(mark))
+	}
+	before := redistest.BeforeHook(func(cmd redis.Cmder) {
+		if ofTarget(cmd) && armed.CompareAndSwap(true, false) {
+			proxies[0].Hold(redistest.ToServer)
+			proxies[1].Hold(redistest.ToClient)
+			holding.Store(true)
+		}
+	})
+	after := redistest.AfterHook(func(cmd redis.Cmder) {
+		if c, ok := cmd.(*redis.Cmd); ok && ofTarget(cmd) && c.Err() == nil && replyHas(c.Val(), "busy") && holding.CompareAndSwap(true, false) {
+			proxies[1].Release(redistest.ToClient)
+		}
+	})
+	startQuorumInstanceAt(t, addrs, []*jobs.Job{j}, Options{Replica: "r0"}, locker.Options{Retries: 3, NodeTimeout: 2 * time.Second}, before, after)
+	// The claim goes out claimAhead before its slot once the job is steady:
+	// the first slot after the start is claimed at its due, so the test
+	// begins with the second. A replica whose timer
+	// wakes later than that finds the slot due on master 1 too, which then
+	// records the skip itself; one starved until its attempt's bound gives
+	// the claim up (late), and records that on the masters that lack a
+	// record. Such a slot does not test the refusal, and the next one is
+	// tried (3 at most).
+	var slot time.Time
+	want := ""
+	for try := 0; ; try++ {
+		slot = j.Schedule.Next(time.Now().Add(1500 * time.Millisecond))
+		if try == 0 {
+			slot = j.Schedule.Next(j.Schedule.Next(time.Now()))
+		}
+		want = store.Skip(j.Name, slot, store.ReasonOverlap)
+		for _, srv := range servers[:2] {
+			if err := srv.Client(t).Set(ctx, k.Lease(), "lost-release", time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		target.Store(k.Mark(slot))
+		armed.Store(true)
+		waitUntil(slot.Add(300 * time.Millisecond))
+		proxies[0].Release(redistest.ToServer)
+		waitUntil(slot.Add(time.Second))
+		proxies[1].Release(redistest.ToClient) // if no busy reply came
+		if armed.Load() {
+			t.Fatalf("slot %v: no claim went out by %v", slot.UTC(), time.Now().UTC())
+		}
+		end, err := servers[1].Client(t).HGet(ctx, k.Mark(slot), "end").Result()
+		if err == nil {
+			t.Logf("slot %v: master 1 heard the claim after its due (recorded %q); trying the next slot", slot.UTC(), end)
+		} else if !errors.Is(err, redis.Nil) {
+			t.Fatal(err)
+		} else if end = waitRecord(t, servers[1], k.Mark(slot), slot.Add(OnTime+DefaultMaxClockSkew+5*time.Second)); end == want {
+			break // refused for mixed reasons, and completed
+		} else if end == "" {
+			t.Fatalf("slot %v: master 1 holds no record %v after the slot, want %s (the skip on a minority of the masters)", slot.UTC(), time.Since(slot).Round(time.Second), want)
+		} else {
+			t.Logf("slot %v: master 1's record is %q, want %s (the claim given up, not refused); trying the next slot", slot.UTC(), end, want)
+		}
+		if try == 2 {
+			t.Fatalf("slot %v: no slot of 3 refused for mixed reasons (timers late by more than %v, or claims given up)", slot.UTC(), claimAhead)
+		}
+	}
+	for i, srv := range servers {
+		if got := waitRecord(t, srv, k.Mark(slot), time.Now().Add(3*time.Second)); got != want {
+			t.Errorf("slot %v: master %d holds %q, want %s", slot.UTC(), i, got, want)
+		}
+	}
+	for _, e := range l.snapshot() {
+		if e.slot.Equal(slot) {
+			t.Errorf("slot %v ran on %s, want no run (refused as busy)", slot.UTC(), e.replica)
+		}
+	}
+}
+
+// waitRecord returns the final record of mark on srv once there is one,
+// or "" at deadline.
+func waitRecord(t *testing.T, srv *redistest.Server, mark string, deadline time.Time) string {
+	t.Helper()
+	for {
+		end, err := srv.Client(t).HGet(context.Background(), mark, "end").Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			t.Fatal(err)
+		}
+		if end != "" || time.Now().After(deadline) {
+			return end
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// replyHas says whether a script's reply, or one carried in a batch's
+// reply, begins with code.
+func replyHas(v any, code string) bool {
+	a, ok := v.([]any)
+	if !ok || len(a) == 0 {
+		return false
+	}
+	if s, ok := a[0].(string); ok && s == code {
+		return true
+	}
+	for _, e := range a {
+		if replyHas(e, code) {
+			return true
+		}
+	}
+	return false
 }
