@@ -107,9 +107,10 @@ type NotObtainedError struct {
 	// Minority is set, in quorum mode, on a refusal that decides the slot
 	// (ErrNotObtained, ErrPaused, ErrLate or ErrSlotClaimed) while the
 	// slot's final record stands on fewer than a majority of the nodes:
-	// the nodes refused for mixed reasons (a busy lease on one, a claim
-	// not yet due on another). RecordSkip completes the record once no
-	// replica may claim the slot any more.
+	// they refused for mixed reasons (a busy lease on one, the slot passed
+	// over or before the job's first sight on another). The caller
+	// completes the record with RecordSkip once no replica may claim the
+	// slot any more.
 	Minority bool
 }
 

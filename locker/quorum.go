@@ -211,7 +211,7 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 			b.cutOn[r.node] = true // its script may have stopped after taking the lease
 		}
 	}
-	if state, decided := quorumRefusal(rs, n, l.quorum); decided {
+	if state, decided := quorumRefusal(rs, n, l.quorum, b.claim.MarkKey != "" && b.claim.Records.Busy != ""); decided {
 		// Others decided the slot: our running marks, if any, stand on a
 		// minority.
 		b.drop(rs)
@@ -296,16 +296,20 @@ func (b *Bid) drop(rs []nodeResult[obtainReply]) {
 // any majority, or another claimant's running marks stand on a majority
 // (it won). Otherwise nobody has won: the claimants split the vote, and
 // the losers drop their marks so that a retry can win. best is the refusal
-// to report when decided. When the refusals decide the slot for a final
-// reason (not ErrEarly or ErrUnborn) while the slot's final record (one
-// this claim wrote, or one it found) stands on some nodes but fewer than a
-// majority, best is a refusal that holds it, marked Minority.
-func quorumRefusal(rs []nodeResult[obtainReply], n, quorum int) (best *NotObtainedError, decided bool) {
+// to report when decided. Unless the slot's final record (one this claim
+// wrote, or one it found) stands on a majority, an early refusal comes
+// first: the claim is sent again once it is due, and the nodes that said
+// early decide then. Otherwise, when the record stands on some nodes but
+// fewer than a majority (mixed refusals) and the slot is not before the
+// job's first sight on a majority, best is a refusal that holds the
+// record, marked Minority. busyRecords says whether a busy refusal
+// records the skip (a slot claim with Records.Busy).
+func quorumRefusal(rs []nodeResult[obtainReply], n, quorum int, busyRecords bool) (best *NotObtainedError, decided bool) {
 	count := map[string]int{}
 	perToken := map[string]int{}
 	blockAll, top := 0, 0
-	records := 0                   // nodes where the slot now has a final record
-	var onRecord *NotObtainedError // a refusal that holds one
+	records := 0                          // nodes where the slot now has a final record
+	var onRecord, early *NotObtainedError // a refusal that holds one; an early one
 	for _, r := range rs {
 		if r.err != nil || r.val.ok() {
 			continue
@@ -321,11 +325,14 @@ func quorumRefusal(rs []nodeResult[obtainReply], n, quorum int) (best *NotObtain
 		if best == nil || count[r.val.code] > count[codeOf(best)] {
 			best = e
 		}
-		if holdsRecord(r.val) {
+		if holdsRecord(r.val, busyRecords) {
 			records++
 			if onRecord == nil {
 				onRecord = e
 			}
+		}
+		if r.val.code == replyEarly && early == nil {
+			early = e
 		}
 	}
 	switch {
@@ -333,19 +340,25 @@ func quorumRefusal(rs []nodeResult[obtainReply], n, quorum int) (best *NotObtain
 		return &NotObtainedError{Reason: ErrSlotClaimed}, true
 	case blockAll <= n-quorum:
 		return nil, false
-	case records > 0 && records < quorum && best.Reason != ErrEarly && best.Reason != ErrUnborn:
-		onRecord.Minority = true
-		return onRecord, true
+	case records >= quorum:
+		return best, true
+	case early != nil:
+		return early, true
+	case count[replyUnborn] >= quorum || records == 0:
+		return best, true
 	}
-	return best, true
+	onRecord.Minority = true
+	return onRecord, true
 }
 
 // holdsRecord tells whether a slot claim's refusal leaves the slot's mark
-// on that node with a final record: the skip that obtain.lua wrote (busy,
-// paused, late) or the one it found (claimed).
-func holdsRecord(r obtainReply) bool {
+// on that node with a final record: the skip that obtain.lua wrote (busy
+// when busyRecords, paused, late) or the one it found (claimed).
+func holdsRecord(r obtainReply, busyRecords bool) bool {
 	switch r.code {
-	case replyBusy, replyPaused, replyLate:
+	case replyBusy:
+		return busyRecords
+	case replyPaused, replyLate:
 		return true
 	case replyClaimed:
 		return r.record != ""

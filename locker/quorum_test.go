@@ -1063,29 +1063,33 @@ func TestQuorumDue(t *testing.T) {
 }
 
 // TestQuorumMixedRefusal: three masters refuse one claim for mixed
-// reasons. The lease is busy on two of them (its holder's release lost
-// there); one hears the claim only after it is due (its requests are
-// delayed) and refuses it as busy, recording the skip; the other hears it
-// before it is due and answers "early", writing nothing, after the first
-// (its replies are delayed); the third grants it. No claimant can win any
-// more, so the refusal decides the slot, but its record stands on one
-// master: the error says so (Minority), the grant is dropped, and
-// RecordSkip completes the record on the others. When the early answer
-// comes first, the refusal is early (the claim is sent again at its due)
-// and says nothing of a minority.
+// reasons, and the one that records the skip (busy: the lease is held
+// there, its holder's release lost) is alone.
+//   - The lease is busy on master 1 too, but master 1 hears the claim
+//     before it is due (master 0's requests are delayed until after) and
+//     answers "early", writing nothing, after master 0 (its replies are
+//     delayed more): the refusal is early, so the claim is sent again at
+//     its due, when master 1 decides.
+//   - Master 1 lost its data and first saw the job after the slot (a
+//     newer replica's first sight): the slot is before it there
+//     ("unborn"). The refusal decides the slot, with its record on one
+//     master: it says so (Minority), and RecordSkip completes the record
+//     on a majority.
+//
+// The third master grants the claim, which is dropped there.
 func TestQuorumMixedRefusal(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name       string
-		earlyFirst bool
+		name   string
+		unborn bool
 	}{
-		{name: "busy heard first"},
-		{name: "early heard first", earlyFirst: true},
+		{name: "busy, then early"},
+		{name: "busy and unborn", unborn: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			proxies, clients, direct := proxiedNodes(t, 3*time.Second)
-			q := newQuorum(t, clients, locker.Options{NodeTimeout: 2 * time.Second})
+			proxies, clients, direct := proxiedNodes(t, 5*time.Second)
+			q := newQuorum(t, clients, locker.Options{NodeTimeout: 4 * time.Second})
 			key, meta := keys(t)
 			// Warm up: every connection dialled and the scripts loaded, so
 			// that each node sees the claim one delay after it is sent.
@@ -1093,16 +1097,20 @@ func TestQuorumMixedRefusal(t *testing.T) {
 			if err := mustObtain(t, q, warm).Release(bg); err != nil {
 				t.Fatal(err)
 			}
-			for _, c := range direct[:2] {
-				must(t, c.Set(bg, key, "lost-release", time.Minute).Err())
-			}
-			proxies[0].Delay(redistest.ToServer, 700*time.Millisecond)
-			if !tc.earlyFirst {
-				proxies[1].Delay(redistest.ToClient, 1200*time.Millisecond)
-			}
 			slot := time.Now().Truncate(time.Second)
+			must(t, direct[0].Set(bg, key, "lost-release", time.Minute).Err())
+			if tc.unborn {
+				must(t, direct[1].HSet(bg, meta, "first", slot.Unix()+1).Err())
+			} else {
+				must(t, direct[1].Set(bg, key, "lost-release", time.Minute).Err())
+				proxies[0].Delay(redistest.ToServer, 1500*time.Millisecond)
+				proxies[1].Delay(redistest.ToClient, 2500*time.Millisecond)
+			}
 			cl := slotClaim(key, meta, slot)
-			cl.NotBefore, cl.Due, cl.NotAfter = time.Now().Add(-time.Second), time.Now().Add(300*time.Millisecond), time.Now().Add(time.Minute)
+			cl.NotBefore, cl.Due, cl.NotAfter = time.Now().Add(-time.Second), time.Now().Add(time.Second), time.Now().Add(time.Minute)
+			if tc.unborn {
+				cl.Due = cl.NotBefore // due: a busy lease refuses it
+			}
 			err := tryObtain(q, cl)
 			proxies[0].Delay(redistest.ToServer, 0)
 			proxies[1].Delay(redistest.ToClient, 0)
@@ -1110,7 +1118,13 @@ func TestQuorumMixedRefusal(t *testing.T) {
 			if !errors.As(err, &ne) {
 				t.Fatalf("Obtain: got %v, want a NotObtainedError", err)
 			}
-			if tc.earlyFirst {
+			mark := cl.MarkKey
+			for i, want := range []string{recs.Busy, "", ""} {
+				if got := hget(t, direct[i], mark, "end"); got != want {
+					t.Errorf("node %d mark end after the claim: got %q, want %q", i, got, want)
+				}
+			}
+			if !tc.unborn {
 				if !errors.Is(err, locker.ErrEarly) || ne.Minority {
 					t.Fatalf("Obtain: got %v (Minority %v), want ErrEarly, Minority false", err, ne.Minority)
 				}
@@ -1119,21 +1133,15 @@ func TestQuorumMixedRefusal(t *testing.T) {
 			if !errors.Is(err, locker.ErrNotObtained) || !ne.Minority {
 				t.Fatalf("Obtain: got %v (Minority %v), want ErrNotObtained (busy), Minority true", err, ne.Minority)
 			}
-			mark := cl.MarkKey
-			for i, want := range []string{recs.Busy, "", ""} {
-				if got := hget(t, direct[i], mark, "end"); got != want {
-					t.Errorf("node %d mark end after the claim: got %q, want %q", i, got, want)
-				}
-			}
 			waitFor(t, 2*time.Second, func() bool { return !exists(t, direct[2], mark) }) // the grant dropped
 			skip := locker.Skip{MarkKey: mark, MetaKey: meta, Slot: slot, Record: recs.Busy, Retention: time.Hour,
 				NotBefore: time.Now().Add(-time.Second), NotAfter: time.Now().Add(time.Minute)}
 			if err := q.RecordSkip(bg, skip); err != nil {
 				t.Fatalf("RecordSkip: got %v, want nil", err)
 			}
-			for i, c := range direct {
-				if got := hget(t, c, mark, "end"); got != recs.Busy {
-					t.Errorf("node %d mark end after RecordSkip: got %q, want %q", i, got, recs.Busy)
+			for i, want := range []string{recs.Busy, "", recs.Busy} {
+				if got := hget(t, direct[i], mark, "end"); got != want {
+					t.Errorf("node %d mark end after RecordSkip: got %q, want %q", i, got, want)
 				}
 			}
 		})

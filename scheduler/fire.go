@@ -253,10 +253,10 @@ func (s *Scheduler) claim(ctx context.Context, js *jobState, slot, next time.Tim
 		switch {
 		case errors.As(err, &ne) && ne.Minority:
 			// Quorum mode: the masters refused for mixed reasons (a busy
-			// lease on one, a claim not yet due on another), and the
-			// slot's record stands on a minority of them. The recorder
-			// completes it once no replica may claim the slot, and counts
-			// the skip then.
+			// lease on one, the slot passed over or before the job's
+			// first sight on another), and the slot's record stands on a
+			// minority of them. The recorder completes it once no replica
+			// may claim the slot, and counts the skip then.
 			if reason := minorityReason(ne); reason != "" {
 				s.recorder.add(js, slot, reason, nil)
 			}
@@ -699,7 +699,7 @@ func outcome(ctx context.Context, err error) (out, reason string) {
 // refusal whose record stands on a minority of the masters
 // (NotObtainedError.Minority): the claim's own (busy, paused, late), or
 // the reason of the skip record it found; "" for a run's record, which
-// only a claim that won writes.
+// only a claim that won writes (or a record that does not parse).
 func minorityReason(ne *locker.NotObtainedError) string {
 	switch {
 	case errors.Is(ne.Reason, locker.ErrPaused):

@@ -485,102 +485,95 @@ func TestQuorumShedsBacklog(t *testing.T) {
 	}
 }
 
-// TestQuorumMinorityRecordCompleted: the masters refuse a claim for mixed
-// reasons, so that the slot is decided while its record stands on one
-// master. The job's lease is busy on masters 0 and 1 (its holder's release
-// lost there). Master 0 hears the claim only after the slot is due (its
-// requests are held from the moment the claim goes out) and refuses it as
-// busy, recording the skip; master 1 hears it before (the claim goes out
-// ahead) and answers "early", writing nothing, its answer held until
-// master 0's is read; master 2 grants it. The replica queues the skip
-// (overlap) and, once no replica may claim the slot, writes it on the
-// masters that lack it: every master holds it, and the slot did not run.
-// Before, the replica took the busy refusal as on record and the skip
-// stood on master 0 alone.
-func TestQuorumMinorityRecordCompleted(t *testing.T) {
+// mixedQuorum starts 3 masters, each behind a proxy, and a job "mixed"
+// every 4 s with no catch-up window (its skips are due 3 s after their
+// slot), which records its runs in l.
+func mixedQuorum(t *testing.T, l *ledger) (servers []*redistest.Server, clients []*redis.Client, proxies []*redistest.Proxy, addrs []string, j *jobs.Job) {
+	t.Helper()
+	for range 3 {
+		srv := redistest.Start(t, redistest.Options{})
+		p := redistest.StartProxyFor(t, srv)
+		servers, clients, proxies, addrs = append(servers, srv), append(clients, newClient(t, srv)), append(proxies, p), append(addrs, p.Addr())
+	}
+	j = testJob(t, "mixed", "*/4 * * * * *", registerLedgerFunc(l, behaviour{}), func(j *jobs.Job) { j.CatchupWindow = 0 })
+	return servers, clients, proxies, addrs, j
+}
+
+// lostRelease sets the job's lease on c as a run whose release was lost
+// there would have left it.
+func lostRelease(t *testing.T, c *redis.Client, j *jobs.Job) {
+	t.Helper()
+	if err := c.Set(context.Background(), store.JobKeys("", j.Name).Lease(), "lost-release", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// records are the final records of (j, slot) on each of clients ("" for
+// none).
+func records(t *testing.T, clients []*redis.Client, j *jobs.Job, slot time.Time) []string {
+	t.Helper()
+	out := make([]string, len(clients))
+	for i, c := range clients {
+		end, err := c.HGet(context.Background(), store.JobKeys("", j.Name).Mark(slot), "end").Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			t.Fatal(err)
+		}
+		out[i] = end
+	}
+	return out
+}
+
+// TestQuorumMixedRefusalSentAgain: the masters refuse a claim for mixed
+// reasons. The job's lease is busy on masters 0 and 1 (its holder's
+// release lost there). Master 0 hears the claim only after the slot is
+// due (its requests are held from the moment the claim goes out) and
+// refuses it as busy, recording the skip; master 1 hears it before (the
+// claim goes out ahead) and answers "early", writing nothing, its answer
+// held until master 0's is read; master 2 grants it. The refusal is
+// early, so the claim is sent again at its due, and master 1 records the
+// skip then: a majority holds it before the replica's recorder would
+// write it, and the slot did not run. Before, the replica took the busy
+// refusal as on record, and the skip stood on master 0 alone.
+func TestQuorumMixedRefusalSentAgain(t *testing.T) {
 	t.Parallel()
-	servers := make([]*redistest.Server, 3)
-	proxies := make([]*redistest.Proxy, 3)
-	addrs := make([]string, 3)
-	for i := range servers {
-		servers[i] = redistest.Start(t, redistest.Options{})
-		proxies[i] = redistest.StartProxyFor(t, servers[i])
-		addrs[i] = proxies[i].Addr()
-	}
 	l := &ledger{}
-	j := testJob(t, "mixed", "*/4 * * * * *", registerLedgerFunc(l, behaviour{}), func(j *jobs.Job) { j.CatchupWindow = 0 })
-	k := store.JobKeys("", j.Name)
-	ctx := context.Background()
-	var target atomic.Value // the mark key of the slot whose claim brings the faults
-	target.Store("")
+	_, clients, proxies, addrs, j := mixedQuorum(t, l)
+	// The first slot after the start is claimed at its due, the next ones
+	// claimAhead before it (the job is steady): the test takes the second.
+	slot := j.Schedule.Next(j.Schedule.Next(time.Now()))
+	mark := store.JobKeys("", j.Name).Mark(slot)
+	ofSlot := func(cmd redis.Cmder) bool { return slices.Contains(cmd.Args(), any(mark)) }
 	var armed, holding atomic.Bool
-	ofTarget := func(cmd redis.Cmder) bool {
-		mark := target.Load().(string)
-		return mark != "" && slices.Contains(cmd.Args(), any(mark))
-	}
+	armed.Store(true)
 	before := redistest.BeforeHook(func(cmd redis.Cmder) {
-		if ofTarget(cmd) && armed.CompareAndSwap(true, false) {
+		if ofSlot(cmd) && armed.CompareAndSwap(true, false) {
 			proxies[0].Hold(redistest.ToServer)
 			proxies[1].Hold(redistest.ToClient)
 			holding.Store(true)
 		}
 	})
 	after := redistest.AfterHook(func(cmd redis.Cmder) {
-		if c, ok := cmd.(*redis.Cmd); ok && ofTarget(cmd) && c.Err() == nil && replyHas(c.Val(), "busy") && holding.CompareAndSwap(true, false) {
+		if c, ok := cmd.(*redis.Cmd); ok && ofSlot(cmd) && c.Err() == nil && replyHas(c.Val(), "busy") && holding.CompareAndSwap(true, false) {
 			proxies[1].Release(redistest.ToClient)
 		}
 	})
 	startQuorumInstanceAt(t, addrs, []*jobs.Job{j}, Options{Replica: "r0"}, locker.Options{Retries: 3, NodeTimeout: 2 * time.Second}, before, after)
-	// The claim goes out claimAhead before its slot once the job is steady:
-	// the first slot after the start is claimed at its due, so the test
-	// begins with the second. A replica whose timer
-	// wakes later than that finds the slot due on master 1 too, which then
-	// records the skip itself; one starved until its attempt's bound gives
-	// the claim up (late), and records that on the masters that lack a
-	// record. Such a slot does not test the refusal, and the next one is
-	// tried (3 at most).
-	var slot time.Time
-	want := ""
-	for try := 0; ; try++ {
-		slot = j.Schedule.Next(time.Now().Add(1500 * time.Millisecond))
-		if try == 0 {
-			slot = j.Schedule.Next(j.Schedule.Next(time.Now()))
-		}
-		want = store.Skip(j.Name, slot, store.ReasonOverlap)
-		for _, srv := range servers[:2] {
-			if err := srv.Client(t).Set(ctx, k.Lease(), "lost-release", time.Minute).Err(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		target.Store(k.Mark(slot))
-		armed.Store(true)
-		waitUntil(slot.Add(300 * time.Millisecond))
-		proxies[0].Release(redistest.ToServer)
-		waitUntil(slot.Add(time.Second))
-		proxies[1].Release(redistest.ToClient) // if no busy reply came
-		if armed.Load() {
-			t.Fatalf("slot %v: no claim went out by %v", slot.UTC(), time.Now().UTC())
-		}
-		end, err := servers[1].Client(t).HGet(ctx, k.Mark(slot), "end").Result()
-		if err == nil {
-			t.Logf("slot %v: master 1 heard the claim after its due (recorded %q); trying the next slot", slot.UTC(), end)
-		} else if !errors.Is(err, redis.Nil) {
-			t.Fatal(err)
-		} else if end = waitRecord(t, servers[1], k.Mark(slot), slot.Add(OnTime+DefaultMaxClockSkew+5*time.Second)); end == want {
-			break // refused for mixed reasons, and completed
-		} else if end == "" {
-			t.Fatalf("slot %v: master 1 holds no record %v after the slot, want %s (the skip on a minority of the masters)", slot.UTC(), time.Since(slot).Round(time.Second), want)
-		} else {
-			t.Logf("slot %v: master 1's record is %q, want %s (the claim given up, not refused); trying the next slot", slot.UTC(), end, want)
-		}
-		if try == 2 {
-			t.Fatalf("slot %v: no slot of 3 refused for mixed reasons (timers late by more than %v, or claims given up)", slot.UTC(), claimAhead)
-		}
+	waitUntil(slot.Add(-time.Second))
+	lostRelease(t, clients[0], j)
+	lostRelease(t, clients[1], j)
+	waitUntil(slot.Add(300 * time.Millisecond))
+	proxies[0].Release(redistest.ToServer)
+	waitUntil(slot.Add(time.Second))
+	proxies[1].Release(redistest.ToClient) // if no busy reply came
+	if armed.Load() {
+		t.Fatalf("slot %v: no claim went out by %v", slot.UTC(), time.Now().UTC())
 	}
-	for i, srv := range servers {
-		if got := waitRecord(t, srv, k.Mark(slot), time.Now().Add(3*time.Second)); got != want {
-			t.Errorf("slot %v: master %d holds %q, want %s", slot.UTC(), i, got, want)
-		}
+	// Before the skip is due (slot + OnTime + MaxClockSkew): the claim's
+	// own records.
+	waitUntil(slot.Add(OnTime + DefaultMaxClockSkew - 500*time.Millisecond))
+	want := store.Skip(j.Name, slot, store.ReasonOverlap)
+	if got := records(t, clients, j, slot); got[0] != want || got[1] != want {
+		t.Errorf("slot %v: got the masters' records %q, want %s on masters 0 and 1", slot.UTC(), got, want)
 	}
 	for _, e := range l.snapshot() {
 		if e.slot.Equal(slot) {
@@ -589,19 +582,46 @@ func TestQuorumMinorityRecordCompleted(t *testing.T) {
 	}
 }
 
-// waitRecord returns the final record of mark on srv once there is one,
-// or "" at deadline.
-func waitRecord(t *testing.T, srv *redistest.Server, mark string, deadline time.Time) string {
-	t.Helper()
-	for {
-		end, err := srv.Client(t).HGet(context.Background(), mark, "end").Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			t.Fatal(err)
-		}
-		if end != "" || time.Now().After(deadline) {
-			return end
+// TestQuorumMinorityRecordCompleted: the masters refuse a claim for mixed
+// reasons, and the refusal decides the slot while its record stands on
+// one master. The job's lease is busy on master 0 (its holder's release
+// lost there), which refuses the claim as busy once the slot is due,
+// recording the skip; master 1 lost its data and first saw the job after
+// the slot (a newer replica's first sight), so the slot comes before the
+// job there ("unborn"), and nothing is recorded; master 2 grants the
+// claim. The replica queues the skip (overlap) and, once no replica may
+// claim the slot, writes it where it is missing: masters 0 and 2 hold it,
+// and the slot did not run. Before, the replica took the refusal as on
+// record (busy) or the slot as not the job's (unborn), and the skip
+// stood on master 0 alone.
+func TestQuorumMinorityRecordCompleted(t *testing.T) {
+	t.Parallel()
+	l := &ledger{}
+	_, clients, _, addrs, j := mixedQuorum(t, l)
+	s := startQuorumInstanceAt(t, addrs, []*jobs.Job{j}, Options{Replica: "r0"}, locker.Options{Retries: 3, NodeTimeout: 2 * time.Second})
+	slot := j.Schedule.Next(time.Now().Add(time.Second))
+	waitUntil(slot.Add(-time.Second))
+	lostRelease(t, clients[0], j)
+	seenBefore(t, clients[1], j.Name, slot.Add(time.Second))
+	want := store.Skip(j.Name, slot, store.ReasonOverlap)
+	wantAll := []string{want, "", want}
+	var got []string
+	for deadline := slot.Add(OnTime + DefaultMaxClockSkew + 5*time.Second); ; {
+		if got = records(t, clients, j, slot); slices.Equal(got, wantAll) || time.Now().After(deadline) {
+			break
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	if !slices.Equal(got, wantAll) {
+		t.Errorf("slot %v: got the masters' records %q, want %q", slot.UTC(), got, wantAll)
+	}
+	if n := s.metrics.jobs.get(j.Name).skip(store.ReasonOverlap).Load(); n != 1 {
+		t.Errorf("skips (overlap) counted: got %v, want 1", n)
+	}
+	for _, e := range l.snapshot() {
+		if e.slot.Equal(slot) {
+			t.Errorf("slot %v ran on %s, want no run (refused as busy)", slot.UTC(), e.replica)
+		}
 	}
 }
 
