@@ -173,6 +173,24 @@ func (c *Claim) due() time.Time {
 	return c.Due
 }
 
+// records says whether a refusal with reply code leaves this claim's own
+// record in its mark (obtain.lua's end_mark): busy, paused or late, each
+// when the claim has a mark and that record.
+func (c *Claim) records(code string) bool {
+	if c.MarkKey == "" {
+		return false
+	}
+	switch code {
+	case replyBusy:
+		return c.Records.Busy != ""
+	case replyPaused:
+		return c.Records.Paused != ""
+	case replyLate:
+		return c.Records.Late != ""
+	}
+	return false
+}
+
 // stopTime is StopTime, at most TTL/3.
 func (c *Claim) stopTime() time.Duration { return min(max(c.StopTime, 0), c.TTL/3) }
 

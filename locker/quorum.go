@@ -1,6 +1,7 @@
 package locker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -211,7 +212,7 @@ func (b *Bid) obtainQuorum(ctx context.Context) (*Lease, error) {
 			b.cutOn[r.node] = true // its script may have stopped after taking the lease
 		}
 	}
-	if state, decided := quorumRefusal(rs, n, l.quorum, b.claim.MarkKey != "" && b.claim.Records.Busy != ""); decided {
+	if state, decided := quorumRefusal(rs, n, l.quorum, &b.claim); decided {
 		// Others decided the slot: our running marks, if any, stand on a
 		// minority.
 		b.drop(rs)
@@ -290,26 +291,27 @@ func (b *Bid) drop(rs []nodeResult[obtainReply]) {
 	fanoutTo(context.Background(), l.nodes, skip, laneMain, prioNormal, l.opts.NodeTimeout, releaseScript, line, textReply).all()
 }
 
-// quorumRefusal tells whether the refusals of a failed quorum claim decide
-// the slot: either the nodes that refuse every claimant (a final record or
-// high-water, pause, a busy lease, a clock bound) leave too few nodes for
-// any majority, or another claimant's running marks stand on a majority
-// (it won). Otherwise nobody has won: the claimants split the vote, and
-// the losers drop their marks so that a retry can win. best is the refusal
-// to report when decided. Unless the slot's final record (one this claim
-// wrote, or one it found) stands on a majority, an early refusal comes
-// first: the claim is sent again once it is due, and the nodes that said
-// early decide then. Otherwise, when the record stands on some nodes but
-// fewer than a majority (mixed refusals) and the slot is not before the
-// job's first sight on a majority, best is a refusal that holds the
-// record, marked Minority. busyRecords says whether a busy refusal
-// records the skip (a slot claim with Records.Busy).
-func quorumRefusal(rs []nodeResult[obtainReply], n, quorum int, busyRecords bool) (best *NotObtainedError, decided bool) {
+// quorumRefusal tells whether the refusals of a failed quorum claim c
+// decide the slot: either the nodes that refuse every claimant (a final
+// record or high-water, pause, a busy lease, a clock bound) leave too few
+// nodes for any majority, or another claimant's running marks stand on a
+// majority (it won). Otherwise nobody has won: the claimants split the
+// vote, and the losers drop their marks so that a retry can win. best is
+// the refusal to report when decided: one that this claim recorded when
+// its records make the majority (so that the replica counts the skip),
+// else the most common. Unless the slot's final record (one this claim
+// wrote, or one it found) stands on a majority, an early refusal (the
+// longest wait) comes first: the claim is sent again once it is due, and
+// the nodes that said early decide then. Otherwise, when the record
+// stands on some nodes but fewer than a majority (mixed refusals) and the
+// slot is not before the job's first sight on a majority, best is a
+// refusal that holds the record, marked Minority.
+func quorumRefusal(rs []nodeResult[obtainReply], n, quorum int, c *Claim) (best *NotObtainedError, decided bool) {
 	count := map[string]int{}
 	perToken := map[string]int{}
 	blockAll, top := 0, 0
-	records := 0                          // nodes where the slot now has a final record
-	var onRecord, early *NotObtainedError // a refusal that holds one; an early one
+	records, found := 0, 0                     // nodes where the slot now has a final record; of them, found before
+	var onRecord, own, early *NotObtainedError // a refusal that holds one; one this claim wrote; the longest early one
 	for _, r := range rs {
 		if r.err != nil || r.val.ok() {
 			continue
@@ -325,13 +327,18 @@ func quorumRefusal(rs []nodeResult[obtainReply], n, quorum int, busyRecords bool
 		if best == nil || count[r.val.code] > count[codeOf(best)] {
 			best = e
 		}
-		if holdsRecord(r.val, busyRecords) {
+		wrote, isFound := c.records(r.val.code), r.val.code == replyClaimed && r.val.record != ""
+		if wrote || isFound {
 			records++
-			if onRecord == nil {
-				onRecord = e
-			}
+			onRecord = cmp.Or(onRecord, e)
 		}
-		if r.val.code == replyEarly && early == nil {
+		if wrote {
+			own = cmp.Or(own, e)
+		}
+		if isFound {
+			found++
+		}
+		if r.val.code == replyEarly && (early == nil || e.Wait > early.Wait) {
 			early = e
 		}
 	}
@@ -340,6 +347,8 @@ func quorumRefusal(rs []nodeResult[obtainReply], n, quorum int, busyRecords bool
 		return &NotObtainedError{Reason: ErrSlotClaimed}, true
 	case blockAll <= n-quorum:
 		return nil, false
+	case records >= quorum && own != nil && found < quorum:
+		return own, true // its own records make the majority: its skip
 	case records >= quorum:
 		return best, true
 	case early != nil:
@@ -349,21 +358,6 @@ func quorumRefusal(rs []nodeResult[obtainReply], n, quorum int, busyRecords bool
 	}
 	onRecord.Minority = true
 	return onRecord, true
-}
-
-// holdsRecord tells whether a slot claim's refusal leaves the slot's mark
-// on that node with a final record: the skip that obtain.lua wrote (busy
-// when busyRecords, paused, late) or the one it found (claimed).
-func holdsRecord(r obtainReply, busyRecords bool) bool {
-	switch r.code {
-	case replyBusy:
-		return busyRecords
-	case replyPaused, replyLate:
-		return true
-	case replyClaimed:
-		return r.record != ""
-	}
-	return false
 }
 
 // codeOf is the reply code of a refusal.

@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -486,17 +485,17 @@ func TestQuorumShedsBacklog(t *testing.T) {
 }
 
 // mixedQuorum starts 3 masters, each behind a proxy, and a job "mixed"
-// every 4 s with no catch-up window (its skips are due 3 s after their
-// slot), which records its runs in l.
-func mixedQuorum(t *testing.T, l *ledger) (servers []*redistest.Server, clients []*redis.Client, proxies []*redistest.Proxy, addrs []string, j *jobs.Job) {
+// every 4 s with catch-up window cw (its skips are due cw + OnTime +
+// MaxClockSkew after their slot), which records its runs in l.
+func mixedQuorum(t *testing.T, l *ledger, cw time.Duration) (clients []*redis.Client, proxies []*redistest.Proxy, addrs []string, j *jobs.Job) {
 	t.Helper()
 	for range 3 {
 		srv := redistest.Start(t, redistest.Options{})
 		p := redistest.StartProxyFor(t, srv)
-		servers, clients, proxies, addrs = append(servers, srv), append(clients, newClient(t, srv)), append(proxies, p), append(addrs, p.Addr())
+		clients, proxies, addrs = append(clients, newClient(t, srv)), append(proxies, p), append(addrs, p.Addr())
 	}
-	j = testJob(t, "mixed", "*/4 * * * * *", registerLedgerFunc(l, behaviour{}), func(j *jobs.Job) { j.CatchupWindow = 0 })
-	return servers, clients, proxies, addrs, j
+	j = testJob(t, "mixed", "*/4 * * * * *", registerLedgerFunc(l, behaviour{}), func(j *jobs.Job) { j.CatchupWindow = cw })
+	return clients, proxies, addrs, j
 }
 
 // lostRelease sets the job's lease on c as a run whose release was lost
@@ -514,11 +513,9 @@ func records(t *testing.T, clients []*redis.Client, j *jobs.Job, slot time.Time)
 	t.Helper()
 	out := make([]string, len(clients))
 	for i, c := range clients {
-		end, err := c.HGet(context.Background(), store.JobKeys("", j.Name).Mark(slot), "end").Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			t.Fatal(err)
+		if m, ok := readMark(t, c, j.Name, slot); ok && m.Ended {
+			out[i] = m.Record.Encode()
 		}
-		out[i] = end
 	}
 	return out
 }
@@ -532,14 +529,17 @@ func records(t *testing.T, clients []*redis.Client, j *jobs.Job, slot time.Time)
 // held until master 0's is read; master 2 grants it. The refusal is
 // early, so the claim is sent again at its due, and master 1 records the
 // skip then: a majority holds it before the replica's recorder would
-// write it, and the slot did not run. Before, the replica took the busy
-// refusal as on record, and the skip stood on master 0 alone.
+// write it, the replica counts it once, and the slot did not run. Before,
+// the replica took the busy refusal as on record, and the skip stood on
+// master 0 alone.
 func TestQuorumMixedRefusalSentAgain(t *testing.T) {
 	t.Parallel()
 	l := &ledger{}
-	_, clients, proxies, addrs, j := mixedQuorum(t, l)
+	// A catch-up window of 3 s: a starved replica's claim, sent again at
+	// the due, is not given up late before it reaches master 1.
+	clients, proxies, addrs, j := mixedQuorum(t, l, 3*time.Second)
 	// The first slot after the start is claimed at its due, the next ones
-	// claimAhead before it (the job is steady): the test takes the second.
+	// ahead of it (the job is steady): the test takes the second.
 	slot := j.Schedule.Next(j.Schedule.Next(time.Now()))
 	mark := store.JobKeys("", j.Name).Mark(slot)
 	ofSlot := func(cmd redis.Cmder) bool { return slices.Contains(cmd.Args(), any(mark)) }
@@ -557,23 +557,28 @@ func TestQuorumMixedRefusalSentAgain(t *testing.T) {
 			proxies[1].Release(redistest.ToClient)
 		}
 	})
-	startQuorumInstanceAt(t, addrs, []*jobs.Job{j}, Options{Replica: "r0"}, locker.Options{Retries: 3, NodeTimeout: 2 * time.Second}, before, after)
-	waitUntil(slot.Add(-time.Second))
+	s := startQuorumInstanceAt(t, addrs, []*jobs.Job{j}, Options{Replica: "r0"}, locker.Options{Retries: 3, NodeTimeout: 2 * time.Second}, before, after)
+	claimsOut(s, slot)
 	lostRelease(t, clients[0], j)
 	lostRelease(t, clients[1], j)
-	waitUntil(slot.Add(300 * time.Millisecond))
+	waitUntil(slot.Add(100 * time.Millisecond))
 	proxies[0].Release(redistest.ToServer)
 	waitUntil(slot.Add(time.Second))
 	proxies[1].Release(redistest.ToClient) // if no busy reply came
 	if armed.Load() {
 		t.Fatalf("slot %v: no claim went out by %v", slot.UTC(), time.Now().UTC())
 	}
-	// Before the skip is due (slot + OnTime + MaxClockSkew): the claim's
-	// own records.
-	waitUntil(slot.Add(OnTime + DefaultMaxClockSkew - 500*time.Millisecond))
+	// The claim's own records: read before the next slot's claims go out
+	// (the lease is still busy: it would be refused and counted too), and
+	// long before the skip is due (slot + catch-up + OnTime +
+	// MaxClockSkew).
+	waitUntil(j.Schedule.Next(slot).Add(-maxClaimAhead - 200*time.Millisecond))
 	want := store.Skip(j.Name, slot, store.ReasonOverlap)
 	if got := records(t, clients, j, slot); got[0] != want || got[1] != want {
 		t.Errorf("slot %v: got the masters' records %q, want %s on masters 0 and 1", slot.UTC(), got, want)
+	}
+	if n := s.metrics.jobs.get(j.Name).skip(store.ReasonOverlap).Load(); n != 1 {
+		t.Errorf("skips (overlap) counted: got %v, want 1", n)
 	}
 	for _, e := range l.snapshot() {
 		if e.slot.Equal(slot) {
@@ -591,23 +596,25 @@ func TestQuorumMixedRefusalSentAgain(t *testing.T) {
 // job there ("unborn"), and nothing is recorded; master 2 grants the
 // claim. The replica queues the skip (overlap) and, once no replica may
 // claim the slot, writes it where it is missing: masters 0 and 2 hold it,
-// and the slot did not run. Before, the replica took the refusal as on
-// record (busy) or the slot as not the job's (unborn), and the skip
-// stood on master 0 alone.
+// the replica counts it once, and the slot did not run. Before, the
+// replica took the refusal as on record (busy) or the slot as not the
+// job's (unborn), and the skip stood on master 0 alone.
 func TestQuorumMinorityRecordCompleted(t *testing.T) {
 	t.Parallel()
 	l := &ledger{}
-	_, clients, _, addrs, j := mixedQuorum(t, l)
+	clients, _, addrs, j := mixedQuorum(t, l, 0)
 	s := startQuorumInstanceAt(t, addrs, []*jobs.Job{j}, Options{Replica: "r0"}, locker.Options{Retries: 3, NodeTimeout: 2 * time.Second})
 	slot := j.Schedule.Next(time.Now().Add(time.Second))
-	waitUntil(slot.Add(-time.Second))
+	claimsOut(s, slot)
 	lostRelease(t, clients[0], j)
 	seenBefore(t, clients[1], j.Name, slot.Add(time.Second))
 	want := store.Skip(j.Name, slot, store.ReasonOverlap)
 	wantAll := []string{want, "", want}
+	skips := s.metrics.jobs.get(j.Name).skip(store.ReasonOverlap)
 	var got []string
 	for deadline := slot.Add(OnTime + DefaultMaxClockSkew + 5*time.Second); ; {
-		if got = records(t, clients, j, slot); slices.Equal(got, wantAll) || time.Now().After(deadline) {
+		// The recorder counts the skip once its write returned.
+		if got = records(t, clients, j, slot); slices.Equal(got, wantAll) && skips.Load() > 0 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -615,7 +622,7 @@ func TestQuorumMinorityRecordCompleted(t *testing.T) {
 	if !slices.Equal(got, wantAll) {
 		t.Errorf("slot %v: got the masters' records %q, want %q", slot.UTC(), got, wantAll)
 	}
-	if n := s.metrics.jobs.get(j.Name).skip(store.ReasonOverlap).Load(); n != 1 {
+	if n := skips.Load(); n != 1 {
 		t.Errorf("skips (overlap) counted: got %v, want 1", n)
 	}
 	for _, e := range l.snapshot() {
