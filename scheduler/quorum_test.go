@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -553,7 +554,7 @@ func TestQuorumMixedRefusalSentAgain(t *testing.T) {
 		}
 	})
 	after := redistest.AfterHook(func(cmd redis.Cmder) {
-		if c, ok := cmd.(*redis.Cmd); ok && ofSlot(cmd) && c.Err() == nil && replyHas(c.Val(), "busy") && holding.CompareAndSwap(true, false) {
+		if c, ok := cmd.(*redis.Cmd); ok && ofSlot(cmd) && c.Err() == nil && strings.Contains(fmt.Sprint(c.Val()), "busy") && holding.CompareAndSwap(true, false) {
 			proxies[1].Release(redistest.ToClient)
 		}
 	})
@@ -630,22 +631,4 @@ func TestQuorumMinorityRecordCompleted(t *testing.T) {
 			t.Errorf("slot %v ran on %s, want no run (refused as busy)", slot.UTC(), e.replica)
 		}
 	}
-}
-
-// replyHas says whether a script's reply, or one carried in a batch's
-// reply, begins with code.
-func replyHas(v any, code string) bool {
-	a, ok := v.([]any)
-	if !ok || len(a) == 0 {
-		return false
-	}
-	if s, ok := a[0].(string); ok && s == code {
-		return true
-	}
-	for _, e := range a {
-		if replyHas(e, code) {
-			return true
-		}
-	}
-	return false
 }
