@@ -10,7 +10,7 @@
 // the peers, as ratios.
 //
 //	cd bench && go run ./schedbench                        # the compare suite, a few minutes
-//	cd bench && go run ./schedbench -suite all -reps 5     # every suite but soak, about 50 minutes
+//	cd bench && go run ./schedbench -suite all -reps 5     # every suite but soak, about 2 hours on 2 cores
 //	cd bench && go run ./schedbench -suite soak -reps 1    # 30 minutes at 1,000 firings/s, sampled every minute
 //	cd bench && go run ./schedbench -suite cluster         # 1 vs 3 Redis Cluster masters, a few minutes
 //	cd bench && go run ./schedbench -suite quorum          # quorum mode on 3 masters, past its knee, about a minute
