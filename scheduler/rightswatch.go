@@ -85,12 +85,14 @@ func (w *rightsWatch) run(ctx context.Context, check func(context.Context) error
 			w.s.log.Error().Err(err).Msg("the Redis user may no longer run what the scripts call: claims and records fail until it may")
 			refused = true
 		case err == nil && refused:
-			w.s.log.Info().Msg("the Redis user may run what the scripts call again")
-			refused = false
+			// Drop a refusal seen before the rights came back, before the
+			// line says so: one seen after the line asks for a check.
 			select {
-			case <-w.kick: // a refusal seen before the rights came back
+			case <-w.kick:
 			default:
 			}
+			refused = false
+			w.s.log.Info().Msg("the Redis user may run what the scripts call again")
 		case err == nil:
 			w.s.log.Warn().Msg("a script was refused by the Redis ACL, yet its user may run every command the scripts call")
 		case ctx.Err() == nil:
